@@ -1,0 +1,413 @@
+//! CRL building.
+//!
+//! The openssl crate has no CRL builder, and going through `openssl-sys` would need
+//! `unsafe`. Instead the TBSCertList is assembled with the RustCrypto `x509-cert`/`der`
+//! types (a complete, typed ASN.1 model), encoded to DER, and its signature is made by
+//! OpenSSL with the CA key, exactly as a certificate's would be. Tests check the result
+//! with `openssl crl`.
+
+use der::asn1::{BitString, GeneralizedTime, OctetString, UtcTime};
+use der::{Decode, Encode};
+use openssl::hash::MessageDigest;
+use openssl::sign::Signer;
+use x509_cert::crl::{CertificateList, RevokedCert, TbsCertList};
+use x509_cert::ext::pkix::AuthorityKeyIdentifier;
+use x509_cert::ext::Extension;
+use x509_cert::name::Name;
+use x509_cert::spki::AlgorithmIdentifierOwned;
+use x509_cert::time::Time;
+use x509_cert::Version;
+
+use super::oid;
+use super::{CaError, CaPair, KeyType, SerialNumber, UnixTime};
+
+/// RFC 5280 section 5.3.1 reason codes (value 7 is unused by the RFC).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RevocationReason {
+    /// 0, the default when none is given.
+    Unspecified,
+    /// 1.
+    KeyCompromise,
+    /// 2.
+    CaCompromise,
+    /// 3.
+    AffiliationChanged,
+    /// 4.
+    Superseded,
+    /// 5.
+    CessationOfOperation,
+    /// 6.
+    CertificateHold,
+    /// 8.
+    RemoveFromCrl,
+    /// 9.
+    PrivilegeWithdrawn,
+    /// 10.
+    AaCompromise,
+}
+
+impl RevocationReason {
+    const ALL: [(RevocationReason, u8, &'static str); 10] = [
+        (RevocationReason::Unspecified, 0, "unspecified"),
+        (RevocationReason::KeyCompromise, 1, "keyCompromise"),
+        (RevocationReason::CaCompromise, 2, "cACompromise"),
+        (
+            RevocationReason::AffiliationChanged,
+            3,
+            "affiliationChanged",
+        ),
+        (RevocationReason::Superseded, 4, "superseded"),
+        (
+            RevocationReason::CessationOfOperation,
+            5,
+            "cessationOfOperation",
+        ),
+        (RevocationReason::CertificateHold, 6, "certificateHold"),
+        (RevocationReason::RemoveFromCrl, 8, "removeFromCRL"),
+        (
+            RevocationReason::PrivilegeWithdrawn,
+            9,
+            "privilegeWithdrawn",
+        ),
+        (RevocationReason::AaCompromise, 10, "aACompromise"),
+    ];
+
+    /// The RFC 5280 code.
+    pub fn code(self) -> u8 {
+        Self::ALL
+            .iter()
+            .find(|(r, _, _)| *r == self)
+            .map(|e| e.1)
+            .unwrap_or(0)
+    }
+
+    /// The RFC 5280 name, e.g. `keyCompromise`.
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(r, _, _)| *r == self)
+            .map(|e| e.2)
+            .unwrap_or("unspecified")
+    }
+
+    /// Parses an RFC 5280 name in any case (`keyCompromise`, `key-compromise` and
+    /// `key_compromise` too).
+    pub fn parse(s: &str) -> Option<Self> {
+        let fold = |x: &str| -> String {
+            x.chars()
+                .filter(|c| *c != '-' && *c != '_')
+                .map(|c| c.to_ascii_lowercase())
+                .collect()
+        };
+        let want = fold(s);
+        Self::ALL
+            .iter()
+            .find(|(_, _, n)| fold(n) == want)
+            .map(|e| e.0)
+    }
+}
+
+/// One revoked certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlEntry {
+    /// The revoked certificate's serial.
+    pub serial: SerialNumber,
+    /// When it was revoked.
+    pub revoked_at: UnixTime,
+    /// Why.
+    pub reason: RevocationReason,
+}
+
+/// The CRL-wide fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrlParams {
+    /// The monotonically increasing CRL number.
+    pub number: u64,
+    /// `thisUpdate`.
+    pub this_update: UnixTime,
+    /// `nextUpdate`.
+    pub next_update: UnixTime,
+}
+
+/// RFC 5280 4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050.
+fn x509_time(t: UnixTime) -> Result<Time, CaError> {
+    let secs = u64::try_from(t).map_err(|_| CaError::BadCertificate("time before 1970".into()))?;
+    let dt = der::DateTime::from_unix_duration(std::time::Duration::from_secs(secs))?;
+    if dt.year() < 2050 {
+        Ok(Time::UtcTime(UtcTime::from_date_time(dt)?))
+    } else {
+        Ok(Time::GeneralTime(GeneralizedTime::from_date_time(dt)))
+    }
+}
+
+/// The signature algorithm identifier matching how [`sign`] signs with `key_type`.
+fn signature_algorithm(
+    key_type: Option<KeyType>,
+) -> Result<(AlgorithmIdentifierOwned, MessageDigest), CaError> {
+    let (oid, null_params, md) = match key_type {
+        Some(KeyType::Rsa2048 | KeyType::Rsa3072 | KeyType::Rsa4096) => {
+            ("1.2.840.113549.1.1.11", true, MessageDigest::sha256())
+        }
+        Some(KeyType::EcP256) => ("1.2.840.10045.4.3.2", false, MessageDigest::sha256()),
+        Some(KeyType::EcP384) => ("1.2.840.10045.4.3.3", false, MessageDigest::sha384()),
+        Some(KeyType::Ed25519) => ("1.3.101.112", false, MessageDigest::null()),
+        None => return Err(CaError::BadKey("the CA key type cannot sign CRLs".into())),
+    };
+    let parameters = if null_params {
+        Some(der::Any::from(der::asn1::Null))
+    } else {
+        None
+    };
+    let alg = AlgorithmIdentifierOwned {
+        oid: oid.parse().map_err(|_| CaError::BadKey("bad OID".into()))?,
+        parameters,
+    };
+    Ok((alg, md))
+}
+
+fn sign(ca: &CaPair, md: MessageDigest, tbs: &[u8]) -> Result<Vec<u8>, CaError> {
+    let key = ca.key().pkey();
+    if md == MessageDigest::null() {
+        let mut s = Signer::new_without_digest(key)?;
+        Ok(s.sign_oneshot_to_vec(tbs)?)
+    } else {
+        let mut s = Signer::new(md, key)?;
+        s.update(tbs)?;
+        Ok(s.sign_to_vec()?)
+    }
+}
+
+fn extension(oid: &str, critical: bool, value: Vec<u8>) -> Result<Extension, CaError> {
+    Ok(Extension {
+        extn_id: oid.parse().map_err(|_| CaError::BadKey("bad OID".into()))?,
+        critical,
+        extn_value: OctetString::new(value)?,
+    })
+}
+
+/// Builds and signs a v2 CRL for `ca` listing `entries`, returned as DER.
+///
+/// Extensions: cRLNumber and authorityKeyIdentifier (from the CA's SKI). Entries carry a
+/// reasonCode unless the reason is `unspecified` (RFC 5280 5.3.1 says to omit it then).
+pub fn build_crl(
+    ca: &CaPair,
+    entries: &[CrlEntry],
+    params: &CrlParams,
+) -> Result<Vec<u8>, CaError> {
+    let (alg, md) = signature_algorithm(ca.key().key_type())?;
+    let issuer = Name::from_der(&ca.cert().subject_name().to_der()?)?;
+
+    let mut revoked = Vec::with_capacity(entries.len());
+    for e in entries {
+        let crl_entry_extensions = if e.reason == RevocationReason::Unspecified {
+            None
+        } else {
+            // CRLReason ::= ENUMERATED
+            Some(vec![extension(
+                oid::CRL_REASON,
+                false,
+                vec![0x0a, 0x01, e.reason.code()],
+            )?])
+        };
+        revoked.push(RevokedCert {
+            serial_number: x509_cert::serial_number::SerialNumber::new(&positive(
+                e.serial.as_bytes(),
+            ))?,
+            revocation_date: x509_time(e.revoked_at)?,
+            crl_entry_extensions,
+        });
+    }
+
+    let mut exts = vec![extension(oid::CRL_NUMBER, false, params.number.to_der()?)?];
+    if let Some(ski) = ca.cert().subject_key_id() {
+        let aki = AuthorityKeyIdentifier {
+            key_identifier: Some(OctetString::new(ski.as_slice())?),
+            authority_cert_issuer: None,
+            authority_cert_serial_number: None,
+        };
+        exts.push(extension(oid::AUTHORITY_KEY_ID, false, aki.to_der()?)?);
+    }
+
+    let tbs = TbsCertList {
+        version: Version::V2,
+        signature: alg.clone(),
+        issuer,
+        this_update: x509_time(params.this_update)?,
+        next_update: Some(x509_time(params.next_update)?),
+        revoked_certificates: if revoked.is_empty() {
+            None
+        } else {
+            Some(revoked)
+        },
+        crl_extensions: Some(exts),
+    };
+    let tbs_der = tbs.to_der()?;
+    let signature = sign(ca, md, &tbs_der)?;
+    let crl = CertificateList {
+        tbs_cert_list: tbs,
+        signature_algorithm: alg,
+        signature: BitString::from_bytes(&signature)?,
+    };
+    Ok(crl.to_der()?)
+}
+
+/// A magnitude as a positive two's-complement INTEGER body (leading 0x00 when the top bit
+/// is set), which is what `x509_cert::serial_number::SerialNumber::new` expects.
+fn positive(magnitude: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(magnitude.len() + 1);
+    if magnitude.first().is_some_and(|b| b & 0x80 != 0) {
+        v.push(0);
+    }
+    v.extend_from_slice(magnitude);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ca::{FixedClock, OsRng};
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    fn ca(kt: KeyType) -> CaPair {
+        let clock = FixedClock::new(1_700_000_000);
+        let root = CaPair::new_root("root", kt, 86400 * 3650, &clock, &OsRng).unwrap();
+        root.new_issuing("certd CA: production", kt, 86400 * 365, &clock, &OsRng)
+            .unwrap()
+    }
+
+    /// Runs `openssl crl -inform DER -noout -text` (and verifies the signature with the CA
+    /// certificate), returning the text.
+    fn openssl_text(der: &[u8], ca: &CaPair) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_path, ca.cert().to_pem().unwrap()).unwrap();
+        let mut child = Command::new("openssl")
+            .args(["crl", "-inform", "DER", "-noout", "-text", "-CAfile"])
+            .arg(&ca_path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("openssl on PATH");
+        child.stdin.take().unwrap().write_all(der).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "openssl crl failed: {err}");
+        assert!(err.contains("verify OK"), "signature not verified: {err}");
+        text
+    }
+
+    const PARAMS: CrlParams = CrlParams {
+        number: 0,
+        this_update: 1_700_000_000,
+        next_update: 1_700_000_000 + 7 * 86400,
+    };
+
+    #[test]
+    fn empty_crl_parses_with_openssl() {
+        let ca = ca(KeyType::EcP256);
+        let der = build_crl(&ca, &[], &PARAMS).unwrap();
+        let text = openssl_text(&der, &ca);
+        assert!(text.contains("Version 2"), "{text}");
+        assert!(text.contains("Issuer: CN = certd CA: production"), "{text}");
+        assert!(
+            text.contains("Last Update: Nov 14 22:13:20 2023 GMT"),
+            "{text}"
+        );
+        assert!(
+            text.contains("Next Update: Nov 21 22:13:20 2023 GMT"),
+            "{text}"
+        );
+        assert!(
+            text.contains("X509v3 CRL Number: \n                0"),
+            "{text}"
+        );
+        assert!(text.contains("X509v3 Authority Key Identifier"), "{text}");
+        assert!(text.contains("No Revoked Certificates."), "{text}");
+    }
+
+    #[test]
+    fn crl_lists_revoked_serials_with_reasons() {
+        for kt in [
+            KeyType::Rsa2048,
+            KeyType::EcP256,
+            KeyType::EcP384,
+            KeyType::Ed25519,
+        ] {
+            let ca = ca(kt);
+            let entries = vec![
+                CrlEntry {
+                    serial: SerialNumber::from_hex("8A1B2C3D4E5F60718293A4B5C6D7E8F9").unwrap(),
+                    revoked_at: 1_700_000_100,
+                    reason: RevocationReason::KeyCompromise,
+                },
+                CrlEntry {
+                    serial: SerialNumber::from_hex("01").unwrap(),
+                    revoked_at: 1_700_000_200,
+                    reason: RevocationReason::Unspecified,
+                },
+                CrlEntry {
+                    serial: SerialNumber::from_hex("7F00").unwrap(),
+                    revoked_at: 1_700_000_300,
+                    reason: RevocationReason::Superseded,
+                },
+            ];
+            let params = CrlParams {
+                number: 42,
+                ..PARAMS
+            };
+            let der = build_crl(&ca, &entries, &params).unwrap();
+            let text = openssl_text(&der, &ca);
+            assert!(
+                text.contains("Serial Number: 8A1B2C3D4E5F60718293A4B5C6D7E8F9"),
+                "{kt}: {text}"
+            );
+            assert!(text.contains("Serial Number: 01"), "{text}");
+            assert!(text.contains("Serial Number: 7F00"), "{text}");
+            assert!(text.contains("Key Compromise"), "{text}");
+            assert!(text.contains("Superseded"), "{text}");
+            assert_eq!(text.matches("CRL Reason Code").count(), 2, "{text}");
+            assert!(
+                text.contains("X509v3 CRL Number: \n                42"),
+                "{text}"
+            );
+            assert!(
+                text.contains("Revocation Date: Nov 14 22:15:00 2023 GMT"),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn dates_from_2050_use_generalized_time() {
+        assert!(matches!(
+            x509_time(2_524_608_000).unwrap(),
+            Time::GeneralTime(_)
+        ));
+        assert!(matches!(
+            x509_time(2_524_607_999).unwrap(),
+            Time::UtcTime(_)
+        ));
+    }
+
+    #[test]
+    fn reasons_parse_by_rfc_name() {
+        assert_eq!(
+            RevocationReason::parse("keyCompromise"),
+            Some(RevocationReason::KeyCompromise)
+        );
+        assert_eq!(
+            RevocationReason::parse("key-compromise"),
+            Some(RevocationReason::KeyCompromise)
+        );
+        assert_eq!(
+            RevocationReason::parse("removeFromCRL").map(|r| r.code()),
+            Some(8)
+        );
+        assert_eq!(RevocationReason::parse("nope"), None);
+        assert_eq!(RevocationReason::AaCompromise.name(), "aACompromise");
+    }
+}

@@ -1,0 +1,592 @@
+//! Certificate signing requests: raw bytes become a [`ValidatedCsr`] only when every rule
+//! of the CSR policy holds. A CSR only *requests*; what survives here is what a profile
+//! may put in a certificate.
+
+use std::net::IpAddr;
+
+use der::asn1::Utf8StringRef;
+use der::{Decode, Encode};
+use openssl::pkey::{Id, PKey, Public};
+use openssl::x509::X509Req;
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::SubjectAltName;
+use x509_cert::ext::Extensions;
+use x509_cert::request::CertReq;
+
+use super::inspect::{common_name, der_string, ip_from_bytes};
+use super::oid::{self, PP_CLI_AUTH};
+use super::{CaError, Certname, Subject};
+
+/// The rules a CSR must meet, per environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsrPolicy {
+    /// Largest CSR accepted, in bytes, checked before any parsing.
+    pub max_bytes: usize,
+    /// Smallest RSA modulus accepted, in bits (never below 2048).
+    pub min_rsa_bits: u32,
+    /// Whether SANs other than `DNS:<certname>` may be requested.
+    pub allow_subject_alt_names: bool,
+    /// Whether Puppet authorization extensions (arc 1.3.6.1.4.1.34380.1.3) may be requested.
+    pub allow_authorization_extensions: bool,
+}
+
+impl Default for CsrPolicy {
+    fn default() -> Self {
+        CsrPolicy {
+            max_bytes: 64 * 1024,
+            min_rsa_bits: 2048,
+            allow_subject_alt_names: false,
+            allow_authorization_extensions: false,
+        }
+    }
+}
+
+/// RSA moduli above this are refused: verifying them costs the server more than any
+/// legitimate client needs.
+const MAX_RSA_BITS: u32 = 8192;
+
+/// Signature algorithms accepted on a CSR (no MD5, no SHA-1).
+const SIGNATURE_ALGORITHMS: [(&str, &str); 7] = [
+    ("1.2.840.113549.1.1.11", "sha256WithRSAEncryption"),
+    ("1.2.840.113549.1.1.12", "sha384WithRSAEncryption"),
+    ("1.2.840.113549.1.1.13", "sha512WithRSAEncryption"),
+    ("1.2.840.10045.4.3.2", "ecdsa-with-SHA256"),
+    ("1.2.840.10045.4.3.3", "ecdsa-with-SHA384"),
+    ("1.2.840.10045.4.3.4", "ecdsa-with-SHA512"),
+    ("1.3.101.112", "Ed25519"),
+];
+
+/// A CSR that passed every policy rule, reduced to what may go into a certificate.
+#[derive(Debug, Clone)]
+pub struct ValidatedCsr {
+    certname: Certname,
+    der: Vec<u8>,
+    public_key: PKey<Public>,
+    dns_names: Vec<String>,
+    ip_addrs: Vec<IpAddr>,
+    extensions: Vec<(String, Vec<u8>, bool)>,
+}
+
+fn invalid(rule: &'static str, message: impl Into<String>) -> CaError {
+    CaError::InvalidCsr {
+        rule,
+        message: message.into(),
+    }
+}
+
+/// Turns the submitted bytes into DER: either exactly one PEM block labelled
+/// `CERTIFICATE REQUEST` (or the legacy `NEW CERTIFICATE REQUEST`), or raw DER.
+fn to_der(bytes: &[u8]) -> Result<Vec<u8>, CaError> {
+    let trimmed = bytes.trim_ascii();
+    if !trimmed.starts_with(b"-----BEGIN") {
+        if trimmed.first() == Some(&0x30) {
+            return Ok(bytes.to_vec());
+        }
+        return Err(invalid("csr-not-pem", "the body is neither a PEM CSR nor DER; send one -----BEGIN CERTIFICATE REQUEST----- block"));
+    }
+    let blocks = trimmed.windows(11).filter(|w| *w == b"-----BEGIN ").count();
+    if blocks != 1 {
+        return Err(invalid(
+            "csr-multiple-pem-blocks",
+            format!("the body holds {blocks} PEM blocks; send exactly one CSR"),
+        ));
+    }
+    let (label, der) = der::pem::decode_vec(trimmed).map_err(|e| {
+        invalid(
+            "csr-not-pem",
+            format!("the PEM block cannot be decoded: {e}"),
+        )
+    })?;
+    if label != "CERTIFICATE REQUEST" && label != "NEW CERTIFICATE REQUEST" {
+        return Err(invalid(
+            "csr-wrong-pem-label",
+            format!("the PEM block is a {label:?}; expected a CERTIFICATE REQUEST"),
+        ));
+    }
+    Ok(der)
+}
+
+impl ValidatedCsr {
+    /// Parses and checks a CSR submitted for `certname`.
+    ///
+    /// Rules, in order, each with its own error code: size (`csr-too-large`), encoding
+    /// (`csr-not-pem`, `csr-multiple-pem-blocks`, `csr-wrong-pem-label`, `csr-malformed`),
+    /// signature algorithm (`csr-signature-algorithm`), key type and size
+    /// (`csr-key-not-allowed`), signature (`csr-signature-invalid`), CN equal to the
+    /// certname (`csr-cn-mismatch`), subject alternative names
+    /// (`csr-subject-alt-names-not-allowed`), extensions (`csr-extension-not-allowed`).
+    pub fn parse(bytes: &[u8], certname: &Certname, policy: &CsrPolicy) -> Result<Self, CaError> {
+        if bytes.len() > policy.max_bytes {
+            return Err(invalid(
+                "csr-too-large",
+                format!(
+                    "the CSR is {} bytes; at most {} are accepted",
+                    bytes.len(),
+                    policy.max_bytes
+                ),
+            ));
+        }
+        let der = to_der(bytes)?;
+        let req = CertReq::from_der(&der).map_err(|e| {
+            invalid(
+                "csr-malformed",
+                format!("the CSR is not valid DER PKCS#10: {e}"),
+            )
+        })?;
+
+        let alg = req.algorithm.oid.to_string();
+        if !SIGNATURE_ALGORITHMS.iter().any(|(o, _)| *o == alg) {
+            return Err(invalid("csr-signature-algorithm", format!("the CSR is signed with {alg}; sign it with SHA-256 or stronger (RSA, ECDSA) or Ed25519")));
+        }
+
+        let ossl = X509Req::from_der(&der)
+            .map_err(|_| invalid("csr-malformed", "the CSR cannot be decoded"))?;
+        let public_key = ossl.public_key().map_err(|_| {
+            invalid(
+                "csr-key-not-allowed",
+                "the CSR's public key cannot be decoded",
+            )
+        })?;
+        check_key(&public_key, policy)?;
+        if !ossl.verify(&public_key).unwrap_or(false) {
+            return Err(invalid("csr-signature-invalid", "the CSR's signature does not verify with its own public key; re-create the CSR with the matching private key"));
+        }
+
+        let cn = common_name(&req.info.subject);
+        if cn.as_deref() != Some(certname.as_str()) {
+            return Err(invalid(
+                "csr-cn-mismatch",
+                format!(
+                    "the CSR's common name {:?} does not match the certname {:?} in the URL",
+                    cn.unwrap_or_default(),
+                    certname.as_str()
+                ),
+            ));
+        }
+
+        let mut csr = ValidatedCsr {
+            certname: certname.clone(),
+            der,
+            public_key,
+            dns_names: Vec::new(),
+            ip_addrs: Vec::new(),
+            extensions: Vec::new(),
+        };
+        for attr in req.info.attributes.iter() {
+            if attr.oid.to_string() != oid::EXTENSION_REQUEST {
+                continue; // e.g. challengePassword: never copied into a certificate
+            }
+            for value in attr.values.iter() {
+                let exts = Extensions::from_der(&value.to_der()?).map_err(|e| {
+                    invalid(
+                        "csr-malformed",
+                        format!("the extension request cannot be decoded: {e}"),
+                    )
+                })?;
+                csr.take_extensions(exts, policy)?;
+            }
+        }
+        Ok(csr)
+    }
+
+    fn take_extensions(&mut self, exts: Extensions, policy: &CsrPolicy) -> Result<(), CaError> {
+        let mut refused = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for ext in exts {
+            let id = ext.extn_id.to_string();
+            if !seen.insert(id.clone()) {
+                return Err(invalid(
+                    "csr-malformed",
+                    format!("extension {id} is requested twice"),
+                ));
+            }
+            if id == oid::SUBJECT_ALT_NAME {
+                self.take_sans(ext.extn_value.as_bytes(), policy)?;
+                continue;
+            }
+            let auth_arc = format!("{}.3.", oid::PUPPET_ARC);
+            let allowed = id != PP_CLI_AUTH
+                && (id.starts_with(&format!("{}.1.", oid::PUPPET_ARC))
+                    || id.starts_with(&format!("{}.2.", oid::PUPPET_ARC))
+                    || (id.starts_with(&auth_arc) && policy.allow_authorization_extensions));
+            if !allowed {
+                refused.push(id);
+                continue;
+            }
+            // Values are re-encoded as UTF8String, as Puppet does; anything that is not a
+            // string is refused rather than copied through unexamined.
+            let text = der_string(ext.extn_value.as_bytes()).ok_or_else(|| {
+                invalid(
+                    "csr-extension-not-allowed",
+                    format!("extension {id} must hold a string value"),
+                )
+            })?;
+            let value = Utf8StringRef::new(&text)?.to_der()?;
+            self.extensions.push((id, value, false));
+        }
+        if !refused.is_empty() {
+            return Err(invalid("csr-extension-not-allowed", format!("the CSR requests extensions that are not permitted: {}; only subjectAltName and Puppet's extension arcs may be requested (never pp_cli_auth)", refused.join(", "))));
+        }
+        Ok(())
+    }
+
+    fn take_sans(&mut self, value: &[u8], policy: &CsrPolicy) -> Result<(), CaError> {
+        let san = SubjectAltName::from_der(value).map_err(|_| {
+            invalid(
+                "csr-malformed",
+                "the subjectAltName request cannot be decoded",
+            )
+        })?;
+        let mut extra = Vec::new();
+        for name in san.0 {
+            match name {
+                GeneralName::DnsName(d) => {
+                    let d = d.as_str().to_owned();
+                    if d != self.certname.as_str() {
+                        if Certname::parse(&d).is_err() {
+                            return Err(invalid("csr-subject-alt-names-not-allowed", format!("the requested DNS name {d:?} is not a valid host name (no wildcards, lower case)")));
+                        }
+                        extra.push(format!("DNS:{d}"));
+                        self.dns_names.push(d);
+                    }
+                }
+                GeneralName::IpAddress(ip) => {
+                    let ip = ip_from_bytes(ip.as_bytes()).ok_or_else(|| {
+                        invalid("csr-malformed", "an IP address SAN has a bad length")
+                    })?;
+                    extra.push(format!("IP:{ip}"));
+                    self.ip_addrs.push(ip);
+                }
+                _ => {
+                    return Err(invalid(
+                        "csr-subject-alt-names-not-allowed",
+                        "only DNS and IP subject alternative names may be requested",
+                    ));
+                }
+            }
+        }
+        if !extra.is_empty() && !policy.allow_subject_alt_names {
+            return Err(invalid("csr-subject-alt-names-not-allowed", format!("the CSR requests subject alternative names ({}), which this environment does not allow; set allow_subject_alt_names or drop them", extra.join(", "))));
+        }
+        Ok(())
+    }
+
+    /// The certname the CSR was validated for.
+    pub fn certname(&self) -> &Certname {
+        &self.certname
+    }
+
+    /// The CSR as DER.
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// The CSR as PEM.
+    pub fn to_pem(&self) -> Vec<u8> {
+        let body =
+            der::pem::encode_string("CERTIFICATE REQUEST", der::pem::LineEnding::LF, &self.der)
+                .unwrap_or_default();
+        body.into_bytes()
+    }
+
+    /// The requested public key.
+    pub fn public_key(&self) -> &PKey<Public> {
+        &self.public_key
+    }
+
+    /// What the certificate's subject and extensions may be, from this CSR.
+    pub fn subject(&self) -> Subject {
+        Subject {
+            certname: self.certname.clone(),
+            dns_names: self.dns_names.clone(),
+            ip_addrs: self.ip_addrs.clone(),
+            extensions: self.extensions.clone(),
+        }
+    }
+}
+
+fn check_key(key: &PKey<Public>, policy: &CsrPolicy) -> Result<(), CaError> {
+    let min_rsa = policy.min_rsa_bits.max(2048);
+    let ok = match key.id() {
+        Id::RSA => (min_rsa..=MAX_RSA_BITS).contains(&key.bits()),
+        Id::EC | Id::ED25519 => super::KeyType::of_public(key).is_some(),
+        _ => false,
+    };
+    if ok {
+        return Ok(());
+    }
+    let what = match key.id() {
+        Id::RSA => format!("an RSA-{} key", key.bits()),
+        Id::EC => "an EC key on a curve other than P-256 or P-384".to_owned(),
+        _ => "a key type that is not accepted".to_owned(),
+    };
+    Err(invalid("csr-key-not-allowed", format!("the CSR has {what}; use RSA {min_rsa}-{MAX_RSA_BITS} bits, EC P-256 or P-384, or Ed25519")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ca::KeyType;
+    use openssl::asn1::Asn1Object;
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::Private;
+    use openssl::rsa::Rsa;
+    use openssl::stack::Stack;
+    use openssl::x509::extension::{KeyUsage, SubjectAlternativeName};
+    use openssl::x509::{X509Extension, X509NameBuilder, X509ReqBuilder};
+
+    fn csr_with(
+        key: &PKey<Private>,
+        cn: &str,
+        md: MessageDigest,
+        exts: Vec<X509Extension>,
+    ) -> Vec<u8> {
+        let mut b = X509ReqBuilder::new().unwrap();
+        let mut n = X509NameBuilder::new().unwrap();
+        n.append_entry_by_text("CN", cn).unwrap();
+        b.set_subject_name(&n.build()).unwrap();
+        b.set_pubkey(key).unwrap();
+        if !exts.is_empty() {
+            let mut st = Stack::new().unwrap();
+            for e in exts {
+                st.push(e).unwrap();
+            }
+            b.add_extensions(&st).unwrap();
+        }
+        b.sign(key, md).unwrap();
+        b.build().to_pem().unwrap()
+    }
+
+    fn ec() -> PKey<Private> {
+        KeyType::EcP256.generate().unwrap().pkey().to_owned()
+    }
+
+    fn name(s: &str) -> Certname {
+        Certname::parse(s).unwrap()
+    }
+
+    fn code(bytes: &[u8], cn: &str, policy: &CsrPolicy) -> &'static str {
+        ValidatedCsr::parse(bytes, &name(cn), policy)
+            .unwrap_err()
+            .code()
+    }
+
+    #[test]
+    fn accepts_a_plain_csr_in_pem_and_der() {
+        let pem = csr_with(&ec(), "agent1", MessageDigest::sha256(), vec![]);
+        let csr = ValidatedCsr::parse(&pem, &name("agent1"), &CsrPolicy::default()).unwrap();
+        assert_eq!(csr.certname().as_str(), "agent1");
+        let again = ValidatedCsr::parse(csr.der(), &name("agent1"), &CsrPolicy::default()).unwrap();
+        assert_eq!(again.der(), csr.der());
+        assert!(ValidatedCsr::parse(&csr.to_pem(), &name("agent1"), &CsrPolicy::default()).is_ok());
+    }
+
+    #[test]
+    fn rejects_csr_whose_cn_differs_from_url() {
+        let pem = csr_with(&ec(), "other", MessageDigest::sha256(), vec![]);
+        assert_eq!(
+            code(&pem, "agent1", &CsrPolicy::default()),
+            "csr-cn-mismatch"
+        );
+    }
+
+    #[test]
+    fn rejects_weak_keys_and_digests() {
+        let rsa1024 = PKey::from_rsa(Rsa::generate(1024).unwrap()).unwrap();
+        let pem = csr_with(&rsa1024, "a", MessageDigest::sha256(), vec![]);
+        assert_eq!(
+            code(&pem, "a", &CsrPolicy::default()),
+            "csr-key-not-allowed"
+        );
+        let rsa = KeyType::Rsa2048.generate().unwrap().pkey().to_owned();
+        for md in [MessageDigest::sha1(), MessageDigest::md5()] {
+            let pem = csr_with(&rsa, "a", md, vec![]);
+            assert_eq!(
+                code(&pem, "a", &CsrPolicy::default()),
+                "csr-signature-algorithm"
+            );
+        }
+        assert!(ValidatedCsr::parse(
+            &csr_with(&rsa, "a", MessageDigest::sha256(), vec![]),
+            &name("a"),
+            &CsrPolicy::default()
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn rejects_a_signature_that_does_not_verify() {
+        let pem = csr_with(&ec(), "a", MessageDigest::sha256(), vec![]);
+        let mut der = X509Req::from_pem(&pem).unwrap().to_der().unwrap();
+        // Swap in another key's public key: the signature no longer matches.
+        let other = csr_with(&ec(), "a", MessageDigest::sha256(), vec![]);
+        let other_der = X509Req::from_pem(&other).unwrap().to_der().unwrap();
+        let pk = ec().public_key_to_der().unwrap();
+        let theirs = X509Req::from_der(&other_der)
+            .unwrap()
+            .public_key()
+            .unwrap()
+            .public_key_to_der()
+            .unwrap();
+        let mine = X509Req::from_der(&der)
+            .unwrap()
+            .public_key()
+            .unwrap()
+            .public_key_to_der()
+            .unwrap();
+        assert_eq!(pk.len(), mine.len());
+        let at = der
+            .windows(mine.len())
+            .position(|w| w == mine.as_slice())
+            .unwrap();
+        der[at..at + mine.len()].copy_from_slice(&theirs);
+        assert_eq!(
+            code(&der, "a", &CsrPolicy::default()),
+            "csr-signature-invalid"
+        );
+    }
+
+    #[test]
+    fn rejects_bad_encodings() {
+        let pem = csr_with(&ec(), "a", MessageDigest::sha256(), vec![]);
+        let p = CsrPolicy::default();
+        assert_eq!(code(b"hello", "a", &p), "csr-not-pem");
+        let mut two = pem.clone();
+        two.extend_from_slice(&pem);
+        assert_eq!(code(&two, "a", &p), "csr-multiple-pem-blocks");
+        let relabelled = String::from_utf8(pem.clone())
+            .unwrap()
+            .replace("CERTIFICATE REQUEST", "CERTIFICATE");
+        assert_eq!(code(relabelled.as_bytes(), "a", &p), "csr-wrong-pem-label");
+        let der = X509Req::from_pem(&pem).unwrap().to_der().unwrap();
+        assert_eq!(code(&der[..der.len() / 2], "a", &p), "csr-malformed");
+        assert_eq!(
+            code(
+                b"-----BEGIN CERTIFICATE REQUEST-----\n!!!!\n-----END CERTIFICATE REQUEST-----\n",
+                "a",
+                &p
+            ),
+            "csr-not-pem"
+        );
+        let big = vec![b'A'; p.max_bytes + 1];
+        assert_eq!(code(&big, "a", &p), "csr-too-large");
+    }
+
+    fn san_ext(names: &[&str]) -> X509Extension {
+        let mut s = SubjectAlternativeName::new();
+        for n in names {
+            s.dns(n);
+        }
+        let ctx_builder = X509ReqBuilder::new().unwrap();
+        s.build(&ctx_builder.x509v3_context(None)).unwrap()
+    }
+
+    #[test]
+    fn subject_alt_names_only_when_allowed() {
+        let key = ec();
+        let only_self = csr_with(&key, "a", MessageDigest::sha256(), vec![san_ext(&["a"])]);
+        assert!(ValidatedCsr::parse(&only_self, &name("a"), &CsrPolicy::default()).is_ok());
+        let extra = csr_with(
+            &key,
+            "a",
+            MessageDigest::sha256(),
+            vec![san_ext(&["a", "b.example.com"])],
+        );
+        assert_eq!(
+            code(&extra, "a", &CsrPolicy::default()),
+            "csr-subject-alt-names-not-allowed"
+        );
+        let allow = CsrPolicy {
+            allow_subject_alt_names: true,
+            ..CsrPolicy::default()
+        };
+        let csr = ValidatedCsr::parse(&extra, &name("a"), &allow).unwrap();
+        assert_eq!(csr.subject().dns_names, vec!["b.example.com"]);
+        let wild = csr_with(
+            &key,
+            "a",
+            MessageDigest::sha256(),
+            vec![san_ext(&["*.example.com"])],
+        );
+        assert_eq!(
+            code(&wild, "a", &allow),
+            "csr-subject-alt-names-not-allowed"
+        );
+    }
+
+    fn raw_ext(oid: &str, value: &[u8]) -> X509Extension {
+        let obj = Asn1Object::from_str(oid).unwrap();
+        let v = openssl::asn1::Asn1OctetString::new_from_bytes(value).unwrap();
+        X509Extension::new_from_der(&obj, false, &v).unwrap()
+    }
+
+    #[test]
+    fn extensions_only_from_the_puppet_arcs_and_never_pp_cli_auth() {
+        let key = ec();
+        let utf8 = |s: &str| Utf8StringRef::new(s).unwrap().to_der().unwrap();
+        let ok = csr_with(
+            &key,
+            "a",
+            MessageDigest::sha256(),
+            vec![raw_ext("1.3.6.1.4.1.34380.1.1.1", &utf8("ED803750"))],
+        );
+        let csr = ValidatedCsr::parse(&ok, &name("a"), &CsrPolicy::default()).unwrap();
+        assert_eq!(csr.subject().extensions.len(), 1);
+
+        let cli = csr_with(
+            &key,
+            "a",
+            MessageDigest::sha256(),
+            vec![raw_ext(PP_CLI_AUTH, &utf8("true"))],
+        );
+        let all = CsrPolicy {
+            allow_authorization_extensions: true,
+            ..CsrPolicy::default()
+        };
+        assert_eq!(code(&cli, "a", &all), "csr-extension-not-allowed");
+
+        let auth = csr_with(
+            &key,
+            "a",
+            MessageDigest::sha256(),
+            vec![raw_ext("1.3.6.1.4.1.34380.1.3.1", &utf8("x"))],
+        );
+        assert_eq!(
+            code(&auth, "a", &CsrPolicy::default()),
+            "csr-extension-not-allowed"
+        );
+        assert!(ValidatedCsr::parse(&auth, &name("a"), &all).is_ok());
+
+        let ctx = X509ReqBuilder::new().unwrap();
+        let _ = ctx;
+        let ku = KeyUsage::new().critical().key_cert_sign().build().unwrap();
+        let with_ku = csr_with(&key, "a", MessageDigest::sha256(), vec![ku]);
+        assert_eq!(
+            code(&with_ku, "a", &CsrPolicy::default()),
+            "csr-extension-not-allowed"
+        );
+
+        let not_string = csr_with(
+            &key,
+            "a",
+            MessageDigest::sha256(),
+            vec![raw_ext("1.3.6.1.4.1.34380.1.1.2", &[0x02, 0x01, 0x05])],
+        );
+        assert_eq!(
+            code(&not_string, "a", &CsrPolicy::default()),
+            "csr-extension-not-allowed"
+        );
+    }
+
+    #[test]
+    fn parse_never_panics_on_mangled_input() {
+        let pem = csr_with(&ec(), "a", MessageDigest::sha256(), vec![]);
+        let der = X509Req::from_pem(&pem).unwrap().to_der().unwrap();
+        for i in 0..der.len() {
+            let mut m = der.clone();
+            m[i] ^= 0xFF;
+            let _ = ValidatedCsr::parse(&m, &name("a"), &CsrPolicy::default());
+            let _ = ValidatedCsr::parse(&der[..i], &name("a"), &CsrPolicy::default());
+        }
+    }
+}

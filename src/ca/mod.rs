@@ -1,0 +1,40 @@
+//! Pure PKI: names, keys, certificates, CSRs, CRLs, serials and fingerprints.
+//!
+//! Synchronous and free of I/O. This module knows OpenSSL, the RustCrypto DER types and
+//! serde, never actix, sled, tokio or another module of the crate. Time and randomness
+//! come in through [`Clock`] and [`Rng`].
+
+mod authority;
+mod clock;
+mod crl;
+mod csr;
+mod error;
+mod fingerprint;
+mod inspect;
+mod key;
+mod name;
+mod oid;
+mod profile;
+mod serial;
+
+pub use authority::{CaPair, Subject};
+pub use clock::{Clock, FixedClock, OsRng, Rng, SystemClock, UnixTime};
+pub use crl::{build_crl, CrlEntry, CrlParams, RevocationReason};
+pub use csr::{CsrPolicy, ValidatedCsr};
+pub use error::CaError;
+pub use fingerprint::{Digest, Fingerprint};
+pub use inspect::CertInfo;
+pub use key::{KeyType, PrivateKey};
+pub use name::{Certname, EnvName};
+pub use oid::{PP_CLI_AUTH, PUPPET_ARC};
+pub use profile::{Profile, ProfileKind};
+pub use serial::SerialNumber;
+
+/// PEM-encodes a chain of certificates, in the order given, as one bundle.
+pub fn pem_bundle(certs: &[&openssl::x509::X509Ref]) -> Result<Vec<u8>, CaError> {
+    let mut out = Vec::new();
+    for cert in certs {
+        out.extend_from_slice(&cert.to_pem()?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,136 @@
+//! Certificate serial numbers: random, positive, 128 bits of entropy.
+
+use std::fmt;
+
+use openssl::asn1::Asn1Integer;
+use openssl::bn::BigNum;
+
+use super::{CaError, Rng};
+
+/// A positive certificate serial number, kept as its big-endian magnitude without
+/// leading zero bytes (at most 20 bytes, RFC 5280 section 4.1.2.2).
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SerialNumber(Vec<u8>);
+
+impl SerialNumber {
+    /// A fresh serial: 16 random bytes (128 bits of entropy), never zero.
+    pub fn random(rng: &dyn Rng) -> Self {
+        loop {
+            let mut buf = [0u8; 16];
+            rng.fill(&mut buf);
+            if let Ok(s) = SerialNumber::from_bytes(&buf) {
+                return s;
+            }
+        }
+    }
+
+    /// From a big-endian magnitude; leading zeros are dropped. Zero and over-long values
+    /// are refused.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CaError> {
+        let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+        let trimmed = &bytes[start..];
+        if trimmed.is_empty() || trimmed.len() > 20 {
+            return Err(CaError::BadCertificate(
+                "serial number must be positive and at most 20 bytes".into(),
+            ));
+        }
+        Ok(SerialNumber(trimmed.to_vec()))
+    }
+
+    /// Parses uppercase or lowercase hex, as [`fmt::Display`] writes it.
+    pub fn from_hex(hex: &str) -> Result<Self, CaError> {
+        let bn = BigNum::from_hex_str(hex)
+            .map_err(|_| CaError::BadCertificate(format!("serial {hex:?} is not hex")))?;
+        if bn.is_negative() {
+            return Err(CaError::BadCertificate("serial number is negative".into()));
+        }
+        SerialNumber::from_bytes(&bn.to_vec())
+    }
+
+    /// The big-endian magnitude.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// As an OpenSSL integer, for certificate building.
+    pub fn to_asn1(&self) -> Result<Asn1Integer, CaError> {
+        Ok(BigNum::from_slice(&self.0)?.to_asn1_integer()?)
+    }
+
+    /// The serial as a decimal string (Puppet reports serials as integers).
+    pub fn to_decimal(&self) -> String {
+        BigNum::from_slice(&self.0)
+            .and_then(|bn| bn.to_dec_str().map(|s| s.to_string()))
+            .unwrap_or_default()
+    }
+}
+
+impl fmt::Display for SerialNumber {
+    /// Uppercase hex, two digits a byte, as `openssl x509 -serial` prints it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in &self.0 {
+            write!(f, "{b:02X}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for SerialNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SerialNumber({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ca::OsRng;
+    use std::collections::HashSet;
+
+    #[test]
+    fn random_serials_are_positive_unique_and_128_bit() {
+        let mut seen = HashSet::new();
+        for _ in 0..2000 {
+            let s = SerialNumber::random(&OsRng);
+            assert!(s.as_bytes().len() <= 16);
+            assert_ne!(s.as_bytes()[0], 0);
+            let asn1 = s.to_asn1().unwrap();
+            assert!(!asn1.to_bn().unwrap().is_negative());
+            assert!(seen.insert(s));
+        }
+    }
+
+    #[test]
+    fn hex_round_trips_and_leading_zeros_drop() {
+        let s = SerialNumber::from_bytes(&[0, 0, 0x01, 0xAB]).unwrap();
+        assert_eq!(s.to_string(), "01AB");
+        assert_eq!(SerialNumber::from_hex("01ab").unwrap(), s);
+        assert_eq!(s.to_decimal(), "427");
+    }
+
+    #[test]
+    fn refuses_zero_and_overlong() {
+        assert!(SerialNumber::from_bytes(&[0, 0]).is_err());
+        assert!(SerialNumber::from_bytes(&[1; 21]).is_err());
+        assert!(SerialNumber::from_hex("-5").is_err());
+        assert!(SerialNumber::from_hex("zz").is_err());
+    }
+
+    struct Zeros;
+    impl Rng for Zeros {
+        fn fill(&self, buf: &mut [u8]) {
+            static CALLS: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+            // All zeros the first time (an invalid serial), then a valid value.
+            let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            buf.fill(0);
+            if n > 0 {
+                buf[15] = 7;
+            }
+        }
+    }
+
+    #[test]
+    fn an_all_zero_draw_is_redrawn() {
+        assert_eq!(SerialNumber::random(&Zeros).as_bytes(), &[7]);
+    }
+}

@@ -1,1 +1,2 @@
 pub mod ca;
+pub mod store;

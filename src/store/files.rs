@@ -1,0 +1,203 @@
+//! The data directory's files: CA certificates and keys, the TLS server identity and the
+//! admin client identity (DESIGN.md section 7). Keys are written with mode 0600, every
+//! file atomically (temporary file, fsync, rename, fsync of the directory).
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use crate::ca::EnvName;
+
+/// File-level failures, each naming the path.
+#[derive(Debug, Error)]
+pub enum FilesError {
+    /// Reading or writing failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// A private key file can be read by other users.
+    #[error("{path} has mode {mode:o}; private keys must not be readable by group or others (chmod 600)")]
+    InsecureKey {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
+/// The layout of a data directory. Paths only; nothing is created until written.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    root: PathBuf,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FilesError + '_ {
+    move |source| FilesError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl DataDir {
+    /// A data directory rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DataDir { root: root.into() }
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `ca/root.pem`; its presence means setup completed (it is written last).
+    pub fn root_cert(&self) -> PathBuf {
+        self.root.join("ca/root.pem")
+    }
+
+    /// `ca/root.key`.
+    pub fn root_key(&self) -> PathBuf {
+        self.root.join("ca/root.key")
+    }
+
+    /// `ca/<env>/ca.pem`, the issuing CA; written last for its environment.
+    pub fn env_cert(&self, env: &EnvName) -> PathBuf {
+        self.root.join("ca").join(env.as_str()).join("ca.pem")
+    }
+
+    /// `ca/<env>/chain.pem`: issuing CA, then root.
+    pub fn env_chain(&self, env: &EnvName) -> PathBuf {
+        self.root.join("ca").join(env.as_str()).join("chain.pem")
+    }
+
+    /// `ca/<env>/ca.key`.
+    pub fn env_key(&self, env: &EnvName) -> PathBuf {
+        self.root.join("ca").join(env.as_str()).join("ca.key")
+    }
+
+    /// `tls/server.pem`.
+    pub fn server_cert(&self) -> PathBuf {
+        self.root.join("tls/server.pem")
+    }
+
+    /// `tls/server.key`.
+    pub fn server_key(&self) -> PathBuf {
+        self.root.join("tls/server.key")
+    }
+
+    /// `admin/admin.pem`.
+    pub fn admin_cert(&self) -> PathBuf {
+        self.root.join("admin/admin.pem")
+    }
+
+    /// `admin/admin.key`.
+    pub fn admin_key(&self) -> PathBuf {
+        self.root.join("admin/admin.key")
+    }
+
+    /// `store/`, the sled database.
+    pub fn store_dir(&self) -> PathBuf {
+        self.root.join("store")
+    }
+
+    /// Whether setup has completed here.
+    pub fn is_set_up(&self) -> bool {
+        self.root_cert().is_file()
+    }
+
+    /// Whether the environment's issuing CA exists.
+    pub fn has_env(&self, env: &EnvName) -> bool {
+        self.env_cert(env).is_file()
+    }
+
+    /// Reads a file.
+    pub fn read(&self, path: &Path) -> Result<Vec<u8>, FilesError> {
+        fs::read(path).map_err(io(path))
+    }
+
+    /// Reads a private key file, refusing one that group or others may read.
+    pub fn read_secret(&self, path: &Path) -> Result<Vec<u8>, FilesError> {
+        let mode = fs::metadata(path).map_err(io(path))?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(FilesError::InsecureKey {
+                path: path.to_owned(),
+                mode,
+            });
+        }
+        self.read(path)
+    }
+
+    /// Writes a public file (mode 0644) atomically.
+    pub fn write_public(&self, path: &Path, bytes: &[u8]) -> Result<(), FilesError> {
+        write_atomic(path, bytes, 0o644)
+    }
+
+    /// Writes a private key (mode 0600) atomically; the bytes never exist on disk with a
+    /// wider mode.
+    pub fn write_secret(&self, path: &Path, bytes: &[u8]) -> Result<(), FilesError> {
+        write_atomic(path, bytes, 0o600)
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FilesError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(io(dir))?;
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    drop(f);
+    // The umask may have narrowed the mode; set it exactly.
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).map_err(io(&tmp))?;
+    fs::rename(&tmp, path).map_err(io(path))?;
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_written_0600_and_checked_on_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = DataDir::new(dir.path());
+        let p = d.root_key();
+        d.write_secret(&p, b"k").unwrap();
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(d.read_secret(&p).unwrap(), b"k");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            d.read_secret(&p),
+            Err(FilesError::InsecureKey { .. })
+        ));
+    }
+
+    #[test]
+    fn public_files_are_replaced_atomically() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = DataDir::new(dir.path());
+        let p = d.env_chain(&EnvName::production());
+        d.write_public(&p, b"one").unwrap();
+        d.write_public(&p, b"two").unwrap();
+        assert_eq!(d.read(&p).unwrap(), b"two");
+        assert!(!p.with_extension("tmp").exists());
+    }
+}

@@ -1,0 +1,384 @@
+//! An in-memory [`Store`]: the simple model the sled store is tested against, and a
+//! store for unit tests of the layers above. Written independently of the sled code,
+//! as plain maps under one lock.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use super::*;
+
+/// A [`Store`] held in memory; nothing survives the process.
+#[derive(Default)]
+pub struct MemStore {
+    inner: Mutex<Snapshot>,
+}
+
+impl MemStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        MemStore::default()
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Snapshot) -> R) -> R {
+        f(&mut self.inner.lock().expect("memstore lock"))
+    }
+}
+
+fn log(s: &mut Snapshot, at: UnixTime, env: &EnvName, certname: &str, kind: EventKind) {
+    let id = s.audit.len() as u64 + 1;
+    s.audit.push(AuditEvent {
+        id,
+        at,
+        env: env.to_string(),
+        certname: certname.to_owned(),
+        kind,
+    });
+}
+
+fn env_mut<'a>(s: &'a mut Snapshot, env: &EnvName) -> &'a mut EnvSnapshot {
+    s.envs.entry(env.to_string()).or_default()
+}
+
+/// Drops environments left with no content, as the sled snapshot leaves them out.
+fn tidy(s: &mut Snapshot) {
+    s.envs.retain(|_, e| *e != EnvSnapshot::default());
+}
+
+fn page<T: Clone>(
+    m: &BTreeMap<String, T>,
+    after: Option<&str>,
+    limit: usize,
+) -> Vec<(Certname, T)> {
+    m.iter()
+        .filter(|(k, _)| after.is_none_or(|a| k.as_str() > a))
+        .take(limit)
+        .map(|(k, v)| {
+            (
+                Certname::parse(k).expect("stored names are valid"),
+                v.clone(),
+            )
+        })
+        .collect()
+}
+
+fn revoke_in(s: &mut Snapshot, env: &EnvName, name: &Certname, revocation: Revocation) {
+    let e = env_mut(s, env);
+    let cert = e
+        .certificates
+        .get_mut(name.as_str())
+        .expect("caller checked");
+    cert.revocation = Some(revocation);
+    let serial = cert.serial.clone();
+    e.revoked.push(RevokedSerial { serial, revocation });
+    // Serial order: shorter magnitudes first, then bytewise (numeric order).
+    e.revoked
+        .sort_by(|a, b| (a.serial.len(), &a.serial).cmp(&(b.serial.len(), &b.serial)));
+    log(
+        s,
+        revocation.revoked_at,
+        env,
+        name.as_str(),
+        EventKind::Revoked,
+    );
+}
+
+impl Store for MemStore {
+    fn put_environment(
+        &self,
+        env: &EnvName,
+        rec: &EnvRecord,
+        at: UnixTime,
+    ) -> Result<(), StoreError> {
+        self.with(|s| {
+            s.environments.insert(env.to_string(), rec.clone());
+            log(s, at, env, "", EventKind::Environment);
+        });
+        Ok(())
+    }
+
+    fn environments(&self) -> Result<Vec<(EnvName, EnvRecord)>, StoreError> {
+        Ok(self.with(|s| {
+            s.environments
+                .iter()
+                .map(|(k, v)| (EnvName::parse(k).expect("valid"), v.clone()))
+                .collect()
+        }))
+    }
+
+    fn request(&self, env: &EnvName, name: &Certname) -> Result<Option<RequestRecord>, StoreError> {
+        Ok(self.with(|s| {
+            s.envs
+                .get(env.as_str())
+                .and_then(|e| e.requests.get(name.as_str()).cloned())
+        }))
+    }
+
+    fn submit_request(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        rec: &RequestRecord,
+        allow_if_signed: bool,
+    ) -> Result<SubmitOutcome, StoreError> {
+        Ok(self.with(|s| {
+            let e = env_mut(s, env);
+            if let Some(c) = e.certificates.get(name.as_str()) {
+                if !allow_if_signed {
+                    let revoked = c.revocation.is_some();
+                    tidy(s);
+                    return SubmitOutcome::CertificateExists { revoked };
+                }
+            }
+            let prev = e.requests.insert(name.to_string(), rec.clone());
+            let replaced = prev.is_some_and(|p| p.state == RequestState::Requested);
+            log(
+                s,
+                rec.submitted_at,
+                env,
+                name.as_str(),
+                if replaced {
+                    EventKind::Replaced
+                } else {
+                    EventKind::Requested
+                },
+            );
+            if replaced {
+                SubmitOutcome::Replaced
+            } else {
+                SubmitOutcome::Created
+            }
+        }))
+    }
+
+    fn reject_request(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        reason: &str,
+        at: UnixTime,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|s| {
+            let Some(r) = s
+                .envs
+                .get_mut(env.as_str())
+                .and_then(|e| e.requests.get_mut(name.as_str()))
+            else {
+                return false;
+            };
+            r.state = RequestState::Invalid {
+                reason: reason.to_owned(),
+            };
+            log(s, at, env, name.as_str(), EventKind::Rejected);
+            true
+        }))
+    }
+
+    fn cancel_request(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        at: UnixTime,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|s| {
+            let removed = s
+                .envs
+                .get_mut(env.as_str())
+                .and_then(|e| e.requests.remove(name.as_str()))
+                .is_some();
+            if removed {
+                log(s, at, env, name.as_str(), EventKind::Canceled);
+            }
+            tidy(s);
+            removed
+        }))
+    }
+
+    fn issue(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        csr_der: &[u8],
+        cert: &CertRecord,
+    ) -> Result<IssueOutcome, StoreError> {
+        Ok(self.with(|s| {
+            let e = env_mut(s, env);
+            let outcome = match e.requests.get(name.as_str()) {
+                Some(r) if r.state == RequestState::Requested => {
+                    if r.csr_der != csr_der {
+                        IssueOutcome::RequestChanged
+                    } else if e
+                        .certificates
+                        .get(name.as_str())
+                        .is_some_and(|c| c.revocation.is_none())
+                    {
+                        IssueOutcome::AlreadySigned
+                    } else if e.serials.contains_key(&cert.serial) {
+                        IssueOutcome::SerialTaken
+                    } else {
+                        IssueOutcome::Issued
+                    }
+                }
+                _ => IssueOutcome::NoRequest,
+            };
+            if outcome == IssueOutcome::Issued {
+                e.requests.remove(name.as_str());
+                e.certificates.insert(name.to_string(), cert.clone());
+                e.serials.insert(cert.serial.clone(), name.to_string());
+                log(s, cert.issued_at, env, name.as_str(), EventKind::Issued);
+            }
+            tidy(s);
+            outcome
+        }))
+    }
+
+    fn certificate(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+    ) -> Result<Option<CertRecord>, StoreError> {
+        Ok(self.with(|s| {
+            s.envs
+                .get(env.as_str())
+                .and_then(|e| e.certificates.get(name.as_str()).cloned())
+        }))
+    }
+
+    fn certname_by_serial(
+        &self,
+        env: &EnvName,
+        serial: &[u8],
+    ) -> Result<Option<Certname>, StoreError> {
+        Ok(self.with(|s| {
+            s.envs
+                .get(env.as_str())
+                .and_then(|e| e.serials.get(serial))
+                .map(|n| Certname::parse(n).expect("valid"))
+        }))
+    }
+
+    fn revoke(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        revocation: Revocation,
+    ) -> Result<RevokeOutcome, StoreError> {
+        Ok(self.with(|s| {
+            match s
+                .envs
+                .get(env.as_str())
+                .and_then(|e| e.certificates.get(name.as_str()))
+            {
+                None => RevokeOutcome::NotFound,
+                Some(c) if c.revocation.is_some() => RevokeOutcome::AlreadyRevoked,
+                Some(_) => {
+                    revoke_in(s, env, name, revocation);
+                    RevokeOutcome::Revoked
+                }
+            }
+        }))
+    }
+
+    fn clean(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        revocation: Revocation,
+    ) -> Result<CleanOutcome, StoreError> {
+        Ok(self.with(|s| {
+            let Some(e) = s.envs.get_mut(env.as_str()) else {
+                return CleanOutcome::NotFound;
+            };
+            let had_request = e.requests.remove(name.as_str()).is_some();
+            let cert = e.certificates.get(name.as_str()).cloned();
+            if cert.is_none() && !had_request {
+                return CleanOutcome::NotFound;
+            }
+            let mut revoked = false;
+            if let Some(c) = cert {
+                if c.revocation.is_none() {
+                    revoke_in(s, env, name, revocation);
+                    revoked = true;
+                }
+                env_mut(s, env).certificates.remove(name.as_str());
+            }
+            log(
+                s,
+                revocation.revoked_at,
+                env,
+                name.as_str(),
+                EventKind::Cleaned,
+            );
+            tidy(s);
+            CleanOutcome::Cleaned { revoked }
+        }))
+    }
+
+    fn certificates(
+        &self,
+        env: &EnvName,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(Certname, CertRecord)>, StoreError> {
+        Ok(self.with(|s| {
+            s.envs
+                .get(env.as_str())
+                .map(|e| page(&e.certificates, after, limit))
+                .unwrap_or_default()
+        }))
+    }
+
+    fn requests(
+        &self,
+        env: &EnvName,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(Certname, RequestRecord)>, StoreError> {
+        Ok(self.with(|s| {
+            s.envs
+                .get(env.as_str())
+                .map(|e| page(&e.requests, after, limit))
+                .unwrap_or_default()
+        }))
+    }
+
+    fn revoked_serials(&self, env: &EnvName) -> Result<Vec<RevokedSerial>, StoreError> {
+        Ok(self.with(|s| {
+            s.envs
+                .get(env.as_str())
+                .map(|e| e.revoked.clone())
+                .unwrap_or_default()
+        }))
+    }
+
+    fn crl(&self, env: &EnvName) -> Result<Option<CrlRecord>, StoreError> {
+        Ok(self.with(|s| s.envs.get(env.as_str()).and_then(|e| e.crl.clone())))
+    }
+
+    fn put_crl(&self, env: &EnvName, crl: &CrlRecord) -> Result<(), StoreError> {
+        self.with(|s| env_mut(s, env).crl = Some(crl.clone()));
+        Ok(())
+    }
+
+    fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        Ok(self.with(|s| {
+            s.audit
+                .iter()
+                .filter(|e| e.id > after)
+                .take(limit)
+                .cloned()
+                .collect()
+        }))
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn healthy(&self) -> bool {
+        true
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        Ok(self.with(|s| s.clone()))
+    }
+}

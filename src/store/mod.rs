@@ -1,0 +1,235 @@
+//! Persistence: the [`Store`] trait, its sled implementation, an in-memory model for
+//! tests, and the data directory's key and certificate files ([`DataDir`]).
+//!
+//! Every state change is one transaction over all the trees it touches (request,
+//! certificate, serial index, revocations, audit log) and is followed by [`Store::flush`]
+//! before anyone is told it happened. Expected conflicts (no such request, already
+//! signed, ...) are returned as outcome values, not errors.
+
+mod files;
+mod memory;
+mod records;
+mod schema;
+mod sled_store;
+
+use std::collections::BTreeMap;
+
+use thiserror::Error;
+
+use crate::ca::{Certname, EnvName, UnixTime};
+
+pub use files::{DataDir, FilesError};
+pub use memory::MemStore;
+pub use records::{
+    AuditEvent, CertRecord, CrlRecord, EnvRecord, EventKind, RequestRecord, RequestState,
+    Revocation, RevokedSerial,
+};
+pub use schema::SCHEMA_VERSION;
+pub use sled_store::SledStore;
+
+/// Store failures. None of them is an expected outcome of a request.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The underlying engine failed (I/O, corruption).
+    #[error("storage engine: {0}")]
+    Engine(String),
+    /// A stored record could not be decoded.
+    #[error("corrupt record in {tree}: {detail}")]
+    Corrupt {
+        /// Which tree.
+        tree: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// The store was written by an incompatible version of certd.
+    #[error("store schema version {found} is not supported (this certd uses {SCHEMA_VERSION})")]
+    Schema {
+        /// The version found on disk.
+        found: u32,
+    },
+}
+
+/// Result of [`Store::submit_request`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmitOutcome {
+    /// A new request.
+    Created,
+    /// A pending request was replaced.
+    Replaced,
+    /// A certificate exists for the name and duplicates were not allowed; nothing written.
+    CertificateExists {
+        /// Whether that certificate is revoked.
+        revoked: bool,
+    },
+}
+
+/// Result of [`Store::issue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IssueOutcome {
+    /// The certificate is stored and the request gone.
+    Issued,
+    /// There is no pending request.
+    NoRequest,
+    /// The pending request is not the CSR that was signed (replaced meanwhile).
+    RequestChanged,
+    /// A valid (unrevoked) certificate exists already.
+    AlreadySigned,
+    /// The serial is already used in this environment.
+    SerialTaken,
+}
+
+/// Result of [`Store::revoke`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeOutcome {
+    /// Revoked now.
+    Revoked,
+    /// It was revoked before; nothing changed.
+    AlreadyRevoked,
+    /// No certificate.
+    NotFound,
+}
+
+/// Result of [`Store::clean`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanOutcome {
+    /// Forgotten; `revoked` says whether a certificate was revoked on the way.
+    Cleaned {
+        /// A valid certificate was revoked first.
+        revoked: bool,
+    },
+    /// Neither certificate nor request.
+    NotFound,
+}
+
+/// Everything one environment holds, for comparing stores in tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnvSnapshot {
+    /// Requests by certname.
+    pub requests: BTreeMap<String, RequestRecord>,
+    /// Certificates by certname.
+    pub certificates: BTreeMap<String, CertRecord>,
+    /// Serial index.
+    pub serials: BTreeMap<Vec<u8>, String>,
+    /// Revoked serials, in serial order.
+    pub revoked: Vec<RevokedSerial>,
+    /// The cached CRL.
+    pub crl: Option<CrlRecord>,
+}
+
+/// Everything a store holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Environment records.
+    pub environments: BTreeMap<String, EnvRecord>,
+    /// Per-environment contents (environments with no content are left out).
+    pub envs: BTreeMap<String, EnvSnapshot>,
+    /// The audit log.
+    pub audit: Vec<AuditEvent>,
+}
+
+/// The persistence interface. Methods are synchronous (sled is); async callers run them
+/// on a blocking thread. Mutations are atomic; [`Store::flush`] makes them durable.
+pub trait Store: Send + Sync {
+    /// Creates or updates an environment record.
+    fn put_environment(
+        &self,
+        env: &EnvName,
+        rec: &EnvRecord,
+        at: UnixTime,
+    ) -> Result<(), StoreError>;
+    /// All environment records, by name.
+    fn environments(&self) -> Result<Vec<(EnvName, EnvRecord)>, StoreError>;
+
+    /// The request for `name`, in any state.
+    fn request(&self, env: &EnvName, name: &Certname) -> Result<Option<RequestRecord>, StoreError>;
+    /// Stores a new `Requested` request, replacing any earlier one. Refused with
+    /// `CertificateExists` when a certificate exists and `allow_if_signed` is false.
+    fn submit_request(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        rec: &RequestRecord,
+        allow_if_signed: bool,
+    ) -> Result<SubmitOutcome, StoreError>;
+    /// Marks a request `Invalid` with `reason`; false when there is none.
+    fn reject_request(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        reason: &str,
+        at: UnixTime,
+    ) -> Result<bool, StoreError>;
+    /// Removes a request in any state; false when there is none.
+    fn cancel_request(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        at: UnixTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Atomically: checks that the pending request is `csr_der`, removes it, stores the
+    /// certificate and indexes its serial.
+    fn issue(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        csr_der: &[u8],
+        cert: &CertRecord,
+    ) -> Result<IssueOutcome, StoreError>;
+    /// The certificate for `name`.
+    fn certificate(&self, env: &EnvName, name: &Certname)
+        -> Result<Option<CertRecord>, StoreError>;
+    /// Which certname a serial was issued to (kept after a clean).
+    fn certname_by_serial(
+        &self,
+        env: &EnvName,
+        serial: &[u8],
+    ) -> Result<Option<Certname>, StoreError>;
+    /// Revokes the certificate of `name`.
+    fn revoke(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        revocation: Revocation,
+    ) -> Result<RevokeOutcome, StoreError>;
+    /// Revokes the certificate of `name` if it is valid, then forgets it and any request.
+    /// The serial index and the revocation stay.
+    fn clean(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        revocation: Revocation,
+    ) -> Result<CleanOutcome, StoreError>;
+
+    /// Certificates in name order, starting after `after`, at most `limit`.
+    fn certificates(
+        &self,
+        env: &EnvName,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(Certname, CertRecord)>, StoreError>;
+    /// Requests in name order, starting after `after`, at most `limit`.
+    fn requests(
+        &self,
+        env: &EnvName,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(Certname, RequestRecord)>, StoreError>;
+    /// Every revoked serial of the environment, in serial order.
+    fn revoked_serials(&self, env: &EnvName) -> Result<Vec<RevokedSerial>, StoreError>;
+
+    /// The cached CRL.
+    fn crl(&self, env: &EnvName) -> Result<Option<CrlRecord>, StoreError>;
+    /// Replaces the cached CRL.
+    fn put_crl(&self, env: &EnvName, crl: &CrlRecord) -> Result<(), StoreError>;
+
+    /// Audit events with id greater than `after`, at most `limit`.
+    fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// Makes every change so far durable.
+    fn flush(&self) -> Result<(), StoreError>;
+    /// True when the store answers reads.
+    fn healthy(&self) -> bool;
+    /// Everything, for tests and diagnostics.
+    fn snapshot(&self) -> Result<Snapshot, StoreError>;
+}

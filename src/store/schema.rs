@@ -1,0 +1,68 @@
+//! Tree names and key encodings, declared in one place.
+//!
+//! Global trees: `meta` (schema version, audit counter), `environments` (name → record),
+//! `audit` (big-endian u64 id → event). Per environment `E`: `env/E/requests` and
+//! `env/E/certificates` (certname → record, so name order is key order),
+//! `env/E/serials` (serial key → certname), `env/E/revocations` (serial key → revoked
+//! serial), `env/E/meta` (the cached CRL).
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::StoreError;
+use crate::ca::EnvName;
+
+/// The layout version written to `meta/schema_version`.
+pub const SCHEMA_VERSION: u32 = 1;
+
+pub(crate) const META: &str = "meta";
+pub(crate) const ENVIRONMENTS: &str = "environments";
+pub(crate) const AUDIT: &str = "audit";
+
+pub(crate) const KEY_SCHEMA: &[u8] = b"schema_version";
+pub(crate) const KEY_AUDIT_LAST: &[u8] = b"audit_last";
+pub(crate) const KEY_CRL: &[u8] = b"crl";
+
+pub(crate) const REQUESTS: &str = "requests";
+pub(crate) const CERTIFICATES: &str = "certificates";
+pub(crate) const SERIALS: &str = "serials";
+pub(crate) const REVOCATIONS: &str = "revocations";
+pub(crate) const ENV_META: &str = "meta";
+
+pub(crate) fn env_tree(env: &EnvName, which: &str) -> String {
+    format!("env/{env}/{which}")
+}
+
+/// Parses `env/E/T` back into `(E, T)`.
+pub(crate) fn parse_env_tree(name: &[u8]) -> Option<(String, String)> {
+    let s = std::str::from_utf8(name).ok()?;
+    let rest = s.strip_prefix("env/")?;
+    let (env, tree) = rest.split_once('/')?;
+    Some((env.to_owned(), tree.to_owned()))
+}
+
+/// Serial index key: one length byte then the magnitude, so that keys sort numerically.
+pub(crate) fn serial_key(serial: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(serial.len() + 1);
+    k.push(serial.len() as u8);
+    k.extend_from_slice(serial);
+    k
+}
+
+/// Big-endian u64, so that ids sort numerically.
+pub(crate) fn u64_key(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    // Serialising these plain records cannot fail: no maps with non-string keys, no
+    // foreign Serialize impls.
+    serde_json::to_vec(v).expect("record serialises")
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(tree: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        tree: tree.to_owned(),
+        detail: e.to_string(),
+    })
+}

@@ -1,0 +1,573 @@
+//! The sled implementation of [`Store`].
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+
+use sled::transaction::{
+    ConflictableTransactionError, ConflictableTransactionResult, TransactionError,
+    TransactionalTree,
+};
+use sled::{Db, Transactional, Tree};
+
+use super::schema::{self, decode, encode, env_tree, serial_key, u64_key};
+use super::*;
+
+/// A [`Store`] in a sled database directory. One process at a time (sled holds a lock).
+pub struct SledStore {
+    db: Db,
+    meta: Tree,
+    environments: Tree,
+    audit: Tree,
+    envs: RwLock<HashMap<EnvName, Arc<EnvTrees>>>,
+}
+
+struct EnvTrees {
+    requests: Tree,
+    certificates: Tree,
+    serials: Tree,
+    revocations: Tree,
+    meta: Tree,
+}
+
+/// The trees one environment transaction sees.
+struct Tx<'a> {
+    requests: &'a TransactionalTree,
+    certificates: &'a TransactionalTree,
+    serials: &'a TransactionalTree,
+    revocations: &'a TransactionalTree,
+    audit: &'a TransactionalTree,
+    meta: &'a TransactionalTree,
+}
+
+type TxResult<T> = ConflictableTransactionResult<T, StoreError>;
+
+fn engine(e: sled::Error) -> StoreError {
+    StoreError::Engine(e.to_string())
+}
+
+fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
+    ConflictableTransactionError::Abort(e)
+}
+
+impl<'a> Tx<'a> {
+    fn get<T: serde::de::DeserializeOwned>(
+        &self,
+        tree: &TransactionalTree,
+        name: &str,
+        key: &[u8],
+    ) -> TxResult<Option<T>> {
+        match tree.get(key)? {
+            Some(v) => Ok(Some(decode(name, &v).map_err(abort)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn log(&self, at: UnixTime, env: &EnvName, certname: &str, kind: EventKind) -> TxResult<()> {
+        log(self.audit, self.meta, at, env, certname, kind)
+    }
+
+    /// Marks the certificate revoked and lists its serial; the caller checked it is valid.
+    fn revoke(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        mut cert: CertRecord,
+        revocation: Revocation,
+    ) -> TxResult<()> {
+        cert.revocation = Some(revocation);
+        self.certificates.insert(name.as_str(), encode(&cert))?;
+        let entry = RevokedSerial {
+            serial: cert.serial.clone(),
+            revocation,
+        };
+        self.revocations
+            .insert(serial_key(&cert.serial), encode(&entry))?;
+        self.log(
+            revocation.revoked_at,
+            env,
+            name.as_str(),
+            EventKind::Revoked,
+        )
+    }
+}
+
+/// Appends one event to the audit log; the id is the counter in `meta` plus one, so ids
+/// are consecutive as long as every append happens inside a transaction.
+fn log(
+    audit: &TransactionalTree,
+    meta: &TransactionalTree,
+    at: UnixTime,
+    env: &EnvName,
+    certname: &str,
+    kind: EventKind,
+) -> TxResult<()> {
+    let last = match meta.get(schema::KEY_AUDIT_LAST)? {
+        Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| {
+            abort(StoreError::Corrupt {
+                tree: "meta".into(),
+                detail: "audit counter".into(),
+            })
+        })?),
+        None => 0,
+    };
+    let id = last + 1;
+    meta.insert(schema::KEY_AUDIT_LAST, &u64_key(id))?;
+    let ev = AuditEvent {
+        id,
+        at,
+        env: env.to_string(),
+        certname: certname.to_owned(),
+        kind,
+    };
+    audit.insert(&u64_key(id), encode(&ev))?;
+    Ok(())
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in `dir`, checking the schema version.
+    pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        let db = sled::Config::new().path(dir).open().map_err(engine)?;
+        let meta = db.open_tree(schema::META).map_err(engine)?;
+        match meta.get(schema::KEY_SCHEMA).map_err(engine)? {
+            Some(v) => {
+                let found = v.as_ref().try_into().map(u32::from_be_bytes).unwrap_or(0);
+                if found != SCHEMA_VERSION {
+                    return Err(StoreError::Schema { found });
+                }
+            }
+            None => {
+                meta.insert(schema::KEY_SCHEMA, &SCHEMA_VERSION.to_be_bytes())
+                    .map_err(engine)?;
+                db.flush().map_err(engine)?;
+            }
+        }
+        Ok(SledStore {
+            environments: db.open_tree(schema::ENVIRONMENTS).map_err(engine)?,
+            audit: db.open_tree(schema::AUDIT).map_err(engine)?,
+            meta,
+            db,
+            envs: RwLock::new(HashMap::new()),
+        })
+    }
+
+    fn env(&self, env: &EnvName) -> Result<Arc<EnvTrees>, StoreError> {
+        if let Some(t) = self.envs.read().expect("env cache lock").get(env) {
+            return Ok(t.clone());
+        }
+        let open = |which: &str| self.db.open_tree(env_tree(env, which)).map_err(engine);
+        let trees = Arc::new(EnvTrees {
+            requests: open(schema::REQUESTS)?,
+            certificates: open(schema::CERTIFICATES)?,
+            serials: open(schema::SERIALS)?,
+            revocations: open(schema::REVOCATIONS)?,
+            meta: open(schema::ENV_META)?,
+        });
+        self.envs
+            .write()
+            .expect("env cache lock")
+            .insert(env.clone(), trees.clone());
+        Ok(trees)
+    }
+
+    /// Runs `f` as one transaction over the environment's trees, the audit log and meta.
+    fn txn<R>(&self, env: &EnvName, f: impl Fn(&Tx) -> TxResult<R>) -> Result<R, StoreError> {
+        let t = self.env(env)?;
+        (
+            &t.requests,
+            &t.certificates,
+            &t.serials,
+            &t.revocations,
+            &self.audit,
+            &self.meta,
+        )
+            .transaction(
+                |(requests, certificates, serials, revocations, audit, meta)| {
+                    f(&Tx {
+                        requests,
+                        certificates,
+                        serials,
+                        revocations,
+                        audit,
+                        meta,
+                    })
+                },
+            )
+            .map_err(|e| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => engine(e),
+            })
+    }
+
+    fn scan<T: serde::de::DeserializeOwned>(
+        tree: &Tree,
+        name: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(Certname, T)>, StoreError> {
+        let iter = match after {
+            Some(a) => tree.range::<&[u8], _>((
+                std::ops::Bound::Excluded(a.as_bytes()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => tree.iter(),
+        };
+        let mut out = Vec::new();
+        for item in iter.take(limit) {
+            let (k, v) = item.map_err(engine)?;
+            let key = std::str::from_utf8(&k)
+                .ok()
+                .and_then(|s| Certname::parse(s).ok())
+                .ok_or_else(|| StoreError::Corrupt {
+                    tree: name.into(),
+                    detail: "key is not a certname".into(),
+                })?;
+            out.push((key, decode(name, &v)?));
+        }
+        Ok(out)
+    }
+}
+
+impl Store for SledStore {
+    fn put_environment(
+        &self,
+        env: &EnvName,
+        rec: &EnvRecord,
+        at: UnixTime,
+    ) -> Result<(), StoreError> {
+        (&self.environments, &self.audit, &self.meta)
+            .transaction(|(envs, audit, meta)| {
+                envs.insert(env.as_str(), encode(rec))?;
+                log(audit, meta, at, env, "", EventKind::Environment)
+            })
+            .map_err(|e| match e {
+                TransactionError::Abort(e) => e,
+                TransactionError::Storage(e) => engine(e),
+            })
+    }
+
+    fn environments(&self) -> Result<Vec<(EnvName, EnvRecord)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.environments.iter() {
+            let (k, v) = item.map_err(engine)?;
+            let name = std::str::from_utf8(&k)
+                .ok()
+                .and_then(|s| EnvName::parse(s).ok())
+                .ok_or_else(|| StoreError::Corrupt {
+                    tree: "environments".into(),
+                    detail: "bad key".into(),
+                })?;
+            out.push((name, decode("environments", &v)?));
+        }
+        Ok(out)
+    }
+
+    fn request(&self, env: &EnvName, name: &Certname) -> Result<Option<RequestRecord>, StoreError> {
+        match self.env(env)?.requests.get(name.as_str()).map_err(engine)? {
+            Some(v) => Ok(Some(decode("requests", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn submit_request(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        rec: &RequestRecord,
+        allow_if_signed: bool,
+    ) -> Result<SubmitOutcome, StoreError> {
+        self.txn(env, |tx| {
+            if !allow_if_signed {
+                if let Some(cert) =
+                    tx.get::<CertRecord>(tx.certificates, "certificates", name.as_str().as_bytes())?
+                {
+                    return Ok(SubmitOutcome::CertificateExists {
+                        revoked: cert.revocation.is_some(),
+                    });
+                }
+            }
+            let prev =
+                tx.get::<RequestRecord>(tx.requests, "requests", name.as_str().as_bytes())?;
+            tx.requests.insert(name.as_str(), encode(rec))?;
+            let replaced = matches!(
+                prev,
+                Some(RequestRecord {
+                    state: RequestState::Requested,
+                    ..
+                })
+            );
+            let kind = if replaced {
+                EventKind::Replaced
+            } else {
+                EventKind::Requested
+            };
+            tx.log(rec.submitted_at, env, name.as_str(), kind)?;
+            Ok(if replaced {
+                SubmitOutcome::Replaced
+            } else {
+                SubmitOutcome::Created
+            })
+        })
+    }
+
+    fn reject_request(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        reason: &str,
+        at: UnixTime,
+    ) -> Result<bool, StoreError> {
+        self.txn(env, |tx| {
+            let Some(mut rec) =
+                tx.get::<RequestRecord>(tx.requests, "requests", name.as_str().as_bytes())?
+            else {
+                return Ok(false);
+            };
+            rec.state = RequestState::Invalid {
+                reason: reason.to_owned(),
+            };
+            tx.requests.insert(name.as_str(), encode(&rec))?;
+            tx.log(at, env, name.as_str(), EventKind::Rejected)?;
+            Ok(true)
+        })
+    }
+
+    fn cancel_request(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        at: UnixTime,
+    ) -> Result<bool, StoreError> {
+        self.txn(env, |tx| {
+            if tx.requests.remove(name.as_str())?.is_none() {
+                return Ok(false);
+            }
+            tx.log(at, env, name.as_str(), EventKind::Canceled)?;
+            Ok(true)
+        })
+    }
+
+    fn issue(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        csr_der: &[u8],
+        cert: &CertRecord,
+    ) -> Result<IssueOutcome, StoreError> {
+        self.txn(env, |tx| {
+            let key = name.as_str().as_bytes();
+            let req = match tx.get::<RequestRecord>(tx.requests, "requests", key)? {
+                Some(r) if r.state == RequestState::Requested => r,
+                _ => return Ok(IssueOutcome::NoRequest),
+            };
+            if req.csr_der != csr_der {
+                return Ok(IssueOutcome::RequestChanged);
+            }
+            if let Some(existing) = tx.get::<CertRecord>(tx.certificates, "certificates", key)? {
+                if existing.revocation.is_none() {
+                    return Ok(IssueOutcome::AlreadySigned);
+                }
+            }
+            let skey = serial_key(&cert.serial);
+            if tx.serials.get(&skey)?.is_some() {
+                return Ok(IssueOutcome::SerialTaken);
+            }
+            tx.requests.remove(key)?;
+            tx.certificates.insert(key, encode(cert))?;
+            tx.serials.insert(skey, key)?;
+            tx.log(cert.issued_at, env, name.as_str(), EventKind::Issued)?;
+            Ok(IssueOutcome::Issued)
+        })
+    }
+
+    fn certificate(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+    ) -> Result<Option<CertRecord>, StoreError> {
+        match self
+            .env(env)?
+            .certificates
+            .get(name.as_str())
+            .map_err(engine)?
+        {
+            Some(v) => Ok(Some(decode("certificates", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn certname_by_serial(
+        &self,
+        env: &EnvName,
+        serial: &[u8],
+    ) -> Result<Option<Certname>, StoreError> {
+        match self
+            .env(env)?
+            .serials
+            .get(serial_key(serial))
+            .map_err(engine)?
+        {
+            Some(v) => {
+                let s = std::str::from_utf8(&v)
+                    .ok()
+                    .and_then(|s| Certname::parse(s).ok());
+                s.map(Some).ok_or_else(|| StoreError::Corrupt {
+                    tree: "serials".into(),
+                    detail: "not a certname".into(),
+                })
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn revoke(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        revocation: Revocation,
+    ) -> Result<RevokeOutcome, StoreError> {
+        self.txn(env, |tx| {
+            let Some(cert) =
+                tx.get::<CertRecord>(tx.certificates, "certificates", name.as_str().as_bytes())?
+            else {
+                return Ok(RevokeOutcome::NotFound);
+            };
+            if cert.revocation.is_some() {
+                return Ok(RevokeOutcome::AlreadyRevoked);
+            }
+            tx.revoke(env, name, cert, revocation)?;
+            Ok(RevokeOutcome::Revoked)
+        })
+    }
+
+    fn clean(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        revocation: Revocation,
+    ) -> Result<CleanOutcome, StoreError> {
+        self.txn(env, |tx| {
+            let key = name.as_str().as_bytes();
+            let cert = tx.get::<CertRecord>(tx.certificates, "certificates", key)?;
+            let had_request = tx.requests.remove(key)?.is_some();
+            if cert.is_none() && !had_request {
+                return Ok(CleanOutcome::NotFound);
+            }
+            let mut revoked = false;
+            if let Some(cert) = cert {
+                if cert.revocation.is_none() {
+                    tx.revoke(env, name, cert, revocation)?;
+                    revoked = true;
+                }
+                tx.certificates.remove(key)?;
+            }
+            tx.log(
+                revocation.revoked_at,
+                env,
+                name.as_str(),
+                EventKind::Cleaned,
+            )?;
+            Ok(CleanOutcome::Cleaned { revoked })
+        })
+    }
+
+    fn certificates(
+        &self,
+        env: &EnvName,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(Certname, CertRecord)>, StoreError> {
+        Self::scan(&self.env(env)?.certificates, "certificates", after, limit)
+    }
+
+    fn requests(
+        &self,
+        env: &EnvName,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(Certname, RequestRecord)>, StoreError> {
+        Self::scan(&self.env(env)?.requests, "requests", after, limit)
+    }
+
+    fn revoked_serials(&self, env: &EnvName) -> Result<Vec<RevokedSerial>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.env(env)?.revocations.iter() {
+            let (_, v) = item.map_err(engine)?;
+            out.push(decode("revocations", &v)?);
+        }
+        Ok(out)
+    }
+
+    fn crl(&self, env: &EnvName) -> Result<Option<CrlRecord>, StoreError> {
+        match self.env(env)?.meta.get(schema::KEY_CRL).map_err(engine)? {
+            Some(v) => Ok(Some(decode("meta", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_crl(&self, env: &EnvName, crl: &CrlRecord) -> Result<(), StoreError> {
+        self.env(env)?
+            .meta
+            .insert(schema::KEY_CRL, encode(crl))
+            .map_err(engine)?;
+        Ok(())
+    }
+
+    fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut out = Vec::new();
+        let start = u64_key(after.saturating_add(1));
+        for item in self.audit.range(start..).take(limit) {
+            let (_, v) = item.map_err(engine)?;
+            out.push(decode("audit", &v)?);
+        }
+        Ok(out)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(engine)
+    }
+
+    fn healthy(&self) -> bool {
+        self.meta.get(schema::KEY_SCHEMA).is_ok()
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        let mut snap = Snapshot::default();
+        for (name, rec) in self.environments()? {
+            snap.environments.insert(name.to_string(), rec);
+        }
+        snap.audit = self.audit(0, usize::MAX)?;
+        let mut names: Vec<String> = self
+            .db
+            .tree_names()
+            .iter()
+            .filter_map(|n| schema::parse_env_tree(n).map(|(e, _)| e))
+            .collect();
+        names.dedup();
+        for raw in names {
+            let env = EnvName::parse(&raw).map_err(|_| StoreError::Corrupt {
+                tree: raw.clone(),
+                detail: "bad environment tree name".into(),
+            })?;
+            let t = self.env(&env)?;
+            let mut e = EnvSnapshot::default();
+            for (n, r) in self.requests(&env, None, usize::MAX)? {
+                e.requests.insert(n.to_string(), r);
+            }
+            for (n, c) in self.certificates(&env, None, usize::MAX)? {
+                e.certificates.insert(n.to_string(), c);
+            }
+            for item in t.serials.iter() {
+                let (k, v) = item.map_err(engine)?;
+                e.serials
+                    .insert(k[1..].to_vec(), String::from_utf8_lossy(&v).into_owned());
+            }
+            e.revoked = self.revoked_serials(&env)?;
+            e.crl = self.crl(&env)?;
+            if e != EnvSnapshot::default() {
+                snap.envs.insert(raw, e);
+            }
+        }
+        Ok(snap)
+    }
+}

@@ -1,0 +1,291 @@
+//! The sled store against the in-memory model: random sequences of operations give the
+//! same outcomes and the same contents, including across a close and reopen.
+
+use certd::ca::{Certname, EnvName, RevocationReason};
+use certd::store::{
+    CertRecord, CrlRecord, EnvRecord, MemStore, RequestRecord, RequestState, Revocation, SledStore,
+    Store,
+};
+use proptest::prelude::*;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Submit {
+        env: u8,
+        name: u8,
+        csr: u8,
+        allow: bool,
+    },
+    Reject {
+        env: u8,
+        name: u8,
+    },
+    Cancel {
+        env: u8,
+        name: u8,
+    },
+    Issue {
+        env: u8,
+        name: u8,
+        csr: u8,
+        serial: u8,
+    },
+    Revoke {
+        env: u8,
+        name: u8,
+        reason: bool,
+    },
+    Clean {
+        env: u8,
+        name: u8,
+    },
+    PutEnv {
+        env: u8,
+    },
+    PutCrl {
+        env: u8,
+        number: u8,
+    },
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let e = 0u8..2;
+    let n = 0u8..2;
+    prop_oneof![
+        4 => (e.clone(), n.clone(), 0u8..2, any::<bool>()).prop_map(|(env, name, csr, allow)| Op::Submit { env, name, csr, allow }),
+        1 => (e.clone(), n.clone()).prop_map(|(env, name)| Op::Reject { env, name }),
+        1 => (e.clone(), n.clone()).prop_map(|(env, name)| Op::Cancel { env, name }),
+        4 => (e.clone(), n.clone(), 0u8..2, 0u8..8).prop_map(|(env, name, csr, serial)| Op::Issue { env, name, csr, serial }),
+        2 => (e.clone(), n.clone(), any::<bool>()).prop_map(|(env, name, reason)| Op::Revoke { env, name, reason }),
+        1 => (e.clone(), n.clone()).prop_map(|(env, name)| Op::Clean { env, name }),
+        1 => e.clone().prop_map(|env| Op::PutEnv { env }),
+        1 => (e, 0u8..5).prop_map(|(env, number)| Op::PutCrl { env, number }),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+fn env(i: u8) -> EnvName {
+    EnvName::parse(["production", "staging"][i as usize]).unwrap()
+}
+
+fn name(i: u8) -> Certname {
+    Certname::parse(&format!("node{i}.example.com")).unwrap()
+}
+
+fn csr(i: u8) -> Vec<u8> {
+    vec![0x30, i, i, i]
+}
+
+/// Applies one operation, returning its outcome as text for comparison.
+fn apply(store: &dyn Store, op: &Op, at: i64) -> String {
+    let revocation = |reason: bool| Revocation {
+        revoked_at: at,
+        reason: if reason {
+            RevocationReason::KeyCompromise
+        } else {
+            RevocationReason::Unspecified
+        },
+    };
+    match *op {
+        Op::Submit {
+            env: e,
+            name: n,
+            csr: c,
+            allow,
+        } => {
+            let rec = RequestRecord {
+                csr_der: csr(c),
+                submitted_at: at,
+                state: RequestState::Requested,
+            };
+            format!(
+                "{:?}",
+                store
+                    .submit_request(&env(e), &name(n), &rec, allow)
+                    .unwrap()
+            )
+        }
+        Op::Reject { env: e, name: n } => format!(
+            "{:?}",
+            store
+                .reject_request(&env(e), &name(n), "rejected by admin", at)
+                .unwrap()
+        ),
+        Op::Cancel { env: e, name: n } => {
+            format!("{:?}", store.cancel_request(&env(e), &name(n), at).unwrap())
+        }
+        Op::Issue {
+            env: e,
+            name: n,
+            csr: c,
+            serial,
+        } => {
+            let cert = CertRecord {
+                serial: vec![serial + 1, 0xAB],
+                der: vec![0x30, n, serial],
+                issued_at: at,
+                not_after: at + 100,
+                revocation: None,
+            };
+            format!(
+                "{:?}",
+                store.issue(&env(e), &name(n), &csr(c), &cert).unwrap()
+            )
+        }
+        Op::Revoke {
+            env: e,
+            name: n,
+            reason,
+        } => format!(
+            "{:?}",
+            store.revoke(&env(e), &name(n), revocation(reason)).unwrap()
+        ),
+        Op::Clean { env: e, name: n } => format!(
+            "{:?}",
+            store.clean(&env(e), &name(n), revocation(false)).unwrap()
+        ),
+        Op::PutEnv { env: e } => format!(
+            "{:?}",
+            store
+                .put_environment(&env(e), &EnvRecord { created_at: at }, at)
+                .unwrap()
+        ),
+        Op::PutCrl { env: e, number } => {
+            let crl = CrlRecord {
+                number: number.into(),
+                this_update: at,
+                next_update: at + 10,
+                entries: 0,
+                der: vec![number],
+            };
+            format!("{:?}", store.put_crl(&env(e), &crl).unwrap())
+        }
+        Op::Reopen => String::new(),
+    }
+}
+
+fn check_reads_agree(sled: &dyn Store, model: &dyn Store) {
+    for e in 0..2 {
+        let env = env(e);
+        assert_eq!(
+            sled.certificates(&env, None, 1000).unwrap(),
+            model.certificates(&env, None, 1000).unwrap()
+        );
+        assert_eq!(
+            sled.requests(&env, Some("node1.example.com"), 2).unwrap(),
+            model.requests(&env, Some("node1.example.com"), 2).unwrap()
+        );
+        assert_eq!(
+            sled.revoked_serials(&env).unwrap(),
+            model.revoked_serials(&env).unwrap()
+        );
+        for n in 0..4 {
+            assert_eq!(
+                sled.request(&env, &name(n)).unwrap(),
+                model.request(&env, &name(n)).unwrap()
+            );
+            assert_eq!(
+                sled.certificate(&env, &name(n)).unwrap(),
+                model.certificate(&env, &name(n)).unwrap()
+            );
+        }
+        for s in 0..8u8 {
+            let serial = [s + 1, 0xAB];
+            assert_eq!(
+                sled.certname_by_serial(&env, &serial).unwrap(),
+                model.certname_by_serial(&env, &serial).unwrap()
+            );
+        }
+    }
+    assert_eq!(sled.audit(3, 5).unwrap(), model.audit(3, 5).unwrap());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn sled_store_matches_the_model(ops in proptest::collection::vec(op(), 1..80)) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sled = SledStore::open(dir.path()).unwrap();
+        let model = MemStore::new();
+        for (i, op) in ops.iter().enumerate() {
+            if let Op::Reopen = op {
+                sled.flush().unwrap();
+                drop(sled);
+                sled = SledStore::open(dir.path()).unwrap();
+                continue;
+            }
+            let at = 1_700_000_000 + i as i64;
+            let got = apply(&sled, op, at);
+            let want = apply(&model, op, at);
+            prop_assert_eq!(got, want, "op {} {:?}", i, op);
+        }
+        check_reads_agree(&sled, &model);
+        prop_assert_eq!(sled.snapshot().unwrap(), model.snapshot().unwrap());
+        // Audit ids are consecutive from 1.
+        let audit = sled.audit(0, usize::MAX).unwrap();
+        for (i, ev) in audit.iter().enumerate() {
+            prop_assert_eq!(ev.id, i as u64 + 1);
+        }
+        sled.flush().unwrap();
+        drop(sled);
+        let reopened = SledStore::open(dir.path()).unwrap();
+        prop_assert_eq!(reopened.snapshot().unwrap(), model.snapshot().unwrap());
+    }
+}
+
+#[test]
+fn refuses_a_store_of_another_schema_version() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema_version", &99u32.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let err = SledStore::open(dir.path()).err().expect("must refuse");
+    assert!(err.to_string().contains("99"), "{err}");
+}
+
+#[test]
+fn concurrent_issues_of_one_request_give_one_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
+    let env = EnvName::production();
+    let n = name(0);
+    let rec = RequestRecord {
+        csr_der: csr(0),
+        submitted_at: 1,
+        state: RequestState::Requested,
+    };
+    store.submit_request(&env, &n, &rec, false).unwrap();
+    let handles: Vec<_> = (0..16u8)
+        .map(|i| {
+            let store = store.clone();
+            let (env, n) = (env.clone(), n.clone());
+            std::thread::spawn(move || {
+                let cert = CertRecord {
+                    serial: vec![i + 1],
+                    der: vec![i],
+                    issued_at: 2,
+                    not_after: 3,
+                    revocation: None,
+                };
+                store.issue(&env, &n, &csr(0), &cert).unwrap()
+            })
+        })
+        .collect();
+    let outcomes: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let issued = outcomes
+        .iter()
+        .filter(|o| **o == certd::store::IssueOutcome::Issued)
+        .count();
+    assert_eq!(issued, 1, "{outcomes:?}");
+    assert_eq!(
+        store.snapshot().unwrap().envs["production"].serials.len(),
+        1
+    );
+}

@@ -1,2 +1,13 @@
+//! certd: a certificate authority served as plain HTTP resources.
+//!
+//! Layers (arrows run one way, see DESIGN.md section 2):
+//! `ca` ← `store`, `authz` ← `app` ← `http`, `cli` ← `main`. `config` is read by the
+//! composition root (`cli`) and handed down.
+
+pub mod app;
+pub mod authz;
 pub mod ca;
+pub mod cli;
+pub mod config;
+pub mod http;
 pub mod store;

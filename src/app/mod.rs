@@ -1,0 +1,256 @@
+//! Use cases, free of HTTP: setup, environments and their CAs, status, the CA chain.
+//! `http` and `cli` call these; this module calls `ca`, `store` and `authz`.
+
+mod setup;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use openssl::x509::X509;
+use thiserror::Error;
+
+use crate::authz::{Identity, Issuer, Resolver};
+use crate::ca::{CaError, CaPair, CertInfo, Clock, EnvName, Rng};
+use crate::config::Config;
+use crate::store::{DataDir, FilesError, SledStore, Store, StoreError};
+
+pub use setup::{setup, SetupOutcome};
+
+/// Everything a use case can fail with. The HTTP layer maps each variant exhaustively.
+#[derive(Debug, Error)]
+pub enum AppError {
+    /// The caller sent something invalid (a bad name, CSR, ...); carries the stable code.
+    #[error(transparent)]
+    InvalidInput(CaError),
+    /// The environment in the request is not one certd serves.
+    #[error("environment {0} does not exist")]
+    UnknownEnvironment(EnvName),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A data directory file could not be read or written.
+    #[error("data directory: {0}")]
+    Files(#[from] FilesError),
+    /// The PKI layer failed on data certd produced itself (not the caller's input).
+    #[error("pki: {0}")]
+    Pki(CaError),
+    /// A blocking task could not be run or was cancelled.
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+impl From<CaError> for AppError {
+    fn from(e: CaError) -> Self {
+        if e.is_client_error() {
+            AppError::InvalidInput(e)
+        } else {
+            AppError::Pki(e)
+        }
+    }
+}
+
+/// One environment's issuing CA as served.
+#[derive(Debug)]
+pub struct EnvCa {
+    /// The issuing CA and its key.
+    pub ca: CaPair,
+    /// `chain.pem` exactly as stored: issuing CA first, root last.
+    pub chain_pem: Vec<u8>,
+}
+
+/// What the HTTPS listener needs: its certificate chain, key, and the CAs client
+/// certificates may chain to.
+pub struct TlsMaterial {
+    /// The server certificate, PEM.
+    pub cert_pem: Vec<u8>,
+    /// The server key, PEM.
+    pub key_pem: Vec<u8>,
+    /// Certificates sent after the server certificate (its issuing CA).
+    pub chain: Vec<X509>,
+    /// Trusted CAs for client certificates: the root and every issuing CA.
+    pub client_cas: Vec<X509>,
+}
+
+/// `GET /status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// certd's version.
+    pub version: &'static str,
+    /// Environments served, by name.
+    pub environments: Vec<String>,
+    /// Store health.
+    pub store: StoreStatus,
+}
+
+/// Store part of [`Status`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StoreStatus {
+    /// The store answers reads.
+    pub ok: bool,
+}
+
+/// The application: configuration, data directory, store, CAs. Built once by the
+/// composition root (`cli serve`) and shared.
+pub struct App {
+    config: Config,
+    data: DataDir,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    rng: Arc<dyn Rng>,
+    root: X509,
+    envs: RwLock<BTreeMap<EnvName, Arc<EnvCa>>>,
+    resolver: Arc<Resolver>,
+}
+
+impl App {
+    /// Opens the data directory (setting it up first when empty), creates the issuing CA
+    /// of any configured environment that lacks one, and opens the store.
+    pub fn open(
+        config: Config,
+        data: DataDir,
+        clock: Arc<dyn Clock>,
+        rng: Arc<dyn Rng>,
+    ) -> Result<App, AppError> {
+        setup(&data, &config, clock.as_ref(), rng.as_ref())?;
+        let root = X509::from_pem(&data.read(&data.root_cert())?).map_err(CaError::from)?;
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(&data.store_dir())?);
+        let mut envs = BTreeMap::new();
+        for env in config.environments.keys() {
+            if !data.has_env(env) {
+                let root_pair = CaPair::from_pem(
+                    &data.read(&data.root_cert())?,
+                    &data.read_secret(&data.root_key())?,
+                )?;
+                setup::create_env_ca(
+                    &data,
+                    &config,
+                    &root_pair,
+                    env,
+                    clock.as_ref(),
+                    rng.as_ref(),
+                )?;
+            }
+            setup::ensure_env_in_store(store.as_ref(), &data, &config, env, clock.as_ref())?;
+            envs.insert(env.clone(), Arc::new(load_env(&data, env)?));
+        }
+        store.flush()?;
+        let issuers = envs
+            .iter()
+            .map(|(name, e)| issuer_of(name, &e.ca))
+            .collect::<Result<Vec<_>, _>>()?;
+        let resolver = Arc::new(Resolver::new(issuers, config.admins.iter().cloned()));
+        Ok(App {
+            config,
+            data,
+            store,
+            clock,
+            rng,
+            root,
+            envs: RwLock::new(envs),
+            resolver,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
+    /// The serial-number RNG.
+    pub fn rng(&self) -> &Arc<dyn Rng> {
+        &self.rng
+    }
+
+    /// Classifies TLS peers; shared with the HTTP layer's connection hook.
+    pub fn resolver(&self) -> Arc<Resolver> {
+        self.resolver.clone()
+    }
+
+    /// The identity of a caller presenting `peer_der`.
+    pub fn identify(&self, peer_der: Option<&[u8]>) -> Identity {
+        self.resolver.identify(peer_der)
+    }
+
+    /// An environment by its raw name from a URL: 400 when the name is malformed, 404
+    /// when certd does not serve it.
+    pub fn environment(&self, raw: &str) -> Result<(EnvName, Arc<EnvCa>), AppError> {
+        let env = EnvName::parse(raw)?;
+        let found = self.envs.read().expect("env lock").get(&env).cloned();
+        found
+            .map(|ca| (env.clone(), ca))
+            .ok_or(AppError::UnknownEnvironment(env))
+    }
+
+    /// The PEM chain of an environment: issuing CA first, root last.
+    pub fn ca_chain(&self, raw_env: &str) -> Result<Vec<u8>, AppError> {
+        Ok(self.environment(raw_env)?.1.chain_pem.clone())
+    }
+
+    /// Version, environments, store health.
+    pub fn status(&self) -> Status {
+        Status {
+            version: env!("CARGO_PKG_VERSION"),
+            environments: self
+                .envs
+                .read()
+                .expect("env lock")
+                .keys()
+                .map(|e| e.to_string())
+                .collect(),
+            store: StoreStatus {
+                ok: self.store.healthy(),
+            },
+        }
+    }
+
+    /// The HTTPS server's certificate, key and trust anchors.
+    pub fn tls_material(&self) -> Result<TlsMaterial, AppError> {
+        let envs = self.envs.read().expect("env lock");
+        let production = envs
+            .get(&EnvName::production())
+            .ok_or(AppError::UnknownEnvironment(EnvName::production()))?;
+        let mut client_cas = vec![self.root.clone()];
+        client_cas.extend(envs.values().map(|e| e.ca.cert().to_owned()));
+        Ok(TlsMaterial {
+            cert_pem: self.data.read(&self.data.server_cert())?,
+            key_pem: self.data.read_secret(&self.data.server_key())?,
+            chain: vec![production.ca.cert().to_owned()],
+            client_cas,
+        })
+    }
+
+    /// Makes every change durable; called at shutdown.
+    pub fn flush(&self) -> Result<(), AppError> {
+        Ok(self.store.flush()?)
+    }
+}
+
+fn load_env(data: &DataDir, env: &EnvName) -> Result<EnvCa, AppError> {
+    let ca = CaPair::from_pem(
+        &data.read(&data.env_cert(env))?,
+        &data.read_secret(&data.env_key(env))?,
+    )?;
+    Ok(EnvCa {
+        ca,
+        chain_pem: data.read(&data.env_chain(env))?,
+    })
+}
+
+fn issuer_of(env: &EnvName, ca: &CaPair) -> Result<Issuer, AppError> {
+    let info = CertInfo::from_der(&ca.cert().to_der().map_err(CaError::from)?)?;
+    Ok(Issuer {
+        environment: env.clone(),
+        subject_der: ca.cert().subject_name().to_der().map_err(CaError::from)?,
+        key_id: info.subject_key_id,
+    })
+}

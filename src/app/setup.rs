@@ -1,0 +1,178 @@
+//! `certd setup`: the root CA, one issuing CA per configured environment, the HTTPS
+//! server identity, the admin client identity, and the store.
+//!
+//! Completion marker: `ca/root.pem` is written last. A setup interrupted before that is
+//! redone from the start by the next run; once it exists, setup changes nothing.
+
+use std::net::IpAddr;
+
+use crate::ca::{
+    build_crl, CaPair, Certname, Clock, CrlParams, EnvName, Profile, ProfileKind, Rng,
+    SerialNumber, Subject,
+};
+use crate::config::Config;
+use crate::store::{CrlRecord, DataDir, EnvRecord, SledStore, Store};
+
+use super::AppError;
+
+/// What [`setup`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SetupOutcome {
+    /// A new data directory was written.
+    Created,
+    /// The directory was already set up; nothing changed.
+    AlreadySetUp,
+}
+
+/// Sets up `data` unless it already is.
+pub fn setup(
+    data: &DataDir,
+    config: &Config,
+    clock: &dyn Clock,
+    rng: &dyn Rng,
+) -> Result<SetupOutcome, AppError> {
+    if data.is_set_up() {
+        return Ok(SetupOutcome::AlreadySetUp);
+    }
+    // A short random tag tells this installation's root apart from any other's.
+    let tag = SerialNumber::random(rng).to_string();
+    let root = CaPair::new_root(
+        &format!("certd Root CA: {}", &tag[..8.min(tag.len())]),
+        config.ca.key_type,
+        config.ca.root_ttl.as_secs(),
+        clock,
+        rng,
+    )?;
+    data.write_secret(&data.root_key(), &root.key().to_pem()?)?;
+
+    for env in config.environments.keys() {
+        create_env_ca(data, config, &root, env, clock, rng)?;
+    }
+    let production = CaPair::from_pem(
+        &data.read(&data.env_cert(&EnvName::production()))?,
+        &data.read_secret(&data.env_key(&EnvName::production()))?,
+    )?;
+
+    // The HTTPS server certificate, from the production CA.
+    let host = hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .map(|h| h.to_ascii_lowercase());
+    let server_name = host
+        .as_deref()
+        .and_then(|h| Certname::parse(h).ok())
+        .unwrap_or_else(|| Certname::parse("localhost").expect("valid"));
+    let mut subject = Subject::new(server_name);
+    subject.dns_names.push("localhost".into());
+    subject.ip_addrs.push(IpAddr::from([127, 0, 0, 1]));
+    subject.ip_addrs.push("::1".parse().expect("literal"));
+    for name in &config.server.dns_alt_names {
+        match name.parse::<IpAddr>() {
+            Ok(ip) => subject.ip_addrs.push(ip),
+            Err(_) => subject.dns_names.push(name.clone()),
+        }
+    }
+    let server_key = config.server.tls_key_type.generate()?;
+    let profile = Profile::new(ProfileKind::Server, config.ca.cert_ttl.as_secs());
+    let server_public = server_key.public_key()?;
+    let server = production.sign_leaf(&subject, &server_public, &profile, clock, rng)?;
+    data.write_secret(&data.server_key(), &server_key.to_pem()?)?;
+    data.write_public(
+        &data.server_cert(),
+        &server.to_pem().map_err(crate::ca::CaError::from)?,
+    )?;
+
+    // The admin client certificate, carrying pp_cli_auth.
+    let admin_key = config.ca.admin_key_type.generate()?;
+    let profile = Profile::new(ProfileKind::Admin, config.ca.cert_ttl.as_secs());
+    let admin_public = admin_key.public_key()?;
+    let admin = production.sign_leaf(
+        &Subject::new(config.admin_certname.clone()),
+        &admin_public,
+        &profile,
+        clock,
+        rng,
+    )?;
+    data.write_secret(&data.admin_key(), &admin_key.to_pem()?)?;
+    data.write_public(
+        &data.admin_cert(),
+        &admin.to_pem().map_err(crate::ca::CaError::from)?,
+    )?;
+
+    {
+        let store = SledStore::open(&data.store_dir())?;
+        for env in config.environments.keys() {
+            ensure_env_in_store(&store, data, config, env, clock)?;
+        }
+        store.flush()?;
+    }
+    data.write_public(
+        &data.root_cert(),
+        &root.cert().to_pem().map_err(crate::ca::CaError::from)?,
+    )?;
+    Ok(SetupOutcome::Created)
+}
+
+/// Creates an environment's issuing CA under `root`: `ca.key`, `chain.pem`, then
+/// `ca.pem` (its completion marker).
+pub(crate) fn create_env_ca(
+    data: &DataDir,
+    config: &Config,
+    root: &CaPair,
+    env: &EnvName,
+    clock: &dyn Clock,
+    rng: &dyn Rng,
+) -> Result<(), AppError> {
+    let issuing = root.new_issuing(
+        &format!("certd CA: {env}"),
+        config.ca.key_type,
+        config.ca.issuing_ttl.as_secs(),
+        clock,
+        rng,
+    )?;
+    let issuing_pem = issuing.cert().to_pem().map_err(crate::ca::CaError::from)?;
+    let mut chain = issuing_pem.clone();
+    chain.extend_from_slice(&root.cert().to_pem().map_err(crate::ca::CaError::from)?);
+    data.write_secret(&data.env_key(env), &issuing.key().to_pem()?)?;
+    data.write_public(&data.env_chain(env), &chain)?;
+    data.write_public(&data.env_cert(env), &issuing_pem)?;
+    Ok(())
+}
+
+/// Records the environment in the store and gives it its first (empty) CRL, unless
+/// both exist already.
+pub(crate) fn ensure_env_in_store(
+    store: &dyn Store,
+    data: &DataDir,
+    config: &Config,
+    env: &EnvName,
+    clock: &dyn Clock,
+) -> Result<(), AppError> {
+    let now = clock.now();
+    if !store.environments()?.iter().any(|(name, _)| name == env) {
+        store.put_environment(env, &EnvRecord { created_at: now }, now)?;
+    }
+    if store.crl(env)?.is_none() {
+        let ca = CaPair::from_pem(
+            &data.read(&data.env_cert(env))?,
+            &data.read_secret(&data.env_key(env))?,
+        )?;
+        let params = CrlParams {
+            number: 0,
+            this_update: now,
+            next_update: now + config.ca.crl_next_update.as_secs(),
+        };
+        let der = build_crl(&ca, &[], &params)?;
+        store.put_crl(
+            env,
+            &CrlRecord {
+                number: 0,
+                this_update: now,
+                next_update: params.next_update,
+                entries: 0,
+                der,
+            },
+        )?;
+    }
+    Ok(())
+}

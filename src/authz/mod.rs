@@ -1,0 +1,213 @@
+//! Who is calling: the client identity from the TLS peer certificate (DESIGN.md section 6).
+//!
+//! The TLS layer has already verified a presented certificate against the CA chains, so
+//! this module only classifies it: which environment's CA issued it, its certname, and
+//! whether it is an administrator's.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::RwLock;
+
+use crate::ca::{CertInfo, Certname, EnvName};
+
+/// The caller's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// No client certificate.
+    Anonymous,
+    /// A valid certificate from one of this CA's environments.
+    Agent,
+    /// A certificate carrying `pp_cli_auth`, or a certname listed as admin.
+    Admin,
+}
+
+/// The caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The role.
+    pub role: Role,
+    /// The certificate's certname (absent for anonymous callers).
+    pub certname: Option<Certname>,
+    /// The environment whose CA issued the certificate.
+    pub environment: Option<EnvName>,
+}
+
+impl Identity {
+    /// A caller without a certificate.
+    pub fn anonymous() -> Self {
+        Identity {
+            role: Role::Anonymous,
+            certname: None,
+            environment: None,
+        }
+    }
+}
+
+impl fmt::Display for Identity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.certname, &self.environment) {
+            (Some(c), Some(e)) => write!(f, "{:?} {c}@{e}", self.role),
+            _ => write!(f, "{:?}", self.role),
+        }
+    }
+}
+
+/// One issuing CA a client certificate may come from.
+#[derive(Debug, Clone)]
+pub struct Issuer {
+    /// Its environment.
+    pub environment: EnvName,
+    /// DER of its subject name (a client certificate's issuer name must equal it).
+    pub subject_der: Vec<u8>,
+    /// Its subject key identifier (a client certificate's AKI must equal it, when both
+    /// are present).
+    pub key_id: Option<Vec<u8>>,
+}
+
+/// Classifies peer certificates. Issuers can be added at run time (new environments).
+#[derive(Debug, Default)]
+pub struct Resolver {
+    issuers: RwLock<Vec<Issuer>>,
+    admins: HashSet<Certname>,
+}
+
+impl Resolver {
+    /// A resolver knowing `issuers`, with `admins` as extra admin certnames.
+    pub fn new(issuers: Vec<Issuer>, admins: impl IntoIterator<Item = Certname>) -> Self {
+        Resolver {
+            issuers: RwLock::new(issuers),
+            admins: admins.into_iter().collect(),
+        }
+    }
+
+    /// Adds (or replaces) an environment's issuer.
+    pub fn add_issuer(&self, issuer: Issuer) {
+        let mut list = self.issuers.write().expect("issuer list lock");
+        list.retain(|i| i.environment != issuer.environment);
+        list.push(issuer);
+    }
+
+    /// The identity of a caller presenting `peer_der` (already verified by TLS), or an
+    /// anonymous identity when there is none. A certificate that is not from one of the
+    /// environments' CAs, or whose CN is not a valid certname, is treated as anonymous.
+    pub fn identify(&self, peer_der: Option<&[u8]>) -> Identity {
+        let Some(der) = peer_der else {
+            return Identity::anonymous();
+        };
+        let Ok(info) = CertInfo::from_der(der) else {
+            return Identity::anonymous();
+        };
+        let Some(certname) = info
+            .common_name
+            .as_deref()
+            .and_then(|cn| Certname::parse(cn).ok())
+        else {
+            return Identity::anonymous();
+        };
+        let issuers = self.issuers.read().expect("issuer list lock");
+        let Some(issuer) = issuers.iter().find(|i| {
+            i.subject_der == info.issuer_der
+                && match (&i.key_id, &info.authority_key_id) {
+                    (Some(a), Some(b)) => a == b,
+                    _ => true,
+                }
+        }) else {
+            return Identity::anonymous();
+        };
+        let role = if info.pp_cli_auth || self.admins.contains(&certname) {
+            Role::Admin
+        } else {
+            Role::Agent
+        };
+        Identity {
+            role,
+            certname: Some(certname),
+            environment: Some(issuer.environment.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ca::{CaPair, FixedClock, KeyType, OsRng, Profile, ProfileKind, Subject};
+
+    fn issuer_of(env: &str, ca: &CaPair) -> Issuer {
+        let info = CertInfo::from_der(&ca.cert().to_der().unwrap()).unwrap();
+        Issuer {
+            environment: EnvName::parse(env).unwrap(),
+            subject_der: ca.cert().subject_name().to_der().unwrap(),
+            key_id: info.subject_key_id,
+        }
+    }
+
+    fn leaf(ca: &CaPair, name: &str, kind: ProfileKind) -> Vec<u8> {
+        let key = KeyType::EcP256.generate().unwrap();
+        let subject = Subject::new(Certname::parse(name).unwrap());
+        ca.sign_leaf(
+            &subject,
+            &key.public_key().unwrap(),
+            &Profile::new(kind, 3600),
+            &FixedClock::new(1_700_000_000),
+            &OsRng,
+        )
+        .unwrap()
+        .to_der()
+        .unwrap()
+    }
+
+    #[test]
+    fn classifies_anonymous_agents_and_admins_by_environment() {
+        let clock = FixedClock::new(1_700_000_000);
+        let root = CaPair::new_root("root", KeyType::EcP256, 86400 * 100, &clock, &OsRng).unwrap();
+        let prod = root
+            .new_issuing(
+                "certd CA: production",
+                KeyType::EcP256,
+                86400 * 50,
+                &clock,
+                &OsRng,
+            )
+            .unwrap();
+        let dev = root
+            .new_issuing("certd CA: dev", KeyType::EcP256, 86400 * 50, &clock, &OsRng)
+            .unwrap();
+        let r = Resolver::new(
+            vec![issuer_of("production", &prod), issuer_of("dev", &dev)],
+            [Certname::parse("ops1").unwrap()],
+        );
+
+        assert_eq!(r.identify(None), Identity::anonymous());
+        let agent = r.identify(Some(&leaf(&dev, "web1", ProfileKind::Agent)));
+        assert_eq!(
+            (agent.role, agent.environment.unwrap().as_str()),
+            (Role::Agent, "dev")
+        );
+        let admin = r.identify(Some(&leaf(&prod, "certd-admin", ProfileKind::Admin)));
+        assert_eq!(
+            (admin.role, admin.certname.unwrap().as_str()),
+            (Role::Admin, "certd-admin")
+        );
+        assert_eq!(
+            r.identify(Some(&leaf(&prod, "ops1", ProfileKind::Agent)))
+                .role,
+            Role::Admin
+        );
+        assert_eq!(r.identify(Some(b"garbage")), Identity::anonymous());
+
+        // A certificate from a CA certd does not know is nobody.
+        let foreign = CaPair::new_root(
+            "certd CA: production",
+            KeyType::EcP256,
+            86400,
+            &clock,
+            &OsRng,
+        )
+        .unwrap();
+        assert_eq!(
+            r.identify(Some(&leaf(&foreign, "x", ProfileKind::Admin))),
+            Identity::anonymous()
+        );
+    }
+}

@@ -1,0 +1,126 @@
+//! The command line: `certd serve`, `certd setup`. The composition root lives here:
+//! `serve` builds the [`App`] once and hands it to the HTTP layer.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+
+use crate::app::{self, App, SetupOutcome};
+use crate::ca::{OsRng, SystemClock};
+use crate::config::Config;
+use crate::store::DataDir;
+
+/// certd: a certificate authority served as plain HTTP resources.
+#[derive(Debug, Parser)]
+#[command(name = "certd", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTPS server (setting up the data directory first if it is empty).
+    Serve(ServeArgs),
+    /// Create the root CA, the issuing CAs, the server and admin certificates and the
+    /// store in the data directory. Changes nothing in one already set up.
+    Setup(Common),
+}
+
+#[derive(Debug, Args)]
+struct Common {
+    /// Configuration file [default: conf/certd.toml when present, else built-in defaults]
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory [default: the config's server.data_dir, "data"]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Address to listen on, e.g. 127.0.0.1:8140 (port 0 picks a free port)
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+}
+
+/// The shipped configuration, used when `--config` is not given and it exists.
+const DEFAULT_CONFIG: &str = "conf/certd.toml";
+
+impl Common {
+    fn load(&self) -> anyhow::Result<(Config, DataDir)> {
+        let config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None if Path::new(DEFAULT_CONFIG).is_file() => Config::load(Path::new(DEFAULT_CONFIG))?,
+            None => Config::default(),
+        };
+        let dir = self
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| config.server.data_dir.clone());
+        Ok((config, DataDir::new(dir)))
+    }
+}
+
+/// Parses the command line, runs it, and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("certd: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Setup(common) => {
+            let (config, data) = common.load()?;
+            let outcome = app::setup(&data, &config, &SystemClock, &OsRng)
+                .with_context(|| format!("setting up {}", data.root().display()))?;
+            match outcome {
+                SetupOutcome::Created => {
+                    println!("set up {}: root CA {}, issuing CAs for {}, server certificate {}, admin certificate {}",
+                        data.root().display(),
+                        data.root_cert().display(),
+                        config.environments.keys().map(|e| e.to_string()).collect::<Vec<_>>().join(", "),
+                        data.server_cert().display(),
+                        data.admin_cert().display());
+                }
+                SetupOutcome::AlreadySetUp => {
+                    println!(
+                        "{} is already set up; nothing changed",
+                        data.root().display()
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Serve(args) => {
+            let (config, data) = args.common.load()?;
+            let listen = args.listen.unwrap_or(config.server.listen);
+            let app = App::open(config, data.clone(), Arc::new(SystemClock), Arc::new(OsRng))
+                .with_context(|| format!("opening {}", data.root().display()))?;
+            let app = Arc::new(app);
+            let tls = crate::http::tls::acceptor(&app.tls_material()?)
+                .context("building the TLS acceptor")?;
+            actix_web::rt::System::new()
+                .block_on(crate::http::serve(app, listen, tls))
+                .with_context(|| format!("serving on {listen}"))
+        }
+    }
+}

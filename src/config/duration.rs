@@ -1,0 +1,93 @@
+//! Durations in the config file: `"90s"`, `"10m"`, `"24h"`, `"7d"`, `"5y"` (365 days), or
+//! a bare number of seconds.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer};
+
+/// A positive duration in whole seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Duration(i64);
+
+impl Duration {
+    /// From seconds.
+    pub const fn secs(s: i64) -> Self {
+        Duration(s)
+    }
+
+    /// The duration in seconds.
+    pub fn as_secs(self) -> i64 {
+        self.0
+    }
+
+    /// Parses `<number><unit>` with unit s, m, h, d or y, or a bare number of seconds.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim();
+        let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+            Some(i) => s.split_at(i),
+            None => (s, "s"),
+        };
+        let n: i64 = num.parse().map_err(|_| {
+            format!("{s:?} is not a duration like \"90s\", \"10m\", \"24h\", \"7d\" or \"5y\"")
+        })?;
+        let mult = match unit {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            "d" => 86_400,
+            "y" => 365 * 86_400,
+            _ => return Err(format!("{s:?}: unknown unit {unit:?}; use s, m, h, d or y")),
+        };
+        let secs = n
+            .checked_mul(mult)
+            .filter(|v| *v > 0)
+            .ok_or_else(|| format!("{s:?} must be positive and below 2^63 seconds"))?;
+        Ok(Duration(secs))
+    }
+}
+
+impl fmt::Display for Duration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}s", self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(i64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(n) if n > 0 => Ok(Duration(n)),
+            Raw::Secs(n) => Err(serde::de::Error::custom(format!(
+                "duration {n} must be positive"
+            ))),
+            Raw::Text(t) => Duration::parse(&t).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_units_and_bare_seconds() {
+        assert_eq!(Duration::parse("90s").unwrap().as_secs(), 90);
+        assert_eq!(Duration::parse("10m").unwrap().as_secs(), 600);
+        assert_eq!(Duration::parse("24h").unwrap().as_secs(), 86_400);
+        assert_eq!(Duration::parse("7d").unwrap().as_secs(), 604_800);
+        assert_eq!(Duration::parse("5y").unwrap().as_secs(), 5 * 365 * 86_400);
+        assert_eq!(Duration::parse("42").unwrap().as_secs(), 42);
+    }
+
+    #[test]
+    fn rejects_nonsense() {
+        for bad in ["", "s", "5w", "-5s", "0s", "1.5h", "99999999999999999999y"] {
+            assert!(Duration::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

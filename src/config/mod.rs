@@ -1,0 +1,284 @@
+//! The configuration file (`conf/certd.toml`) → a validated [`Config`], in one place.
+//!
+//! Unknown keys are errors, so a typo never silently falls back to a default. Every key
+//! has a default; `conf/certd.toml` lists them all with a comment each.
+
+mod duration;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::ca::{Certname, EnvName, KeyType};
+pub use duration::Duration;
+
+/// Why a configuration could not be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed, has an unknown key, or a value of the wrong form.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        message: String,
+    },
+    /// A value is well-formed but not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// `[server]`: how certd listens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port to listen on; port 0 picks a free one.
+    pub listen: SocketAddr,
+    /// The data directory, relative to the working directory when not absolute.
+    pub data_dir: PathBuf,
+    /// Extra DNS names (or IP addresses) for the server certificate, beyond localhost,
+    /// 127.0.0.1, ::1 and the host name.
+    pub dns_alt_names: Vec<String>,
+    /// Key type of the HTTPS server key: ECDSA P-256 is cheap to handshake with.
+    pub tls_key_type: KeyType,
+    /// How long an idle keep-alive connection is kept before certd closes it.
+    pub keep_alive: Duration,
+    /// How long a graceful shutdown waits for in-flight requests.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8140".parse().expect("literal address"),
+            data_dir: PathBuf::from("data"),
+            dns_alt_names: Vec::new(),
+            tls_key_type: KeyType::EcP256,
+            keep_alive: Duration::secs(5),
+            shutdown_timeout: Duration::secs(30),
+        }
+    }
+}
+
+/// `[ca]`: the certificate authorities certd creates and the certificates it issues.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaConfig {
+    /// Key type of the root and of every environment's issuing CA.
+    pub key_type: KeyType,
+    /// Validity of the root CA certificate.
+    pub root_ttl: Duration,
+    /// Validity of an environment's issuing CA certificate (never beyond the root's).
+    pub issuing_ttl: Duration,
+    /// Default validity of issued certificates (Puppet's `ca_ttl`).
+    pub cert_ttl: Duration,
+    /// How far ahead a CRL's `nextUpdate` lies.
+    pub crl_next_update: Duration,
+    /// Certname of the admin client certificate written by setup.
+    pub admin_certname: String,
+    /// Key type of the admin client key.
+    pub admin_key_type: KeyType,
+}
+
+impl Default for CaConfig {
+    fn default() -> Self {
+        CaConfig {
+            key_type: KeyType::Rsa4096,
+            root_ttl: Duration::secs(20 * 365 * 86_400),
+            issuing_ttl: Duration::secs(15 * 365 * 86_400),
+            cert_ttl: Duration::secs(5 * 365 * 86_400),
+            crl_next_update: Duration::secs(5 * 365 * 86_400),
+            admin_certname: "certd-admin".into(),
+            admin_key_type: KeyType::EcP256,
+        }
+    }
+}
+
+/// `[authz]`: who is an administrator beyond holders of a `pp_cli_auth` certificate.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthzConfig {
+    /// Certnames that are global administrators.
+    pub admins: Vec<String>,
+}
+
+/// `[environments.<name>]`: one environment (tenant). Settings arrive with later
+/// capabilities (autosign, CSR policy, issuer); the table already declares that the
+/// environment exists.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnvConfig {}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    server: ServerConfig,
+    ca: CaConfig,
+    authz: AuthzConfig,
+    environments: BTreeMap<String, EnvConfig>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[ca]`.
+    pub ca: CaConfig,
+    /// Global admin certnames.
+    pub admins: Vec<Certname>,
+    /// The certname of the admin certificate setup writes.
+    pub admin_certname: Certname,
+    /// Declared environments; `production` is always present.
+    pub environments: BTreeMap<EnvName, EnvConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::from_raw(RawConfig::default()).expect("defaults are valid")
+    }
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::from_toml(&text, path)
+    }
+
+    /// Parses and validates TOML text; `path` is only used in messages.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        Config::from_raw(raw)
+    }
+
+    fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+        let invalid = |m: String| ConfigError::Invalid(m);
+        let admins = raw
+            .authz
+            .admins
+            .iter()
+            .map(|a| Certname::parse(a).map_err(|e| invalid(format!("[authz] admins: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let admin_certname = Certname::parse(&raw.ca.admin_certname)
+            .map_err(|e| invalid(format!("[ca] admin_certname: {e}")))?;
+        let mut environments = BTreeMap::new();
+        for (name, env) in raw.environments {
+            let env_name = EnvName::parse(&name)
+                .map_err(|e| invalid(format!("[environments.{name}]: {e}")))?;
+            environments.insert(env_name, env);
+        }
+        environments.entry(EnvName::production()).or_default();
+        if raw.ca.issuing_ttl > raw.ca.root_ttl {
+            return Err(invalid("[ca] issuing_ttl must not exceed root_ttl".into()));
+        }
+        Ok(Config {
+            server: raw.server,
+            ca: raw.ca,
+            admins,
+            admin_certname,
+            environments,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_file_loads_without_unknown_keys() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/certd.toml");
+        let cfg = Config::load(&path).unwrap();
+        assert_eq!(cfg.server.listen.to_string(), "127.0.0.1:8140");
+        assert_eq!(cfg.ca.key_type, KeyType::Rsa4096);
+        assert!(cfg.environments.contains_key(&EnvName::production()));
+    }
+
+    #[test]
+    fn the_shipped_file_spells_out_every_default() {
+        // Every key the code reads appears in the shipped file with its default value.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/certd.toml");
+        let shipped = Config::load(&path).unwrap();
+        let defaults = Config::default();
+        assert_eq!(
+            format!("{:?}", shipped.server),
+            format!("{:?}", defaults.server)
+        );
+        assert_eq!(format!("{:?}", shipped.ca), format!("{:?}", defaults.ca));
+        let text = std::fs::read_to_string(&path).unwrap();
+        for key in [
+            "listen",
+            "data_dir",
+            "dns_alt_names",
+            "tls_key_type",
+            "keep_alive",
+            "shutdown_timeout",
+            "key_type",
+            "root_ttl",
+            "issuing_ttl",
+            "cert_ttl",
+            "crl_next_update",
+            "admin_certname",
+            "admin_key_type",
+            "admins",
+            "[environments.production]",
+        ] {
+            assert!(text.contains(key), "conf/certd.toml does not mention {key}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_a_location() {
+        let err = Config::from_toml(
+            "[server]\nlisten = \"127.0.0.1:1\"\nlsten = 1\n",
+            Path::new("x.toml"),
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("lsten") && msg.contains("line 3"), "{msg}");
+        assert!(Config::from_toml("[nope]\n", Path::new("x.toml")).is_err());
+        assert!(Config::from_toml(
+            "[environments.prod]\nautosign = true\n",
+            Path::new("x.toml")
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn invalid_values_are_refused() {
+        assert!(Config::from_toml("[ca]\nkey_type = \"rsa-1024\"\n", Path::new("x")).is_err());
+        assert!(Config::from_toml("[ca]\ncert_ttl = \"0s\"\n", Path::new("x")).is_err());
+        assert!(Config::from_toml("[authz]\nadmins = [\"Bad Name\"]\n", Path::new("x")).is_err());
+        assert!(Config::from_toml("[environments.\"Bad/Env\"]\n", Path::new("x")).is_err());
+        assert!(Config::from_toml(
+            "[ca]\nissuing_ttl = \"30y\"\nroot_ttl = \"10y\"\n",
+            Path::new("x")
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn production_always_exists() {
+        let cfg = Config::from_toml("[environments.staging]\n", Path::new("x")).unwrap();
+        let names: Vec<_> = cfg.environments.keys().map(|e| e.to_string()).collect();
+        assert_eq!(names, vec!["production", "staging"]);
+    }
+}

@@ -1,0 +1,77 @@
+//! The one mapping from errors to responses: RFC 9457 problem+json with a stable
+//! kebab-case `code`. A 5xx body never carries internal details.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::app::AppError;
+
+/// An error response on the native face.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'static str,
+    #[serde(skip)]
+    status: StatusCode,
+    #[serde(rename = "status")]
+    status_code: u16,
+    code: &'static str,
+    detail: String,
+}
+
+impl Problem {
+    /// A problem with `status`, stable `code` and a human `detail`.
+    pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
+        Problem {
+            kind: format!("urn:certd:problem:{code}"),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status,
+            status_code: status.as_u16(),
+            code,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status_code, self.code, self.detail)
+    }
+}
+
+impl ResponseError for Problem {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status)
+            .content_type("application/problem+json")
+            .json(self)
+    }
+}
+
+impl From<AppError> for Problem {
+    fn from(e: AppError) -> Problem {
+        match &e {
+            AppError::InvalidInput(ca) => {
+                Problem::new(StatusCode::BAD_REQUEST, ca.code(), ca.to_string())
+            }
+            AppError::UnknownEnvironment(env) => Problem::new(
+                StatusCode::NOT_FOUND,
+                "unknown-environment",
+                format!("environment {env} does not exist"),
+            ),
+            AppError::Store(_) | AppError::Files(_) | AppError::Pki(_) | AppError::Task(_) => {
+                tracing::error!(error = %e, "internal error");
+                Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the server could not complete the request; see its log",
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! actix-web only: the route table, the TLS acceptor, the caller identity hook, and the
+//! one error → response mapping. Handlers in `resources/` extract, call one use case in
+//! `app`, and render.
+
+mod error;
+mod identity;
+mod resources;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{web, HttpServer};
+use openssl::ssl::SslAcceptorBuilder;
+
+use crate::app::App;
+pub use error::Problem;
+pub use identity::Caller;
+
+/// Every route, registered in one place.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/status", web::get().to(resources::status::get))
+        .route(
+            "/{env}/certificate/ca",
+            web::get().to(resources::certificate::ca_chain),
+        )
+        .default_service(web::to(resources::not_found));
+}
+
+/// Serves `app` over HTTPS on `listen` until SIGINT/SIGTERM, then finishes in-flight
+/// requests (up to the configured shutdown timeout) and flushes the store.
+///
+/// Prints `listening on https://ADDR:PORT` on stdout once the socket is bound (port 0
+/// picks a free port; the line names the real one).
+pub async fn serve(
+    app: Arc<App>,
+    listen: SocketAddr,
+    tls: SslAcceptorBuilder,
+) -> std::io::Result<()> {
+    let server_cfg = app.config().server.clone();
+    let data = web::Data::from(app.clone());
+    let resolver = app.resolver();
+    let server = HttpServer::new(move || {
+        actix_web::App::new()
+            .app_data(data.clone())
+            .configure(routes)
+    })
+    .on_connect(identity::on_connect(resolver))
+    .keep_alive(Duration::from_secs(server_cfg.keep_alive.as_secs() as u64))
+    .client_request_timeout(Duration::from_secs(10))
+    .client_disconnect_timeout(Duration::from_secs(2))
+    .shutdown_timeout(server_cfg.shutdown_timeout.as_secs() as u64)
+    .bind_openssl(listen, tls)?;
+    let addr = server.addrs().first().copied().unwrap_or(listen);
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "listening on https://{addr}")?;
+        out.flush()?;
+    }
+    tracing::info!(%addr, "listening");
+    server.run().await?;
+    tracing::info!("stopped; flushing the store");
+    app.flush().map_err(std::io::Error::other)
+}

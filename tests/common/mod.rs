@@ -1,0 +1,170 @@
+//! Starting the real `certd` binary on a loopback port with a temp data directory, and
+//! talking to it over real TLS.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// A config for tests: ECDSA CAs so that setup takes milliseconds, not seconds.
+pub const FAST_CONFIG: &str = r#"
+[ca]
+key_type = "ec-p256"
+"#;
+
+pub fn certd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_certd"))
+}
+
+/// A running server; killed when dropped.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    stderr_lines: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Writes `config` beside a data directory under `dir` and starts `certd serve`.
+    pub fn start(dir: &Path, config: &str) -> Server {
+        let config_path = dir.join("certd.toml");
+        std::fs::write(&config_path, config).unwrap();
+        Server::start_with(dir, &["--config", config_path.to_str().unwrap()])
+    }
+
+    /// Starts `certd serve --data-dir DIR/data --listen 127.0.0.1:0 EXTRA...` in `dir`.
+    pub fn start_with(dir: &Path, extra: &[&str]) -> Server {
+        let data = dir.join("data");
+        let mut child = certd()
+            .current_dir(dir)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start certd");
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let (etx, erx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = etx.send(line);
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                let errs: Vec<String> = erx.try_iter().collect();
+                panic!(
+                    "certd printed no listening line; stderr:\n{}",
+                    errs.join("\n")
+                )
+            });
+        let port = line
+            .strip_prefix("listening on https://127.0.0.1:")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .unwrap();
+        Server {
+            child,
+            port,
+            dir: data,
+            config: dir.join("certd.toml"),
+            stderr_lines: erx,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{}", self.port, path)
+    }
+
+    pub fn chain(&self) -> PathBuf {
+        self.dir.join("ca/production/chain.pem")
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        for _ in 0..200 {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("certd did not stop within 10 s of SIGTERM");
+    }
+
+    /// Everything the server wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr_lines.try_iter().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTPS client trusting the data directory's production chain, optionally presenting
+/// a client certificate.
+pub fn client(server: &Server, identity: Option<(&Path, &Path)>) -> reqwest::blocking::Client {
+    let chain = std::fs::read(server.chain()).unwrap();
+    let mut b = reqwest::blocking::Client::builder()
+        .tls_built_in_root_certs(false)
+        .timeout(Duration::from_secs(30));
+    for cert in reqwest::Certificate::from_pem_bundle(&chain).unwrap() {
+        b = b.add_root_certificate(cert);
+    }
+    if let Some((cert, key)) = identity {
+        let id = reqwest::Identity::from_pkcs8_pem(
+            &std::fs::read(cert).unwrap(),
+            &std::fs::read(key).unwrap(),
+        )
+        .unwrap();
+        b = b.identity(id);
+    }
+    b.build().unwrap()
+}
+
+/// The admin identity of a data directory.
+pub fn admin(server: &Server) -> (PathBuf, PathBuf) {
+    (
+        server.dir.join("admin/admin.pem"),
+        server.dir.join("admin/admin.key"),
+    )
+}
+
+/// Runs a command, returning (success, stdout, stderr).
+pub fn run(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().expect("run command");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `openssl x509 -noout -fingerprint -sha256 -in PATH`.
+pub fn fingerprint(path: &Path) -> String {
+    let (ok, out, err) = run(Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(path));
+    assert!(ok, "{err}");
+    out.trim().to_owned()
+}

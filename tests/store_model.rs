@@ -98,6 +98,8 @@ fn apply(store: &dyn Store, op: &Op, at: i64) -> String {
                 csr_der: csr(c),
                 submitted_at: at,
                 state: RequestState::Requested,
+                dns_names: vec![],
+                ip_addrs: vec![],
             };
             format!(
                 "{:?}",
@@ -125,7 +127,10 @@ fn apply(store: &dyn Store, op: &Op, at: i64) -> String {
                 serial: vec![serial + 1, 0xAB],
                 der: vec![0x30, n, serial],
                 issued_at: at,
+                not_before: 0,
                 not_after: at + 100,
+                dns_names: vec![],
+                ip_addrs: vec![],
                 revocation: None,
             };
             format!(
@@ -260,6 +265,8 @@ fn concurrent_issues_of_one_request_give_one_certificate() {
         csr_der: csr(0),
         submitted_at: 1,
         state: RequestState::Requested,
+        dns_names: vec![],
+        ip_addrs: vec![],
     };
     store.submit_request(&env, &n, &rec, false).unwrap();
     let handles: Vec<_> = (0..16u8)
@@ -271,7 +278,10 @@ fn concurrent_issues_of_one_request_give_one_certificate() {
                     serial: vec![i + 1],
                     der: vec![i],
                     issued_at: 2,
+                    not_before: 0,
                     not_after: 3,
+                    dns_names: vec![],
+                    ip_addrs: vec![],
                     revocation: None,
                 };
                 store.issue(&env, &n, &csr(0), &cert).unwrap()

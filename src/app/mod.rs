@@ -1,7 +1,12 @@
 //! Use cases, free of HTTP: setup, environments and their CAs, status, the CA chain.
 //! `http` and `cli` call these; this module calls `ca`, `store` and `authz`.
 
+mod certificates;
+mod crl;
+mod listing;
+mod requests;
 mod setup;
+mod status;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -9,12 +14,18 @@ use std::sync::{Arc, RwLock};
 use openssl::x509::X509;
 use thiserror::Error;
 
+use crate::authz::{permits, Action};
 use crate::authz::{Identity, Issuer, Resolver};
-use crate::ca::{CaError, CaPair, CertInfo, Clock, EnvName, Rng};
-use crate::config::Config;
+use crate::ca::{CaError, CaPair, CertInfo, Certname, Clock, EnvName, Rng, UnixTime};
+use crate::config::{Config, EnvConfig};
 use crate::store::{DataDir, FilesError, SledStore, Store, StoreError};
 
+pub use certificates::{CertificateView, Issued};
+pub use crl::CrlView;
+pub use listing::{ListQuery, Page};
+pub use requests::{RequestView, Submitted};
 pub use setup::{setup, SetupOutcome};
+pub use status::{DesiredState, StatusObject};
 
 /// Everything a use case can fail with. The HTTP layer maps each variant exhaustively.
 #[derive(Debug, Error)]
@@ -25,6 +36,46 @@ pub enum AppError {
     /// The environment in the request is not one certd serves.
     #[error("environment {0} does not exist")]
     UnknownEnvironment(EnvName),
+    /// A malformed request that is not about PKI input: bad JSON, query, parameter.
+    #[error("{detail}")]
+    BadRequest {
+        /// Stable code.
+        code: &'static str,
+        /// What to change.
+        detail: String,
+    },
+    /// The caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// No such certificate, request or status.
+    #[error("{0}")]
+    NotFound(String),
+    /// The certificate was revoked (410).
+    #[error("the certificate of {certname} was revoked")]
+    Revoked {
+        /// Whose.
+        certname: Certname,
+        /// When.
+        revoked_at: UnixTime,
+        /// Why (RFC 5280 name).
+        reason: &'static str,
+    },
+    /// The request was rejected or found invalid (410).
+    #[error("the request of {certname} is invalid: {reason}")]
+    RequestInvalid {
+        /// Whose.
+        certname: Certname,
+        /// Why.
+        reason: String,
+    },
+    /// The state of the resource does not allow the change (409).
+    #[error("{detail}")]
+    Conflict {
+        /// Stable code.
+        code: &'static str,
+        /// What stands in the way.
+        detail: String,
+    },
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
@@ -49,13 +100,21 @@ impl From<CaError> for AppError {
     }
 }
 
-/// One environment's issuing CA as served.
+/// One environment as served: its issuing CA, settings and cached CRL.
 #[derive(Debug)]
 pub struct EnvCa {
+    /// The environment's name.
+    pub name: EnvName,
     /// The issuing CA and its key.
     pub ca: CaPair,
     /// `chain.pem` exactly as stored: issuing CA first, root last.
     pub chain_pem: Vec<u8>,
+    /// The environment's settings.
+    pub settings: EnvConfig,
+    /// The current CRL, encoded, as served.
+    crl: RwLock<Arc<CrlView>>,
+    /// Serialises CRL rebuilds so that the last one written lists every revocation.
+    crl_rebuild: std::sync::Mutex<()>,
 }
 
 /// What the HTTPS listener needs: its certificate chain, key, and the CAs client
@@ -131,7 +190,10 @@ impl App {
                 )?;
             }
             setup::ensure_env_in_store(store.as_ref(), &data, &config, env, clock.as_ref())?;
-            envs.insert(env.clone(), Arc::new(load_env(&data, env)?));
+            let settings = config.environments[env].clone();
+            let loaded = load_env(&data, store.as_ref(), env, settings)?;
+            crl::refresh_if_stale(&loaded, store.as_ref(), &config, clock.as_ref())?;
+            envs.insert(env.clone(), Arc::new(loaded));
         }
         store.flush()?;
         let issuers = envs
@@ -235,15 +297,61 @@ impl App {
     }
 }
 
-fn load_env(data: &DataDir, env: &EnvName) -> Result<EnvCa, AppError> {
+fn load_env(
+    data: &DataDir,
+    store: &dyn Store,
+    env: &EnvName,
+    settings: EnvConfig,
+) -> Result<EnvCa, AppError> {
     let ca = CaPair::from_pem(
         &data.read(&data.env_cert(env))?,
         &data.read_secret(&data.env_key(env))?,
     )?;
+    let record = store.crl(env)?.ok_or_else(|| StoreError::Corrupt {
+        tree: env.to_string(),
+        detail: "no CRL".into(),
+    })?;
     Ok(EnvCa {
+        name: env.clone(),
         ca,
         chain_pem: data.read(&data.env_chain(env))?,
+        settings,
+        crl: RwLock::new(Arc::new(CrlView::new(record))),
+        crl_rebuild: std::sync::Mutex::new(()),
     })
+}
+
+impl App {
+    /// Resolves the environment, then checks that `who` may do `action` there.
+    fn authorize(
+        &self,
+        who: &Identity,
+        raw_env: &str,
+        action: Action<'_>,
+    ) -> Result<Arc<EnvCa>, AppError> {
+        let (env, ca) = self.environment(raw_env)?;
+        if permits(who, &env, action) {
+            return Ok(ca);
+        }
+        tracing::info!(caller = %who, env = %env, ?action, "denied");
+        let caller = match &who.certname {
+            Some(c) => format!("{c}"),
+            None => "an anonymous caller".to_owned(),
+        };
+        Err(AppError::Forbidden(format!(
+            "{caller} may not do this in environment {env}"
+        )))
+    }
+
+    /// The serving time, from the clock.
+    fn now(&self) -> UnixTime {
+        self.clock.now()
+    }
+}
+
+/// A certname from a URL segment: 400 with the broken rule when malformed.
+fn certname(raw: &str) -> Result<Certname, AppError> {
+    Ok(Certname::parse(raw)?)
 }
 
 fn issuer_of(env: &EnvName, ca: &CaPair) -> Result<Issuer, AppError> {

@@ -128,6 +128,49 @@ impl Resolver {
     }
 }
 
+/// What a request asks to do; the unit the default rules speak of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action<'a> {
+    /// Read a certificate or the CA chain (GET/HEAD certificate).
+    ReadCertificate,
+    /// Read the CRL.
+    ReadCrl,
+    /// Read a certificate request (GET/HEAD certificate_request).
+    ReadRequest,
+    /// Submit a CSR (PUT certificate_request): bootstrap.
+    SubmitRequest,
+    /// Read the full status of `certname`.
+    ReadStatus(&'a Certname),
+    /// List certificates, requests or statuses.
+    List,
+    /// Sign a pending request.
+    Sign,
+    /// Revoke a certificate.
+    Revoke,
+    /// Reject or cancel a request.
+    Reject,
+    /// Revoke and forget a certificate and its request.
+    Clean,
+}
+
+/// The default rules of DESIGN.md section 6: anyone may read certificates, the CA chain,
+/// the CRL and requests, and may submit a CSR; an agent may also read its own status in
+/// its own environment; an admin may do everything.
+pub fn permits(who: &Identity, env: &EnvName, action: Action<'_>) -> bool {
+    match action {
+        Action::ReadCertificate | Action::ReadCrl | Action::ReadRequest | Action::SubmitRequest => {
+            true
+        }
+        _ if who.role == Role::Admin => true,
+        Action::ReadStatus(name) => {
+            who.role == Role::Agent
+                && who.certname.as_ref() == Some(name)
+                && who.environment.as_ref() == Some(env)
+        }
+        Action::List | Action::Sign | Action::Revoke | Action::Reject | Action::Clean => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,6 +198,59 @@ mod tests {
         .unwrap()
         .to_der()
         .unwrap()
+    }
+
+    #[test]
+    fn default_rules_follow_the_design() {
+        let prod = EnvName::production();
+        let dev = EnvName::parse("dev").unwrap();
+        let web1 = Certname::parse("web1").unwrap();
+        let other = Certname::parse("web2").unwrap();
+        let anon = Identity::anonymous();
+        let agent = Identity {
+            role: Role::Agent,
+            certname: Some(web1.clone()),
+            environment: Some(prod.clone()),
+        };
+        let admin = Identity {
+            role: Role::Admin,
+            certname: Some(Certname::parse("certd-admin").unwrap()),
+            environment: Some(prod.clone()),
+        };
+        for who in [&anon, &agent, &admin] {
+            for a in [
+                Action::ReadCertificate,
+                Action::ReadCrl,
+                Action::ReadRequest,
+                Action::SubmitRequest,
+            ] {
+                assert!(permits(who, &prod, a));
+            }
+        }
+        for a in [
+            Action::List,
+            Action::Sign,
+            Action::Revoke,
+            Action::Reject,
+            Action::Clean,
+            Action::ReadStatus(&web1),
+        ] {
+            assert!(!permits(&anon, &prod, a), "{a:?}");
+            assert!(permits(&admin, &prod, a), "{a:?}");
+            assert!(permits(&admin, &dev, a), "{a:?}");
+        }
+        assert!(permits(&agent, &prod, Action::ReadStatus(&web1)));
+        assert!(!permits(&agent, &prod, Action::ReadStatus(&other)));
+        assert!(!permits(&agent, &dev, Action::ReadStatus(&web1)));
+        for a in [
+            Action::List,
+            Action::Sign,
+            Action::Revoke,
+            Action::Reject,
+            Action::Clean,
+        ] {
+            assert!(!permits(&agent, &prod, a), "{a:?}");
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::ca::{Certname, EnvName, KeyType};
+use crate::ca::{Certname, CsrPolicy, Digest, EnvName, KeyType};
 pub use duration::Duration;
 
 /// Why a configuration could not be used.
@@ -89,6 +89,8 @@ pub struct CaConfig {
     pub admin_certname: String,
     /// Key type of the admin client key.
     pub admin_key_type: KeyType,
+    /// Digest of a fingerprint when the client names none.
+    pub fingerprint_digest: Digest,
 }
 
 impl Default for CaConfig {
@@ -101,6 +103,7 @@ impl Default for CaConfig {
             crl_next_update: Duration::secs(5 * 365 * 86_400),
             admin_certname: "certd-admin".into(),
             admin_key_type: KeyType::EcP256,
+            fingerprint_digest: Digest::Sha256,
         }
     }
 }
@@ -113,18 +116,64 @@ pub struct AuthzConfig {
     pub admins: Vec<String>,
 }
 
-/// `[environments.<name>]`: one environment (tenant). Settings arrive with later
-/// capabilities (autosign, CSR policy, issuer); the table already declares that the
-/// environment exists.
+/// `[environments.<name>]`: one environment (tenant) and its CSR policy.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct EnvConfig {}
+pub struct EnvConfig {
+    /// Whether CSRs may request subject alternative names beyond `DNS:<certname>`.
+    pub allow_subject_alt_names: bool,
+    /// Whether CSRs may request Puppet authorization extensions (arc
+    /// 1.3.6.1.4.1.34380.1.3; `pp_cli_auth` is never signable).
+    pub allow_authorization_extensions: bool,
+    /// Whether a new CSR is accepted for a name that already has a certificate.
+    pub allow_duplicate_certs: bool,
+    /// Validity of certificates issued here; `[ca] cert_ttl` when absent.
+    pub cert_ttl: Option<Duration>,
+}
+
+impl EnvConfig {
+    /// The CSR policy these settings and the global limits make.
+    pub fn csr_policy(&self, limits: &LimitsConfig) -> CsrPolicy {
+        CsrPolicy {
+            max_bytes: limits.max_csr_bytes,
+            allow_subject_alt_names: self.allow_subject_alt_names,
+            allow_authorization_extensions: self.allow_authorization_extensions,
+            ..CsrPolicy::default()
+        }
+    }
+}
+
+/// `[limits]`: size bounds checked before anything is parsed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body, in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Largest CSR, in bytes.
+    pub max_csr_bytes: usize,
+    /// Longest `regex=` or `certname=` pattern in a listing, in bytes.
+    pub max_pattern_bytes: usize,
+    /// Largest page of a listing (`limit=`), and the default page size.
+    pub max_page: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_body_bytes: 64 * 1024,
+            max_csr_bytes: 16 * 1024,
+            max_pattern_bytes: 256,
+            max_page: 1000,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawConfig {
     server: ServerConfig,
     ca: CaConfig,
+    limits: LimitsConfig,
     authz: AuthzConfig,
     environments: BTreeMap<String, EnvConfig>,
 }
@@ -136,6 +185,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// `[ca]`.
     pub ca: CaConfig,
+    /// `[limits]`.
+    pub limits: LimitsConfig,
     /// Global admin certnames.
     pub admins: Vec<Certname>,
     /// The certname of the admin certificate setup writes.
@@ -189,9 +240,16 @@ impl Config {
         if raw.ca.issuing_ttl > raw.ca.root_ttl {
             return Err(invalid("[ca] issuing_ttl must not exceed root_ttl".into()));
         }
+        if raw.limits.max_page == 0 || raw.limits.max_body_bytes < raw.limits.max_csr_bytes {
+            return Err(invalid(
+                "[limits] max_page must be positive and max_body_bytes at least max_csr_bytes"
+                    .into(),
+            ));
+        }
         Ok(Config {
             server: raw.server,
             ca: raw.ca,
+            limits: raw.limits,
             admins,
             admin_certname,
             environments,
@@ -223,6 +281,14 @@ mod tests {
             format!("{:?}", defaults.server)
         );
         assert_eq!(format!("{:?}", shipped.ca), format!("{:?}", defaults.ca));
+        assert_eq!(
+            format!("{:?}", shipped.limits),
+            format!("{:?}", defaults.limits)
+        );
+        assert_eq!(
+            format!("{:?}", shipped.environments[&EnvName::production()]),
+            format!("{:?}", EnvConfig::default())
+        );
         let text = std::fs::read_to_string(&path).unwrap();
         for key in [
             "listen",
@@ -255,11 +321,10 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("lsten") && msg.contains("line 3"), "{msg}");
         assert!(Config::from_toml("[nope]\n", Path::new("x.toml")).is_err());
-        assert!(Config::from_toml(
-            "[environments.prod]\nautosign = true\n",
-            Path::new("x.toml")
-        )
-        .is_err());
+        assert!(
+            Config::from_toml("[environments.prod]\nautosgn = true\n", Path::new("x.toml"))
+                .is_err()
+        );
     }
 
     #[test]

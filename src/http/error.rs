@@ -7,6 +7,16 @@ use serde::Serialize;
 
 use crate::app::AppError;
 
+fn rfc3339(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
 /// An error response on the native face.
 #[derive(Debug, Clone, Serialize)]
 pub struct Problem {
@@ -19,6 +29,9 @@ pub struct Problem {
     status_code: u16,
     code: &'static str,
     detail: String,
+    /// Extension members (RFC 9457 section 3.2), e.g. a revocation's date and reason.
+    #[serde(flatten)]
+    extra: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Problem {
@@ -31,7 +44,19 @@ impl Problem {
             status_code: status.as_u16(),
             code,
             detail: detail.into(),
+            extra: serde_json::Map::new(),
         }
+    }
+
+    /// Adds an extension member.
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.extra.insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
     }
 }
 
@@ -64,6 +89,31 @@ impl From<AppError> for Problem {
                 "unknown-environment",
                 format!("environment {env} does not exist"),
             ),
+            AppError::BadRequest { code, detail } => {
+                Problem::new(StatusCode::BAD_REQUEST, code, detail.clone())
+            }
+            AppError::Forbidden(detail) => {
+                Problem::new(StatusCode::FORBIDDEN, "forbidden", detail.clone())
+            }
+            AppError::NotFound(detail) => {
+                Problem::new(StatusCode::NOT_FOUND, "not-found", detail.clone())
+            }
+            AppError::Revoked {
+                certname,
+                revoked_at,
+                reason,
+            } => Problem::new(StatusCode::GONE, "revoked", e.to_string())
+                .with("certname", certname.to_string())
+                .with("revoked_at", rfc3339(*revoked_at))
+                .with("revocation_reason", *reason),
+            AppError::RequestInvalid { certname, reason } => {
+                Problem::new(StatusCode::GONE, "request-invalid", e.to_string())
+                    .with("certname", certname.to_string())
+                    .with("reason", reason.clone())
+            }
+            AppError::Conflict { code, detail } => {
+                Problem::new(StatusCode::CONFLICT, code, detail.clone())
+            }
             AppError::Store(_) | AppError::Files(_) | AppError::Pki(_) | AppError::Task(_) => {
                 tracing::error!(error = %e, "internal error");
                 Problem::new(

@@ -2,8 +2,10 @@
 //! one error → response mapping. Handlers in `resources/` extract, call one use case in
 //! `app`, and render.
 
+mod body;
 mod error;
 mod identity;
+mod negotiate;
 mod resources;
 pub mod tls;
 
@@ -18,12 +20,43 @@ use crate::app::App;
 pub use error::Problem;
 pub use identity::Caller;
 
-/// Every route, registered in one place.
+/// Every route, registered in one place. A method a resource does not support is a 405.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/status", web::get().to(resources::status::get))
-        .route(
-            "/{env}/certificate/ca",
-            web::get().to(resources::certificate::ca_chain),
+    use resources::{certificate, crl, method_not_allowed, request, status};
+    let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
+    cfg.service(resource("/status").route(web::get().to(status::server)))
+        .service(
+            resource("/{env}/certificate/")
+                .route(web::get().to(certificate::list))
+                .route(web::post().to(certificate::sign)),
+        )
+        .service(
+            resource("/{env}/certificate/{name}")
+                .route(web::get().to(certificate::get))
+                .route(web::head().to(certificate::get))
+                .route(web::delete().to(certificate::delete)),
+        )
+        .service(
+            resource("/{env}/certificate_request/{name}")
+                .route(web::get().to(request::get))
+                .route(web::head().to(request::get))
+                .route(web::put().to(request::put))
+                .route(web::delete().to(request::delete)),
+        )
+        .service(resource("/{env}/certificate_requests/").route(web::get().to(request::list)))
+        .service(
+            resource("/{env}/certificate_status/{name}")
+                .route(web::get().to(status::get))
+                .route(web::put().to(status::put))
+                .route(web::delete().to(status::delete)),
+        )
+        .service(
+            resource("/{env}/certificate_statuses/{pattern}").route(web::get().to(status::list)),
+        )
+        .service(
+            resource("/{env}/certificate_revocation_list/ca")
+                .route(web::get().to(crl::get))
+                .route(web::head().to(crl::get)),
         )
         .default_service(web::to(resources::not_found));
 }

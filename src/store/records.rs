@@ -29,6 +29,13 @@ pub struct RequestRecord {
     /// Where it stands.
     #[serde(flatten)]
     pub state: RequestState,
+    /// DNS names the CSR requests (other than the certname), kept so that listings need
+    /// no CSR parsing.
+    #[serde(default)]
+    pub dns_names: Vec<String>,
+    /// IP addresses the CSR requests.
+    #[serde(default)]
+    pub ip_addrs: Vec<String>,
 }
 
 /// A revocation of one certificate.
@@ -51,8 +58,17 @@ pub struct CertRecord {
     pub der: Vec<u8>,
     /// When it was issued.
     pub issued_at: UnixTime,
-    /// `notAfter`, kept so that expiry questions need no parsing.
+    /// `notBefore`.
+    pub not_before: UnixTime,
+    /// `notAfter`. These summary fields are kept so that listings, status and expiry
+    /// questions never re-parse the certificate.
     pub not_after: UnixTime,
+    /// DNS subject alternative names, in certificate order.
+    #[serde(default)]
+    pub dns_names: Vec<String>,
+    /// IP subject alternative names, in certificate order.
+    #[serde(default)]
+    pub ip_addrs: Vec<String>,
     /// Set once revoked.
     pub revocation: Option<Revocation>,
 }

@@ -24,7 +24,7 @@ pub struct Server {
     pub port: u16,
     pub dir: PathBuf,
     pub config: PathBuf,
-    stderr_lines: mpsc::Receiver<String>,
+    stderr_lines: std::sync::Mutex<mpsc::Receiver<String>>,
 }
 
 impl Server {
@@ -80,7 +80,7 @@ impl Server {
             port,
             dir: data,
             config: dir.join("certd.toml"),
-            stderr_lines: erx,
+            stderr_lines: std::sync::Mutex::new(erx),
         }
     }
 
@@ -110,7 +110,12 @@ impl Server {
 
     /// Everything the server wrote to stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr_lines.try_iter().collect::<Vec<_>>().join("\n")
+        self.stderr_lines
+            .lock()
+            .unwrap()
+            .try_iter()
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 
@@ -167,4 +172,165 @@ pub fn fingerprint(path: &Path) -> String {
         .arg(path));
     assert!(ok, "{err}");
     out.trim().to_owned()
+}
+
+/// A fresh EC P-256 key and CSR for `name`, made by the `openssl` command line:
+/// (csr PEM, key PEM).
+pub fn csr_for(name: &str) -> (Vec<u8>, Vec<u8>) {
+    csr_with(name, &[])
+}
+
+/// As [`csr_for`], with extra `openssl req` arguments (e.g. `-addext ...`).
+pub fn csr_with(name: &str, extra: &[&str]) -> (Vec<u8>, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("k.pem");
+    let csr = dir.path().join("c.pem");
+    let (ok, _, err) = run(Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+        ])
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr)
+        .args(extra));
+    assert!(ok, "openssl req: {err}");
+    (std::fs::read(csr).unwrap(), std::fs::read(key).unwrap())
+}
+
+/// A fixture file from `fixtures/`.
+pub fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(path),
+    )
+    .unwrap()
+}
+
+/// Clients for one server: anonymous and admin.
+pub struct Api {
+    pub server: Server,
+    pub anon: reqwest::blocking::Client,
+    pub admin: reqwest::blocking::Client,
+}
+
+impl Api {
+    pub fn start(config: &str) -> (Api, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let server = Server::start(dir.path(), config);
+        let (cert, key) = admin(&server);
+        let admin = client(&server, Some((&cert, &key)));
+        let anon = client(&server, None);
+        (
+            Api {
+                server,
+                anon,
+                admin,
+            },
+            dir,
+        )
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        self.server.url(path)
+    }
+
+    /// `PUT /production/certificate_request/{name}` as anonymous; the status code.
+    pub fn submit(&self, name: &str, csr: &[u8]) -> u16 {
+        self.anon
+            .put(self.url(&format!("/production/certificate_request/{name}")))
+            .body(csr.to_vec())
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// `POST /production/certificate/` as admin; the status code.
+    pub fn sign(&self, name: &str) -> u16 {
+        self.admin
+            .post(self.url("/production/certificate/"))
+            .body(name.to_owned())
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// Submits a fresh CSR and signs it; returns (certificate PEM, key PEM).
+    pub fn issue(&self, name: &str) -> (Vec<u8>, Vec<u8>) {
+        let (csr, key) = csr_for(name);
+        assert_eq!(self.submit(name, &csr), 201, "submit {name}");
+        assert_eq!(self.sign(name), 201, "sign {name}");
+        let pem = self
+            .anon
+            .get(self.url(&format!("/production/certificate/{name}")))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap()
+            .to_vec();
+        (pem, key)
+    }
+
+    /// The status code of `HEAD path` as anonymous.
+    pub fn head(&self, path: &str) -> u16 {
+        self.anon
+            .head(self.url(path))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+}
+
+/// The problem+json `code` of a response, asserting the content type.
+pub fn problem_code(resp: reqwest::blocking::Response) -> (u16, String) {
+    let status = resp.status().as_u16();
+    let ctype = resp
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let body = resp.text().unwrap();
+    assert_eq!(
+        ctype, "application/problem+json",
+        "status {status}, body {body}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    (status, v["code"].as_str().unwrap().to_owned())
+}
+
+/// `curl` with `--path-as-is`, for paths an HTTP library would normalise; returns the
+/// status code.
+pub fn curl_status(server: &Server, method: &str, raw_path: &str, body: Option<&Path>) -> u16 {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "--path-as-is",
+        "-X",
+        method,
+        "--cacert",
+    ])
+    .arg(server.chain())
+    .arg(format!("https://localhost:{}{}", server.port, raw_path));
+    if let Some(b) = body {
+        cmd.arg("--data-binary").arg(format!("@{}", b.display()));
+    }
+    let (ok, out, err) = run(&mut cmd);
+    assert!(ok, "curl: {err}");
+    out.trim().parse().unwrap()
 }

@@ -1,17 +1,164 @@
-//! `/{env}/certificate/...`.
+//! `/{env}/certificate/...`: one certificate (HEAD, GET, DELETE), the CA chain, the
+//! collection (GET) and signing (POST).
 
-use actix_web::{web, HttpResponse};
+use std::str::FromStr;
 
-use crate::app::App;
-use crate::http::Problem;
+use actix_web::http::header::{self, ContentType};
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
 
-/// `GET /{env}/certificate/ca`: the environment's chain, issuing CA first, root last.
-pub async fn ca_chain(
+use super::{body_unless_head, negotiated, only, page_response, query, run};
+use crate::app::{App, ListQuery};
+use crate::ca::{Digest, Fingerprint};
+use crate::http::body;
+use crate::http::negotiate::{Offer, Repr};
+use crate::http::{Caller, Problem};
+
+/// Decides the fingerprint digest: `?digest=` wins, then the Accept parameter, then the
+/// configured default.
+fn digest_of(
+    query: Option<&str>,
+    accepted: Option<Digest>,
+    default: Digest,
+) -> Result<Digest, Problem> {
+    match query {
+        Some(q) => Digest::from_str(q)
+            .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.code(), e.to_string())),
+        None => Ok(accepted.unwrap_or(default)),
+    }
+}
+
+fn fingerprint_response(req: &HttpRequest, der: &[u8], digest: Digest) -> HttpResponse {
+    let fp = Fingerprint::of_der(der, digest);
+    body_unless_head(
+        req,
+        negotiated(&format!("x-cert/fingerprint; digest={digest}")),
+        format!("{fp}\n").into_bytes(),
+    )
+}
+
+/// `GET`/`HEAD /{env}/certificate/{name}`: 200 (PEM, DER, JSON status or fingerprint),
+/// 404 none or still pending, 410 revoked. `ca` is the environment's chain.
+pub async fn get(
+    req: HttpRequest,
     app: web::Data<App>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Problem> {
+    let (env, name) = path.into_inner();
+    let pairs = query(&req)?;
+    let digest_q = only(&pairs, &["digest"])?[0].map(str::to_owned);
+    let default = app.config().ca.fingerprint_digest;
+    let mut offer = Offer::pem_der("application/pkix-cert").fingerprint();
+    if name != "ca" {
+        offer = offer.json();
+    }
+    if digest_q.is_some() {
+        offer = offer.prefer_fingerprint();
+    }
+    let (repr, ctype) = offer.choose(req.headers())?;
+    let who = caller.0;
+    if name == "ca" {
+        let (chain, der) = run(&app, move |a| {
+            Ok((a.ca_chain(&env)?, a.ca_certificate_der(&who, &env)?))
+        })
+        .await?;
+        return Ok(match repr {
+            Repr::Fingerprint(d) => {
+                fingerprint_response(&req, &der, digest_of(digest_q.as_deref(), d, default)?)
+            }
+            Repr::Der => body_unless_head(&req, negotiated(ctype), der),
+            Repr::Pem | Repr::Json => body_unless_head(&req, negotiated(ctype), chain),
+        });
+    }
+    let view = run(&app, move |a| a.certificate(&who, &env, &name)).await?;
+    Ok(match repr {
+        Repr::Pem => body_unless_head(&req, negotiated(ctype), view.pem()),
+        Repr::Der => body_unless_head(&req, negotiated(ctype), view.record.der.clone()),
+        Repr::Json => {
+            let json = serde_json::to_vec(&app.certificate_status(&view)).unwrap_or_default();
+            body_unless_head(&req, negotiated(ctype), json)
+        }
+        Repr::Fingerprint(d) => fingerprint_response(
+            &req,
+            &view.record.der,
+            digest_of(digest_q.as_deref(), d, default)?,
+        ),
+    })
+}
+
+/// `DELETE /{env}/certificate/{name}?reason=`: revoke; 204 also when already revoked.
+pub async fn delete(
+    req: HttpRequest,
+    app: web::Data<App>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, Problem> {
+    let (env, name) = path.into_inner();
+    let pairs = query(&req)?;
+    let reason = only(&pairs, &["reason"])?[0].map(str::to_owned);
+    run(&app, move |a| {
+        a.revoke(&caller.0, &env, &name, reason.as_deref())
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /{env}/certificate/`: the collection, filtered and paged.
+pub async fn list(
+    req: HttpRequest,
+    app: web::Data<App>,
+    caller: Caller,
     env: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
-    let pem = app.ca_chain(&env)?;
-    Ok(HttpResponse::Ok()
-        .content_type("text/plain; charset=utf-8")
-        .body(pem))
+    let pairs = query(&req)?;
+    let q = ListQuery::parse(&pairs, None, &app.config().limits).map_err(Problem::from)?;
+    let env = env.into_inner();
+    let page = run(&app, move |a| a.list_certificates(&caller.0, &env, &q)).await?;
+    Ok(page_response(&req, &pairs, page))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SignBody {
+    certname: String,
+    ttl: Option<i64>,
+}
+
+/// `POST /{env}/certificate/`: sign the pending request named in the body (the certname
+/// as `text/plain`, or JSON `{"certname": ..., "ttl": seconds}`); 201 with `Location`.
+pub async fn sign(
+    req: HttpRequest,
+    app: web::Data<App>,
+    caller: Caller,
+    env: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, Problem> {
+    let bytes = body::read(&req, payload, app.config().limits.max_body_bytes).await?;
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    let (name, ttl) = if is_json {
+        let b: SignBody = body::json(&bytes)?;
+        (b.certname, b.ttl)
+    } else {
+        let text = std::str::from_utf8(&bytes).map_err(|_| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "bad-body",
+                "the body must be the certname as UTF-8 text, or JSON",
+            )
+        })?;
+        (text.trim().to_owned(), None)
+    };
+    let env = env.into_inner();
+    let issued = run(&app, move |a| a.sign(&caller.0, &env, &name, ttl)).await?;
+    let location = format!("/{}/certificate/{}", issued.env, issued.certname);
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, location))
+        .content_type(ContentType::plaintext())
+        .finish())
 }

@@ -1,19 +1,141 @@
-//! Thin handlers, one module per resource.
+//! Thin handlers, one module per resource. Each extracts, runs one use case of `app` on
+//! a blocking thread (store I/O and signing must not stall the executor), and renders.
 
 pub mod certificate;
+pub mod crl;
+pub mod request;
 pub mod status;
 
+use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
-use actix_web::HttpRequest;
+use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 
 use super::Problem;
+use crate::app::{App, AppError, Page};
 
 /// Any path no route matches.
-pub async fn not_found(req: HttpRequest) -> Result<actix_web::HttpResponse, Problem> {
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, Problem> {
     let path: String = req.path().chars().take(200).collect();
     Err(Problem::new(
         StatusCode::NOT_FOUND,
         "not-found",
         format!("no resource at {path:?}"),
     ))
+}
+
+/// A method the resource does not support.
+pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, Problem> {
+    Err(Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        format!("{} is not supported here", req.method()),
+    ))
+}
+
+/// Runs a use case on the blocking pool.
+pub(super) async fn run<T, F>(app: &web::Data<App>, f: F) -> Result<T, Problem>
+where
+    T: Send + 'static,
+    F: FnOnce(&App) -> Result<T, AppError> + Send + 'static,
+{
+    let app = app.clone().into_inner();
+    web::block(move || f(&app))
+        .await
+        .map_err(|e| Problem::from(AppError::Task(e.to_string())))?
+        .map_err(Problem::from)
+}
+
+/// Longest query string accepted, in bytes.
+const MAX_QUERY_BYTES: usize = 4096;
+
+/// The query string as ordered pairs, bounded and with a 400 for malformed encodings.
+pub(super) fn query(req: &HttpRequest) -> Result<Vec<(String, String)>, Problem> {
+    let q = req.query_string();
+    if q.len() > MAX_QUERY_BYTES {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "query-too-long",
+            format!("the query string is longer than {MAX_QUERY_BYTES} bytes"),
+        ));
+    }
+    serde_urlencoded::from_str(q).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad-query",
+            format!("the query string cannot be decoded: {e}"),
+        )
+    })
+}
+
+/// Only the named parameters are allowed; returns the value of each, if given once.
+pub(super) fn only<'a>(
+    pairs: &'a [(String, String)],
+    allowed: &[&str],
+) -> Result<Vec<Option<&'a str>>, Problem> {
+    let mut out = vec![None; allowed.len()];
+    for (k, v) in pairs {
+        let i = allowed.iter().position(|a| a == k).ok_or_else(|| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "unknown-parameter",
+                format!(
+                    "unknown query parameter {:?}; allowed here: {}",
+                    k.chars().take(40).collect::<String>(),
+                    allowed.join(", ")
+                ),
+            )
+        })?;
+        if out[i].replace(v.as_str()).is_some() {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "repeated-parameter",
+                format!("parameter {k:?} is given more than once"),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// A JSON listing page, with `Link: <...>; rel="next"` when more follow.
+pub(super) fn page_response(
+    req: &HttpRequest,
+    pairs: &[(String, String)],
+    page: Page,
+) -> HttpResponse {
+    let mut resp = HttpResponse::Ok();
+    if let Some(after) = &page.next_after {
+        let mut next: Vec<(&str, &str)> = pairs
+            .iter()
+            .filter(|(k, _)| k != "after")
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        next.push(("after", after));
+        let qs = serde_urlencoded::to_string(&next).unwrap_or_default();
+        if let Ok(v) = HeaderValue::from_str(&format!("<{}?{qs}>; rel=\"next\"", req.path())) {
+            resp.insert_header((header::LINK, v));
+        }
+    }
+    resp.json(page.items)
+}
+
+/// A negotiated representation: status 200, `Vary: Accept`, the chosen type.
+pub(super) fn negotiated(content_type: &str) -> HttpResponseBuilder {
+    let mut b = HttpResponse::Ok();
+    b.insert_header((header::VARY, "Accept"))
+        .content_type(content_type.to_owned());
+    b
+}
+
+/// HEAD answers carry the headers of GET and no body.
+pub(super) fn body_unless_head(
+    req: &HttpRequest,
+    mut b: HttpResponseBuilder,
+    body: Vec<u8>,
+) -> HttpResponse {
+    if req.method() == actix_web::http::Method::HEAD {
+        b.insert_header((header::CONTENT_LENGTH, body.len()));
+        b.finish()
+    } else {
+        b.body(body)
+    }
 }

@@ -1,0 +1,260 @@
+//! Certificates: reading, signing a pending request, revoking, cleaning.
+
+use super::{certname, App, AppError, EnvCa};
+use crate::authz::{Action, Identity};
+use crate::ca::{
+    CaError, CertInfo, Certname, Profile, ProfileKind, RevocationReason, ValidatedCsr,
+};
+use crate::store::{
+    CertRecord, CleanOutcome, IssueOutcome, RequestRecord, RequestState, Revocation, RevokeOutcome,
+};
+
+/// A valid certificate as served.
+#[derive(Debug, Clone)]
+pub struct CertificateView {
+    /// The environment.
+    pub env: crate::ca::EnvName,
+    /// Whose.
+    pub certname: Certname,
+    /// The stored record.
+    pub record: CertRecord,
+}
+
+impl CertificateView {
+    /// PEM encoding.
+    pub fn pem(&self) -> Vec<u8> {
+        der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, &self.record.der)
+            .map(String::into_bytes)
+            .unwrap_or_default()
+    }
+}
+
+/// A certificate just issued.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The environment.
+    pub env: String,
+    /// Whose.
+    pub certname: Certname,
+}
+
+/// A signing that lost to a concurrent change is retried this many times (serial
+/// collisions only; 128 random bits make even one retry vanishingly rare).
+const SIGN_ATTEMPTS: usize = 3;
+
+impl App {
+    /// `GET /{env}/certificate/{name}`: the valid certificate; 410 when revoked; 404 when
+    /// none (a pending request is not a certificate).
+    pub fn certificate(
+        &self,
+        who: &Identity,
+        raw_env: &str,
+        raw_name: &str,
+    ) -> Result<CertificateView, AppError> {
+        let env = self.authorize(who, raw_env, Action::ReadCertificate)?;
+        let name = certname(raw_name)?;
+        match self.store.certificate(&env.name, &name)? {
+            None => Err(AppError::NotFound(format!("no certificate for {name}"))),
+            Some(CertRecord {
+                revocation: Some(r),
+                ..
+            }) => Err(AppError::Revoked {
+                certname: name,
+                revoked_at: r.revoked_at,
+                reason: r.reason.name(),
+            }),
+            Some(record) => Ok(CertificateView {
+                env: env.name.clone(),
+                certname: name,
+                record,
+            }),
+        }
+    }
+
+    /// The issuing CA certificate of an environment (the `ca` name), DER.
+    pub fn ca_certificate_der(&self, who: &Identity, raw_env: &str) -> Result<Vec<u8>, AppError> {
+        let env = self.authorize(who, raw_env, Action::ReadCertificate)?;
+        Ok(env.ca.cert().to_der().map_err(CaError::from)?)
+    }
+
+    /// Signs the pending request of `name` with the environment's CA and stores the
+    /// certificate, durably. `ttl` overrides the environment's validity (seconds).
+    pub fn sign(
+        &self,
+        who: &Identity,
+        raw_env: &str,
+        raw_name: &str,
+        ttl: Option<i64>,
+    ) -> Result<Issued, AppError> {
+        let env = self.authorize(who, raw_env, Action::Sign)?;
+        let name = certname(raw_name)?;
+        if let Some(t) = ttl {
+            if t <= 0 {
+                return Err(AppError::BadRequest {
+                    code: "invalid-ttl",
+                    detail: format!("ttl {t} must be a positive number of seconds"),
+                });
+            }
+        }
+        let req = match self.store.request(&env.name, &name)? {
+            Some(
+                r @ RequestRecord {
+                    state: RequestState::Requested,
+                    ..
+                },
+            ) => r,
+            Some(RequestRecord {
+                state: RequestState::Invalid { reason },
+                ..
+            }) => {
+                return Err(AppError::Conflict {
+                    code: "request-invalid",
+                    detail: format!("the request of {name} cannot be signed: {reason}"),
+                });
+            }
+            None => return Err(self.no_request(&env, &name)?),
+        };
+        let csr = ValidatedCsr::parse(
+            &req.csr_der,
+            &name,
+            &env.settings.csr_policy(&self.config.limits),
+        )
+        .map_err(|e| AppError::Conflict {
+            code: e.code(),
+            detail: e.to_string(),
+        })?;
+        let validity = ttl
+            .or(env.settings.cert_ttl.map(|d| d.as_secs()))
+            .unwrap_or(self.config.ca.cert_ttl.as_secs());
+        let profile = Profile::new(ProfileKind::Agent, validity);
+        for _ in 0..SIGN_ATTEMPTS {
+            let cert = env.ca.sign_leaf(
+                &csr.subject(),
+                csr.public_key(),
+                &profile,
+                self.clock.as_ref(),
+                self.rng.as_ref(),
+            )?;
+            let record = cert_record(&cert.to_der().map_err(CaError::from)?, self.now())?;
+            match self.store.issue(&env.name, &name, &req.csr_der, &record)? {
+                IssueOutcome::Issued => {
+                    self.store.flush()?;
+                    tracing::info!(env = %env.name, certname = %name, serial = %crate::ca::SerialNumber::from_bytes(&record.serial)?, "issued");
+                    return Ok(Issued {
+                        env: env.name.to_string(),
+                        certname: name,
+                    });
+                }
+                IssueOutcome::SerialTaken => continue,
+                IssueOutcome::AlreadySigned => return Err(already_signed(&name)),
+                IssueOutcome::RequestChanged => {
+                    return Err(AppError::Conflict { code: "request-changed", detail: format!("the request of {name} was replaced while it was being signed; sign again") });
+                }
+                IssueOutcome::NoRequest => return Err(self.no_request(&env, &name)?),
+            }
+        }
+        Err(AppError::Pki(CaError::BadCertificate(
+            "could not draw an unused serial number".into(),
+        )))
+    }
+
+    /// Why there is nothing to sign: a concurrent signer won (409), or there never was a
+    /// request (404).
+    fn no_request(&self, env: &EnvCa, name: &Certname) -> Result<AppError, AppError> {
+        Ok(match self.store.certificate(&env.name, name)? {
+            Some(c) if c.revocation.is_none() => already_signed(name),
+            _ => AppError::NotFound(format!("no certificate request for {name}")),
+        })
+    }
+
+    /// `DELETE /{env}/certificate/{name}`: revokes (idempotent), rebuilds the CRL, and
+    /// makes both durable before answering.
+    pub fn revoke(
+        &self,
+        who: &Identity,
+        raw_env: &str,
+        raw_name: &str,
+        reason: Option<&str>,
+    ) -> Result<(), AppError> {
+        let env = self.authorize(who, raw_env, Action::Revoke)?;
+        let name = certname(raw_name)?;
+        let reason = parse_reason(reason)?;
+        let outcome = self.store.revoke(
+            &env.name,
+            &name,
+            Revocation {
+                revoked_at: self.now(),
+                reason,
+            },
+        )?;
+        match outcome {
+            RevokeOutcome::NotFound => {
+                Err(AppError::NotFound(format!("no certificate for {name}")))
+            }
+            RevokeOutcome::AlreadyRevoked => Ok(()),
+            RevokeOutcome::Revoked => {
+                self.rebuild_crl(&env)?;
+                self.store.flush()?;
+                tracing::info!(env = %env.name, certname = %name, reason = reason.name(), "revoked");
+                Ok(())
+            }
+        }
+    }
+
+    /// `DELETE /{env}/certificate_status/{name}`: revokes a valid certificate, then
+    /// forgets the certificate and any request. The serial stays on the CRL.
+    pub fn clean(&self, who: &Identity, raw_env: &str, raw_name: &str) -> Result<(), AppError> {
+        let env = self.authorize(who, raw_env, Action::Clean)?;
+        let name = certname(raw_name)?;
+        let revocation = Revocation {
+            revoked_at: self.now(),
+            reason: RevocationReason::CessationOfOperation,
+        };
+        match self.store.clean(&env.name, &name, revocation)? {
+            CleanOutcome::NotFound => Err(AppError::NotFound(format!(
+                "no certificate or request for {name}"
+            ))),
+            CleanOutcome::Cleaned { revoked } => {
+                if revoked {
+                    self.rebuild_crl(&env)?;
+                }
+                self.store.flush()?;
+                Ok(())
+            }
+        }
+    }
+}
+
+fn already_signed(name: &Certname) -> AppError {
+    AppError::Conflict {
+        code: "already-signed",
+        detail: format!("{name} already has a signed certificate"),
+    }
+}
+
+/// `?reason=` as an RFC 5280 name; `unspecified` when absent.
+fn parse_reason(raw: Option<&str>) -> Result<RevocationReason, AppError> {
+    match raw {
+        None => Ok(RevocationReason::Unspecified),
+        Some(r) => RevocationReason::parse(r).ok_or_else(|| AppError::BadRequest {
+            code: "invalid-reason",
+            detail: format!("{:?} is not an RFC 5280 reason; use unspecified, keyCompromise, cACompromise, affiliationChanged, superseded, cessationOfOperation, certificateHold, removeFromCRL, privilegeWithdrawn or aACompromise", r.chars().take(40).collect::<String>()),
+        }),
+    }
+}
+
+/// The stored record of a freshly signed certificate, with the summary fields listings
+/// use instead of re-parsing.
+fn cert_record(der: &[u8], now: i64) -> Result<CertRecord, AppError> {
+    let info = CertInfo::from_der(der)?;
+    Ok(CertRecord {
+        serial: info.serial.as_bytes().to_vec(),
+        der: der.to_vec(),
+        issued_at: now,
+        not_before: info.not_before,
+        not_after: info.not_after,
+        dns_names: info.dns_names,
+        ip_addrs: info.ip_addrs.iter().map(|ip| ip.to_string()).collect(),
+        revocation: None,
+    })
+}

@@ -1,0 +1,143 @@
+//! Certificate requests: submission, reading, rejection.
+
+use super::{certname, App, AppError};
+use crate::authz::{Action, Identity};
+use crate::ca::{Certname, ValidatedCsr};
+use crate::store::{RequestRecord, RequestState, SubmitOutcome};
+
+/// What a submission did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Submitted {
+    /// A new request (201).
+    Created,
+    /// A pending request was replaced (200), a modify in seed 000's terms.
+    Replaced,
+}
+
+/// A pending request as served.
+#[derive(Debug, Clone)]
+pub struct RequestView {
+    /// Whose.
+    pub certname: Certname,
+    /// The CSR, DER.
+    pub csr_der: Vec<u8>,
+}
+
+impl RequestView {
+    /// The CSR as PEM.
+    pub fn pem(&self) -> Vec<u8> {
+        der::pem::encode_string(
+            "CERTIFICATE REQUEST",
+            der::pem::LineEnding::LF,
+            &self.csr_der,
+        )
+        .map(String::into_bytes)
+        .unwrap_or_default()
+    }
+}
+
+impl App {
+    /// `PUT /{env}/certificate_request/{name}`: validates the CSR under the environment's
+    /// policy and stores it as pending, durably.
+    pub fn submit(
+        &self,
+        who: &Identity,
+        raw_env: &str,
+        raw_name: &str,
+        body: &[u8],
+    ) -> Result<Submitted, AppError> {
+        let env = self.authorize(who, raw_env, Action::SubmitRequest)?;
+        let name = certname(raw_name)?;
+        let csr = ValidatedCsr::parse(body, &name, &env.settings.csr_policy(&self.config.limits))?;
+        let subject = csr.subject();
+        let rec = RequestRecord {
+            csr_der: csr.der().to_vec(),
+            submitted_at: self.now(),
+            state: RequestState::Requested,
+            dns_names: subject.dns_names.clone(),
+            ip_addrs: subject.ip_addrs.iter().map(|ip| ip.to_string()).collect(),
+        };
+        let outcome = self.store.submit_request(
+            &env.name,
+            &name,
+            &rec,
+            env.settings.allow_duplicate_certs,
+        )?;
+        match outcome {
+            SubmitOutcome::CertificateExists { revoked } => Err(AppError::Conflict {
+                code: if revoked { "already-revoked" } else { "already-signed" },
+                detail: format!(
+                    "{name} already has a {} certificate; clean it (DELETE certificate_status) before submitting a new CSR",
+                    if revoked { "revoked" } else { "signed" }
+                ),
+            }),
+            SubmitOutcome::Created => {
+                self.store.flush()?;
+                Ok(Submitted::Created)
+            }
+            SubmitOutcome::Replaced => {
+                self.store.flush()?;
+                Ok(Submitted::Replaced)
+            }
+        }
+    }
+
+    /// `GET /{env}/certificate_request/{name}`: the pending request; 410 when it was
+    /// rejected or found invalid; 404 when there is none.
+    pub fn request(
+        &self,
+        who: &Identity,
+        raw_env: &str,
+        raw_name: &str,
+    ) -> Result<RequestView, AppError> {
+        let env = self.authorize(who, raw_env, Action::ReadRequest)?;
+        let name = certname(raw_name)?;
+        match self.store.request(&env.name, &name)? {
+            None => Err(AppError::NotFound(format!(
+                "no certificate request for {name}"
+            ))),
+            Some(RequestRecord {
+                state: RequestState::Invalid { reason },
+                ..
+            }) => Err(AppError::RequestInvalid {
+                certname: name,
+                reason,
+            }),
+            Some(rec) => Ok(RequestView {
+                certname: name,
+                csr_der: rec.csr_der,
+            }),
+        }
+    }
+
+    /// `DELETE /{env}/certificate_request/{name}`: rejects a pending request (it then
+    /// answers 410); deleting an already rejected request removes it.
+    pub fn reject(&self, who: &Identity, raw_env: &str, raw_name: &str) -> Result<(), AppError> {
+        let env = self.authorize(who, raw_env, Action::Reject)?;
+        let name = certname(raw_name)?;
+        let now = self.now();
+        let done = match self.store.request(&env.name, &name)? {
+            None => false,
+            Some(RequestRecord {
+                state: RequestState::Requested,
+                ..
+            }) => {
+                let by = who
+                    .certname
+                    .as_ref()
+                    .map(|c| c.to_string())
+                    .unwrap_or_else(|| "an admin".into());
+                self.store
+                    .reject_request(&env.name, &name, &format!("rejected by {by}"), now)?
+            }
+            Some(_) => self.store.cancel_request(&env.name, &name, now)?,
+        };
+        if !done {
+            return Err(AppError::NotFound(format!(
+                "no certificate request for {name}"
+            )));
+        }
+        self.store.flush()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,232 @@
+//! The status resource: one JSON object with everything about a name (a superset of
+//! Puppet's), and desired-state changes.
+
+use serde::Serialize;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+use super::{certname, App, AppError};
+use crate::authz::{Action, Identity};
+use crate::ca::{Certname, Digest, EnvName, Fingerprint, SerialNumber, UnixTime};
+use crate::store::{CertRecord, RequestRecord, RequestState};
+
+/// Fingerprints of the DER under Puppet's three digests, plus the configured default.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Fingerprints {
+    /// SHA-1.
+    #[serde(rename = "SHA1")]
+    pub sha1: String,
+    /// SHA-256.
+    #[serde(rename = "SHA256")]
+    pub sha256: String,
+    /// SHA-512.
+    #[serde(rename = "SHA512")]
+    pub sha512: String,
+    /// The configured default digest.
+    pub default: String,
+}
+
+/// The status object of DESIGN.md section 3.1.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct StatusObject {
+    /// The certname.
+    pub name: String,
+    /// The environment.
+    pub environment: String,
+    /// `requested`, `signed`, `revoked` or `invalid`.
+    pub state: &'static str,
+    /// Fingerprint under the default digest (of the certificate, or of the CSR).
+    pub fingerprint: String,
+    /// Fingerprints under several digests.
+    pub fingerprints: Fingerprints,
+    /// DNS names, each `DNS:`-prefixed.
+    pub dns_alt_names: Vec<String>,
+    /// IP names (`IP:`) first, then DNS names.
+    pub subject_alt_names: Vec<String>,
+    /// Serial in uppercase hex (certificates only; 128-bit serials do not fit a JSON
+    /// number safely).
+    pub serial_number: Option<String>,
+    /// RFC 3339.
+    pub not_before: Option<String>,
+    /// RFC 3339.
+    pub not_after: Option<String>,
+    /// Issuance progress (asynchronous issuers).
+    pub sub_status: Option<String>,
+    /// Issuance progress message.
+    pub sub_status_message: Option<String>,
+    /// Why a request is invalid.
+    pub error_message: Option<String>,
+    /// RFC 3339.
+    pub revoked_at: Option<String>,
+    /// RFC 5280 reason name.
+    pub revocation_reason: Option<&'static str>,
+}
+
+/// A desired state for `PUT certificate_status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DesiredState {
+    /// Sign the pending request.
+    Signed,
+    /// Revoke the certificate.
+    Revoked,
+}
+
+/// RFC 3339 UTC.
+pub(super) fn rfc3339(t: UnixTime) -> String {
+    OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+fn fingerprints(der: &[u8], default: Digest) -> Fingerprints {
+    let fp = |d| Fingerprint::of_der(der, d).to_string();
+    Fingerprints {
+        sha1: fp(Digest::Sha1),
+        sha256: fp(Digest::Sha256),
+        sha512: fp(Digest::Sha512),
+        default: fp(default),
+    }
+}
+
+fn alt_names(dns: &[String], ips: &[String]) -> (Vec<String>, Vec<String>) {
+    let dns: Vec<String> = dns.iter().map(|d| format!("DNS:{d}")).collect();
+    let mut all: Vec<String> = ips.iter().map(|i| format!("IP:{i}")).collect();
+    all.extend(dns.iter().cloned());
+    (dns, all)
+}
+
+/// The status of a certificate.
+pub(super) fn of_certificate(
+    env: &EnvName,
+    name: &Certname,
+    c: &CertRecord,
+    digest: Digest,
+) -> StatusObject {
+    let fps = fingerprints(&c.der, digest);
+    let (dns_alt_names, subject_alt_names) = alt_names(&c.dns_names, &c.ip_addrs);
+    StatusObject {
+        name: name.to_string(),
+        environment: env.to_string(),
+        state: if c.revocation.is_some() {
+            "revoked"
+        } else {
+            "signed"
+        },
+        fingerprint: fps.default.clone(),
+        fingerprints: fps,
+        dns_alt_names,
+        subject_alt_names,
+        serial_number: SerialNumber::from_bytes(&c.serial)
+            .ok()
+            .map(|s| s.to_string()),
+        not_before: Some(rfc3339(c.not_before)),
+        not_after: Some(rfc3339(c.not_after)),
+        sub_status: None,
+        sub_status_message: None,
+        error_message: None,
+        revoked_at: c.revocation.map(|r| rfc3339(r.revoked_at)),
+        revocation_reason: c.revocation.map(|r| r.reason.name()),
+    }
+}
+
+/// The status of a request.
+pub(super) fn of_request(
+    env: &EnvName,
+    name: &Certname,
+    r: &RequestRecord,
+    digest: Digest,
+) -> StatusObject {
+    let fps = fingerprints(&r.csr_der, digest);
+    let mut dns = vec![name.to_string()];
+    dns.extend(r.dns_names.iter().cloned());
+    let (dns_alt_names, subject_alt_names) = alt_names(&dns, &r.ip_addrs);
+    let (state, error_message) = match &r.state {
+        RequestState::Requested => ("requested", None),
+        RequestState::Invalid { reason } => ("invalid", Some(reason.clone())),
+    };
+    StatusObject {
+        name: name.to_string(),
+        environment: env.to_string(),
+        state,
+        fingerprint: fps.default.clone(),
+        fingerprints: fps,
+        dns_alt_names,
+        subject_alt_names,
+        serial_number: None,
+        not_before: None,
+        not_after: None,
+        sub_status: None,
+        sub_status_message: None,
+        error_message,
+        revoked_at: None,
+        revocation_reason: None,
+    }
+}
+
+impl App {
+    /// The JSON status of a certificate the caller may already read (the `application/json`
+    /// representation of a certificate resource).
+    pub fn certificate_status(&self, view: &super::CertificateView) -> StatusObject {
+        of_certificate(
+            &view.env,
+            &view.certname,
+            &view.record,
+            self.config.ca.fingerprint_digest,
+        )
+    }
+
+    /// `GET /{env}/certificate_status/{name}`: the certificate's status when there is
+    /// one, else the request's; 404 when neither.
+    pub fn status_of(
+        &self,
+        who: &Identity,
+        raw_env: &str,
+        raw_name: &str,
+    ) -> Result<StatusObject, AppError> {
+        let name = certname(raw_name)?;
+        let env = self.authorize(who, raw_env, Action::ReadStatus(&name))?;
+        let digest = self.config.ca.fingerprint_digest;
+        if let Some(c) = self.store.certificate(&env.name, &name)? {
+            return Ok(of_certificate(&env.name, &name, &c, digest));
+        }
+        match self.store.request(&env.name, &name)? {
+            Some(r) => Ok(of_request(&env.name, &name, &r, digest)),
+            None => Err(AppError::NotFound(format!(
+                "no certificate or request for {name}"
+            ))),
+        }
+    }
+
+    /// `PUT /{env}/certificate_status/{name}`: moves to the desired state. Signing an
+    /// already signed name, or revoking one with no certificate, is a conflict; revoking
+    /// a revoked certificate is not.
+    pub fn set_status(
+        &self,
+        who: &Identity,
+        raw_env: &str,
+        raw_name: &str,
+        desired: DesiredState,
+        ttl: Option<i64>,
+    ) -> Result<(), AppError> {
+        match desired {
+            DesiredState::Signed => self.sign(who, raw_env, raw_name, ttl).map(|_| ()),
+            DesiredState::Revoked => {
+                let env = self.authorize(who, raw_env, Action::Revoke)?;
+                let name = certname(raw_name)?;
+                if self.store.certificate(&env.name, &name)?.is_none() {
+                    if self.store.request(&env.name, &name)?.is_some() {
+                        return Err(AppError::Conflict {
+                            code: "not-signed",
+                            detail: format!("{name} has no signed certificate to revoke"),
+                        });
+                    }
+                    return Err(AppError::NotFound(format!(
+                        "no certificate or request for {name}"
+                    )));
+                }
+                self.revoke(who, raw_env, raw_name, None)
+            }
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! `/{env}/certificate_revocation_list/ca`: the cached CRL with `ETag` and
+//! `Last-Modified`; 304 on `If-None-Match` or `If-Modified-Since`.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use actix_web::http::header::{self, EntityTag, Header, HttpDate, IfModifiedSince, IfNoneMatch};
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::{body_unless_head, negotiated, only, query, run};
+use crate::app::App;
+use crate::http::negotiate::{Offer, Repr};
+use crate::http::{Caller, Problem};
+
+/// `GET`/`HEAD`: PEM, or DER for `application/pkix-crl`.
+pub async fn get(
+    req: HttpRequest,
+    app: web::Data<App>,
+    caller: Caller,
+    env: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    only(&query(&req)?, &[])?;
+    let (repr, ctype) = Offer::pem_der("application/pkix-crl").choose(req.headers())?;
+    let env = env.into_inner();
+    let crl = run(&app, move |a| a.crl(&caller.0, &env)).await?;
+    let etag = EntityTag::new_strong(crl.etag.clone());
+    let modified =
+        HttpDate::from(UNIX_EPOCH + Duration::from_secs(crl.last_modified().max(0) as u64));
+
+    // If-None-Match takes precedence over If-Modified-Since (RFC 9110 13.2.2).
+    let not_modified = if req.headers().contains_key(header::IF_NONE_MATCH) {
+        match IfNoneMatch::parse(&req) {
+            Ok(IfNoneMatch::Any) => true,
+            Ok(IfNoneMatch::Items(tags)) => tags.iter().any(|t| t.weak_eq(&etag)),
+            Err(_) => false,
+        }
+    } else {
+        IfModifiedSince::parse(&req).is_ok_and(|since| {
+            std::time::SystemTime::from(modified) <= std::time::SystemTime::from(since.0)
+        })
+    };
+    let mut b = negotiated(ctype);
+    b.insert_header(header::ETag(etag))
+        .insert_header(header::LastModified(modified));
+    if not_modified {
+        b.status(actix_web::http::StatusCode::NOT_MODIFIED);
+        return Ok(b.finish());
+    }
+    let bytes = if repr == Repr::Der {
+        crl.record.der.clone()
+    } else {
+        crl.pem.clone()
+    };
+    Ok(body_unless_head(&req, b, bytes))
+}

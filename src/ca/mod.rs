@@ -20,7 +20,7 @@ mod serial;
 pub use authority::{CaPair, Subject};
 pub use clock::{Clock, FixedClock, OsRng, Rng, SystemClock, UnixTime};
 pub use crl::{build_crl, CrlEntry, CrlParams, RevocationReason};
-pub use csr::{CsrPolicy, ValidatedCsr};
+pub use csr::{build_csr, CsrPolicy, ValidatedCsr};
 pub use error::CaError;
 pub use fingerprint::{Digest, Fingerprint};
 pub use inspect::CertInfo;

@@ -1,5 +1,8 @@
-//! The command line: `certd serve`, `certd setup`. The composition root lives here:
-//! `serve` builds the [`App`] once and hands it to the HTTP layer.
+//! The command line: `certd serve`, `certd setup`, `certd ca ...`. The composition root
+//! lives here: `serve` builds the [`App`] once and hands it to the HTTP layer.
+
+mod ca;
+mod client;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -29,15 +32,23 @@ enum Command {
     /// Create the root CA, the issuing CAs, the server and admin certificates and the
     /// store in the data directory. Changes nothing in one already set up.
     Setup(Common),
+    /// Administer the running server over HTTPS with the data directory's admin
+    /// certificate: list, sign, revoke, clean, reject, status, fingerprint, generate.
+    Ca {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        args: ca::CaArgs,
+    },
 }
 
 #[derive(Debug, Args)]
 struct Common {
     /// Configuration file [default: conf/certd.toml when present, else built-in defaults]
-    #[arg(long)]
+    #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// Data directory [default: the config's server.data_dir, "data"]
-    #[arg(long)]
+    #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
 }
 
@@ -78,7 +89,7 @@ pub fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("certd: error: {e:#}");
             ExitCode::FAILURE
@@ -86,8 +97,12 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
+        Command::Ca { common, args } => {
+            let (config, data) = common.load()?;
+            ca::run(args, &data, config.server.listen.port())
+        }
         Command::Setup(common) => {
             let (config, data) = common.load()?;
             let outcome = app::setup(&data, &config, &SystemClock, &OsRng)
@@ -108,7 +123,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     );
                 }
             }
-            Ok(())
+            Ok(0)
         }
         Command::Serve(args) => {
             let (config, data) = args.common.load()?;
@@ -120,7 +135,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("building the TLS acceptor")?;
             actix_web::rt::System::new()
                 .block_on(crate::http::serve(app, listen, tls))
-                .with_context(|| format!("serving on {listen}"))
+                .with_context(|| format!("serving on {listen}"))?;
+            Ok(0)
         }
     }
 }

@@ -145,6 +145,12 @@ impl DataDir {
     }
 }
 
+/// Writes any file atomically with `mode` (0600 for keys): temporary file, fsync,
+/// rename, fsync of the directory.
+pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FilesError> {
+    write_atomic(path, bytes, mode)
+}
+
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FilesError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(io(dir))?;

@@ -18,7 +18,7 @@ use thiserror::Error;
 
 use crate::ca::{Certname, EnvName, UnixTime};
 
-pub use files::{DataDir, FilesError};
+pub use files::{write_file, DataDir, FilesError};
 pub use memory::MemStore;
 pub use records::{
     AuditEvent, CertRecord, CrlRecord, EnvRecord, EventKind, RequestRecord, RequestState,

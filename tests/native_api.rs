@@ -49,6 +49,15 @@ fn lifecycle_submit_sign_revoke_clean_with_the_state_of_every_resource() {
     let req_path = format!("/production/certificate_request/{name}");
 
     // Nothing yet.
+    assert_eq!(
+        api.admin
+            .delete(api.url(&cert_path))
+            .send()
+            .unwrap()
+            .status(),
+        404,
+        "nothing to revoke"
+    );
     assert_eq!(api.head(&cert_path), 404);
     assert_eq!(api.head(&req_path), 404);
     assert_eq!(status_json(&api, name).status(), 404);
@@ -986,9 +995,21 @@ fn bad_input_gets_a_4xx_with_a_stable_code_and_leaves_nothing_in_the_store() {
         "/production/certificate_request/.%2E",
         "/production/certificate_request/%2E%2E%2Fetc",
     ] {
-        let code = curl_status(&api.server, "PUT", raw, Some(&body));
-        assert!(code == 400 || code == 404, "{raw}: {code}");
+        assert_eq!(
+            curl_status(&api.server, "PUT", raw, Some(&body)),
+            400,
+            "{raw}"
+        );
     }
+    assert_eq!(
+        curl_status(
+            &api.server,
+            "PUT",
+            "/production/certificate_request/../../etc/passwd",
+            Some(&body)
+        ),
+        404
+    );
 
     // Oversized body: 413 before parsing.
     let big = vec![b'A'; 70 * 1024];

@@ -88,6 +88,17 @@ impl App {
     ) -> Result<Issued, AppError> {
         let env = self.authorize(who, raw_env, Action::Sign)?;
         let name = certname(raw_name)?;
+        self.sign_pending(&env, &name, ttl)
+    }
+
+    /// Signs the pending request of `name` (the caller is authorised, or it is autosign).
+    pub(super) fn sign_pending(
+        &self,
+        env: &EnvCa,
+        name: &Certname,
+        ttl: Option<i64>,
+    ) -> Result<Issued, AppError> {
+        let name = name.clone();
         if let Some(t) = ttl {
             if t <= 0 {
                 return Err(AppError::BadRequest {
@@ -112,17 +123,14 @@ impl App {
                     detail: format!("the request of {name} cannot be signed: {reason}"),
                 });
             }
-            None => return Err(self.no_request(&env, &name)?),
+            None => return Err(self.no_request(env, &name)?),
         };
         let csr = ValidatedCsr::parse(
             &req.csr_der,
             &name,
             &env.settings.csr_policy(&self.config.limits),
         )
-        .map_err(|e| AppError::Conflict {
-            code: e.code(),
-            detail: e.to_string(),
-        })?;
+        .map_err(AppError::CsrRejected)?;
         let validity = ttl
             .or(env.settings.cert_ttl.map(|d| d.as_secs()))
             .unwrap_or(self.config.ca.cert_ttl.as_secs());
@@ -150,7 +158,7 @@ impl App {
                 IssueOutcome::RequestChanged => {
                     return Err(AppError::Conflict { code: "request-changed", detail: format!("the request of {name} was replaced while it was being signed; sign again") });
                 }
-                IssueOutcome::NoRequest => return Err(self.no_request(&env, &name)?),
+                IssueOutcome::NoRequest => return Err(self.no_request(env, &name)?),
             }
         }
         Err(AppError::Pki(CaError::BadCertificate(

@@ -43,7 +43,7 @@ pub(super) fn rebuild(
     store: &dyn Store,
     config: &Config,
     clock: &dyn Clock,
-) -> Result<(), AppError> {
+) -> Result<Vec<Vec<u8>>, AppError> {
     let _guard = env.crl_rebuild.lock().unwrap_or_else(|p| p.into_inner());
     let revoked = store.revoked_serials(&env.name)?;
     let entries = revoked
@@ -78,7 +78,7 @@ pub(super) fn rebuild(
     };
     store.put_crl(&env.name, &record)?;
     *env.crl.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(CrlView::new(record));
-    Ok(())
+    Ok(revoked.into_iter().map(|r| r.serial).collect())
 }
 
 /// At start: a revocation can be durable without the CRL that lists it (a crash between
@@ -97,13 +97,135 @@ pub(super) fn refresh_if_stale(
         .entries;
     if listed != store.revoked_serials(&env.name)?.len() as u64 {
         tracing::warn!(env = %env.name, "CRL is older than the revocations; rebuilding");
-        rebuild(env, store, config, clock)?;
+        let _ = rebuild(env, store, config, clock)?;
         store.flush()?;
     }
     Ok(())
 }
 
+/// Builds a CRL record for `ca` listing `entries` with `number`, dated now.
+fn make(
+    ca: &crate::ca::CaPair,
+    entries: &[CrlEntry],
+    number: u64,
+    config: &Config,
+    clock: &dyn Clock,
+) -> Result<CrlRecord, AppError> {
+    let now = clock.now();
+    let params = CrlParams {
+        number,
+        this_update: now,
+        next_update: now + config.ca.crl_next_update.as_secs(),
+    };
+    let der = build_crl(ca, entries, &params)?;
+    Ok(CrlRecord {
+        number,
+        this_update: now,
+        next_update: params.next_update,
+        entries: entries.len() as u64,
+        der,
+    })
+}
+
+/// The root CA's first CRL (empty: no issuing CA has been revoked), unless it exists.
+pub(super) fn ensure_root(
+    root: &crate::ca::CaPair,
+    store: &dyn Store,
+    config: &Config,
+    clock: &dyn Clock,
+) -> Result<(), AppError> {
+    if store.root_crl()?.is_none() {
+        store.put_root_crl(&make(root, &[], 0, config, clock)?)?;
+    }
+    Ok(())
+}
+
+/// A CRL is re-issued once half of its lifetime has passed, so that no client ever
+/// holds one that expires (Puppet 7 never does this; users lost whole fleets to it).
+fn due(record: &CrlRecord, now: UnixTime) -> bool {
+    now >= record.this_update + (record.next_update - record.this_update) / 2
+}
+
 impl App {
+    /// Re-issues every CRL (each environment's and the root's) past half its lifetime.
+    /// Returns how many were re-issued.
+    pub fn refresh_crls(&self) -> Result<usize, AppError> {
+        let now = self.clock.now();
+        let mut n = 0;
+        let envs: Vec<Arc<EnvCa>> = self
+            .envs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for env in envs {
+            let record = env
+                .crl
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .record
+                .clone();
+            if due(&record, now) {
+                self.rebuild_crl(&env)?;
+                n += 1;
+            }
+        }
+        if let Some(root) = self.store.root_crl()? {
+            if due(&root, now) {
+                self.store.put_root_crl(&make(
+                    &self.root,
+                    &[],
+                    root.number + 1,
+                    &self.config,
+                    self.clock.as_ref(),
+                )?)?;
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.store.flush()?;
+            tracing::info!(reissued = n, "CRLs re-issued before expiry");
+        }
+        Ok(n)
+    }
+
+    /// Runs [`App::refresh_crls`] periodically on a background thread for the life of the
+    /// process: every eighth of the CRL lifetime, between one second and one hour.
+    pub fn spawn_maintenance(self: &Arc<Self>) {
+        let app = Arc::clone(self);
+        let every = (self.config.ca.crl_next_update.as_secs() / 8).clamp(1, 3600) as u64;
+        std::thread::Builder::new()
+            .name("certd-maintenance".into())
+            .spawn(move || loop {
+                std::thread::sleep(std::time::Duration::from_secs(every));
+                if let Err(e) = app.refresh_crls() {
+                    tracing::error!(error = %e, "CRL refresh failed");
+                }
+            })
+            .expect("spawn the maintenance thread");
+    }
+
+    /// The Puppet face's CRL bundle: the environment's CRL, then the root's, PEM; and
+    /// when the newest of them was issued.
+    pub fn crl_bundle(
+        &self,
+        who: &Identity,
+        raw_env: &str,
+    ) -> Result<(Vec<u8>, UnixTime), AppError> {
+        let env_crl = self.crl(who, raw_env)?;
+        let root = self.store.root_crl()?.ok_or_else(|| {
+            AppError::Store(crate::store::StoreError::Corrupt {
+                tree: "meta".into(),
+                detail: "no root CRL".into(),
+            })
+        })?;
+        let root_view = CrlView::new(root);
+        let mut pem = env_crl.pem.clone();
+        pem.extend_from_slice(&root_view.pem);
+        Ok((pem, env_crl.last_modified().max(root_view.last_modified())))
+    }
+
     /// The environment's current CRL.
     pub fn crl(&self, who: &Identity, raw_env: &str) -> Result<Arc<CrlView>, AppError> {
         let env = self.authorize(who, raw_env, Action::ReadCrl)?;
@@ -111,7 +233,10 @@ impl App {
         Ok(view)
     }
 
+    /// Rebuilds the environment's CRL and refuses its revoked serials from now on.
     pub(super) fn rebuild_crl(&self, env: &EnvCa) -> Result<(), AppError> {
-        rebuild(env, self.store.as_ref(), &self.config, self.clock.as_ref())
+        let serials = rebuild(env, self.store.as_ref(), &self.config, self.clock.as_ref())?;
+        self.revoked.extend(serials);
+        Ok(())
     }
 }

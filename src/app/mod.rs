@@ -1,9 +1,11 @@
 //! Use cases, free of HTTP: setup, environments and their CAs, status, the CA chain.
 //! `http` and `cli` call these; this module calls `ca`, `store` and `authz`.
 
+pub mod autosign;
 mod certificates;
 mod crl;
 mod listing;
+mod puppet;
 mod requests;
 mod setup;
 mod status;
@@ -15,7 +17,7 @@ use openssl::x509::X509;
 use thiserror::Error;
 
 use crate::authz::{permits, Action};
-use crate::authz::{Identity, Issuer, Resolver};
+use crate::authz::{Identity, Issuer, Resolver, RevokedSerials};
 use crate::ca::{CaError, CaPair, CertInfo, Certname, Clock, EnvName, Rng, UnixTime};
 use crate::config::{Config, EnvConfig};
 use crate::store::{DataDir, FilesError, SledStore, Store, StoreError};
@@ -23,6 +25,7 @@ use crate::store::{DataDir, FilesError, SledStore, Store, StoreError};
 pub use certificates::{CertificateView, Issued};
 pub use crl::CrlView;
 pub use listing::{ListQuery, Page};
+pub use puppet::{Expirations, PuppetStatus, SignReport, PUPPET_ENV};
 pub use requests::{RequestView, Submitted};
 pub use setup::{setup, SetupOutcome};
 pub use status::{DesiredState, StatusObject};
@@ -68,6 +71,9 @@ pub enum AppError {
         /// Why.
         reason: String,
     },
+    /// A stored CSR no longer passes the environment's policy at signing time (409).
+    #[error("{0}")]
+    CsrRejected(CaError),
     /// The state of the resource does not allow the change (409).
     #[error("{detail}")]
     Conflict {
@@ -111,6 +117,8 @@ pub struct EnvCa {
     pub chain_pem: Vec<u8>,
     /// The environment's settings.
     pub settings: EnvConfig,
+    /// When `chain.pem` was last written (for `If-Modified-Since`).
+    pub chain_modified: UnixTime,
     /// The current CRL, encoded, as served.
     crl: RwLock<Arc<CrlView>>,
     /// Serialises CRL rebuilds so that the last one written lists every revocation.
@@ -156,9 +164,10 @@ pub struct App {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     rng: Arc<dyn Rng>,
-    root: X509,
+    root: CaPair,
     envs: RwLock<BTreeMap<EnvName, Arc<EnvCa>>>,
     resolver: Arc<Resolver>,
+    revoked: Arc<RevokedSerials>,
 }
 
 impl App {
@@ -171,29 +180,26 @@ impl App {
         rng: Arc<dyn Rng>,
     ) -> Result<App, AppError> {
         setup(&data, &config, clock.as_ref(), rng.as_ref())?;
-        let root = X509::from_pem(&data.read(&data.root_cert())?).map_err(CaError::from)?;
+        let root = CaPair::from_pem(
+            &data.read(&data.root_cert())?,
+            &data.read_secret(&data.root_key())?,
+        )?;
         let store: Arc<dyn Store> = Arc::new(SledStore::open(&data.store_dir())?);
         let mut envs = BTreeMap::new();
         for env in config.environments.keys() {
             if !data.has_env(env) {
-                let root_pair = CaPair::from_pem(
-                    &data.read(&data.root_cert())?,
-                    &data.read_secret(&data.root_key())?,
-                )?;
-                setup::create_env_ca(
-                    &data,
-                    &config,
-                    &root_pair,
-                    env,
-                    clock.as_ref(),
-                    rng.as_ref(),
-                )?;
+                setup::create_env_ca(&data, &config, &root, env, clock.as_ref(), rng.as_ref())?;
             }
             setup::ensure_env_in_store(store.as_ref(), &data, &config, env, clock.as_ref())?;
             let settings = config.environments[env].clone();
             let loaded = load_env(&data, store.as_ref(), env, settings)?;
             crl::refresh_if_stale(&loaded, store.as_ref(), &config, clock.as_ref())?;
             envs.insert(env.clone(), Arc::new(loaded));
+        }
+        crl::ensure_root(&root, store.as_ref(), &config, clock.as_ref())?;
+        let revoked = RevokedSerials::new();
+        for env in envs.keys() {
+            revoked.extend(store.revoked_serials(env)?.into_iter().map(|r| r.serial));
         }
         store.flush()?;
         let issuers = envs
@@ -210,6 +216,7 @@ impl App {
             root,
             envs: RwLock::new(envs),
             resolver,
+            revoked,
         })
     }
 
@@ -236,6 +243,11 @@ impl App {
     /// Classifies TLS peers; shared with the HTTP layer's connection hook.
     pub fn resolver(&self) -> Arc<Resolver> {
         self.resolver.clone()
+    }
+
+    /// Serials of revoked certificates, for the TLS layer to refuse them.
+    pub fn revoked_serials(&self) -> Arc<RevokedSerials> {
+        self.revoked.clone()
     }
 
     /// The identity of a caller presenting `peer_der`.
@@ -281,7 +293,7 @@ impl App {
         let production = envs
             .get(&EnvName::production())
             .ok_or(AppError::UnknownEnvironment(EnvName::production()))?;
-        let mut client_cas = vec![self.root.clone()];
+        let mut client_cas = vec![self.root.cert().to_owned()];
         client_cas.extend(envs.values().map(|e| e.ca.cert().to_owned()));
         Ok(TlsMaterial {
             cert_pem: self.data.read(&self.data.server_cert())?,
@@ -315,6 +327,12 @@ fn load_env(
         name: env.clone(),
         ca,
         chain_pem: data.read(&data.env_chain(env))?,
+        chain_modified: std::fs::metadata(data.env_chain(env))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as UnixTime)
+            .unwrap_or(0),
         settings,
         crl: RwLock::new(Arc::new(CrlView::new(record))),
         crl_rebuild: std::sync::Mutex::new(()),
@@ -330,6 +348,16 @@ impl App {
         action: Action<'_>,
     ) -> Result<Arc<EnvCa>, AppError> {
         let (env, ca) = self.environment(raw_env)?;
+        if who
+            .serial
+            .as_ref()
+            .is_some_and(|s| self.revoked.contains(s))
+        {
+            tracing::info!(caller = %who, "refused: the client certificate is revoked");
+            return Err(AppError::Forbidden(
+                "the client certificate is revoked".into(),
+            ));
+        }
         if permits(who, &env, action) {
             return Ok(ca);
         }

@@ -46,6 +46,20 @@ impl App {
         raw_name: &str,
         body: &[u8],
     ) -> Result<Submitted, AppError> {
+        self.submit_as(who, raw_env, raw_name, body, false)
+    }
+
+    /// Submission with either face's duplicate rule: the native face replaces a pending
+    /// request (200); Puppet's (`refuse_pending`) refuses it like a signed one. After a
+    /// stored submission the environment's autosign policy may sign it at once.
+    pub(super) fn submit_as(
+        &self,
+        who: &Identity,
+        raw_env: &str,
+        raw_name: &str,
+        body: &[u8],
+        refuse_pending: bool,
+    ) -> Result<Submitted, AppError> {
         let env = self.authorize(who, raw_env, Action::SubmitRequest)?;
         let name = certname(raw_name)?;
         let csr = ValidatedCsr::parse(body, &name, &env.settings.csr_policy(&self.config.limits))?;
@@ -57,6 +71,20 @@ impl App {
             dns_names: subject.dns_names.clone(),
             ip_addrs: subject.ip_addrs.iter().map(|ip| ip.to_string()).collect(),
         };
+        if refuse_pending && !env.settings.allow_duplicate_certs {
+            if let Some(RequestRecord {
+                state: RequestState::Requested,
+                ..
+            }) = self.store.request(&env.name, &name)?
+            {
+                return Err(AppError::Conflict {
+                    code: "already-requested",
+                    detail: format!(
+                        "{name} already has a requested certificate; ignoring certificate request"
+                    ),
+                });
+            }
+        }
         let outcome = self.store.submit_request(
             &env.name,
             &name,
@@ -65,19 +93,28 @@ impl App {
         )?;
         match outcome {
             SubmitOutcome::CertificateExists { revoked } => Err(AppError::Conflict {
-                code: if revoked { "already-revoked" } else { "already-signed" },
+                code: if revoked {
+                    "already-revoked"
+                } else {
+                    "already-signed"
+                },
                 detail: format!(
-                    "{name} already has a {} certificate; clean it (DELETE certificate_status) before submitting a new CSR",
+                    "{name} already has a {} certificate; ignoring certificate request",
                     if revoked { "revoked" } else { "signed" }
                 ),
             }),
-            SubmitOutcome::Created => {
+            SubmitOutcome::Created | SubmitOutcome::Replaced => {
                 self.store.flush()?;
-                Ok(Submitted::Created)
-            }
-            SubmitOutcome::Replaced => {
-                self.store.flush()?;
-                Ok(Submitted::Replaced)
+                let timeout =
+                    std::time::Duration::from_secs(env.settings.autosign_timeout.as_secs() as u64);
+                if super::autosign::decide(&env.settings.autosign, timeout, &name, &csr.to_pem()) {
+                    self.sign_pending(&env, &name, None)?;
+                }
+                Ok(if outcome == SubmitOutcome::Created {
+                    Submitted::Created
+                } else {
+                    Submitted::Replaced
+                })
             }
         }
     }

@@ -104,6 +104,7 @@ pub fn setup(
         for env in config.environments.keys() {
             ensure_env_in_store(&store, data, config, env, clock)?;
         }
+        super::crl::ensure_root(&root, &store, config, clock)?;
         store.flush()?;
     }
     data.write_public(

@@ -6,6 +6,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::RwLock;
 
 use crate::ca::{CertInfo, Certname, EnvName};
@@ -31,6 +32,8 @@ pub struct Identity {
     pub certname: Option<Certname>,
     /// The environment whose CA issued the certificate.
     pub environment: Option<EnvName>,
+    /// The certificate's serial (to refuse it once revoked).
+    pub serial: Option<Vec<u8>>,
 }
 
 impl Identity {
@@ -40,7 +43,37 @@ impl Identity {
             role: Role::Anonymous,
             certname: None,
             environment: None,
+            serial: None,
         }
+    }
+}
+
+/// Serials of revoked certificates, across environments, for refusing revoked client
+/// certificates at the TLS handshake and on connections opened before the revocation.
+/// Serials are 128-bit random, so one set serves every environment.
+#[derive(Debug, Default)]
+pub struct RevokedSerials(RwLock<HashSet<Vec<u8>>>);
+
+impl RevokedSerials {
+    /// An empty set, shared.
+    pub fn new() -> Arc<Self> {
+        Arc::new(RevokedSerials::default())
+    }
+
+    /// Whether `serial` (big-endian magnitude) is revoked.
+    pub fn contains(&self, serial: &[u8]) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(serial)
+    }
+
+    /// Adds revoked serials.
+    pub fn extend(&self, serials: impl IntoIterator<Item = Vec<u8>>) {
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(serials);
     }
 }
 
@@ -124,6 +157,7 @@ impl Resolver {
             role,
             certname: Some(certname),
             environment: Some(issuer.environment.clone()),
+            serial: Some(info.serial.as_bytes().to_vec()),
         }
     }
 }
@@ -151,6 +185,8 @@ pub enum Action<'a> {
     Reject,
     /// Revoke and forget a certificate and its request.
     Clean,
+    /// Anything open to every authenticated caller (Puppet's `allow: "*"`).
+    Authenticated,
 }
 
 /// The default rules of DESIGN.md section 6: anyone may read certificates, the CA chain,
@@ -162,6 +198,7 @@ pub fn permits(who: &Identity, env: &EnvName, action: Action<'_>) -> bool {
             true
         }
         _ if who.role == Role::Admin => true,
+        Action::Authenticated => who.role != Role::Anonymous,
         Action::ReadStatus(name) => {
             who.role == Role::Agent
                 && who.certname.as_ref() == Some(name)
@@ -211,11 +248,13 @@ mod tests {
             role: Role::Agent,
             certname: Some(web1.clone()),
             environment: Some(prod.clone()),
+            serial: None,
         };
         let admin = Identity {
             role: Role::Admin,
             certname: Some(Certname::parse("certd-admin").unwrap()),
             environment: Some(prod.clone()),
+            serial: None,
         };
         for who in [&anon, &agent, &admin] {
             for a in [

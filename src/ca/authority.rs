@@ -256,6 +256,7 @@ impl CaPair {
                 return Err(CaError::InvalidCsr {
                     rule: "extension-not-allowed",
                     message: "pp_cli_auth can only be granted by certd itself".into(),
+                    puppet: format!("Found extensions that are not permitted: {PP_CLI_AUTH}"),
                 });
             }
             b.append_extension(raw_extension(oid, *critical, value)?)?;

@@ -68,9 +68,20 @@ pub struct ValidatedCsr {
 }
 
 fn invalid(rule: &'static str, message: impl Into<String>) -> CaError {
+    let message = message.into();
     CaError::InvalidCsr {
         rule,
-        message: message.into(),
+        puppet: message.clone(),
+        message,
+    }
+}
+
+/// An invalid-CSR error with Puppet Server's own wording for the Puppet face.
+fn invalid_as(rule: &'static str, message: String, puppet: String) -> CaError {
+    CaError::InvalidCsr {
+        rule,
+        message,
+        puppet,
     }
 }
 
@@ -106,6 +117,46 @@ fn to_der(bytes: &[u8]) -> Result<Vec<u8>, CaError> {
     Ok(der)
 }
 
+/// The puppetserver-ca CLI writes CSRs with version 2 (RFC 2986 allows only 0); OpenSSL
+/// and Puppet Server accept them, the strict `x509-cert` decoder does not. The structure
+/// is read from a copy whose version byte is 0; the original bytes are what is stored
+/// and what OpenSSL verifies the signature over. Only versions 1 and 2 are rewritten.
+fn structural_copy(der: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    // SEQUENCE { SEQUENCE { INTEGER version, ... } ... }: skip two headers, then expect
+    // the one-byte INTEGER 02 01 vv.
+    fn header_len(b: &[u8]) -> Option<usize> {
+        match *b.get(1)? {
+            l if l < 0x80 => Some(2),
+            0x81 => Some(3),
+            0x82 => Some(4),
+            0x83 => Some(5),
+            _ => None,
+        }
+    }
+    let patch = || -> Option<usize> {
+        if der.first()? != &0x30 {
+            return None;
+        }
+        let outer = header_len(der)?;
+        if der.get(outer)? != &0x30 {
+            return None;
+        }
+        let at = outer + header_len(&der[outer..])?;
+        match der.get(at..at + 3)? {
+            [0x02, 0x01, 1 | 2] => Some(at + 2),
+            _ => None,
+        }
+    };
+    match patch() {
+        Some(i) => {
+            let mut copy = der.to_vec();
+            copy[i] = 0;
+            std::borrow::Cow::Owned(copy)
+        }
+        None => std::borrow::Cow::Borrowed(der),
+    }
+}
+
 impl ValidatedCsr {
     /// Parses and checks a CSR submitted for `certname`.
     ///
@@ -127,7 +178,7 @@ impl ValidatedCsr {
             ));
         }
         let der = to_der(bytes)?;
-        let req = CertReq::from_der(&der).map_err(|e| {
+        let req = CertReq::from_der(&structural_copy(&der)).map_err(|e| {
             invalid(
                 "csr-malformed",
                 format!("the CSR is not valid DER PKCS#10: {e}"),
@@ -149,18 +200,23 @@ impl ValidatedCsr {
         })?;
         check_key(&public_key, policy)?;
         if !ossl.verify(&public_key).unwrap_or(false) {
-            return Err(invalid("csr-signature-invalid", "the CSR's signature does not verify with its own public key; re-create the CSR with the matching private key"));
+            return Err(invalid_as(
+                "csr-signature-invalid",
+                "the CSR's signature does not verify with its own public key; re-create the CSR with the matching private key".into(),
+                "CSR contains a public key that does not correspond to the signing key".into(),
+            ));
         }
 
         let cn = common_name(&req.info.subject);
         if cn.as_deref() != Some(certname.as_str()) {
-            return Err(invalid(
+            let cn = cn.unwrap_or_default();
+            return Err(invalid_as(
                 "csr-cn-mismatch",
                 format!(
-                    "the CSR's common name {:?} does not match the certname {:?} in the URL",
-                    cn.unwrap_or_default(),
+                    "the CSR's common name {cn:?} does not match the certname {:?} in the URL",
                     certname.as_str()
                 ),
+                format!("Instance name \"{cn}\" does not match requested key \"{certname}\""),
             ));
         }
 
@@ -225,7 +281,20 @@ impl ValidatedCsr {
             self.extensions.push((id, value, false));
         }
         if !refused.is_empty() {
-            return Err(invalid("csr-extension-not-allowed", format!("the CSR requests extensions that are not permitted: {}; only subjectAltName and Puppet's extension arcs may be requested (never pp_cli_auth)", refused.join(", "))));
+            let message = format!("the CSR requests extensions that are not permitted: {}; only subjectAltName and Puppet's extension arcs may be requested (never pp_cli_auth)", refused.join(", "));
+            let auth_arc = format!("{}.3.", oid::PUPPET_ARC);
+            // Puppet checks authorization extensions before the allowlist.
+            let puppet = if !policy.allow_authorization_extensions
+                && refused.iter().any(|o| o.starts_with(&auth_arc))
+            {
+                format!("CSR '{}' contains an authorization extension, which is disallowed. To allow authorization extensions, set allow-authorization-extensions to true in your ca.conf file. Then restart the puppetserver and try signing this certificate again.", self.certname)
+            } else {
+                format!(
+                    "Found extensions that are not permitted: {}",
+                    refused.join(", ")
+                )
+            };
+            return Err(invalid_as("csr-extension-not-allowed", message, puppet));
         }
         Ok(())
     }
@@ -266,7 +335,11 @@ impl ValidatedCsr {
             }
         }
         if !extra.is_empty() && !policy.allow_subject_alt_names {
-            return Err(invalid("csr-subject-alt-names-not-allowed", format!("the CSR requests subject alternative names ({}), which this environment does not allow; set allow_subject_alt_names or drop them", extra.join(", "))));
+            return Err(invalid_as(
+                "csr-subject-alt-names-not-allowed",
+                format!("the CSR requests subject alternative names ({}), which this environment does not allow; set allow_subject_alt_names or drop them", extra.join(", ")),
+                format!("CSR '{}' contains extra subject alternative names ({}), which are disallowed. To allow subject alternative names, set allow-subject-alt-names to true in your ca.conf file. Then restart the puppetserver and try signing this certificate again.", self.certname, extra.join(", ")),
+            ));
         }
         Ok(())
     }
@@ -632,6 +705,21 @@ mod tests {
                 .code(),
             "csr-subject-alt-names-not-allowed"
         );
+    }
+
+    #[test]
+    fn accepts_the_version_2_csrs_puppetserver_ca_writes() {
+        let key = ec();
+        let mut b = X509ReqBuilder::new().unwrap();
+        let mut n = X509NameBuilder::new().unwrap();
+        n.append_entry_by_text("CN", "gen-x").unwrap();
+        b.set_subject_name(&n.build()).unwrap();
+        b.set_pubkey(&key).unwrap();
+        b.set_version(2).unwrap();
+        b.sign(&key, MessageDigest::sha256()).unwrap();
+        let der = b.build().to_der().unwrap();
+        let csr = ValidatedCsr::parse(&der, &name("gen-x"), &CsrPolicy::default()).unwrap();
+        assert_eq!(csr.der(), der.as_slice(), "the original bytes are kept");
     }
 
     #[test]

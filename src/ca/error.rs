@@ -6,17 +6,27 @@ use thiserror::Error;
 /// [`CaError::code`]) that the HTTP layer turns into a problem+json `code`.
 #[derive(Debug, Error)]
 pub enum CaError {
-    /// A certname broke one of the naming rules; `rule` is the stable code.
+    /// A certname broke one of the naming rules; `rule` is the stable code, `puppet` the
+    /// words Puppet Server uses for it.
     #[error("invalid certname: {message}")]
-    InvalidCertname { rule: &'static str, message: String },
+    InvalidCertname {
+        rule: &'static str,
+        message: String,
+        puppet: String,
+    },
     /// An environment name does not match `^[a-z0-9][a-z0-9_-]{0,62}$`.
     #[error(
         "invalid environment name {0:?}: use 1-63 of a-z 0-9 _ -, starting with a letter or digit"
     )]
     InvalidEnvironment(String),
-    /// A CSR broke a policy or encoding rule; `rule` is the stable code.
+    /// A CSR broke a policy or encoding rule; `rule` is the stable code, `puppet` the
+    /// words Puppet Server uses for it (its exact messages, reference section 8).
     #[error("{message}")]
-    InvalidCsr { rule: &'static str, message: String },
+    InvalidCsr {
+        rule: &'static str,
+        message: String,
+        puppet: String,
+    },
     /// A key type name is not one of the allowlisted ones.
     #[error("unknown key type {0:?}: use one of rsa-2048, rsa-3072, rsa-4096, ec-p256, ec-p384, ed25519")]
     UnknownKeyType(String),
@@ -50,6 +60,16 @@ impl CaError {
             CaError::BadCertificate(_) => "bad-certificate",
             CaError::OpenSsl(_) => "openssl",
             CaError::Der(_) => "der",
+        }
+    }
+
+    /// The message Puppet Server gives for this error, for the Puppet face.
+    pub fn puppet_message(&self) -> String {
+        match self {
+            CaError::InvalidCertname { puppet, .. } | CaError::InvalidCsr { puppet, .. } => {
+                puppet.clone()
+            }
+            other => other.to_string(),
         }
     }
 

@@ -24,6 +24,11 @@ pub use csr::{build_csr, CsrPolicy, ValidatedCsr};
 pub use error::CaError;
 pub use fingerprint::{Digest, Fingerprint};
 pub use inspect::CertInfo;
+
+/// The text of a string-valued extension (UTF8String, PrintableString, IA5String).
+pub fn der_text(value: &[u8]) -> Option<String> {
+    inspect::der_string(value)
+}
 pub use key::{KeyType, PrivateKey};
 pub use name::{Certname, EnvName};
 pub use oid::{PP_CLI_AUTH, PUPPET_ARC};

@@ -17,7 +17,11 @@ pub struct Certname(String);
 pub const MAX_CERTNAME_LEN: usize = 255;
 
 fn bad(rule: &'static str, message: String) -> CaError {
-    CaError::InvalidCertname { rule, message }
+    CaError::InvalidCertname {
+        rule,
+        message,
+        puppet: "Subject hostname format is invalid".into(),
+    }
 }
 
 impl Certname {
@@ -41,16 +45,20 @@ impl Certname {
             ));
         }
         if raw.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err(bad(
-                "invalid-certname",
-                format!("certname \"{shown}\" has uppercase letters; certnames must be lower case"),
-            ));
+            return Err(CaError::InvalidCertname {
+                rule: "invalid-certname",
+                message: format!(
+                    "certname \"{shown}\" has uppercase letters; certnames must be lower case"
+                ),
+                puppet: "Certificate names must be lower case.".into(),
+            });
         }
         if raw.contains('*') {
-            return Err(bad(
-                "invalid-certname",
-                format!("certname \"{shown}\" contains a wildcard, which is not allowed"),
-            ));
+            return Err(CaError::InvalidCertname {
+                rule: "invalid-certname",
+                message: format!("certname \"{shown}\" contains a wildcard, which is not allowed"),
+                puppet: format!("Subject contains a wildcard, which is not allowed: {raw}"),
+            });
         }
         if let Some(c) = raw
             .chars()

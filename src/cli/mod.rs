@@ -131,7 +131,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let app = App::open(config, data.clone(), Arc::new(SystemClock), Arc::new(OsRng))
                 .with_context(|| format!("opening {}", data.root().display()))?;
             let app = Arc::new(app);
-            let tls = crate::http::tls::acceptor(&app.tls_material()?)
+            app.spawn_maintenance();
+            let tls = crate::http::tls::acceptor(&app.tls_material()?, app.revoked_serials())
                 .context("building the TLS acceptor")?;
             actix_web::rt::System::new()
                 .block_on(crate::http::serve(app, listen, tls))

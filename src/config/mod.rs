@@ -117,7 +117,7 @@ pub struct AuthzConfig {
 }
 
 /// `[environments.<name>]`: one environment (tenant) and its CSR policy.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EnvConfig {
     /// Whether CSRs may request subject alternative names beyond `DNS:<certname>`.
@@ -129,6 +129,44 @@ pub struct EnvConfig {
     pub allow_duplicate_certs: bool,
     /// Validity of certificates issued here; `[ca] cert_ttl` when absent.
     pub cert_ttl: Option<Duration>,
+    /// Which CSRs are signed on submission, with Puppet's semantics.
+    pub autosign: Autosign,
+    /// An autosign executable is killed after this long, and counts as a "no".
+    pub autosign_timeout: Duration,
+}
+
+/// `autosign = false | true | ["glob", ...] | "/path"` (Puppet's `autosign` setting).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Autosign {
+    /// Sign everything, or nothing.
+    All(bool),
+    /// Certnames or domain globs: `*` alone is everything, `*.example.com` matches
+    /// names under example.com and example.com itself, anything else is an exact name.
+    Globs(Vec<String>),
+    /// An executable (given the certname as its argument and the CSR on stdin; exit 0
+    /// signs), or, when not executable, an allowlist file of such globs; a path that
+    /// does not exist signs nothing.
+    Path(PathBuf),
+}
+
+impl Default for Autosign {
+    fn default() -> Self {
+        Autosign::All(false)
+    }
+}
+
+impl Default for EnvConfig {
+    fn default() -> Self {
+        EnvConfig {
+            allow_subject_alt_names: false,
+            allow_authorization_extensions: false,
+            allow_duplicate_certs: false,
+            cert_ttl: None,
+            autosign: Autosign::default(),
+            autosign_timeout: Duration::secs(10),
+        }
+    }
 }
 
 impl EnvConfig {
@@ -338,6 +376,29 @@ mod tests {
             Path::new("x")
         )
         .is_err());
+    }
+
+    #[test]
+    fn autosign_takes_a_bool_a_list_or_a_path() {
+        let env = |t: &str| {
+            Config::from_toml(&format!("[environments.production]\n{t}\n"), Path::new("x"))
+                .unwrap()
+                .environments[&EnvName::production()]
+                .autosign
+                .clone()
+        };
+        assert_eq!(env("autosign = true"), Autosign::All(true));
+        assert_eq!(
+            env("autosign = [\"*.example.com\"]"),
+            Autosign::Globs(vec!["*.example.com".into()])
+        );
+        assert_eq!(
+            env("autosign = \"/etc/certd/autosign\""),
+            Autosign::Path("/etc/certd/autosign".into())
+        );
+        assert!(
+            Config::from_toml("[environments.production]\nautosign = 3\n", Path::new("x")).is_err()
+        );
     }
 
     #[test]

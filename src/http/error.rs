@@ -111,6 +111,9 @@ impl From<AppError> for Problem {
                     .with("certname", certname.to_string())
                     .with("reason", reason.clone())
             }
+            AppError::CsrRejected(ca) => {
+                Problem::new(StatusCode::CONFLICT, ca.code(), ca.to_string())
+            }
             AppError::Conflict { code, detail } => {
                 Problem::new(StatusCode::CONFLICT, code, detail.clone())
             }

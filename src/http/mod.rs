@@ -6,6 +6,7 @@ mod body;
 mod error;
 mod identity;
 mod negotiate;
+mod puppet;
 mod resources;
 pub mod tls;
 
@@ -24,6 +25,7 @@ pub use identity::Caller;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     use resources::{certificate, crl, method_not_allowed, request, status};
     let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
+    cfg.configure(puppet::routes);
     cfg.service(resource("/status").route(web::get().to(status::server)))
         .service(
             resource("/{env}/certificate/")

@@ -11,10 +11,18 @@ use openssl::ssl::{SslAcceptor, SslAcceptorBuilder, SslMethod, SslOptions, SslVe
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::X509;
 
-use crate::app::TlsMaterial;
+use std::sync::Arc;
 
-/// Builds the acceptor from the server's certificate, key and trusted client CAs.
-pub fn acceptor(m: &TlsMaterial) -> Result<SslAcceptorBuilder, ErrorStack> {
+use crate::app::TlsMaterial;
+use crate::authz::RevokedSerials;
+
+/// Builds the acceptor from the server's certificate, key and trusted client CAs. A
+/// client certificate whose serial is in `revoked` fails the handshake; the set is read
+/// at every handshake, so a revocation takes effect without a restart.
+pub fn acceptor(
+    m: &TlsMaterial,
+    revoked: Arc<RevokedSerials>,
+) -> Result<SslAcceptorBuilder, ErrorStack> {
     let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
     let cert = X509::from_pem(&m.cert_pem)?;
     b.set_certificate(&cert)?;
@@ -30,7 +38,23 @@ pub fn acceptor(m: &TlsMaterial) -> Result<SslAcceptorBuilder, ErrorStack> {
         store.add_cert(ca.clone())?;
     }
     b.set_verify_cert_store(store.build())?;
-    b.set_verify(SslVerifyMode::PEER);
+    b.set_verify_callback(SslVerifyMode::PEER, move |ok, ctx| {
+        if !ok {
+            return false;
+        }
+        if ctx.error_depth() == 0 {
+            if let Some(serial) = ctx
+                .current_cert()
+                .and_then(|c| c.serial_number().to_bn().ok())
+            {
+                if revoked.contains(&serial.to_vec()) {
+                    ctx.set_error(openssl::x509::X509VerifyResult::APPLICATION_VERIFICATION);
+                    return false;
+                }
+            }
+        }
+        true
+    });
     // Required for session resumption when client certificates are in play.
     b.set_session_id_context(b"certd")?;
     b.set_num_tickets(0)?;

@@ -359,6 +359,15 @@ impl Store for MemStore {
         Ok(())
     }
 
+    fn root_crl(&self) -> Result<Option<CrlRecord>, StoreError> {
+        Ok(self.with(|s| s.root_crl.clone()))
+    }
+
+    fn put_root_crl(&self, crl: &CrlRecord) -> Result<(), StoreError> {
+        self.with(|s| s.root_crl = Some(crl.clone()));
+        Ok(())
+    }
+
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
         Ok(self.with(|s| {
             s.audit

@@ -119,6 +119,8 @@ pub struct EnvSnapshot {
 /// Everything a store holds.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
+    /// The root CA's CRL.
+    pub root_crl: Option<CrlRecord>,
     /// Environment records.
     pub environments: BTreeMap<String, EnvRecord>,
     /// Per-environment contents (environments with no content are left out).
@@ -222,6 +224,11 @@ pub trait Store: Send + Sync {
     fn crl(&self, env: &EnvName) -> Result<Option<CrlRecord>, StoreError>;
     /// Replaces the cached CRL.
     fn put_crl(&self, env: &EnvName, crl: &CrlRecord) -> Result<(), StoreError>;
+    /// The root CA's CRL (it lists revoked issuing CAs; Puppet agents need one for every
+    /// CA of the chain).
+    fn root_crl(&self) -> Result<Option<CrlRecord>, StoreError>;
+    /// Replaces the root CA's CRL.
+    fn put_root_crl(&self, crl: &CrlRecord) -> Result<(), StoreError>;
 
     /// Audit events with id greater than `after`, at most `limit`.
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;

@@ -22,6 +22,7 @@ pub(crate) const AUDIT: &str = "audit";
 pub(crate) const KEY_SCHEMA: &[u8] = b"schema_version";
 pub(crate) const KEY_AUDIT_LAST: &[u8] = b"audit_last";
 pub(crate) const KEY_CRL: &[u8] = b"crl";
+pub(crate) const KEY_ROOT_CRL: &[u8] = b"root_crl";
 
 pub(crate) const REQUESTS: &str = "requests";
 pub(crate) const CERTIFICATES: &str = "certificates";

@@ -513,6 +513,20 @@ impl Store for SledStore {
         Ok(())
     }
 
+    fn root_crl(&self) -> Result<Option<CrlRecord>, StoreError> {
+        match self.meta.get(schema::KEY_ROOT_CRL).map_err(engine)? {
+            Some(v) => Ok(Some(decode("meta", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_root_crl(&self, crl: &CrlRecord) -> Result<(), StoreError> {
+        self.meta
+            .insert(schema::KEY_ROOT_CRL, encode(crl))
+            .map_err(engine)?;
+        Ok(())
+    }
+
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
         let mut out = Vec::new();
         let start = u64_key(after.saturating_add(1));
@@ -532,7 +546,10 @@ impl Store for SledStore {
     }
 
     fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        let mut snap = Snapshot::default();
+        let mut snap = Snapshot {
+            root_crl: self.root_crl()?,
+            ..Snapshot::default()
+        };
         for (name, rec) in self.environments()? {
             snap.environments.insert(name.to_string(), rec);
         }

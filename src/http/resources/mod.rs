@@ -45,6 +45,19 @@ where
         .map_err(Problem::from)
 }
 
+/// Runs a use case on the blocking pool, leaving the error for the caller to render
+/// (the Puppet face renders errors its own way).
+pub(crate) async fn run_raw<T, F>(app: &web::Data<App>, f: F) -> Result<T, AppError>
+where
+    T: Send + 'static,
+    F: FnOnce(&App) -> Result<T, AppError> + Send + 'static,
+{
+    let app = app.clone().into_inner();
+    web::block(move || f(&app))
+        .await
+        .map_err(|e| AppError::Task(e.to_string()))?
+}
+
 /// Longest query string accepted, in bytes.
 const MAX_QUERY_BYTES: usize = 4096;
 

@@ -1,0 +1,407 @@
+//! Use cases of the Puppet face (`../shared/reference/puppet-ca-api.md`), on the same
+//! core as the native face, in the default environment.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+
+use super::status::Fingerprints;
+use super::{certname, App, AppError, EnvCa};
+use crate::authz::{Action, Identity};
+use crate::ca::{CertInfo, Certname, Digest, Fingerprint, SerialNumber, UnixTime, PUPPET_ARC};
+use crate::store::{CertRecord, CleanOutcome, RequestRecord, RequestState, Revocation};
+
+/// The environment the Puppet face serves.
+pub const PUPPET_ENV: &str = "production";
+
+/// Puppet's date format: `2025-08-20T22:06:21UTC`.
+pub fn puppet_date(t: UnixTime) -> String {
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]UTC");
+    OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| d.format(&fmt).ok())
+        .unwrap_or_default()
+}
+
+/// Puppet Server 7's status object (reference section 3.5).
+#[derive(Debug, Serialize)]
+pub struct PuppetStatus {
+    name: String,
+    state: &'static str,
+    fingerprint: String,
+    fingerprints: Fingerprints,
+    dns_alt_names: Vec<String>,
+    subject_alt_names: Vec<String>,
+    authorization_extensions: BTreeMap<String, String>,
+    /// A JSON integer of any size (serials are 128-bit; Ruby reads bignums).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    serial_number: Option<Box<RawValue>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_before: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    not_after: Option<String>,
+}
+
+/// Result of `POST /sign` and `/sign/all`.
+#[derive(Debug, Default, Serialize)]
+pub struct SignReport {
+    /// Signed now.
+    pub signed: Vec<String>,
+    /// No pending request.
+    #[serde(rename = "no-csr")]
+    pub no_csr: Vec<String>,
+    /// Refused or failed.
+    #[serde(rename = "signing-errors")]
+    pub signing_errors: Vec<String>,
+}
+
+/// Result of `GET /expirations`: CN → date.
+#[derive(Debug, Serialize)]
+pub struct Expirations {
+    #[serde(rename = "ca-certs")]
+    ca_certs: BTreeMap<String, String>,
+    crls: BTreeMap<String, String>,
+}
+
+fn fingerprints(der: &[u8]) -> Fingerprints {
+    let fp = |d| Fingerprint::of_der(der, d).to_string();
+    // Puppet's default digest is SHA-256.
+    Fingerprints {
+        sha1: fp(Digest::Sha1),
+        sha256: fp(Digest::Sha256),
+        sha512: fp(Digest::Sha512),
+        default: fp(Digest::Sha256),
+    }
+}
+
+fn short_name(oid: &str) -> String {
+    match oid {
+        "1.3.6.1.4.1.34380.1.3.1" => "pp_authorization".into(),
+        "1.3.6.1.4.1.34380.1.3.13" => "pp_auth_role".into(),
+        "1.3.6.1.4.1.34380.1.3.39" => "pp_cli_auth".into(),
+        other => other.into(),
+    }
+}
+
+fn cert_status(name: &Certname, c: &CertRecord) -> PuppetStatus {
+    let mut auth = BTreeMap::new();
+    if let Ok(info) = CertInfo::from_der(&c.der) {
+        let arc = format!("{PUPPET_ARC}.3.");
+        for (oid, _, value) in info
+            .extensions
+            .iter()
+            .filter(|(o, _, _)| o.starts_with(&arc))
+        {
+            let text = crate::ca::der_text(value).unwrap_or_default();
+            auth.insert(short_name(oid), text);
+        }
+    }
+    let dns: Vec<String> = c.dns_names.iter().map(|d| format!("DNS:{d}")).collect();
+    let mut all: Vec<String> = c.ip_addrs.iter().map(|i| format!("IP:{i}")).collect();
+    all.extend(dns.iter().cloned());
+    let fps = fingerprints(&c.der);
+    let serial = SerialNumber::from_bytes(&c.serial)
+        .map(|s| s.to_decimal())
+        .unwrap_or_default();
+    PuppetStatus {
+        name: name.to_string(),
+        state: if c.revocation.is_some() {
+            "revoked"
+        } else {
+            "signed"
+        },
+        fingerprint: fps.sha256.clone(),
+        fingerprints: fps,
+        dns_alt_names: dns,
+        subject_alt_names: all,
+        authorization_extensions: auth,
+        serial_number: RawValue::from_string(serial).ok(),
+        not_before: Some(puppet_date(c.not_before)),
+        not_after: Some(puppet_date(c.not_after)),
+    }
+}
+
+fn request_status(name: &Certname, r: &RequestRecord) -> PuppetStatus {
+    let dns: Vec<String> = r.dns_names.iter().map(|d| format!("DNS:{d}")).collect();
+    let mut all: Vec<String> = r.ip_addrs.iter().map(|i| format!("IP:{i}")).collect();
+    all.extend(dns.iter().cloned());
+    let fps = fingerprints(&r.csr_der);
+    PuppetStatus {
+        name: name.to_string(),
+        state: "requested",
+        fingerprint: fps.sha256.clone(),
+        fingerprints: fps,
+        dns_alt_names: dns,
+        subject_alt_names: all,
+        authorization_extensions: BTreeMap::new(),
+        serial_number: None,
+        not_before: None,
+        not_after: None,
+    }
+}
+
+fn pending(r: &Option<RequestRecord>) -> bool {
+    matches!(
+        r,
+        Some(RequestRecord {
+            state: RequestState::Requested,
+            ..
+        })
+    )
+}
+
+impl App {
+    fn puppet_env(
+        &self,
+        who: &Identity,
+        action: Action<'_>,
+    ) -> Result<std::sync::Arc<EnvCa>, AppError> {
+        self.authorize(who, PUPPET_ENV, action)
+    }
+
+    /// `PUT certificate_request/{name}` with Puppet's rules: a pending request is a
+    /// duplicate like a signed certificate (400 for the agent, which then polls).
+    pub fn puppet_submit(
+        &self,
+        who: &Identity,
+        raw_name: &str,
+        body: &[u8],
+    ) -> Result<(), AppError> {
+        self.submit_as(who, PUPPET_ENV, raw_name, body, true)
+            .map(|_| ())
+    }
+
+    /// `GET certificate/{name}`: the certificate file as Puppet keeps it (revoked ones
+    /// too) and when it was issued.
+    pub fn puppet_certificate(
+        &self,
+        who: &Identity,
+        raw_name: &str,
+    ) -> Result<(Vec<u8>, UnixTime), AppError> {
+        let env = self.puppet_env(who, Action::ReadCertificate)?;
+        let name = certname(raw_name)?;
+        let c = self
+            .store
+            .certificate(&env.name, &name)?
+            .ok_or_else(|| AppError::NotFound(format!("Could not find certificate {name}")))?;
+        let pem = der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, &c.der)
+            .map(String::into_bytes)
+            .unwrap_or_default();
+        Ok((pem, c.issued_at))
+    }
+
+    /// `GET certificate/ca`: the bundle (issuing CA first, root last) and its mtime.
+    pub fn puppet_ca_bundle(&self, who: &Identity) -> Result<(Vec<u8>, UnixTime), AppError> {
+        let env = self.puppet_env(who, Action::ReadCertificate)?;
+        Ok((env.chain_pem.clone(), env.chain_modified))
+    }
+
+    /// `GET certificate_status/{name}`: the certificate's status, else the pending
+    /// request's.
+    pub fn puppet_status(&self, who: &Identity, raw_name: &str) -> Result<PuppetStatus, AppError> {
+        let name = certname(raw_name)?;
+        let env = self.puppet_env(who, Action::ReadStatus(&name))?;
+        if let Some(c) = self.store.certificate(&env.name, &name)? {
+            return Ok(cert_status(&name, &c));
+        }
+        match self.store.request(&env.name, &name)? {
+            Some(r) if r.state == RequestState::Requested => Ok(request_status(&name, &r)),
+            _ => Err(AppError::NotFound("Resource not found.".into())),
+        }
+    }
+
+    /// `GET certificate_statuses/...?state=`: pending requests, then certificates.
+    pub fn puppet_statuses(
+        &self,
+        who: &Identity,
+        state: Option<&str>,
+    ) -> Result<Vec<PuppetStatus>, AppError> {
+        let env = self.puppet_env(who, Action::List)?;
+        let mut out = Vec::new();
+        if state.is_none_or(|s| s == "requested") {
+            for (n, r) in self.store.requests(&env.name, None, usize::MAX)? {
+                if r.state == RequestState::Requested {
+                    out.push(request_status(&n, &r));
+                }
+            }
+        }
+        if state != Some("requested") {
+            for (n, c) in self.store.certificates(&env.name, None, usize::MAX)? {
+                let st = if c.revocation.is_some() {
+                    "revoked"
+                } else {
+                    "signed"
+                };
+                if state.is_none_or(|s| s == st) {
+                    out.push(cert_status(&n, &c));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `PUT certificate_status/{name}` with Puppet's conflicts and messages.
+    pub fn puppet_set_status(
+        &self,
+        who: &Identity,
+        raw_name: &str,
+        sign: bool,
+        ttl: Option<i64>,
+    ) -> Result<(), AppError> {
+        let name = certname(raw_name)?;
+        let env = self.puppet_env(who, if sign { Action::Sign } else { Action::Revoke })?;
+        let cert = self.store.certificate(&env.name, &name)?;
+        let req = self.store.request(&env.name, &name)?;
+        if cert.is_none() && !pending(&req) {
+            return Err(AppError::NotFound("Invalid certificate subject.".into()));
+        }
+        if sign {
+            if !pending(&req) {
+                return Err(AppError::Conflict {
+                    code: "no-request",
+                    detail: format!(
+                        "Cannot sign certificate for host {name} without a certificate request"
+                    ),
+                });
+            }
+            return self.sign_pending(&env, &name, ttl).map(|_| ());
+        }
+        if cert.is_none() {
+            return Err(AppError::Conflict {
+                code: "not-signed",
+                detail: format!(
+                    "Cannot revoke certificate for host {name} without a signed certificate"
+                ),
+            });
+        }
+        self.revoke(who, PUPPET_ENV, name.as_str(), Some("keyCompromise"))
+    }
+
+    /// `DELETE certificate_status/{name}`: certd revokes before forgetting, so that no
+    /// valid certificate is ever left unrevokable (Puppet deletes without revoking).
+    pub fn puppet_delete(&self, who: &Identity, raw_name: &str) -> Result<(), AppError> {
+        self.clean(who, PUPPET_ENV, raw_name).map_err(|e| match e {
+            AppError::NotFound(_) => AppError::NotFound("Resource not found.".into()),
+            other => other,
+        })
+    }
+
+    /// `DELETE certificate_request/{name}`: removes a pending request.
+    pub fn puppet_delete_request(&self, who: &Identity, raw_name: &str) -> Result<(), AppError> {
+        let env = self.puppet_env(who, Action::Reject)?;
+        let name = certname(raw_name)?;
+        if !self.store.cancel_request(&env.name, &name, self.now())? {
+            return Err(AppError::NotFound(format!(
+                "No certificate request for {name}"
+            )));
+        }
+        self.store.flush()?;
+        Ok(())
+    }
+
+    /// `PUT /clean`: revokes and forgets every named certificate with one CRL rebuild;
+    /// returns the names that had no certificate.
+    pub fn puppet_clean(
+        &self,
+        who: &Identity,
+        raw_names: &[String],
+    ) -> Result<Vec<String>, AppError> {
+        let env = self.puppet_env(who, Action::Clean)?;
+        let now = self.now();
+        let mut missing = Vec::new();
+        let mut revoked_any = false;
+        for raw in raw_names {
+            let Ok(name) = Certname::parse(raw) else {
+                missing.push(raw.clone());
+                continue;
+            };
+            if self.store.certificate(&env.name, &name)?.is_none() {
+                missing.push(raw.clone());
+                continue;
+            }
+            let revocation = Revocation {
+                revoked_at: now,
+                reason: crate::ca::RevocationReason::KeyCompromise,
+            };
+            if let CleanOutcome::Cleaned { revoked } =
+                self.store.clean(&env.name, &name, revocation)?
+            {
+                revoked_any |= revoked;
+            }
+        }
+        if revoked_any {
+            self.rebuild_crl(&env)?;
+        }
+        self.store.flush()?;
+        Ok(missing)
+    }
+
+    /// `POST /sign` (names given) and `/sign/all` (every pending request).
+    pub fn puppet_sign(
+        &self,
+        who: &Identity,
+        names: Option<&[String]>,
+    ) -> Result<SignReport, AppError> {
+        let env = self.puppet_env(who, Action::Sign)?;
+        let names: Vec<String> = match names {
+            Some(n) => n.to_vec(),
+            None => self
+                .store
+                .requests(&env.name, None, usize::MAX)?
+                .into_iter()
+                .filter(|(_, r)| r.state == RequestState::Requested)
+                .map(|(n, _)| n.to_string())
+                .collect(),
+        };
+        let mut report = SignReport::default();
+        for raw in names {
+            let outcome = Certname::parse(&raw)
+                .map_err(AppError::from)
+                .and_then(|n| self.sign_pending(&env, &n, None));
+            match outcome {
+                Ok(_) => report.signed.push(raw),
+                Err(AppError::NotFound(_)) => report.no_csr.push(raw),
+                Err(AppError::Store(e)) => return Err(AppError::Store(e)),
+                Err(_) => report.signing_errors.push(raw),
+            }
+        }
+        Ok(report)
+    }
+
+    /// `GET /expirations`: every CA certificate's `notAfter` and CRL's `nextUpdate`.
+    pub fn puppet_expirations(&self, who: &Identity) -> Result<Expirations, AppError> {
+        let env = self.puppet_env(who, Action::Authenticated)?;
+        let cn = |der: &[u8]| {
+            CertInfo::from_der(der)
+                .ok()
+                .and_then(|i| i.common_name)
+                .unwrap_or_default()
+        };
+        let issuing = env.ca.cert().to_der().map_err(crate::ca::CaError::from)?;
+        let root = self
+            .root
+            .cert()
+            .to_der()
+            .map_err(crate::ca::CaError::from)?;
+        let mut ca_certs = BTreeMap::new();
+        ca_certs.insert(cn(&issuing), puppet_date(env.ca.not_after()?));
+        ca_certs.insert(cn(&root), puppet_date(self.root.not_after()?));
+        let mut crls = BTreeMap::new();
+        crls.insert(
+            cn(&issuing),
+            puppet_date(
+                env.crl
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .record
+                    .next_update,
+            ),
+        );
+        if let Some(r) = self.store.root_crl()? {
+            crls.insert(cn(&root), puppet_date(r.next_update));
+        }
+        Ok(Expirations { ca_certs, crls })
+    }
+}

@@ -1,0 +1,503 @@
+//! The Puppet face: `/puppet-ca/v1/...` and `/status/v1/...`, with Puppet Server's status
+//! codes, plain-text bodies and JSON field names (`../shared/reference/puppet-ca-api.md`),
+//! on the same use cases as the native face, in the default environment.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::http::header::{self, Header, HttpDate, IfModifiedSince};
+use actix_web::http::StatusCode;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::resources::run_raw;
+use super::{body, Caller};
+use crate::app::{App, AppError, PUPPET_ENV};
+use crate::ca::UnixTime;
+
+/// The Puppet Server version certd answers as: 8.4 semantics (bulk sign, renewal,
+/// `If-Modified-Since` on certificates), so that newer CLIs use the bulk endpoints.
+pub const PUPPET_VERSION: &str = "8.4.0";
+
+/// The Puppet face's routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/puppet-ca/v1")
+            .wrap(DefaultHeaders::new().add(("X-Puppet-Version", PUPPET_VERSION)))
+            .route("/certificate/{name}", web::get().to(certificate))
+            .route("/certificate_revocation_list/{name}", web::get().to(crl))
+            .route("/certificate_request/{name}", web::get().to(get_request))
+            .route("/certificate_request/{name}", web::put().to(put_request))
+            .route(
+                "/certificate_request/{name}",
+                web::delete().to(delete_request),
+            )
+            .route("/certificate_status/{name}", web::get().to(get_status))
+            .route("/certificate_status/{name}", web::put().to(put_status))
+            .route(
+                "/certificate_status/{name}",
+                web::delete().to(delete_status),
+            )
+            .route("/certificate_statuses/{any}", web::get().to(statuses))
+            .route("/certificate_statuses/", web::get().to(missing_segment))
+            .route("/clean", web::put().to(clean))
+            .route("/expirations", web::get().to(expirations))
+            .route("/sign", web::post().to(sign))
+            .route("/sign/all", web::post().to(sign_all))
+            .default_service(web::to(not_found)),
+    )
+    .service(
+        web::scope("/status/v1")
+            .route("/simple", web::get().to(simple))
+            .route("/simple/{service}", web::get().to(simple_service))
+            .route("/services", web::get().to(services)),
+    );
+}
+
+fn plain(status: StatusCode, body: impl Into<String>) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type("text/plain; charset=utf-8")
+        .body(body.into())
+}
+
+async fn not_found() -> HttpResponse {
+    plain(StatusCode::NOT_FOUND, "Not Found")
+}
+
+async fn missing_segment() -> HttpResponse {
+    plain(StatusCode::BAD_REQUEST, "Missing URL Segment")
+}
+
+/// Puppet's answer for an error of the core; `conflict` is the status a state conflict
+/// gets here (409, or 400 on CSR submission).
+fn answer(req: &HttpRequest, e: AppError, conflict: StatusCode) -> HttpResponse {
+    match e {
+        AppError::Forbidden(_) => plain(
+            StatusCode::FORBIDDEN,
+            format!(
+                "Forbidden request: {} (method :{}). Please see the server logs for details.",
+                req.uri(),
+                req.method().as_str().to_ascii_lowercase()
+            ),
+        ),
+        AppError::NotFound(detail) => plain(StatusCode::NOT_FOUND, detail),
+        AppError::UnknownEnvironment(env) => plain(
+            StatusCode::NOT_FOUND,
+            format!("Not Found: environment {env}"),
+        ),
+        AppError::InvalidInput(ca) => plain(StatusCode::BAD_REQUEST, ca.puppet_message()),
+        AppError::BadRequest { detail, .. } => plain(StatusCode::BAD_REQUEST, detail),
+        AppError::CsrRejected(ca) => plain(conflict, ca.puppet_message()),
+        AppError::Conflict { detail, .. } => plain(conflict, detail),
+        AppError::Revoked { certname, .. } => plain(
+            StatusCode::NOT_FOUND,
+            format!("Could not find certificate {certname}"),
+        ),
+        AppError::RequestInvalid { certname, .. } => plain(
+            StatusCode::NOT_FOUND,
+            format!("Could not find certificate_request {certname}"),
+        ),
+        AppError::Store(_) | AppError::Files(_) | AppError::Pki(_) | AppError::Task(_) => {
+            tracing::error!(error = %e, "internal error on the Puppet face");
+            plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        }
+    }
+}
+
+/// 304 when `If-Modified-Since` parses and `modified` is not after it.
+fn not_modified(req: &HttpRequest, modified: UnixTime) -> bool {
+    let Ok(since) = IfModifiedSince::parse(req) else {
+        return false;
+    };
+    let modified = UNIX_EPOCH + Duration::from_secs(modified.max(0) as u64);
+    modified <= SystemTime::from(since.0)
+}
+
+fn pem_or_304(req: &HttpRequest, pem: Vec<u8>, modified: UnixTime) -> HttpResponse {
+    if not_modified(req, modified) {
+        return HttpResponse::NotModified()
+            .content_type("text/plain")
+            .finish();
+    }
+    let last = HttpDate::from(UNIX_EPOCH + Duration::from_secs(modified.max(0) as u64));
+    HttpResponse::Ok()
+        .content_type("text/plain")
+        .insert_header(header::LastModified(last))
+        .body(pem)
+}
+
+async fn certificate(
+    req: HttpRequest,
+    app: web::Data<App>,
+    caller: Caller,
+    name: web::Path<String>,
+) -> HttpResponse {
+    let name = name.into_inner();
+    let result = if name == "ca" {
+        run_raw(&app, move |a| a.puppet_ca_bundle(&caller.0)).await
+    } else {
+        let shown = name.clone();
+        run_raw(&app, move |a| a.puppet_certificate(&caller.0, &name))
+            .await
+            .map_err(|e| match e {
+                AppError::InvalidInput(_) => {
+                    AppError::NotFound(format!("Could not find certificate {shown}"))
+                }
+                other => other,
+            })
+    };
+    match result {
+        Ok((pem, modified)) => pem_or_304(&req, pem, modified),
+        Err(e) => answer(&req, e, StatusCode::CONFLICT),
+    }
+}
+
+async fn crl(req: HttpRequest, app: web::Data<App>, caller: Caller) -> HttpResponse {
+    match run_raw(&app, move |a| a.crl_bundle(&caller.0, PUPPET_ENV)).await {
+        Ok((pem, modified)) => pem_or_304(&req, pem, modified),
+        Err(e) => answer(&req, e, StatusCode::CONFLICT),
+    }
+}
+
+async fn get_request(
+    req: HttpRequest,
+    app: web::Data<App>,
+    caller: Caller,
+    name: web::Path<String>,
+) -> HttpResponse {
+    let name = name.into_inner();
+    let shown = name.clone();
+    match run_raw(&app, move |a| a.request(&caller.0, PUPPET_ENV, &name)).await {
+        Ok(view) => plain(
+            StatusCode::OK,
+            String::from_utf8_lossy(&view.pem()).into_owned(),
+        ),
+        Err(
+            AppError::NotFound(_) | AppError::RequestInvalid { .. } | AppError::InvalidInput(_),
+        ) => plain(
+            StatusCode::NOT_FOUND,
+            format!("Could not find certificate_request {shown}"),
+        ),
+        Err(e) => answer(&req, e, StatusCode::CONFLICT),
+    }
+}
+
+/// Submission: 200 with an empty body whether queued or autosigned; any refusal is a 400
+/// (the agent takes a 400 as "already submitted" and polls for its certificate).
+async fn put_request(
+    req: HttpRequest,
+    app: web::Data<App>,
+    caller: Caller,
+    name: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let bytes = match body::read(&req, payload, app.config().limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(p) => return plain(p.status(), p.to_string()),
+    };
+    let name = name.into_inner();
+    match run_raw(&app, move |a| a.puppet_submit(&caller.0, &name, &bytes)).await {
+        Ok(()) => plain(StatusCode::OK, ""),
+        Err(e) => answer(&req, e, StatusCode::BAD_REQUEST),
+    }
+}
+
+async fn delete_request(
+    req: HttpRequest,
+    app: web::Data<App>,
+    caller: Caller,
+    name: web::Path<String>,
+) -> HttpResponse {
+    let name = name.into_inner();
+    match run_raw(&app, move |a| a.puppet_delete_request(&caller.0, &name)).await {
+        Ok(()) => HttpResponse::NoContent().finish(),
+        Err(e) => answer(&req, e, StatusCode::CONFLICT),
+    }
+}
+
+/// The JSON media types `certificate_status` speaks; the response echoes an acceptable
+/// `Accept`, else `application/json`; anything else is a 406.
+fn status_media(req: &HttpRequest) -> Result<&'static str, HttpResponse> {
+    let Some(accept) = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return Ok("application/json");
+    };
+    for range in accept
+        .split(',')
+        .map(|r| r.split(';').next().unwrap_or("").trim())
+    {
+        match range {
+            "application/json" | "*/*" | "application/*" => return Ok("application/json"),
+            "text/pson" => return Ok("text/pson"),
+            "pson" => return Ok("pson"),
+            _ => {}
+        }
+    }
+    Err(plain(
+        StatusCode::NOT_ACCEPTABLE,
+        "No acceptable resource format found.",
+    ))
+}
+
+async fn get_status(
+    req: HttpRequest,
+    app: web::Data<App>,
+    caller: Caller,
+    name: web::Path<String>,
+) -> HttpResponse {
+    let media = match status_media(&req) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let name = name.into_inner();
+    match run_raw(&app, move |a| a.puppet_status(&caller.0, &name)).await {
+        Ok(st) => HttpResponse::Ok()
+            .content_type(media)
+            .body(serde_json::to_vec(&st).unwrap_or_default()),
+        Err(AppError::InvalidInput(_)) => plain(StatusCode::NOT_FOUND, "Resource not found."),
+        Err(e) => answer(&req, e, StatusCode::CONFLICT),
+    }
+}
+
+/// `PUT certificate_status/{name}`, checking the body in Puppet's order: empty, not
+/// JSON, no `desired_state`, a state other than signed/revoked, a non-integer
+/// `cert_ttl`; then the content type (415).
+async fn put_status(
+    req: HttpRequest,
+    app: web::Data<App>,
+    caller: Caller,
+    name: web::Path<String>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let name = name.into_inner();
+    let bytes = match body::read(&req, payload, app.config().limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(p) => return plain(p.status(), p.to_string()),
+    };
+    let bad = |m: String| plain(StatusCode::BAD_REQUEST, m);
+    if bytes.is_empty() {
+        return bad("Empty request body.".into());
+    }
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return bad("Request body is not JSON.".into());
+    };
+    let Some(state) = json.get("desired_state") else {
+        return bad("Missing required parameter \"desired_state\"".into());
+    };
+    let sign = match state.as_str() {
+        Some("signed") => true,
+        Some("revoked") => false,
+        _ => {
+            let shown = state
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| state.to_string());
+            return bad(format!("State {shown} invalid; Must specify desired state of 'signed' or 'revoked' for host {name}."));
+        }
+    };
+    let ttl = match json.get("cert_ttl") {
+        None => None,
+        Some(v) => match v.as_i64() {
+            Some(t) => Some(t),
+            None => {
+                return bad(format!(
+                    "cert_ttl specified for host {name} must be an integer, not \"{}\"",
+                    v.as_str()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| v.to_string())
+                ))
+            }
+        },
+    };
+    if let Some(ct) = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        let essence = ct.split(';').next().unwrap_or("").trim();
+        if !matches!(essence, "application/json" | "text/pson" | "pson") {
+            return plain(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported media type.",
+            );
+        }
+    }
+    match run_raw(&app, move |a| {
+        a.puppet_set_status(&caller.0, &name, sign, ttl)
+    })
+    .await
+    {
+        Ok(()) => HttpResponse::NoContent()
+            .content_type("text/plain")
+            .finish(),
+        Err(AppError::InvalidInput(_)) => {
+            plain(StatusCode::NOT_FOUND, "Invalid certificate subject.")
+        }
+        Err(e) => answer(&req, e, StatusCode::CONFLICT),
+    }
+}
+
+async fn delete_status(
+    req: HttpRequest,
+    app: web::Data<App>,
+    caller: Caller,
+    name: web::Path<String>,
+) -> HttpResponse {
+    let name = name.into_inner();
+    match run_raw(&app, move |a| a.puppet_delete(&caller.0, &name)).await {
+        Ok(()) => HttpResponse::NoContent()
+            .content_type("text/plain")
+            .finish(),
+        Err(AppError::InvalidInput(_)) => plain(StatusCode::NOT_FOUND, "Resource not found."),
+        Err(e) => answer(&req, e, StatusCode::CONFLICT),
+    }
+}
+
+#[derive(Deserialize)]
+struct StateQuery {
+    state: Option<String>,
+}
+
+/// `GET certificate_statuses/{any}?state=`: the segment is ignored, as is any other query
+/// parameter.
+async fn statuses(req: HttpRequest, app: web::Data<App>, caller: Caller) -> HttpResponse {
+    let media = match status_media(&req) {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let state = serde_urlencoded::from_str::<StateQuery>(req.query_string())
+        .ok()
+        .and_then(|q| q.state);
+    let state = state.filter(|s| matches!(s.as_str(), "requested" | "signed" | "revoked"));
+    match run_raw(&app, move |a| {
+        a.puppet_statuses(&caller.0, state.as_deref())
+    })
+    .await
+    {
+        Ok(list) => HttpResponse::Ok()
+            .content_type(media)
+            .body(serde_json::to_vec(&list).unwrap_or_default()),
+        Err(e) => answer(&req, e, StatusCode::CONFLICT),
+    }
+}
+
+/// `PUT /clean` `{"certnames": [...], "async": false}`.
+async fn clean(
+    req: HttpRequest,
+    app: web::Data<App>,
+    caller: Caller,
+    payload: web::Payload,
+) -> HttpResponse {
+    let bytes = match body::read(&req, payload, app.config().limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(p) => return plain(p.status(), p.to_string()),
+    };
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return plain(StatusCode::BAD_REQUEST, "Request body is not JSON.");
+    };
+    if json.get("async").and_then(|v| v.as_bool()) == Some(true) {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "Async mode is not currently supported.",
+        );
+    }
+    let Some(names) = json.get("certnames").and_then(|v| v.as_array()) else {
+        return plain(
+            StatusCode::BAD_REQUEST,
+            "Missing required key: 'certnames'. Please supply the list of certs you want to clean.",
+        );
+    };
+    let names: Vec<String> = names
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect();
+    match run_raw(&app, move |a| a.puppet_clean(&caller.0, &names)).await {
+        Ok(missing) if missing.is_empty() => {
+            plain(StatusCode::OK, "Successfully cleaned all certs.")
+        }
+        Ok(missing) => {
+            let list: Vec<String> = missing.iter().map(|m| format!("{m:?}")).collect();
+            plain(
+                StatusCode::OK,
+                format!(
+                    "The following certs do not exist and cannot be revoked: [{}]",
+                    list.join(" ")
+                ),
+            )
+        }
+        Err(e) => answer(&req, e, StatusCode::CONFLICT),
+    }
+}
+
+async fn expirations(req: HttpRequest, app: web::Data<App>, caller: Caller) -> HttpResponse {
+    match run_raw(&app, move |a| a.puppet_expirations(&caller.0)).await {
+        Ok(e) => HttpResponse::Ok().json(e),
+        Err(e) => answer(&req, e, StatusCode::CONFLICT),
+    }
+}
+
+fn schema_violation(submitted: serde_json::Value, error: &str) -> HttpResponse {
+    HttpResponse::build(StatusCode::UNPROCESSABLE_ENTITY).json(
+        serde_json::json!({"kind": "schema-violation", "submitted": submitted, "error": error}),
+    )
+}
+
+/// `POST /sign` `{"certnames": [...]}`.
+async fn sign(
+    req: HttpRequest,
+    app: web::Data<App>,
+    caller: Caller,
+    payload: web::Payload,
+) -> HttpResponse {
+    let bytes = match body::read(&req, payload, app.config().limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(p) => return plain(p.status(), p.to_string()),
+    };
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    let names: Option<Vec<String>> = json
+        .get("certnames")
+        .and_then(|v| v.as_array())
+        .and_then(|a| a.iter().map(|v| v.as_str().map(str::to_owned)).collect());
+    let Some(names) = names else {
+        return schema_violation(
+            json,
+            "{:certnames (not (sequential? a-clojure.lang.PersistentArrayMap))}",
+        );
+    };
+    match run_raw(&app, move |a| a.puppet_sign(&caller.0, Some(&names))).await {
+        Ok(report) => HttpResponse::Ok().json(report),
+        Err(e) => answer(&req, e, StatusCode::CONFLICT),
+    }
+}
+
+/// `POST /sign/all`: the body is ignored.
+async fn sign_all(req: HttpRequest, app: web::Data<App>, caller: Caller) -> HttpResponse {
+    match run_raw(&app, move |a| a.puppet_sign(&caller.0, None)).await {
+        Ok(report) => HttpResponse::Ok().json(report),
+        Err(e) => answer(&req, e, StatusCode::CONFLICT),
+    }
+}
+
+async fn simple() -> HttpResponse {
+    plain(StatusCode::OK, "running")
+}
+
+async fn simple_service(service: web::Path<String>) -> HttpResponse {
+    match service.as_str() {
+        "ca" | "status-service" => plain(StatusCode::OK, "running"),
+        other => plain(
+            StatusCode::NOT_FOUND,
+            format!("not found: {}", other.chars().take(64).collect::<String>()),
+        ),
+    }
+}
+
+async fn services() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({
+        "ca": {"service_version": PUPPET_VERSION, "service_status_version": 1, "detail_level": "info", "state": "running", "status": {}, "active_alerts": []},
+        "status-service": {"service_version": "1.1.0", "service_status_version": 1, "detail_level": "info", "state": "running", "status": {}, "active_alerts": []}
+    }))
+}

@@ -1,0 +1,693 @@
+//! The Puppet face's wire behaviour (`/puppet-ca/v1`, `/status/v1`): status codes,
+//! plain-text bodies and JSON shapes of Puppet Server, over real TLS. The real Puppet
+//! clients are exercised in `puppet_clients.rs`.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+const CONFIG: &str = "[ca]\nkey_type = \"ec-p256\"\n";
+
+fn p(api: &Api, path: &str) -> String {
+    api.url(&format!("/puppet-ca/v1{path}"))
+}
+
+fn text(r: reqwest::blocking::Response) -> (u16, String, String) {
+    let status = r.status().as_u16();
+    let ctype = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, ctype, r.text().unwrap())
+}
+
+#[test]
+fn certificate_and_ca_bundle_with_if_modified_since() {
+    let (api, _dir) = Api::start(CONFIG);
+    let r = api
+        .anon
+        .get(p(&api, "/certificate/ca"))
+        .header("accept", "text/plain")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-puppet-version"], "8.4.0");
+    assert_eq!(r.headers()["content-type"], "text/plain");
+    let modified = r.headers()["last-modified"].to_str().unwrap().to_owned();
+    assert_eq!(
+        r.bytes().unwrap().as_ref(),
+        std::fs::read(api.server.chain()).unwrap().as_slice(),
+        "byte for byte the stored bundle"
+    );
+    let r = api
+        .anon
+        .get(p(&api, "/certificate/ca"))
+        .header("if-modified-since", &modified)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 304);
+    assert_eq!(
+        api.anon
+            .get(p(&api, "/certificate/ca"))
+            .header("if-modified-since", "garbage")
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        api.anon
+            .get(p(&api, "/certificate/ca"))
+            .header("if-modified-since", "Mon, 01 Jan 2001 00:00:00 GMT")
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+
+    assert_eq!(
+        text(api.anon.get(p(&api, "/certificate/nobody")).send().unwrap()),
+        (
+            404,
+            "text/plain; charset=utf-8".into(),
+            "Could not find certificate nobody".into()
+        )
+    );
+    let (pem, _) = api.issue("web1");
+    let r = api.anon.get(p(&api, "/certificate/web1")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().unwrap().as_ref(), pem.as_slice());
+}
+
+#[test]
+fn crl_bundle_holds_the_environment_and_root_crls_and_answers_304() {
+    let (api, dir) = Api::start(CONFIG);
+    let r = api
+        .anon
+        .get(p(&api, "/certificate_revocation_list/ca"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let modified = r.headers()["last-modified"].to_str().unwrap().to_owned();
+    let body = r.text().unwrap();
+    assert_eq!(
+        body.matches("BEGIN X509 CRL").count(),
+        2,
+        "issuing CA's CRL, then the root's"
+    );
+    // Each verifies against its issuer: split and check with openssl.
+    let crls: Vec<&str> = body.split_inclusive("-----END X509 CRL-----\n").collect();
+    let chain = api.server.chain();
+    for (i, crl) in crls.iter().enumerate() {
+        let f = dir.path().join(format!("crl{i}.pem"));
+        std::fs::write(&f, crl).unwrap();
+        let (ok, out, err) = run(std::process::Command::new("openssl")
+            .args(["crl", "-noout", "-issuer", "-CAfile"])
+            .arg(&chain)
+            .arg("-in")
+            .arg(&f));
+        assert!(ok && err.contains("verify OK"), "{out}{err}");
+        assert!(
+            out.contains(if i == 0 {
+                "certd CA: production"
+            } else {
+                "certd Root CA"
+            }),
+            "{out}"
+        );
+    }
+    assert_eq!(
+        api.anon
+            .get(p(&api, "/certificate_revocation_list/ca"))
+            .header("if-modified-since", &modified)
+            .send()
+            .unwrap()
+            .status(),
+        304
+    );
+}
+
+#[test]
+fn csr_submission_follows_puppets_duplicate_rule_and_messages() {
+    let (api, _dir) = Api::start(CONFIG);
+    let put = |name: &str, body: Vec<u8>| {
+        text(
+            api.anon
+                .put(p(&api, &format!("/certificate_request/{name}")))
+                .header("content-type", "text/plain")
+                .body(body)
+                .send()
+                .unwrap(),
+        )
+    };
+    let (csr, _) = csr_for("agent-b");
+    assert_eq!(
+        put("agent-b", csr.clone()),
+        (200, "text/plain; charset=utf-8".into(), String::new())
+    );
+    // A second CSR while one is pending: 400, which the agent takes as "already submitted".
+    assert_eq!(
+        put("agent-b", csr_for("agent-b").0).1,
+        "text/plain; charset=utf-8"
+    );
+    assert_eq!(
+        put("agent-b", csr_for("agent-b").0),
+        (
+            400,
+            "text/plain; charset=utf-8".into(),
+            "agent-b already has a requested certificate; ignoring certificate request".into()
+        )
+    );
+    let r = api
+        .anon
+        .get(p(&api, "/certificate_request/agent-b"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        text(
+            api.anon
+                .get(p(&api, "/certificate_request/nobody"))
+                .send()
+                .unwrap()
+        )
+        .2,
+        "Could not find certificate_request nobody"
+    );
+    // Signed: "already has a signed certificate"; revoked: "a revoked certificate".
+    assert_eq!(api.sign("agent-b"), 201);
+    assert_eq!(
+        put("agent-b", csr_for("agent-b").0).2,
+        "agent-b already has a signed certificate; ignoring certificate request"
+    );
+    assert_eq!(
+        api.admin
+            .delete(api.url("/production/certificate/agent-b"))
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        put("agent-b", csr_for("agent-b").0).2,
+        "agent-b already has a revoked certificate; ignoring certificate request"
+    );
+    // Puppet's words for broken rules.
+    assert_eq!(
+        put("other", csr).2,
+        "Instance name \"agent-b\" does not match requested key \"other\""
+    );
+    assert_eq!(
+        put("Upper", csr_for("Upper").0).2,
+        "Certificate names must be lower case."
+    );
+    assert_eq!(put("fixture-san", fixture("csr/san-extra.csr")).2, "CSR 'fixture-san' contains extra subject alternative names (DNS:other.example.com), which are disallowed. To allow subject alternative names, set allow-subject-alt-names to true in your ca.conf file. Then restart the puppetserver and try signing this certificate again.");
+    assert_eq!(put("fixture-cli", fixture("csr/pp-cli-auth.csr")).2, "CSR 'fixture-cli' contains an authorization extension, which is disallowed. To allow authorization extensions, set allow-authorization-extensions to true in your ca.conf file. Then restart the puppetserver and try signing this certificate again.");
+    assert_eq!(
+        put("fixture-ku", fixture("csr/keyusage-ext.csr")).2,
+        "Found extensions that are not permitted: 2.5.29.15"
+    );
+    assert_eq!(
+        put("fixture-badsig", fixture("csr/bad-signature.csr")).2,
+        "CSR contains a public key that does not correspond to the signing key"
+    );
+    // Deleting a request is for admins only (Puppet's default rules deny it to all).
+    let r = api
+        .anon
+        .delete(p(&api, "/certificate_request/x"))
+        .send()
+        .unwrap();
+    assert_eq!(text(r), (403, "text/plain; charset=utf-8".into(), format!("Forbidden request: /puppet-ca/v1/certificate_request/x (method :delete). Please see the server logs for details.")));
+}
+
+#[test]
+fn certificate_status_put_checks_the_body_in_puppets_order() {
+    let (api, _dir) = Api::start(CONFIG);
+    let put = |name: &str, ctype: Option<&str>, body: &str| {
+        let mut r = api
+            .admin
+            .put(p(&api, &format!("/certificate_status/{name}")))
+            .body(body.to_owned());
+        if let Some(c) = ctype {
+            r = r.header("content-type", c);
+        }
+        let (s, _, b) = text(r.send().unwrap());
+        (s, b)
+    };
+    let j = Some("application/json");
+    assert_eq!(put("x", j, ""), (400, "Empty request body.".into()));
+    assert_eq!(
+        put("x", j, "nope"),
+        (400, "Request body is not JSON.".into())
+    );
+    assert_eq!(
+        put("x", j, "{}"),
+        (400, "Missing required parameter \"desired_state\"".into())
+    );
+    assert_eq!(
+        put("x", j, r#"{"desired_state":"frozen"}"#),
+        (
+            400,
+            "State frozen invalid; Must specify desired state of 'signed' or 'revoked' for host x."
+                .into()
+        )
+    );
+    assert_eq!(
+        put("x", j, r#"{"desired_state":"signed","cert_ttl":"1d"}"#),
+        (
+            400,
+            "cert_ttl specified for host x must be an integer, not \"1d\"".into()
+        )
+    );
+    assert_eq!(
+        put("x", Some("text/html"), r#"{"desired_state":"signed"}"#),
+        (415, "Unsupported media type.".into())
+    );
+    assert_eq!(
+        put("x", j, r#"{"desired_state":"signed"}"#),
+        (404, "Invalid certificate subject.".into())
+    );
+    assert_eq!(api.submit("n1", &csr_for("n1").0), 201);
+    assert_eq!(
+        put("n1", j, r#"{"desired_state":"revoked"}"#),
+        (
+            409,
+            "Cannot revoke certificate for host n1 without a signed certificate".into()
+        )
+    );
+    assert_eq!(
+        put(
+            "n1",
+            Some("application/json; charset=UTF-8"),
+            r#"{"desired_state":"signed","cert_ttl":3600}"#
+        ),
+        (204, String::new())
+    );
+    assert_eq!(
+        put("n1", None, r#"{"desired_state":"signed"}"#),
+        (
+            409,
+            "Cannot sign certificate for host n1 without a certificate request".into()
+        )
+    );
+    assert_eq!(
+        put("n1", j, r#"{"desired_state":"revoked"}"#),
+        (204, String::new())
+    );
+    assert_eq!(
+        put("n1", j, r#"{"desired_state":"revoked"}"#),
+        (204, String::new()),
+        "revoking twice is a no-op"
+    );
+
+    // GET: Puppet's object, with a JSON integer serial and Puppet's dates.
+    let r = api
+        .admin
+        .get(p(&api, "/certificate_status/n1"))
+        .header("accept", "application/json")
+        .send()
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let raw = r.text().unwrap();
+    let v: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(v["state"], "revoked");
+    assert_eq!(v["fingerprint"], v["fingerprints"]["SHA256"]);
+    assert!(
+        v["not_after"].as_str().unwrap().ends_with("UTC")
+            && !v["not_after"].as_str().unwrap().contains('Z')
+    );
+    assert!(
+        raw.contains("\"serial_number\":")
+            && raw
+                .split("\"serial_number\":")
+                .nth(1)
+                .unwrap()
+                .starts_with(|c: char| c.is_ascii_digit()),
+        "{raw}"
+    );
+    assert_eq!(
+        api.admin
+            .get(p(&api, "/certificate_status/n1"))
+            .header("accept", "text/pson")
+            .send()
+            .unwrap()
+            .headers()["content-type"],
+        "text/pson"
+    );
+    assert_eq!(
+        api.admin
+            .get(p(&api, "/certificate_status/n1"))
+            .header("accept", "image/png")
+            .send()
+            .unwrap()
+            .status(),
+        406
+    );
+    assert_eq!(
+        api.anon
+            .get(p(&api, "/certificate_status/n1"))
+            .send()
+            .unwrap()
+            .status(),
+        403
+    );
+    // DELETE: 204, then 404.
+    assert_eq!(
+        api.admin
+            .delete(p(&api, "/certificate_status/n1"))
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        api.admin
+            .delete(p(&api, "/certificate_status/n1"))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+}
+
+#[test]
+fn statuses_clean_expirations_sign_and_status_service() {
+    let (api, _dir) = Api::start(CONFIG);
+    for n in ["a1", "a2", "a3"] {
+        assert_eq!(api.submit(n, &csr_for(n).0), 201);
+    }
+    api.issue("s1");
+    let names = |q: &str| -> Vec<String> {
+        let v: Vec<Value> = api
+            .admin
+            .get(p(&api, &format!("/certificate_statuses/any_key{q}")))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        v.iter()
+            .map(|o| {
+                format!(
+                    "{}:{}",
+                    o["name"].as_str().unwrap(),
+                    o["state"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        names("?state=requested"),
+        ["a1:requested", "a2:requested", "a3:requested"]
+    );
+    assert_eq!(
+        names(""),
+        ["a1:requested", "a2:requested", "a3:requested", "s1:signed"]
+    );
+    assert_eq!(names("?state=signed&environment=production"), ["s1:signed"]);
+    assert_eq!(
+        text(
+            api.admin
+                .get(p(&api, "/certificate_statuses/"))
+                .send()
+                .unwrap()
+        )
+        .2,
+        "Missing URL Segment"
+    );
+
+    // Bulk sign.
+    let r = api
+        .admin
+        .post(p(&api, "/sign"))
+        .json(&serde_json::json!({"certnames": ["a1", "nope"]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().unwrap(),
+        serde_json::json!({"signed": ["a1"], "no-csr": ["nope"], "signing-errors": []})
+    );
+    let r = api.admin.post(p(&api, "/sign")).body("{}").send().unwrap();
+    assert_eq!(r.status(), 422);
+    assert_eq!(r.json::<Value>().unwrap()["kind"], "schema-violation");
+    let r = api
+        .admin
+        .post(p(&api, "/sign/all"))
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.json::<Value>().unwrap(),
+        serde_json::json!({"signed": ["a2", "a3"], "no-csr": [], "signing-errors": []})
+    );
+    assert_eq!(
+        api.anon
+            .post(p(&api, "/sign/all"))
+            .body("{}")
+            .send()
+            .unwrap()
+            .status(),
+        403
+    );
+
+    // Clean.
+    let clean = |body: &str| {
+        text(
+            api.admin
+                .put(p(&api, "/clean"))
+                .body(body.to_owned())
+                .send()
+                .unwrap(),
+        )
+    };
+    assert_eq!(
+        clean(r#"{"certnames":["a1","a2"]}"#).2,
+        "Successfully cleaned all certs."
+    );
+    assert_eq!(
+        clean(r#"{"certnames":["a3","missing"]}"#).2,
+        "The following certs do not exist and cannot be revoked: [\"missing\"]"
+    );
+    assert_eq!(
+        clean(r#"{"certnames":["a3"],"async":true}"#),
+        (
+            400,
+            "text/plain; charset=utf-8".into(),
+            "Async mode is not currently supported.".into()
+        )
+    );
+    assert_eq!(
+        clean("{}").2,
+        "Missing required key: 'certnames'. Please supply the list of certs you want to clean."
+    );
+    assert_eq!(clean("x").2, "Request body is not JSON.");
+    assert_eq!(api.head("/production/certificate/a1"), 404);
+
+    // Expirations: any authenticated caller.
+    assert_eq!(
+        api.anon
+            .get(p(&api, "/expirations"))
+            .send()
+            .unwrap()
+            .status(),
+        403
+    );
+    let v: Value = api
+        .admin
+        .get(p(&api, "/expirations"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(v["ca-certs"]["certd CA: production"]
+        .as_str()
+        .unwrap()
+        .ends_with("UTC"));
+    assert_eq!(v["ca-certs"].as_object().unwrap().len(), 2);
+    assert_eq!(v["crls"].as_object().unwrap().len(), 2);
+
+    // Status service.
+    assert_eq!(
+        api.anon
+            .get(api.url("/status/v1/simple"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+        "running"
+    );
+    assert_eq!(
+        api.anon
+            .get(api.url("/status/v1/simple/ca"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+        "running"
+    );
+    let v: Value = api
+        .anon
+        .get(api.url("/status/v1/services"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(v["ca"]["service_version"], "8.4.0");
+    assert_eq!(
+        api.anon
+            .get(p(&api, "/nope"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+        "Not Found"
+    );
+}
+
+#[test]
+fn autosign_globs_sign_matching_names_on_both_faces() {
+    let (api, _dir) = Api::start(&format!(
+        "{CONFIG}[environments.production]\nautosign = [\"*.dc1.example.com\", \"exact-node\"]\n"
+    ));
+    let put = |name: &str| {
+        api.anon
+            .put(p(&api, &format!("/certificate_request/{name}")))
+            .body(csr_for(name).0)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(put("web.dc1.example.com"), 200);
+    assert_eq!(api.head("/production/certificate/web.dc1.example.com"), 200);
+    assert_eq!(put("dc1.example.com"), 200);
+    assert_eq!(
+        api.head("/production/certificate/dc1.example.com"),
+        200,
+        "*.domain also matches the domain"
+    );
+    assert_eq!(put("exact-node"), 200);
+    assert_eq!(api.head("/production/certificate/exact-node"), 200);
+    assert_eq!(put("other.example.com"), 200);
+    assert_eq!(api.head("/production/certificate/other.example.com"), 404);
+    assert_eq!(
+        api.head("/production/certificate_request/other.example.com"),
+        200,
+        "left pending"
+    );
+    // The native face autosigns too.
+    assert_eq!(
+        api.submit("db.dc1.example.com", &csr_for("db.dc1.example.com").0),
+        201
+    );
+    assert_eq!(api.head("/production/certificate/db.dc1.example.com"), 200);
+}
+
+#[test]
+fn autosign_executables_say_yes_no_or_are_killed_at_the_timeout() {
+    use std::os::unix::fs::PermissionsExt;
+    let scripts = tempfile::tempdir().unwrap();
+    let script = |n: &str, body: &str| {
+        let path = scripts.path().join(n);
+        std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    };
+    let marker = scripts.path().join("hang-finished");
+    let cases = [
+        ("yes", script("yes", "read -r first; [ \"$first\" = '-----BEGIN CERTIFICATE REQUEST-----' ] && [ \"$1\" = node-yes ]"), "node-yes", true),
+        ("no", script("no", "cat >/dev/null; exit 1"), "node-no", false),
+        ("hang", script("hang", &format!("sleep 30; touch {}", marker.display())), "node-hang", false),
+    ];
+    for (what, path, name, signed) in cases {
+        let config = format!(
+            "{CONFIG}[environments.production]\nautosign = {:?}\nautosign_timeout = \"1s\"\n",
+            path.to_str().unwrap()
+        );
+        let (api, _dir) = Api::start(&config);
+        let started = std::time::Instant::now();
+        let r = api
+            .anon
+            .put(p(&api, &format!("/certificate_request/{name}")))
+            .body(csr_for(name).0)
+            .send()
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(r.status(), 200, "{what}");
+        assert_eq!(
+            api.head(&format!("/production/certificate/{name}")),
+            if signed { 200 } else { 404 },
+            "{what}"
+        );
+        assert_eq!(
+            api.head(&format!("/production/certificate_request/{name}")),
+            if signed { 404 } else { 200 },
+            "{what}: left pending"
+        );
+        if what == "hang" {
+            assert!(
+                took >= std::time::Duration::from_secs(1)
+                    && took < std::time::Duration::from_secs(10),
+                "{took:?}"
+            );
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(
+        !marker.exists(),
+        "the hanging policy was killed, with what it started"
+    );
+}
+
+#[test]
+fn crls_are_reissued_before_they_expire() {
+    let (api, _dir) = Api::start(&format!("{CONFIG}crl_next_update = \"4s\"\n"));
+    let number = |api: &Api| -> String {
+        let r = api
+            .anon
+            .get(api.url("/production/certificate_revocation_list/ca"))
+            .send()
+            .unwrap();
+        r.headers()["etag"].to_str().unwrap().to_owned()
+    };
+    let first = number(&api);
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let later = number(&api);
+    assert_ne!(first, later, "re-issued by itself");
+    // The Puppet bundle's CRLs are all current: nextUpdate in the future.
+    let body = api
+        .anon
+        .get(p(&api, "/certificate_revocation_list/ca"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (i, crl) in body.split_inclusive("-----END X509 CRL-----\n").enumerate() {
+        let f = dir.path().join(format!("c{i}.pem"));
+        std::fs::write(&f, crl).unwrap();
+        let (_, out, _) = run(std::process::Command::new("openssl")
+            .args([
+                "crl",
+                "-noout",
+                "-nextupdate",
+                "-dateopt",
+                "iso_8601",
+                "-in",
+            ])
+            .arg(&f));
+        let date = out.trim().split('=').nth(1).unwrap().trim_end_matches('Z');
+        let next = time::PrimitiveDateTime::parse(
+            date,
+            &time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
+        )
+        .unwrap()
+        .assume_utc();
+        assert!(
+            next > time::OffsetDateTime::now_utc(),
+            "CRL {i} is current: {out}"
+        );
+    }
+}

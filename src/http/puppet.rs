@@ -217,29 +217,33 @@ async fn delete_request(
 
 /// The JSON media types `certificate_status` speaks; the response echoes an acceptable
 /// `Accept`, else `application/json`; anything else is a 406.
-fn status_media(req: &HttpRequest) -> Result<&'static str, HttpResponse> {
+fn status_media(req: &HttpRequest) -> Option<&'static str> {
     let Some(accept) = req
         .headers()
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
     else {
-        return Ok("application/json");
+        return Some("application/json");
     };
     for range in accept
         .split(',')
         .map(|r| r.split(';').next().unwrap_or("").trim())
     {
         match range {
-            "application/json" | "*/*" | "application/*" => return Ok("application/json"),
-            "text/pson" => return Ok("text/pson"),
-            "pson" => return Ok("pson"),
+            "application/json" | "*/*" | "application/*" => return Some("application/json"),
+            "text/pson" => return Some("text/pson"),
+            "pson" => return Some("pson"),
             _ => {}
         }
     }
-    Err(plain(
+    None
+}
+
+fn not_acceptable() -> HttpResponse {
+    plain(
         StatusCode::NOT_ACCEPTABLE,
         "No acceptable resource format found.",
-    ))
+    )
 }
 
 async fn get_status(
@@ -248,9 +252,8 @@ async fn get_status(
     caller: Caller,
     name: web::Path<String>,
 ) -> HttpResponse {
-    let media = match status_media(&req) {
-        Ok(m) => m,
-        Err(r) => return r,
+    let Some(media) = status_media(&req) else {
+        return not_acceptable();
     };
     let name = name.into_inner();
     match run_raw(&app, move |a| a.puppet_status(&caller.0, &name)).await {
@@ -364,9 +367,8 @@ struct StateQuery {
 /// `GET certificate_statuses/{any}?state=`: the segment is ignored, as is any other query
 /// parameter.
 async fn statuses(req: HttpRequest, app: web::Data<App>, caller: Caller) -> HttpResponse {
-    let media = match status_media(&req) {
-        Ok(m) => m,
-        Err(r) => return r,
+    let Some(media) = status_media(&req) else {
+        return not_acceptable();
     };
     let state = serde_urlencoded::from_str::<StateQuery>(req.query_string())
         .ok()

@@ -219,7 +219,7 @@ fn csr_submission_follows_puppets_duplicate_rule_and_messages() {
         .delete(p(&api, "/certificate_request/x"))
         .send()
         .unwrap();
-    assert_eq!(text(r), (403, "text/plain; charset=utf-8".into(), format!("Forbidden request: /puppet-ca/v1/certificate_request/x (method :delete). Please see the server logs for details.")));
+    assert_eq!(text(r), (403, "text/plain; charset=utf-8".into(), "Forbidden request: /puppet-ca/v1/certificate_request/x (method :delete). Please see the server logs for details.".to_owned()));
 }
 
 #[test]

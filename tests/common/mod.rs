@@ -137,11 +137,12 @@ pub fn client(server: &Server, identity: Option<(&Path, &Path)>) -> reqwest::blo
         b = b.add_root_certificate(cert);
     }
     if let Some((cert, key)) = identity {
-        let id = reqwest::Identity::from_pkcs8_pem(
-            &std::fs::read(cert).unwrap(),
-            &std::fs::read(key).unwrap(),
-        )
-        .unwrap();
+        // Puppet writes PKCS#1 RSA keys; the client wants PKCS#8.
+        let pkcs8 = openssl::pkey::PKey::private_key_from_pem(&std::fs::read(key).unwrap())
+            .unwrap()
+            .private_key_to_pem_pkcs8()
+            .unwrap();
+        let id = reqwest::Identity::from_pkcs8_pem(&std::fs::read(cert).unwrap(), &pkcs8).unwrap();
         b = b.identity(id);
     }
     b.build().unwrap()

@@ -691,3 +691,116 @@ fn crls_are_reissued_before_they_expire() {
         );
     }
 }
+
+#[test]
+fn agents_renew_their_own_certificate() {
+    let (api, dir) = Api::start(CONFIG);
+    let url = p(&api, "/certificate_renewal");
+    assert_eq!(
+        text(api.anon.post(&url).body("").send().unwrap()),
+        (
+            400,
+            "text/plain; charset=utf-8".into(),
+            "No valid certificate found in renewal request".into()
+        )
+    );
+    let (pem, key) = api.issue("renew1");
+    let old_cert = dir.path().join("old.pem");
+    let key_file = dir.path().join("k.pem");
+    std::fs::write(&old_cert, &pem).unwrap();
+    std::fs::write(&key_file, &key).unwrap();
+    let agent = client(&api.server, Some((&old_cert, &key_file)));
+    let r = agent
+        .post(&url)
+        .header("content-type", "text/plain")
+        .body("")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let new_pem = r.text().unwrap();
+    let new_cert = dir.path().join("new.pem");
+    std::fs::write(&new_cert, &new_pem).unwrap();
+    let openssl = |args: &[&str], f: &std::path::Path| {
+        run(std::process::Command::new("openssl").args(args).arg(f)).1
+    };
+    // Same key and subject, new serial, 90 days, verifies; the store holds the new one.
+    assert_eq!(
+        openssl(&["x509", "-noout", "-pubkey", "-in"], &old_cert),
+        openssl(&["x509", "-noout", "-pubkey", "-in"], &new_cert)
+    );
+    assert_eq!(
+        openssl(&["x509", "-noout", "-subject", "-in"], &new_cert).trim(),
+        "subject=CN = renew1"
+    );
+    assert_ne!(
+        openssl(&["x509", "-noout", "-serial", "-in"], &old_cert),
+        openssl(&["x509", "-noout", "-serial", "-in"], &new_cert)
+    );
+    let (ok, out, err) = run(std::process::Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(api.server.chain())
+        .arg(&new_cert));
+    assert!(ok, "{out}{err}");
+    let st: Value = api
+        .admin
+        .get(api.url("/production/certificate_status/renew1"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let nb = time::OffsetDateTime::parse(
+        st["not_before"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let na = time::OffsetDateTime::parse(
+        st["not_after"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!((na - nb).whole_seconds(), 90 * 86_400 + 86_400);
+    assert_eq!(
+        api.anon
+            .get(api.url("/production/certificate/renew1"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap(),
+        new_pem
+    );
+    // The old certificate still works (it is not revoked) but is no longer the current
+    // one, so it cannot be renewed again.
+    let r = agent.post(&url).body("").send().unwrap();
+    assert_eq!(
+        text(r),
+        (
+            403,
+            "text/plain; charset=utf-8".into(),
+            "Certificate present, but does not match signature".into()
+        )
+    );
+    let renewed = client(&api.server, Some((&new_cert, &key_file)));
+    assert_eq!(renewed.post(&url).body("").send().unwrap().status(), 200);
+
+    // Switched off: 404, as Puppet Server answers by default.
+    let (api, dir) = Api::start(&format!(
+        "{CONFIG}[environments.production]\nallow_auto_renewal = false\n"
+    ));
+    let (pem, key) = api.issue("renew2");
+    std::fs::write(dir.path().join("c.pem"), &pem).unwrap();
+    std::fs::write(dir.path().join("k.pem"), &key).unwrap();
+    let agent = client(
+        &api.server,
+        Some((&dir.path().join("c.pem"), &dir.path().join("k.pem"))),
+    );
+    assert_eq!(
+        text(
+            agent
+                .post(p(&api, "/certificate_renewal"))
+                .body("")
+                .send()
+                .unwrap()
+        ),
+        (404, "text/plain; charset=utf-8".into(), "Not Found".into())
+    );
+}

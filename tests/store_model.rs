@@ -30,6 +30,12 @@ enum Op {
         csr: u8,
         serial: u8,
     },
+    Renew {
+        env: u8,
+        name: u8,
+        old: u8,
+        serial: u8,
+    },
     Revoke {
         env: u8,
         name: u8,
@@ -57,6 +63,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (e.clone(), n.clone()).prop_map(|(env, name)| Op::Reject { env, name }),
         1 => (e.clone(), n.clone()).prop_map(|(env, name)| Op::Cancel { env, name }),
         4 => (e.clone(), n.clone(), 0u8..2, 0u8..8).prop_map(|(env, name, csr, serial)| Op::Issue { env, name, csr, serial }),
+        2 => (e.clone(), n.clone(), 0u8..8, 0u8..8).prop_map(|(env, name, old, serial)| Op::Renew { env, name, old, serial }),
         2 => (e.clone(), n.clone(), any::<bool>()).prop_map(|(env, name, reason)| Op::Revoke { env, name, reason }),
         1 => (e.clone(), n.clone()).prop_map(|(env, name)| Op::Clean { env, name }),
         1 => e.clone().prop_map(|env| Op::PutEnv { env }),
@@ -136,6 +143,29 @@ fn apply(store: &dyn Store, op: &Op, at: i64) -> String {
             format!(
                 "{:?}",
                 store.issue(&env(e), &name(n), &csr(c), &cert).unwrap()
+            )
+        }
+        Op::Renew {
+            env: e,
+            name: n,
+            old,
+            serial,
+        } => {
+            let cert = CertRecord {
+                serial: vec![serial + 1, 0xAB],
+                der: vec![0x31, n, serial],
+                issued_at: at,
+                not_before: 0,
+                not_after: at + 200,
+                dns_names: vec![],
+                ip_addrs: vec![],
+                revocation: None,
+            };
+            format!(
+                "{:?}",
+                store
+                    .renew(&env(e), &name(n), &[old + 1, 0xAB], &cert)
+                    .unwrap()
             )
         }
         Op::Revoke {

@@ -253,7 +253,7 @@ fn parse_reason(raw: Option<&str>) -> Result<RevocationReason, AppError> {
 
 /// The stored record of a freshly signed certificate, with the summary fields listings
 /// use instead of re-parsing.
-fn cert_record(der: &[u8], now: i64) -> Result<CertRecord, AppError> {
+pub(super) fn cert_record(der: &[u8], now: i64) -> Result<CertRecord, AppError> {
     let info = CertInfo::from_der(der)?;
     Ok(CertRecord {
         serial: info.serial.as_bytes().to_vec(),

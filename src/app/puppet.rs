@@ -370,6 +370,57 @@ impl App {
         Ok(report)
     }
 
+    /// `POST /certificate_renewal`: a new certificate for the caller's own (current,
+    /// unrevoked) certificate: same subject, key, SANs and Puppet extensions, new serial,
+    /// validity `auto_renewal_cert_ttl`. The old certificate is not revoked (Puppet).
+    pub fn puppet_renew(&self, who: &Identity) -> Result<Vec<u8>, AppError> {
+        let (Some(name), Some(serial)) = (&who.certname, &who.serial) else {
+            return Err(AppError::BadRequest {
+                code: "no-certificate",
+                detail: "No valid certificate found in renewal request".into(),
+            });
+        };
+        let env = self.puppet_env(who, Action::Authenticated)?;
+        let mismatch =
+            || AppError::Forbidden("Certificate present, but does not match signature".into());
+        if who.environment.as_ref() != Some(&env.name) {
+            return Err(mismatch());
+        }
+        if !env.settings.allow_auto_renewal {
+            return Err(AppError::NotFound("Not Found".into()));
+        }
+        let current = self
+            .store
+            .certificate(&env.name, name)?
+            .filter(|c| &c.serial == serial && c.revocation.is_none())
+            .ok_or_else(mismatch)?;
+        let (subject, key, kind) = crate::ca::Subject::from_certificate(&current.der)?;
+        let profile = crate::ca::Profile::new(kind, env.settings.auto_renewal_cert_ttl.as_secs());
+        for _ in 0..3 {
+            let cert = env.ca.sign_leaf(
+                &subject,
+                &key,
+                &profile,
+                self.clock.as_ref(),
+                self.rng.as_ref(),
+            )?;
+            let der = cert.to_der().map_err(crate::ca::CaError::from)?;
+            let record = super::certificates::cert_record(&der, self.now())?;
+            match self.store.renew(&env.name, name, serial, &record)? {
+                crate::store::RenewOutcome::Renewed => {
+                    self.store.flush()?;
+                    tracing::info!(certname = %name, "renewed");
+                    return Ok(cert.to_pem().map_err(crate::ca::CaError::from)?);
+                }
+                crate::store::RenewOutcome::SerialTaken => continue,
+                crate::store::RenewOutcome::NotCurrent => return Err(mismatch()),
+            }
+        }
+        Err(AppError::Pki(crate::ca::CaError::BadCertificate(
+            "could not draw an unused serial number".into(),
+        )))
+    }
+
     /// `GET /expirations`: every CA certificate's `notAfter` and CRL's `nextUpdate`.
     pub fn puppet_expirations(&self, who: &Identity) -> Result<Expirations, AppError> {
         let env = self.puppet_env(who, Action::Authenticated)?;

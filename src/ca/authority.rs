@@ -43,6 +43,47 @@ impl Subject {
     }
 }
 
+impl Subject {
+    /// What a renewal of the certificate `der` carries over: the certname (its CN), its
+    /// SANs and its Puppet extensions; with its public key, and the admin profile when it
+    /// held `pp_cli_auth`.
+    pub fn from_certificate(
+        der: &[u8],
+    ) -> Result<(Subject, openssl::pkey::PKey<Public>, ProfileKind), CaError> {
+        let info = super::CertInfo::from_der(der)?;
+        let cn = info
+            .common_name
+            .clone()
+            .ok_or_else(|| CaError::BadCertificate("no common name".into()))?;
+        let certname = Certname::parse(&cn)?;
+        let arc = format!("{}.", super::PUPPET_ARC);
+        let extensions = info
+            .extensions
+            .iter()
+            .filter(|(oid, _, _)| oid.starts_with(&arc) && oid != PP_CLI_AUTH)
+            .map(|(oid, critical, value)| (oid.clone(), value.clone(), *critical))
+            .collect();
+        let subject = Subject {
+            dns_names: info
+                .dns_names
+                .iter()
+                .filter(|d| **d != cn)
+                .cloned()
+                .collect(),
+            ip_addrs: info.ip_addrs.clone(),
+            extensions,
+            certname,
+        };
+        let key = X509::from_der(der)?.public_key()?;
+        let kind = if info.pp_cli_auth {
+            ProfileKind::Admin
+        } else {
+            ProfileKind::Agent
+        };
+        Ok((subject, key, kind))
+    }
+}
+
 /// A CA certificate and its private key. `Debug` shows the subject only.
 #[derive(Clone)]
 pub struct CaPair {

@@ -133,6 +133,11 @@ pub struct EnvConfig {
     pub autosign: Autosign,
     /// An autosign executable is killed after this long, and counts as a "no".
     pub autosign_timeout: Duration,
+    /// Whether an agent may renew its own certificate with
+    /// `POST /puppet-ca/v1/certificate_renewal` (Puppet 8.2+ agents do so by themselves).
+    pub allow_auto_renewal: bool,
+    /// Validity of a renewed certificate.
+    pub auto_renewal_cert_ttl: Duration,
 }
 
 /// `autosign = false | true | ["glob", ...] | "/path"` (Puppet's `autosign` setting).
@@ -165,6 +170,8 @@ impl Default for EnvConfig {
             cert_ttl: None,
             autosign: Autosign::default(),
             autosign_timeout: Duration::secs(10),
+            allow_auto_renewal: true,
+            auto_renewal_cert_ttl: Duration::secs(90 * 86_400),
         }
     }
 }

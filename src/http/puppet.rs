@@ -42,6 +42,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .route("/certificate_statuses/", web::get().to(missing_segment))
             .route("/clean", web::put().to(clean))
             .route("/expirations", web::get().to(expirations))
+            .route("/certificate_renewal", web::post().to(renew))
             .route("/sign", web::post().to(sign))
             .route("/sign/all", web::post().to(sign_all))
             .default_service(web::to(not_found)),
@@ -437,6 +438,17 @@ async fn clean(
 async fn expirations(req: HttpRequest, app: web::Data<App>, caller: Caller) -> HttpResponse {
     match run_raw(&app, move |a| a.puppet_expirations(&caller.0)).await {
         Ok(e) => HttpResponse::Ok().json(e),
+        Err(e) => answer(&req, e, StatusCode::CONFLICT),
+    }
+}
+
+/// `POST /certificate_renewal`: the caller is its TLS client certificate.
+async fn renew(req: HttpRequest, app: web::Data<App>, caller: Caller) -> HttpResponse {
+    match run_raw(&app, move |a| a.puppet_renew(&caller.0)).await {
+        Ok(pem) => plain(StatusCode::OK, String::from_utf8_lossy(&pem).into_owned()),
+        Err(AppError::Forbidden(detail)) if detail.starts_with("Certificate present") => {
+            plain(StatusCode::FORBIDDEN, detail)
+        }
         Err(e) => answer(&req, e, StatusCode::CONFLICT),
     }
 }

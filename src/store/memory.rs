@@ -231,6 +231,34 @@ impl Store for MemStore {
         }))
     }
 
+    fn renew(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        old_serial: &[u8],
+        cert: &CertRecord,
+    ) -> Result<RenewOutcome, StoreError> {
+        Ok(self.with(|s| {
+            let e = env_mut(s, env);
+            let current = e
+                .certificates
+                .get(name.as_str())
+                .is_some_and(|c| c.serial == old_serial && c.revocation.is_none());
+            let outcome = if !current {
+                RenewOutcome::NotCurrent
+            } else if e.serials.contains_key(&cert.serial) {
+                RenewOutcome::SerialTaken
+            } else {
+                e.certificates.insert(name.to_string(), cert.clone());
+                e.serials.insert(cert.serial.clone(), name.to_string());
+                log(s, cert.issued_at, env, name.as_str(), EventKind::Renewed);
+                RenewOutcome::Renewed
+            };
+            tidy(s);
+            outcome
+        }))
+    }
+
     fn certificate(
         &self,
         env: &EnvName,

@@ -78,6 +78,18 @@ pub enum IssueOutcome {
     SerialTaken,
 }
 
+/// Result of [`Store::renew`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenewOutcome {
+    /// The new certificate replaced the old one (which stays valid until it expires).
+    Renewed,
+    /// The name's current certificate is not the one presented (gone, revoked, or
+    /// already renewed).
+    NotCurrent,
+    /// The new serial is already used in this environment.
+    SerialTaken,
+}
+
 /// Result of [`Store::revoke`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RevokeOutcome {
@@ -178,6 +190,15 @@ pub trait Store: Send + Sync {
         csr_der: &[u8],
         cert: &CertRecord,
     ) -> Result<IssueOutcome, StoreError>;
+    /// Atomically: checks that `name`'s current certificate has `old_serial` and is not
+    /// revoked, replaces it with `cert`, and indexes the new serial.
+    fn renew(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        old_serial: &[u8],
+        cert: &CertRecord,
+    ) -> Result<RenewOutcome, StoreError>;
     /// The certificate for `name`.
     fn certificate(&self, env: &EnvName, name: &Certname)
         -> Result<Option<CertRecord>, StoreError>;

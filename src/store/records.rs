@@ -121,6 +121,8 @@ pub enum EventKind {
     Canceled,
     /// A certificate was issued.
     Issued,
+    /// A certificate was renewed (same key, new serial and validity).
+    Renewed,
     /// A certificate was revoked.
     Revoked,
     /// A certificate and its request were forgotten.

@@ -380,6 +380,30 @@ impl Store for SledStore {
         })
     }
 
+    fn renew(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        old_serial: &[u8],
+        cert: &CertRecord,
+    ) -> Result<RenewOutcome, StoreError> {
+        self.txn(env, |tx| {
+            let key = name.as_str().as_bytes();
+            match tx.get::<CertRecord>(tx.certificates, "certificates", key)? {
+                Some(c) if c.serial == old_serial && c.revocation.is_none() => {}
+                _ => return Ok(RenewOutcome::NotCurrent),
+            }
+            let skey = serial_key(&cert.serial);
+            if tx.serials.get(&skey)?.is_some() {
+                return Ok(RenewOutcome::SerialTaken);
+            }
+            tx.certificates.insert(key, encode(cert))?;
+            tx.serials.insert(skey, key)?;
+            tx.log(cert.issued_at, env, name.as_str(), EventKind::Renewed)?;
+            Ok(RenewOutcome::Renewed)
+        })
+    }
+
     fn certificate(
         &self,
         env: &EnvName,

@@ -804,3 +804,200 @@ fn agents_renew_their_own_certificate() {
         (404, "text/plain; charset=utf-8".into(), "Not Found".into())
     );
 }
+
+#[test]
+fn upstream_crls_replace_the_roots_when_newer_and_signed_by_it() {
+    use certd::ca::{build_crl, CaPair, CrlEntry, CrlParams, RevocationReason, SerialNumber};
+    let (api, dir) = Api::start(CONFIG);
+    let url = p(&api, "/certificate_revocation_list");
+    let put = |client: &reqwest::blocking::Client, body: Vec<u8>| {
+        text(client.put(&url).body(body).send().unwrap())
+    };
+    assert_eq!(put(&api.anon, b"x".to_vec()).0, 403);
+    assert_eq!(
+        put(&api.admin, b"garbage".to_vec()),
+        (
+            400,
+            "text/plain; charset=utf-8".into(),
+            "No valid CRLs submitted.".into()
+        )
+    );
+
+    // The issuing CA's own CRL is never replaced.
+    let own = api
+        .anon
+        .get(api.url("/production/certificate_revocation_list/ca"))
+        .send()
+        .unwrap();
+    let etag = own.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(
+        put(&api.admin, own.bytes().unwrap().to_vec()).2,
+        "Successfully updated CRLs."
+    );
+    assert_eq!(
+        api.anon
+            .get(api.url("/production/certificate_revocation_list/ca"))
+            .send()
+            .unwrap()
+            .headers()["etag"]
+            .to_str()
+            .unwrap(),
+        etag
+    );
+
+    // A newer root CRL, made offline with the root key, revoking an (imaginary) issuing CA.
+    let data = &api.server.dir;
+    let root = CaPair::from_pem(
+        &std::fs::read(data.join("ca/root.pem")).unwrap(),
+        &std::fs::read(data.join("ca/root.key")).unwrap(),
+    )
+    .unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let crl_pem = |number: u64| {
+        let entry = CrlEntry {
+            serial: SerialNumber::from_hex("ABCD01").unwrap(),
+            revoked_at: now - 60,
+            reason: RevocationReason::CaCompromise,
+        };
+        let der = build_crl(
+            &root,
+            &[entry],
+            &CrlParams {
+                number,
+                this_update: now - 60,
+                next_update: now + 86_400,
+            },
+        )
+        .unwrap();
+        der::pem::encode_string("X509 CRL", der::pem::LineEnding::LF, &der)
+            .unwrap()
+            .into_bytes()
+    };
+    assert_eq!(put(&api.admin, crl_pem(50)).2, "Successfully updated CRLs.");
+    assert_eq!(
+        put(&api.admin, crl_pem(3)).2,
+        "Successfully updated CRLs.",
+        "an older one changes nothing"
+    );
+    let bundle = api
+        .anon
+        .get(p(&api, "/certificate_revocation_list/ca"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let root_crl = bundle
+        .split_inclusive("-----END X509 CRL-----\n")
+        .nth(1)
+        .unwrap();
+    let f = dir.path().join("root-crl.pem");
+    std::fs::write(&f, root_crl).unwrap();
+    let (_, out, _) = run(std::process::Command::new("openssl")
+        .args(["crl", "-noout", "-text", "-in"])
+        .arg(&f));
+    assert!(
+        out.contains("X509v3 CRL Number: \n                50"),
+        "{out}"
+    );
+    assert!(
+        out.contains("Serial Number: ABCD01") && out.contains("CA Compromise"),
+        "{out}"
+    );
+
+    // A CRL from a CA outside the chain is ignored.
+    let stranger = CaPair::new_root(
+        "stranger",
+        certd::ca::KeyType::EcP256,
+        86_400,
+        &certd::ca::SystemClock,
+        &certd::ca::OsRng,
+    )
+    .unwrap();
+    let der = build_crl(
+        &stranger,
+        &[],
+        &CrlParams {
+            number: 99,
+            this_update: now,
+            next_update: now + 60,
+        },
+    )
+    .unwrap();
+    let pem = der::pem::encode_string("X509 CRL", der::pem::LineEnding::LF, &der).unwrap();
+    assert_eq!(put(&api.admin, pem.into_bytes()).0, 200);
+    let again = api
+        .anon
+        .get(p(&api, "/certificate_revocation_list/ca"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(again, bundle);
+}
+
+#[test]
+fn an_uploaded_root_crl_keeps_its_entries_when_certd_reissues_it() {
+    use certd::ca::{build_crl, CaPair, CrlEntry, CrlParams, RevocationReason, SerialNumber};
+    let (api, dir) = Api::start(&format!("{CONFIG}crl_next_update = \"4s\"\n"));
+    let data = &api.server.dir;
+    let root = CaPair::from_pem(
+        &std::fs::read(data.join("ca/root.pem")).unwrap(),
+        &std::fs::read(data.join("ca/root.key")).unwrap(),
+    )
+    .unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let entry = CrlEntry {
+        serial: SerialNumber::from_hex("ABCD02").unwrap(),
+        revoked_at: now - 60,
+        reason: RevocationReason::CaCompromise,
+    };
+    // Past half its life already, so the next maintenance pass re-issues it.
+    let der = build_crl(
+        &root,
+        &[entry],
+        &CrlParams {
+            number: 50,
+            this_update: now - 60,
+            next_update: now + 10,
+        },
+    )
+    .unwrap();
+    let pem = der::pem::encode_string("X509 CRL", der::pem::LineEnding::LF, &der).unwrap();
+    assert_eq!(
+        api.admin
+            .put(p(&api, "/certificate_revocation_list"))
+            .body(pem)
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let bundle = api
+        .anon
+        .get(p(&api, "/certificate_revocation_list/ca"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    let f = dir.path().join("root-crl.pem");
+    std::fs::write(
+        &f,
+        bundle
+            .split_inclusive("-----END X509 CRL-----\n")
+            .nth(1)
+            .unwrap(),
+    )
+    .unwrap();
+    let (_, out, _) = run(std::process::Command::new("openssl")
+        .args(["crl", "-noout", "-text", "-in"])
+        .arg(&f));
+    assert!(
+        !out.contains("CRL Number: \n                50\n"),
+        "re-issued: {out}"
+    );
+    assert!(
+        out.contains("Serial Number: ABCD02"),
+        "the uploaded entry is kept: {out}"
+    );
+}

@@ -173,9 +173,11 @@ impl App {
         }
         if let Some(root) = self.store.root_crl()? {
             if due(&root, now) {
+                // Keep what the root's CRL lists (issuing CAs revoked upstream).
+                let entries = crate::ca::parse_crl(&root.der)?.entries;
                 self.store.put_root_crl(&make(
                     &self.root,
-                    &[],
+                    &entries,
                     root.number + 1,
                     &self.config,
                     self.clock.as_ref(),
@@ -224,6 +226,65 @@ impl App {
         let mut pem = env_crl.pem.clone();
         pem.extend_from_slice(&root_view.pem);
         Ok((pem, env_crl.last_modified().max(root_view.last_modified())))
+    }
+
+    /// `PUT /certificate_revocation_list`: accepts newer CRLs for the CAs above the
+    /// issuing CA (here: the root), Puppet's rules: every CRL needs an authority key
+    /// identifier, delta CRLs are refused, the issuing CA's own CRL is never replaced,
+    /// the newest (highest number) wins, and it must verify against its CA.
+    pub fn update_upstream_crls(&self, who: &Identity, pem: &[u8]) -> Result<(), AppError> {
+        let env = self.authorize(who, super::PUPPET_ENV, crate::authz::Action::UpdateCrl)?;
+        let bad = |d: &str| AppError::BadRequest {
+            code: "invalid-crl",
+            detail: d.to_owned(),
+        };
+        let crls = crate::ca::parse_crls(pem);
+        if crls.is_empty() {
+            return Err(bad("No valid CRLs submitted."));
+        }
+        if crls.iter().any(|c| c.authority_key_id.is_none()) {
+            return Err(bad(
+                "One or more submitted CRLs do not have an authority key identifier.",
+            ));
+        }
+        if crls.iter().any(|c| c.is_delta) {
+            return Err(bad("Cannot support delta CRL."));
+        }
+        let own = env
+            .ca
+            .cert()
+            .subject_key_id()
+            .map(|k| k.as_slice().to_vec());
+        let root_kid = self
+            .root
+            .cert()
+            .subject_key_id()
+            .map(|k| k.as_slice().to_vec());
+        let mut newest: Option<crate::ca::ParsedCrl> = None;
+        for c in crls {
+            if c.authority_key_id == own || c.authority_key_id != root_kid {
+                continue; // ours is never replaced; CRLs of CAs outside the chain are ignored
+            }
+            if !crate::ca::crl_signed_by(&c.der, self.root.cert()) {
+                return Err(bad("Invalid certs and/or CRLs: a CRL naming the root CA does not verify with the root's key"));
+            }
+            if newest.as_ref().is_none_or(|n| c.number > n.number) {
+                newest = Some(c);
+            }
+        }
+        let current = self.store.root_crl()?.map(|r| r.number).unwrap_or(0);
+        if let Some(n) = newest.filter(|n| n.number > current) {
+            self.store.put_root_crl(&CrlRecord {
+                number: n.number,
+                this_update: n.this_update,
+                next_update: n.next_update,
+                entries: n.entries.len() as u64,
+                der: n.der,
+            })?;
+            self.store.flush()?;
+            tracing::info!(number = n.number, "root CRL replaced by an uploaded one");
+        }
+        Ok(())
     }
 
     /// The environment's current CRL.

@@ -187,6 +187,8 @@ pub enum Action<'a> {
     Clean,
     /// Anything open to every authenticated caller (Puppet's `allow: "*"`).
     Authenticated,
+    /// Replace upstream CRLs.
+    UpdateCrl,
 }
 
 /// The default rules of DESIGN.md section 6: anyone may read certificates, the CA chain,
@@ -204,7 +206,12 @@ pub fn permits(who: &Identity, env: &EnvName, action: Action<'_>) -> bool {
                 && who.certname.as_ref() == Some(name)
                 && who.environment.as_ref() == Some(env)
         }
-        Action::List | Action::Sign | Action::Revoke | Action::Reject | Action::Clean => false,
+        Action::List
+        | Action::Sign
+        | Action::Revoke
+        | Action::Reject
+        | Action::Clean
+        | Action::UpdateCrl => false,
     }
 }
 

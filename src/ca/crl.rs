@@ -48,7 +48,7 @@ pub enum RevocationReason {
 }
 
 impl RevocationReason {
-    const ALL: [(RevocationReason, u8, &'static str); 10] = [
+    pub(crate) const ALL: [(RevocationReason, u8, &'static str); 10] = [
         (RevocationReason::Unspecified, 0, "unspecified"),
         (RevocationReason::KeyCompromise, 1, "keyCompromise"),
         (RevocationReason::CaCompromise, 2, "cACompromise"),
@@ -409,5 +409,159 @@ mod tests {
         );
         assert_eq!(RevocationReason::parse("nope"), None);
         assert_eq!(RevocationReason::AaCompromise.name(), "aACompromise");
+    }
+}
+
+/// What certd reads back from a CRL (an uploaded one, or its own stored one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParsedCrl {
+    /// The DER, as given.
+    pub der: Vec<u8>,
+    /// The authority key identifier, if present.
+    pub authority_key_id: Option<Vec<u8>>,
+    /// The CRL number (0 when absent).
+    pub number: u64,
+    /// `thisUpdate`.
+    pub this_update: UnixTime,
+    /// `nextUpdate` (`thisUpdate` when absent).
+    pub next_update: UnixTime,
+    /// Whether it is a delta CRL.
+    pub is_delta: bool,
+    /// The revoked certificates.
+    pub entries: Vec<CrlEntry>,
+}
+
+/// Every PEM `X509 CRL` block in `pem`, parsed; blocks that do not parse are skipped.
+pub fn parse_crls(pem: &[u8]) -> Vec<ParsedCrl> {
+    let text = String::from_utf8_lossy(pem);
+    let mut out = Vec::new();
+    for block in text.split_inclusive("-----END X509 CRL-----") {
+        let Some(start) = block.find("-----BEGIN X509 CRL-----") else {
+            continue;
+        };
+        if let Ok((label, der)) = der::pem::decode_vec(block[start..].as_bytes()) {
+            if label == "X509 CRL" {
+                if let Ok(p) = parse_crl(&der) {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Parses one DER CRL.
+pub fn parse_crl(der: &[u8]) -> Result<ParsedCrl, CaError> {
+    let crl = CertificateList::from_der(der)
+        .map_err(|e| CaError::BadCertificate(format!("not a CRL: {e}")))?;
+    let tbs = &crl.tbs_cert_list;
+    let unix = |t: &Time| t.to_unix_duration().as_secs() as UnixTime;
+    let mut parsed = ParsedCrl {
+        der: der.to_vec(),
+        authority_key_id: None,
+        number: 0,
+        this_update: unix(&tbs.this_update),
+        next_update: tbs
+            .next_update
+            .as_ref()
+            .map(unix)
+            .unwrap_or_else(|| unix(&tbs.this_update)),
+        is_delta: false,
+        entries: Vec::new(),
+    };
+    for ext in tbs.crl_extensions.iter().flatten() {
+        match ext.extn_id.to_string().as_str() {
+            oid::AUTHORITY_KEY_ID => {
+                parsed.authority_key_id =
+                    AuthorityKeyIdentifier::from_der(ext.extn_value.as_bytes())
+                        .ok()
+                        .and_then(|a| a.key_identifier)
+                        .map(|k| k.as_bytes().to_vec());
+            }
+            oid::CRL_NUMBER => {
+                parsed.number = u64::from_der(ext.extn_value.as_bytes()).unwrap_or(0)
+            }
+            "2.5.29.27" => parsed.is_delta = true,
+            _ => {}
+        }
+    }
+    for rc in tbs.revoked_certificates.iter().flatten() {
+        let reason = rc
+            .crl_entry_extensions
+            .iter()
+            .flatten()
+            .find(|e| e.extn_id.to_string() == oid::CRL_REASON)
+            .and_then(|e| e.extn_value.as_bytes().get(2).copied())
+            .and_then(|code| {
+                RevocationReason::ALL
+                    .iter()
+                    .find(|(_, c, _)| *c == code)
+                    .map(|e| e.0)
+            })
+            .unwrap_or(RevocationReason::Unspecified);
+        parsed.entries.push(CrlEntry {
+            serial: SerialNumber::from_bytes(rc.serial_number.as_bytes())?,
+            revoked_at: unix(&rc.revocation_date),
+            reason,
+        });
+    }
+    Ok(parsed)
+}
+
+/// Whether `der` is a CRL signed by the key of `issuer`.
+pub fn crl_signed_by(der: &[u8], issuer: &openssl::x509::X509Ref) -> bool {
+    let Ok(crl) = openssl::x509::X509Crl::from_der(der) else {
+        return false;
+    };
+    issuer
+        .public_key()
+        .and_then(|k| crl.verify(&k))
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+    use crate::ca::{FixedClock, OsRng};
+
+    #[test]
+    fn parsing_reads_back_what_build_crl_wrote() {
+        let clock = FixedClock::new(1_700_000_000);
+        let root = CaPair::new_root("r", KeyType::EcP256, 86400 * 10, &clock, &OsRng).unwrap();
+        let other = CaPair::new_root("r", KeyType::EcP256, 86400 * 10, &clock, &OsRng).unwrap();
+        let entries = vec![
+            CrlEntry {
+                serial: SerialNumber::from_hex("8F01").unwrap(),
+                revoked_at: 1_700_000_100,
+                reason: RevocationReason::CaCompromise,
+            },
+            CrlEntry {
+                serial: SerialNumber::from_hex("02").unwrap(),
+                revoked_at: 1_700_000_200,
+                reason: RevocationReason::Unspecified,
+            },
+        ];
+        let params = CrlParams {
+            number: 7,
+            this_update: 1_700_000_000,
+            next_update: 1_700_086_400,
+        };
+        let der = build_crl(&root, &entries, &params).unwrap();
+        let p = parse_crl(&der).unwrap();
+        assert_eq!(
+            (p.number, p.this_update, p.next_update, p.is_delta),
+            (7, 1_700_000_000, 1_700_086_400, false)
+        );
+        assert_eq!(p.entries, entries);
+        assert_eq!(
+            p.authority_key_id.as_deref(),
+            root.cert().subject_key_id().map(|k| k.as_slice())
+        );
+        assert!(crl_signed_by(&der, root.cert()));
+        assert!(!crl_signed_by(&der, other.cert()));
+        let pem = der::pem::encode_string("X509 CRL", der::pem::LineEnding::LF, &der).unwrap();
+        let two = format!("{pem}junk\n{pem}");
+        assert_eq!(parse_crls(two.as_bytes()).len(), 2);
+        assert!(parse_crls(b"nothing here").is_empty());
     }
 }

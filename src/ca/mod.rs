@@ -19,7 +19,10 @@ mod serial;
 
 pub use authority::{CaPair, Subject};
 pub use clock::{Clock, FixedClock, OsRng, Rng, SystemClock, UnixTime};
-pub use crl::{build_crl, CrlEntry, CrlParams, RevocationReason};
+pub use crl::{
+    build_crl, crl_signed_by, parse_crl, parse_crls, CrlEntry, CrlParams, ParsedCrl,
+    RevocationReason,
+};
 pub use csr::{build_csr, CsrPolicy, ValidatedCsr};
 pub use error::CaError;
 pub use fingerprint::{Digest, Fingerprint};

@@ -26,6 +26,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .wrap(DefaultHeaders::new().add(("X-Puppet-Version", PUPPET_VERSION)))
             .route("/certificate/{name}", web::get().to(certificate))
             .route("/certificate_revocation_list/{name}", web::get().to(crl))
+            .route("/certificate_revocation_list", web::put().to(put_crl))
             .route("/certificate_request/{name}", web::get().to(get_request))
             .route("/certificate_request/{name}", web::put().to(put_request))
             .route(
@@ -156,6 +157,23 @@ async fn certificate(
 async fn crl(req: HttpRequest, app: web::Data<App>, caller: Caller) -> HttpResponse {
     match run_raw(&app, move |a| a.crl_bundle(&caller.0, PUPPET_ENV)).await {
         Ok((pem, modified)) => pem_or_304(&req, pem, modified),
+        Err(e) => answer(&req, e, StatusCode::CONFLICT),
+    }
+}
+
+/// `PUT /certificate_revocation_list`: newer upstream CRLs.
+async fn put_crl(
+    req: HttpRequest,
+    app: web::Data<App>,
+    caller: Caller,
+    payload: web::Payload,
+) -> HttpResponse {
+    let bytes = match body::read(&req, payload, app.config().limits.max_body_bytes).await {
+        Ok(b) => b,
+        Err(p) => return plain(p.status(), p.to_string()),
+    };
+    match run_raw(&app, move |a| a.update_upstream_crls(&caller.0, &bytes)).await {
+        Ok(()) => plain(StatusCode::OK, "Successfully updated CRLs."),
         Err(e) => answer(&req, e, StatusCode::CONFLICT),
     }
 }

@@ -439,7 +439,7 @@ pub fn parse_crls(pem: &[u8]) -> Vec<ParsedCrl> {
         let Some(start) = block.find("-----BEGIN X509 CRL-----") else {
             continue;
         };
-        if let Ok((label, der)) = der::pem::decode_vec(block[start..].as_bytes()) {
+        if let Ok((label, der)) = der::pem::decode_vec(&block.as_bytes()[start..]) {
             if label == "X509 CRL" {
                 if let Ok(p) = parse_crl(&der) {
                     out.push(p);

@@ -377,6 +377,11 @@ impl App {
     }
 }
 
+/// The fingerprint of a DER encoding under `digest`, as served (`AB:CD:...`).
+pub fn fingerprint(der: &[u8], digest: crate::ca::Digest) -> String {
+    crate::ca::Fingerprint::of_der(der, digest).to_string()
+}
+
 /// A certname from a URL segment: 400 with the broken rule when malformed.
 fn certname(raw: &str) -> Result<Certname, AppError> {
     Ok(Certname::parse(raw)?)

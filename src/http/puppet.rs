@@ -56,6 +56,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// The body, bounded by `limits.max_body_bytes`, or Puppet-style plain-text refusal
+/// (413 too large, 400 unreadable).
+async fn read_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    app: &App,
+) -> Result<web::Bytes, (StatusCode, String)> {
+    body::read(req, payload, app.config().limits.max_body_bytes)
+        .await
+        .map_err(|p| (p.status(), p.to_string()))
+}
+
 fn plain(status: StatusCode, body: impl Into<String>) -> HttpResponse {
     HttpResponse::build(status)
         .content_type("text/plain; charset=utf-8")
@@ -168,9 +180,9 @@ async fn put_crl(
     caller: Caller,
     payload: web::Payload,
 ) -> HttpResponse {
-    let bytes = match body::read(&req, payload, app.config().limits.max_body_bytes).await {
+    let bytes = match read_body(&req, payload, &app).await {
         Ok(b) => b,
-        Err(p) => return plain(p.status(), p.to_string()),
+        Err((status, text)) => return plain(status, text),
     };
     match run_raw(&app, move |a| a.update_upstream_crls(&caller.0, &bytes)).await {
         Ok(()) => plain(StatusCode::OK, "Successfully updated CRLs."),
@@ -210,9 +222,9 @@ async fn put_request(
     name: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
-    let bytes = match body::read(&req, payload, app.config().limits.max_body_bytes).await {
+    let bytes = match read_body(&req, payload, &app).await {
         Ok(b) => b,
-        Err(p) => return plain(p.status(), p.to_string()),
+        Err((status, text)) => return plain(status, text),
     };
     let name = name.into_inner();
     match run_raw(&app, move |a| a.puppet_submit(&caller.0, &name, &bytes)).await {
@@ -295,9 +307,9 @@ async fn put_status(
     payload: web::Payload,
 ) -> HttpResponse {
     let name = name.into_inner();
-    let bytes = match body::read(&req, payload, app.config().limits.max_body_bytes).await {
+    let bytes = match read_body(&req, payload, &app).await {
         Ok(b) => b,
-        Err(p) => return plain(p.status(), p.to_string()),
+        Err((status, text)) => return plain(status, text),
     };
     let bad = |m: String| plain(StatusCode::BAD_REQUEST, m);
     if bytes.is_empty() {
@@ -412,9 +424,9 @@ async fn clean(
     caller: Caller,
     payload: web::Payload,
 ) -> HttpResponse {
-    let bytes = match body::read(&req, payload, app.config().limits.max_body_bytes).await {
+    let bytes = match read_body(&req, payload, &app).await {
         Ok(b) => b,
-        Err(p) => return plain(p.status(), p.to_string()),
+        Err((status, text)) => return plain(status, text),
     };
     let Ok(json) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
         return plain(StatusCode::BAD_REQUEST, "Request body is not JSON.");
@@ -484,9 +496,9 @@ async fn sign(
     caller: Caller,
     payload: web::Payload,
 ) -> HttpResponse {
-    let bytes = match body::read(&req, payload, app.config().limits.max_body_bytes).await {
+    let bytes = match read_body(&req, payload, &app).await {
         Ok(b) => b,
-        Err(p) => return plain(p.status(), p.to_string()),
+        Err((status, text)) => return plain(status, text),
     };
     let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
     let names: Option<Vec<String>> = json

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::{body_unless_head, negotiated, only, page_response, query, run};
 use crate::app::{App, ListQuery};
-use crate::ca::{Digest, Fingerprint};
+use crate::ca::Digest;
 use crate::http::body;
 use crate::http::negotiate::{Offer, Repr};
 use crate::http::{Caller, Problem};
@@ -30,7 +30,7 @@ fn digest_of(
 }
 
 fn fingerprint_response(req: &HttpRequest, der: &[u8], digest: Digest) -> HttpResponse {
-    let fp = Fingerprint::of_der(der, digest);
+    let fp = crate::app::fingerprint(der, digest);
     body_unless_head(
         req,
         negotiated(&format!("x-cert/fingerprint; digest={digest}")),

@@ -1,0 +1,359 @@
+//! Crash safety: certd is killed with SIGKILL at random moments while clients submit,
+//! sign and revoke concurrently, then restarted on the same data directory. After every
+//! restart: every issuance answered 201 is there and verifies; every revocation answered
+//! 204 is on the CRL; no serial is used twice; no name is both pending and signed; the
+//! CRL verifies and lists exactly the revoked serials; the audit log has no gap.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use certd::ca::{build_csr, Certname, KeyType};
+use certd::store::{EventKind, SledStore, Store};
+use common::*;
+use openssl::x509::store::X509StoreBuilder;
+use openssl::x509::{X509Crl, X509StoreContext, X509};
+use serde_json::Value;
+
+const KILLS: usize = 24;
+const WORKERS: usize = 4;
+
+/// What clients were told, across all rounds.
+#[derive(Default)]
+struct Ledger {
+    next: usize,
+    submitted: Vec<String>,
+    issued: BTreeSet<String>,
+    revoked: BTreeSet<String>,
+}
+
+/// A tiny deterministic generator, so that a failing run can be replayed.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % n
+    }
+}
+
+fn work(
+    server_url: String,
+    admin: reqwest::blocking::Client,
+    anon: reqwest::blocking::Client,
+    ledger: Arc<Mutex<Ledger>>,
+    stop: Arc<AtomicBool>,
+    seed: u64,
+    done: Arc<AtomicUsize>,
+) {
+    let mut rng = Lcg(seed);
+    while !stop.load(Ordering::Relaxed) {
+        match rng.next(3) {
+            0 => {
+                let name = {
+                    let mut l = ledger.lock().unwrap();
+                    l.next += 1;
+                    format!("n{seed}-{}", l.next)
+                };
+                let key = KeyType::EcP256.generate().unwrap();
+                let csr = build_csr(&key, &Certname::parse(&name).unwrap(), &[]).unwrap();
+                match anon
+                    .put(format!(
+                        "{server_url}/production/certificate_request/{name}"
+                    ))
+                    .body(csr)
+                    .send()
+                {
+                    Ok(r) if r.status() == 201 => ledger.lock().unwrap().submitted.push(name),
+                    Ok(r) => panic!("submit {name}: unexpected {}", r.status()),
+                    Err(_) => break,
+                }
+            }
+            1 => {
+                let pick = {
+                    let l = ledger.lock().unwrap();
+                    let pending: Vec<&String> = l
+                        .submitted
+                        .iter()
+                        .filter(|n| !l.issued.contains(*n))
+                        .collect();
+                    (!pending.is_empty())
+                        .then(|| pending[rng.next(pending.len() as u64) as usize].clone())
+                };
+                let Some(name) = pick else { continue };
+                match admin
+                    .post(format!("{server_url}/production/certificate/"))
+                    .body(name.clone())
+                    .send()
+                {
+                    Ok(r) if r.status() == 201 => {
+                        ledger.lock().unwrap().issued.insert(name);
+                    }
+                    Ok(r) => assert!(
+                        r.status() == 409 || r.status() == 404,
+                        "sign {name}: {}",
+                        r.status()
+                    ),
+                    Err(_) => break,
+                }
+            }
+            _ => {
+                let pick = {
+                    let l = ledger.lock().unwrap();
+                    let live: Vec<&String> = l
+                        .issued
+                        .iter()
+                        .filter(|n| !l.revoked.contains(*n))
+                        .collect();
+                    (!live.is_empty()).then(|| live[rng.next(live.len() as u64) as usize].clone())
+                };
+                let Some(name) = pick else { continue };
+                match admin
+                    .delete(format!(
+                        "{server_url}/production/certificate/{name}?reason=keyCompromise"
+                    ))
+                    .send()
+                {
+                    Ok(r) if r.status() == 204 => {
+                        ledger.lock().unwrap().revoked.insert(name);
+                    }
+                    Ok(r) => panic!("revoke {name}: unexpected {}", r.status()),
+                    Err(_) => break,
+                }
+            }
+        }
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn sigkill(server: &mut Server) {
+    Command::new("kill")
+        .args(["-KILL", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    server.child.wait().unwrap();
+}
+
+/// Every invariant, checked over HTTP and against the store on disk.
+fn check(api: &Api, ledger: &Ledger, round: usize) {
+    let statuses: Vec<Value> = {
+        let mut all = Vec::new();
+        let mut after = String::new();
+        loop {
+            let url = api.url(&format!(
+                "/production/certificate_statuses/*?limit=1000&after={after}"
+            ));
+            let page: Vec<Value> = api.admin.get(url).send().unwrap().json().unwrap();
+            let full = page.len() == 1000;
+            after = page
+                .last()
+                .map(|v| v["name"].as_str().unwrap().to_owned())
+                .unwrap_or_default();
+            all.extend(page);
+            if !full {
+                break all;
+            }
+        }
+    };
+    let state: BTreeMap<String, &Value> = statuses
+        .iter()
+        .map(|v| (v["name"].as_str().unwrap().to_owned(), v))
+        .collect();
+    let chain = X509::stack_from_pem(&std::fs::read(api.server.chain()).unwrap()).unwrap();
+    let mut store = X509StoreBuilder::new().unwrap();
+    for c in &chain {
+        store.add_cert(c.clone()).unwrap();
+    }
+    let store = store.build();
+
+    // Acknowledged issuances are there and verify; acknowledged revocations are revoked.
+    for name in &ledger.issued {
+        let st = state
+            .get(name)
+            .unwrap_or_else(|| panic!("round {round}: issued {name} is gone"));
+        let s = st["state"].as_str().unwrap();
+        assert!(
+            s == "signed" || s == "revoked",
+            "round {round}: {name} is {s}"
+        );
+        let pem = api
+            .anon
+            .get(api.url(&format!("/production/certificate/{name}")))
+            .header("accept", "text/plain")
+            .send()
+            .unwrap();
+        if s == "signed" {
+            let cert = X509::from_pem(&pem.bytes().unwrap()).unwrap();
+            let mut ctx = X509StoreContext::new().unwrap();
+            let empty = openssl::stack::Stack::new().unwrap();
+            assert!(
+                ctx.init(&store, &cert, &empty, |c| c.verify_cert())
+                    .unwrap(),
+                "round {round}: {name} does not verify"
+            );
+        }
+    }
+    for name in &ledger.revoked {
+        assert_eq!(
+            state[name]["state"], "revoked",
+            "round {round}: revoked {name} came back"
+        );
+    }
+    // No serial twice; no name both pending and signed.
+    let serials: Vec<&str> = statuses
+        .iter()
+        .filter_map(|v| v["serial_number"].as_str())
+        .collect();
+    assert_eq!(
+        serials.len(),
+        serials.iter().collect::<HashSet<_>>().len(),
+        "round {round}: a serial is used twice"
+    );
+    let pending: Vec<Value> = api
+        .admin
+        .get(api.url("/production/certificate_requests/?state=requested&limit=1000"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    for p in &pending {
+        let name = p["name"].as_str().unwrap();
+        assert_eq!(
+            state[name]["state"], "requested",
+            "round {round}: {name} is pending and has a certificate"
+        );
+    }
+    // The CRL verifies against the issuing CA and lists exactly the revoked serials.
+    let crl_pem = api
+        .anon
+        .get(api.url("/production/certificate_revocation_list/ca"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let crl = X509Crl::from_pem(&crl_pem).unwrap();
+    assert!(
+        crl.verify(&chain[0].public_key().unwrap()).unwrap(),
+        "round {round}: CRL signature"
+    );
+    let listed: BTreeSet<String> = crl
+        .get_revoked()
+        .map(|r| {
+            r.iter()
+                .map(|e| {
+                    e.serial_number()
+                        .to_bn()
+                        .unwrap()
+                        .to_hex_str()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let revoked: BTreeSet<String> = statuses
+        .iter()
+        .filter(|v| v["state"] == "revoked")
+        .map(|v| {
+            v["serial_number"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches('0')
+                .to_owned()
+        })
+        .collect();
+    let listed: BTreeSet<String> = listed
+        .into_iter()
+        .map(|s| s.trim_start_matches('0').to_owned())
+        .collect();
+    assert_eq!(
+        listed, revoked,
+        "round {round}: CRL entries differ from the revoked certificates"
+    );
+}
+
+/// The audit log on disk (read while certd is down) has ids 1..n without a gap, and an
+/// event for every acknowledged issuance and revocation.
+fn check_audit(data: &std::path::Path, ledger: &Ledger, round: usize) {
+    let store = SledStore::open(&data.join("store")).unwrap();
+    let audit = store.audit(0, usize::MAX).unwrap();
+    for (i, ev) in audit.iter().enumerate() {
+        assert_eq!(ev.id, i as u64 + 1, "round {round}: audit gap");
+    }
+    let has =
+        |kind: EventKind, name: &str| audit.iter().any(|e| e.kind == kind && e.certname == name);
+    for n in &ledger.issued {
+        assert!(
+            has(EventKind::Issued, n),
+            "round {round}: no Issued event for {n}"
+        );
+    }
+    for n in &ledger.revoked {
+        assert!(
+            has(EventKind::Revoked, n),
+            "round {round}: no Revoked event for {n}"
+        );
+    }
+}
+
+#[test]
+fn sigkill_under_load_loses_nothing_that_was_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[ca]\nkey_type = \"ec-p256\"\n";
+    let mut server = Server::start(dir.path(), config);
+    let data = server.dir.clone();
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let mut rng = Lcg(0x5eed);
+    let mut total_ops = 0;
+    for round in 0..KILLS {
+        let (cert, key) = admin(&server);
+        let url = format!("https://localhost:{}", server.port);
+        let stop = Arc::new(AtomicBool::new(false));
+        let done = Arc::new(AtomicUsize::new(0));
+        let workers: Vec<_> = (0..WORKERS)
+            .map(|w| {
+                let (admin_c, anon_c) =
+                    (client(&server, Some((&cert, &key))), client(&server, None));
+                let (url, ledger, stop, done) =
+                    (url.clone(), ledger.clone(), stop.clone(), done.clone());
+                let seed = (round * WORKERS + w) as u64 + 1;
+                std::thread::spawn(move || work(url, admin_c, anon_c, ledger, stop, seed, done))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(100 + rng.next(400)));
+        sigkill(&mut server);
+        stop.store(true, Ordering::Relaxed);
+        for w in workers {
+            w.join().expect("a worker saw a wrong answer");
+        }
+        total_ops += done.load(Ordering::Relaxed);
+        {
+            let l = ledger.lock().unwrap();
+            check_audit(&data, &l, round);
+        }
+        server = Server::start_with(
+            dir.path(),
+            &["--config", dir.path().join("certd.toml").to_str().unwrap()],
+        );
+        let (cert, key) = admin(&server);
+        let api = Api {
+            anon: client(&server, None),
+            admin: client(&server, Some((&cert, &key))),
+            server,
+        };
+        check(&api, &ledger.lock().unwrap(), round);
+        server = api.server;
+    }
+    let l = ledger.lock().unwrap();
+    eprintln!("{KILLS} SIGKILLs, {total_ops} acknowledged operations: {} submitted, {} issued, {} revoked", l.submitted.len(), l.issued.len(), l.revoked.len());
+    assert!(
+        l.issued.len() > KILLS && l.revoked.len() > KILLS / 2,
+        "the load must actually exercise issuance and revocation"
+    );
+}

@@ -4,7 +4,7 @@
 use certd::ca::{Certname, EnvName, RevocationReason};
 use certd::store::{
     CertRecord, CrlRecord, EnvRecord, MemStore, RequestRecord, RequestState, Revocation, SledStore,
-    Store,
+    Store, SubmitRule,
 };
 use proptest::prelude::*;
 
@@ -15,6 +15,7 @@ enum Op {
         name: u8,
         csr: u8,
         allow: bool,
+        replace: bool,
     },
     Reject {
         env: u8,
@@ -59,7 +60,7 @@ fn op() -> impl Strategy<Value = Op> {
     let e = 0u8..2;
     let n = 0u8..2;
     prop_oneof![
-        4 => (e.clone(), n.clone(), 0u8..2, any::<bool>()).prop_map(|(env, name, csr, allow)| Op::Submit { env, name, csr, allow }),
+        4 => (e.clone(), n.clone(), 0u8..2, any::<bool>(), any::<bool>()).prop_map(|(env, name, csr, allow, replace)| Op::Submit { env, name, csr, allow, replace }),
         1 => (e.clone(), n.clone()).prop_map(|(env, name)| Op::Reject { env, name }),
         1 => (e.clone(), n.clone()).prop_map(|(env, name)| Op::Cancel { env, name }),
         4 => (e.clone(), n.clone(), 0u8..2, 0u8..8).prop_map(|(env, name, csr, serial)| Op::Issue { env, name, csr, serial }),
@@ -100,6 +101,7 @@ fn apply(store: &dyn Store, op: &Op, at: i64) -> String {
             name: n,
             csr: c,
             allow,
+            replace,
         } => {
             let rec = RequestRecord {
                 csr_der: csr(c),
@@ -111,7 +113,15 @@ fn apply(store: &dyn Store, op: &Op, at: i64) -> String {
             format!(
                 "{:?}",
                 store
-                    .submit_request(&env(e), &name(n), &rec, allow)
+                    .submit_request(
+                        &env(e),
+                        &name(n),
+                        &rec,
+                        SubmitRule {
+                            allow_if_signed: allow,
+                            replace_pending: replace
+                        }
+                    )
                     .unwrap()
             )
         }
@@ -298,7 +308,17 @@ fn concurrent_issues_of_one_request_give_one_certificate() {
         dns_names: vec![],
         ip_addrs: vec![],
     };
-    store.submit_request(&env, &n, &rec, false).unwrap();
+    store
+        .submit_request(
+            &env,
+            &n,
+            &rec,
+            SubmitRule {
+                allow_if_signed: false,
+                replace_pending: true,
+            },
+        )
+        .unwrap();
     let handles: Vec<_> = (0..16u8)
         .map(|i| {
             let store = store.clone();

@@ -3,7 +3,7 @@
 use super::{certname, App, AppError};
 use crate::authz::{Action, Identity};
 use crate::ca::{Certname, ValidatedCsr};
-use crate::store::{RequestRecord, RequestState, SubmitOutcome};
+use crate::store::{RequestRecord, RequestState, SubmitOutcome, SubmitRule};
 
 /// What a submission did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,27 +71,18 @@ impl App {
             dns_names: subject.dns_names.clone(),
             ip_addrs: subject.ip_addrs.iter().map(|ip| ip.to_string()).collect(),
         };
-        if refuse_pending && !env.settings.allow_duplicate_certs {
-            if let Some(RequestRecord {
-                state: RequestState::Requested,
-                ..
-            }) = self.store.request(&env.name, &name)?
-            {
-                return Err(AppError::Conflict {
-                    code: "already-requested",
-                    detail: format!(
-                        "{name} already has a requested certificate; ignoring certificate request"
-                    ),
-                });
-            }
-        }
-        let outcome = self.store.submit_request(
-            &env.name,
-            &name,
-            &rec,
-            env.settings.allow_duplicate_certs,
-        )?;
+        let rule = SubmitRule {
+            allow_if_signed: env.settings.allow_duplicate_certs,
+            replace_pending: !refuse_pending || env.settings.allow_duplicate_certs,
+        };
+        let outcome = self.store.submit_request(&env.name, &name, &rec, rule)?;
         match outcome {
+            SubmitOutcome::RequestPending => Err(AppError::Conflict {
+                code: "already-requested",
+                detail: format!(
+                    "{name} already has a requested certificate; ignoring certificate request"
+                ),
+            }),
             SubmitOutcome::CertificateExists { revoked } => Err(AppError::Conflict {
                 code: if revoked {
                     "already-revoked"

@@ -118,16 +118,24 @@ impl Store for MemStore {
         env: &EnvName,
         name: &Certname,
         rec: &RequestRecord,
-        allow_if_signed: bool,
+        rule: SubmitRule,
     ) -> Result<SubmitOutcome, StoreError> {
         Ok(self.with(|s| {
             let e = env_mut(s, env);
             if let Some(c) = e.certificates.get(name.as_str()) {
-                if !allow_if_signed {
+                if !rule.allow_if_signed {
                     let revoked = c.revocation.is_some();
                     tidy(s);
                     return SubmitOutcome::CertificateExists { revoked };
                 }
+            }
+            let pending = e
+                .requests
+                .get(name.as_str())
+                .is_some_and(|p| p.state == RequestState::Requested);
+            if pending && !rule.replace_pending {
+                tidy(s);
+                return SubmitOutcome::RequestPending;
             }
             let prev = e.requests.insert(name.to_string(), rec.clone());
             let replaced = prev.is_some_and(|p| p.state == RequestState::Requested);

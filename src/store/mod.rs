@@ -56,11 +56,23 @@ pub enum SubmitOutcome {
     Created,
     /// A pending request was replaced.
     Replaced,
+    /// A request is pending and the rule does not replace it; nothing written.
+    RequestPending,
     /// A certificate exists for the name and duplicates were not allowed; nothing written.
     CertificateExists {
         /// Whether that certificate is revoked.
         revoked: bool,
     },
+}
+
+/// When [`Store::submit_request`] refuses, decided inside its transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubmitRule {
+    /// Accept a CSR for a name that has a certificate (Puppet's `allow_duplicate_certs`).
+    pub allow_if_signed: bool,
+    /// Replace a pending request (the native face); when false a pending request
+    /// refuses the submission (the Puppet face).
+    pub replace_pending: bool,
 }
 
 /// Result of [`Store::issue`].
@@ -156,14 +168,14 @@ pub trait Store: Send + Sync {
 
     /// The request for `name`, in any state.
     fn request(&self, env: &EnvName, name: &Certname) -> Result<Option<RequestRecord>, StoreError>;
-    /// Stores a new `Requested` request, replacing any earlier one. Refused with
-    /// `CertificateExists` when a certificate exists and `allow_if_signed` is false.
+    /// Stores a new `Requested` request, replacing any earlier one unless `rule` says
+    /// otherwise (`CertificateExists`, `RequestPending`; nothing written then).
     fn submit_request(
         &self,
         env: &EnvName,
         name: &Certname,
         rec: &RequestRecord,
-        allow_if_signed: bool,
+        rule: SubmitRule,
     ) -> Result<SubmitOutcome, StoreError>;
     /// Marks a request `Invalid` with `reason`; false when there is none.
     fn reject_request(

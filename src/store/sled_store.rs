@@ -274,10 +274,10 @@ impl Store for SledStore {
         env: &EnvName,
         name: &Certname,
         rec: &RequestRecord,
-        allow_if_signed: bool,
+        rule: SubmitRule,
     ) -> Result<SubmitOutcome, StoreError> {
         self.txn(env, |tx| {
-            if !allow_if_signed {
+            if !rule.allow_if_signed {
                 if let Some(cert) =
                     tx.get::<CertRecord>(tx.certificates, "certificates", name.as_str().as_bytes())?
                 {
@@ -288,7 +288,6 @@ impl Store for SledStore {
             }
             let prev =
                 tx.get::<RequestRecord>(tx.requests, "requests", name.as_str().as_bytes())?;
-            tx.requests.insert(name.as_str(), encode(rec))?;
             let replaced = matches!(
                 prev,
                 Some(RequestRecord {
@@ -296,6 +295,10 @@ impl Store for SledStore {
                     ..
                 })
             );
+            if replaced && !rule.replace_pending {
+                return Ok(SubmitOutcome::RequestPending);
+            }
+            tx.requests.insert(name.as_str(), encode(rec))?;
             let kind = if replaced {
                 EventKind::Replaced
             } else {

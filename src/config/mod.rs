@@ -200,6 +200,8 @@ pub struct LimitsConfig {
     pub max_pattern_bytes: usize,
     /// Largest page of a listing (`limit=`), and the default page size.
     pub max_page: usize,
+    /// Largest total size of a request's headers, in bytes (431 beyond).
+    pub max_header_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -209,6 +211,7 @@ impl Default for LimitsConfig {
             max_csr_bytes: 16 * 1024,
             max_pattern_bytes: 256,
             max_page: 1000,
+            max_header_bytes: 16 * 1024,
         }
     }
 }

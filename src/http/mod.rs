@@ -5,6 +5,7 @@
 mod body;
 mod error;
 mod identity;
+mod limits;
 mod negotiate;
 mod puppet;
 mod resources;
@@ -79,6 +80,7 @@ pub async fn serve(
     let server = HttpServer::new(move || {
         actix_web::App::new()
             .app_data(data.clone())
+            .wrap(actix_web::middleware::from_fn(limits::headers))
             .configure(routes)
     })
     .on_connect(identity::on_connect(resolver))
@@ -88,6 +90,11 @@ pub async fn serve(
     .shutdown_timeout(server_cfg.shutdown_timeout.as_secs() as u64)
     .bind_openssl(listen, tls)?;
     let addr = server.addrs().first().copied().unwrap_or(listen);
+    // Start the server before announcing it: actix installs its SIGTERM/SIGINT handlers
+    // on the server future's first poll, so spawn it and yield once, and a signal sent
+    // right after the line is a graceful stop.
+    let running = actix_web::rt::spawn(server.run());
+    actix_web::rt::task::yield_now().await;
     {
         use std::io::Write;
         let mut out = std::io::stdout().lock();
@@ -95,7 +102,7 @@ pub async fn serve(
         out.flush()?;
     }
     tracing::info!(%addr, "listening");
-    server.run().await?;
+    running.await.map_err(std::io::Error::other)??;
     tracing::info!("stopped; flushing the store");
     app.flush().map_err(std::io::Error::other)
 }

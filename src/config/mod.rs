@@ -56,6 +56,13 @@ pub struct ServerConfig {
     pub keep_alive: Duration,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_timeout: Duration,
+    /// A client must send a request's line and headers within this long (slow-loris
+    /// clients are dropped with 408).
+    pub request_timeout: Duration,
+    /// A client must send a request's whole body within this long (408 beyond).
+    pub body_timeout: Duration,
+    /// Most connections open at once, per worker thread.
+    pub max_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +74,9 @@ impl Default for ServerConfig {
             tls_key_type: KeyType::EcP256,
             keep_alive: Duration::secs(5),
             shutdown_timeout: Duration::secs(30),
+            request_timeout: Duration::secs(10),
+            body_timeout: Duration::secs(10),
+            max_connections: 10_000,
         }
     }
 }

@@ -16,8 +16,31 @@ fn too_large(limit: usize) -> Problem {
     )
 }
 
-/// Reads the whole body, refusing more than `limit` bytes.
-pub async fn read(req: &HttpRequest, mut payload: Payload, limit: usize) -> Result<Bytes, Problem> {
+/// Reads the whole body, refusing more than `limits.max_body_bytes` and a body not
+/// complete within `server.body_timeout` (408 `body-timeout`).
+pub async fn read(req: &HttpRequest, payload: Payload, limit: usize) -> Result<Bytes, Problem> {
+    let timeout = req
+        .app_data::<actix_web::web::Data<crate::app::App>>()
+        .map(|a| std::time::Duration::from_secs(a.config().server.body_timeout.as_secs() as u64))
+        .unwrap_or(std::time::Duration::from_secs(10));
+    match actix_web::rt::time::timeout(timeout, read_bounded(req, payload, limit)).await {
+        Ok(result) => result,
+        Err(_) => Err(Problem::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body-timeout",
+            format!(
+                "the request body did not arrive within {} s",
+                timeout.as_secs()
+            ),
+        )),
+    }
+}
+
+async fn read_bounded(
+    req: &HttpRequest,
+    mut payload: Payload,
+    limit: usize,
+) -> Result<Bytes, Problem> {
     if let Some(len) = req.headers().get(actix_web::http::header::CONTENT_LENGTH) {
         let len: usize = len
             .to_str()

@@ -85,7 +85,10 @@ pub async fn serve(
     })
     .on_connect(identity::on_connect(resolver))
     .keep_alive(Duration::from_secs(server_cfg.keep_alive.as_secs() as u64))
-    .client_request_timeout(Duration::from_secs(10))
+    .client_request_timeout(Duration::from_secs(
+        server_cfg.request_timeout.as_secs() as u64
+    ))
+    .max_connections(server_cfg.max_connections)
     .client_disconnect_timeout(Duration::from_secs(2))
     .shutdown_timeout(server_cfg.shutdown_timeout.as_secs() as u64)
     .bind_openssl(listen, tls)?;

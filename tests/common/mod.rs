@@ -37,9 +37,15 @@ impl Server {
 
     /// Starts `certd serve --data-dir DIR/data --listen 127.0.0.1:0 EXTRA...` in `dir`.
     pub fn start_with(dir: &Path, extra: &[&str]) -> Server {
+        Server::start_env(dir, extra, &[])
+    }
+
+    /// As [`Server::start_with`], with extra environment variables (e.g. `RUST_LOG`).
+    pub fn start_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let data = dir.join("data");
         let mut child = certd()
             .current_dir(dir)
+            .envs(env.iter().copied())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data)
             .args(extra)
@@ -106,6 +112,23 @@ impl Server {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("certd did not stop within 10 s of SIGTERM");
+    }
+
+    /// Sends SIGTERM, waits, and returns the exit status with everything the server
+    /// wrote to stderr during its whole run.
+    pub fn terminate_with_log(mut self) -> (std::process::ExitStatus, String) {
+        let rx = std::mem::replace(
+            &mut self.stderr_lines,
+            std::sync::Mutex::new(mpsc::channel().1),
+        );
+        let status = self.terminate();
+        let rx = rx.into_inner().unwrap();
+        let mut lines = Vec::new();
+        // The reader thread ends at EOF, which follows the exit.
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(2)) {
+            lines.push(line);
+        }
+        (status, lines.join("\n"))
     }
 
     /// Everything the server wrote to stderr so far.

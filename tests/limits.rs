@@ -1,0 +1,279 @@
+//! Resource limits and hygiene: slow clients cannot hold the server, graceful shutdown
+//! finishes what is in flight, and key material never reaches a log or a response.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::*;
+use openssl::ssl::{SslConnector, SslMethod, SslStream};
+
+fn tls(server: &Server) -> SslStream<TcpStream> {
+    let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    b.set_ca_file(server.chain()).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    b.build().connect("localhost", tcp).unwrap()
+}
+
+/// Reads until the server closes; returns what arrived.
+fn read_all(s: &mut SslStream<TcpStream>) -> String {
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[test]
+fn slow_loris_clients_are_dropped_and_never_block_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        "[ca]\nkey_type = \"ec-p256\"\n[server]\nrequest_timeout = \"2s\"\n",
+    );
+    // Thirty clients that start a request and never finish its headers.
+    let mut idle: Vec<SslStream<TcpStream>> = (0..30)
+        .map(|_| {
+            let mut s = tls(&server);
+            s.write_all(b"GET /status HTTP/1.1\r\nHost: loc").unwrap();
+            s
+        })
+        .collect();
+    // One that trickles a byte every 300 ms, forever.
+    let trickler = {
+        let mut s = tls(&server);
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            for b in b"GET /status HTTP/1.1\r\nX-Slow: "
+                .iter()
+                .chain(std::iter::repeat(&b'a'))
+            {
+                if s.write_all(&[*b]).is_err() || started.elapsed() > Duration::from_secs(20) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            let answer = read_all(&mut s);
+            (started.elapsed(), answer)
+        })
+    };
+    // Meanwhile everyone else is served promptly.
+    let c = client(&server, None);
+    for _ in 0..20 {
+        let started = Instant::now();
+        assert_eq!(c.get(server.url("/status")).send().unwrap().status(), 200);
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a normal request waited {:?}",
+            started.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The stalled clients were dropped at the request timeout (408 or a close).
+    for s in idle.iter_mut() {
+        let answer = read_all(s);
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+            "{answer:?}"
+        );
+    }
+    let (took, answer) = trickler.join().unwrap();
+    assert!(
+        took < Duration::from_secs(8),
+        "the trickling client was held for {took:?}"
+    );
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer:?}"
+    );
+}
+
+#[test]
+fn a_body_that_does_not_arrive_in_time_gets_408() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        "[ca]\nkey_type = \"ec-p256\"\n[server]\nbody_timeout = \"2s\"\n",
+    );
+    let mut s = tls(&server);
+    s.write_all(b"PUT /production/certificate_request/slow HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\nConnection: close\r\n\r\n-----BEGIN").unwrap();
+    let started = Instant::now();
+    let answer = read_all(&mut s);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"code\":\"body-timeout\""), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        client(&server, None)
+            .head(server.url("/production/certificate_request/slow"))
+            .send()
+            .unwrap()
+            .status(),
+        404
+    );
+}
+
+#[test]
+fn sigterm_finishes_in_flight_requests_and_keeps_their_results() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("slow-yes");
+    std::fs::write(&policy, "#!/bin/sh\ncat >/dev/null\nsleep 2\nexit 0\n").unwrap();
+    std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = format!(
+        "[ca]\nkey_type = \"ec-p256\"\n[environments.production]\nautosign = {:?}\n",
+        policy.to_str().unwrap()
+    );
+    let server = Server::start(dir.path(), &config);
+    let c = client(&server, None);
+    let url = server.url("/production/certificate_request/inflight");
+    let (csr, _) = csr_for("inflight");
+    let request =
+        std::thread::spawn(move || c.put(url).body(csr).send().map(|r| r.status().as_u16()));
+    std::thread::sleep(Duration::from_millis(700));
+    let started = Instant::now();
+    let status = server.terminate();
+    assert!(status.success(), "graceful exit: {status}");
+    assert_eq!(
+        request
+            .join()
+            .unwrap()
+            .expect("the in-flight request was answered"),
+        201
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The autosigned certificate survived the shutdown.
+    let server = Server::start_with(
+        dir.path(),
+        &["--config", dir.path().join("certd.toml").to_str().unwrap()],
+    );
+    assert_eq!(
+        client(&server, None)
+            .head(server.url("/production/certificate/inflight"))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[test]
+fn key_material_never_appears_in_logs_or_responses() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("certd.toml"),
+        "[ca]\nkey_type = \"ec-p256\"\n",
+    )
+    .unwrap();
+    let server = Server::start_env(
+        dir.path(),
+        &["--config", dir.path().join("certd.toml").to_str().unwrap()],
+        &[("RUST_LOG", "trace")],
+    );
+    let (cert, key) = admin(&server);
+    let api = Api {
+        anon: client(&server, None),
+        admin: client(&server, Some((&cert, &key))),
+        server,
+    };
+    // A full run over both faces, collecting every response body.
+    let mut seen = String::new();
+    let mut keep = |r: reqwest::blocking::Response| seen.push_str(&r.text().unwrap_or_default());
+    let (csr, _) = csr_for("k1");
+    keep(
+        api.anon
+            .put(api.url("/production/certificate_request/k1"))
+            .body(csr)
+            .send()
+            .unwrap(),
+    );
+    keep(
+        api.admin
+            .post(api.url("/production/certificate/"))
+            .body("k1")
+            .send()
+            .unwrap(),
+    );
+    for path in [
+        "/status",
+        "/production/certificate/k1",
+        "/production/certificate/ca",
+        "/production/certificate_status/k1",
+        "/production/certificate_statuses/*",
+        "/production/certificate_revocation_list/ca",
+        "/puppet-ca/v1/certificate/ca",
+        "/puppet-ca/v1/certificate_status/k1",
+        "/puppet-ca/v1/expirations",
+        "/puppet-ca/v1/certificate_revocation_list/ca",
+        "/status/v1/services",
+    ] {
+        keep(api.admin.get(api.url(path)).send().unwrap());
+    }
+    keep(
+        api.admin
+            .delete(api.url("/production/certificate/k1"))
+            .send()
+            .unwrap(),
+    );
+    keep(
+        api.anon
+            .put(api.url("/production/certificate_request/Bad"))
+            .body("junk")
+            .send()
+            .unwrap(),
+    );
+    let out = certd()
+        .args([
+            "ca",
+            "--server",
+            &format!("https://localhost:{}", api.server.port),
+            "--data-dir",
+        ])
+        .arg(&api.server.dir)
+        .args(["generate", "k2", "--out-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    seen.push_str(&String::from_utf8_lossy(&out.stdout));
+    seen.push_str(&String::from_utf8_lossy(&out.stderr));
+    let data = api.server.dir.clone();
+    let (status, logs) = api.server.terminate_with_log();
+    assert!(status.success());
+    assert!(
+        logs.contains("issued") && logs.contains("revoked") && logs.contains("TRACE"),
+        "the log covers the run: {} bytes",
+        logs.len()
+    );
+    let keys = [
+        "ca/root.key",
+        "ca/production/ca.key",
+        "tls/server.key",
+        "admin/admin.key",
+    ];
+    let mut secrets: Vec<String> = Vec::new();
+    for k in keys
+        .iter()
+        .map(|k| data.join(k))
+        .chain([dir.path().join("k2.key")])
+    {
+        let pem = std::fs::read_to_string(&k).unwrap();
+        secrets.extend(
+            pem.lines()
+                .filter(|l| !l.starts_with("-----") && l.len() >= 16)
+                .map(|l| l[..16].to_owned()),
+        );
+    }
+    assert!(!secrets.is_empty());
+    for s in &secrets {
+        assert!(
+            !seen.contains(s.as_str()),
+            "key material in a response or CLI output"
+        );
+        assert!(!logs.contains(s.as_str()), "key material in the server log");
+    }
+}

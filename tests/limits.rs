@@ -277,3 +277,30 @@ fn key_material_never_appears_in_logs_or_responses() {
         assert!(!logs.contains(s.as_str()), "key material in the server log");
     }
 }
+
+#[test]
+fn signings_beyond_the_bound_get_503_and_leave_the_request_pending() {
+    // A bound of zero refuses every signing: the refusal path, end to end.
+    let (api, _dir) =
+        Api::start("[ca]\nkey_type = \"ec-p256\"\n[limits]\nmax_pending_signings = 0\n");
+    assert_eq!(api.submit("busy1", &csr_for("busy1").0), 201);
+    let started = Instant::now();
+    let r = api
+        .admin
+        .post(api.url("/production/certificate/"))
+        .body("busy1")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    assert_eq!(problem_code(r), (503, "busy".into()));
+    assert!(
+        started.elapsed() >= Duration::from_secs(5),
+        "it waited for a place first"
+    );
+    assert_eq!(
+        api.head("/production/certificate_request/busy1"),
+        200,
+        "still pending"
+    );
+}

@@ -98,6 +98,7 @@ impl App {
         name: &Certname,
         ttl: Option<i64>,
     ) -> Result<Issued, AppError> {
+        let _slot = self.signing_slot()?;
         let name = name.clone();
         if let Some(t) = ttl {
             if t <= 0 {

@@ -154,7 +154,8 @@ impl ListQuery {
         Ok(q)
     }
 
-    fn keeps(&self, name: &str, state: &str) -> bool {
+    /// Whether a name in `state` passes the filters.
+    pub fn matches(&self, name: &str, state: &str) -> bool {
         self.state.is_none_or(|s| s == state)
             && self
                 .glob
@@ -254,7 +255,7 @@ impl App {
         let digest = self.config.ca.fingerprint_digest;
         let found = scan(
             |a, n| self.store.certificates(&env.name, a, n),
-            |name, c| q.keeps(name.as_str(), cert_state(c)),
+            |name, c| q.matches(name.as_str(), cert_state(c)),
             q.after.as_deref(),
             q.limit + 1,
         )?;
@@ -276,7 +277,7 @@ impl App {
         let digest = self.config.ca.fingerprint_digest;
         let found = scan(
             |a, n| self.store.requests(&env.name, a, n),
-            |name, r| q.keeps(name.as_str(), request_state(r)),
+            |name, r| q.matches(name.as_str(), request_state(r)),
             q.after.as_deref(),
             q.limit + 1,
         )?;
@@ -300,13 +301,13 @@ impl App {
         let want = q.limit + 1;
         let certs = scan(
             |a, n| self.store.certificates(&env.name, a, n),
-            |name, c| q.keeps(name.as_str(), cert_state(c)),
+            |name, c| q.matches(name.as_str(), cert_state(c)),
             q.after.as_deref(),
             want,
         )?;
         let reqs = scan(
             |a, n| self.store.requests(&env.name, a, n),
-            |name, r| q.keeps(name.as_str(), request_state(r)),
+            |name, r| q.matches(name.as_str(), request_state(r)),
             q.after.as_deref(),
             want,
         )?;
@@ -418,8 +419,8 @@ mod tests {
             &limits,
         )
         .unwrap();
-        assert!(q.keeps("web-12", "requested"));
-        assert!(!q.keeps("web-12x", "requested"));
-        assert!(!q.keeps("web-12", "signed"));
+        assert!(q.matches("web-12", "requested"));
+        assert!(!q.matches("web-12x", "requested"));
+        assert!(!q.matches("web-12", "signed"));
     }
 }

@@ -91,6 +91,9 @@ pub enum AppError {
     /// The PKI layer failed on data certd produced itself (not the caller's input).
     #[error("pki: {0}")]
     Pki(CaError),
+    /// Too many signings are under way; try again shortly (503).
+    #[error("too many signings are under way; retry shortly")]
+    Busy,
     /// A blocking task could not be run or was cancelled.
     #[error("background task failed: {0}")]
     Task(String),
@@ -168,6 +171,17 @@ pub struct App {
     envs: RwLock<BTreeMap<EnvName, Arc<EnvCa>>>,
     resolver: Arc<Resolver>,
     revoked: Arc<RevokedSerials>,
+    /// Signings under way, bounded by `limits.max_pending_signings`.
+    signings: std::sync::atomic::AtomicUsize,
+}
+
+/// One admitted signing; releases its place when dropped.
+pub(crate) struct SigningSlot<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for SigningSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl App {
@@ -217,6 +231,7 @@ impl App {
             envs: RwLock::new(envs),
             resolver,
             revoked,
+            signings: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -369,6 +384,29 @@ impl App {
         Err(AppError::Forbidden(format!(
             "{caller} may not do this in environment {env}"
         )))
+    }
+
+    /// Admits one signing when fewer than `limits.max_pending_signings` are under way,
+    /// waiting up to five seconds for a place (so an autosign burst queues briefly rather
+    /// than failing), then refuses with [`AppError::Busy`].
+    pub(crate) fn signing_slot(&self) -> Result<SigningSlot<'_>, AppError> {
+        use std::sync::atomic::Ordering;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let now = self.signings.load(Ordering::SeqCst);
+            if now < self.config.limits.max_pending_signings
+                && self
+                    .signings
+                    .compare_exchange(now, now + 1, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            {
+                return Ok(SigningSlot(&self.signings));
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(AppError::Busy);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
     }
 
     /// The serving time, from the clock.

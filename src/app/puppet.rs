@@ -394,6 +394,7 @@ impl App {
             .certificate(&env.name, name)?
             .filter(|c| &c.serial == serial && c.revocation.is_none())
             .ok_or_else(mismatch)?;
+        let _slot = self.signing_slot()?;
         let (subject, key, kind) = crate::ca::Subject::from_certificate(&current.der)?;
         let profile = crate::ca::Profile::new(kind, env.settings.auto_renewal_cert_ttl.as_secs());
         for _ in 0..3 {

@@ -212,6 +212,9 @@ pub struct LimitsConfig {
     pub max_page: usize,
     /// Largest total size of a request's headers, in bytes (431 beyond).
     pub max_header_bytes: usize,
+    /// Most signings (issuance, autosign, renewal) under way at once; more get 503
+    /// with `Retry-After` instead of queueing without bound.
+    pub max_pending_signings: usize,
 }
 
 impl Default for LimitsConfig {
@@ -222,6 +225,7 @@ impl Default for LimitsConfig {
             max_pattern_bytes: 256,
             max_page: 1000,
             max_header_bytes: 16 * 1024,
+            max_pending_signings: 64,
         }
     }
 }

@@ -72,9 +72,11 @@ impl ResponseError for Problem {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status)
-            .content_type("application/problem+json")
-            .json(self)
+        let mut b = HttpResponse::build(self.status);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            b.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
+        }
+        b.content_type("application/problem+json").json(self)
     }
 }
 
@@ -117,6 +119,7 @@ impl From<AppError> for Problem {
             AppError::Conflict { code, detail } => {
                 Problem::new(StatusCode::CONFLICT, code, detail.clone())
             }
+            AppError::Busy => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
             AppError::Store(_) | AppError::Files(_) | AppError::Pki(_) | AppError::Task(_) => {
                 tracing::error!(error = %e, "internal error");
                 Problem::new(

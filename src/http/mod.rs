@@ -6,7 +6,7 @@ mod body;
 mod error;
 mod identity;
 mod limits;
-mod negotiate;
+pub mod negotiate;
 mod puppet;
 mod resources;
 pub mod tls;

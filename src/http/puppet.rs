@@ -111,6 +111,15 @@ fn answer(req: &HttpRequest, e: AppError, conflict: StatusCode) -> HttpResponse 
             StatusCode::NOT_FOUND,
             format!("Could not find certificate_request {certname}"),
         ),
+        AppError::Busy => {
+            let mut r = plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable: too many signings under way; retry shortly",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            r
+        }
         AppError::Store(_) | AppError::Files(_) | AppError::Pki(_) | AppError::Task(_) => {
             tracing::error!(error = %e, "internal error on the Puppet face");
             plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")

@@ -7,10 +7,10 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
-use super::status::Fingerprints;
+use super::status::{alt_names, fingerprints, Fingerprints};
 use super::{certname, App, AppError, EnvCa};
 use crate::authz::{Action, Identity};
-use crate::ca::{CertInfo, Certname, Digest, Fingerprint, SerialNumber, UnixTime, PUPPET_ARC};
+use crate::ca::{CertInfo, Certname, Digest, SerialNumber, UnixTime, PUPPET_ARC};
 use crate::store::{CertRecord, CleanOutcome, RequestRecord, RequestState, Revocation};
 
 /// The environment the Puppet face serves.
@@ -65,17 +65,6 @@ pub struct Expirations {
     crls: BTreeMap<String, String>,
 }
 
-fn fingerprints(der: &[u8]) -> Fingerprints {
-    let fp = |d| Fingerprint::of_der(der, d).to_string();
-    // Puppet's default digest is SHA-256.
-    Fingerprints {
-        sha1: fp(Digest::Sha1),
-        sha256: fp(Digest::Sha256),
-        sha512: fp(Digest::Sha512),
-        default: fp(Digest::Sha256),
-    }
-}
-
 fn short_name(oid: &str) -> String {
     match oid {
         "1.3.6.1.4.1.34380.1.3.1" => "pp_authorization".into(),
@@ -98,10 +87,9 @@ fn cert_status(name: &Certname, c: &CertRecord) -> PuppetStatus {
             auth.insert(short_name(oid), text);
         }
     }
-    let dns: Vec<String> = c.dns_names.iter().map(|d| format!("DNS:{d}")).collect();
-    let mut all: Vec<String> = c.ip_addrs.iter().map(|i| format!("IP:{i}")).collect();
-    all.extend(dns.iter().cloned());
-    let fps = fingerprints(&c.der);
+    let (dns, all) = alt_names(&c.dns_names, &c.ip_addrs);
+    // Puppet's default digest is SHA-256.
+    let fps = fingerprints(&c.der, Digest::Sha256);
     let serial = SerialNumber::from_bytes(&c.serial)
         .map(|s| s.to_decimal())
         .unwrap_or_default();
@@ -124,10 +112,8 @@ fn cert_status(name: &Certname, c: &CertRecord) -> PuppetStatus {
 }
 
 fn request_status(name: &Certname, r: &RequestRecord) -> PuppetStatus {
-    let dns: Vec<String> = r.dns_names.iter().map(|d| format!("DNS:{d}")).collect();
-    let mut all: Vec<String> = r.ip_addrs.iter().map(|i| format!("IP:{i}")).collect();
-    all.extend(dns.iter().cloned());
-    let fps = fingerprints(&r.csr_der);
+    let (dns, all) = alt_names(&r.dns_names, &r.ip_addrs);
+    let fps = fingerprints(&r.csr_der, Digest::Sha256);
     PuppetStatus {
         name: name.to_string(),
         state: "requested",

@@ -79,7 +79,7 @@ pub(super) fn rfc3339(t: UnixTime) -> String {
         .unwrap_or_default()
 }
 
-fn fingerprints(der: &[u8], default: Digest) -> Fingerprints {
+pub(super) fn fingerprints(der: &[u8], default: Digest) -> Fingerprints {
     let fp = |d| Fingerprint::of_der(der, d).to_string();
     Fingerprints {
         sha1: fp(Digest::Sha1),
@@ -89,7 +89,8 @@ fn fingerprints(der: &[u8], default: Digest) -> Fingerprints {
     }
 }
 
-fn alt_names(dns: &[String], ips: &[String]) -> (Vec<String>, Vec<String>) {
+/// `DNS:`-prefixed names, and all names with `IP:` ones first (Puppet's order).
+pub(super) fn alt_names(dns: &[String], ips: &[String]) -> (Vec<String>, Vec<String>) {
     let dns: Vec<String> = dns.iter().map(|d| format!("DNS:{d}")).collect();
     let mut all: Vec<String> = ips.iter().map(|i| format!("IP:{i}")).collect();
     all.extend(dns.iter().cloned());

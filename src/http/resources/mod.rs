@@ -38,11 +38,7 @@ where
     T: Send + 'static,
     F: FnOnce(&App) -> Result<T, AppError> + Send + 'static,
 {
-    let app = app.clone().into_inner();
-    web::block(move || f(&app))
-        .await
-        .map_err(|e| Problem::from(AppError::Task(e.to_string())))?
-        .map_err(Problem::from)
+    run_raw(app, f).await.map_err(Problem::from)
 }
 
 /// Runs a use case on the blocking pool, leaving the error for the caller to render

@@ -13,6 +13,7 @@ use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::ext::Extensions;
 use x509_cert::request::CertReq;
 
+use super::csr_der::{structural_copy, to_der};
 use super::inspect::{common_name, der_string, ip_from_bytes};
 use super::oid::{self, PP_CLI_AUTH};
 use super::{CaError, Certname, Subject};
@@ -67,7 +68,7 @@ pub struct ValidatedCsr {
     extensions: Vec<(String, Vec<u8>, bool)>,
 }
 
-fn invalid(rule: &'static str, message: impl Into<String>) -> CaError {
+pub(super) fn invalid(rule: &'static str, message: impl Into<String>) -> CaError {
     let message = message.into();
     CaError::InvalidCsr {
         rule,
@@ -82,78 +83,6 @@ fn invalid_as(rule: &'static str, message: String, puppet: String) -> CaError {
         rule,
         message,
         puppet,
-    }
-}
-
-/// Turns the submitted bytes into DER: either exactly one PEM block labelled
-/// `CERTIFICATE REQUEST` (or the legacy `NEW CERTIFICATE REQUEST`), or raw DER.
-fn to_der(bytes: &[u8]) -> Result<Vec<u8>, CaError> {
-    let trimmed = bytes.trim_ascii();
-    if !trimmed.starts_with(b"-----BEGIN") {
-        if trimmed.first() == Some(&0x30) {
-            return Ok(bytes.to_vec());
-        }
-        return Err(invalid("csr-not-pem", "the body is neither a PEM CSR nor DER; send one -----BEGIN CERTIFICATE REQUEST----- block"));
-    }
-    let blocks = trimmed.windows(11).filter(|w| *w == b"-----BEGIN ").count();
-    if blocks != 1 {
-        return Err(invalid(
-            "csr-multiple-pem-blocks",
-            format!("the body holds {blocks} PEM blocks; send exactly one CSR"),
-        ));
-    }
-    let (label, der) = der::pem::decode_vec(trimmed).map_err(|e| {
-        invalid(
-            "csr-not-pem",
-            format!("the PEM block cannot be decoded: {e}"),
-        )
-    })?;
-    if label != "CERTIFICATE REQUEST" && label != "NEW CERTIFICATE REQUEST" {
-        return Err(invalid(
-            "csr-wrong-pem-label",
-            format!("the PEM block is a {label:?}; expected a CERTIFICATE REQUEST"),
-        ));
-    }
-    Ok(der)
-}
-
-/// The puppetserver-ca CLI writes CSRs with version 2 (RFC 2986 allows only 0); OpenSSL
-/// and Puppet Server accept them, the strict `x509-cert` decoder does not. The structure
-/// is read from a copy whose version byte is 0; the original bytes are what is stored
-/// and what OpenSSL verifies the signature over. Only versions 1 and 2 are rewritten.
-fn structural_copy(der: &[u8]) -> std::borrow::Cow<'_, [u8]> {
-    // SEQUENCE { SEQUENCE { INTEGER version, ... } ... }: skip two headers, then expect
-    // the one-byte INTEGER 02 01 vv.
-    fn header_len(b: &[u8]) -> Option<usize> {
-        match *b.get(1)? {
-            l if l < 0x80 => Some(2),
-            0x81 => Some(3),
-            0x82 => Some(4),
-            0x83 => Some(5),
-            _ => None,
-        }
-    }
-    let patch = || -> Option<usize> {
-        if der.first()? != &0x30 {
-            return None;
-        }
-        let outer = header_len(der)?;
-        if der.get(outer)? != &0x30 {
-            return None;
-        }
-        let at = outer + header_len(&der[outer..])?;
-        match der.get(at..at + 3)? {
-            [0x02, 0x01, 1 | 2] => Some(at + 2),
-            _ => None,
-        }
-    };
-    match patch() {
-        Some(i) => {
-            let mut copy = der.to_vec();
-            copy[i] = 0;
-            std::borrow::Cow::Owned(copy)
-        }
-        None => std::borrow::Cow::Borrowed(der),
     }
 }
 
@@ -376,40 +305,6 @@ impl ValidatedCsr {
             extensions: self.extensions.clone(),
         }
     }
-}
-
-/// Builds a CSR for `certname` signed by `key` (SHA-256, or none for Ed25519), asking for
-/// `dns_names` as subject alternative names besides the certname. PEM.
-pub fn build_csr(
-    key: &super::PrivateKey,
-    certname: &Certname,
-    dns_names: &[String],
-) -> Result<Vec<u8>, CaError> {
-    use openssl::hash::MessageDigest;
-    use openssl::stack::Stack;
-    use openssl::x509::extension::SubjectAlternativeName;
-    use openssl::x509::{X509NameBuilder, X509ReqBuilder};
-    let mut b = X509ReqBuilder::new()?;
-    let mut name = X509NameBuilder::new()?;
-    name.append_entry_by_text("CN", certname.as_str())?;
-    b.set_subject_name(&name.build())?;
-    b.set_pubkey(key.pkey())?;
-    let mut san = SubjectAlternativeName::new();
-    san.dns(certname.as_str());
-    for d in dns_names {
-        san.dns(d);
-    }
-    let ext = san.build(&b.x509v3_context(None))?;
-    let mut exts = Stack::new()?;
-    exts.push(ext)?;
-    b.add_extensions(&exts)?;
-    let md = if key.key_type() == Some(super::KeyType::Ed25519) {
-        MessageDigest::null()
-    } else {
-        MessageDigest::sha256()
-    };
-    b.sign(key.pkey(), md)?;
-    Ok(b.build().to_pem()?)
 }
 
 fn check_key(key: &PKey<Public>, policy: &CsrPolicy) -> Result<(), CaError> {
@@ -682,28 +577,6 @@ mod tests {
         assert_eq!(
             code(&not_string, "a", &CsrPolicy::default()),
             "csr-extension-not-allowed"
-        );
-    }
-
-    #[test]
-    fn built_csrs_pass_the_policy() {
-        for kt in [KeyType::EcP256, KeyType::Rsa2048, KeyType::Ed25519] {
-            let key = kt.generate().unwrap();
-            let pem = build_csr(&key, &name("gen1"), &[]).unwrap();
-            let csr = ValidatedCsr::parse(&pem, &name("gen1"), &CsrPolicy::default()).unwrap();
-            assert!(csr.subject().dns_names.is_empty(), "only DNS:<certname>");
-        }
-        let pem = build_csr(
-            &KeyType::EcP256.generate().unwrap(),
-            &name("gen1"),
-            &["alt.example.com".into()],
-        )
-        .unwrap();
-        assert_eq!(
-            ValidatedCsr::parse(&pem, &name("gen1"), &CsrPolicy::default())
-                .unwrap_err()
-                .code(),
-            "csr-subject-alt-names-not-allowed"
         );
     }
 

@@ -8,6 +8,8 @@ mod authority;
 mod clock;
 mod crl;
 mod csr;
+mod csr_build;
+mod csr_der;
 mod error;
 mod fingerprint;
 mod inspect;
@@ -23,7 +25,8 @@ pub use crl::{
     build_crl, crl_signed_by, parse_crl, parse_crls, CrlEntry, CrlParams, ParsedCrl,
     RevocationReason,
 };
-pub use csr::{build_csr, CsrPolicy, ValidatedCsr};
+pub use csr::{CsrPolicy, ValidatedCsr};
+pub use csr_build::build_csr;
 pub use error::CaError;
 pub use fingerprint::{Digest, Fingerprint};
 pub use inspect::CertInfo;

@@ -1173,3 +1173,125 @@ fn agents_read_their_own_status_and_nothing_more() {
         200
     );
 }
+
+#[test]
+fn environments_have_their_own_chain_crl_and_agents() {
+    let (api, dir) = Api::start(&format!("{CONFIG}[environments.staging]\n"));
+    let (csr, key) = csr_for("st1");
+    assert_eq!(
+        api.anon
+            .put(api.url("/staging/certificate_request/st1"))
+            .body(csr)
+            .send()
+            .unwrap()
+            .status(),
+        201
+    );
+    assert_eq!(
+        api.admin
+            .post(api.url("/staging/certificate/"))
+            .body("st1")
+            .send()
+            .unwrap()
+            .status(),
+        201
+    );
+    assert_eq!(
+        api.head("/production/certificate/st1"),
+        404,
+        "not a production certificate"
+    );
+    let pem = api
+        .anon
+        .get(api.url("/staging/certificate/st1"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let cert = write(dir.path(), "st1.pem", &pem);
+    let staging = write(
+        dir.path(),
+        "staging.pem",
+        &api.anon
+            .get(api.url("/staging/certificate/ca"))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap(),
+    );
+    let production = write(
+        dir.path(),
+        "production.pem",
+        &api.anon
+            .get(api.url("/production/certificate/ca"))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap(),
+    );
+    assert!(openssl(&["verify", "-CAfile"], &[&staging, &cert]).contains("OK"));
+    let (ok, _, _) = run(Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(&production)
+        .arg(&cert));
+    assert!(
+        !ok,
+        "a staging certificate does not verify against production's chain"
+    );
+
+    // A revocation in staging is on staging's CRL only.
+    let serial = api
+        .admin
+        .get(api.url("/staging/certificate_status/st1"))
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap()["serial_number"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let key_file = write(dir.path(), "st1.key", &key);
+    let agent = client(&api.server, Some((&cert, &key_file)));
+    assert_eq!(
+        agent
+            .get(api.url("/staging/certificate_status/st1"))
+            .send()
+            .unwrap()
+            .status(),
+        200,
+        "its own status, in its own environment"
+    );
+    assert_eq!(
+        agent
+            .get(api.url("/production/certificate_status/st1"))
+            .send()
+            .unwrap()
+            .status(),
+        403,
+        "not in another environment"
+    );
+    assert_eq!(
+        api.admin
+            .delete(api.url("/staging/certificate/st1"))
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
+    let crl_of = |env: &str| {
+        let body = api
+            .anon
+            .get(api.url(&format!("/{env}/certificate_revocation_list/ca")))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap();
+        openssl(
+            &["crl", "-noout", "-text", "-in"],
+            &[&write(dir.path(), &format!("{env}.crl"), &body)],
+        )
+    };
+    assert!(crl_of("staging").contains(&format!("Serial Number: {serial}")));
+    assert!(!crl_of("production").contains(&format!("Serial Number: {serial}")));
+    assert!(crl_of("staging").contains("Issuer: CN = certd CA: staging"));
+}

@@ -1178,15 +1178,17 @@ fn agents_read_their_own_status_and_nothing_more() {
 fn environments_have_their_own_chain_crl_and_agents() {
     let (api, dir) = Api::start(&format!("{CONFIG}[environments.staging]\n"));
     let (csr, key) = csr_for("st1");
-    assert_eq!(
-        api.anon
-            .put(api.url("/staging/certificate_request/st1"))
-            .body(csr)
+    // Only production takes CSRs from callers without a certificate by default.
+    let put = |c: &reqwest::blocking::Client, body: Vec<u8>| {
+        c.put(api.url("/staging/certificate_request/st1"))
+            .body(body)
             .send()
             .unwrap()
-            .status(),
-        201
-    );
+            .status()
+            .as_u16()
+    };
+    assert_eq!(put(&api.anon, csr.clone()), 403);
+    assert_eq!(put(&api.admin, csr), 201);
     assert_eq!(
         api.admin
             .post(api.url("/staging/certificate/"))

@@ -373,7 +373,15 @@ impl App {
                 "the client certificate is revoked".into(),
             ));
         }
-        if permits(who, &env, action) {
+        let policy = crate::authz::EnvPolicy {
+            name: &env,
+            admins: &ca.settings.admins,
+            allow_anonymous_csr: ca
+                .settings
+                .allow_anonymous_csr
+                .unwrap_or(env == EnvName::production()),
+        };
+        if permits(who, &policy, action) {
             return Ok(ca);
         }
         tracing::info!(caller = %who, env = %env, ?action, "denied");

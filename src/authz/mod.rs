@@ -191,27 +191,48 @@ pub enum Action<'a> {
     UpdateCrl,
 }
 
-/// The default rules of DESIGN.md section 6: anyone may read certificates, the CA chain,
-/// the CRL and requests, and may submit a CSR; an agent may also read its own status in
-/// its own environment; an admin may do everything.
-pub fn permits(who: &Identity, env: &EnvName, action: Action<'_>) -> bool {
+/// What an environment says about who may do what in it.
+#[derive(Debug, Clone, Copy)]
+pub struct EnvPolicy<'a> {
+    /// The environment.
+    pub name: &'a EnvName,
+    /// Its own administrators: certnames that, with a certificate from this
+    /// environment's CA, administer it.
+    pub admins: &'a [Certname],
+    /// Whether a caller without a certificate may submit a CSR (bootstrap).
+    pub allow_anonymous_csr: bool,
+}
+
+/// The default rules of DESIGN.md section 6 and seed 004:
+/// - anyone reads certificates, the CA chain, the CRL and requests;
+/// - a CSR may be submitted by an anonymous caller where the environment allows it, by
+///   a member (an agent whose certificate this environment's CA issued), or by an admin;
+/// - a member reads its own status;
+/// - an environment's admins, and global admins (a certd `pp_cli_auth` certificate or a
+///   certname in `[authz] admins`), do everything in it; upstream CRLs are for global
+///   admins only.
+pub fn permits(who: &Identity, env: &EnvPolicy<'_>, action: Action<'_>) -> bool {
+    let global = who.role == Role::Admin;
+    let member = who.role != Role::Anonymous && who.environment.as_ref() == Some(env.name);
+    let env_admin = member
+        && who
+            .certname
+            .as_ref()
+            .is_some_and(|c| env.admins.contains(c));
     match action {
-        Action::ReadCertificate | Action::ReadCrl | Action::ReadRequest | Action::SubmitRequest => {
-            true
-        }
-        _ if who.role == Role::Admin => true,
+        Action::ReadCertificate | Action::ReadCrl | Action::ReadRequest => true,
+        Action::SubmitRequest => match who.role {
+            Role::Anonymous => env.allow_anonymous_csr,
+            _ => global || member,
+        },
         Action::Authenticated => who.role != Role::Anonymous,
+        Action::UpdateCrl => global,
         Action::ReadStatus(name) => {
-            who.role == Role::Agent
-                && who.certname.as_ref() == Some(name)
-                && who.environment.as_ref() == Some(env)
+            global || env_admin || (member && who.certname.as_ref() == Some(name))
         }
-        Action::List
-        | Action::Sign
-        | Action::Revoke
-        | Action::Reject
-        | Action::Clean
-        | Action::UpdateCrl => false,
+        Action::List | Action::Sign | Action::Revoke | Action::Reject | Action::Clean => {
+            global || env_admin
+        }
     }
 }
 
@@ -250,29 +271,47 @@ mod tests {
         let dev = EnvName::parse("dev").unwrap();
         let web1 = Certname::parse("web1").unwrap();
         let other = Certname::parse("web2").unwrap();
+        let ops = Certname::parse("ops").unwrap();
+        let admins = [ops.clone()];
+        let p = EnvPolicy {
+            name: &prod,
+            admins: &[],
+            allow_anonymous_csr: true,
+        };
+        let d = EnvPolicy {
+            name: &dev,
+            admins: &admins,
+            allow_anonymous_csr: false,
+        };
+        let who = |role, name: &Certname, env: &EnvName| Identity {
+            role,
+            certname: Some(name.clone()),
+            environment: Some(env.clone()),
+            serial: None,
+        };
         let anon = Identity::anonymous();
-        let agent = Identity {
-            role: Role::Agent,
-            certname: Some(web1.clone()),
-            environment: Some(prod.clone()),
-            serial: None,
-        };
-        let admin = Identity {
-            role: Role::Admin,
-            certname: Some(Certname::parse("certd-admin").unwrap()),
-            environment: Some(prod.clone()),
-            serial: None,
-        };
-        for who in [&anon, &agent, &admin] {
+        let agent = who(Role::Agent, &web1, &prod);
+        let admin = who(Role::Admin, &Certname::parse("certd-admin").unwrap(), &prod);
+        let dev_admin = who(Role::Agent, &ops, &dev);
+        let prod_ops = who(Role::Agent, &ops, &prod);
+        for w in [&anon, &agent, &admin, &dev_admin] {
             for a in [
                 Action::ReadCertificate,
                 Action::ReadCrl,
                 Action::ReadRequest,
-                Action::SubmitRequest,
             ] {
-                assert!(permits(who, &prod, a));
+                assert!(permits(w, &p, a) && permits(w, &d, a));
             }
         }
+        // Submission: anonymous where allowed, members, admins.
+        assert!(permits(&anon, &p, Action::SubmitRequest));
+        assert!(!permits(&anon, &d, Action::SubmitRequest));
+        assert!(permits(&agent, &p, Action::SubmitRequest));
+        assert!(
+            !permits(&agent, &d, Action::SubmitRequest),
+            "not a member of dev"
+        );
+        assert!(permits(&admin, &d, Action::SubmitRequest));
         for a in [
             Action::List,
             Action::Sign,
@@ -281,13 +320,21 @@ mod tests {
             Action::Clean,
             Action::ReadStatus(&web1),
         ] {
-            assert!(!permits(&anon, &prod, a), "{a:?}");
-            assert!(permits(&admin, &prod, a), "{a:?}");
-            assert!(permits(&admin, &dev, a), "{a:?}");
+            assert!(!permits(&anon, &p, a), "{a:?}");
+            assert!(permits(&admin, &p, a) && permits(&admin, &d, a), "{a:?}");
+            assert!(permits(&dev_admin, &d, a), "{a:?}");
+            assert!(
+                !permits(&dev_admin, &p, a),
+                "{a:?}: dev's admin is not production's"
+            );
+            assert!(
+                !permits(&prod_ops, &d, a),
+                "{a:?}: the name alone, from another CA, is not dev's admin"
+            );
         }
-        assert!(permits(&agent, &prod, Action::ReadStatus(&web1)));
-        assert!(!permits(&agent, &prod, Action::ReadStatus(&other)));
-        assert!(!permits(&agent, &dev, Action::ReadStatus(&web1)));
+        assert!(permits(&agent, &p, Action::ReadStatus(&web1)));
+        assert!(!permits(&agent, &p, Action::ReadStatus(&other)));
+        assert!(!permits(&agent, &d, Action::ReadStatus(&web1)));
         for a in [
             Action::List,
             Action::Sign,
@@ -295,8 +342,11 @@ mod tests {
             Action::Reject,
             Action::Clean,
         ] {
-            assert!(!permits(&agent, &prod, a), "{a:?}");
+            assert!(!permits(&agent, &p, a), "{a:?}");
         }
+        assert!(
+            permits(&admin, &p, Action::UpdateCrl) && !permits(&dev_admin, &d, Action::UpdateCrl)
+        );
     }
 
     #[test]

@@ -10,8 +10,16 @@ use super::CaError;
 /// Puppet Server 7.9.5's strict rule: lowercase letters, digits, `-`, `_`, `.`; first
 /// and last character a letter or digit; no `..`, `-.` or `.-`; at most 255 bytes; `ca`
 /// is reserved for the CA bundle.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub struct Certname(String);
+
+impl TryFrom<String> for Certname {
+    type Error = CaError;
+    fn try_from(s: String) -> Result<Self, CaError> {
+        Certname::parse(&s)
+    }
+}
 
 /// Longest certname accepted, in bytes.
 pub const MAX_CERTNAME_LEN: usize = 255;

@@ -148,6 +148,12 @@ pub struct EnvConfig {
     pub allow_auto_renewal: bool,
     /// Validity of a renewed certificate.
     pub auto_renewal_cert_ttl: Duration,
+    /// This environment's own administrators: certnames that, with a certificate from
+    /// this environment's CA, may sign, revoke, reject, clean and list here.
+    pub admins: Vec<Certname>,
+    /// Whether a caller without a client certificate may submit a CSR here; when
+    /// absent, true for `production` and false for every other environment.
+    pub allow_anonymous_csr: Option<bool>,
 }
 
 /// `autosign = false | true | ["glob", ...] | "/path"` (Puppet's `autosign` setting).
@@ -182,6 +188,8 @@ impl Default for EnvConfig {
             autosign_timeout: Duration::secs(10),
             allow_auto_renewal: true,
             auto_renewal_cert_ttl: Duration::secs(90 * 86_400),
+            admins: Vec::new(),
+            allow_anonymous_csr: None,
         }
     }
 }

@@ -193,7 +193,14 @@ fn apply(store: &dyn Store, op: &Op, at: i64) -> String {
         Op::PutEnv { env: e } => format!(
             "{:?}",
             store
-                .put_environment(&env(e), &EnvRecord { created_at: at }, at)
+                .put_environment(
+                    &env(e),
+                    &EnvRecord {
+                        created_at: at,
+                        settings: None
+                    },
+                    at
+                )
                 .unwrap()
         ),
         Op::PutCrl { env: e, number } => {

@@ -4,6 +4,7 @@
 pub mod autosign;
 mod certificates;
 mod crl;
+mod environments;
 mod listing;
 mod puppet;
 mod requests;
@@ -24,6 +25,7 @@ use crate::store::{DataDir, FilesError, SledStore, Store, StoreError};
 
 pub use certificates::{CertificateView, Issued};
 pub use crl::CrlView;
+pub use environments::{EnvChange, EnvView};
 pub use listing::{ListQuery, Page};
 pub use puppet::{Expirations, PuppetStatus, SignReport, PUPPET_ENV};
 pub use requests::{RequestView, Submitted};
@@ -209,6 +211,21 @@ impl App {
             let loaded = load_env(&data, store.as_ref(), env, settings)?;
             crl::refresh_if_stale(&loaded, store.as_ref(), &config, clock.as_ref())?;
             envs.insert(env.clone(), Arc::new(loaded));
+        }
+        // Environments created through the API, with the settings kept in the store.
+        for (name, rec) in store.environments()? {
+            if envs.contains_key(&name) {
+                continue;
+            }
+            let Some(json) = rec.settings else { continue };
+            let settings: EnvConfig =
+                serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
+                    tree: "environments".into(),
+                    detail: format!("{name}: {e}"),
+                })?;
+            let loaded = load_env(&data, store.as_ref(), &name, settings)?;
+            crl::refresh_if_stale(&loaded, store.as_ref(), &config, clock.as_ref())?;
+            envs.insert(name, Arc::new(loaded));
         }
         crl::ensure_root(&root, store.as_ref(), &config, clock.as_ref())?;
         let revoked = RevokedSerials::new();

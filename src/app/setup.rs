@@ -151,7 +151,14 @@ pub(crate) fn ensure_env_in_store(
 ) -> Result<(), AppError> {
     let now = clock.now();
     if !store.environments()?.iter().any(|(name, _)| name == env) {
-        store.put_environment(env, &EnvRecord { created_at: now }, now)?;
+        store.put_environment(
+            env,
+            &EnvRecord {
+                created_at: now,
+                settings: None,
+            },
+            now,
+        )?;
     }
     if store.crl(env)?.is_none() {
         let ca = CaPair::from_pem(

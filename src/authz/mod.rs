@@ -189,6 +189,8 @@ pub enum Action<'a> {
     Authenticated,
     /// Replace upstream CRLs.
     UpdateCrl,
+    /// Create, change or list environments.
+    ManageEnvironments,
 }
 
 /// What an environment says about who may do what in it.
@@ -226,7 +228,7 @@ pub fn permits(who: &Identity, env: &EnvPolicy<'_>, action: Action<'_>) -> bool 
             _ => global || member,
         },
         Action::Authenticated => who.role != Role::Anonymous,
-        Action::UpdateCrl => global,
+        Action::UpdateCrl | Action::ManageEnvironments => global,
         Action::ReadStatus(name) => {
             global || env_admin || (member && who.certname.as_ref() == Some(name))
         }

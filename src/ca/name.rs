@@ -10,9 +10,15 @@ use super::CaError;
 /// Puppet Server 7.9.5's strict rule: lowercase letters, digits, `-`, `_`, `.`; first
 /// and last character a letter or digit; no `..`, `-.` or `.-`; at most 255 bytes; `ca`
 /// is reserved for the CA bundle.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize)]
-#[serde(try_from = "String")]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Certname(String);
+
+impl From<Certname> for String {
+    fn from(c: Certname) -> String {
+        c.0
+    }
+}
 
 impl TryFrom<String> for Certname {
     type Error = CaError;

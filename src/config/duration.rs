@@ -52,6 +52,13 @@ impl fmt::Display for Duration {
     }
 }
 
+impl serde::Serialize for Duration {
+    /// As whole seconds, which [`Duration`]'s deserializer reads back.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(self.0)
+    }
+}
+
 impl<'de> Deserialize<'de> for Duration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]

@@ -127,7 +127,7 @@ pub struct AuthzConfig {
 }
 
 /// `[environments.<name>]`: one environment (tenant) and its CSR policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EnvConfig {
     /// Whether CSRs may request subject alternative names beyond `DNS:<certname>`.
@@ -157,7 +157,7 @@ pub struct EnvConfig {
 }
 
 /// `autosign = false | true | ["glob", ...] | "/path"` (Puppet's `autosign` setting).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(untagged)]
 pub enum Autosign {
     /// Sign everything, or nothing.

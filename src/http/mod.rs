@@ -24,10 +24,16 @@ pub use identity::Caller;
 
 /// Every route, registered in one place. A method a resource does not support is a 405.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    use resources::{certificate, crl, method_not_allowed, request, status};
+    use resources::{certificate, crl, environments, method_not_allowed, request, status};
     let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
     cfg.configure(puppet::routes);
     cfg.service(resource("/status").route(web::get().to(status::server)))
+        .service(resource("/environments").route(web::get().to(environments::list)))
+        .service(
+            resource("/environments/{env}")
+                .route(web::get().to(environments::get))
+                .route(web::put().to(environments::put)),
+        )
         .service(
             resource("/{env}/certificate/")
                 .route(web::get().to(certificate::list))

@@ -89,6 +89,10 @@ pub struct RevokedSerial {
 pub struct EnvRecord {
     /// When it was created.
     pub created_at: UnixTime,
+    /// Its settings as JSON, for environments created through the API (those declared
+    /// in the configuration file take their settings from there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<String>,
 }
 
 /// The environment's current CRL, cached as bytes.

@@ -3,6 +3,7 @@
 
 pub mod certificate;
 pub mod crl;
+pub mod environments;
 pub mod request;
 pub mod status;
 

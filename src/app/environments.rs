@@ -1,0 +1,150 @@
+//! Environments created and updated at run time (`PUT /environments/{env}`), beside those
+//! declared in the configuration file. A new environment gets its issuing CA under the
+//! root; its settings are kept in the store, so a restart keeps it.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::{issuer_of, load_env, setup, App, AppError};
+use crate::authz::{Action, Identity};
+use crate::ca::{CaError, Digest, EnvName, Fingerprint};
+use crate::config::EnvConfig;
+use crate::store::EnvRecord;
+
+/// An environment as `GET /environments` shows it.
+#[derive(Debug, Serialize)]
+pub struct EnvView {
+    /// Its name.
+    pub name: String,
+    /// `config` (declared in the configuration file) or `api` (created at run time).
+    pub source: &'static str,
+    /// SHA-256 fingerprint of its issuing CA certificate.
+    pub ca_fingerprint: String,
+    /// Its settings.
+    pub settings: EnvConfig,
+}
+
+/// What `PUT /environments/{env}` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EnvChange {
+    /// A new environment, with its issuing CA.
+    Created,
+    /// New settings for an environment created through the API.
+    Updated,
+}
+
+impl App {
+    fn view(&self, env: &super::EnvCa) -> Result<EnvView, AppError> {
+        let der = env.ca.cert().to_der().map_err(CaError::from)?;
+        Ok(EnvView {
+            name: env.name.to_string(),
+            source: if self.config.environments.contains_key(&env.name) {
+                "config"
+            } else {
+                "api"
+            },
+            ca_fingerprint: Fingerprint::of_der(&der, Digest::Sha256).to_string(),
+            settings: env.settings.clone(),
+        })
+    }
+
+    /// `GET /environments`: every environment (global admins only).
+    pub fn list_environments(&self, who: &Identity) -> Result<Vec<EnvView>, AppError> {
+        self.authorize(who, "production", Action::ManageEnvironments)?;
+        let envs: Vec<Arc<super::EnvCa>> = self
+            .envs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        envs.iter().map(|e| self.view(e)).collect()
+    }
+
+    /// `GET /environments/{env}`.
+    pub fn environment_view(&self, who: &Identity, raw_env: &str) -> Result<EnvView, AppError> {
+        self.authorize(who, "production", Action::ManageEnvironments)?;
+        let (_, env) = self.environment(raw_env)?;
+        self.view(&env)
+    }
+
+    /// `PUT /environments/{env}` with JSON settings (the keys of an
+    /// `[environments.<name>]` table): creates the environment and its issuing CA, or
+    /// replaces the settings of one created this way. Environments declared in the
+    /// configuration file are changed there, not here (409).
+    pub fn put_environment(
+        &self,
+        who: &Identity,
+        raw_env: &str,
+        body: &[u8],
+    ) -> Result<(EnvChange, EnvView), AppError> {
+        self.authorize(who, "production", Action::ManageEnvironments)?;
+        let name = EnvName::parse(raw_env)?;
+        if self.config.environments.contains_key(&name) {
+            return Err(AppError::Conflict {
+                code: "declared-in-config",
+                detail: format!(
+                    "environment {name} is declared in the configuration file; change it there"
+                ),
+            });
+        }
+        let settings: EnvConfig = if body.iter().all(u8::is_ascii_whitespace) {
+            EnvConfig::default()
+        } else {
+            serde_json::from_slice(body).map_err(|e| AppError::BadRequest {
+                code: "bad-json",
+                detail: format!("the settings are not valid: {e}"),
+            })?
+        };
+        let json = serde_json::to_string(&settings).map_err(|e| AppError::BadRequest {
+            code: "bad-json",
+            detail: e.to_string(),
+        })?;
+        // One environment change at a time.
+        let mut envs = self.envs.write().unwrap_or_else(|p| p.into_inner());
+        let now = self.now();
+        let change = if envs.contains_key(&name) {
+            EnvChange::Updated
+        } else {
+            setup::create_env_ca(
+                &self.data,
+                &self.config,
+                &self.root,
+                &name,
+                self.clock.as_ref(),
+                self.rng.as_ref(),
+            )?;
+            setup::ensure_env_in_store(
+                self.store.as_ref(),
+                &self.data,
+                &self.config,
+                &name,
+                self.clock.as_ref(),
+            )?;
+            EnvChange::Created
+        };
+        let created_at = self
+            .store
+            .environments()?
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, r)| r.created_at)
+            .unwrap_or(now);
+        self.store.put_environment(
+            &name,
+            &EnvRecord {
+                created_at,
+                settings: Some(json),
+            },
+            now,
+        )?;
+        self.store.flush()?;
+        let loaded = Arc::new(load_env(&self.data, self.store.as_ref(), &name, settings)?);
+        self.resolver.add_issuer(issuer_of(&name, &loaded.ca)?);
+        let view = self.view(&loaded)?;
+        envs.insert(name.clone(), loaded);
+        tracing::info!(env = %name, ?change, "environment changed through the API");
+        Ok((change, view))
+    }
+}

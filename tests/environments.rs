@@ -44,7 +44,7 @@ fn environments_created_through_the_api_have_their_own_chain_and_survive_a_resta
     assert!(api.server.dir.join("ca/dev/ca.key").is_file());
 
     // A CSR signed there (autosign) verifies against dev's chain, not production's.
-    let (csr, _) = csr_for("web1");
+    let (csr, web1_key) = csr_for("web1");
     assert_eq!(
         api.anon
             .put(api.url("/dev/certificate_request/web1"))
@@ -94,6 +94,54 @@ fn environments_created_through_the_api_have_their_own_chain_and_survive_a_resta
             .arg(&prod_chain)
             .arg(&cert))
         .0
+    );
+
+    // Its agents are recognised at once, without a restart: with SNI (reqwest, to
+    // "localhost") and without (openssl s_client to 127.0.0.1, -noservername).
+    let key = write("web1.key", &web1_key);
+    let agent = client(&api.server, Some((&cert, &key)));
+    let me: Value = agent
+        .get(api.url("/status"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        me["caller"],
+        serde_json::json!({"role": "agent", "certname": "web1", "environment": "dev"})
+    );
+    let mut s_client = Command::new("openssl");
+    s_client
+        .args([
+            "s_client",
+            "-quiet",
+            "-noservername",
+            "-connect",
+            &format!("127.0.0.1:{}", api.server.port),
+            "-CAfile",
+        ])
+        .arg(&prod_chain)
+        .arg("-cert")
+        .arg(&cert)
+        .arg("-key")
+        .arg(&key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = s_client.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"GET /status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("\"environment\":\"dev\""),
+        "without SNI: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 
     // New settings for it; production's are the configuration file's.

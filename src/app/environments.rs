@@ -144,6 +144,10 @@ impl App {
         self.resolver.add_issuer(issuer_of(&name, &loaded.ca)?);
         let view = self.view(&loaded)?;
         envs.insert(name.clone(), loaded);
+        if change == EnvChange::Created {
+            self.trust_generation
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
         tracing::info!(env = %name, ?change, "environment changed through the API");
         Ok((change, view))
     }

@@ -175,6 +175,8 @@ pub struct App {
     revoked: Arc<RevokedSerials>,
     /// Signings under way, bounded by `limits.max_pending_signings`.
     signings: std::sync::atomic::AtomicUsize,
+    /// Bumped whenever the set of trusted CAs changes (an environment is created).
+    trust_generation: std::sync::atomic::AtomicU64,
 }
 
 /// One admitted signing; releases its place when dropped.
@@ -249,6 +251,7 @@ impl App {
             resolver,
             revoked,
             signings: std::sync::atomic::AtomicUsize::new(0),
+            trust_generation: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -275,6 +278,13 @@ impl App {
     /// Classifies TLS peers; shared with the HTTP layer's connection hook.
     pub fn resolver(&self) -> Arc<Resolver> {
         self.resolver.clone()
+    }
+
+    /// Changes whenever the CAs that client certificates may come from change; 0 until
+    /// the first change after start.
+    pub fn trust_generation(&self) -> u64 {
+        self.trust_generation
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Serials of revoked certificates, for the TLS layer to refuse them.

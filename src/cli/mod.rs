@@ -132,8 +132,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 .with_context(|| format!("opening {}", data.root().display()))?;
             let app = Arc::new(app);
             app.spawn_maintenance();
-            let tls = crate::http::tls::acceptor(&app.tls_material()?, app.revoked_serials())
-                .context("building the TLS acceptor")?;
+            let tls =
+                crate::http::tls::acceptor(app.clone()).context("building the TLS acceptor")?;
             actix_web::rt::System::new()
                 .block_on(crate::http::serve(app, listen, tls))
                 .with_context(|| format!("serving on {listen}"))?;

@@ -4,6 +4,11 @@
 //! anonymous; one that presents a certificate that does not verify against the CA chains
 //! fails the handshake. No session tickets are sent: Puppet 7's Ruby client stalls on a
 //! ticket that arrives after a response on an idle connection.
+//!
+//! Trust follows the environments: when one is created at run time, the next handshake
+//! (in the servername callback, which OpenSSL runs for every ClientHello, with or
+//! without SNI) switches the connection to a context rebuilt with the new CA in its
+//! verify store, so the new environment's client certificates work without a restart.
 
 use openssl::error::ErrorStack;
 use openssl::pkey::PKey;
@@ -11,15 +16,59 @@ use openssl::ssl::{SslAcceptor, SslAcceptorBuilder, SslMethod, SslOptions, SslVe
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::X509;
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-use crate::app::TlsMaterial;
+use openssl::ssl::SslContext;
+
+use crate::app::{App, TlsMaterial};
 use crate::authz::RevokedSerials;
 
-/// Builds the acceptor from the server's certificate, key and trusted client CAs. A
-/// client certificate whose serial is in `revoked` fails the handshake; the set is read
-/// at every handshake, so a revocation takes effect without a restart.
-pub fn acceptor(
+/// The acceptor for `app`: its server certificate, key and trusted client CAs, refusing
+/// revoked client certificates (the set is read at every handshake), and following the
+/// environments as they are created.
+pub fn acceptor(app: Arc<App>) -> Result<SslAcceptorBuilder, ErrorStack> {
+    let material = app.tls_material().map_err(|e| {
+        tracing::error!(error = %e, "TLS material");
+        ErrorStack::get()
+    })?;
+    let mut b = builder(&material, app.revoked_serials())?;
+    let current: RwLock<(u64, Option<SslContext>)> = RwLock::new((0, None));
+    b.set_servername_callback(move |ssl, _alert| {
+        let generation = app.trust_generation();
+        if generation == 0 {
+            return Ok(()); // no environment created since start: this context is current
+        }
+        if let Some(ctx) = current
+            .read()
+            .ok()
+            .filter(|c| c.0 == generation)
+            .and_then(|c| c.1.clone())
+        {
+            let _ = ssl.set_ssl_context(&ctx);
+            return Ok(());
+        }
+        match app
+            .tls_material()
+            .ok()
+            .and_then(|m| builder(&m, app.revoked_serials()).ok())
+        {
+            Some(b) => {
+                let ctx = b.build().into_context();
+                let _ = ssl.set_ssl_context(&ctx);
+                if let Ok(mut c) = current.write() {
+                    *c = (generation, Some(ctx));
+                }
+            }
+            None => tracing::error!("could not rebuild the TLS context for new environments"),
+        }
+        Ok(())
+    });
+    Ok(b)
+}
+
+/// An acceptor builder from the server's certificate, key and trusted client CAs. A
+/// client certificate whose serial is in `revoked` fails the handshake.
+fn builder(
     m: &TlsMaterial,
     revoked: Arc<RevokedSerials>,
 ) -> Result<SslAcceptorBuilder, ErrorStack> {

@@ -148,6 +148,7 @@ fn apply(store: &dyn Store, op: &Op, at: i64) -> String {
                 not_after: at + 100,
                 dns_names: vec![],
                 ip_addrs: vec![],
+                authorization_extensions: vec![],
                 revocation: None,
             };
             format!(
@@ -169,6 +170,7 @@ fn apply(store: &dyn Store, op: &Op, at: i64) -> String {
                 not_after: at + 200,
                 dns_names: vec![],
                 ip_addrs: vec![],
+                authorization_extensions: vec![],
                 revocation: None,
             };
             format!(
@@ -339,6 +341,7 @@ fn concurrent_issues_of_one_request_give_one_certificate() {
                     not_after: 3,
                     dns_names: vec![],
                     ip_addrs: vec![],
+                    authorization_extensions: vec![],
                     revocation: None,
                 };
                 store.issue(&env, &n, &csr(0), &cert).unwrap()

@@ -23,9 +23,7 @@ pub struct CertificateView {
 impl CertificateView {
     /// PEM encoding.
     pub fn pem(&self) -> Vec<u8> {
-        der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, &self.record.der)
-            .map(String::into_bytes)
-            .unwrap_or_default()
+        crate::ca::pem_encode("CERTIFICATE", &self.record.der)
     }
 }
 
@@ -264,6 +262,12 @@ pub(super) fn cert_record(der: &[u8], now: i64) -> Result<CertRecord, AppError> 
         not_after: info.not_after,
         dns_names: info.dns_names,
         ip_addrs: info.ip_addrs.iter().map(|ip| ip.to_string()).collect(),
+        authorization_extensions: info
+            .extensions
+            .iter()
+            .filter(|(oid, _, _)| oid.starts_with(&format!("{}.3.", crate::ca::PUPPET_ARC)))
+            .map(|(oid, _, value)| (oid.clone(), crate::ca::der_text(value).unwrap_or_default()))
+            .collect(),
         revocation: None,
     })
 }

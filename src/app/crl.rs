@@ -22,9 +22,7 @@ pub struct CrlView {
 
 impl CrlView {
     pub(super) fn new(record: CrlRecord) -> Self {
-        let pem = der::pem::encode_string("X509 CRL", der::pem::LineEnding::LF, &record.der)
-            .map(String::into_bytes)
-            .unwrap_or_default();
+        let pem = crate::ca::pem_encode("X509 CRL", &record.der);
         let etag = format!("crl-{}", record.number);
         CrlView { record, pem, etag }
     }
@@ -171,11 +169,17 @@ impl App {
                 n += 1;
             }
         }
-        if let Some(root) = self.store.root_crl()? {
+        {
+            let root = self
+                .root_crl
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .record
+                .clone();
             if due(&root, now) {
                 // Keep what the root's CRL lists (issuing CAs revoked upstream).
                 let entries = crate::ca::parse_crl(&root.der)?.entries;
-                self.store.put_root_crl(&make(
+                self.set_root_crl(make(
                     &self.root,
                     &entries,
                     root.number + 1,
@@ -216,13 +220,11 @@ impl App {
         raw_env: &str,
     ) -> Result<(Vec<u8>, UnixTime), AppError> {
         let env_crl = self.crl(who, raw_env)?;
-        let root = self.store.root_crl()?.ok_or_else(|| {
-            AppError::Store(crate::store::StoreError::Corrupt {
-                tree: "meta".into(),
-                detail: "no root CRL".into(),
-            })
-        })?;
-        let root_view = CrlView::new(root);
+        let root_view = self
+            .root_crl
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut pem = env_crl.pem.clone();
         pem.extend_from_slice(&root_view.pem);
         Ok((pem, env_crl.last_modified().max(root_view.last_modified())))
@@ -272,9 +274,14 @@ impl App {
                 newest = Some(c);
             }
         }
-        let current = self.store.root_crl()?.map(|r| r.number).unwrap_or(0);
+        let current = self
+            .root_crl
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .record
+            .number;
         if let Some(n) = newest.filter(|n| n.number > current) {
-            self.store.put_root_crl(&CrlRecord {
+            self.set_root_crl(CrlRecord {
                 number: n.number,
                 this_update: n.this_update,
                 next_update: n.next_update,
@@ -284,6 +291,13 @@ impl App {
             self.store.flush()?;
             tracing::info!(number = n.number, "root CRL replaced by an uploaded one");
         }
+        Ok(())
+    }
+
+    /// Stores a new root CRL and serves it from now on.
+    fn set_root_crl(&self, record: CrlRecord) -> Result<(), AppError> {
+        self.store.put_root_crl(&record)?;
+        *self.root_crl.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(CrlView::new(record));
         Ok(())
     }
 

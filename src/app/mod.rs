@@ -30,7 +30,7 @@ pub use listing::{ListQuery, Page};
 pub use puppet::{Expirations, PuppetStatus, SignReport, PUPPET_ENV};
 pub use requests::{RequestView, Submitted};
 pub use setup::{setup, SetupOutcome};
-pub use status::{DesiredState, StatusObject};
+pub use status::{rfc3339, DesiredState, StatusObject};
 
 /// Everything a use case can fail with. The HTTP layer maps each variant exhaustively.
 #[derive(Debug, Error)]
@@ -175,6 +175,8 @@ pub struct App {
     revoked: Arc<RevokedSerials>,
     /// Signings under way, bounded by `limits.max_pending_signings`.
     signings: std::sync::atomic::AtomicUsize,
+    /// The root CA's CRL, encoded, as served in the Puppet face's CRL bundle.
+    root_crl: RwLock<Arc<CrlView>>,
     /// Bumped whenever the set of trusted CAs changes (an environment is created).
     trust_generation: std::sync::atomic::AtomicU64,
 }
@@ -230,6 +232,10 @@ impl App {
             envs.insert(name, Arc::new(loaded));
         }
         crl::ensure_root(&root, store.as_ref(), &config, clock.as_ref())?;
+        let root_crl = store.root_crl()?.ok_or_else(|| StoreError::Corrupt {
+            tree: "meta".into(),
+            detail: "no root CRL".into(),
+        })?;
         let revoked = RevokedSerials::new();
         for env in envs.keys() {
             revoked.extend(store.revoked_serials(env)?.into_iter().map(|r| r.serial));
@@ -252,6 +258,7 @@ impl App {
             revoked,
             signings: std::sync::atomic::AtomicUsize::new(0),
             trust_generation: std::sync::atomic::AtomicU64::new(0),
+            root_crl: RwLock::new(Arc::new(CrlView::new(root_crl))),
         })
     }
 

@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use super::status::{alt_names, fingerprints, Fingerprints};
 use super::{certname, App, AppError, EnvCa};
 use crate::authz::{Action, Identity};
-use crate::ca::{CertInfo, Certname, Digest, SerialNumber, UnixTime, PUPPET_ARC};
+use crate::ca::{CertInfo, Certname, Digest, SerialNumber, UnixTime};
 use crate::store::{CertRecord, CleanOutcome, RequestRecord, RequestState, Revocation};
 
 /// The environment the Puppet face serves.
@@ -75,18 +75,11 @@ fn short_name(oid: &str) -> String {
 }
 
 fn cert_status(name: &Certname, c: &CertRecord) -> PuppetStatus {
-    let mut auth = BTreeMap::new();
-    if let Ok(info) = CertInfo::from_der(&c.der) {
-        let arc = format!("{PUPPET_ARC}.3.");
-        for (oid, _, value) in info
-            .extensions
-            .iter()
-            .filter(|(o, _, _)| o.starts_with(&arc))
-        {
-            let text = crate::ca::der_text(value).unwrap_or_default();
-            auth.insert(short_name(oid), text);
-        }
-    }
+    let auth: BTreeMap<String, String> = c
+        .authorization_extensions
+        .iter()
+        .map(|(oid, value)| (short_name(oid), value.clone()))
+        .collect();
     let (dns, all) = alt_names(&c.dns_names, &c.ip_addrs);
     // Puppet's default digest is SHA-256.
     let fps = fingerprints(&c.der, Digest::Sha256);
@@ -172,9 +165,7 @@ impl App {
             .store
             .certificate(&env.name, &name)?
             .ok_or_else(|| AppError::NotFound(format!("Could not find certificate {name}")))?;
-        let pem = der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, &c.der)
-            .map(String::into_bytes)
-            .unwrap_or_default();
+        let pem = crate::ca::pem_encode("CERTIFICATE", &c.der);
         Ok((pem, c.issued_at))
     }
 
@@ -437,9 +428,13 @@ impl App {
                     .next_update,
             ),
         );
-        if let Some(r) = self.store.root_crl()? {
-            crls.insert(cn(&root), puppet_date(r.next_update));
-        }
+        let root_next = self
+            .root_crl
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .record
+            .next_update;
+        crls.insert(cn(&root), puppet_date(root_next));
         Ok(Expirations { ca_certs, crls })
     }
 }

@@ -26,13 +26,7 @@ pub struct RequestView {
 impl RequestView {
     /// The CSR as PEM.
     pub fn pem(&self) -> Vec<u8> {
-        der::pem::encode_string(
-            "CERTIFICATE REQUEST",
-            der::pem::LineEnding::LF,
-            &self.csr_der,
-        )
-        .map(String::into_bytes)
-        .unwrap_or_default()
+        crate::ca::pem_encode("CERTIFICATE REQUEST", &self.csr_der)
     }
 }
 

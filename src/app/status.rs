@@ -72,7 +72,7 @@ pub enum DesiredState {
 }
 
 /// RFC 3339 UTC.
-pub(super) fn rfc3339(t: UnixTime) -> String {
+pub fn rfc3339(t: UnixTime) -> String {
     OffsetDateTime::from_unix_timestamp(t)
         .ok()
         .and_then(|d| d.format(&Rfc3339).ok())

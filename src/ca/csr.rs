@@ -285,10 +285,7 @@ impl ValidatedCsr {
 
     /// The CSR as PEM.
     pub fn to_pem(&self) -> Vec<u8> {
-        let body =
-            der::pem::encode_string("CERTIFICATE REQUEST", der::pem::LineEnding::LF, &self.der)
-                .unwrap_or_default();
-        body.into_bytes()
+        super::pem_encode("CERTIFICATE REQUEST", &self.der)
     }
 
     /// The requested public key.

@@ -41,6 +41,13 @@ pub use oid::{PP_CLI_AUTH, PUPPET_ARC};
 pub use profile::{Profile, ProfileKind};
 pub use serial::SerialNumber;
 
+/// PEM-encodes `der` under `label` (e.g. `CERTIFICATE`, `X509 CRL`), LF line endings.
+pub fn pem_encode(label: &str, der: &[u8]) -> Vec<u8> {
+    der::pem::encode_string(label, der::pem::LineEnding::LF, der)
+        .map(String::into_bytes)
+        .unwrap_or_default()
+}
+
 /// PEM-encodes a chain of certificates, in the order given, as one bundle.
 pub fn pem_bundle(certs: &[&openssl::x509::X509Ref]) -> Result<Vec<u8>, CaError> {
     let mut out = Vec::new();

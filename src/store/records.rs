@@ -69,6 +69,10 @@ pub struct CertRecord {
     /// IP subject alternative names, in certificate order.
     #[serde(default)]
     pub ip_addrs: Vec<String>,
+    /// Authorization extensions (Puppet arc 1.3.6.1.4.1.34380.1.3): dotted OID and
+    /// string value, so that status listings need no parsing.
+    #[serde(default)]
+    pub authorization_extensions: Vec<(String, String)>,
     /// Set once revoked.
     pub revocation: Option<Revocation>,
 }

@@ -1008,7 +1008,8 @@ fn bad_input_gets_a_4xx_with_a_stable_code_and_leaves_nothing_in_the_store() {
             "/production/certificate_request/../../etc/passwd",
             Some(&body)
         ),
-        404
+        403,
+        "no rule admits an anonymous PUT to a path of several segments (no route has one)"
     );
 
     // Oversized body: 413 before parsing.
@@ -1069,11 +1070,18 @@ fn bad_input_gets_a_4xx_with_a_stable_code_and_leaves_nothing_in_the_store() {
         .unwrap();
     assert_eq!(problem_code(r), (404, "unknown-environment".into()));
     let r = api
-        .anon
+        .admin
         .patch(api.url("/production/certificate/victim"))
         .send()
         .unwrap();
     assert_eq!(problem_code(r), (405, "method-not-allowed".into()));
+    // Authorization comes before routing: no rule admits an anonymous PATCH.
+    let r = api
+        .anon
+        .patch(api.url("/production/certificate/victim"))
+        .send()
+        .unwrap();
+    assert_eq!(problem_code(r), (403, "forbidden".into()));
     assert_eq!(
         api.admin
             .delete(api.url("/production/certificate_status/victim"))

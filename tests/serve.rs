@@ -20,6 +20,11 @@ fn shipped_config_serves_status_to_curl_with_the_production_chain() {
         dir.path().join("conf/certd.toml"),
     )
     .unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/conf/auth.toml"),
+        dir.path().join("conf/auth.toml"),
+    )
+    .unwrap();
     let server = {
         let mut child = certd()
             .current_dir(dir.path())
@@ -198,9 +203,13 @@ fn ca_chain_is_served_byte_for_byte_and_unknown_environments_are_404() {
         "invalid-environment"
     );
 
+    // The rules run first; the one that would decide speaks of environment "no".
     let r = c.get(server.url("/no/such/route/here")).send().unwrap();
     assert_eq!(r.status(), 404);
-    assert_eq!(r.json::<serde_json::Value>().unwrap()["code"], "not-found");
+    assert_eq!(
+        r.json::<serde_json::Value>().unwrap()["code"],
+        "unknown-environment"
+    );
 }
 
 #[test]

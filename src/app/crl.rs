@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use super::{App, AppError, EnvCa};
-use crate::authz::{Action, Identity};
 use crate::ca::{build_crl, CaError, Clock, CrlEntry, CrlParams, SerialNumber, UnixTime};
 use crate::config::Config;
 use crate::store::{CrlRecord, Store};
@@ -214,12 +213,8 @@ impl App {
 
     /// The Puppet face's CRL bundle: the environment's CRL, then the root's, PEM; and
     /// when the newest of them was issued.
-    pub fn crl_bundle(
-        &self,
-        who: &Identity,
-        raw_env: &str,
-    ) -> Result<(Vec<u8>, UnixTime), AppError> {
-        let env_crl = self.crl(who, raw_env)?;
+    pub fn crl_bundle(&self, raw_env: &str) -> Result<(Vec<u8>, UnixTime), AppError> {
+        let env_crl = self.crl(raw_env)?;
         let root_view = self
             .root_crl
             .read()
@@ -234,8 +229,8 @@ impl App {
     /// issuing CA (here: the root), Puppet's rules: every CRL needs an authority key
     /// identifier, delta CRLs are refused, the issuing CA's own CRL is never replaced,
     /// the newest (highest number) wins, and it must verify against its CA.
-    pub fn update_upstream_crls(&self, who: &Identity, pem: &[u8]) -> Result<(), AppError> {
-        let env = self.authorize(who, super::PUPPET_ENV, crate::authz::Action::UpdateCrl)?;
+    pub fn update_upstream_crls(&self, pem: &[u8]) -> Result<(), AppError> {
+        let env = self.env_ca(super::PUPPET_ENV)?;
         let bad = |d: &str| AppError::BadRequest {
             code: "invalid-crl",
             detail: d.to_owned(),
@@ -302,8 +297,8 @@ impl App {
     }
 
     /// The environment's current CRL.
-    pub fn crl(&self, who: &Identity, raw_env: &str) -> Result<Arc<CrlView>, AppError> {
-        let env = self.authorize(who, raw_env, Action::ReadCrl)?;
+    pub fn crl(&self, raw_env: &str) -> Result<Arc<CrlView>, AppError> {
+        let env = self.env_ca(raw_env)?;
         let view = env.crl.read().unwrap_or_else(|p| p.into_inner()).clone();
         Ok(view)
     }

@@ -17,8 +17,7 @@ use std::sync::{Arc, RwLock};
 use openssl::x509::X509;
 use thiserror::Error;
 
-use crate::authz::{permits, Action};
-use crate::authz::{Identity, Issuer, Resolver, RevokedSerials};
+use crate::authz::{EnvFacts, Identity, Issuer, Resolver, RevokedSerials};
 use crate::ca::{CaError, CaPair, CertInfo, Certname, Clock, EnvName, Rng, UnixTime};
 use crate::config::{Config, EnvConfig};
 use crate::store::{DataDir, FilesError, SledStore, Store, StoreError};
@@ -389,43 +388,54 @@ fn load_env(
 }
 
 impl App {
-    /// Resolves the environment, then checks that `who` may do `action` there.
-    fn authorize(
+    /// An environment's CA, or why there is none.
+    fn env_ca(&self, raw_env: &str) -> Result<Arc<EnvCa>, AppError> {
+        Ok(self.environment(raw_env)?.1)
+    }
+
+    /// Decides whether `who` may send `method` to `path` (the path as routed), by the
+    /// authorization rules; called for every request before routing. A revoked client
+    /// certificate is refused before any rule. A denial is logged with the rule that
+    /// decided it (the answer does not name it).
+    pub fn authorize_request(
         &self,
         who: &Identity,
-        raw_env: &str,
-        action: Action<'_>,
-    ) -> Result<Arc<EnvCa>, AppError> {
-        let (env, ca) = self.environment(raw_env)?;
+        method: &str,
+        path: &str,
+    ) -> Result<(), AppError> {
         if who
             .serial
             .as_ref()
             .is_some_and(|s| self.revoked.contains(s))
         {
-            tracing::info!(caller = %who, "refused: the client certificate is revoked");
+            tracing::info!(caller = %who, method, path, "denied: the client certificate is revoked");
             return Err(AppError::Forbidden(
                 "the client certificate is revoked".into(),
             ));
         }
-        let policy = crate::authz::EnvPolicy {
-            name: &env,
+        let Some(rule) = self.config.rules.find(method, path) else {
+            tracing::info!(caller = %who, method, path, rule = "(none matched)", "denied");
+            return Err(forbidden(who, method, path));
+        };
+        // A rule about an environment certd does not serve: say so (404), as the handler
+        // would; which environments exist is no secret (GET /{env}/certificate/ca).
+        let env = match rule.environment() {
+            Some(name) => Some((self.environment(name.as_str())?.1, name)),
+            None => None,
+        };
+        let facts = env.as_ref().map(|(ca, name)| EnvFacts {
+            name,
             admins: &ca.settings.admins,
             allow_anonymous_csr: ca
                 .settings
                 .allow_anonymous_csr
-                .unwrap_or(env == EnvName::production()),
-        };
-        if permits(who, &policy, action) {
-            return Ok(ca);
+                .unwrap_or(*name == EnvName::production()),
+        });
+        if rule.permits(who, facts.as_ref()) {
+            return Ok(());
         }
-        tracing::info!(caller = %who, env = %env, ?action, "denied");
-        let caller = match &who.certname {
-            Some(c) => format!("{c}"),
-            None => "an anonymous caller".to_owned(),
-        };
-        Err(AppError::Forbidden(format!(
-            "{caller} may not do this in environment {env}"
-        )))
+        tracing::info!(caller = %who, method, path, rule = %rule, "denied");
+        Err(forbidden(who, method, path))
     }
 
     /// Admits one signing when fewer than `limits.max_pending_signings` are under way,
@@ -474,4 +484,12 @@ fn issuer_of(env: &EnvName, ca: &CaPair) -> Result<Issuer, AppError> {
         subject_der: ca.cert().subject_name().to_der().map_err(CaError::from)?,
         key_id: info.subject_key_id,
     })
+}
+
+fn forbidden(who: &Identity, method: &str, path: &str) -> AppError {
+    let caller = match &who.certname {
+        Some(c) => format!("{c}"),
+        None => "an anonymous caller".to_owned(),
+    };
+    AppError::Forbidden(format!("{caller} may not {method} {path}"))
 }

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use super::status::{alt_names, fingerprints, Fingerprints};
 use super::{certname, App, AppError, EnvCa};
-use crate::authz::{Action, Identity};
+use crate::authz::Identity;
 use crate::ca::{CertInfo, Certname, Digest, SerialNumber, UnixTime};
 use crate::store::{CertRecord, CleanOutcome, RequestRecord, RequestState, Revocation};
 
@@ -66,12 +66,9 @@ pub struct Expirations {
 }
 
 fn short_name(oid: &str) -> String {
-    match oid {
-        "1.3.6.1.4.1.34380.1.3.1" => "pp_authorization".into(),
-        "1.3.6.1.4.1.34380.1.3.13" => "pp_auth_role".into(),
-        "1.3.6.1.4.1.34380.1.3.39" => "pp_cli_auth".into(),
-        other => other.into(),
-    }
+    crate::ca::puppet_short_name(oid)
+        .map(str::to_owned)
+        .unwrap_or_else(|| oid.to_owned())
 }
 
 fn cert_status(name: &Certname, c: &CertRecord) -> PuppetStatus {
@@ -132,34 +129,20 @@ fn pending(r: &Option<RequestRecord>) -> bool {
 }
 
 impl App {
-    fn puppet_env(
-        &self,
-        who: &Identity,
-        action: Action<'_>,
-    ) -> Result<std::sync::Arc<EnvCa>, AppError> {
-        self.authorize(who, PUPPET_ENV, action)
+    fn puppet_env(&self) -> Result<std::sync::Arc<EnvCa>, AppError> {
+        self.env_ca(PUPPET_ENV)
     }
 
     /// `PUT certificate_request/{name}` with Puppet's rules: a pending request is a
     /// duplicate like a signed certificate (400 for the agent, which then polls).
-    pub fn puppet_submit(
-        &self,
-        who: &Identity,
-        raw_name: &str,
-        body: &[u8],
-    ) -> Result<(), AppError> {
-        self.submit_as(who, PUPPET_ENV, raw_name, body, true)
-            .map(|_| ())
+    pub fn puppet_submit(&self, raw_name: &str, body: &[u8]) -> Result<(), AppError> {
+        self.submit_as(PUPPET_ENV, raw_name, body, true).map(|_| ())
     }
 
     /// `GET certificate/{name}`: the certificate file as Puppet keeps it (revoked ones
     /// too) and when it was issued.
-    pub fn puppet_certificate(
-        &self,
-        who: &Identity,
-        raw_name: &str,
-    ) -> Result<(Vec<u8>, UnixTime), AppError> {
-        let env = self.puppet_env(who, Action::ReadCertificate)?;
+    pub fn puppet_certificate(&self, raw_name: &str) -> Result<(Vec<u8>, UnixTime), AppError> {
+        let env = self.puppet_env()?;
         let name = certname(raw_name)?;
         let c = self
             .store
@@ -170,16 +153,16 @@ impl App {
     }
 
     /// `GET certificate/ca`: the bundle (issuing CA first, root last) and its mtime.
-    pub fn puppet_ca_bundle(&self, who: &Identity) -> Result<(Vec<u8>, UnixTime), AppError> {
-        let env = self.puppet_env(who, Action::ReadCertificate)?;
+    pub fn puppet_ca_bundle(&self) -> Result<(Vec<u8>, UnixTime), AppError> {
+        let env = self.puppet_env()?;
         Ok((env.chain_pem.clone(), env.chain_modified))
     }
 
     /// `GET certificate_status/{name}`: the certificate's status, else the pending
     /// request's.
-    pub fn puppet_status(&self, who: &Identity, raw_name: &str) -> Result<PuppetStatus, AppError> {
+    pub fn puppet_status(&self, raw_name: &str) -> Result<PuppetStatus, AppError> {
         let name = certname(raw_name)?;
-        let env = self.puppet_env(who, Action::ReadStatus(&name))?;
+        let env = self.puppet_env()?;
         if let Some(c) = self.store.certificate(&env.name, &name)? {
             return Ok(cert_status(&name, &c));
         }
@@ -190,12 +173,8 @@ impl App {
     }
 
     /// `GET certificate_statuses/...?state=`: pending requests, then certificates.
-    pub fn puppet_statuses(
-        &self,
-        who: &Identity,
-        state: Option<&str>,
-    ) -> Result<Vec<PuppetStatus>, AppError> {
-        let env = self.puppet_env(who, Action::List)?;
+    pub fn puppet_statuses(&self, state: Option<&str>) -> Result<Vec<PuppetStatus>, AppError> {
+        let env = self.puppet_env()?;
         let mut out = Vec::new();
         if state.is_none_or(|s| s == "requested") {
             for (n, r) in self.store.requests(&env.name, None, usize::MAX)? {
@@ -222,13 +201,12 @@ impl App {
     /// `PUT certificate_status/{name}` with Puppet's conflicts and messages.
     pub fn puppet_set_status(
         &self,
-        who: &Identity,
         raw_name: &str,
         sign: bool,
         ttl: Option<i64>,
     ) -> Result<(), AppError> {
         let name = certname(raw_name)?;
-        let env = self.puppet_env(who, if sign { Action::Sign } else { Action::Revoke })?;
+        let env = self.puppet_env()?;
         let cert = self.store.certificate(&env.name, &name)?;
         let req = self.store.request(&env.name, &name)?;
         if cert.is_none() && !pending(&req) {
@@ -253,21 +231,21 @@ impl App {
                 ),
             });
         }
-        self.revoke(who, PUPPET_ENV, name.as_str(), Some("keyCompromise"))
+        self.revoke(PUPPET_ENV, name.as_str(), Some("keyCompromise"))
     }
 
     /// `DELETE certificate_status/{name}`: certd revokes before forgetting, so that no
     /// valid certificate is ever left unrevokable (Puppet deletes without revoking).
-    pub fn puppet_delete(&self, who: &Identity, raw_name: &str) -> Result<(), AppError> {
-        self.clean(who, PUPPET_ENV, raw_name).map_err(|e| match e {
+    pub fn puppet_delete(&self, raw_name: &str) -> Result<(), AppError> {
+        self.clean(PUPPET_ENV, raw_name).map_err(|e| match e {
             AppError::NotFound(_) => AppError::NotFound("Resource not found.".into()),
             other => other,
         })
     }
 
     /// `DELETE certificate_request/{name}`: removes a pending request.
-    pub fn puppet_delete_request(&self, who: &Identity, raw_name: &str) -> Result<(), AppError> {
-        let env = self.puppet_env(who, Action::Reject)?;
+    pub fn puppet_delete_request(&self, raw_name: &str) -> Result<(), AppError> {
+        let env = self.puppet_env()?;
         let name = certname(raw_name)?;
         if !self.store.cancel_request(&env.name, &name, self.now())? {
             return Err(AppError::NotFound(format!(
@@ -280,12 +258,8 @@ impl App {
 
     /// `PUT /clean`: revokes and forgets every named certificate with one CRL rebuild;
     /// returns the names that had no certificate.
-    pub fn puppet_clean(
-        &self,
-        who: &Identity,
-        raw_names: &[String],
-    ) -> Result<Vec<String>, AppError> {
-        let env = self.puppet_env(who, Action::Clean)?;
+    pub fn puppet_clean(&self, raw_names: &[String]) -> Result<Vec<String>, AppError> {
+        let env = self.puppet_env()?;
         let now = self.now();
         let mut missing = Vec::new();
         let mut revoked_any = false;
@@ -316,12 +290,8 @@ impl App {
     }
 
     /// `POST /sign` (names given) and `/sign/all` (every pending request).
-    pub fn puppet_sign(
-        &self,
-        who: &Identity,
-        names: Option<&[String]>,
-    ) -> Result<SignReport, AppError> {
-        let env = self.puppet_env(who, Action::Sign)?;
+    pub fn puppet_sign(&self, names: Option<&[String]>) -> Result<SignReport, AppError> {
+        let env = self.puppet_env()?;
         let names: Vec<String> = match names {
             Some(n) => n.to_vec(),
             None => self
@@ -357,7 +327,7 @@ impl App {
                 detail: "No valid certificate found in renewal request".into(),
             });
         };
-        let env = self.puppet_env(who, Action::Authenticated)?;
+        let env = self.puppet_env()?;
         let mismatch =
             || AppError::Forbidden("Certificate present, but does not match signature".into());
         if who.environment.as_ref() != Some(&env.name) {
@@ -400,8 +370,8 @@ impl App {
     }
 
     /// `GET /expirations`: every CA certificate's `notAfter` and CRL's `nextUpdate`.
-    pub fn puppet_expirations(&self, who: &Identity) -> Result<Expirations, AppError> {
-        let env = self.puppet_env(who, Action::Authenticated)?;
+    pub fn puppet_expirations(&self) -> Result<Expirations, AppError> {
+        let env = self.puppet_env()?;
         let cn = |der: &[u8]| {
             CertInfo::from_der(der)
                 .ok()

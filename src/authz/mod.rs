@@ -11,6 +11,9 @@ use std::sync::RwLock;
 
 use crate::ca::{CertInfo, Certname, EnvName};
 
+mod rules;
+pub use rules::{AuthzError, EnvFacts, Matched, Rules};
+
 /// The caller's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -34,6 +37,9 @@ pub struct Identity {
     pub environment: Option<EnvName>,
     /// The certificate's serial (to refuse it once revoked).
     pub serial: Option<Vec<u8>>,
+    /// The certificate's string-valued extensions: dotted OID and text (for rules that
+    /// name an extension value, like Puppet's `pp_cli_auth`).
+    pub extensions: Vec<(String, String)>,
 }
 
 impl Identity {
@@ -44,6 +50,7 @@ impl Identity {
             certname: None,
             environment: None,
             serial: None,
+            extensions: Vec::new(),
         }
     }
 }
@@ -158,82 +165,11 @@ impl Resolver {
             certname: Some(certname),
             environment: Some(issuer.environment.clone()),
             serial: Some(info.serial.as_bytes().to_vec()),
-        }
-    }
-}
-
-/// What a request asks to do; the unit the default rules speak of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action<'a> {
-    /// Read a certificate or the CA chain (GET/HEAD certificate).
-    ReadCertificate,
-    /// Read the CRL.
-    ReadCrl,
-    /// Read a certificate request (GET/HEAD certificate_request).
-    ReadRequest,
-    /// Submit a CSR (PUT certificate_request): bootstrap.
-    SubmitRequest,
-    /// Read the full status of `certname`.
-    ReadStatus(&'a Certname),
-    /// List certificates, requests or statuses.
-    List,
-    /// Sign a pending request.
-    Sign,
-    /// Revoke a certificate.
-    Revoke,
-    /// Reject or cancel a request.
-    Reject,
-    /// Revoke and forget a certificate and its request.
-    Clean,
-    /// Anything open to every authenticated caller (Puppet's `allow: "*"`).
-    Authenticated,
-    /// Replace upstream CRLs.
-    UpdateCrl,
-    /// Create, change or list environments.
-    ManageEnvironments,
-}
-
-/// What an environment says about who may do what in it.
-#[derive(Debug, Clone, Copy)]
-pub struct EnvPolicy<'a> {
-    /// The environment.
-    pub name: &'a EnvName,
-    /// Its own administrators: certnames that, with a certificate from this
-    /// environment's CA, administer it.
-    pub admins: &'a [Certname],
-    /// Whether a caller without a certificate may submit a CSR (bootstrap).
-    pub allow_anonymous_csr: bool,
-}
-
-/// The default rules of DESIGN.md section 6 and seed 004:
-/// - anyone reads certificates, the CA chain, the CRL and requests;
-/// - a CSR may be submitted by an anonymous caller where the environment allows it, by
-///   a member (an agent whose certificate this environment's CA issued), or by an admin;
-/// - a member reads its own status;
-/// - an environment's admins, and global admins (a certd `pp_cli_auth` certificate or a
-///   certname in `[authz] admins`), do everything in it; upstream CRLs are for global
-///   admins only.
-pub fn permits(who: &Identity, env: &EnvPolicy<'_>, action: Action<'_>) -> bool {
-    let global = who.role == Role::Admin;
-    let member = who.role != Role::Anonymous && who.environment.as_ref() == Some(env.name);
-    let env_admin = member
-        && who
-            .certname
-            .as_ref()
-            .is_some_and(|c| env.admins.contains(c));
-    match action {
-        Action::ReadCertificate | Action::ReadCrl | Action::ReadRequest => true,
-        Action::SubmitRequest => match who.role {
-            Role::Anonymous => env.allow_anonymous_csr,
-            _ => global || member,
-        },
-        Action::Authenticated => who.role != Role::Anonymous,
-        Action::UpdateCrl | Action::ManageEnvironments => global,
-        Action::ReadStatus(name) => {
-            global || env_admin || (member && who.certname.as_ref() == Some(name))
-        }
-        Action::List | Action::Sign | Action::Revoke | Action::Reject | Action::Clean => {
-            global || env_admin
+            extensions: info
+                .extensions
+                .iter()
+                .filter_map(|(oid, _, value)| Some((oid.clone(), crate::ca::der_text(value)?)))
+                .collect(),
         }
     }
 }
@@ -267,88 +203,159 @@ mod tests {
         .unwrap()
     }
 
+    /// Decides with the shipped rules, production allowing anonymous CSRs and dev
+    /// having "ops" as its admin.
+    fn shipped(who: &Identity, method: &str, path: &str) -> bool {
+        let rules = Rules::builtin();
+        let (prod, dev) = (EnvName::production(), EnvName::parse("dev").unwrap());
+        let ops = [Certname::parse("ops").unwrap()];
+        let facts = [
+            EnvFacts {
+                name: &prod,
+                admins: &[],
+                allow_anonymous_csr: true,
+            },
+            EnvFacts {
+                name: &dev,
+                admins: &ops,
+                allow_anonymous_csr: false,
+            },
+        ];
+        let Some(m) = rules.find(method, path) else {
+            return false;
+        };
+        let env = m.environment();
+        m.permits(who, facts.iter().find(|f| Some(f.name) == env.as_ref()))
+    }
+
     #[test]
     fn default_rules_follow_the_design() {
-        let prod = EnvName::production();
-        let dev = EnvName::parse("dev").unwrap();
-        let web1 = Certname::parse("web1").unwrap();
-        let other = Certname::parse("web2").unwrap();
-        let ops = Certname::parse("ops").unwrap();
-        let admins = [ops.clone()];
-        let p = EnvPolicy {
-            name: &prod,
-            admins: &[],
-            allow_anonymous_csr: true,
-        };
-        let d = EnvPolicy {
-            name: &dev,
-            admins: &admins,
-            allow_anonymous_csr: false,
-        };
-        let who = |role, name: &Certname, env: &EnvName| Identity {
+        let who = |role, name: &str, env: &str| Identity {
             role,
-            certname: Some(name.clone()),
-            environment: Some(env.clone()),
+            certname: Some(Certname::parse(name).unwrap()),
+            environment: Some(EnvName::parse(env).unwrap()),
             serial: None,
+            extensions: Vec::new(),
         };
         let anon = Identity::anonymous();
-        let agent = who(Role::Agent, &web1, &prod);
-        let admin = who(Role::Admin, &Certname::parse("certd-admin").unwrap(), &prod);
-        let dev_admin = who(Role::Agent, &ops, &dev);
-        let prod_ops = who(Role::Agent, &ops, &prod);
+        let agent = who(Role::Agent, "web1", "production");
+        let admin = who(Role::Admin, "certd-admin", "production");
+        let dev_admin = who(Role::Agent, "ops", "dev");
+        let prod_ops = who(Role::Agent, "ops", "production");
         for w in [&anon, &agent, &admin, &dev_admin] {
-            for a in [
-                Action::ReadCertificate,
-                Action::ReadCrl,
-                Action::ReadRequest,
-            ] {
-                assert!(permits(w, &p, a) && permits(w, &d, a));
+            for env in ["production", "dev"] {
+                for (m, p) in [
+                    ("GET", "/{e}/certificate/web1"),
+                    ("HEAD", "/{e}/certificate/ca"),
+                    ("GET", "/{e}/certificate_revocation_list/ca"),
+                    ("GET", "/{e}/certificate_request/web1"),
+                ] {
+                    assert!(shipped(w, m, &p.replace("{e}", env)), "{w} {m} {p}");
+                }
             }
         }
-        // Submission: anonymous where allowed, members, admins.
-        assert!(permits(&anon, &p, Action::SubmitRequest));
-        assert!(!permits(&anon, &d, Action::SubmitRequest));
-        assert!(permits(&agent, &p, Action::SubmitRequest));
-        assert!(
-            !permits(&agent, &d, Action::SubmitRequest),
-            "not a member of dev"
-        );
-        assert!(permits(&admin, &d, Action::SubmitRequest));
-        for a in [
-            Action::List,
-            Action::Sign,
-            Action::Revoke,
-            Action::Reject,
-            Action::Clean,
-            Action::ReadStatus(&web1),
+        // Submission: anonymous where allowed, members, global admins.
+        let put = |w: &Identity, env: &str| {
+            shipped(w, "PUT", &format!("/{env}/certificate_request/web1"))
+        };
+        assert!(put(&anon, "production") && !put(&anon, "dev"));
+        assert!(put(&agent, "production"));
+        assert!(!put(&agent, "dev"), "not a member of dev");
+        assert!(put(&admin, "dev") && put(&dev_admin, "dev"));
+        for (m, p) in [
+            ("GET", "/{e}/certificate/"),
+            ("POST", "/{e}/certificate/"),
+            ("DELETE", "/{e}/certificate/web1"),
+            ("DELETE", "/{e}/certificate_request/web1"),
+            ("GET", "/{e}/certificate_requests/"),
+            ("GET", "/{e}/certificate_statuses/*"),
+            ("GET", "/{e}/certificate_status/web1"),
+            ("PUT", "/{e}/certificate_status/web1"),
+            ("DELETE", "/{e}/certificate_status/web1"),
         ] {
-            assert!(!permits(&anon, &p, a), "{a:?}");
-            assert!(permits(&admin, &p, a) && permits(&admin, &d, a), "{a:?}");
-            assert!(permits(&dev_admin, &d, a), "{a:?}");
+            let (prod, dev) = (p.replace("{e}", "production"), p.replace("{e}", "dev"));
+            assert!(!shipped(&anon, m, &prod), "{m} {p}");
             assert!(
-                !permits(&dev_admin, &p, a),
-                "{a:?}: dev's admin is not production's"
+                shipped(&admin, m, &prod) && shipped(&admin, m, &dev),
+                "{m} {p}"
+            );
+            assert!(shipped(&dev_admin, m, &dev), "{m} {p}");
+            assert!(
+                !shipped(&dev_admin, m, &prod),
+                "{m} {p}: dev's admin is not production's"
             );
             assert!(
-                !permits(&prod_ops, &d, a),
-                "{a:?}: the name alone, from another CA, is not dev's admin"
+                !shipped(&prod_ops, m, &dev),
+                "{m} {p}: the name alone, from another CA, is not dev's admin"
+            );
+            if !p.ends_with("certificate_status/web1") || m != "GET" {
+                assert!(!shipped(&agent, m, &prod), "{m} {p}");
+            }
+        }
+        assert!(shipped(
+            &agent,
+            "GET",
+            "/production/certificate_status/web1"
+        ));
+        assert!(!shipped(
+            &agent,
+            "GET",
+            "/production/certificate_status/web2"
+        ));
+        assert!(!shipped(&agent, "GET", "/dev/certificate_status/web1"));
+        // Global-only resources.
+        for (m, p) in [
+            ("PUT", "/puppet-ca/v1/certificate_revocation_list"),
+            ("GET", "/environments"),
+            ("PUT", "/environments/qa"),
+        ] {
+            assert!(shipped(&admin, m, p), "{m} {p}");
+            assert!(
+                !shipped(&dev_admin, m, p) && !shipped(&agent, m, p),
+                "{m} {p}"
             );
         }
-        assert!(permits(&agent, &p, Action::ReadStatus(&web1)));
-        assert!(!permits(&agent, &p, Action::ReadStatus(&other)));
-        assert!(!permits(&agent, &d, Action::ReadStatus(&web1)));
-        for a in [
-            Action::List,
-            Action::Sign,
-            Action::Revoke,
-            Action::Reject,
-            Action::Clean,
-        ] {
-            assert!(!permits(&agent, &p, a), "{a:?}");
-        }
-        assert!(
-            permits(&admin, &p, Action::UpdateCrl) && !permits(&dev_admin, &d, Action::UpdateCrl)
-        );
+        // Puppet's defaults on its face.
+        assert!(shipped(&anon, "GET", "/puppet-ca/v1/certificate/ca"));
+        assert!(shipped(
+            &anon,
+            "PUT",
+            "/puppet-ca/v1/certificate_request/web1"
+        ));
+        assert!(!shipped(
+            &dev_admin,
+            "PUT",
+            "/puppet-ca/v1/certificate_request/x"
+        ));
+        assert!(!shipped(
+            &anon,
+            "DELETE",
+            "/puppet-ca/v1/certificate_request/x"
+        ));
+        assert!(!shipped(
+            &anon,
+            "GET",
+            "/puppet-ca/v1/certificate_statuses/any"
+        ));
+        assert!(!shipped(
+            &agent,
+            "GET",
+            "/puppet-ca/v1/certificate_statuses/any"
+        ));
+        assert!(shipped(
+            &admin,
+            "GET",
+            "/puppet-ca/v1/certificate_statuses/any"
+        ));
+        assert!(shipped(&agent, "POST", "/puppet-ca/v1/certificate_renewal"));
+        assert!(!shipped(&anon, "POST", "/puppet-ca/v1/certificate_renewal"));
+        assert!(!shipped(
+            &anon,
+            "GET",
+            "/puppet-ca/v1/certificate_revocation_list"
+        ));
+        assert!(shipped(&anon, "GET", "/status/v1/simple"));
+        assert!(!shipped(&admin, "GET", "/puppet-ca/v1/unknown"));
     }
 
     #[test]
@@ -379,6 +386,13 @@ mod tests {
             (Role::Agent, "dev")
         );
         let admin = r.identify(Some(&leaf(&prod, "certd-admin", ProfileKind::Admin)));
+        assert!(
+            admin
+                .extensions
+                .contains(&(crate::ca::PP_CLI_AUTH.to_owned(), "true".to_owned())),
+            "rules can name pp_cli_auth=true: {:?}",
+            admin.extensions
+        );
         assert_eq!(
             (admin.role, admin.certname.unwrap().as_str()),
             (Role::Admin, "certd-admin")

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::authz::{AuthzError, Rules};
 use crate::ca::{Certname, CsrPolicy, Digest, EnvName, KeyType};
 pub use duration::Duration;
 
@@ -37,6 +38,9 @@ pub enum ConfigError {
     /// A value is well-formed but not acceptable.
     #[error("{0}")]
     Invalid(String),
+    /// The authorization rules file is malformed (the message names the line).
+    #[error(transparent)]
+    Rules(#[from] AuthzError),
 }
 
 /// `[server]`: how certd listens.
@@ -118,12 +122,16 @@ impl Default for CaConfig {
     }
 }
 
-/// `[authz]`: who is an administrator beyond holders of a `pp_cli_auth` certificate.
+/// `[authz]`: who is an administrator beyond holders of a `pp_cli_auth` certificate,
+/// and where the authorization rules are.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthzConfig {
     /// Certnames that are global administrators.
     pub admins: Vec<String>,
+    /// The rules file, relative to the configuration file's directory; empty: the
+    /// shipped rules (`conf/auth.toml`), compiled in.
+    pub rules: String,
 }
 
 /// `[environments.<name>]`: one environment (tenant) and its CSR policy.
@@ -263,11 +271,15 @@ pub struct Config {
     pub admin_certname: Certname,
     /// Declared environments; `production` is always present.
     pub environments: BTreeMap<EnvName, EnvConfig>,
+    /// The authorization rules (`[authz] rules`).
+    pub rules: Rules,
+    /// Where the rules came from: a path, or the built-in defaults.
+    pub rules_origin: String,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config::from_raw(RawConfig::default()).expect("defaults are valid")
+        Config::from_raw(RawConfig::default(), Path::new("")).expect("defaults are valid")
     }
 }
 
@@ -281,16 +293,17 @@ impl Config {
         Config::from_toml(&text, path)
     }
 
-    /// Parses and validates TOML text; `path` is only used in messages.
+    /// Parses and validates TOML text; `path` names it in messages, and a rules file is
+    /// looked up beside it.
     pub fn from_toml(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
-        Config::from_raw(raw)
+        Config::from_raw(raw, path.parent().unwrap_or(Path::new("")))
     }
 
-    fn from_raw(raw: RawConfig) -> Result<Config, ConfigError> {
+    fn from_raw(raw: RawConfig, dir: &Path) -> Result<Config, ConfigError> {
         let invalid = |m: String| ConfigError::Invalid(m);
         let admins = raw
             .authz
@@ -316,6 +329,17 @@ impl Config {
                     .into(),
             ));
         }
+        let (rules, rules_origin) = if raw.authz.rules.is_empty() {
+            (Rules::builtin(), "built in (conf/auth.toml)".to_owned())
+        } else {
+            let file = dir.join(&raw.authz.rules);
+            let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
+                path: file.clone(),
+                source,
+            })?;
+            let origin = file.display().to_string();
+            (Rules::parse(&text, &origin)?, origin)
+        };
         Ok(Config {
             server: raw.server,
             ca: raw.ca,
@@ -323,6 +347,8 @@ impl Config {
             admins,
             admin_certname,
             environments,
+            rules,
+            rules_origin,
         })
     }
 }
@@ -338,6 +364,32 @@ mod tests {
         assert_eq!(cfg.server.listen.to_string(), "127.0.0.1:8140");
         assert_eq!(cfg.ca.key_type, KeyType::Rsa4096);
         assert!(cfg.environments.contains_key(&EnvName::production()));
+        assert!(cfg.rules_origin.ends_with("conf/auth.toml"));
+        assert_eq!(cfg.rules.len(), Config::default().rules.len());
+    }
+
+    #[test]
+    fn a_rules_file_is_read_beside_the_config_and_errors_name_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("certd.toml");
+        std::fs::write(&cfg, "[authz]\nrules = \"my-auth.toml\"\n").unwrap();
+        assert!(matches!(Config::load(&cfg), Err(ConfigError::Read { .. })));
+        std::fs::write(
+            dir.path().join("my-auth.toml"),
+            "[[rule]]\nname = \"all\"\npath = \"/\"\nallow = [\"anyone\"]\n",
+        )
+        .unwrap();
+        assert_eq!(Config::load(&cfg).unwrap().rules.len(), 1);
+        std::fs::write(
+            dir.path().join("my-auth.toml"),
+            "[[rule]]\nname = \"all\"\npath = \"/\"\n\nallow = [\"everybody\"]\n",
+        )
+        .unwrap();
+        let e = Config::load(&cfg).unwrap_err().to_string();
+        assert!(
+            e.contains("my-auth.toml:5:") && e.contains("everybody"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! one error → response mapping. Handlers in `resources/` extract, call one use case in
 //! `app`, and render.
 
+mod authorize;
 mod body;
 mod error;
 mod identity;
@@ -86,6 +87,7 @@ pub async fn serve(
     let server = HttpServer::new(move || {
         actix_web::App::new()
             .app_data(data.clone())
+            .wrap(actix_web::middleware::from_fn(authorize::authorize))
             .wrap(actix_web::middleware::from_fn(limits::headers))
             .configure(routes)
     })

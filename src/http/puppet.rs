@@ -152,15 +152,14 @@ fn pem_or_304(req: &HttpRequest, pem: Vec<u8>, modified: UnixTime) -> HttpRespon
 async fn certificate(
     req: HttpRequest,
     app: web::Data<App>,
-    caller: Caller,
     name: web::Path<String>,
 ) -> HttpResponse {
     let name = name.into_inner();
     let result = if name == "ca" {
-        run_raw(&app, move |a| a.puppet_ca_bundle(&caller.0)).await
+        run_raw(&app, move |a| a.puppet_ca_bundle()).await
     } else {
         let shown = name.clone();
-        run_raw(&app, move |a| a.puppet_certificate(&caller.0, &name))
+        run_raw(&app, move |a| a.puppet_certificate(&name))
             .await
             .map_err(|e| match e {
                 AppError::InvalidInput(_) => {
@@ -175,25 +174,20 @@ async fn certificate(
     }
 }
 
-async fn crl(req: HttpRequest, app: web::Data<App>, caller: Caller) -> HttpResponse {
-    match run_raw(&app, move |a| a.crl_bundle(&caller.0, PUPPET_ENV)).await {
+async fn crl(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
+    match run_raw(&app, move |a| a.crl_bundle(PUPPET_ENV)).await {
         Ok((pem, modified)) => pem_or_304(&req, pem, modified),
         Err(e) => answer(&req, e, StatusCode::CONFLICT),
     }
 }
 
 /// `PUT /certificate_revocation_list`: newer upstream CRLs.
-async fn put_crl(
-    req: HttpRequest,
-    app: web::Data<App>,
-    caller: Caller,
-    payload: web::Payload,
-) -> HttpResponse {
+async fn put_crl(req: HttpRequest, app: web::Data<App>, payload: web::Payload) -> HttpResponse {
     let bytes = match read_body(&req, payload, &app).await {
         Ok(b) => b,
         Err((status, text)) => return plain(status, text),
     };
-    match run_raw(&app, move |a| a.update_upstream_crls(&caller.0, &bytes)).await {
+    match run_raw(&app, move |a| a.update_upstream_crls(&bytes)).await {
         Ok(()) => plain(StatusCode::OK, "Successfully updated CRLs."),
         Err(e) => answer(&req, e, StatusCode::CONFLICT),
     }
@@ -202,12 +196,11 @@ async fn put_crl(
 async fn get_request(
     req: HttpRequest,
     app: web::Data<App>,
-    caller: Caller,
     name: web::Path<String>,
 ) -> HttpResponse {
     let name = name.into_inner();
     let shown = name.clone();
-    match run_raw(&app, move |a| a.request(&caller.0, PUPPET_ENV, &name)).await {
+    match run_raw(&app, move |a| a.request(PUPPET_ENV, &name)).await {
         Ok(view) => plain(
             StatusCode::OK,
             String::from_utf8_lossy(&view.pem()).into_owned(),
@@ -227,7 +220,6 @@ async fn get_request(
 async fn put_request(
     req: HttpRequest,
     app: web::Data<App>,
-    caller: Caller,
     name: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
@@ -236,7 +228,7 @@ async fn put_request(
         Err((status, text)) => return plain(status, text),
     };
     let name = name.into_inner();
-    match run_raw(&app, move |a| a.puppet_submit(&caller.0, &name, &bytes)).await {
+    match run_raw(&app, move |a| a.puppet_submit(&name, &bytes)).await {
         Ok(()) => plain(StatusCode::OK, ""),
         Err(e) => answer(&req, e, StatusCode::BAD_REQUEST),
     }
@@ -245,11 +237,10 @@ async fn put_request(
 async fn delete_request(
     req: HttpRequest,
     app: web::Data<App>,
-    caller: Caller,
     name: web::Path<String>,
 ) -> HttpResponse {
     let name = name.into_inner();
-    match run_raw(&app, move |a| a.puppet_delete_request(&caller.0, &name)).await {
+    match run_raw(&app, move |a| a.puppet_delete_request(&name)).await {
         Ok(()) => HttpResponse::NoContent().finish(),
         Err(e) => answer(&req, e, StatusCode::CONFLICT),
     }
@@ -289,14 +280,13 @@ fn not_acceptable() -> HttpResponse {
 async fn get_status(
     req: HttpRequest,
     app: web::Data<App>,
-    caller: Caller,
     name: web::Path<String>,
 ) -> HttpResponse {
     let Some(media) = status_media(&req) else {
         return not_acceptable();
     };
     let name = name.into_inner();
-    match run_raw(&app, move |a| a.puppet_status(&caller.0, &name)).await {
+    match run_raw(&app, move |a| a.puppet_status(&name)).await {
         Ok(st) => HttpResponse::Ok()
             .content_type(media)
             .body(serde_json::to_vec(&st).unwrap_or_default()),
@@ -311,7 +301,6 @@ async fn get_status(
 async fn put_status(
     req: HttpRequest,
     app: web::Data<App>,
-    caller: Caller,
     name: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
@@ -368,11 +357,7 @@ async fn put_status(
             );
         }
     }
-    match run_raw(&app, move |a| {
-        a.puppet_set_status(&caller.0, &name, sign, ttl)
-    })
-    .await
-    {
+    match run_raw(&app, move |a| a.puppet_set_status(&name, sign, ttl)).await {
         Ok(()) => HttpResponse::NoContent()
             .content_type("text/plain")
             .finish(),
@@ -386,11 +371,10 @@ async fn put_status(
 async fn delete_status(
     req: HttpRequest,
     app: web::Data<App>,
-    caller: Caller,
     name: web::Path<String>,
 ) -> HttpResponse {
     let name = name.into_inner();
-    match run_raw(&app, move |a| a.puppet_delete(&caller.0, &name)).await {
+    match run_raw(&app, move |a| a.puppet_delete(&name)).await {
         Ok(()) => HttpResponse::NoContent()
             .content_type("text/plain")
             .finish(),
@@ -406,7 +390,7 @@ struct StateQuery {
 
 /// `GET certificate_statuses/{any}?state=`: the segment is ignored, as is any other query
 /// parameter.
-async fn statuses(req: HttpRequest, app: web::Data<App>, caller: Caller) -> HttpResponse {
+async fn statuses(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
     let Some(media) = status_media(&req) else {
         return not_acceptable();
     };
@@ -414,11 +398,7 @@ async fn statuses(req: HttpRequest, app: web::Data<App>, caller: Caller) -> Http
         .ok()
         .and_then(|q| q.state);
     let state = state.filter(|s| matches!(s.as_str(), "requested" | "signed" | "revoked"));
-    match run_raw(&app, move |a| {
-        a.puppet_statuses(&caller.0, state.as_deref())
-    })
-    .await
-    {
+    match run_raw(&app, move |a| a.puppet_statuses(state.as_deref())).await {
         Ok(list) => HttpResponse::Ok()
             .content_type(media)
             .body(serde_json::to_vec(&list).unwrap_or_default()),
@@ -427,12 +407,7 @@ async fn statuses(req: HttpRequest, app: web::Data<App>, caller: Caller) -> Http
 }
 
 /// `PUT /clean` `{"certnames": [...], "async": false}`.
-async fn clean(
-    req: HttpRequest,
-    app: web::Data<App>,
-    caller: Caller,
-    payload: web::Payload,
-) -> HttpResponse {
+async fn clean(req: HttpRequest, app: web::Data<App>, payload: web::Payload) -> HttpResponse {
     let bytes = match read_body(&req, payload, &app).await {
         Ok(b) => b,
         Err((status, text)) => return plain(status, text),
@@ -456,7 +431,7 @@ async fn clean(
         .iter()
         .filter_map(|v| v.as_str().map(str::to_owned))
         .collect();
-    match run_raw(&app, move |a| a.puppet_clean(&caller.0, &names)).await {
+    match run_raw(&app, move |a| a.puppet_clean(&names)).await {
         Ok(missing) if missing.is_empty() => {
             plain(StatusCode::OK, "Successfully cleaned all certs.")
         }
@@ -474,8 +449,8 @@ async fn clean(
     }
 }
 
-async fn expirations(req: HttpRequest, app: web::Data<App>, caller: Caller) -> HttpResponse {
-    match run_raw(&app, move |a| a.puppet_expirations(&caller.0)).await {
+async fn expirations(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
+    match run_raw(&app, move |a| a.puppet_expirations()).await {
         Ok(e) => HttpResponse::Ok().json(e),
         Err(e) => answer(&req, e, StatusCode::CONFLICT),
     }
@@ -499,12 +474,7 @@ fn schema_violation(submitted: serde_json::Value, error: &str) -> HttpResponse {
 }
 
 /// `POST /sign` `{"certnames": [...]}`.
-async fn sign(
-    req: HttpRequest,
-    app: web::Data<App>,
-    caller: Caller,
-    payload: web::Payload,
-) -> HttpResponse {
+async fn sign(req: HttpRequest, app: web::Data<App>, payload: web::Payload) -> HttpResponse {
     let bytes = match read_body(&req, payload, &app).await {
         Ok(b) => b,
         Err((status, text)) => return plain(status, text),
@@ -520,15 +490,15 @@ async fn sign(
             "{:certnames (not (sequential? a-clojure.lang.PersistentArrayMap))}",
         );
     };
-    match run_raw(&app, move |a| a.puppet_sign(&caller.0, Some(&names))).await {
+    match run_raw(&app, move |a| a.puppet_sign(Some(&names))).await {
         Ok(report) => HttpResponse::Ok().json(report),
         Err(e) => answer(&req, e, StatusCode::CONFLICT),
     }
 }
 
 /// `POST /sign/all`: the body is ignored.
-async fn sign_all(req: HttpRequest, app: web::Data<App>, caller: Caller) -> HttpResponse {
-    match run_raw(&app, move |a| a.puppet_sign(&caller.0, None)).await {
+async fn sign_all(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
+    match run_raw(&app, move |a| a.puppet_sign(None)).await {
         Ok(report) => HttpResponse::Ok().json(report),
         Err(e) => answer(&req, e, StatusCode::CONFLICT),
     }

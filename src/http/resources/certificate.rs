@@ -13,7 +13,7 @@ use crate::app::{App, ListQuery};
 use crate::ca::Digest;
 use crate::http::body;
 use crate::http::negotiate::{Offer, Repr};
-use crate::http::{Caller, Problem};
+use crate::http::Problem;
 
 /// Decides the fingerprint digest: `?digest=` wins, then the Accept parameter, then the
 /// configured default.
@@ -43,7 +43,6 @@ fn fingerprint_response(req: &HttpRequest, der: &[u8], digest: Digest) -> HttpRe
 pub async fn get(
     req: HttpRequest,
     app: web::Data<App>,
-    caller: Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
     let (env, name) = path.into_inner();
@@ -58,10 +57,9 @@ pub async fn get(
         offer = offer.prefer_fingerprint();
     }
     let (repr, ctype) = offer.choose(req.headers())?;
-    let who = caller.0;
     if name == "ca" {
         let (chain, der) = run(&app, move |a| {
-            Ok((a.ca_chain(&env)?, a.ca_certificate_der(&who, &env)?))
+            Ok((a.ca_chain(&env)?, a.ca_certificate_der(&env)?))
         })
         .await?;
         return Ok(match repr {
@@ -72,7 +70,7 @@ pub async fn get(
             Repr::Pem | Repr::Json => body_unless_head(&req, negotiated(ctype), chain),
         });
     }
-    let view = run(&app, move |a| a.certificate(&who, &env, &name)).await?;
+    let view = run(&app, move |a| a.certificate(&env, &name)).await?;
     Ok(match repr {
         Repr::Pem => body_unless_head(&req, negotiated(ctype), view.pem()),
         Repr::Der => body_unless_head(&req, negotiated(ctype), view.record.der.clone()),
@@ -92,16 +90,12 @@ pub async fn get(
 pub async fn delete(
     req: HttpRequest,
     app: web::Data<App>,
-    caller: Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
     let (env, name) = path.into_inner();
     let pairs = query(&req)?;
     let reason = only(&pairs, &["reason"])?[0].map(str::to_owned);
-    run(&app, move |a| {
-        a.revoke(&caller.0, &env, &name, reason.as_deref())
-    })
-    .await?;
+    run(&app, move |a| a.revoke(&env, &name, reason.as_deref())).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -109,13 +103,12 @@ pub async fn delete(
 pub async fn list(
     req: HttpRequest,
     app: web::Data<App>,
-    caller: Caller,
     env: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     let pairs = query(&req)?;
     let q = ListQuery::parse(&pairs, None, &app.config().limits).map_err(Problem::from)?;
     let env = env.into_inner();
-    let page = run(&app, move |a| a.list_certificates(&caller.0, &env, &q)).await?;
+    let page = run(&app, move |a| a.list_certificates(&env, &q)).await?;
     Ok(page_response(&req, &pairs, page))
 }
 
@@ -131,7 +124,6 @@ struct SignBody {
 pub async fn sign(
     req: HttpRequest,
     app: web::Data<App>,
-    caller: Caller,
     env: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
@@ -155,7 +147,7 @@ pub async fn sign(
         (text.trim().to_owned(), None)
     };
     let env = env.into_inner();
-    let issued = run(&app, move |a| a.sign(&caller.0, &env, &name, ttl)).await?;
+    let issued = run(&app, move |a| a.sign(&env, &name, ttl)).await?;
     let location = format!("/{}/certificate/{}", issued.env, issued.certname);
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, location))

@@ -9,19 +9,18 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::{body_unless_head, negotiated, only, query, run};
 use crate::app::App;
 use crate::http::negotiate::{Offer, Repr};
-use crate::http::{Caller, Problem};
+use crate::http::Problem;
 
 /// `GET`/`HEAD`: PEM, or DER for `application/pkix-crl`.
 pub async fn get(
     req: HttpRequest,
     app: web::Data<App>,
-    caller: Caller,
     env: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     only(&query(&req)?, &[])?;
     let (repr, ctype) = Offer::pem_der("application/pkix-crl").choose(req.headers())?;
     let env = env.into_inner();
-    let crl = run(&app, move |a| a.crl(&caller.0, &env)).await?;
+    let crl = run(&app, move |a| a.crl(&env)).await?;
     let etag = EntityTag::new_strong(crl.etag.clone());
     let modified =
         HttpDate::from(UNIX_EPOCH + Duration::from_secs(crl.last_modified().max(0) as u64));

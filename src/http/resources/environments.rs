@@ -5,16 +5,12 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use super::{only, query, run};
 use crate::app::{App, EnvChange};
 use crate::http::body;
-use crate::http::{Caller, Problem};
+use crate::http::Problem;
 
 /// `GET /environments`.
-pub async fn list(
-    req: HttpRequest,
-    app: web::Data<App>,
-    caller: Caller,
-) -> Result<HttpResponse, Problem> {
+pub async fn list(req: HttpRequest, app: web::Data<App>) -> Result<HttpResponse, Problem> {
     only(&query(&req)?, &[])?;
-    let envs = run(&app, move |a| a.list_environments(&caller.0)).await?;
+    let envs = run(&app, move |a| a.list_environments()).await?;
     Ok(HttpResponse::Ok().json(envs))
 }
 
@@ -22,12 +18,11 @@ pub async fn list(
 pub async fn get(
     req: HttpRequest,
     app: web::Data<App>,
-    caller: Caller,
     env: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     only(&query(&req)?, &[])?;
     let env = env.into_inner();
-    let view = run(&app, move |a| a.environment_view(&caller.0, &env)).await?;
+    let view = run(&app, move |a| a.environment_view(&env)).await?;
     Ok(HttpResponse::Ok().json(view))
 }
 
@@ -36,14 +31,13 @@ pub async fn get(
 pub async fn put(
     req: HttpRequest,
     app: web::Data<App>,
-    caller: Caller,
     env: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
     only(&query(&req)?, &[])?;
     let bytes = body::read(&req, payload, app.config().limits.max_body_bytes).await?;
     let env = env.into_inner();
-    let (change, view) = run(&app, move |a| a.put_environment(&caller.0, &env, &bytes)).await?;
+    let (change, view) = run(&app, move |a| a.put_environment(&env, &bytes)).await?;
     Ok(match change {
         EnvChange::Created => HttpResponse::Created()
             .insert_header(("Location", format!("/environments/{}", view.name)))

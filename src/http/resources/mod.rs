@@ -68,6 +68,21 @@ pub(super) fn query(req: &HttpRequest) -> Result<Vec<(String, String)>, Problem>
             format!("the query string is longer than {MAX_QUERY_BYTES} bytes"),
         ));
     }
+    // serde_urlencoded keeps a malformed escape ("%zz", a lone "%") literally; refuse it,
+    // so that a query means one thing only.
+    let b = q.as_bytes();
+    let malformed = b.iter().enumerate().any(|(i, &c)| {
+        c == b'%'
+            && !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    });
+    if malformed {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "bad-query",
+            "the query string has a malformed percent escape",
+        ));
+    }
     serde_urlencoded::from_str(q).map_err(|e| {
         Problem::new(
             StatusCode::BAD_REQUEST,

@@ -14,13 +14,12 @@ use crate::http::{Caller, Problem};
 pub async fn get(
     req: HttpRequest,
     app: web::Data<App>,
-    caller: Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
     let (env, name) = path.into_inner();
     only(&query(&req)?, &[])?;
     let (repr, ctype) = Offer::pem_der("application/pkcs10").choose(req.headers())?;
-    let view = run(&app, move |a| a.request(&caller.0, &env, &name)).await?;
+    let view = run(&app, move |a| a.request(&env, &name)).await?;
     let bytes = if repr == Repr::Der {
         view.csr_der.clone()
     } else {
@@ -33,7 +32,6 @@ pub async fn get(
 pub async fn put(
     req: HttpRequest,
     app: web::Data<App>,
-    caller: Caller,
     path: web::Path<(String, String)>,
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
@@ -41,7 +39,7 @@ pub async fn put(
     only(&query(&req)?, &[])?;
     let bytes = body::read(&req, payload, app.config().limits.max_body_bytes).await?;
     let location = format!("/{env}/certificate_request/{name}");
-    let outcome = run(&app, move |a| a.submit(&caller.0, &env, &name, &bytes)).await?;
+    let outcome = run(&app, move |a| a.submit(&env, &name, &bytes)).await?;
     Ok(match outcome {
         Submitted::Created => HttpResponse::Created()
             .insert_header((header::LOCATION, location))
@@ -67,12 +65,11 @@ pub async fn delete(
 pub async fn list(
     req: HttpRequest,
     app: web::Data<App>,
-    caller: Caller,
     env: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     let pairs = query(&req)?;
     let q = ListQuery::parse(&pairs, None, &app.config().limits).map_err(Problem::from)?;
     let env = env.into_inner();
-    let page = run(&app, move |a| a.list_requests(&caller.0, &env, &q)).await?;
+    let page = run(&app, move |a| a.list_requests(&env, &q)).await?;
     Ok(page_response(&req, &pairs, page))
 }

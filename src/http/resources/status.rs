@@ -41,12 +41,11 @@ pub async fn server(app: web::Data<App>, caller: Caller) -> HttpResponse {
 pub async fn get(
     req: HttpRequest,
     app: web::Data<App>,
-    caller: Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
     let (env, name) = path.into_inner();
     only(&query(&req)?, &[])?;
-    let status = run(&app, move |a| a.status_of(&caller.0, &env, &name)).await?;
+    let status = run(&app, move |a| a.status_of(&env, &name)).await?;
     Ok(HttpResponse::Ok().json(status))
 }
 
@@ -63,7 +62,6 @@ struct Desired {
 pub async fn put(
     req: HttpRequest,
     app: web::Data<App>,
-    caller: Caller,
     path: web::Path<(String, String)>,
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
@@ -83,10 +81,7 @@ pub async fn put(
             ));
         }
     };
-    run(&app, move |a| {
-        a.set_status(&caller.0, &env, &name, desired, d.ttl)
-    })
-    .await?;
+    run(&app, move |a| a.set_status(&env, &name, desired, d.ttl)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -94,12 +89,11 @@ pub async fn put(
 pub async fn delete(
     req: HttpRequest,
     app: web::Data<App>,
-    caller: Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
     let (env, name) = path.into_inner();
     only(&query(&req)?, &[])?;
-    run(&app, move |a| a.clean(&caller.0, &env, &name)).await?;
+    run(&app, move |a| a.clean(&env, &name)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -107,13 +101,12 @@ pub async fn delete(
 pub async fn list(
     req: HttpRequest,
     app: web::Data<App>,
-    caller: Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
     let (env, pattern) = path.into_inner();
     let pairs = query(&req)?;
     let q =
         ListQuery::parse(&pairs, Some(&pattern), &app.config().limits).map_err(Problem::from)?;
-    let page = run(&app, move |a| a.list_statuses(&caller.0, &env, &q)).await?;
+    let page = run(&app, move |a| a.list_statuses(&env, &q)).await?;
     Ok(page_response(&req, &pairs, page))
 }

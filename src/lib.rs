@@ -1,7 +1,7 @@
 //! certd: a certificate authority served as plain HTTP resources.
 //!
 //! Layers (arrows run one way, see DESIGN.md section 2):
-//! `ca` ← `store`, `authz` ← `app` ← `http`, `cli` ← `main`. `config` is read by the
+//! `ca` ← `store`, `authz`, `issuer` ← `orders` ← `app` ← `http`, `cli` ← `main`. `config` is read by the
 //! composition root (`cli`) and handed down.
 
 pub mod app;
@@ -10,4 +10,6 @@ pub mod ca;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod issuer;
+pub mod orders;
 pub mod store;

@@ -25,6 +25,13 @@ enum Op {
         env: u8,
         name: u8,
     },
+    /// Compare-and-set of the request's order; `stale` expects a record that is not there.
+    Order {
+        env: u8,
+        name: u8,
+        attempts: u32,
+        stale: bool,
+    },
     Issue {
         env: u8,
         name: u8,
@@ -63,6 +70,7 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (e.clone(), n.clone(), 0u8..2, any::<bool>(), any::<bool>()).prop_map(|(env, name, csr, allow, replace)| Op::Submit { env, name, csr, allow, replace }),
         1 => (e.clone(), n.clone()).prop_map(|(env, name)| Op::Reject { env, name }),
         1 => (e.clone(), n.clone()).prop_map(|(env, name)| Op::Cancel { env, name }),
+        2 => (e.clone(), n.clone(), 0u32..4, any::<bool>()).prop_map(|(env, name, attempts, stale)| Op::Order { env, name, attempts, stale }),
         4 => (e.clone(), n.clone(), 0u8..2, 0u8..8).prop_map(|(env, name, csr, serial)| Op::Issue { env, name, csr, serial }),
         2 => (e.clone(), n.clone(), 0u8..8, 0u8..8).prop_map(|(env, name, old, serial)| Op::Renew { env, name, old, serial }),
         2 => (e.clone(), n.clone(), any::<bool>()).prop_map(|(env, name, reason)| Op::Revoke { env, name, reason }),
@@ -109,6 +117,7 @@ fn apply(store: &dyn Store, op: &Op, at: i64) -> String {
                 state: RequestState::Requested,
                 dns_names: vec![],
                 ip_addrs: vec![],
+                order: None,
             };
             format!(
                 "{:?}",
@@ -133,6 +142,47 @@ fn apply(store: &dyn Store, op: &Op, at: i64) -> String {
         ),
         Op::Cancel { env: e, name: n } => {
             format!("{:?}", store.cancel_request(&env(e), &name(n), at).unwrap())
+        }
+        Op::Order {
+            env: e,
+            name: n,
+            attempts,
+            stale,
+        } => {
+            let Some(current) = store.request(&env(e), &name(n)).unwrap() else {
+                return "no request".into();
+            };
+            let mut expected = current.clone();
+            if stale {
+                expected.submitted_at += 1;
+            }
+            let mut new = current.clone();
+            new.order = Some(certd::store::Order {
+                issuer: "up".into(),
+                sub_status: "waiting_for_ca".into(),
+                sub_status_message: format!("attempt {attempts}"),
+                plugin_meta: [("k".to_string(), attempts.to_string())].into(),
+                approved_at: at,
+                started_at: at,
+                due_ms: at * 1000,
+                attempts,
+                failures: 0,
+                validity: 60,
+                modified: false,
+                lease_until_ms: 0,
+            });
+            let event = (attempts % 2 == 0).then(|| {
+                (
+                    certd::store::EventKind::OrderUpdated,
+                    Some(format!("attempt {attempts}")),
+                )
+            });
+            format!(
+                "{:?}",
+                store
+                    .update_request(&env(e), &name(n), &expected, &new, event, at)
+                    .unwrap()
+            )
         }
         Op::Issue {
             env: e,
@@ -316,6 +366,7 @@ fn concurrent_issues_of_one_request_give_one_certificate() {
         state: RequestState::Requested,
         dns_names: vec![],
         ip_addrs: vec![],
+        order: None,
     };
     store
         .submit_request(

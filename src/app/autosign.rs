@@ -1,11 +1,10 @@
 //! Autosign (Puppet's semantics, reference section 8.4): a boolean, a list of globs, or a
 //! path that is either an executable policy or an allowlist file.
 
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use crate::ca::Certname;
 use crate::config::Autosign;
@@ -25,28 +24,9 @@ pub fn decide(setting: &Autosign, timeout: Duration, certname: &Certname, csr_pe
     }
 }
 
-/// One allowlist entry: `*` matches everything; `*.domain` matches the domain and any
-/// name under it, label by label from the right, case-insensitively; anything else must
-/// equal the certname exactly.
+/// One allowlist entry (Puppet's domain globs); see [`crate::ca::domain_glob_matches`].
 pub fn glob_allows(entry: &str, certname: &str) -> bool {
-    if entry == "*" {
-        return true;
-    }
-    let Some(domain) = entry.strip_prefix('*') else {
-        return entry == certname;
-    };
-    let want: Vec<String> = domain
-        .split('.')
-        .filter(|l| !l.is_empty())
-        .map(|l| l.to_ascii_lowercase())
-        .rev()
-        .collect();
-    let have: Vec<String> = certname
-        .split('.')
-        .map(|l| l.to_ascii_lowercase())
-        .rev()
-        .collect();
-    have.len() >= want.len() && want.iter().zip(&have).all(|(w, h)| w == h)
+    crate::ca::domain_glob_matches(entry, certname)
 }
 
 /// Puppet's allowlist file: lines verbatim; blank and `#` lines skipped; a line with a
@@ -69,50 +49,18 @@ fn allowlist_file(path: &Path, certname: &Certname) -> bool {
 }
 
 /// Runs the policy executable: certname as the only argument, the CSR on stdin; exit 0
-/// signs. Killed after `timeout`, which counts as a "no".
+/// signs. Killed (with its process group) after `timeout`, which counts as a "no".
 fn run_policy(path: &Path, timeout: Duration, certname: &Certname, csr_pem: &[u8]) -> bool {
-    use std::os::unix::process::CommandExt;
-    let child = Command::new(path)
-        .arg(certname.as_str())
-        .process_group(0)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "autosign executable could not start; not signing");
-            return false;
+    let mut cmd = Command::new(path);
+    cmd.arg(certname.as_str());
+    match crate::issuer::run_bounded(cmd, csr_pem, timeout) {
+        Ok((status, _, _)) => {
+            tracing::info!(%certname, code = ?status.code(), "autosign policy answered");
+            status.success()
         }
-    };
-    if let Some(mut stdin) = child.stdin.take() {
-        // A policy that exits without reading its input is fine: ignore a broken pipe.
-        let _ = stdin.write_all(csr_pem);
-    }
-    let started = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                tracing::info!(%certname, code = ?status.code(), "autosign policy answered");
-                return status.success();
-            }
-            Ok(None) if started.elapsed() >= timeout => {
-                // The policy runs in its own process group: kill the group, so that
-                // what the script started goes too.
-                let _ = Command::new("kill")
-                    .args(["-KILL", "--", &format!("-{}", child.id())])
-                    .status();
-                let _ = child.kill();
-                let _ = child.wait();
-                tracing::warn!(%certname, ?timeout, "autosign policy timed out; killed, not signing");
-                return false;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-            Err(e) => {
-                tracing::warn!(error = %e, "autosign policy wait failed; not signing");
-                return false;
-            }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), %certname, error = %e, "autosign policy failed; not signing");
+            false
         }
     }
 }
@@ -197,7 +145,7 @@ mod tests {
             b"-----BEGIN CERTIFICATE REQUEST-----\n"
         ));
         assert!(!decide(&script("no", "exit 1"), t, &name("web1"), b""));
-        let started = Instant::now();
+        let started = std::time::Instant::now();
         assert!(!decide(&script("hang", "sleep 30"), t, &name("web1"), b""));
         assert!(started.elapsed() < Duration::from_secs(5));
     }

@@ -1,9 +1,8 @@
 //! Certificates: reading, signing a pending request, revoking, cleaning.
 
 use super::{certname, App, AppError, EnvCa};
-use crate::ca::{
-    CaError, CertInfo, Certname, Profile, ProfileKind, RevocationReason, ValidatedCsr,
-};
+use crate::ca::{CaError, CertInfo, Certname, RevocationReason, ValidatedCsr};
+use crate::issuer::{OrderRequest, Outcome, PluginMeta};
 use crate::store::{
     CertRecord, CleanOutcome, IssueOutcome, RequestRecord, RequestState, Revocation, RevokeOutcome,
 };
@@ -33,6 +32,18 @@ pub struct Issued {
     pub env: String,
     /// Whose.
     pub certname: Certname,
+}
+
+/// What approving a request led to.
+#[derive(Debug, Clone)]
+pub enum Signing {
+    /// The certificate is stored (201).
+    Issued(Issued),
+    /// An issuer that answers later has the order (202); `sub_status` says where it is.
+    Accepted {
+        /// The order's `sub_status`.
+        sub_status: String,
+    },
 }
 
 /// A signing that lost to a concurrent change is retried this many times (serial
@@ -76,19 +87,21 @@ impl App {
         raw_env: &str,
         raw_name: &str,
         ttl: Option<i64>,
-    ) -> Result<Issued, AppError> {
+    ) -> Result<Signing, AppError> {
         let env = self.env_ca(raw_env)?;
         let name = certname(raw_name)?;
         self.sign_pending(&env, &name, ttl)
     }
 
-    /// Signs the pending request of `name` (the caller is authorised, or it is autosign).
+    /// Approves the pending request of `name` (the caller is authorised, or it is
+    /// autosign): the built-in CA signs it now; an issuer that answers later gets an
+    /// order (see `orders.rs`).
     pub(super) fn sign_pending(
         &self,
         env: &EnvCa,
         name: &Certname,
         ttl: Option<i64>,
-    ) -> Result<Issued, AppError> {
+    ) -> Result<Signing, AppError> {
         let _slot = self.signing_slot()?;
         let name = name.clone();
         if let Some(t) = ttl {
@@ -107,7 +120,7 @@ impl App {
                 },
             ) => r,
             Some(RequestRecord {
-                state: RequestState::Invalid { reason },
+                state: RequestState::Invalid { reason } | RequestState::Error { reason },
                 ..
             }) => {
                 return Err(AppError::Conflict {
@@ -126,24 +139,39 @@ impl App {
         let validity = ttl
             .or(env.settings.cert_ttl.map(|d| d.as_secs()))
             .unwrap_or(self.config.ca.cert_ttl.as_secs());
-        let profile = Profile::new(ProfileKind::Agent, validity);
+        if let Some(order) = &req.order {
+            // Approved before; the order is under way.
+            return Ok(Signing::Accepted {
+                sub_status: order.sub_status.clone(),
+            });
+        }
+        let issuer = self.issuer_for(env, &csr, validity)?;
+        if !issuer.backend.in_process() {
+            return self.start_order(env, &name, req, issuer, validity);
+        }
+        let order = OrderRequest {
+            env: &env.name,
+            csr: &csr,
+            validity,
+        };
         for _ in 0..SIGN_ATTEMPTS {
-            let cert = env.ca.sign_leaf(
-                &csr.subject(),
-                csr.public_key(),
-                &profile,
-                self.clock.as_ref(),
-                self.rng.as_ref(),
-            )?;
-            let record = cert_record(&cert.to_der().map_err(CaError::from)?, self.now())?;
+            let der = match issuer.backend.issue(&order, &mut PluginMeta::new()) {
+                Outcome::Issued { cert_der } => cert_der,
+                other => {
+                    return Err(AppError::Pki(CaError::BadCertificate(format!(
+                        "the built-in CA did not sign: {other:?}"
+                    ))))
+                }
+            };
+            let record = cert_record(&der, self.now())?;
             match self.store.issue(&env.name, &name, &req.csr_der, &record)? {
                 IssueOutcome::Issued => {
                     self.store.flush()?;
                     tracing::info!(env = %env.name, certname = %name, serial = %crate::ca::SerialNumber::from_bytes(&record.serial)?, "issued");
-                    return Ok(Issued {
+                    return Ok(Signing::Issued(Issued {
                         env: env.name.to_string(),
                         certname: name,
-                    });
+                    }));
                 }
                 IssueOutcome::SerialTaken => continue,
                 IssueOutcome::AlreadySigned => return Err(already_signed(&name)),
@@ -209,6 +237,9 @@ impl App {
             revoked_at: self.now(),
             reason: RevocationReason::CessationOfOperation,
         };
+        if let Some(rec) = self.store.request(&env.name, &name)? {
+            self.cancel_order(&env, &name, &rec);
+        }
         match self.store.clean(&env.name, &name, revocation)? {
             CleanOutcome::NotFound => Err(AppError::NotFound(format!(
                 "no certificate or request for {name}"

@@ -135,7 +135,14 @@ impl App {
             now,
         )?;
         self.store.flush()?;
-        let loaded = Arc::new(load_env(&self.data, self.store.as_ref(), &name, settings)?);
+        let loaded = Arc::new(load_env(
+            &self.data,
+            self.store.as_ref(),
+            &name,
+            settings,
+            &self.clock,
+            &self.rng,
+        )?);
         self.resolver.add_issuer(issuer_of(&name, &loaded.ca)?);
         let view = self.view(&loaded)?;
         envs.insert(name.clone(), loaded);

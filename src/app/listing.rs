@@ -199,6 +199,7 @@ fn request_state(r: &RequestRecord) -> &'static str {
     match r.state {
         RequestState::Requested => "requested",
         RequestState::Invalid { .. } => "invalid",
+        RequestState::Error { .. } => "error",
     }
 }
 

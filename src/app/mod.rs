@@ -6,10 +6,12 @@ mod certificates;
 mod crl;
 mod environments;
 mod listing;
+mod orders;
 mod puppet;
 mod requests;
 mod setup;
 mod status;
+mod webhooks;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -22,10 +24,11 @@ use crate::ca::{CaError, CaPair, CertInfo, Certname, Clock, EnvName, Rng, UnixTi
 use crate::config::{Config, EnvConfig};
 use crate::store::{DataDir, FilesError, SledStore, Store, StoreError};
 
-pub use certificates::{CertificateView, Issued};
+pub use certificates::{CertificateView, Issued, Signing};
 pub use crl::CrlView;
 pub use environments::{EnvChange, EnvView};
 pub use listing::{ListQuery, Page};
+pub use orders::{EventView, IssuerStatus};
 pub use puppet::{Expirations, PuppetStatus, SignReport, PUPPET_ENV};
 pub use requests::{RequestView, Submitted};
 pub use setup::{setup, SetupOutcome};
@@ -127,6 +130,8 @@ pub struct EnvCa {
     crl: RwLock<Arc<CrlView>>,
     /// Serialises CRL rebuilds so that the last one written lists every revocation.
     crl_rebuild: std::sync::Mutex<()>,
+    /// Who signs here, in order of preference (`supports` picks).
+    pub issuers: Vec<crate::issuer::Configured>,
 }
 
 /// What the HTTPS listener needs: its certificate chain, key, and the CAs client
@@ -151,6 +156,8 @@ pub struct Status {
     pub environments: Vec<String>,
     /// Store health.
     pub store: StoreStatus,
+    /// Each environment's issuers and whether they take orders now.
+    pub issuers: Vec<IssuerStatus>,
 }
 
 /// Store part of [`Status`].
@@ -178,6 +185,12 @@ pub struct App {
     root_crl: RwLock<Arc<CrlView>>,
     /// Bumped whenever the set of trusted CAs changes (an environment is created).
     trust_generation: std::sync::atomic::AtomicU64,
+    /// Each remote issuer's last readiness probe, by "env/issuer" (absent: not probed
+    /// yet, taken as ready).
+    readiness: RwLock<BTreeMap<String, Result<(), String>>>,
+    /// Wakes the order worker (new or changed orders) and those waiting on it (an order
+    /// was worked on): a counter bumped on each, with its condition variable.
+    orders_signal: (std::sync::Mutex<u64>, std::sync::Condvar),
 }
 
 /// One admitted signing; releases its place when dropped.
@@ -211,7 +224,7 @@ impl App {
             }
             setup::ensure_env_in_store(store.as_ref(), &data, &config, env, clock.as_ref())?;
             let settings = config.environments[env].clone();
-            let loaded = load_env(&data, store.as_ref(), env, settings)?;
+            let loaded = load_env(&data, store.as_ref(), env, settings, &clock, &rng)?;
             crl::refresh_if_stale(&loaded, store.as_ref(), &config, clock.as_ref())?;
             envs.insert(env.clone(), Arc::new(loaded));
         }
@@ -226,7 +239,7 @@ impl App {
                     tree: "environments".into(),
                     detail: format!("{name}: {e}"),
                 })?;
-            let loaded = load_env(&data, store.as_ref(), &name, settings)?;
+            let loaded = load_env(&data, store.as_ref(), &name, settings, &clock, &rng)?;
             crl::refresh_if_stale(&loaded, store.as_ref(), &config, clock.as_ref())?;
             envs.insert(name, Arc::new(loaded));
         }
@@ -258,6 +271,8 @@ impl App {
             signings: std::sync::atomic::AtomicUsize::new(0),
             trust_generation: std::sync::atomic::AtomicU64::new(0),
             root_crl: RwLock::new(Arc::new(CrlView::new(root_crl))),
+            readiness: RwLock::new(BTreeMap::new()),
+            orders_signal: (std::sync::Mutex::new(0), std::sync::Condvar::new()),
         })
     }
 
@@ -332,6 +347,7 @@ impl App {
             store: StoreStatus {
                 ok: self.store.healthy(),
             },
+            issuers: self.issuer_statuses(),
         }
     }
 
@@ -362,11 +378,25 @@ fn load_env(
     store: &dyn Store,
     env: &EnvName,
     settings: EnvConfig,
+    clock: &Arc<dyn Clock>,
+    rng: &Arc<dyn Rng>,
 ) -> Result<EnvCa, AppError> {
     let ca = CaPair::from_pem(
         &data.read(&data.env_cert(env))?,
         &data.read_secret(&data.env_key(env))?,
     )?;
+    let issuers = crate::issuer::build(
+        &settings.issuer.0,
+        crate::issuer::LocalParts {
+            ca: ca.clone(),
+            clock: clock.clone(),
+            rng: rng.clone(),
+        },
+    )
+    .map_err(|e| AppError::BadRequest {
+        code: "invalid-issuer",
+        detail: format!("environment {env}: {e}"),
+    })?;
     let record = store.crl(env)?.ok_or_else(|| StoreError::Corrupt {
         tree: env.to_string(),
         detail: "no CRL".into(),
@@ -384,6 +414,7 @@ fn load_env(
         settings,
         crl: RwLock::new(Arc::new(CrlView::new(record))),
         crl_rebuild: std::sync::Mutex::new(()),
+        issuers,
     })
 }
 

@@ -247,6 +247,9 @@ impl App {
     pub fn puppet_delete_request(&self, raw_name: &str) -> Result<(), AppError> {
         let env = self.puppet_env()?;
         let name = certname(raw_name)?;
+        if let Some(rec) = self.store.request(&env.name, &name)? {
+            self.cancel_order(&env, &name, &rec);
+        }
         if !self.store.cancel_request(&env.name, &name, self.now())? {
             return Err(AppError::NotFound(format!(
                 "No certificate request for {name}"

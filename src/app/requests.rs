@@ -56,12 +56,29 @@ impl App {
         let name = certname(raw_name)?;
         let csr = ValidatedCsr::parse(body, &name, &env.settings.csr_policy(&self.config.limits))?;
         let subject = csr.subject();
+        // A CSR replacing one whose order is under way keeps the order: the worker hands
+        // the new CSR to the issuer's `modify` (seed 000).
+        let order = match self.store.request(&env.name, &name)? {
+            Some(RequestRecord {
+                state: RequestState::Requested,
+                order: Some(mut o),
+                ..
+            }) if !refuse_pending => {
+                o.modified = true;
+                o.due_ms = super::orders::now_ms();
+                o.lease_until_ms = 0;
+                Some(o)
+            }
+            _ => None,
+        };
+        let modifies = order.is_some();
         let rec = RequestRecord {
             csr_der: csr.der().to_vec(),
             submitted_at: self.now(),
             state: RequestState::Requested,
             dns_names: subject.dns_names.clone(),
             ip_addrs: subject.ip_addrs.iter().map(|ip| ip.to_string()).collect(),
+            order,
         };
         let rule = SubmitRule {
             allow_if_signed: env.settings.allow_duplicate_certs,
@@ -88,6 +105,10 @@ impl App {
             }),
             SubmitOutcome::Created | SubmitOutcome::Replaced => {
                 self.store.flush()?;
+                if modifies {
+                    self.wake_orders();
+                    return Ok(Submitted::Replaced);
+                }
                 let timeout =
                     std::time::Duration::from_secs(env.settings.autosign_timeout.as_secs() as u64);
                 if super::autosign::decide(&env.settings.autosign, timeout, &name, &csr.to_pem()) {
@@ -112,7 +133,7 @@ impl App {
                 "no certificate request for {name}"
             ))),
             Some(RequestRecord {
-                state: RequestState::Invalid { reason },
+                state: RequestState::Invalid { reason } | RequestState::Error { reason },
                 ..
             }) => Err(AppError::RequestInvalid {
                 certname: name,
@@ -133,10 +154,13 @@ impl App {
         let now = self.now();
         let done = match self.store.request(&env.name, &name)? {
             None => false,
-            Some(RequestRecord {
-                state: RequestState::Requested,
-                ..
-            }) => {
+            Some(
+                rec @ RequestRecord {
+                    state: RequestState::Requested,
+                    ..
+                },
+            ) => {
+                self.cancel_order(&env, &name, &rec);
                 let by = who
                     .certname
                     .as_ref()

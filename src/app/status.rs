@@ -32,7 +32,7 @@ pub struct StatusObject {
     pub name: String,
     /// The environment.
     pub environment: String,
-    /// `requested`, `signed`, `revoked` or `invalid`.
+    /// `requested`, `signed`, `revoked`, `invalid` or `error`.
     pub state: &'static str,
     /// Fingerprint under the default digest (of the certificate, or of the CSR).
     pub fingerprint: String,
@@ -59,6 +59,22 @@ pub struct StatusObject {
     pub revoked_at: Option<String>,
     /// RFC 5280 reason name.
     pub revocation_reason: Option<&'static str>,
+    /// The order, while an issuer that answers later has the request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub order: Option<OrderStatus>,
+}
+
+/// Where an order stands (asynchronous issuers).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct OrderStatus {
+    /// The issuer serving it.
+    pub issuer: String,
+    /// Calls made to it so far.
+    pub attempts: u32,
+    /// RFC 3339: when it was approved.
+    pub approved_at: String,
+    /// When the next call is due, Unix milliseconds.
+    pub next_attempt_ms: i64,
 }
 
 /// A desired state for `PUT certificate_status`.
@@ -127,6 +143,7 @@ pub(super) fn of_certificate(
         error_message: None,
         revoked_at: c.revocation.map(|r| rfc3339(r.revoked_at)),
         revocation_reason: c.revocation.map(|r| r.reason.name()),
+        order: None,
     }
 }
 
@@ -144,6 +161,7 @@ pub(super) fn of_request(
     let (state, error_message) = match &r.state {
         RequestState::Requested => ("requested", None),
         RequestState::Invalid { reason } => ("invalid", Some(reason.clone())),
+        RequestState::Error { reason } => ("error", Some(reason.clone())),
     };
     StatusObject {
         name: name.to_string(),
@@ -156,11 +174,17 @@ pub(super) fn of_request(
         serial_number: None,
         not_before: None,
         not_after: None,
-        sub_status: None,
-        sub_status_message: None,
+        sub_status: r.order.as_ref().map(|o| o.sub_status.clone()),
+        sub_status_message: r.order.as_ref().map(|o| o.sub_status_message.clone()),
         error_message,
         revoked_at: None,
         revocation_reason: None,
+        order: r.order.as_ref().map(|o| OrderStatus {
+            issuer: o.issuer.clone(),
+            attempts: o.attempts,
+            approved_at: rfc3339(o.approved_at),
+            next_attempt_ms: o.due_ms,
+        }),
     }
 }
 
@@ -195,16 +219,20 @@ impl App {
 
     /// `PUT /{env}/certificate_status/{name}`: moves to the desired state. Signing an
     /// already signed name, or revoking one with no certificate, is a conflict; revoking
-    /// a revoked certificate is not.
+    /// a revoked certificate is not. True when done now; false when an issuer that
+    /// answers later has the order (202).
     pub fn set_status(
         &self,
         raw_env: &str,
         raw_name: &str,
         desired: DesiredState,
         ttl: Option<i64>,
-    ) -> Result<(), AppError> {
+    ) -> Result<bool, AppError> {
         match desired {
-            DesiredState::Signed => self.sign(raw_env, raw_name, ttl).map(|_| ()),
+            DesiredState::Signed => Ok(matches!(
+                self.sign(raw_env, raw_name, ttl)?,
+                super::Signing::Issued(_)
+            )),
             DesiredState::Revoked => {
                 let env = self.env_ca(raw_env)?;
                 let name = certname(raw_name)?;
@@ -219,7 +247,7 @@ impl App {
                         "no certificate or request for {name}"
                     )));
                 }
-                self.revoke(raw_env, raw_name, None)
+                self.revoke(raw_env, raw_name, None).map(|()| true)
             }
         }
     }

@@ -36,7 +36,7 @@ pub fn der_text(value: &[u8]) -> Option<String> {
     inspect::der_string(value)
 }
 pub use key::{KeyType, PrivateKey};
-pub use name::{Certname, EnvName};
+pub use name::{domain_glob_matches, Certname, EnvName};
 pub use oid::{puppet_oid, puppet_short_name, PP_CLI_AUTH, PUPPET_ARC};
 pub use profile::{Profile, ProfileKind};
 pub use serial::SerialNumber;

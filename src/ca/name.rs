@@ -175,6 +175,30 @@ impl fmt::Debug for EnvName {
     }
 }
 
+/// One allowlist entry: `*` matches everything; `*.domain` matches the domain and any
+/// name under it, label by label from the right, case-insensitively; anything else must
+/// equal the certname exactly.
+pub fn domain_glob_matches(entry: &str, certname: &str) -> bool {
+    if entry == "*" {
+        return true;
+    }
+    let Some(domain) = entry.strip_prefix('*') else {
+        return entry == certname;
+    };
+    let want: Vec<String> = domain
+        .split('.')
+        .filter(|l| !l.is_empty())
+        .map(|l| l.to_ascii_lowercase())
+        .rev()
+        .collect();
+    let have: Vec<String> = certname
+        .split('.')
+        .map(|l| l.to_ascii_lowercase())
+        .rev()
+        .collect();
+    have.len() >= want.len() && want.iter().zip(&have).all(|(w, h)| w == h)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

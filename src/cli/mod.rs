@@ -134,6 +134,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 .with_context(|| format!("opening {}", data.root().display()))?;
             let app = Arc::new(app);
             app.spawn_maintenance();
+            app.spawn_order_worker();
+            app.spawn_webhooks();
             let tls =
                 crate::http::tls::acceptor(app.clone()).context("building the TLS acceptor")?;
             actix_web::rt::System::new()

@@ -4,6 +4,7 @@
 //! has a default; `conf/certd.toml` lists them all with a comment each.
 
 mod duration;
+mod issuer;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -15,6 +16,7 @@ use thiserror::Error;
 use crate::authz::{AuthzError, Rules};
 use crate::ca::{Certname, CsrPolicy, Digest, EnvName, KeyType};
 pub use duration::Duration;
+pub use issuer::{IssuerKind, IssuerSpec, Issuers};
 
 /// Why a configuration could not be used.
 #[derive(Debug, Error)]
@@ -162,6 +164,9 @@ pub struct EnvConfig {
     /// Whether a caller without a client certificate may submit a CSR here; when
     /// absent, true for `production` and false for every other environment.
     pub allow_anonymous_csr: Option<bool>,
+    /// Who signs: `"local"` (this environment's issuing CA), or one or more back ends
+    /// (see [`IssuerSpec`]).
+    pub issuer: Issuers,
 }
 
 /// `autosign = false | true | ["glob", ...] | "/path"` (Puppet's `autosign` setting).
@@ -198,6 +203,7 @@ impl Default for EnvConfig {
             auto_renewal_cert_ttl: Duration::secs(90 * 86_400),
             admins: Vec::new(),
             allow_anonymous_csr: None,
+            issuer: Issuers::default(),
         }
     }
 }
@@ -246,6 +252,29 @@ impl Default for LimitsConfig {
     }
 }
 
+/// `[events]`: where events (issued, revoked, rejected, canceled, error, order state
+/// changes) are POSTed as JSON, besides the audit log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// Webhook URLs (http:// or https://).
+    pub webhooks: Vec<String>,
+    /// Each POST gives up after this long.
+    pub webhook_timeout: Duration,
+    /// Attempts per event and webhook (then the event is skipped for that webhook).
+    pub webhook_attempts: u32,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            webhooks: Vec::new(),
+            webhook_timeout: Duration::secs(5),
+            webhook_attempts: 3,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawConfig {
@@ -253,6 +282,7 @@ struct RawConfig {
     ca: CaConfig,
     limits: LimitsConfig,
     authz: AuthzConfig,
+    events: EventsConfig,
     environments: BTreeMap<String, EnvConfig>,
 }
 
@@ -265,6 +295,8 @@ pub struct Config {
     pub ca: CaConfig,
     /// `[limits]`.
     pub limits: LimitsConfig,
+    /// `[events]`.
+    pub events: EventsConfig,
     /// Global admin certnames.
     pub admins: Vec<Certname>,
     /// The certname of the admin certificate setup writes.
@@ -320,6 +352,18 @@ impl Config {
             environments.insert(env_name, env);
         }
         environments.entry(EnvName::production()).or_default();
+        for url in &raw.events.webhooks {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(format!(
+                    "[events] webhooks: {url:?} must be an http:// or https:// URL"
+                )));
+            }
+        }
+        if raw.events.webhook_attempts == 0 {
+            return Err(invalid(
+                "[events] webhook_attempts must be at least 1".into(),
+            ));
+        }
         if raw.ca.issuing_ttl > raw.ca.root_ttl {
             return Err(invalid("[ca] issuing_ttl must not exceed root_ttl".into()));
         }
@@ -344,6 +388,7 @@ impl Config {
             server: raw.server,
             ca: raw.ca,
             limits: raw.limits,
+            events: raw.events,
             admins,
             admin_certname,
             environments,
@@ -403,6 +448,10 @@ mod tests {
             format!("{:?}", defaults.server)
         );
         assert_eq!(format!("{:?}", shipped.ca), format!("{:?}", defaults.ca));
+        assert_eq!(
+            format!("{:?}", shipped.events),
+            format!("{:?}", defaults.events)
+        );
         assert_eq!(
             format!("{:?}", shipped.limits),
             format!("{:?}", defaults.limits)

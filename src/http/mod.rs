@@ -25,7 +25,7 @@ pub use identity::Caller;
 
 /// Every route, registered in one place. A method a resource does not support is a 405.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    use resources::{certificate, crl, environments, method_not_allowed, request, status};
+    use resources::{certificate, crl, environments, events, method_not_allowed, request, status};
     let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
     cfg.configure(puppet::routes);
     cfg.service(resource("/status").route(web::get().to(status::server)))
@@ -63,6 +63,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/{env}/certificate_statuses/{pattern}").route(web::get().to(status::list)),
         )
+        .service(resource("/{env}/events").route(web::get().to(events::list)))
         .service(
             resource("/{env}/certificate_revocation_list/ca")
                 .route(web::get().to(crl::get))

@@ -32,6 +32,7 @@ fn log(s: &mut Snapshot, at: UnixTime, env: &EnvName, certname: &str, kind: Even
         env: env.to_string(),
         certname: certname.to_owned(),
         kind,
+        detail: None,
     });
 }
 
@@ -177,6 +178,32 @@ impl Store for MemStore {
                 reason: reason.to_owned(),
             };
             log(s, at, env, name.as_str(), EventKind::Rejected);
+            true
+        }))
+    }
+
+    fn update_request(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        expected: &RequestRecord,
+        new: &RequestRecord,
+        event: Option<(EventKind, Option<String>)>,
+        at: UnixTime,
+    ) -> Result<bool, StoreError> {
+        Ok(self.with(|s| {
+            let e = env_mut(s, env);
+            if e.requests.get(name.as_str()) != Some(expected) {
+                tidy(s);
+                return false;
+            }
+            e.requests.insert(name.as_str().to_owned(), new.clone());
+            if let Some((kind, detail)) = event {
+                log(s, at, env, name.as_str(), kind);
+                if let Some(last) = s.audit.last_mut() {
+                    last.detail = detail;
+                }
+            }
             true
         }))
     }
@@ -402,6 +429,10 @@ impl Store for MemStore {
     fn put_root_crl(&self, crl: &CrlRecord) -> Result<(), StoreError> {
         self.with(|s| s.root_crl = Some(crl.clone()));
         Ok(())
+    }
+
+    fn last_event_id(&self) -> Result<u64, StoreError> {
+        Ok(self.with(|s| s.audit.len() as u64))
     }
 
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {

@@ -21,7 +21,7 @@ use crate::ca::{Certname, EnvName, UnixTime};
 pub use files::{write_file, DataDir, FilesError};
 pub use memory::MemStore;
 pub use records::{
-    AuditEvent, CertRecord, CrlRecord, EnvRecord, EventKind, RequestRecord, RequestState,
+    AuditEvent, CertRecord, CrlRecord, EnvRecord, EventKind, Order, RequestRecord, RequestState,
     Revocation, RevokedSerial,
 };
 pub use schema::SCHEMA_VERSION;
@@ -185,6 +185,18 @@ pub trait Store: Send + Sync {
         reason: &str,
         at: UnixTime,
     ) -> Result<bool, StoreError>;
+    /// Replaces the request of `name` with `new` if it is still exactly `expected`
+    /// (compare-and-set: orders, leases), appending `event` (kind and detail) to the audit
+    /// log; false, with nothing written, when it changed meanwhile.
+    fn update_request(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        expected: &RequestRecord,
+        new: &RequestRecord,
+        event: Option<(EventKind, Option<String>)>,
+        at: UnixTime,
+    ) -> Result<bool, StoreError>;
     /// Removes a request in any state; false when there is none.
     fn cancel_request(
         &self,
@@ -265,6 +277,8 @@ pub trait Store: Send + Sync {
 
     /// Audit events with id greater than `after`, at most `limit`.
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
+    /// The id of the newest audit event (0 when there is none).
+    fn last_event_id(&self) -> Result<u64, StoreError>;
 
     /// Makes every change so far durable.
     fn flush(&self) -> Result<(), StoreError>;

@@ -16,6 +16,51 @@ pub enum RequestState {
         /// Why, for the response body.
         reason: String,
     },
+    /// Its issuer gave up (a permanent failure, or the retry budget spent); kept so that
+    /// probes answer 410 until it is resubmitted or deleted.
+    Error {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// An approved request handed to an issuer that has not answered with a certificate yet
+/// (seeds 000/001: `sub_status`, `plugin_meta`, a due time; seed 003: retries within a
+/// budget). Kept with the request, so a restart loses nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    /// The issuer (by name) serving it.
+    pub issuer: String,
+    /// `issuer_not_ready`, `waiting_for_ca`, `ca_unavailable` or `client_data_issue`.
+    pub sub_status: String,
+    /// The issuer's last word.
+    pub sub_status_message: String,
+    /// What the issuer keeps about the order.
+    #[serde(default)]
+    pub plugin_meta: std::collections::BTreeMap<String, String>,
+    /// When it was approved.
+    pub approved_at: UnixTime,
+    /// When it was first handed to the issuer (the retry budget runs from here); 0
+    /// while it has not been.
+    #[serde(default)]
+    pub started_at: UnixTime,
+    /// When the worker should next call the issuer (Unix milliseconds).
+    pub due_ms: i64,
+    /// Calls made so far.
+    pub attempts: u32,
+    /// Consecutive calls that found the CA unavailable or unhappy (the backoff grows
+    /// with them; an answer of "waiting" resets it).
+    #[serde(default)]
+    pub failures: u32,
+    /// Validity asked for, seconds.
+    pub validity: i64,
+    /// Set when the CSR was replaced while the order was under way: the next call is
+    /// the issuer's `modify`.
+    #[serde(default)]
+    pub modified: bool,
+    /// A worker holds the order until this time (Unix milliseconds); 0: nobody.
+    #[serde(default)]
+    pub lease_until_ms: i64,
 }
 
 /// A certificate request (an order, seeds 000/001).
@@ -36,6 +81,9 @@ pub struct RequestRecord {
     /// IP addresses the CSR requests.
     #[serde(default)]
     pub ip_addrs: Vec<String>,
+    /// The order, once approved for an issuer that answers later.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<Order>,
 }
 
 /// A revocation of one certificate.
@@ -137,6 +185,12 @@ pub enum EventKind {
     Cleaned,
     /// An environment was created or updated.
     Environment,
+    /// A request was approved and handed to an issuer that answers later.
+    Approved,
+    /// An order under way changed `sub_status` (the detail says to what).
+    OrderUpdated,
+    /// An order failed for good (the detail says why).
+    Error,
 }
 
 /// One audit log entry. Ids are consecutive from 1, with no gaps.
@@ -152,6 +206,9 @@ pub struct AuditEvent {
     pub certname: String,
     /// What.
     pub kind: EventKind,
+    /// More about it: an order's new `sub_status` and message, an error's reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// Bytes as standard base64 strings in JSON.

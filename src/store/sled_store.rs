@@ -64,7 +64,7 @@ impl<'a> Tx<'a> {
     }
 
     fn log(&self, at: UnixTime, env: &EnvName, certname: &str, kind: EventKind) -> TxResult<()> {
-        log(self.audit, self.meta, at, env, certname, kind)
+        log(self.audit, self.meta, at, env, certname, kind, None)
     }
 
     /// Marks the certificate revoked and lists its serial; the caller checked it is valid.
@@ -101,6 +101,7 @@ fn log(
     env: &EnvName,
     certname: &str,
     kind: EventKind,
+    detail: Option<String>,
 ) -> TxResult<()> {
     let last = match meta.get(schema::KEY_AUDIT_LAST)? {
         Some(v) => u64::from_be_bytes(v.as_ref().try_into().map_err(|_| {
@@ -119,6 +120,7 @@ fn log(
         env: env.to_string(),
         certname: certname.to_owned(),
         kind,
+        detail,
     };
     audit.insert(&u64_key(id), encode(&ev))?;
     Ok(())
@@ -238,7 +240,7 @@ impl Store for SledStore {
         (&self.environments, &self.audit, &self.meta)
             .transaction(|(envs, audit, meta)| {
                 envs.insert(env.as_str(), encode(rec))?;
-                log(audit, meta, at, env, "", EventKind::Environment)
+                log(audit, meta, at, env, "", EventKind::Environment, None)
             })
             .map_err(|e| match e {
                 TransactionError::Abort(e) => e,
@@ -331,6 +333,37 @@ impl Store for SledStore {
             };
             tx.requests.insert(name.as_str(), encode(&rec))?;
             tx.log(at, env, name.as_str(), EventKind::Rejected)?;
+            Ok(true)
+        })
+    }
+
+    fn update_request(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        expected: &RequestRecord,
+        new: &RequestRecord,
+        event: Option<(EventKind, Option<String>)>,
+        at: UnixTime,
+    ) -> Result<bool, StoreError> {
+        self.txn(env, |tx| {
+            let current =
+                tx.get::<RequestRecord>(tx.requests, "requests", name.as_str().as_bytes())?;
+            if current.as_ref() != Some(expected) {
+                return Ok(false);
+            }
+            tx.requests.insert(name.as_str(), encode(new))?;
+            if let Some((kind, detail)) = &event {
+                log(
+                    tx.audit,
+                    tx.meta,
+                    at,
+                    env,
+                    name.as_str(),
+                    *kind,
+                    detail.clone(),
+                )?;
+            }
             Ok(true)
         })
     }
@@ -562,6 +595,18 @@ impl Store for SledStore {
             out.push(decode("audit", &v)?);
         }
         Ok(out)
+    }
+
+    fn last_event_id(&self) -> Result<u64, StoreError> {
+        match self.audit.last().map_err(engine)? {
+            Some((k, _)) => Ok(u64::from_be_bytes(k.as_ref().try_into().map_err(|_| {
+                StoreError::Corrupt {
+                    tree: "audit".into(),
+                    detail: "key".into(),
+                }
+            })?)),
+            None => Ok(0),
+        }
     }
 
     fn flush(&self) -> Result<(), StoreError> {

@@ -9,7 +9,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::{body_unless_head, negotiated, only, page_response, query, run};
-use crate::app::{App, ListQuery};
+use crate::app::{App, ListQuery, Signing};
 use crate::ca::Digest;
 use crate::http::body;
 use crate::http::negotiate::{Offer, Repr};
@@ -147,10 +147,18 @@ pub async fn sign(
         (text.trim().to_owned(), None)
     };
     let env = env.into_inner();
-    let issued = run(&app, move |a| a.sign(&env, &name, ttl)).await?;
-    let location = format!("/{}/certificate/{}", issued.env, issued.certname);
-    Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, location))
-        .content_type(ContentType::plaintext())
-        .finish())
+    let status_of = format!("/{env}/certificate_status/{name}");
+    match run(&app, move |a| a.sign(&env, &name, ttl)).await? {
+        Signing::Issued(issued) => {
+            let location = format!("/{}/certificate/{}", issued.env, issued.certname);
+            Ok(HttpResponse::Created()
+                .insert_header((header::LOCATION, location))
+                .content_type(ContentType::plaintext())
+                .finish())
+        }
+        // An issuer that answers later has the order; its status tells how it goes.
+        Signing::Accepted { sub_status } => Ok(HttpResponse::Accepted()
+            .insert_header((header::LOCATION, status_of))
+            .json(serde_json::json!({ "state": "requested", "sub_status": sub_status }))),
+    }
 }

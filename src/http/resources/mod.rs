@@ -4,6 +4,7 @@
 pub mod certificate;
 pub mod crl;
 pub mod environments;
+pub mod events;
 pub mod request;
 pub mod status;
 

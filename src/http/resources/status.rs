@@ -81,8 +81,11 @@ pub async fn put(
             ));
         }
     };
-    run(&app, move |a| a.set_status(&env, &name, desired, d.ttl)).await?;
-    Ok(HttpResponse::NoContent().finish())
+    if run(&app, move |a| a.set_status(&env, &name, desired, d.ttl)).await? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Ok(HttpResponse::Accepted().finish())
+    }
 }
 
 /// `DELETE /{env}/certificate_status/{name}`: clean; 204, 404.

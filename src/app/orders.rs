@@ -1,0 +1,589 @@
+//! Asynchronous issuance: approving a request for an issuer that answers later, the
+//! worker that calls it again when the order falls due, issuer readiness, cancel, and
+//! the event log. The decisions (backoff, budget, what an answer means) are in
+//! [`crate::orders`]; this file runs them against the store.
+//!
+//! Every order lives in the store with its request: its due time, attempts, the issuer's
+//! `plugin_meta`. A worker takes an order with a lease (a compare-and-set on the record),
+//! calls the issuer outside any lock, and stores the result with another compare-and-set
+//! against the leased record, so a request replaced or deleted meanwhile is never
+//! overwritten. A crash at any point leaves either the old record (called again after
+//! the lease runs out; issuers are idempotent) or the new one.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::certificates::{cert_record, Issued, Signing};
+use super::{App, AppError, EnvCa};
+use crate::ca::{Certname, EnvName, ValidatedCsr};
+use crate::issuer::{Configured, OrderRequest, Outcome, PluginMeta};
+use crate::orders::{self, Next, Policy, LEASE_MS, WAITING_FOR_CA};
+use crate::store::{AuditEvent, EventKind, IssueOutcome, Order, RequestRecord, RequestState};
+
+/// How long an approval waits for the issuer's first answer before saying 202.
+const FIRST_ANSWER_WAIT: Duration = Duration::from_secs(5);
+/// How often remote issuers are probed for readiness.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+/// Pause before looking again at an order whose issuer is not ready.
+const NOT_READY_PAUSE: i64 = 2;
+
+/// Wall-clock milliseconds (order due times and leases).
+pub(super) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// One issuer's readiness, as `/status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct IssuerStatus {
+    /// The environment.
+    pub environment: String,
+    /// The issuer's name.
+    pub name: String,
+    /// Its back end type.
+    #[serde(rename = "type")]
+    pub kind: crate::config::IssuerKind,
+    /// Whether it takes orders now.
+    pub ready: bool,
+    /// Why not, when not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// An audit event as `GET /{env}/events` and webhooks show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventView {
+    /// Position in the log (ids increase; `?after=` takes one).
+    pub id: u64,
+    /// When, RFC 3339.
+    pub at: String,
+    /// The environment.
+    pub environment: String,
+    /// The certname (empty for environment events).
+    pub certname: String,
+    /// What happened.
+    pub kind: EventKind,
+    /// More about it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl From<&AuditEvent> for EventView {
+    fn from(e: &AuditEvent) -> Self {
+        EventView {
+            id: e.id,
+            at: super::rfc3339(e.at),
+            environment: e.env.clone(),
+            certname: e.certname.clone(),
+            kind: e.kind,
+            detail: e.detail.clone(),
+        }
+    }
+}
+
+fn key(env: &EnvName, issuer: &Configured) -> String {
+    format!("{env}/{}", issuer.name)
+}
+
+fn policy(issuer: &Configured) -> Policy {
+    Policy {
+        retry_budget: issuer.spec.retry_budget(),
+        max_backoff: issuer.spec.max_backoff(),
+    }
+}
+
+impl App {
+    /// Approves `req` (pending, no order yet) for `issuer`, which answers later: stores
+    /// the order durably, wakes the worker, and waits a little for the issuer's first
+    /// answer. `Issued` when it signed at once (cfssl), `Accepted` otherwise.
+    pub(super) fn start_order(
+        &self,
+        env: &EnvCa,
+        name: &Certname,
+        req: RequestRecord,
+        issuer: &Configured,
+        validity: i64,
+    ) -> Result<Signing, AppError> {
+        let now = self.now();
+        let (sub_status, message) = match self.readiness_of(&env.name, issuer) {
+            Ok(()) => (
+                WAITING_FOR_CA,
+                format!("approved; handed to issuer {}", issuer.name),
+            ),
+            Err(m) => (orders::ISSUER_NOT_READY, m),
+        };
+        let mut approved = req.clone();
+        approved.order = Some(Order {
+            issuer: issuer.name.clone(),
+            sub_status: sub_status.into(),
+            sub_status_message: message,
+            plugin_meta: PluginMeta::new(),
+            approved_at: now,
+            started_at: 0,
+            due_ms: now_ms(),
+            attempts: 0,
+            failures: 0,
+            validity,
+            modified: false,
+            lease_until_ms: 0,
+        });
+        let detail = Some(format!("issuer {}", issuer.name));
+        if !self.store.update_request(
+            &env.name,
+            name,
+            &req,
+            &approved,
+            Some((EventKind::Approved, detail)),
+            now,
+        )? {
+            return Err(AppError::Conflict {
+                code: "request-changed",
+                detail: format!(
+                    "the request of {name} changed while it was being approved; sign again"
+                ),
+            });
+        }
+        self.store.flush()?;
+        tracing::info!(env = %env.name, certname = %name, issuer = %issuer.name, "approved; order handed to the worker");
+        self.wake_orders();
+        let deadline = Instant::now() + FIRST_ANSWER_WAIT;
+        loop {
+            let seen = self.orders_generation();
+            match self.store.request(&env.name, name)? {
+                Some(RequestRecord {
+                    state: RequestState::Requested,
+                    order: Some(o),
+                    ..
+                }) if o.attempts == 0
+                    && o.sub_status != orders::ISSUER_NOT_READY
+                    && Instant::now() < deadline =>
+                {
+                    self.wait_orders(seen, deadline - Instant::now());
+                }
+                Some(RequestRecord {
+                    state: RequestState::Requested,
+                    order,
+                    ..
+                }) => {
+                    return Ok(Signing::Accepted {
+                        sub_status: order.map(|o| o.sub_status).unwrap_or_default(),
+                    })
+                }
+                Some(RequestRecord {
+                    state: RequestState::Error { reason } | RequestState::Invalid { reason },
+                    ..
+                }) => {
+                    return Err(AppError::Conflict {
+                        code: "issuance-failed",
+                        detail: format!("issuer {} did not sign {name}: {reason}", issuer.name),
+                    })
+                }
+                None => {
+                    return match self.store.certificate(&env.name, name)? {
+                        Some(_) => Ok(Signing::Issued(Issued {
+                            env: env.name.to_string(),
+                            certname: name.clone(),
+                        })),
+                        None => Err(AppError::NotFound(format!(
+                            "the request of {name} was withdrawn"
+                        ))),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The issuer of `env` that serves `csr`, and the validity to ask for.
+    pub(super) fn issuer_for<'e>(
+        &self,
+        env: &'e EnvCa,
+        csr: &ValidatedCsr,
+        validity: i64,
+    ) -> Result<&'e Configured, AppError> {
+        let req = OrderRequest {
+            env: &env.name,
+            csr,
+            validity,
+        };
+        env.issuers
+            .iter()
+            .find(|i| i.supports(&req))
+            .ok_or_else(|| AppError::Conflict {
+                code: "no-issuer",
+                detail: format!(
+                    "no issuer of environment {} serves {}",
+                    env.name,
+                    csr.certname()
+                ),
+            })
+    }
+
+    fn readiness_of(&self, env: &EnvName, issuer: &Configured) -> Result<(), String> {
+        self.readiness
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key(env, issuer))
+            .cloned()
+            .unwrap_or(Ok(()))
+    }
+
+    /// Every issuer's readiness, for `/status`.
+    pub fn issuer_statuses(&self) -> Vec<IssuerStatus> {
+        self.env_list()
+            .iter()
+            .flat_map(|env| {
+                env.issuers.iter().map(|i| {
+                    let r = self.readiness_of(&env.name, i);
+                    IssuerStatus {
+                        environment: env.name.to_string(),
+                        name: i.name.clone(),
+                        kind: i.kind,
+                        ready: r.is_ok(),
+                        message: r.err(),
+                    }
+                })
+            })
+            .collect()
+    }
+
+    fn env_list(&self) -> Vec<Arc<EnvCa>> {
+        self.envs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    fn orders_generation(&self) -> u64 {
+        *self
+            .orders_signal
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes the worker and everyone waiting for an order's progress.
+    pub(super) fn wake_orders(&self) {
+        let mut g = self
+            .orders_signal
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *g += 1;
+        self.orders_signal.1.notify_all();
+    }
+
+    /// Waits until the generation moves past `seen`, or `timeout`.
+    fn wait_orders(&self, seen: u64, timeout: Duration) {
+        let g = self
+            .orders_signal
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let _ = self
+            .orders_signal
+            .1
+            .wait_timeout_while(g, timeout, |g| *g == seen);
+    }
+
+    /// Starts the order worker and the readiness prober (threads that live as long as
+    /// the process).
+    pub fn spawn_order_worker(self: &Arc<Self>) {
+        let remote = self
+            .env_list()
+            .iter()
+            .any(|e| e.issuers.iter().any(|i| !i.backend.in_process()));
+        let app = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("certd-orders".into())
+            .spawn(move || loop {
+                let seen = app.orders_generation();
+                let next_due = match app.work_due_orders() {
+                    Ok(n) => n,
+                    Err(e) => {
+                        tracing::error!(error = %e, "order worker");
+                        None
+                    }
+                };
+                let pause = next_due
+                    .map(|due| (due - now_ms()).clamp(10, 1000))
+                    .unwrap_or(1000);
+                app.wait_orders(seen, Duration::from_millis(pause as u64));
+            })
+            .expect("spawn the order worker");
+        if remote {
+            let app = Arc::clone(self);
+            std::thread::Builder::new()
+                .name("certd-issuer-probe".into())
+                .spawn(move || loop {
+                    app.probe_issuers();
+                    std::thread::sleep(PROBE_EVERY);
+                })
+                .expect("spawn the issuer prober");
+        }
+    }
+
+    fn probe_issuers(&self) {
+        for env in self.env_list() {
+            for i in env.issuers.iter().filter(|i| !i.backend.in_process()) {
+                let r = i.backend.ready();
+                let k = key(&env.name, i);
+                let mut map = self.readiness.write().unwrap_or_else(|p| p.into_inner());
+                if map.get(&k) != Some(&r) {
+                    match &r {
+                        Ok(()) => tracing::info!(issuer = %k, "issuer ready"),
+                        Err(m) => tracing::warn!(issuer = %k, reason = %m, "issuer not ready"),
+                    }
+                    map.insert(k, r);
+                }
+            }
+        }
+    }
+
+    /// Works every order that is due; returns the earliest due time of those left.
+    fn work_due_orders(&self) -> Result<Option<i64>, AppError> {
+        let mut next: Option<i64> = None;
+        for env in self.env_list() {
+            let mut after: Option<Certname> = None;
+            loop {
+                let page =
+                    self.store
+                        .requests(&env.name, after.as_ref().map(|c| c.as_str()), 512)?;
+                let Some((last, _)) = page.last() else { break };
+                after = Some(last.clone());
+                for (name, rec) in page {
+                    let Some(order) = rec.order.as_ref() else {
+                        continue;
+                    };
+                    if rec.state != RequestState::Requested {
+                        continue;
+                    }
+                    let now = now_ms();
+                    let free_at = order.due_ms.max(order.lease_until_ms);
+                    if free_at > now {
+                        next = Some(next.map_or(free_at, |n| n.min(free_at)));
+                        continue;
+                    }
+                    if let Err(e) = self.work_order(&env, &name, rec) {
+                        tracing::error!(env = %env.name, certname = %name, error = %e, "order");
+                    }
+                    self.wake_orders();
+                }
+            }
+        }
+        Ok(next)
+    }
+
+    /// Leases one due order, calls its issuer, and stores the result.
+    fn work_order(&self, env: &EnvCa, name: &Certname, rec: RequestRecord) -> Result<(), AppError> {
+        let Some(order) = rec.order.clone() else {
+            return Ok(());
+        };
+        let mut leased = rec.clone();
+        let mut lease = order.clone();
+        lease.lease_until_ms = now_ms() + LEASE_MS;
+        leased.order = Some(lease.clone());
+        if !self
+            .store
+            .update_request(&env.name, name, &rec, &leased, None, self.now())?
+        {
+            return Ok(()); // changed meanwhile; looked at again on the next pass
+        }
+        let Some(issuer) = env.issuers.iter().find(|i| i.name == order.issuer) else {
+            let reason = format!("issuer {} is no longer configured", order.issuer);
+            return self.end_order(env, name, &leased, RequestState::Error { reason });
+        };
+        let csr = match ValidatedCsr::parse(
+            &rec.csr_der,
+            name,
+            &env.settings.csr_policy(&self.config.limits),
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                let reason = format!("the CSR no longer passes the policy: {e}");
+                return self.end_order(env, name, &leased, RequestState::Error { reason });
+            }
+        };
+        if order.started_at == 0 {
+            if let Err(m) = self.readiness_of(&env.name, issuer) {
+                let (parked, changed) =
+                    orders::park_not_ready(&lease, &m, now_ms(), NOT_READY_PAUSE);
+                return self.keep_order(env, name, &leased, parked, changed);
+            }
+        }
+        let req = OrderRequest {
+            env: &env.name,
+            csr: &csr,
+            validity: order.validity,
+        };
+        let mut meta = order.plugin_meta.clone();
+        let outcome = if order.modified && order.started_at != 0 {
+            match issuer.backend.modifier() {
+                Some(m) => m.modify(&req, &mut meta),
+                None => issuer.backend.issue(&req, &mut meta),
+            }
+        } else if order.started_at == 0 {
+            issuer.backend.issue(&req, &mut meta)
+        } else {
+            issuer.backend.check(&req, &mut meta)
+        };
+        tracing::debug!(env = %env.name, certname = %name, ?outcome, "issuer answered");
+        let mut with_meta = lease.clone();
+        with_meta.plugin_meta = meta;
+        let mut jitter = [0u8; 2];
+        self.rng.fill(&mut jitter);
+        let jitter = f64::from(u16::from_be_bytes(jitter)) / 65536.0;
+        match orders::apply(&with_meta, outcome, now_ms(), policy(issuer), jitter) {
+            Next::Issue(der) => {
+                let record = cert_record(&der, self.now())?;
+                match self.store.issue(&env.name, name, &rec.csr_der, &record)? {
+                    IssueOutcome::Issued => {
+                        self.store.flush()?;
+                        tracing::info!(env = %env.name, certname = %name, issuer = %issuer.name, "issued");
+                        Ok(())
+                    }
+                    IssueOutcome::RequestChanged | IssueOutcome::NoRequest => {
+                        tracing::info!(env = %env.name, certname = %name, "issued for a request replaced or withdrawn meanwhile; dropped");
+                        Ok(())
+                    }
+                    other => {
+                        let reason = format!("the issued certificate cannot be stored: {other:?}");
+                        self.end_order(env, name, &leased, RequestState::Error { reason })
+                    }
+                }
+            }
+            Next::Keep { order, changed } => self.keep_order(env, name, &leased, order, changed),
+            Next::End(state) => self.end_order(env, name, &leased, state),
+        }
+    }
+
+    fn keep_order(
+        &self,
+        env: &EnvCa,
+        name: &Certname,
+        leased: &RequestRecord,
+        order: Order,
+        changed: bool,
+    ) -> Result<(), AppError> {
+        let event = changed.then(|| {
+            (
+                EventKind::OrderUpdated,
+                Some(format!(
+                    "{}: {}",
+                    order.sub_status, order.sub_status_message
+                )),
+            )
+        });
+        let mut next = leased.clone();
+        next.order = Some(order);
+        if self
+            .store
+            .update_request(&env.name, name, leased, &next, event, self.now())?
+        {
+            self.store.flush()?;
+        }
+        Ok(())
+    }
+
+    fn end_order(
+        &self,
+        env: &EnvCa,
+        name: &Certname,
+        leased: &RequestRecord,
+        state: RequestState,
+    ) -> Result<(), AppError> {
+        let event = match &state {
+            RequestState::Error { reason } => (EventKind::Error, Some(reason.clone())),
+            RequestState::Invalid { reason } => (EventKind::Canceled, Some(reason.clone())),
+            RequestState::Requested => return Ok(()),
+        };
+        tracing::warn!(env = %env.name, certname = %name, detail = ?event.1, "order ended without a certificate");
+        let mut next = leased.clone();
+        next.state = state;
+        next.order = None;
+        if self
+            .store
+            .update_request(&env.name, name, leased, &next, Some(event), self.now())?
+        {
+            self.store.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Withdraws an order from its issuer, when the issuer can (best effort: the local
+    /// request is rejected or deleted whatever the issuer says). The call runs on a
+    /// thread of its own, away from the HTTP runtime's.
+    pub(super) fn cancel_order(&self, env: &EnvCa, name: &Certname, rec: &RequestRecord) {
+        let Some(order) = &rec.order else { return };
+        let Some(issuer) = env.issuers.iter().find(|i| i.name == order.issuer) else {
+            return;
+        };
+        if order.started_at == 0 {
+            return; // never handed over
+        }
+        let Ok(csr) = ValidatedCsr::parse(
+            &rec.csr_der,
+            name,
+            &env.settings.csr_policy(&self.config.limits),
+        ) else {
+            return;
+        };
+        let mut meta = order.plugin_meta.clone();
+        let outcome = std::thread::scope(|s| {
+            s.spawn(|| {
+                issuer.backend.canceller().map(|c| {
+                    c.cancel(
+                        &OrderRequest {
+                            env: &env.name,
+                            csr: &csr,
+                            validity: order.validity,
+                        },
+                        &mut meta,
+                    )
+                })
+            })
+            .join()
+            .ok()
+            .flatten()
+        });
+        match outcome {
+            Some(Outcome::Canceled { .. }) => {
+                tracing::info!(env = %env.name, certname = %name, issuer = %issuer.name, "order withdrawn from the issuer")
+            }
+            other => {
+                tracing::warn!(env = %env.name, certname = %name, issuer = %issuer.name, answer = ?other, "the issuer did not confirm the cancellation")
+            }
+        }
+    }
+
+    /// `GET /{env}/events?after=ID&limit=N`: the environment's events after `after`, in
+    /// order, at most `limit`.
+    pub fn events(
+        &self,
+        raw_env: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<EventView>, AppError> {
+        let env = self.env_ca(raw_env)?;
+        let want = env.name.to_string();
+        let mut out = Vec::new();
+        let mut cursor = after;
+        while out.len() < limit {
+            let page = self.store.audit(cursor, 1024)?;
+            let Some(last) = page.last() else { break };
+            cursor = last.id;
+            out.extend(
+                page.iter()
+                    .filter(|e| e.env == want)
+                    .take(limit - out.len())
+                    .map(EventView::from),
+            );
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,205 @@
+//! `command`: an external program signs. It gets the CSR (PEM) on stdin and, in its
+//! environment, `CERTD_CERTNAME`, `CERTD_ENVIRONMENT`, `CERTD_VALIDITY` (seconds) and
+//! `CERTD_ACTION` (`issue`, `check`, `modify` or `cancel`). Exit 0 with a PEM certificate
+//! on stdout issues; exit 75 (EX_TEMPFAIL) means "not yet, ask again"; any other exit
+//! fails the order with the first line of stderr. The program runs in its own process
+//! group, killed whole after `timeout` (the order is then retried).
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{first_pem_cert, short, verify_returned, Cancel, Issuer, OrderRequest, Outcome};
+use super::{Modify, PluginMeta};
+use crate::config::IssuerSpec;
+
+/// Exit status meaning "not yet; ask again later".
+const EX_TEMPFAIL: i32 = 75;
+/// Pause before asking again after exit 75 or a timeout.
+const RETRY_AFTER: i64 = 5;
+/// Most output read from the program (a certificate chain is a few kB).
+const MAX_OUTPUT: u64 = 1 << 20;
+
+/// Why a bounded run produced no exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The program could not be started.
+    #[error("could not start: {0}")]
+    Start(std::io::Error),
+    /// It ran past its timeout and was killed with its process group.
+    #[error("timed out after {0:?}; killed")]
+    Timeout(Duration),
+}
+
+/// Runs `cmd` in its own process group with `input` on stdin, collecting stdout and
+/// stderr (at most 1 MiB each), and kills the whole group after `timeout`.
+pub fn run_bounded(
+    mut cmd: Command,
+    input: &[u8],
+    timeout: Duration,
+) -> Result<(ExitStatus, Vec<u8>, Vec<u8>), RunError> {
+    use std::os::unix::process::CommandExt;
+    let mut child = cmd
+        .process_group(0)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(RunError::Start)?;
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(r) = r {
+                let _ = r.take(MAX_OUTPUT).read_to_end(&mut out);
+            }
+            out
+        })
+    };
+    let stdout = drain(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let stderr = drain(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    if let Some(mut stdin) = child.stdin.take() {
+        // A program that exits without reading its input is fine: ignore a broken pipe.
+        let _ = stdin.write_all(input);
+    }
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() >= timeout => {
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{}", child.id())])
+                    .status();
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(RunError::Timeout(timeout));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(RunError::Start(e)),
+        }
+    };
+    let out = stdout.join().unwrap_or_default();
+    let err = stderr.join().unwrap_or_default();
+    Ok((status, out, err))
+}
+
+/// The external-program back end.
+#[derive(Debug)]
+pub struct CommandIssuer {
+    program: PathBuf,
+    args: Vec<String>,
+    timeout: Duration,
+}
+
+impl CommandIssuer {
+    /// From validated settings (`program` is present).
+    pub fn new(spec: &IssuerSpec) -> Self {
+        CommandIssuer {
+            program: spec.program.clone().unwrap_or_default(),
+            args: spec.args.clone(),
+            timeout: Duration::from_secs(spec.timeout.map_or(30, |d| d.as_secs()) as u64),
+        }
+    }
+
+    fn call(&self, action: &str, req: &OrderRequest<'_>) -> Outcome {
+        let mut cmd = Command::new(&self.program);
+        cmd.args(&self.args)
+            .env("CERTD_CERTNAME", req.csr.certname().as_str())
+            .env("CERTD_ENVIRONMENT", req.env.as_str())
+            .env("CERTD_VALIDITY", req.validity.to_string())
+            .env("CERTD_ACTION", action);
+        let (status, out, err) = match run_bounded(cmd, &req.csr.to_pem(), self.timeout) {
+            Ok(r) => r,
+            Err(e @ RunError::Timeout(_)) => {
+                return Outcome::Unavailable {
+                    retry_after: RETRY_AFTER,
+                    message: format!("{}: {e}", self.program.display()),
+                }
+            }
+            Err(e) => {
+                return Outcome::Unavailable {
+                    retry_after: RETRY_AFTER,
+                    message: format!("{}: {e}", self.program.display()),
+                }
+            }
+        };
+        let first_line = String::from_utf8_lossy(&err)
+            .lines()
+            .next()
+            .map(short)
+            .unwrap_or_default();
+        match status.code() {
+            Some(0) if action == "cancel" => Outcome::Canceled {
+                message: first_line,
+            },
+            Some(0) => match first_pem_cert(&out) {
+                Ok(cert_der) => match verify_returned(req, &cert_der) {
+                    Ok(()) => Outcome::Issued { cert_der },
+                    Err(m) => Outcome::Failed { message: m },
+                },
+                Err(m) => Outcome::Failed { message: m },
+            },
+            Some(EX_TEMPFAIL) => Outcome::Waiting {
+                retry_after: RETRY_AFTER,
+                message: if first_line.is_empty() {
+                    "the signing program asks to be called again".into()
+                } else {
+                    first_line
+                },
+            },
+            code => Outcome::Failed {
+                message: format!(
+                    "{} exited with {code:?}: {first_line}",
+                    self.program.display()
+                ),
+            },
+        }
+    }
+}
+
+impl Issuer for CommandIssuer {
+    fn ready(&self) -> Result<(), String> {
+        match std::fs::metadata(&self.program) {
+            Ok(m) if m.is_file() => Ok(()),
+            _ => Err(format!("{} is not a file", self.program.display())),
+        }
+    }
+
+    fn issue(&self, req: &OrderRequest<'_>, _meta: &mut PluginMeta) -> Outcome {
+        self.call("issue", req)
+    }
+
+    fn check(&self, req: &OrderRequest<'_>, _meta: &mut PluginMeta) -> Outcome {
+        self.call("check", req)
+    }
+
+    fn modifier(&self) -> Option<&dyn Modify> {
+        Some(self)
+    }
+
+    fn canceller(&self) -> Option<&dyn Cancel> {
+        Some(self)
+    }
+}
+
+impl Modify for CommandIssuer {
+    fn modify(&self, req: &OrderRequest<'_>, _meta: &mut PluginMeta) -> Outcome {
+        self.call("modify", req)
+    }
+}
+
+impl Cancel for CommandIssuer {
+    fn cancel(&self, req: &OrderRequest<'_>, _meta: &mut PluginMeta) -> Outcome {
+        self.call("cancel", req)
+    }
+}

@@ -1,0 +1,237 @@
+//! Issuers (DESIGN.md section 5, seeds 000, 001 and 003): the back ends that turn an
+//! approved request into a certificate, now or later.
+//!
+//! The core trait is small: `issue` a new order, `check` it again when it falls due.
+//! Optional capabilities (`Modify`, `Cancel`) are separate traits an issuer may offer.
+//! An issuer owns a small string map, its `plugin_meta`, that the core persists with the
+//! order and hands back on every call. Issuers never touch the store: `orders` and `app`
+//! apply their outcomes.
+
+mod cfssl;
+mod command;
+mod local;
+mod puppet_ca;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use openssl::x509::X509;
+
+use crate::ca::{CaPair, CertInfo, Clock, EnvName, Rng, ValidatedCsr};
+use crate::config::{IssuerKind, IssuerSpec};
+
+pub use command::{run_bounded, RunError};
+
+/// What an issuer keeps about an order between calls.
+pub type PluginMeta = BTreeMap<String, String>;
+
+/// An approved request, as issuers see it.
+#[derive(Debug, Clone, Copy)]
+pub struct OrderRequest<'a> {
+    /// The environment.
+    pub env: &'a EnvName,
+    /// The CSR, validated under the environment's policy.
+    pub csr: &'a ValidatedCsr,
+    /// The validity asked for, in seconds.
+    pub validity: i64,
+}
+
+/// An issuer's answer (barbican's `CertificateStatus`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done: the certificate, DER, already checked to carry the CSR's key and name.
+    Issued {
+        /// The certificate.
+        cert_der: Vec<u8>,
+    },
+    /// Accepted; ask again (`check`) after `retry_after` seconds.
+    Waiting {
+        /// Seconds.
+        retry_after: i64,
+        /// For `sub_status_message`.
+        message: String,
+    },
+    /// The CA could not be reached; try again after `retry_after` seconds.
+    Unavailable {
+        /// Seconds.
+        retry_after: i64,
+        /// For `sub_status_message`.
+        message: String,
+    },
+    /// The CA has a problem with the request's data but keeps the order open.
+    ClientDataIssue {
+        /// Seconds.
+        retry_after: i64,
+        /// For `sub_status_message`.
+        message: String,
+    },
+    /// The CA canceled the order.
+    Canceled {
+        /// Why.
+        message: String,
+    },
+    /// The CA refused for good.
+    Failed {
+        /// Why.
+        message: String,
+    },
+}
+
+/// The core of a back end.
+pub trait Issuer: Send + Sync + fmt::Debug {
+    /// Whether the back end can take orders now (a cheap probe; called periodically).
+    fn ready(&self) -> Result<(), String> {
+        Ok(())
+    }
+    /// Starts an order. `meta` is empty on the first call for an order.
+    fn issue(&self, req: &OrderRequest<'_>, meta: &mut PluginMeta) -> Outcome;
+    /// Looks again at an order `issue` left waiting.
+    fn check(&self, req: &OrderRequest<'_>, meta: &mut PluginMeta) -> Outcome;
+    /// Whether it answers at once, in process (the built-in CA): its orders are signed in
+    /// the request, not handed to the order worker.
+    fn in_process(&self) -> bool {
+        false
+    }
+    /// The capability to replace an order's CSR, if the back end has it.
+    fn modifier(&self) -> Option<&dyn Modify> {
+        None
+    }
+    /// The capability to withdraw an order, if the back end has it.
+    fn canceller(&self) -> Option<&dyn Cancel> {
+        None
+    }
+}
+
+/// Replacing the CSR of an order under way.
+pub trait Modify {
+    /// `req` carries the new CSR; `meta` is the order's.
+    fn modify(&self, req: &OrderRequest<'_>, meta: &mut PluginMeta) -> Outcome;
+}
+
+/// Withdrawing an order under way.
+pub trait Cancel {
+    /// Withdraws the order; `Canceled` when done.
+    fn cancel(&self, req: &OrderRequest<'_>, meta: &mut PluginMeta) -> Outcome;
+}
+
+/// Why an issuer could not be built from its settings.
+#[derive(Debug, thiserror::Error)]
+#[error("issuer {name}: {message}")]
+pub struct IssuerError {
+    /// The issuer's name.
+    pub name: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A configured issuer: its settings and its back end.
+#[derive(Debug, Clone)]
+pub struct Configured {
+    /// Its name (for `/status`, orders and events).
+    pub name: String,
+    /// Its back end type.
+    pub kind: IssuerKind,
+    /// The settings it was built from.
+    pub spec: IssuerSpec,
+    /// The back end.
+    pub backend: Arc<dyn Issuer>,
+}
+
+impl Configured {
+    /// Whether this issuer serves `req` (its `certnames` globs; none: every name).
+    pub fn supports(&self, req: &OrderRequest<'_>) -> bool {
+        self.spec.certnames.is_empty()
+            || self
+                .spec
+                .certnames
+                .iter()
+                .any(|g| crate::ca::domain_glob_matches(g, req.csr.certname().as_str()))
+    }
+}
+
+/// What the built-in back end needs.
+pub struct LocalParts {
+    /// The environment's issuing CA.
+    pub ca: CaPair,
+    /// Time.
+    pub clock: Arc<dyn Clock>,
+    /// Serial numbers.
+    pub rng: Arc<dyn Rng>,
+}
+
+/// Builds an environment's issuers from its settings. Relative file names are taken
+/// from the working directory.
+pub fn build(specs: &[IssuerSpec], local: LocalParts) -> Result<Vec<Configured>, IssuerError> {
+    let mut out = Vec::new();
+    for spec in specs {
+        let name = spec.display_name();
+        let err = |message: String| IssuerError {
+            name: name.clone(),
+            message,
+        };
+        spec.validate().map_err(err)?;
+        let backend: Arc<dyn Issuer> = match spec.kind {
+            IssuerKind::Local => Arc::new(local::Local::new(
+                local.ca.clone(),
+                local.clock.clone(),
+                local.rng.clone(),
+            )),
+            IssuerKind::Cfssl => Arc::new(cfssl::Cfssl::new(spec).map_err(err)?),
+            IssuerKind::PuppetCa => Arc::new(puppet_ca::PuppetCa::new(spec).map_err(err)?),
+            IssuerKind::Command => Arc::new(command::CommandIssuer::new(spec)),
+        };
+        out.push(Configured {
+            name,
+            kind: spec.kind,
+            spec: spec.clone(),
+            backend,
+        });
+    }
+    Ok(out)
+}
+
+/// Checks that a certificate a back end returned is for this request: its name and
+/// public key are the CSR's. A CA that answers with someone else's certificate is an
+/// error, never an issuance.
+pub(crate) fn verify_returned(req: &OrderRequest<'_>, cert_der: &[u8]) -> Result<(), String> {
+    let cert = X509::from_der(cert_der).map_err(|e| format!("not a certificate: {e}"))?;
+    let key = cert
+        .public_key()
+        .and_then(|k| k.public_key_to_der())
+        .map_err(|e| format!("unreadable public key: {e}"))?;
+    let want = req
+        .csr
+        .public_key()
+        .public_key_to_der()
+        .map_err(|e| format!("unreadable CSR key: {e}"))?;
+    if key != want {
+        return Err("the returned certificate is for another key".into());
+    }
+    let info = CertInfo::from_der(cert_der).map_err(|e| e.to_string())?;
+    if info.common_name.as_deref() != Some(req.csr.certname().as_str()) {
+        return Err(format!(
+            "the returned certificate names {:?}, not {}",
+            info.common_name,
+            req.csr.certname()
+        ));
+    }
+    Ok(())
+}
+
+/// The first certificate of a PEM text, DER.
+pub(crate) fn first_pem_cert(pem: &[u8]) -> Result<Vec<u8>, String> {
+    X509::from_pem(pem)
+        .and_then(|c| c.to_der())
+        .map_err(|e| format!("no PEM certificate in the answer: {e}"))
+}
+
+/// Shortens a remote message for `sub_status_message` (bounded, one line).
+pub(crate) fn short(text: &str) -> String {
+    let one: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(300)
+        .collect();
+    one.trim().to_owned()
+}

@@ -1,0 +1,702 @@
+//! Issuer back ends and asynchronous orders (issue 6): a downstream certd whose
+//! environment `ra` is served by an upstream certd through the `puppet-ca` back end (the
+//! upstream signs when its admin says so); crash and restart while an order waits; the
+//! upstream down (backoff, readiness, error after the budget); cancel and modify reaching
+//! the upstream; the event log and webhooks; a real `cfssl serve`; an external command.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::Value;
+
+/// A certd with clients for it.
+struct Node {
+    api: Api,
+    dir: PathBuf,
+}
+
+fn node(dir: &Path, config: &str) -> Node {
+    std::fs::create_dir_all(dir).unwrap();
+    let server = Server::start(dir, config);
+    let (cert, key) = admin(&server);
+    Node {
+        api: Api {
+            admin: client(&server, Some((&cert, &key))),
+            anon: client(&server, None),
+            server,
+        },
+        dir: dir.to_owned(),
+    }
+}
+
+impl Node {
+    fn restart(self, config: &str) -> Node {
+        let Node { api, dir } = self;
+        drop(api);
+        node(&dir, config)
+    }
+
+    fn status(&self, env: &str, name: &str) -> Value {
+        self.api
+            .admin
+            .get(self.api.url(&format!("/{env}/certificate_status/{name}")))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
+    fn submit(&self, env: &str, name: &str, csr: &[u8]) {
+        let r = self
+            .api
+            .admin
+            .put(self.api.url(&format!("/{env}/certificate_request/{name}")))
+            .body(csr.to_vec())
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "submit {name}: {}", r.status());
+    }
+
+    fn sign(&self, env: &str, name: &str) -> u16 {
+        self.api
+            .admin
+            .post(self.api.url(&format!("/{env}/certificate/")))
+            .body(name.to_owned())
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    fn events(&self, env: &str) -> Vec<Value> {
+        self.api
+            .admin
+            .get(self.api.url(&format!("/{env}/events")))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
+    fn head(&self, path: &str) -> u16 {
+        self.api.head(path)
+    }
+}
+
+/// Polls `f` every 100 ms until it is true or `limit` passes.
+fn until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+/// The downstream's config: environment `ra` served by the upstream's Puppet face.
+fn downstream_config(up: &Node, extra_issuer: &str, events: &str) -> String {
+    let (cert, key) = admin(&up.api.server);
+    format!(
+        r#"{FAST_CONFIG}
+{events}
+[environments.ra.issuer]
+type = "puppet-ca"
+url = "https://localhost:{port}"
+ca_file = "{ca}"
+cert_file = "{cert}"
+key_file = "{key}"
+poll_interval = "1s"
+{extra_issuer}
+"#,
+        port = up.api.server.port,
+        ca = up.api.server.chain().display(),
+        cert = cert.display(),
+        key = key.display(),
+    )
+}
+
+/// A webhook receiver on loopback: records each JSON body POSTed to it.
+fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(1000) {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; len];
+            if reader.read_exact(&mut body).is_ok() {
+                if let Ok(v) = serde_json::from_slice(&body) {
+                    sink.lock().unwrap().push(v);
+                }
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (url, got)
+}
+
+fn kinds_for(events: &[Value], name: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["certname"] == name)
+        .map(|e| e["kind"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn verify(cert_pem: &[u8], ca_file: &Path) -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("c.pem");
+    std::fs::write(&cert, cert_pem).unwrap();
+    let (ok, _, _) = run(Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(ca_file)
+        .arg(&cert));
+    ok
+}
+
+#[test]
+fn puppet_ca_upstream_signs_later_and_a_killed_downstream_finishes_the_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = node(&dir.path().join("up"), FAST_CONFIG);
+    let (hook, received) = webhook_receiver();
+    // A webhook that accepts connections and never answers.
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+    let events = format!(
+        "[events]\nwebhooks = [\"http://{}/never\", \"{hook}\"]\nwebhook_timeout = \"5s\"\n",
+        dead.local_addr().unwrap()
+    );
+    let config = downstream_config(&up, "", &events);
+    let down = node(&dir.path().join("down"), &config);
+
+    let (csr, _key) = csr_for("node1");
+    down.submit("ra", "node1", &csr);
+    let started = Instant::now();
+    assert_eq!(
+        down.sign("ra", "node1"),
+        202,
+        "the upstream has autosign off"
+    );
+    let approve_took = started.elapsed();
+    let s = down.status("ra", "node1");
+    assert_eq!(s["state"], "requested");
+    assert_eq!(s["sub_status"], "waiting_for_ca", "{s}");
+    assert_eq!(s["order"]["issuer"], "puppet-ca");
+    // The upstream holds exactly this CSR, pending.
+    let pending = up
+        .api
+        .anon
+        .get(up.api.url("/production/certificate_request/node1"))
+        .send()
+        .unwrap();
+    assert_eq!(pending.status(), 200);
+    assert_eq!(
+        openssl::x509::X509Req::from_pem(&pending.bytes().unwrap())
+            .unwrap()
+            .to_der()
+            .unwrap(),
+        openssl::x509::X509Req::from_pem(&csr)
+            .unwrap()
+            .to_der()
+            .unwrap()
+    );
+    // Issuance on a local environment is not held up by the dead webhook either.
+    let t = Instant::now();
+    api_issue(&down.api, "local1");
+    let local_took = t.elapsed();
+
+    // The webhook has the first two transitions (it follows the log while certd runs;
+    // after a crash, GET /{env}/events has what it missed).
+    assert!(
+        until(Duration::from_secs(5), || {
+            kinds_for(&received.lock().unwrap(), "node1").len() == 2
+        }),
+        "webhook got {:?}",
+        received.lock().unwrap()
+    );
+
+    // SIGKILL the downstream while it waits; the upstream admin signs meanwhile.
+    let mut down = down;
+    down.api.server.child.kill().unwrap();
+    down.api.server.child.wait().unwrap();
+    assert_eq!(up.sign("production", "node1"), 201);
+    let down = down.restart(&config);
+    assert!(
+        until(Duration::from_secs(5), || down
+            .head("/ra/certificate/node1")
+            == 200),
+        "the order completes after the restart, within a poll: {}",
+        down.status("ra", "node1")
+    );
+    let pem = down
+        .api
+        .anon
+        .get(down.api.url("/ra/certificate/node1"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert!(
+        verify(&pem, &up.api.server.chain()),
+        "verifies against the upstream chain"
+    );
+    let own_chain = down.api.server.dir.join("ca/ra/chain.pem");
+    assert!(
+        !verify(&pem, &own_chain),
+        "and not against the downstream's own CA"
+    );
+    let upstream_pem = up
+        .api
+        .anon
+        .get(up.api.url("/production/certificate/node1"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert_eq!(
+        pem, upstream_pem,
+        "the upstream's certificate, byte for byte"
+    );
+
+    // Nothing issued twice: one issuance upstream, one downstream.
+    assert_eq!(
+        kinds_for(&up.events("production"), "node1"),
+        ["requested", "issued"]
+    );
+    let down_events = down.events("ra");
+    assert_eq!(
+        kinds_for(&down_events, "node1"),
+        ["requested", "approved", "issued"],
+        "{down_events:?}"
+    );
+    let ids: Vec<u64> = down_events
+        .iter()
+        .map(|e| e["id"].as_u64().unwrap())
+        .collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order: {ids:?}");
+
+    // The webhook saw every transition, in order, across the restart.
+    assert!(
+        until(Duration::from_secs(5), || {
+            kinds_for(&received.lock().unwrap(), "node1").len() == 3
+        }),
+        "webhook got {:?}",
+        received.lock().unwrap()
+    );
+    assert_eq!(
+        kinds_for(&received.lock().unwrap(), "node1"),
+        ["requested", "approved", "issued"]
+    );
+    // A webhook that never answers (5 s timeout, 3 attempts per event) held nothing up.
+    assert!(
+        approve_took < Duration::from_secs(3) && local_took < Duration::from_secs(3),
+        "approval {approve_took:?}, local issuance {local_took:?}"
+    );
+    drop(dead);
+}
+
+/// Submits and signs `name` in `production` as the admin (the local CA).
+fn api_issue(api: &Api, name: &str) {
+    let (csr, _) = csr_for(name);
+    assert_eq!(
+        api.admin
+            .put(api.url(&format!("/production/certificate_request/{name}")))
+            .body(csr)
+            .send()
+            .unwrap()
+            .status(),
+        201
+    );
+    assert_eq!(api.sign(name), 201);
+}
+
+#[test]
+fn an_unreachable_upstream_backs_off_then_errors_after_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = node(&dir.path().join("up"), FAST_CONFIG);
+    let config = downstream_config(&up, "retry_budget = \"10s\"\nmax_backoff = \"4s\"", "");
+    let down = node(&dir.path().join("down"), &config);
+    let (csr, _) = csr_for("node2");
+    down.submit("ra", "node2", &csr);
+    assert_eq!(down.sign("ra", "node2"), 202);
+    let ready = |n: &Node| -> Value {
+        let s: Value = n
+            .api
+            .anon
+            .get(n.api.url("/status"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        s["issuers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["environment"] == "ra")
+            .cloned()
+            .unwrap()
+    };
+    assert!(until(Duration::from_secs(5), || ready(&down)["ready"] == true));
+    assert!(up.api.server.terminate().success());
+
+    // Watch the order: when each call happened, and what it said.
+    let mut seen: Vec<(Duration, u64, String)> = Vec::new();
+    let t0 = Instant::now();
+    let mut not_ready_seen = false;
+    let mut final_status = Value::Null;
+    while t0.elapsed() < Duration::from_secs(30) {
+        let s = down.status("ra", "node2");
+        if s["state"] == "error" {
+            final_status = s;
+            break;
+        }
+        let attempts = s["order"]["attempts"].as_u64().unwrap();
+        let sub = s["sub_status"].as_str().unwrap().to_owned();
+        if seen.last().is_none_or(|l| l.1 != attempts) {
+            seen.push((t0.elapsed(), attempts, sub));
+        }
+        if !not_ready_seen && ready(&down)["ready"] == false {
+            not_ready_seen = true;
+            assert!(ready(&down)["message"].as_str().is_some());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        final_status["state"], "error",
+        "error after the budget: {seen:?}"
+    );
+    let why = final_status["error_message"].as_str().unwrap();
+    assert!(
+        why.contains("retry budget 10s") && why.contains("ca_unavailable"),
+        "{why}"
+    );
+    assert!(
+        not_ready_seen,
+        "/status showed the issuer not ready meanwhile"
+    );
+    let unavailable: Vec<&(Duration, u64, String)> =
+        seen.iter().filter(|s| s.2 == "ca_unavailable").collect();
+    assert!(unavailable.len() >= 3, "{seen:?}");
+    // Gaps between calls grow (1 s, 2 s, 4 s nominal, 80-100% jitter, capped at 4 s).
+    let gaps: Vec<f64> = unavailable
+        .windows(2)
+        .map(|w| (w[1].0 - w[0].0).as_secs_f64())
+        .collect();
+    // After the first failure 1 s, then 2 s, then 4 s (each 80-100% of it).
+    assert!(gaps[0] >= 0.7 && gaps[0] <= 1.5, "first gap ~1 s: {gaps:?}");
+    if gaps.len() > 1 {
+        assert!(
+            gaps[1] >= 1.5 && gaps[1] <= 2.5,
+            "second gap ~2 s: {gaps:?}"
+        );
+    }
+    assert!(gaps.iter().all(|g| *g <= 4.6), "capped at 4 s: {gaps:?}");
+    assert!(
+        gaps.windows(2).all(|w| w[1] >= w[0] * 0.75),
+        "non-decreasing within jitter: {gaps:?}"
+    );
+    let kinds = kinds_for(&down.events("ra"), "node2");
+    assert_eq!(
+        kinds,
+        ["requested", "approved", "order_updated", "error"],
+        "waiting → ca_unavailable → error"
+    );
+    assert_eq!(down.head("/ra/certificate_request/node2"), 410);
+}
+
+#[test]
+fn cancel_and_modify_reach_the_upstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = node(&dir.path().join("up"), FAST_CONFIG);
+    let config = downstream_config(&up, "", "");
+    let down = node(&dir.path().join("down"), &config);
+    let upstream_csr = |name: &str| -> Option<Vec<u8>> {
+        let r = up
+            .api
+            .anon
+            .get(
+                up.api
+                    .url(&format!("/production/certificate_request/{name}")),
+            )
+            .send()
+            .unwrap();
+        (r.status() == 200).then(|| {
+            openssl::x509::X509Req::from_pem(&r.bytes().unwrap())
+                .unwrap()
+                .to_der()
+                .unwrap()
+        })
+    };
+    let der = |pem: &[u8]| {
+        openssl::x509::X509Req::from_pem(pem)
+            .unwrap()
+            .to_der()
+            .unwrap()
+    };
+
+    // Cancel: the downstream's DELETE withdraws the request upstream.
+    let (csr, _) = csr_for("gone");
+    down.submit("ra", "gone", &csr);
+    assert_eq!(down.sign("ra", "gone"), 202);
+    assert_eq!(upstream_csr("gone"), Some(der(&csr)));
+    let r = down
+        .api
+        .admin
+        .delete(down.api.url("/ra/certificate_request/gone"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(upstream_csr("gone"), None, "deleted upstream");
+
+    // Modify: a new CSR while the order waits replaces the upstream's.
+    let (first, _) = csr_for("moved");
+    down.submit("ra", "moved", &first);
+    assert_eq!(down.sign("ra", "moved"), 202);
+    assert_eq!(upstream_csr("moved"), Some(der(&first)));
+    let (second, second_key) = csr_for("moved");
+    down.submit("ra", "moved", &second);
+    assert!(
+        until(Duration::from_secs(5), || upstream_csr("moved")
+            == Some(der(&second))),
+        "the upstream holds the new CSR"
+    );
+    assert_eq!(down.status("ra", "moved")["state"], "requested");
+    assert_eq!(up.sign("production", "moved"), 201);
+    assert!(until(Duration::from_secs(5), || down
+        .head("/ra/certificate/moved")
+        == 200));
+    let pem = down
+        .api
+        .anon
+        .get(down.api.url("/ra/certificate/moved"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let cert_key = openssl::x509::X509::from_pem(&pem)
+        .unwrap()
+        .public_key()
+        .unwrap()
+        .public_key_to_der()
+        .unwrap();
+    let new_key = openssl::pkey::PKey::private_key_from_pem(&second_key)
+        .unwrap()
+        .public_key_to_der()
+        .unwrap();
+    assert_eq!(cert_key, new_key, "issued for the modified CSR");
+    assert_eq!(
+        kinds_for(&down.events("ra"), "moved"),
+        ["requested", "approved", "replaced", "issued"]
+    );
+}
+
+/// A CA for cfssl and the command back end: (cert, key) made by `openssl`.
+fn make_ca(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("ca.pem"), dir.join("ca-key.pem"));
+    let (ok, _, err) = run(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+        ])
+        .arg(format!("/CN={cn}"))
+        .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+        .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert));
+    assert!(ok, "{err}");
+    (cert, key)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn cfssl_serve_signs_with_and_without_an_auth_key() {
+    if Command::new("cfssl").arg("version").output().is_err() {
+        assert!(
+            std::env::var_os("CERTD_REQUIRE_EXTERNAL").is_none(),
+            "cfssl is required (apt-get install golang-cfssl)"
+        );
+        eprintln!("cfssl not installed; skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, ca_key) = make_ca(dir.path(), "cfssl test CA");
+    let key_hex = "00112233445566778899aabbccddeeff";
+    let cfg = dir.path().join("cfssl.json");
+    std::fs::write(
+        &cfg,
+        serde_json::json!({
+            "signing": {
+                "default": {"expiry": "720h", "usages": ["digital signature", "client auth", "server auth"]},
+                "profiles": {"authed": {"expiry": "720h", "usages": ["digital signature", "client auth"], "auth_key": "k1"}}
+            },
+            "auth_keys": {"k1": {"type": "standard", "key": key_hex}}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut cfssl = Command::new("cfssl")
+        .args([
+            "serve",
+            "-address",
+            "127.0.0.1",
+            "-port",
+            &port.to_string(),
+            "-ca",
+        ])
+        .arg(&ca)
+        .arg("-ca-key")
+        .arg(&ca_key)
+        .arg("-config")
+        .arg(&cfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(until(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    }));
+    let config = format!(
+        r#"{FAST_CONFIG}
+[environments.cf.issuer]
+type = "cfssl"
+url = "http://127.0.0.1:{port}"
+
+[environments.cfa.issuer]
+type = "cfssl"
+url = "http://127.0.0.1:{port}"
+profile = "authed"
+auth_key = "{key_hex}"
+
+[environments.cfbad.issuer]
+type = "cfssl"
+url = "http://127.0.0.1:{port}"
+profile = "authed"
+auth_key = "ffffffffffffffffffffffffffffffff"
+"#
+    );
+    let down = node(&dir.path().join("down"), &config);
+    for env in ["cf", "cfa"] {
+        let name = format!("{env}-node");
+        let (csr, _) = csr_for(&name);
+        down.submit(env, &name, &csr);
+        assert_eq!(
+            down.sign(env, &name),
+            201,
+            "{env}: {}",
+            down.status(env, &name)
+        );
+        let pem = down
+            .api
+            .anon
+            .get(down.api.url(&format!("/{env}/certificate/{name}")))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap();
+        assert!(verify(&pem, &ca), "{env}: verifies against cfssl's CA");
+        let (_, text, _) = run(Command::new("sh").arg("-c").arg(format!(
+            "echo '{}' | openssl x509 -noout -subject -ext subjectAltName",
+            String::from_utf8_lossy(&pem)
+        )));
+        assert!(text.contains(&name), "{text}");
+    }
+    // A wrong auth key: cfssl refuses, and the request ends in error (409 now, 410 after).
+    let (csr, _) = csr_for("refused");
+    down.submit("cfbad", "refused", &csr);
+    assert_eq!(down.sign("cfbad", "refused"), 409);
+    assert_eq!(down.status("cfbad", "refused")["state"], "error");
+    let _ = cfssl.kill();
+    let _ = cfssl.wait();
+}
+
+#[test]
+fn a_command_issuer_that_asks_to_be_called_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, ca_key) = make_ca(dir.path(), "command test CA");
+    let script = dir.path().join("sign.sh");
+    let calls = dir.path().join("calls");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nset -e\ncat > {d}/req.pem\necho \"$CERTD_ACTION $CERTD_CERTNAME\" >> {calls}\n\
+             if [ $(wc -l < {calls}) -lt 2 ]; then echo 'queued for review' >&2; exit 75; fi\n\
+             openssl x509 -req -in {d}/req.pem -CA {ca} -CAkey {key} -CAcreateserial -days 1 2>/dev/null\n",
+            d = dir.path().display(),
+            calls = calls.display(),
+            ca = ca.display(),
+            key = ca_key.display(),
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = format!(
+        "{FAST_CONFIG}\n[environments.cmd.issuer]\ntype = \"command\"\nprogram = \"{}\"\ntimeout = \"10s\"\n",
+        script.display()
+    );
+    let down = node(&dir.path().join("down"), &config);
+    let (csr, _) = csr_for("cmd-node");
+    down.submit("cmd", "cmd-node", &csr);
+    assert_eq!(down.sign("cmd", "cmd-node"), 202);
+    let s = down.status("cmd", "cmd-node");
+    assert_eq!(s["sub_status"], "waiting_for_ca");
+    assert_eq!(s["sub_status_message"], "queued for review");
+    assert!(until(Duration::from_secs(10), || down
+        .head("/cmd/certificate/cmd-node")
+        == 200));
+    let pem = down
+        .api
+        .anon
+        .get(down.api.url("/cmd/certificate/cmd-node"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert!(verify(&pem, &ca));
+    assert_eq!(
+        std::fs::read_to_string(&calls).unwrap(),
+        "issue cmd-node\ncheck cmd-node\n"
+    );
+}

@@ -382,6 +382,11 @@ fn an_unreachable_upstream_backs_off_then_errors_after_the_budget() {
         if !not_ready_seen && ready(&down)["ready"] == false {
             not_ready_seen = true;
             assert!(ready(&down)["message"].as_str().is_some());
+            // Approved while the issuer is not ready: it waits, without failing.
+            let (csr, _) = csr_for("node3");
+            down.submit("ra", "node3", &csr);
+            assert_eq!(down.sign("ra", "node3"), 202);
+            assert_eq!(down.status("ra", "node3")["sub_status"], "issuer_not_ready");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -426,6 +431,14 @@ fn an_unreachable_upstream_backs_off_then_errors_after_the_budget() {
         "waiting → ca_unavailable → error"
     );
     assert_eq!(down.head("/ra/certificate_request/node2"), 410);
+    // node3 was never handed over, so it spent no budget: still waiting for readiness.
+    let s = down.status("ra", "node3");
+    assert_eq!(
+        (s["state"].as_str(), s["sub_status"].as_str()),
+        (Some("requested"), Some("issuer_not_ready")),
+        "{s}"
+    );
+    assert_eq!(s["order"]["attempts"], 0);
 }
 
 #[test]

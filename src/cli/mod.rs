@@ -1,6 +1,7 @@
 //! The command line: `certd serve`, `certd setup`, `certd ca ...`. The composition root
 //! lives here: `serve` builds the [`App`] once and hands it to the HTTP layer.
 
+mod bench;
 mod ca;
 mod client;
 
@@ -40,6 +41,9 @@ enum Command {
         #[command(flatten)]
         args: ca::CaArgs,
     },
+    /// Load-test a running server (certd, or Puppet Server's CA for comparison):
+    /// issue, probe, list, revoke, crl. Prints throughput and latency percentiles.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -105,6 +109,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let (config, data) = common.load()?;
             ca::run(args, &data, config.server.listen.port())
         }
+        Command::Bench(args) => bench::run(&args),
         Command::Setup(common) => {
             let (config, data) = common.load()?;
             let outcome = app::setup(&data, &config, &SystemClock, &OsRng)

@@ -1,0 +1,184 @@
+//! A minimal HTTP/1.1 client over OpenSSL for the load generator: one request at a time
+//! per connection, `Content-Length` or chunked bodies, keep-alive. Lean on purpose: the
+//! load generator shares the machine with the server it measures.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::time::Duration;
+
+use openssl::ssl::{SslConnector, SslFiletype, SslMethod, SslStream, SslVerifyMode};
+
+/// Where to connect and with which credentials.
+#[derive(Clone)]
+pub struct Target {
+    /// Host to connect to.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Name to verify in the server certificate (and to send as SNI).
+    pub server_name: String,
+    connector: SslConnector,
+}
+
+impl Target {
+    /// A target trusting `ca` (or nothing verified when `None`), presenting `identity`.
+    pub fn new(
+        host: &str,
+        port: u16,
+        ca: Option<&Path>,
+        identity: Option<(&Path, &Path)>,
+    ) -> anyhow::Result<Target> {
+        let mut b = SslConnector::builder(SslMethod::tls_client())?;
+        match ca {
+            Some(ca) => b.set_ca_file(ca)?,
+            None => b.set_verify(SslVerifyMode::NONE),
+        }
+        if let Some((cert, key)) = identity {
+            b.set_certificate_chain_file(cert)?;
+            b.set_private_key_file(key, SslFiletype::PEM)?;
+        }
+        Ok(Target {
+            host: host.to_owned(),
+            port,
+            server_name: if host == "127.0.0.1" {
+                "localhost".into()
+            } else {
+                host.to_owned()
+            },
+            connector: b.build(),
+        })
+    }
+
+    /// Opens a TLS connection (a full handshake).
+    pub fn connect(&self) -> io::Result<Conn> {
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))?;
+        tcp.set_nodelay(true)?;
+        tcp.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let tls = self
+            .connector
+            .connect(&self.server_name, tcp)
+            .map_err(|e| io::Error::other(format!("TLS: {e}")))?;
+        Ok(Conn {
+            reader: BufReader::with_capacity(64 * 1024, tls),
+            host: format!("{}:{}", self.server_name, self.port),
+            closed: false,
+        })
+    }
+}
+
+/// An answer.
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// Body (empty for HEAD and 204/304).
+    pub body: Vec<u8>,
+}
+
+/// One keep-alive connection.
+pub struct Conn {
+    reader: BufReader<SslStream<TcpStream>>,
+    host: String,
+    closed: bool,
+}
+
+impl Conn {
+    /// Whether the server said it closes the connection.
+    pub fn closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Sends one request and reads its answer.
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> io::Result<Response> {
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Length: {}\r\n",
+            self.host,
+            body.len()
+        );
+        for (k, v) in headers {
+            head.push_str(k);
+            head.push_str(": ");
+            head.push_str(v);
+            head.push_str("\r\n");
+        }
+        head.push_str("\r\n");
+        let mut out = head.into_bytes();
+        out.extend_from_slice(body);
+        let s = self.reader.get_mut();
+        s.write_all(&out)?;
+        s.flush()?;
+        self.read_response(method == "HEAD")
+    }
+
+    fn read_response(&mut self, head_only: bool) -> io::Result<Response> {
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "connection closed",
+            ));
+        }
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| io::Error::other(format!("bad status line {line:?}")))?;
+        let mut length: Option<usize> = None;
+        let mut chunked = false;
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line)? == 0 {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "in headers"));
+            }
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            let Some((k, v)) = l.split_once(':') else {
+                continue;
+            };
+            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
+            match k.as_str() {
+                "content-length" => length = v.parse().ok(),
+                "transfer-encoding" => chunked = v.eq_ignore_ascii_case("chunked"),
+                "connection" => self.closed = v.eq_ignore_ascii_case("close"),
+                _ => {}
+            }
+        }
+        let mut body = Vec::new();
+        if head_only || status == 204 || status == 304 {
+            return Ok(Response { status, body });
+        }
+        if chunked {
+            loop {
+                line.clear();
+                self.reader.read_line(&mut line)?;
+                let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                    .map_err(|_| io::Error::other("bad chunk size"))?;
+                if size == 0 {
+                    line.clear();
+                    self.reader.read_line(&mut line)?;
+                    break;
+                }
+                let start = body.len();
+                body.resize(start + size, 0);
+                self.reader.read_exact(&mut body[start..])?;
+                line.clear();
+                self.reader.read_line(&mut line)?;
+            }
+        } else if let Some(n) = length {
+            body.resize(n, 0);
+            self.reader.read_exact(&mut body)?;
+        } else {
+            self.reader.read_to_end(&mut body)?;
+            self.closed = true;
+        }
+        Ok(Response { status, body })
+    }
+}

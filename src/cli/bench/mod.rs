@@ -1,0 +1,309 @@
+//! `certd bench`: a load generator for any server speaking certd's native face or
+//! Puppet's CA API (so Puppet Server can be measured the same way, in the same run).
+//!
+//! Scenarios: `issue` (pre-generated CSRs: submit, then fetch the autosigned
+//! certificate; a new TLS connection per agent or keep-alive), `probe` (GET or HEAD of a
+//! certificate over keep-alive connections), `list` (all statuses), `revoke` (one by one,
+//! or one bulk clean), `crl`. Every phase is bounded by `--count` and `--max-seconds`,
+//! prints throughput and p50/p90/p99/max, and can append JSON lines. With two
+//! `--target`s the same scenario runs against each in turn, run after run, and the ratio
+//! of the medians is printed.
+
+mod conn;
+mod scenarios;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+
+pub use conn::{Conn, Target};
+
+/// Which API a target speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Face {
+    /// certd's `/{env}/...` resources.
+    Native,
+    /// `/puppet-ca/v1/...` (Puppet Server, or certd's Puppet face).
+    Puppet,
+}
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Agents submit a CSR and fetch their (autosigned) certificate.
+    Issue,
+    /// GET (or HEAD) one certificate over keep-alive connections.
+    Probe,
+    /// List every status (admin).
+    List,
+    /// Revoke certificates one by one (or `--bulk`: one clean of them all).
+    Revoke,
+    /// Fetch the CRL.
+    Crl,
+}
+
+/// `certd bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// What to measure.
+    #[arg(value_enum)]
+    pub scenario: Scenario,
+    /// A server: `URL[,face=native|puppet][,env=NAME][,ca=FILE][,cert=FILE][,key=FILE]`.
+    /// Give two to compare them (the ratio printed is first / second). Without ca/cert/key,
+    /// `--data-dir`'s production chain and admin identity are used.
+    #[arg(long = "target", required = true)]
+    pub targets: Vec<String>,
+    /// Data directory whose CA chain and admin certificate to use by default.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Requests (issue: agents) per run.
+    #[arg(long, default_value_t = 1000)]
+    pub count: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Timed runs (medians are reported).
+    #[arg(long, default_value_t = 3)]
+    pub runs: usize,
+    /// A run stops after this long even if `--count` is not reached.
+    #[arg(long, default_value_t = 60)]
+    pub max_seconds: u64,
+    /// issue: a new TLS connection per agent (as agents bootstrap) instead of keep-alive.
+    #[arg(long)]
+    pub new_connection: bool,
+    /// probe: HEAD instead of GET.
+    #[arg(long)]
+    pub head: bool,
+    /// probe: present the client certificate (default: anonymous).
+    #[arg(long)]
+    pub with_client_cert: bool,
+    /// list/revoke: certificates to create first (untimed); revoke: revoked ones.
+    #[arg(long, default_value_t = 0)]
+    pub populate: usize,
+    /// revoke: one bulk clean (Puppet's `PUT /clean`) of `--count` certificates.
+    #[arg(long)]
+    pub bulk: bool,
+    /// Agents' key type: ec-p256 (default), rsa-2048 or rsa-4096. Keys are made before
+    /// timing; RSA keys are reused across CSRs (16 of them) so that setup stays short.
+    #[arg(long, default_value = "ec-p256")]
+    pub agent_key: String,
+    /// Append one JSON line per run here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// One target, parsed.
+#[derive(Clone)]
+pub struct Endpoint {
+    /// The URL as given.
+    pub url: String,
+    /// Its API.
+    pub face: Face,
+    /// The environment (native face).
+    pub env: String,
+    /// Anonymous connections.
+    pub anon: Target,
+    /// Connections with the admin identity.
+    pub admin: Target,
+}
+
+impl Endpoint {
+    /// Path of a resource under the target's face.
+    pub fn path(&self, resource: &str, name: &str) -> String {
+        match self.face {
+            Face::Native => format!("/{}/{resource}/{name}", self.env),
+            Face::Puppet => format!("/puppet-ca/v1/{resource}/{name}"),
+        }
+    }
+}
+
+fn parse_target(spec: &str, data_dir: Option<&PathBuf>) -> anyhow::Result<Endpoint> {
+    let mut parts = spec.split(',');
+    let url = parts.next().unwrap_or_default().to_owned();
+    let rest = url
+        .strip_prefix("https://")
+        .with_context(|| format!("{url}: an https:// URL"))?;
+    let hostport = rest.split('/').next().unwrap_or_default();
+    let (host, port) = hostport
+        .rsplit_once(':')
+        .map(|(h, p)| (h.to_owned(), p.parse::<u16>()))
+        .with_context(|| format!("{url}: host:port"))?;
+    let port = port.with_context(|| format!("{url}: port"))?;
+    let mut face = Face::Native;
+    let mut env = "production".to_owned();
+    let mut ca = data_dir.map(|d| d.join("ca/production/chain.pem"));
+    let mut cert = data_dir.map(|d| d.join("admin/admin.pem"));
+    let mut key = data_dir.map(|d| d.join("admin/admin.key"));
+    for p in parts {
+        let (k, v) = p
+            .split_once('=')
+            .with_context(|| format!("{p}: key=value"))?;
+        match k {
+            "face" => face = Face::from_str(v, true).map_err(|e| anyhow::anyhow!("face: {e}"))?,
+            "env" => env = v.to_owned(),
+            "ca" => ca = Some(PathBuf::from(v)),
+            "cert" => cert = Some(PathBuf::from(v)),
+            "key" => key = Some(PathBuf::from(v)),
+            other => bail!("unknown target option {other}"),
+        }
+    }
+    let identity = match (&cert, &key) {
+        (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+        _ => None,
+    };
+    Ok(Endpoint {
+        anon: Target::new(&host, port, ca.as_deref(), None)?,
+        admin: Target::new(&host, port, ca.as_deref(), identity)?,
+        url,
+        face,
+        env,
+    })
+}
+
+/// The figures of one timed run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunStats {
+    /// Scenario name.
+    pub scenario: String,
+    /// The target URL.
+    pub target: String,
+    /// Run number, from 1.
+    pub run: usize,
+    /// Operations completed.
+    pub n: usize,
+    /// Operations that failed (non-2xx or I/O).
+    pub errors: usize,
+    /// Concurrency.
+    pub concurrency: usize,
+    /// Wall time of the run, seconds.
+    pub elapsed_s: f64,
+    /// Operations per second.
+    pub rate: f64,
+    /// Latency percentiles and maximum, milliseconds.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// Slowest.
+    pub max_ms: f64,
+}
+
+impl RunStats {
+    /// Figures from per-operation latencies.
+    pub fn new(
+        scenario: &str,
+        target: &str,
+        run: usize,
+        concurrency: usize,
+        elapsed: Duration,
+        mut lat: Vec<Duration>,
+        errors: usize,
+    ) -> RunStats {
+        lat.sort_unstable();
+        let pct = |p: f64| -> f64 {
+            if lat.is_empty() {
+                return 0.0;
+            }
+            let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
+            lat[i].as_secs_f64() * 1000.0
+        };
+        RunStats {
+            scenario: scenario.into(),
+            target: target.into(),
+            run,
+            n: lat.len(),
+            errors,
+            concurrency,
+            elapsed_s: elapsed.as_secs_f64(),
+            rate: lat.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+            p50_ms: pct(0.50),
+            p90_ms: pct(0.90),
+            p99_ms: pct(0.99),
+            max_ms: pct(1.0),
+        }
+    }
+
+    fn print(&self) {
+        println!(
+            "{:<8} {:<32} run {} n={:<7} err={:<4} c={:<3} {:>8.3}s {:>10.1}/s  p50 {:>8.2}ms  p90 {:>8.2}ms  p99 {:>8.2}ms  max {:>8.2}ms",
+            self.scenario, self.target, self.run, self.n, self.errors, self.concurrency,
+            self.elapsed_s, self.rate, self.p50_ms, self.p90_ms, self.p99_ms, self.max_ms
+        );
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        0.0
+    } else {
+        v[v.len() / 2]
+    }
+}
+
+/// Runs `certd bench`.
+pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
+    if args.targets.len() > 2 {
+        bail!("give one --target, or two to compare");
+    }
+    if args.count == 0 || args.concurrency == 0 || args.runs == 0 {
+        bail!("--count, --concurrency and --runs must be positive");
+    }
+    let endpoints = args
+        .targets
+        .iter()
+        .map(|t| parse_target(t, args.data_dir.as_ref()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut json = match &args.json {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .with_context(|| format!("opening {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let mut per_target: Vec<Vec<RunStats>> = vec![Vec::new(); endpoints.len()];
+    let mut prepared: Vec<scenarios::Prepared> = endpoints
+        .iter()
+        .map(|e| scenarios::prepare(args, e))
+        .collect::<anyhow::Result<_>>()?;
+    for run in 1..=args.runs {
+        // Alternate the targets run by run, so that drift on a shared machine hits both.
+        for (i, e) in endpoints.iter().enumerate() {
+            let stats = scenarios::timed_run(args, e, &mut prepared[i], run)?;
+            stats.print();
+            if let Some(f) = json.as_mut() {
+                use std::io::Write;
+                writeln!(f, "{}", serde_json::to_string(&stats)?)?;
+            }
+            per_target[i].push(stats);
+        }
+    }
+    for (e, runs) in endpoints.iter().zip(&per_target) {
+        println!(
+            "median   {:<32} {:>10.1}/s  p50 {:>8.2}ms  p99 {:>8.2}ms  ({} runs)",
+            e.url,
+            median(runs.iter().map(|r| r.rate).collect()),
+            median(runs.iter().map(|r| r.p50_ms).collect()),
+            median(runs.iter().map(|r| r.p99_ms).collect()),
+            runs.len()
+        );
+    }
+    if per_target.len() == 2 {
+        let a = median(per_target[0].iter().map(|r| r.rate).collect());
+        let b = median(per_target[1].iter().map(|r| r.rate).collect());
+        println!(
+            "ratio    {} / {} = {:.2}x throughput",
+            endpoints[0].url,
+            endpoints[1].url,
+            a / b.max(1e-9)
+        );
+    }
+    let errors: usize = per_target.iter().flatten().map(|r| r.errors).sum();
+    Ok(if errors > 0 { 1 } else { 0 })
+}

@@ -1,0 +1,359 @@
+//! The scenarios: untimed preparation (keys, CSRs, certificates to list or revoke), then
+//! timed runs driven by a fixed number of client threads.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use super::{BenchArgs, Conn, Endpoint, Face, RunStats, Scenario, Target};
+use crate::ca::{build_csr, Certname, KeyType, PrivateKey};
+
+/// What a target needs for its timed runs.
+pub struct Prepared {
+    /// issue: CSRs (name, PEM) for every run, consumed run by run.
+    csrs: Vec<Vec<(String, Vec<u8>)>>,
+    /// probe: the certificate fetched.
+    probe_name: String,
+    /// revoke: names to revoke, per run.
+    to_revoke: Vec<Vec<String>>,
+}
+
+fn tag() -> String {
+    let mut b = [0u8; 4];
+    openssl::rand::rand_bytes(&mut b).expect("random bytes");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn agent_keys(kind: &str, n: usize) -> anyhow::Result<Vec<PrivateKey>> {
+    let kt: KeyType = kind
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--agent-key: {e}"))?;
+    let distinct = if matches!(kt, KeyType::EcP256 | KeyType::EcP384 | KeyType::Ed25519) {
+        n
+    } else {
+        n.min(16)
+    };
+    (0..distinct.max(1))
+        .map(|_| kt.generate().map_err(|e| anyhow::anyhow!("{e}")))
+        .collect()
+}
+
+fn csrs(args: &BenchArgs, prefix: &str, n: usize) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    let keys = agent_keys(&args.agent_key, n)?;
+    (0..n)
+        .map(|i| {
+            let name = format!("{prefix}-{i}");
+            let cn = Certname::parse(&name).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let pem =
+                build_csr(&keys[i % keys.len()], &cn, &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok((name, pem))
+        })
+        .collect()
+}
+
+/// One agent's bootstrap: submit the CSR, fetch the certificate (autosign on the server).
+fn bootstrap(conn: &mut Conn, e: &Endpoint, name: &str, csr: &[u8]) -> anyhow::Result<()> {
+    let r = conn.request(
+        "PUT",
+        &e.path("certificate_request", name),
+        &[("Content-Type", "text/plain")],
+        csr,
+    )?;
+    if !(200..300).contains(&r.status) {
+        bail!(
+            "submit {name}: {} {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let r = conn.request(
+        "GET",
+        &e.path("certificate", name),
+        &[("Accept", "text/plain")],
+        b"",
+    )?;
+    if r.status != 200 {
+        bail!("fetch {name}: {} (is autosign on?)", r.status);
+    }
+    Ok(())
+}
+
+/// Runs `work(conn, i)` for i in 0..n on `threads` threads, each with a connection from
+/// `target` (reopened when the server closes it, or per item with `fresh`), until done
+/// or `limit`. Returns (latencies, errors, elapsed).
+fn drive(
+    target: &Target,
+    n: usize,
+    threads: usize,
+    fresh: bool,
+    limit: Duration,
+    work: impl Fn(&mut Conn, usize) -> anyhow::Result<()> + Sync,
+) -> (Vec<Duration>, usize, Duration) {
+    let next = AtomicUsize::new(0);
+    let errors = AtomicUsize::new(0);
+    let lat = Mutex::new(Vec::with_capacity(n));
+    let first_error = Mutex::new(None::<String>);
+    let start = Instant::now();
+    let deadline = start + limit;
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(n) {
+            s.spawn(|| {
+                let mut mine = Vec::new();
+                let mut conn: Option<Conn> = None;
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n || Instant::now() >= deadline {
+                        break;
+                    }
+                    let t = Instant::now();
+                    let result = (|| -> anyhow::Result<()> {
+                        if fresh || conn.as_ref().is_none_or(Conn::closed) {
+                            conn = Some(target.connect()?);
+                        }
+                        let c = conn.as_mut().expect("connected");
+                        work(c, i)
+                    })();
+                    match result {
+                        Ok(()) => mine.push(t.elapsed()),
+                        Err(e) => {
+                            conn = None;
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            first_error.lock().unwrap().get_or_insert(format!("{e:#}"));
+                        }
+                    }
+                    if fresh {
+                        conn = None;
+                    }
+                }
+                lat.lock().unwrap().extend(mine);
+            });
+        }
+    });
+    let elapsed = start.elapsed();
+    if let Some(e) = first_error.into_inner().unwrap() {
+        eprintln!("bench: first error: {e}");
+    }
+    (lat.into_inner().unwrap(), errors.into_inner(), elapsed)
+}
+
+/// Issues `names` (untimed), keep-alive, with the run's concurrency.
+fn populate(args: &BenchArgs, e: &Endpoint, prefix: &str, n: usize) -> anyhow::Result<Vec<String>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    eprintln!("bench: {}: issuing {n} certificates first (untimed)", e.url);
+    let list = csrs(args, prefix, n)?;
+    let (_, errors, took) = drive(
+        &e.anon,
+        n,
+        args.concurrency,
+        false,
+        Duration::from_secs(3600),
+        |c, i| bootstrap(c, e, &list[i].0, &list[i].1),
+    );
+    if errors > 0 {
+        bail!("{errors} of {n} certificates could not be issued while populating");
+    }
+    eprintln!("bench: {}: issued {n} in {:.1}s", e.url, took.as_secs_f64());
+    Ok(list.into_iter().map(|(n, _)| n).collect())
+}
+
+fn clean(e: &Endpoint, conn: &mut Conn, names: &[String]) -> anyhow::Result<()> {
+    if e.face != Face::Puppet {
+        bail!("bulk revocation uses Puppet's PUT /clean: give the target face=puppet");
+    }
+    let body = serde_json::json!({ "certnames": names }).to_string();
+    let r = conn.request(
+        "PUT",
+        "/puppet-ca/v1/clean",
+        &[("Content-Type", "application/json")],
+        body.as_bytes(),
+    )?;
+    if !(200..300).contains(&r.status) {
+        bail!("clean: {} {}", r.status, String::from_utf8_lossy(&r.body));
+    }
+    Ok(())
+}
+
+/// Untimed preparation of one target.
+pub fn prepare(args: &BenchArgs, e: &Endpoint) -> anyhow::Result<Prepared> {
+    let t = tag();
+    let mut p = Prepared {
+        csrs: Vec::new(),
+        probe_name: String::new(),
+        to_revoke: Vec::new(),
+    };
+    match args.scenario {
+        Scenario::Issue => {
+            for run in 1..=args.runs {
+                p.csrs
+                    .push(csrs(args, &format!("bench-{t}-r{run}"), args.count)?);
+            }
+        }
+        Scenario::Probe => {
+            let names = populate(args, e, &format!("bench-{t}-probe"), 1)?;
+            p.probe_name = names[0].clone();
+        }
+        Scenario::List => {
+            populate(args, e, &format!("bench-{t}-list"), args.populate)?;
+        }
+        Scenario::Revoke => {
+            if args.populate > 0 {
+                let gone = populate(args, e, &format!("bench-{t}-gone"), args.populate)?;
+                let mut c = e.admin.connect()?;
+                for chunk in gone.chunks(10_000) {
+                    clean(e, &mut c, chunk).context("revoking the populated certificates")?;
+                }
+            }
+            for run in 1..=args.runs {
+                p.to_revoke
+                    .push(populate(args, e, &format!("bench-{t}-r{run}"), args.count)?);
+            }
+        }
+        Scenario::Crl => {}
+    }
+    Ok(p)
+}
+
+/// One timed run.
+pub fn timed_run(
+    args: &BenchArgs,
+    e: &Endpoint,
+    p: &mut Prepared,
+    run: usize,
+) -> anyhow::Result<RunStats> {
+    let limit = Duration::from_secs(args.max_seconds);
+    let c = args.concurrency;
+    let ok = |status: u16| -> anyhow::Result<()> {
+        if (200..300).contains(&status) {
+            Ok(())
+        } else {
+            bail!("status {status}")
+        }
+    };
+    let (name, (lat, errors, elapsed)) = match args.scenario {
+        Scenario::Issue => {
+            let list = &p.csrs[run - 1];
+            let name = if args.new_connection {
+                "issue/new"
+            } else {
+                "issue/ka"
+            };
+            (
+                name,
+                drive(
+                    &e.anon,
+                    list.len(),
+                    c,
+                    args.new_connection,
+                    limit,
+                    |conn, i| bootstrap(conn, e, &list[i].0, &list[i].1),
+                ),
+            )
+        }
+        Scenario::Probe => {
+            let target = if args.with_client_cert {
+                &e.admin
+            } else {
+                &e.anon
+            };
+            let path = e.path("certificate", &p.probe_name);
+            let method = if args.head { "HEAD" } else { "GET" };
+            (
+                if args.head { "head" } else { "get" },
+                drive(target, args.count, c, false, limit, |conn, _| {
+                    ok(conn
+                        .request(method, &path, &[("Accept", "text/plain")], b"")?
+                        .status)
+                }),
+            )
+        }
+        Scenario::Crl => {
+            let path = e.path("certificate_revocation_list", "ca");
+            (
+                "crl",
+                drive(&e.anon, args.count, c, false, limit, |conn, _| {
+                    ok(conn
+                        .request("GET", &path, &[("Accept", "text/plain")], b"")?
+                        .status)
+                }),
+            )
+        }
+        Scenario::List => (
+            "list",
+            drive(&e.admin, args.count, c, false, limit, |conn, _| {
+                list_all(conn, e)
+            }),
+        ),
+        Scenario::Revoke if args.bulk => {
+            let names = &p.to_revoke[run - 1];
+            (
+                "clean",
+                drive(&e.admin, 1, 1, false, limit, |conn, _| {
+                    clean(e, conn, names)
+                }),
+            )
+        }
+        Scenario::Revoke => {
+            let names = &p.to_revoke[run - 1];
+            (
+                "revoke",
+                drive(&e.admin, names.len(), c, false, limit, |conn, i| {
+                    let r = match e.face {
+                        Face::Native => {
+                            conn.request("DELETE", &e.path("certificate", &names[i]), &[], b"")?
+                        }
+                        Face::Puppet => conn.request(
+                            "PUT",
+                            &e.path("certificate_status", &names[i]),
+                            &[("Content-Type", "application/json")],
+                            br#"{"desired_state":"revoked"}"#,
+                        )?,
+                    };
+                    ok(r.status)
+                }),
+            )
+        }
+    };
+    Ok(RunStats::new(name, &e.url, run, c, elapsed, lat, errors))
+}
+
+/// Every status: Puppet's `certificate_statuses/any` in one answer; the native face page
+/// by page (`after=` the last name).
+fn list_all(conn: &mut Conn, e: &Endpoint) -> anyhow::Result<()> {
+    match e.face {
+        Face::Puppet => {
+            let r = conn.request(
+                "GET",
+                "/puppet-ca/v1/certificate_statuses/any",
+                &[("Accept", "application/json")],
+                b"",
+            )?;
+            if r.status != 200 {
+                bail!("list: {}", r.status);
+            }
+            Ok(())
+        }
+        Face::Native => {
+            let mut after = String::new();
+            loop {
+                let mut path = format!("/{}/certificate_statuses/*?limit=1000", e.env);
+                if !after.is_empty() {
+                    path.push_str("&after=");
+                    path.push_str(&after);
+                }
+                let r = conn.request("GET", &path, &[("Accept", "application/json")], b"")?;
+                if r.status != 200 {
+                    bail!("list: {}", r.status);
+                }
+                let page: Vec<serde_json::Value> = serde_json::from_slice(&r.body)?;
+                match page.last().and_then(|v| v["name"].as_str()) {
+                    Some(last) if page.len() == 1000 => after = last.to_owned(),
+                    _ => return Ok(()),
+                }
+            }
+        }
+    }
+}

@@ -102,6 +102,19 @@ impl App {
         name: &Certname,
         ttl: Option<i64>,
     ) -> Result<Signing, AppError> {
+        self.approve(env, name, ttl, None)
+    }
+
+    /// As [`App::sign_pending`]; `validated` is the CSR the caller has just validated
+    /// (autosign, right after submission), used when it is still the pending one instead
+    /// of validating the stored copy again.
+    pub(super) fn approve(
+        &self,
+        env: &EnvCa,
+        name: &Certname,
+        ttl: Option<i64>,
+        validated: Option<ValidatedCsr>,
+    ) -> Result<Signing, AppError> {
         let _slot = self.signing_slot()?;
         let name = name.clone();
         if let Some(t) = ttl {
@@ -130,12 +143,15 @@ impl App {
             }
             None => return Err(self.no_request(env, &name)?),
         };
-        let csr = ValidatedCsr::parse(
-            &req.csr_der,
-            &name,
-            &env.settings.csr_policy(&self.config.limits),
-        )
-        .map_err(AppError::CsrRejected)?;
+        let csr = match validated {
+            Some(csr) if csr.der() == req.csr_der.as_slice() => csr,
+            _ => ValidatedCsr::parse(
+                &req.csr_der,
+                &name,
+                &env.settings.csr_policy(&self.config.limits),
+            )
+            .map_err(AppError::CsrRejected)?,
+        };
         let validity = ttl
             .or(env.settings.cert_ttl.map(|d| d.as_secs()))
             .unwrap_or(self.config.ca.cert_ttl.as_secs());

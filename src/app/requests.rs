@@ -112,7 +112,7 @@ impl App {
                 let timeout =
                     std::time::Duration::from_secs(env.settings.autosign_timeout.as_secs() as u64);
                 if super::autosign::decide(&env.settings.autosign, timeout, &name, &csr.to_pem()) {
-                    self.sign_pending(&env, &name, None)?;
+                    self.approve(&env, &name, None, Some(csr))?;
                 }
                 Ok(if outcome == SubmitOutcome::Created {
                     Submitted::Created

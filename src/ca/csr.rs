@@ -119,16 +119,22 @@ impl ValidatedCsr {
             return Err(invalid("csr-signature-algorithm", format!("the CSR is signed with {alg}; sign it with SHA-256 or stronger (RSA, ECDSA) or Ed25519")));
         }
 
-        let ossl = X509Req::from_der(&der)
-            .map_err(|_| invalid("csr-malformed", "the CSR cannot be decoded"))?;
-        let public_key = ossl.public_key().map_err(|_| {
-            invalid(
-                "csr-key-not-allowed",
-                "the CSR's public key cannot be decoded",
-            )
-        })?;
+        let public_key = match super::csr_key::public_key(&req.info.public_key) {
+            Some(k) => k,
+            // Not a key type built directly (or a malformed one): OpenSSL's general
+            // decoder, so that the refusal names what the key is.
+            None => X509Req::from_der(&der)
+                .and_then(|r| r.public_key())
+                .map_err(|_| {
+                    invalid(
+                        "csr-key-not-allowed",
+                        "the CSR's public key cannot be decoded",
+                    )
+                })?,
+        };
         check_key(&public_key, policy)?;
-        if !ossl.verify(&public_key).unwrap_or(false) {
+        let signature = req.signature.as_bytes().unwrap_or_default();
+        if !super::csr_key::verify(&der, &alg, signature, &public_key) {
             return Err(invalid_as(
                 "csr-signature-invalid",
                 "the CSR's signature does not verify with its own public key; re-create the CSR with the matching private key".into(),

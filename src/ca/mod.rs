@@ -10,6 +10,7 @@ mod crl;
 mod csr;
 mod csr_build;
 mod csr_der;
+mod csr_key;
 mod error;
 mod fingerprint;
 mod inspect;

@@ -20,6 +20,27 @@ pub struct SledStore {
     environments: Tree,
     audit: Tree,
     envs: RwLock<HashMap<EnvName, Arc<EnvTrees>>>,
+    commit: GroupCommit,
+}
+
+/// Group commit: concurrent [`Store::flush`] calls share one fsync. Each caller takes a
+/// ticket after its writes are applied; one caller at a time (the leader) flushes
+/// everything written so far and marks every ticket taken before it started as durable;
+/// the others wait for that, or lead the next flush.
+#[derive(Default)]
+struct GroupCommit {
+    state: std::sync::Mutex<CommitState>,
+    done: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct CommitState {
+    /// Tickets handed out.
+    taken: u64,
+    /// Every ticket up to this one is durable.
+    durable: u64,
+    /// A flush is under way.
+    flushing: bool,
 }
 
 struct EnvTrees {
@@ -150,6 +171,7 @@ impl SledStore {
             meta,
             db,
             envs: RwLock::new(HashMap::new()),
+            commit: GroupCommit::default(),
         })
     }
 
@@ -610,7 +632,33 @@ impl Store for SledStore {
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(engine)
+        fn lock(m: &std::sync::Mutex<CommitState>) -> std::sync::MutexGuard<'_, CommitState> {
+            m.lock().unwrap_or_else(|p| p.into_inner())
+        }
+        let mut st = lock(&self.commit.state);
+        st.taken += 1;
+        let ticket = st.taken;
+        loop {
+            if st.durable >= ticket {
+                return Ok(());
+            }
+            if st.flushing {
+                st = self.commit.done.wait(st).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            // Lead: everything written before any ticket up to `covers` goes in this flush.
+            st.flushing = true;
+            let covers = st.taken;
+            drop(st);
+            let result = self.db.flush();
+            st = lock(&self.commit.state);
+            st.flushing = false;
+            if result.is_ok() {
+                st.durable = st.durable.max(covers);
+            }
+            self.commit.done.notify_all();
+            result.map_err(engine)?;
+        }
     }
 
     fn healthy(&self) -> bool {

@@ -184,6 +184,7 @@ impl App {
                 IssueOutcome::Issued => {
                     self.store.flush()?;
                     tracing::info!(env = %env.name, certname = %name, serial = %crate::ca::SerialNumber::from_bytes(&record.serial)?, "issued");
+                    self.metrics.issued(env.name.as_str(), &issuer.name);
                     return Ok(Signing::Issued(Issued {
                         env: env.name.to_string(),
                         certname: name,

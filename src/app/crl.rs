@@ -19,6 +19,13 @@ pub struct CrlView {
     pub etag: String,
 }
 
+impl super::EnvCa {
+    /// The current CRL, as served.
+    pub(super) fn crl_view(&self) -> Arc<CrlView> {
+        self.crl.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 impl CrlView {
     pub(super) fn new(record: CrlRecord) -> Self {
         let pem = crate::ca::pem_encode("X509 CRL", &record.der);

@@ -6,6 +6,7 @@ mod certificates;
 mod crl;
 mod environments;
 mod listing;
+mod metrics;
 mod orders;
 mod puppet;
 mod requests;
@@ -28,6 +29,7 @@ pub use certificates::{CertificateView, Issued, Signing};
 pub use crl::CrlView;
 pub use environments::{EnvChange, EnvView};
 pub use listing::{ListQuery, Page};
+pub use metrics::Metrics;
 pub use orders::{EventView, IssuerStatus};
 pub use puppet::{Expirations, PuppetStatus, SignReport, PUPPET_ENV};
 pub use requests::{RequestView, Submitted};
@@ -191,6 +193,8 @@ pub struct App {
     /// Wakes the order worker (new or changed orders) and those waiting on it (an order
     /// was worked on): a counter bumped on each, with its condition variable.
     orders_signal: (std::sync::Mutex<u64>, std::sync::Condvar),
+    /// Request and issuance counters for `/metrics`.
+    metrics: metrics::Metrics,
 }
 
 /// One admitted signing; releases its place when dropped.
@@ -273,6 +277,7 @@ impl App {
             root_crl: RwLock::new(Arc::new(CrlView::new(root_crl))),
             readiness: RwLock::new(BTreeMap::new()),
             orders_signal: (std::sync::Mutex::new(0), std::sync::Condvar::new()),
+            metrics: metrics::Metrics::default(),
         })
     }
 

@@ -445,6 +445,7 @@ impl App {
                     IssueOutcome::Issued => {
                         self.store.flush()?;
                         tracing::info!(env = %env.name, certname = %name, issuer = %issuer.name, "issued");
+                        self.metrics.issued(env.name.as_str(), &issuer.name);
                         Ok(())
                     }
                     IssueOutcome::RequestChanged | IssueOutcome::NoRequest => {

@@ -355,6 +355,7 @@ mod tests {
             "/puppet-ca/v1/certificate_revocation_list"
         ));
         assert!(shipped(&anon, "GET", "/status/v1/simple"));
+        assert!(shipped(&agent, "GET", "/metrics") && !shipped(&anon, "GET", "/metrics"));
         assert!(!shipped(&admin, "GET", "/puppet-ca/v1/unknown"));
     }
 

@@ -7,6 +7,7 @@ mod body;
 mod error;
 mod identity;
 mod limits;
+mod metrics;
 pub mod negotiate;
 mod puppet;
 mod resources;
@@ -29,6 +30,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
     cfg.configure(puppet::routes);
     cfg.service(resource("/status").route(web::get().to(status::server)))
+        .service(resource("/metrics").route(web::get().to(metrics::metrics)))
         .service(resource("/environments").route(web::get().to(environments::list)))
         .service(
             resource("/environments/{env}")
@@ -90,6 +92,7 @@ pub async fn serve(
             .app_data(data.clone())
             .wrap(actix_web::middleware::from_fn(authorize::authorize))
             .wrap(actix_web::middleware::from_fn(limits::headers))
+            .wrap(actix_web::middleware::from_fn(metrics::record))
             .configure(routes)
     })
     .on_connect(identity::on_connect(resolver))

@@ -450,6 +450,10 @@ impl Store for MemStore {
         Ok(())
     }
 
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(0)
+    }
+
     fn healthy(&self) -> bool {
         true
     }

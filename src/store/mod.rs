@@ -284,6 +284,8 @@ pub trait Store: Send + Sync {
     fn flush(&self) -> Result<(), StoreError>;
     /// True when the store answers reads.
     fn healthy(&self) -> bool;
+    /// Bytes the store takes on disk (0 for a store in memory).
+    fn size_on_disk(&self) -> Result<u64, StoreError>;
     /// Everything, for tests and diagnostics.
     fn snapshot(&self) -> Result<Snapshot, StoreError>;
 }

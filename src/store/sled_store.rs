@@ -661,6 +661,10 @@ impl Store for SledStore {
         }
     }
 
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.db.size_on_disk().map_err(engine)
+    }
+
     fn healthy(&self) -> bool {
         self.meta.get(schema::KEY_SCHEMA).is_ok()
     }

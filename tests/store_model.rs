@@ -200,6 +200,7 @@ fn apply(store: &dyn Store, op: &Op, at: i64) -> String {
                 ip_addrs: vec![],
                 authorization_extensions: vec![],
                 revocation: None,
+                fingerprints: None,
             };
             format!(
                 "{:?}",
@@ -222,6 +223,7 @@ fn apply(store: &dyn Store, op: &Op, at: i64) -> String {
                 ip_addrs: vec![],
                 authorization_extensions: vec![],
                 revocation: None,
+                fingerprints: None,
             };
             format!(
                 "{:?}",
@@ -413,6 +415,7 @@ fn concurrent_issues_of_one_request_give_one_certificate() {
                     ip_addrs: vec![],
                     authorization_extensions: vec![],
                     revocation: None,
+                    fingerprints: None,
                 };
                 store.issue(&env, &n, &csr(0), &cert).unwrap()
             })

@@ -79,7 +79,7 @@ fn cert_status(name: &Certname, c: &CertRecord) -> PuppetStatus {
         .collect();
     let (dns, all) = alt_names(&c.dns_names, &c.ip_addrs);
     // Puppet's default digest is SHA-256.
-    let fps = fingerprints(&c.der, Digest::Sha256);
+    let fps = super::status::cert_fingerprints(c, Digest::Sha256);
     let serial = SerialNumber::from_bytes(&c.serial)
         .map(|s| s.to_decimal())
         .unwrap_or_default();

@@ -94,6 +94,26 @@ pub fn rfc3339(t: UnixTime) -> String {
         .unwrap_or_default()
 }
 
+/// A certificate's fingerprints: those stored at issue time, computing only what is
+/// missing (records from before they were stored, or an unusual default digest).
+pub(super) fn cert_fingerprints(c: &CertRecord, default: Digest) -> Fingerprints {
+    let Some(s) = &c.fingerprints else {
+        return fingerprints(&c.der, default);
+    };
+    let default = match default {
+        Digest::Sha1 => s.sha1.clone(),
+        Digest::Sha256 => s.sha256.clone(),
+        Digest::Sha512 => s.sha512.clone(),
+        other => Fingerprint::of_der(&c.der, other).to_string(),
+    };
+    Fingerprints {
+        sha1: s.sha1.clone(),
+        sha256: s.sha256.clone(),
+        sha512: s.sha512.clone(),
+        default,
+    }
+}
+
 pub(super) fn fingerprints(der: &[u8], default: Digest) -> Fingerprints {
     let fp = |d| Fingerprint::of_der(der, d).to_string();
     Fingerprints {
@@ -119,7 +139,7 @@ pub(super) fn of_certificate(
     c: &CertRecord,
     digest: Digest,
 ) -> StatusObject {
-    let fps = fingerprints(&c.der, digest);
+    let fps = cert_fingerprints(c, digest);
     let (dns_alt_names, subject_alt_names) = alt_names(&c.dns_names, &c.ip_addrs);
     StatusObject {
         name: name.to_string(),

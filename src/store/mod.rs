@@ -22,7 +22,7 @@ pub use files::{write_file, DataDir, FilesError};
 pub use memory::MemStore;
 pub use records::{
     AuditEvent, CertRecord, CrlRecord, EnvRecord, EventKind, Order, RequestRecord, RequestState,
-    Revocation, RevokedSerial,
+    Revocation, RevokedSerial, StoredFingerprints,
 };
 pub use schema::SCHEMA_VERSION;
 pub use sled_store::SledStore;

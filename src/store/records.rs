@@ -123,6 +123,20 @@ pub struct CertRecord {
     pub authorization_extensions: Vec<(String, String)>,
     /// Set once revoked.
     pub revocation: Option<Revocation>,
+    /// Fingerprints computed at issue time (`AB:CD:...`), so that listings hash nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprints: Option<StoredFingerprints>,
+}
+
+/// A certificate's SHA-1, SHA-256 and SHA-512 fingerprints, as served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredFingerprints {
+    /// SHA-1.
+    pub sha1: String,
+    /// SHA-256.
+    pub sha256: String,
+    /// SHA-512.
+    pub sha512: String,
 }
 
 /// A revoked serial as the CRL lists it.

@@ -23,6 +23,9 @@ pub struct SledStore {
     commit: GroupCommit,
 }
 
+/// sled's page cache size.
+const CACHE_BYTES: u64 = 32 << 20;
+
 /// Group commit: concurrent [`Store::flush`] calls share one fsync. Each caller takes a
 /// ticket after its writes are applied; one caller at a time (the leader) flushes
 /// everything written so far and marks every ticket taken before it started as durable;
@@ -150,7 +153,14 @@ fn log(
 impl SledStore {
     /// Opens (or creates) the store in `dir`, checking the schema version.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
-        let db = sled::Config::new().path(dir).open().map_err(engine)?;
+        // sled's page cache defaults to 1 GiB and fills with every record ever read; the
+        // records certd reads most (pending requests, recent certificates, CRLs) fit in
+        // far less, and resident memory is what operators watch.
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(engine)?;
         let meta = db.open_tree(schema::META).map_err(engine)?;
         match meta.get(schema::KEY_SCHEMA).map_err(engine)? {
             Some(v) => {

@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::{body_unless_head, negotiated, only, page_response, query, run};
+use super::{body_unless_head, negotiated, only, page_response, query, run, run_inline};
 use crate::app::{App, ListQuery, Signing};
 use crate::ca::Digest;
 use crate::http::body;
@@ -70,7 +70,7 @@ pub async fn get(
             Repr::Pem | Repr::Json => body_unless_head(&req, negotiated(ctype), chain),
         });
     }
-    let view = run(&app, move |a| a.certificate(&env, &name)).await?;
+    let view = run_inline(&app, |a| a.certificate(&env, &name))?;
     Ok(match repr {
         Repr::Pem => body_unless_head(&req, negotiated(ctype), view.pem()),
         Repr::Der => body_unless_head(&req, negotiated(ctype), view.record.der.clone()),

@@ -5,6 +5,7 @@ use crate::ca::{CaError, CertInfo, Certname, RevocationReason, ValidatedCsr};
 use crate::issuer::{OrderRequest, Outcome, PluginMeta};
 use crate::store::{
     CertRecord, CleanOutcome, IssueOutcome, RequestRecord, RequestState, Revocation, RevokeOutcome,
+    RevokedSerial,
 };
 
 /// A valid certificate as served.
@@ -223,21 +224,18 @@ impl App {
         let env = self.env_ca(raw_env)?;
         let name = certname(raw_name)?;
         let reason = parse_reason(reason)?;
-        let outcome = self.store.revoke(
-            &env.name,
-            &name,
-            Revocation {
-                revoked_at: self.now(),
-                reason,
-            },
-        )?;
+        let revocation = Revocation {
+            revoked_at: self.now(),
+            reason,
+        };
+        let outcome = self.store.revoke(&env.name, &name, revocation)?;
         match outcome {
             RevokeOutcome::NotFound => {
                 Err(AppError::NotFound(format!("no certificate for {name}")))
             }
             RevokeOutcome::AlreadyRevoked => Ok(()),
-            RevokeOutcome::Revoked => {
-                self.rebuild_crl(&env)?;
+            RevokeOutcome::Revoked { serial } => {
+                self.rebuild_crl(&env, Some(&[RevokedSerial { serial, revocation }]))?;
                 self.store.flush()?;
                 tracing::info!(env = %env.name, certname = %name, reason = reason.name(), "revoked");
                 Ok(())
@@ -263,7 +261,8 @@ impl App {
             ))),
             CleanOutcome::Cleaned { revoked } => {
                 if revoked {
-                    self.rebuild_crl(&env)?;
+                    // Which serial the clean revoked is not returned: re-read them all.
+                    self.rebuild_crl(&env, None)?;
                 }
                 self.store.flush()?;
                 Ok(())

@@ -4,17 +4,21 @@
 use std::sync::Arc;
 
 use super::{App, AppError, EnvCa};
-use crate::ca::{build_crl, CaError, Clock, CrlEntry, CrlParams, SerialNumber, UnixTime};
+use crate::ca::{
+    assemble_crl, build_crl, encode_crl_entry, CaError, Clock, CrlEntry, CrlParams, SerialNumber,
+    UnixTime,
+};
 use crate::config::Config;
-use crate::store::{CrlRecord, Store};
+use crate::store::{CrlRecord, RevokedSerial, Store};
 
 /// A CRL ready to serve: DER, PEM and the validators derived from it.
 #[derive(Debug, Clone)]
 pub struct CrlView {
     /// The stored record (number, dates, DER).
     pub record: CrlRecord,
-    /// PEM encoding.
-    pub pem: Vec<u8>,
+    /// PEM encoding, made on first use (a 100,000-entry CRL is 6.7 MB of PEM, and most
+    /// re-issues are never fetched as PEM before the next one).
+    pem: std::sync::OnceLock<Vec<u8>>,
     /// Strong entity tag: the CRL number, which changes with every rebuild.
     pub etag: String,
 }
@@ -28,9 +32,18 @@ impl super::EnvCa {
 
 impl CrlView {
     pub(super) fn new(record: CrlRecord) -> Self {
-        let pem = crate::ca::pem_encode("X509 CRL", &record.der);
         let etag = format!("crl-{}", record.number);
-        CrlView { record, pem, etag }
+        CrlView {
+            record,
+            pem: std::sync::OnceLock::new(),
+            etag,
+        }
+    }
+
+    /// The PEM encoding.
+    pub fn pem(&self) -> &[u8] {
+        self.pem
+            .get_or_init(|| crate::ca::pem_encode("X509 CRL", &self.record.der))
     }
 
     /// When it was issued (its `thisUpdate`), for `Last-Modified`.
@@ -39,27 +52,76 @@ impl CrlView {
     }
 }
 
-/// Rebuilds `env`'s CRL from the store's revocations with the next CRL number, stores it
-/// and swaps the cached copy. Rebuilds are serialised per environment, so the last one
-/// written always lists every revocation committed before it started.
+/// The revokedCertificates of an environment's CRL, encoded, kept between rebuilds so
+/// that a revocation appends one entry instead of re-reading and re-encoding them all.
+/// Guarded by the per-environment rebuild lock.
+#[derive(Debug, Default)]
+pub(super) struct CrlEntries {
+    /// Concatenated entry encodings.
+    der: Vec<u8>,
+    /// The serials listed (to never list one twice).
+    serials: std::collections::HashSet<Vec<u8>>,
+    /// Whether `der` was filled from the store since start (or since a failed rebuild).
+    loaded: bool,
+}
+
+fn entry(r: &RevokedSerial) -> Result<CrlEntry, CaError> {
+    Ok(CrlEntry {
+        serial: SerialNumber::from_bytes(&r.serial)?,
+        revoked_at: r.revocation.revoked_at,
+        reason: r.revocation.reason,
+    })
+}
+
+/// Re-issues `env`'s CRL with the next CRL number, stores it and swaps the cached copy.
+/// `new`: the revocations just committed, appended to the entries kept in memory; `None`
+/// (and the first time after start) reads every revocation from the store. Rebuilds are
+/// serialised per environment, so the last one written lists every revocation committed
+/// before it started. Returns the serials newly listed.
 pub(super) fn rebuild(
     env: &EnvCa,
     store: &dyn Store,
     config: &Config,
     clock: &dyn Clock,
+    new: Option<&[RevokedSerial]>,
 ) -> Result<Vec<Vec<u8>>, AppError> {
-    let _guard = env.crl_rebuild.lock().unwrap_or_else(|p| p.into_inner());
-    let revoked = store.revoked_serials(&env.name)?;
-    let entries = revoked
-        .iter()
-        .map(|r| {
-            Ok(CrlEntry {
-                serial: SerialNumber::from_bytes(&r.serial)?,
-                revoked_at: r.revocation.revoked_at,
-                reason: r.revocation.reason,
-            })
-        })
-        .collect::<Result<Vec<_>, CaError>>()?;
+    let mut cache = env.crl_rebuild.lock().unwrap_or_else(|p| p.into_inner());
+    let result = rebuild_locked(env, &mut cache, store, config, clock, new);
+    if result.is_err() {
+        // Whatever was appended may not be on a stored CRL: start over next time.
+        cache.loaded = false;
+    }
+    result
+}
+
+fn rebuild_locked(
+    env: &EnvCa,
+    cache: &mut CrlEntries,
+    store: &dyn Store,
+    config: &Config,
+    clock: &dyn Clock,
+    new: Option<&[RevokedSerial]>,
+) -> Result<Vec<Vec<u8>>, AppError> {
+    let mut added = Vec::new();
+    match new {
+        Some(new) if cache.loaded => {
+            for r in new {
+                if cache.serials.insert(r.serial.clone()) {
+                    cache.der.extend_from_slice(&encode_crl_entry(&entry(r)?)?);
+                    added.push(r.serial.clone());
+                }
+            }
+        }
+        _ => {
+            *cache = CrlEntries::default();
+            for r in store.revoked_serials(&env.name)? {
+                cache.der.extend_from_slice(&encode_crl_entry(&entry(&r)?)?);
+                cache.serials.insert(r.serial.clone());
+                added.push(r.serial);
+            }
+            cache.loaded = true;
+        }
+    }
     let current = env
         .crl
         .read()
@@ -72,17 +134,17 @@ pub(super) fn rebuild(
         this_update: now,
         next_update: now + config.ca.crl_next_update.as_secs(),
     };
-    let der = build_crl(&env.ca, &entries, &params)?;
+    let der = assemble_crl(&env.ca, &cache.der, &params)?;
     let record = CrlRecord {
         number: params.number,
         this_update: now,
         next_update: params.next_update,
-        entries: entries.len() as u64,
+        entries: cache.serials.len() as u64,
         der,
     };
     store.put_crl(&env.name, &record)?;
     *env.crl.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(CrlView::new(record));
-    Ok(revoked.into_iter().map(|r| r.serial).collect())
+    Ok(added)
 }
 
 /// At start: a revocation can be durable without the CRL that lists it (a crash between
@@ -101,7 +163,7 @@ pub(super) fn refresh_if_stale(
         .entries;
     if listed != store.revoked_serials(&env.name)?.len() as u64 {
         tracing::warn!(env = %env.name, "CRL is older than the revocations; rebuilding");
-        let _ = rebuild(env, store, config, clock)?;
+        let _ = rebuild(env, store, config, clock, None)?;
         store.flush()?;
     }
     Ok(())
@@ -171,7 +233,8 @@ impl App {
                 .record
                 .clone();
             if due(&record, now) {
-                self.rebuild_crl(&env)?;
+                // Re-signs what is listed; nothing new.
+                self.rebuild_crl(&env, Some(&[]))?;
                 n += 1;
             }
         }
@@ -227,8 +290,8 @@ impl App {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let mut pem = env_crl.pem.clone();
-        pem.extend_from_slice(&root_view.pem);
+        let mut pem = env_crl.pem().to_vec();
+        pem.extend_from_slice(root_view.pem());
         Ok((pem, env_crl.last_modified().max(root_view.last_modified())))
     }
 
@@ -311,8 +374,20 @@ impl App {
     }
 
     /// Rebuilds the environment's CRL and refuses its revoked serials from now on.
-    pub(super) fn rebuild_crl(&self, env: &EnvCa) -> Result<(), AppError> {
-        let serials = rebuild(env, self.store.as_ref(), &self.config, self.clock.as_ref())?;
+    /// Re-issues `env`'s CRL adding `new` (the revocations just committed; `None`: read
+    /// them all from the store) and refuses their serials at the TLS layer from now on.
+    pub(super) fn rebuild_crl(
+        &self,
+        env: &EnvCa,
+        new: Option<&[RevokedSerial]>,
+    ) -> Result<(), AppError> {
+        let serials = rebuild(
+            env,
+            self.store.as_ref(),
+            &self.config,
+            self.clock.as_ref(),
+            new,
+        )?;
         self.revoked.extend(serials);
         Ok(())
     }

@@ -130,8 +130,9 @@ pub struct EnvCa {
     pub chain_modified: UnixTime,
     /// The current CRL, encoded, as served.
     crl: RwLock<Arc<CrlView>>,
-    /// Serialises CRL rebuilds so that the last one written lists every revocation.
-    crl_rebuild: std::sync::Mutex<()>,
+    /// Serialises CRL rebuilds so that the last one written lists every revocation, and
+    /// keeps the encoded entries between them.
+    crl_rebuild: std::sync::Mutex<crl::CrlEntries>,
     /// Who signs here, in order of preference (`supports` picks).
     pub issuers: Vec<crate::issuer::Configured>,
 }
@@ -418,7 +419,7 @@ fn load_env(
             .unwrap_or(0),
         settings,
         crl: RwLock::new(Arc::new(CrlView::new(record))),
-        crl_rebuild: std::sync::Mutex::new(()),
+        crl_rebuild: std::sync::Mutex::new(crl::CrlEntries::default()),
         issuers,
     })
 }

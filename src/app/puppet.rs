@@ -286,7 +286,7 @@ impl App {
             }
         }
         if revoked_any {
-            self.rebuild_crl(&env)?;
+            self.rebuild_crl(&env, None)?;
         }
         self.store.flush()?;
         Ok(missing)

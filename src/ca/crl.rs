@@ -10,7 +10,7 @@ use der::asn1::{BitString, GeneralizedTime, OctetString, UtcTime};
 use der::{Decode, Encode};
 use openssl::hash::MessageDigest;
 use openssl::sign::Signer;
-use x509_cert::crl::{CertificateList, RevokedCert, TbsCertList};
+use x509_cert::crl::{CertificateList, RevokedCert};
 use x509_cert::ext::pkix::AuthorityKeyIdentifier;
 use x509_cert::ext::Extension;
 use x509_cert::name::Name;
@@ -186,6 +186,27 @@ fn extension(oid: &str, critical: bool, value: Vec<u8>) -> Result<Extension, CaE
     })
 }
 
+/// One revokedCertificates entry, DER (serial, revocation date, and a reasonCode entry
+/// extension unless the reason is unspecified).
+pub fn encode_crl_entry(e: &CrlEntry) -> Result<Vec<u8>, CaError> {
+    let crl_entry_extensions = if e.reason == RevocationReason::Unspecified {
+        None
+    } else {
+        // CRLReason ::= ENUMERATED
+        Some(vec![extension(
+            oid::CRL_REASON,
+            false,
+            vec![0x0a, 0x01, e.reason.code()],
+        )?])
+    };
+    let entry = RevokedCert {
+        serial_number: x509_cert::serial_number::SerialNumber::new(&positive(e.serial.as_bytes()))?,
+        revocation_date: x509_time(e.revoked_at)?,
+        crl_entry_extensions,
+    };
+    Ok(entry.to_der()?)
+}
+
 /// Builds and signs a v2 CRL for `ca` listing `entries`, returned as DER.
 ///
 /// Extensions: cRLNumber and authorityKeyIdentifier (from the CA's SKI). Entries carry a
@@ -195,30 +216,44 @@ pub fn build_crl(
     entries: &[CrlEntry],
     params: &CrlParams,
 ) -> Result<Vec<u8>, CaError> {
+    let mut encoded = Vec::new();
+    for e in entries {
+        encoded.extend_from_slice(&encode_crl_entry(e)?);
+    }
+    assemble_crl(ca, &encoded, params)
+}
+
+/// A DER length field.
+fn der_len(len: usize, out: &mut Vec<u8>) {
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes = len.to_be_bytes();
+        let skip = bytes.iter().take_while(|b| **b == 0).count();
+        out.push(0x80 | (bytes.len() - skip) as u8);
+        out.extend_from_slice(&bytes[skip..]);
+    }
+}
+
+/// A constructed TLV: `tag`, then the length of `parts` together, then each part.
+fn tlv(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut out = Vec::with_capacity(len + 6);
+    out.push(tag);
+    der_len(len, &mut out);
+    for p in parts {
+        out.extend_from_slice(p);
+    }
+    out
+}
+
+/// Signs a CRL whose revokedCertificates are `entries`: entry encodings from
+/// [`encode_crl_entry`], concatenated. The entries are spliced in as bytes, so a CRL of
+/// 100,000 entries is re-issued by appending one entry's encoding rather than by
+/// re-encoding them all; the other fields are encoded by `x509-cert` as usual.
+pub fn assemble_crl(ca: &CaPair, entries: &[u8], params: &CrlParams) -> Result<Vec<u8>, CaError> {
     let (alg, md) = signature_algorithm(ca.key().key_type())?;
     let issuer = Name::from_der(&ca.cert().subject_name().to_der()?)?;
-
-    let mut revoked = Vec::with_capacity(entries.len());
-    for e in entries {
-        let crl_entry_extensions = if e.reason == RevocationReason::Unspecified {
-            None
-        } else {
-            // CRLReason ::= ENUMERATED
-            Some(vec![extension(
-                oid::CRL_REASON,
-                false,
-                vec![0x0a, 0x01, e.reason.code()],
-            )?])
-        };
-        revoked.push(RevokedCert {
-            serial_number: x509_cert::serial_number::SerialNumber::new(&positive(
-                e.serial.as_bytes(),
-            ))?,
-            revocation_date: x509_time(e.revoked_at)?,
-            crl_entry_extensions,
-        });
-    }
-
     let mut exts = vec![extension(oid::CRL_NUMBER, false, params.number.to_der()?)?];
     if let Some(ski) = ca.cert().subject_key_id() {
         let aki = AuthorityKeyIdentifier {
@@ -228,28 +263,34 @@ pub fn build_crl(
         };
         exts.push(extension(oid::AUTHORITY_KEY_ID, false, aki.to_der()?)?);
     }
-
-    let tbs = TbsCertList {
-        version: Version::V2,
-        signature: alg.clone(),
-        issuer,
-        this_update: x509_time(params.this_update)?,
-        next_update: Some(x509_time(params.next_update)?),
-        revoked_certificates: if revoked.is_empty() {
-            None
-        } else {
-            Some(revoked)
-        },
-        crl_extensions: Some(exts),
+    // TBSCertList ::= SEQUENCE { version, signature, issuer, thisUpdate, nextUpdate,
+    //   revokedCertificates SEQUENCE OF ... OPTIONAL, crlExtensions [0] EXPLICIT ... }
+    let version = Version::V2.to_der()?;
+    let signature = alg.to_der()?;
+    let issuer = issuer.to_der()?;
+    let this_update = x509_time(params.this_update)?.to_der()?;
+    let next_update = x509_time(params.next_update)?.to_der()?;
+    let revoked = if entries.is_empty() {
+        Vec::new()
+    } else {
+        tlv(0x30, &[entries])
     };
-    let tbs_der = tbs.to_der()?;
-    let signature = sign(ca, md, &tbs_der)?;
-    let crl = CertificateList {
-        tbs_cert_list: tbs,
-        signature_algorithm: alg,
-        signature: BitString::from_bytes(&signature)?,
-    };
-    Ok(crl.to_der()?)
+    let extensions = tlv(0xa0, &[&exts.to_der()?]);
+    let tbs = tlv(
+        0x30,
+        &[
+            &version,
+            &signature,
+            &issuer,
+            &this_update,
+            &next_update,
+            &revoked,
+            &extensions,
+        ],
+    );
+    let sig = sign(ca, md, &tbs)?;
+    let sig = BitString::from_bytes(&sig)?.to_der()?;
+    Ok(tlv(0x30, &[&tbs, &alg.to_der()?, &sig]))
 }
 
 /// A magnitude as a positive two's-complement INTEGER body (leading 0x00 when the top bit
@@ -547,6 +588,21 @@ mod parse_tests {
             next_update: 1_700_086_400,
         };
         let der = build_crl(&root, &entries, &params).unwrap();
+        // The spliced encoding is exactly x509-cert's canonical DER of the same CRL: the
+        // whole list decodes and re-encodes to the same bytes.
+        let decoded = CertificateList::from_der(&der).unwrap();
+        assert_eq!(decoded.to_der().unwrap(), der);
+        assert_eq!(decoded.tbs_cert_list.revoked_certificates.unwrap().len(), 2);
+        // Appending an entry's encoding to the list gives the CRL that lists both.
+        let one = encode_crl_entry(&entries[0]).unwrap();
+        let both = [one.clone(), encode_crl_entry(&entries[1]).unwrap()].concat();
+        let appended = assemble_crl(&root, &both, &params).unwrap();
+        let a = CertificateList::from_der(&appended).unwrap();
+        let b = CertificateList::from_der(&der).unwrap();
+        assert_eq!(
+            a.tbs_cert_list.to_der().unwrap(),
+            b.tbs_cert_list.to_der().unwrap()
+        );
         let p = parse_crl(&der).unwrap();
         assert_eq!(
             (p.number, p.this_update, p.next_update, p.is_delta),

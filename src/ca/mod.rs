@@ -23,8 +23,8 @@ mod serial;
 pub use authority::{CaPair, Subject};
 pub use clock::{Clock, FixedClock, OsRng, Rng, SystemClock, UnixTime};
 pub use crl::{
-    build_crl, crl_signed_by, parse_crl, parse_crls, CrlEntry, CrlParams, ParsedCrl,
-    RevocationReason,
+    assemble_crl, build_crl, crl_signed_by, encode_crl_entry, parse_crl, parse_crls, CrlEntry,
+    CrlParams, ParsedCrl, RevocationReason,
 };
 pub use csr::{CsrPolicy, ValidatedCsr};
 pub use csr_build::build_csr;

@@ -333,9 +333,10 @@ impl Store for MemStore {
             {
                 None => RevokeOutcome::NotFound,
                 Some(c) if c.revocation.is_some() => RevokeOutcome::AlreadyRevoked,
-                Some(_) => {
+                Some(c) => {
+                    let serial = c.serial.clone();
                     revoke_in(s, env, name, revocation);
-                    RevokeOutcome::Revoked
+                    RevokeOutcome::Revoked { serial }
                 }
             }
         }))

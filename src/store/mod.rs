@@ -103,10 +103,13 @@ pub enum RenewOutcome {
 }
 
 /// Result of [`Store::revoke`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RevokeOutcome {
-    /// Revoked now.
-    Revoked,
+    /// Revoked now: the serial that is now on the revocation list.
+    Revoked {
+        /// The revoked certificate's serial.
+        serial: Vec<u8>,
+    },
     /// It was revoked before; nothing changed.
     AlreadyRevoked,
     /// No certificate.

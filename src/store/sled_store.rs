@@ -156,11 +156,26 @@ impl SledStore {
         // sled's page cache defaults to 1 GiB and fills with every record ever read; the
         // records certd reads most (pending requests, recent certificates, CRLs) fit in
         // far less, and resident memory is what operators watch.
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(engine)?;
+        // A database dropped a moment ago in this process (setup opens the store, then
+        // the server opens it again) keeps its file lock until sled's background
+        // flusher thread notices and exits: wait for that, briefly. Another process
+        // holding the data directory still fails, after the wait.
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let db = loop {
+            match sled::Config::new()
+                .path(dir)
+                .cache_capacity(CACHE_BYTES)
+                .open()
+            {
+                Err(e)
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < give_up =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other.map_err(engine)?,
+            }
+        };
         let meta = db.open_tree(schema::META).map_err(engine)?;
         match meta.get(schema::KEY_SCHEMA).map_err(engine)? {
             Some(v) => {
@@ -527,8 +542,9 @@ impl Store for SledStore {
             if cert.revocation.is_some() {
                 return Ok(RevokeOutcome::AlreadyRevoked);
             }
+            let serial = cert.serial.clone();
             tx.revoke(env, name, cert, revocation)?;
-            Ok(RevokeOutcome::Revoked)
+            Ok(RevokeOutcome::Revoked { serial })
         })
     }
 

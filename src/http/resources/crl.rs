@@ -47,7 +47,7 @@ pub async fn get(
     let bytes = if repr == Repr::Der {
         crl.record.der.clone()
     } else {
-        crl.pem.clone()
+        crl.pem().to_vec()
     };
     Ok(body_unless_head(&req, b, bytes))
 }

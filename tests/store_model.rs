@@ -307,25 +307,6 @@ fn check_reads_agree(sled: &dyn Store, model: &dyn Store) {
     assert_eq!(sled.audit(3, 5).unwrap(), model.audit(3, 5).unwrap());
 }
 
-/// Opens the store again after a drop. sled's background flusher thread may hold the
-/// database (and its file lock) for a moment after the last handle is dropped, so a
-/// failure to take the lock is retried for up to 5 s.
-fn reopen(dir: &std::path::Path) -> SledStore {
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    loop {
-        match SledStore::open(dir) {
-            Ok(s) => return s,
-            Err(e)
-                if e.to_string().contains("could not acquire lock")
-                    && std::time::Instant::now() < end =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(20))
-            }
-            Err(e) => panic!("reopen: {e}"),
-        }
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -338,7 +319,7 @@ proptest! {
             if let Op::Reopen = op {
                 sled.flush().unwrap();
                 drop(sled);
-                sled = reopen(dir.path());
+                sled = SledStore::open(dir.path()).unwrap();
                 continue;
             }
             let at = 1_700_000_000 + i as i64;
@@ -355,7 +336,7 @@ proptest! {
         }
         sled.flush().unwrap();
         drop(sled);
-        let reopened = reopen(dir.path());
+        let reopened = SledStore::open(dir.path()).unwrap();
         prop_assert_eq!(reopened.snapshot().unwrap(), model.snapshot().unwrap());
     }
 }

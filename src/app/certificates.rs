@@ -308,10 +308,13 @@ pub(super) fn cert_record(der: &[u8], now: i64) -> Result<CertRecord, AppError> 
             .map(|(oid, _, value)| (oid.clone(), crate::ca::der_text(value).unwrap_or_default()))
             .collect(),
         revocation: None,
-        fingerprints: Some(crate::store::StoredFingerprints {
-            sha1: crate::ca::Fingerprint::of_der(der, crate::ca::Digest::Sha1).to_string(),
-            sha256: crate::ca::Fingerprint::of_der(der, crate::ca::Digest::Sha256).to_string(),
-            sha512: crate::ca::Fingerprint::of_der(der, crate::ca::Digest::Sha512).to_string(),
-        }),
+        fingerprints: {
+            let f = super::status::fingerprints(der, crate::ca::Digest::Sha256);
+            Some(crate::store::StoredFingerprints {
+                sha1: f.sha1,
+                sha256: f.sha256,
+                sha512: f.sha512,
+            })
+        },
     })
 }

@@ -218,14 +218,7 @@ impl App {
     pub fn refresh_crls(&self) -> Result<usize, AppError> {
         let now = self.clock.now();
         let mut n = 0;
-        let envs: Vec<Arc<EnvCa>> = self
-            .envs
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        for env in envs {
+        for env in self.env_list() {
             let record = env
                 .crl
                 .read()

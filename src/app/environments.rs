@@ -50,14 +50,7 @@ impl App {
 
     /// `GET /environments`: every environment (global admins only).
     pub fn list_environments(&self) -> Result<Vec<EnvView>, AppError> {
-        let envs: Vec<Arc<super::EnvCa>> = self
-            .envs
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        envs.iter().map(|e| self.view(e)).collect()
+        self.env_list().iter().map(|e| self.view(e)).collect()
     }
 
     /// `GET /environments/{env}`.

@@ -36,12 +36,9 @@ impl Metrics {
     pub fn observe(&self, route: &str, method: &str, status: u16, took: Duration) {
         let secs = took.as_secs_f64();
         let mut map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        let h = match map.get_mut(&(route.to_owned(), method.to_owned(), status)) {
-            Some(h) => h,
-            None => map
-                .entry((route.to_owned(), method.to_owned(), status))
-                .or_default(),
-        };
+        let h = map
+            .entry((route.to_owned(), method.to_owned(), status))
+            .or_default();
         h.count += 1;
         h.sum += secs;
         for (i, le) in BUCKETS.iter().enumerate() {
@@ -141,14 +138,8 @@ impl App {
         }
         let now = self.now();
         out.push_str("# HELP certd_crl_entries Revoked certificates listed on the environment's CRL.\n# TYPE certd_crl_entries gauge\n");
-        let envs: Vec<_> = self
-            .envs
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect();
-        let crls: Vec<_> = envs
+        let crls: Vec<_> = self
+            .env_list()
             .iter()
             .map(|e| (e.name.to_string(), e.crl_view()))
             .collect();

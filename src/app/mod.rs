@@ -425,6 +425,16 @@ fn load_env(
 }
 
 impl App {
+    /// Every environment served now (a snapshot: the list can grow at run time).
+    fn env_list(&self) -> Vec<Arc<EnvCa>> {
+        self.envs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// An environment's CA, or why there is none.
     fn env_ca(&self, raw_env: &str) -> Result<Arc<EnvCa>, AppError> {
         Ok(self.environment(raw_env)?.1)

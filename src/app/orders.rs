@@ -250,15 +250,6 @@ impl App {
             .collect()
     }
 
-    fn env_list(&self) -> Vec<Arc<EnvCa>> {
-        self.envs
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
-    }
-
     fn orders_generation(&self) -> u64 {
         *self
             .orders_signal

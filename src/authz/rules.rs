@@ -181,17 +181,8 @@ impl Rules {
                     ))
                 }
             };
-            let template = |s: &Spanned<String>| -> Result<Template, AuthzError> {
-                match s.get_ref().strip_prefix('$') {
-                    Some(group) if groups.iter().any(|g| g == group) => {
-                        Ok(Template::Capture(group.to_owned()))
-                    }
-                    Some(group) => Err(err(
-                        s.span().start,
-                        format!("${group} is not a capture group of this rule's regex"),
-                    )),
-                    None => Ok(Template::Literal(s.get_ref().clone())),
-                }
+            let template = |s: &Spanned<String>| {
+                template_of(s.get_ref(), &groups).map_err(|m| err(s.span().start, m))
             };
             let methods = match &r.methods {
                 None => None,
@@ -222,9 +213,7 @@ impl Rules {
             };
             let who = |list: &[Spanned<String>]| -> Result<Vec<Who>, AuthzError> {
                 list.iter()
-                    .map(|w| {
-                        parse_who(w.get_ref(), &template, w).map_err(|m| err(w.span().start, m))?
-                    })
+                    .map(|w| parse_who(w.get_ref(), &groups).map_err(|m| err(w.span().start, m)))
                     .collect()
             };
             let allow = who(&r.allow)?;
@@ -304,11 +293,18 @@ impl Rules {
     }
 }
 
-fn parse_who(
-    text: &str,
-    template: &dyn Fn(&Spanned<String>) -> Result<Template, AuthzError>,
-    at: &Spanned<String>,
-) -> Result<Result<Who, AuthzError>, String> {
+/// A literal, or `$group` naming one of `groups` (the regex's captures).
+fn template_of(value: &str, groups: &[String]) -> Result<Template, String> {
+    match value.strip_prefix('$') {
+        Some(group) if groups.iter().any(|g| g == group) => Ok(Template::Capture(group.to_owned())),
+        Some(group) => Err(format!(
+            "${group} is not a capture group of this rule's regex"
+        )),
+        None => Ok(Template::Literal(value.to_owned())),
+    }
+}
+
+fn parse_who(text: &str, groups: &[String]) -> Result<Who, String> {
     let simple = match text {
         "anyone" => Some(Who::Anyone),
         "anonymous" => Some(Who::Anonymous),
@@ -320,21 +316,20 @@ fn parse_who(
         _ => None,
     };
     if let Some(w) = simple {
-        return Ok(Ok(w));
+        return Ok(w);
     }
-    let named = |value: &str| -> Result<Result<Template, AuthzError>, String> {
-        let spanned = Spanned::new(at.span(), value.to_owned());
-        let t = template(&spanned);
-        if let Ok(Template::Literal(l)) = &t {
+    let named = |value: &str| -> Result<Template, String> {
+        let t = template_of(value, groups)?;
+        if let Template::Literal(l) = &t {
             Certname::parse(l).map_err(|e| e.to_string())?;
         }
         Ok(t)
     };
     if let Some(v) = text.strip_prefix("certname:") {
-        return Ok(named(v)?.map(Who::Certname));
+        return named(v).map(Who::Certname);
     }
     if let Some(v) = text.strip_prefix("member:") {
-        return Ok(named(v)?.map(Who::Member));
+        return named(v).map(Who::Member);
     }
     if let Some(v) = text.strip_prefix("extension:") {
         let (name, value) = v
@@ -349,10 +344,10 @@ fn parse_who(
                 ))
             }
         };
-        return Ok(Ok(Who::Extension {
+        return Ok(Who::Extension {
             oid,
             value: value.to_owned(),
-        }));
+        });
     }
     Err(format!(
         "unknown caller {text:?} (anyone, anonymous, anonymous_where_allowed, \

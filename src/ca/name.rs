@@ -294,4 +294,17 @@ mod tests {
             let _ = EnvName::parse(&s);
         }
     }
+
+    #[test]
+    fn domain_globs_match_like_puppet() {
+        assert!(domain_glob_matches("*", "anything"));
+        assert!(domain_glob_matches("*.example.com", "a.example.com"));
+        assert!(domain_glob_matches("*.example.com", "a.b.example.com"));
+        assert!(domain_glob_matches("*.example.com", "example.com"));
+        assert!(domain_glob_matches("*.Example.COM", "a.example.com"));
+        assert!(!domain_glob_matches("*.example.com", "example.org"));
+        assert!(!domain_glob_matches("*.example.com", "badexample.com"));
+        assert!(domain_glob_matches("web1", "web1"));
+        assert!(!domain_glob_matches("web1", "web10"));
+    }
 }

@@ -79,6 +79,18 @@ pub struct IssuerSpec {
     pub max_backoff: Option<Duration>,
 }
 
+impl IssuerKind {
+    /// The name used in the configuration (`local`, `cfssl`, `puppet-ca`, `command`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssuerKind::Local => "local",
+            IssuerKind::Cfssl => "cfssl",
+            IssuerKind::PuppetCa => "puppet-ca",
+            IssuerKind::Command => "command",
+        }
+    }
+}
+
 impl IssuerSpec {
     /// The built-in CA.
     pub fn local() -> Self {
@@ -103,12 +115,9 @@ impl IssuerSpec {
 
     /// The issuer's name.
     pub fn display_name(&self) -> String {
-        self.name.clone().unwrap_or_else(|| {
-            serde_json::to_value(self.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        })
+        self.name
+            .clone()
+            .unwrap_or_else(|| self.kind.as_str().to_owned())
     }
 
     /// The retry budget in seconds.
@@ -159,7 +168,7 @@ impl IssuerSpec {
             ),
             IssuerKind::Command => (&["program"], &["args", "timeout"]),
         };
-        let kind = serde_json::to_value(self.kind).unwrap_or_default();
+        let kind = self.kind.as_str();
         for k in required {
             if !present(k) {
                 return Err(format!("issuer type {kind} needs {k}"));

@@ -5,9 +5,8 @@
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
 use actix_web::middleware::Next;
-use actix_web::{web, Error, HttpResponse, ResponseError};
+use actix_web::{web, Error, ResponseError};
 
 use super::Problem;
 use crate::app::App;
@@ -32,15 +31,8 @@ pub async fn authorize(
     match decided {
         Ok(()) => Ok(next.call(req).await?.map_into_left_body()),
         Err(e) => {
-            let path = req.path();
-            let response = if path.starts_with("/puppet-ca/") || path.starts_with("/status/v1/") {
-                HttpResponse::build(StatusCode::FORBIDDEN)
-                    .content_type("text/plain; charset=utf-8")
-                    .body(format!(
-                        "Forbidden request: {} (method :{}). Please see the server logs for details.",
-                        req.uri(),
-                        req.method().as_str().to_ascii_lowercase()
-                    ))
+            let response = if super::puppet::is_puppet_path(req.path()) {
+                super::puppet::forbidden(req.request())
             } else {
                 Problem::from(e).error_response()
             };

@@ -37,12 +37,9 @@ pub async fn record(
 }
 
 /// `GET /metrics`.
-pub async fn metrics(app: web::Data<App>) -> HttpResponse {
-    let app = app.into_inner();
-    let text = web::block(move || app.render_metrics())
-        .await
-        .unwrap_or_default();
-    HttpResponse::Ok()
+pub async fn metrics(app: web::Data<App>) -> Result<HttpResponse, super::Problem> {
+    let text = super::resources::run(&app, |a| Ok(a.render_metrics())).await?;
+    Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(text)
+        .body(text))
 }

@@ -82,18 +82,28 @@ async fn missing_segment() -> HttpResponse {
     plain(StatusCode::BAD_REQUEST, "Missing URL Segment")
 }
 
+/// Whether `path` is under the Puppet face (its errors are Puppet's plain text).
+pub(super) fn is_puppet_path(path: &str) -> bool {
+    path.starts_with("/puppet-ca/") || path.starts_with("/status/v1/")
+}
+
+/// trapperkeeper-authorization's refusal, word for word.
+pub(super) fn forbidden(req: &HttpRequest) -> HttpResponse {
+    plain(
+        StatusCode::FORBIDDEN,
+        format!(
+            "Forbidden request: {} (method :{}). Please see the server logs for details.",
+            req.uri(),
+            req.method().as_str().to_ascii_lowercase()
+        ),
+    )
+}
+
 /// Puppet's answer for an error of the core; `conflict` is the status a state conflict
 /// gets here (409, or 400 on CSR submission).
 fn answer(req: &HttpRequest, e: AppError, conflict: StatusCode) -> HttpResponse {
     match e {
-        AppError::Forbidden(_) => plain(
-            StatusCode::FORBIDDEN,
-            format!(
-                "Forbidden request: {} (method :{}). Please see the server logs for details.",
-                req.uri(),
-                req.method().as_str().to_ascii_lowercase()
-            ),
-        ),
+        AppError::Forbidden(_) => forbidden(req),
         AppError::NotFound(detail) => plain(StatusCode::NOT_FOUND, detail),
         AppError::UnknownEnvironment(env) => plain(
             StatusCode::NOT_FOUND,

@@ -260,9 +260,8 @@ impl App {
                 "no certificate or request for {name}"
             ))),
             CleanOutcome::Cleaned { revoked } => {
-                if revoked {
-                    // Which serial the clean revoked is not returned: re-read them all.
-                    self.rebuild_crl(&env, None)?;
+                if let Some(serial) = revoked {
+                    self.rebuild_crl(&env, Some(&[RevokedSerial { serial, revocation }]))?;
                 }
                 self.store.flush()?;
                 Ok(())
@@ -308,13 +307,6 @@ pub(super) fn cert_record(der: &[u8], now: i64) -> Result<CertRecord, AppError> 
             .map(|(oid, _, value)| (oid.clone(), crate::ca::der_text(value).unwrap_or_default()))
             .collect(),
         revocation: None,
-        fingerprints: {
-            let f = super::status::fingerprints(der, crate::ca::Digest::Sha256);
-            Some(crate::store::StoredFingerprints {
-                sha1: f.sha1,
-                sha256: f.sha256,
-                sha512: f.sha512,
-            })
-        },
+        fingerprints: Some(crate::store::StoredFingerprints::of_der(der)),
     })
 }

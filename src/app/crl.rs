@@ -1,5 +1,8 @@
-//! The CRL of an environment: rebuilt after every revocation (a bulk clean is one
-//! rebuild), kept encoded in memory, and served with validators.
+//! The CRL of an environment: re-issued after every revocation (a bulk clean is one
+//! re-issue) by appending to the encoded entries kept in memory, served with
+//! validators. The store keeps the revocations and, of the CRL, only its number and
+//! dates: at start (and when an environment is reloaded) the CRL is re-issued from the
+//! revocations with the next number, so it can never be older than they are.
 
 use std::sync::Arc;
 
@@ -85,8 +88,34 @@ pub(super) fn rebuild(
     clock: &dyn Clock,
     new: Option<&[RevokedSerial]>,
 ) -> Result<Vec<Vec<u8>>, AppError> {
+    locked(env, store, config, clock, new, false)
+}
+
+/// At start (or when an environment is reloaded): the CRL made from every stored
+/// revocation. When the stored record lists as many as there are (revocations are only
+/// ever added), this is the same CRL, signed again with its number and dates, and the
+/// store is left alone; otherwise a revocation became durable without a CRL listing it
+/// (a crash between the two) and the CRL is re-issued with the next number. Returns the
+/// revoked serials.
+pub(super) fn load(
+    env: &EnvCa,
+    store: &dyn Store,
+    config: &Config,
+    clock: &dyn Clock,
+) -> Result<Vec<Vec<u8>>, AppError> {
+    locked(env, store, config, clock, None, true)
+}
+
+fn locked(
+    env: &EnvCa,
+    store: &dyn Store,
+    config: &Config,
+    clock: &dyn Clock,
+    new: Option<&[RevokedSerial]>,
+    keep_if_complete: bool,
+) -> Result<Vec<Vec<u8>>, AppError> {
     let mut cache = env.crl_rebuild.lock().unwrap_or_else(|p| p.into_inner());
-    let result = rebuild_locked(env, &mut cache, store, config, clock, new);
+    let result = rebuild_locked(env, &mut cache, store, config, clock, new, keep_if_complete);
     if result.is_err() {
         // Whatever was appended may not be on a stored CRL: start over next time.
         cache.loaded = false;
@@ -101,6 +130,7 @@ fn rebuild_locked(
     config: &Config,
     clock: &dyn Clock,
     new: Option<&[RevokedSerial]>,
+    keep_if_complete: bool,
 ) -> Result<Vec<Vec<u8>>, AppError> {
     let mut added = Vec::new();
     match new {
@@ -122,51 +152,49 @@ fn rebuild_locked(
             cache.loaded = true;
         }
     }
-    let current = env
-        .crl
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .record
-        .number;
+    let current = {
+        let view = env.crl.read().unwrap_or_else(|p| p.into_inner());
+        let r = &view.record;
+        (r.number, r.this_update, r.next_update, r.entries)
+    };
+    if keep_if_complete && current.3 == cache.serials.len() as u64 {
+        let params = CrlParams {
+            number: current.0,
+            this_update: current.1,
+            next_update: current.2,
+        };
+        let record = CrlRecord {
+            number: current.0,
+            this_update: current.1,
+            next_update: current.2,
+            entries: current.3,
+            der: assemble_crl(&env.ca, &cache.der, &params)?,
+        };
+        *env.crl.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(CrlView::new(record));
+        return Ok(added);
+    }
     let now = clock.now();
     let params = CrlParams {
-        number: current + 1,
+        number: current.0 + 1,
         this_update: now,
         next_update: now + config.ca.crl_next_update.as_secs(),
     };
     let der = assemble_crl(&env.ca, &cache.der, &params)?;
-    let record = CrlRecord {
+    let meta = CrlRecord {
         number: params.number,
         this_update: now,
         next_update: params.next_update,
         entries: cache.serials.len() as u64,
-        der,
+        der: Vec::new(),
     };
-    store.put_crl(&env.name, &record)?;
+    // The number is durable before anyone can see this CRL, so that no number is ever
+    // used for two different CRLs, crash or not. (With the revocation's own flush just
+    // before or after, group commit makes this cheap.)
+    store.put_crl(&env.name, &meta)?;
+    store.flush()?;
+    let record = CrlRecord { der, ..meta };
     *env.crl.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(CrlView::new(record));
     Ok(added)
-}
-
-/// At start: a revocation can be durable without the CRL that lists it (a crash between
-/// the two writes). Rebuild when the counts differ.
-pub(super) fn refresh_if_stale(
-    env: &EnvCa,
-    store: &dyn Store,
-    config: &Config,
-    clock: &dyn Clock,
-) -> Result<(), AppError> {
-    let listed = env
-        .crl
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .record
-        .entries;
-    if listed != store.revoked_serials(&env.name)?.len() as u64 {
-        tracing::warn!(env = %env.name, "CRL is older than the revocations; rebuilding");
-        let _ = rebuild(env, store, config, clock, None)?;
-        store.flush()?;
-    }
-    Ok(())
 }
 
 /// Builds a CRL record for `ca` listing `entries` with `number`, dated now.

@@ -128,14 +128,17 @@ impl App {
             now,
         )?;
         self.store.flush()?;
-        let loaded = Arc::new(load_env(
+        let (loaded, serials) = load_env(
             &self.data,
             self.store.as_ref(),
+            &self.config,
             &name,
             settings,
             &self.clock,
             &self.rng,
-        )?);
+        )?;
+        self.revoked.extend(serials);
+        let loaded = Arc::new(loaded);
         self.resolver.add_issuer(issuer_of(&name, &loaded.ca)?);
         let view = self.view(&loaded)?;
         envs.insert(name.clone(), loaded);

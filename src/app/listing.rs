@@ -8,7 +8,7 @@ use super::status::{of_certificate, of_request, StatusObject};
 use super::{App, AppError};
 use crate::ca::Certname;
 use crate::config::LimitsConfig;
-use crate::store::{CertRecord, RequestRecord, RequestState, StoreError};
+use crate::store::{CertSummary, RequestRecord, RequestState, StoreError};
 
 /// A parsed listing query.
 #[derive(Debug, Clone)]
@@ -187,7 +187,7 @@ pub(crate) fn glob_match(pat: &[u8], name: &[u8]) -> bool {
     pat[p..].iter().all(|&c| c == b'*')
 }
 
-fn cert_state(c: &CertRecord) -> &'static str {
+fn cert_state(c: &CertSummary) -> &'static str {
     if c.revocation.is_some() {
         "revoked"
     } else {
@@ -244,6 +244,15 @@ fn page(mut items: Vec<StatusObject>, limit: usize, more: bool) -> Page {
 }
 
 impl App {
+    /// A listed certificate's DER, for a fingerprint under a digest not stored.
+    fn der_of(&self, env: &crate::ca::EnvName, name: &Certname) -> Option<Vec<u8>> {
+        self.store
+            .certificate(env, name)
+            .ok()
+            .flatten()
+            .map(|c| c.der)
+    }
+
     /// `GET /{env}/certificate/`: certificates (signed and revoked).
     pub fn list_certificates(&self, raw_env: &str, q: &ListQuery) -> Result<Page, AppError> {
         let env = self.env_ca(raw_env)?;
@@ -255,8 +264,8 @@ impl App {
             q.limit + 1,
         )?;
         let items = found
-            .iter()
-            .map(|(n, c)| of_certificate(&env.name, n, c, digest))
+            .into_iter()
+            .map(|(n, c)| of_certificate(&env.name, &n, c, digest, || self.der_of(&env.name, &n)))
             .collect();
         Ok(page(items, q.limit, false))
     }
@@ -321,7 +330,7 @@ impl App {
                 if ri.peek().is_some_and(|(r, _)| *r == n) {
                     ri.next(); // the certificate's status wins over a re-submitted request
                 }
-                of_certificate(&env.name, &n, &c, digest)
+                of_certificate(&env.name, &n, c, digest, || self.der_of(&env.name, &n))
             } else {
                 let (n, r) = ri.next().expect("peeked");
                 of_request(&env.name, &n, &r, digest)

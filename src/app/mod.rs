@@ -31,7 +31,7 @@ pub use environments::{EnvChange, EnvView};
 pub use listing::{ListQuery, Page};
 pub use metrics::Metrics;
 pub use orders::{EventView, IssuerStatus};
-pub use puppet::{Expirations, PuppetStatus, SignReport, PUPPET_ENV};
+pub use puppet::{Expirations, PuppetStatus, SignReport, StatusCursor, PUPPET_ENV};
 pub use requests::{RequestView, Submitted};
 pub use setup::{setup, SetupOutcome};
 pub use status::{rfc3339, DesiredState, StatusObject};
@@ -222,6 +222,8 @@ impl App {
             &data.read_secret(&data.root_key())?,
         )?;
         let store: Arc<dyn Store> = Arc::new(SledStore::open(&data.store_dir())?);
+        // Filled from the revocations each environment's CRL is re-issued from.
+        let revoked = RevokedSerials::new();
         let mut envs = BTreeMap::new();
         for env in config.environments.keys() {
             if !data.has_env(env) {
@@ -229,8 +231,9 @@ impl App {
             }
             setup::ensure_env_in_store(store.as_ref(), &data, &config, env, clock.as_ref())?;
             let settings = config.environments[env].clone();
-            let loaded = load_env(&data, store.as_ref(), env, settings, &clock, &rng)?;
-            crl::refresh_if_stale(&loaded, store.as_ref(), &config, clock.as_ref())?;
+            let (loaded, serials) =
+                load_env(&data, store.as_ref(), &config, env, settings, &clock, &rng)?;
+            revoked.extend(serials);
             envs.insert(env.clone(), Arc::new(loaded));
         }
         // Environments created through the API, with the settings kept in the store.
@@ -244,8 +247,16 @@ impl App {
                     tree: "environments".into(),
                     detail: format!("{name}: {e}"),
                 })?;
-            let loaded = load_env(&data, store.as_ref(), &name, settings, &clock, &rng)?;
-            crl::refresh_if_stale(&loaded, store.as_ref(), &config, clock.as_ref())?;
+            let (loaded, serials) = load_env(
+                &data,
+                store.as_ref(),
+                &config,
+                &name,
+                settings,
+                &clock,
+                &rng,
+            )?;
+            revoked.extend(serials);
             envs.insert(name, Arc::new(loaded));
         }
         crl::ensure_root(&root, store.as_ref(), &config, clock.as_ref())?;
@@ -253,10 +264,6 @@ impl App {
             tree: "meta".into(),
             detail: "no root CRL".into(),
         })?;
-        let revoked = RevokedSerials::new();
-        for env in envs.keys() {
-            revoked.extend(store.revoked_serials(env)?.into_iter().map(|r| r.serial));
-        }
         store.flush()?;
         let issuers = envs
             .iter()
@@ -379,14 +386,17 @@ impl App {
     }
 }
 
+/// An environment's CA, issuers and CRL, the CRL re-issued from the stored revocations
+/// (whose serials are returned, for the handshake's refusal list).
 fn load_env(
     data: &DataDir,
     store: &dyn Store,
+    config: &Config,
     env: &EnvName,
     settings: EnvConfig,
     clock: &Arc<dyn Clock>,
     rng: &Arc<dyn Rng>,
-) -> Result<EnvCa, AppError> {
+) -> Result<(EnvCa, Vec<Vec<u8>>), AppError> {
     let ca = CaPair::from_pem(
         &data.read(&data.env_cert(env))?,
         &data.read_secret(&data.env_key(env))?,
@@ -407,7 +417,7 @@ fn load_env(
         tree: env.to_string(),
         detail: "no CRL".into(),
     })?;
-    Ok(EnvCa {
+    let loaded = EnvCa {
         name: env.clone(),
         ca,
         chain_pem: data.read(&data.env_chain(env))?,
@@ -421,7 +431,9 @@ fn load_env(
         crl: RwLock::new(Arc::new(CrlView::new(record))),
         crl_rebuild: std::sync::Mutex::new(crl::CrlEntries::default()),
         issuers,
-    })
+    };
+    let serials = crl::load(&loaded, store, config, clock.as_ref())?;
+    Ok((loaded, serials))
 }
 
 impl App {

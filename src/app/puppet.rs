@@ -5,24 +5,21 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 use serde_json::value::RawValue;
-use time::OffsetDateTime;
 
 use super::status::{alt_names, fingerprints, Fingerprints};
 use super::{certname, App, AppError, EnvCa};
 use crate::authz::Identity;
 use crate::ca::{CertInfo, Certname, Digest, SerialNumber, UnixTime};
-use crate::store::{CertRecord, CleanOutcome, RequestRecord, RequestState, Revocation};
+use crate::store::{
+    CertSummary, CleanOutcome, RequestRecord, RequestState, Revocation, RevokedSerial,
+};
 
 /// The environment the Puppet face serves.
 pub const PUPPET_ENV: &str = "production";
 
 /// Puppet's date format: `2025-08-20T22:06:21UTC`.
 pub fn puppet_date(t: UnixTime) -> String {
-    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second]UTC");
-    OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| d.format(&fmt).ok())
-        .unwrap_or_default()
+    crate::ca::format_utc(t, "UTC")
 }
 
 /// Puppet Server 7's status object (reference section 3.5).
@@ -42,6 +39,24 @@ pub struct PuppetStatus {
     not_before: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     not_after: Option<String>,
+}
+
+/// Where a paged Puppet status listing goes on (see [`App::puppet_statuses_page`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusCursor {
+    /// Requests after this name (from the first when `None`).
+    Requests(Option<String>),
+    /// Certificates after this name.
+    Certificates(Option<String>),
+    /// Nothing more.
+    Done,
+}
+
+impl StatusCursor {
+    /// Where a listing starts.
+    pub fn start() -> StatusCursor {
+        StatusCursor::Requests(None)
+    }
 }
 
 /// Result of `POST /sign` and `/sign/all`.
@@ -71,18 +86,18 @@ fn short_name(oid: &str) -> String {
         .unwrap_or_else(|| oid.to_owned())
 }
 
-fn cert_status(name: &Certname, c: &CertRecord) -> PuppetStatus {
+fn cert_status(name: &Certname, c: CertSummary) -> PuppetStatus {
     let auth: BTreeMap<String, String> = c
         .authorization_extensions
-        .iter()
-        .map(|(oid, value)| (short_name(oid), value.clone()))
+        .into_iter()
+        .map(|(oid, value)| (short_name(&oid), value))
         .collect();
     let (dns, all) = alt_names(&c.dns_names, &c.ip_addrs);
-    // Puppet's default digest is SHA-256.
-    let fps = super::status::cert_fingerprints(c, Digest::Sha256);
     let serial = SerialNumber::from_bytes(&c.serial)
         .map(|s| s.to_decimal())
         .unwrap_or_default();
+    // Puppet's default digest is SHA-256.
+    let fps = c.fingerprints;
     PuppetStatus {
         name: name.to_string(),
         state: if c.revocation.is_some() {
@@ -91,7 +106,12 @@ fn cert_status(name: &Certname, c: &CertRecord) -> PuppetStatus {
             "signed"
         },
         fingerprint: fps.sha256.clone(),
-        fingerprints: fps,
+        fingerprints: Fingerprints {
+            default: fps.sha256.clone(),
+            sha1: fps.sha1,
+            sha256: fps.sha256,
+            sha512: fps.sha512,
+        },
         dns_alt_names: dns,
         subject_alt_names: all,
         authorization_extensions: auth,
@@ -164,7 +184,7 @@ impl App {
         let name = certname(raw_name)?;
         let env = self.puppet_env()?;
         if let Some(c) = self.store.certificate(&env.name, &name)? {
-            return Ok(cert_status(&name, &c));
+            return Ok(cert_status(&name, c.summary()));
         }
         match self.store.request(&env.name, &name)? {
             Some(r) if r.state == RequestState::Requested => Ok(request_status(&name, &r)),
@@ -172,30 +192,61 @@ impl App {
         }
     }
 
-    /// `GET certificate_statuses/...?state=`: pending requests, then certificates.
-    pub fn puppet_statuses(&self, state: Option<&str>) -> Result<Vec<PuppetStatus>, AppError> {
+    /// `GET certificate_statuses/...?state=`, one page: pending requests, then
+    /// certificates, at most `limit` records read from `from` on; answers the statuses
+    /// that pass `state` and where the next page starts. A full listing is a loop over
+    /// pages, so neither the store's records nor the answer need be in memory at once.
+    pub fn puppet_statuses_page(
+        &self,
+        state: Option<&str>,
+        from: StatusCursor,
+        limit: usize,
+    ) -> Result<(Vec<PuppetStatus>, StatusCursor), AppError> {
         let env = self.puppet_env()?;
         let mut out = Vec::new();
-        if state.is_none_or(|s| s == "requested") {
-            for (n, r) in self.store.requests(&env.name, None, usize::MAX)? {
-                if r.state == RequestState::Requested {
-                    out.push(request_status(&n, &r));
-                }
-            }
-        }
-        if state != Some("requested") {
-            for (n, c) in self.store.certificates(&env.name, None, usize::MAX)? {
-                let st = if c.revocation.is_some() {
-                    "revoked"
-                } else {
-                    "signed"
+        let next = match from {
+            StatusCursor::Requests(after) if state.is_none_or(|s| s == "requested") => {
+                let batch = self.store.requests(&env.name, after.as_deref(), limit)?;
+                let next = match batch.last() {
+                    Some((n, _)) if batch.len() == limit => {
+                        StatusCursor::Requests(Some(n.to_string()))
+                    }
+                    _ => StatusCursor::Certificates(None),
                 };
-                if state.is_none_or(|s| s == st) {
-                    out.push(cert_status(&n, &c));
+                for (n, r) in &batch {
+                    if r.state == RequestState::Requested {
+                        out.push(request_status(n, r));
+                    }
                 }
+                next
             }
-        }
-        Ok(out)
+            StatusCursor::Requests(_) => StatusCursor::Certificates(None),
+            StatusCursor::Certificates(_) if state == Some("requested") => StatusCursor::Done,
+            StatusCursor::Certificates(after) => {
+                let batch = self
+                    .store
+                    .certificates(&env.name, after.as_deref(), limit)?;
+                let next = match batch.last() {
+                    Some((n, _)) if batch.len() == limit => {
+                        StatusCursor::Certificates(Some(n.to_string()))
+                    }
+                    _ => StatusCursor::Done,
+                };
+                for (n, c) in batch {
+                    let st = if c.revocation.is_some() {
+                        "revoked"
+                    } else {
+                        "signed"
+                    };
+                    if state.is_none_or(|s| s == st) {
+                        out.push(cert_status(&n, c));
+                    }
+                }
+                next
+            }
+            StatusCursor::Done => StatusCursor::Done,
+        };
+        Ok((out, next))
     }
 
     /// `PUT certificate_status/{name}` with Puppet's conflicts and messages.
@@ -265,7 +316,7 @@ impl App {
         let env = self.puppet_env()?;
         let now = self.now();
         let mut missing = Vec::new();
-        let mut revoked_any = false;
+        let mut revoked = Vec::new();
         for raw in raw_names {
             let Ok(name) = Certname::parse(raw) else {
                 missing.push(raw.clone());
@@ -279,14 +330,15 @@ impl App {
                 revoked_at: now,
                 reason: crate::ca::RevocationReason::KeyCompromise,
             };
-            if let CleanOutcome::Cleaned { revoked } =
-                self.store.clean(&env.name, &name, revocation)?
+            if let CleanOutcome::Cleaned {
+                revoked: Some(serial),
+            } = self.store.clean(&env.name, &name, revocation)?
             {
-                revoked_any |= revoked;
+                revoked.push(RevokedSerial { serial, revocation });
             }
         }
-        if revoked_any {
-            self.rebuild_crl(&env, None)?;
+        if !revoked.is_empty() {
+            self.rebuild_crl(&env, Some(&revoked))?;
         }
         self.store.flush()?;
         Ok(missing)

@@ -2,12 +2,10 @@
 //! Puppet's), and desired-state changes.
 
 use serde::Serialize;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
 use super::{certname, App, AppError};
 use crate::ca::{Certname, Digest, EnvName, Fingerprint, SerialNumber, UnixTime};
-use crate::store::{CertRecord, RequestRecord, RequestState};
+use crate::store::{CertSummary, RequestRecord, RequestState, StoredFingerprints};
 
 /// Fingerprints of the DER under Puppet's three digests, plus the configured default.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -88,28 +86,29 @@ pub enum DesiredState {
 
 /// RFC 3339 UTC.
 pub fn rfc3339(t: UnixTime) -> String {
-    OffsetDateTime::from_unix_timestamp(t)
-        .ok()
-        .and_then(|d| d.format(&Rfc3339).ok())
-        .unwrap_or_default()
+    crate::ca::format_utc(t, "Z")
 }
 
-/// A certificate's fingerprints: those stored at issue time, computing only what is
-/// missing (records from before they were stored, or an unusual default digest).
-pub(super) fn cert_fingerprints(c: &CertRecord, default: Digest) -> Fingerprints {
-    let Some(s) = &c.fingerprints else {
-        return fingerprints(&c.der, default);
-    };
+/// A certificate's fingerprints: those stored at issue time; one under an unusual
+/// default digest (MD5, SHA-224, SHA-384) is computed from the DER `der` reads, which a
+/// listing does only then (a point read per item).
+pub(super) fn cert_fingerprints(
+    s: StoredFingerprints,
+    default: Digest,
+    der: impl FnOnce() -> Option<Vec<u8>>,
+) -> Fingerprints {
     let default = match default {
         Digest::Sha1 => s.sha1.clone(),
         Digest::Sha256 => s.sha256.clone(),
         Digest::Sha512 => s.sha512.clone(),
-        other => Fingerprint::of_der(&c.der, other).to_string(),
+        other => der()
+            .map(|d| Fingerprint::of_der(&d, other).to_string())
+            .unwrap_or_default(),
     };
     Fingerprints {
-        sha1: s.sha1.clone(),
-        sha256: s.sha256.clone(),
-        sha512: s.sha512.clone(),
+        sha1: s.sha1,
+        sha256: s.sha256,
+        sha512: s.sha512,
         default,
     }
 }
@@ -136,10 +135,11 @@ pub(super) fn alt_names(dns: &[String], ips: &[String]) -> (Vec<String>, Vec<Str
 pub(super) fn of_certificate(
     env: &EnvName,
     name: &Certname,
-    c: &CertRecord,
+    c: CertSummary,
     digest: Digest,
+    der: impl FnOnce() -> Option<Vec<u8>>,
 ) -> StatusObject {
-    let fps = cert_fingerprints(c, digest);
+    let fps = cert_fingerprints(c.fingerprints, digest, der);
     let (dns_alt_names, subject_alt_names) = alt_names(&c.dns_names, &c.ip_addrs);
     StatusObject {
         name: name.to_string(),
@@ -215,8 +215,9 @@ impl App {
         of_certificate(
             &view.env,
             &view.certname,
-            &view.record,
+            view.record.summary(),
             self.config.ca.fingerprint_digest,
+            || Some(view.record.der.clone()),
         )
     }
 
@@ -227,7 +228,13 @@ impl App {
         let env = self.env_ca(raw_env)?;
         let digest = self.config.ca.fingerprint_digest;
         if let Some(c) = self.store.certificate(&env.name, &name)? {
-            return Ok(of_certificate(&env.name, &name, &c, digest));
+            return Ok(of_certificate(
+                &env.name,
+                &name,
+                c.summary(),
+                digest,
+                || Some(c.der.clone()),
+            ));
         }
         match self.store.request(&env.name, &name)? {
             Some(r) => Ok(of_request(&env.name, &name, &r, digest)),

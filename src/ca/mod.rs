@@ -21,7 +21,7 @@ mod profile;
 mod serial;
 
 pub use authority::{CaPair, Subject};
-pub use clock::{Clock, FixedClock, OsRng, Rng, SystemClock, UnixTime};
+pub use clock::{format_utc, Clock, FixedClock, OsRng, Rng, SystemClock, UnixTime};
 pub use crl::{
     assemble_crl, build_crl, crl_signed_by, encode_crl_entry, parse_crl, parse_crls, CrlEntry,
     CrlParams, ParsedCrl, RevocationReason,

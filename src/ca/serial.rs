@@ -7,6 +7,9 @@ use openssl::bn::BigNum;
 
 use super::{CaError, Rng};
 
+/// Longest serial RFC 5280 allows, in bytes.
+const MAX_SERIAL_BYTES: usize = 20;
+
 /// A positive certificate serial number, kept as its big-endian magnitude without
 /// leading zero bytes (at most 20 bytes, RFC 5280 section 4.1.2.2).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -29,7 +32,7 @@ impl SerialNumber {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CaError> {
         let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
         let trimmed = &bytes[start..];
-        if trimmed.is_empty() || trimmed.len() > 20 {
+        if trimmed.is_empty() || trimmed.len() > MAX_SERIAL_BYTES {
             return Err(CaError::BadCertificate(
                 "serial number must be positive and at most 20 bytes".into(),
             ));
@@ -59,6 +62,14 @@ impl SerialNumber {
 
     /// The serial as a decimal string (Puppet reports serials as integers).
     pub fn to_decimal(&self) -> String {
+        if self.0.len() <= 16 {
+            // Every serial certd issues fits; listings print 100,000 of them.
+            return self
+                .0
+                .iter()
+                .fold(0u128, |n, &b| (n << 8) | u128::from(b))
+                .to_string();
+        }
         BigNum::from_slice(&self.0)
             .and_then(|bn| bn.to_dec_str().map(|s| s.to_string()))
             .unwrap_or_default()
@@ -68,10 +79,14 @@ impl SerialNumber {
 impl fmt::Display for SerialNumber {
     /// Uppercase hex, two digits a byte, as `openssl x509 -serial` prints it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in &self.0 {
-            write!(f, "{b:02X}")?;
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        let mut buf = [0u8; 2 * MAX_SERIAL_BYTES];
+        let n = self.0.len().min(MAX_SERIAL_BYTES);
+        for (i, b) in self.0[..n].iter().enumerate() {
+            buf[2 * i] = HEX[usize::from(b >> 4)];
+            buf[2 * i + 1] = HEX[usize::from(b & 15)];
         }
-        Ok(())
+        f.write_str(std::str::from_utf8(&buf[..2 * n]).map_err(|_| fmt::Error)?)
     }
 }
 
@@ -106,6 +121,21 @@ mod tests {
         assert_eq!(s.to_string(), "01AB");
         assert_eq!(SerialNumber::from_hex("01ab").unwrap(), s);
         assert_eq!(s.to_decimal(), "427");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_decimal_and_hex_agree_with_bignum(bytes in proptest::collection::vec(proptest::num::u8::ANY, 1..=20)) {
+            if let Ok(s) = SerialNumber::from_bytes(&bytes) {
+                let bn = BigNum::from_slice(s.as_bytes()).unwrap();
+                proptest::prop_assert_eq!(s.to_decimal(), bn.to_dec_str().unwrap().to_string());
+                let hex = bn.to_hex_str().unwrap().to_string();
+                // OpenSSL drops a leading zero nibble; certd keeps two digits a byte.
+                let ours = s.to_string();
+                proptest::prop_assert_eq!(ours.trim_start_matches('0'), hex.trim_start_matches('0'));
+                proptest::prop_assert_eq!(ours.len(), 2 * s.as_bytes().len());
+            }
+        }
     }
 
     #[test]

@@ -230,7 +230,8 @@ pub struct LimitsConfig {
     pub max_csr_bytes: usize,
     /// Longest `regex=` or `certname=` pattern in a listing, in bytes.
     pub max_pattern_bytes: usize,
-    /// Largest page of a listing (`limit=`), and the default page size.
+    /// Largest page of a listing (`limit=`), and the default page size; also how many
+    /// records a streamed Puppet-face listing reads at a time.
     pub max_page: usize,
     /// Largest total size of a request's headers, in bytes (431 beyond).
     pub max_header_bytes: usize,

@@ -8,11 +8,12 @@ use actix_web::http::header::{self, Header, HttpDate, IfModifiedSince};
 use actix_web::http::StatusCode;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::resources::run_raw;
 use super::{body, Caller};
-use crate::app::{App, AppError, PUPPET_ENV};
+use crate::app::{App, AppError, StatusCursor, PUPPET_ENV};
 use crate::ca::UnixTime;
 
 /// The Puppet Server version certd answers as: 8.4 semantics (bulk sign, renewal,
@@ -408,11 +409,78 @@ async fn statuses(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
         .ok()
         .and_then(|q| q.state);
     let state = state.filter(|s| matches!(s.as_str(), "requested" | "signed" | "revoked"));
-    match run_raw(&app, move |a| a.puppet_statuses(state.as_deref())).await {
-        Ok(list) => HttpResponse::Ok()
-            .content_type(media)
-            .body(serde_json::to_vec(&list).unwrap_or_default()),
-        Err(e) => answer(&req, e, StatusCode::CONFLICT),
+    let first = {
+        let state = state.clone();
+        run_raw(&app, move |a| {
+            statuses_chunk(a, state.as_deref(), StatusCursor::start(), true)
+        })
+        .await
+    };
+    let (head, cursor) = match first {
+        Ok(c) => c,
+        Err(e) => return answer(&req, e, StatusCode::CONFLICT),
+    };
+    let mut resp = HttpResponse::Ok();
+    resp.content_type(media);
+    if cursor == StatusCursor::Done {
+        return resp.body(head);
+    }
+    // Larger listings are streamed (chunked), a page (`limits.max_page` records) at a
+    // time, each read and encoded on the blocking pool: memory stays at one page however
+    // many certificates there are. An error after the first page can only end the
+    // connection early, and does.
+    let rest = futures_util::stream::unfold(Some(cursor), move |cursor| {
+        let (app, state) = (app.clone(), state.clone());
+        async move {
+            let cursor = cursor?;
+            let chunk = run_raw(&app, move |a| {
+                statuses_chunk(a, state.as_deref(), cursor, false)
+            })
+            .await;
+            match chunk {
+                Ok((bytes, StatusCursor::Done)) => Some((Ok(web::Bytes::from(bytes)), None)),
+                Ok((bytes, next)) => Some((Ok(web::Bytes::from(bytes)), Some(next))),
+                Err(e) => {
+                    tracing::warn!(error = %e, "status listing ended early");
+                    Some((Err(actix_web::error::ErrorInternalServerError(e)), None))
+                }
+            }
+        }
+    });
+    let head = futures_util::stream::once(async move { Ok(web::Bytes::from(head)) });
+    resp.streaming(head.chain(rest))
+}
+
+/// The JSON of one or more pages of a status listing, from `cursor`: pages are read
+/// until one yields something (a filter may leave a page empty) or the listing ends,
+/// so a chunk is never empty. `opening` starts the array; the last chunk closes it.
+fn statuses_chunk(
+    app: &App,
+    state: Option<&str>,
+    mut cursor: StatusCursor,
+    opening: bool,
+) -> Result<(Vec<u8>, StatusCursor), AppError> {
+    let mut out = Vec::new();
+    if opening {
+        out.push(b'[');
+    }
+    loop {
+        let page = app.config().limits.max_page;
+        let (items, next) = app.puppet_statuses_page(state, cursor, page)?;
+        for item in &items {
+            if out.len() > 1 || !opening {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, item).map_err(|e| AppError::Task(e.to_string()))?;
+        }
+        cursor = next;
+        if cursor == StatusCursor::Done {
+            out.push(b']');
+            return Ok((out, cursor));
+        }
+        if !items.is_empty() {
+            return Ok((out, cursor));
+        }
     }
 }
 

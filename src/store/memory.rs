@@ -357,11 +357,11 @@ impl Store for MemStore {
             if cert.is_none() && !had_request {
                 return CleanOutcome::NotFound;
             }
-            let mut revoked = false;
+            let mut revoked = None;
             if let Some(c) = cert {
                 if c.revocation.is_none() {
                     revoke_in(s, env, name, revocation);
-                    revoked = true;
+                    revoked = Some(c.serial);
                 }
                 env_mut(s, env).certificates.remove(name.as_str());
             }
@@ -382,12 +382,15 @@ impl Store for MemStore {
         env: &EnvName,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<(Certname, CertRecord)>, StoreError> {
+    ) -> Result<Vec<(Certname, CertSummary)>, StoreError> {
         Ok(self.with(|s| {
             s.envs
                 .get(env.as_str())
                 .map(|e| page(&e.certificates, after, limit))
                 .unwrap_or_default()
+                .into_iter()
+                .map(|(n, c)| (n, c.summary()))
+                .collect()
         }))
     }
 

@@ -21,8 +21,8 @@ use crate::ca::{Certname, EnvName, UnixTime};
 pub use files::{write_file, DataDir, FilesError};
 pub use memory::MemStore;
 pub use records::{
-    AuditEvent, CertRecord, CrlRecord, EnvRecord, EventKind, Order, RequestRecord, RequestState,
-    Revocation, RevokedSerial, StoredFingerprints,
+    AuditEvent, CertRecord, CertSummary, CrlRecord, EnvRecord, EventKind, Order, RequestRecord,
+    RequestState, Revocation, RevokedSerial, StoredFingerprints,
 };
 pub use schema::SCHEMA_VERSION;
 pub use sled_store::SledStore;
@@ -117,12 +117,13 @@ pub enum RevokeOutcome {
 }
 
 /// Result of [`Store::clean`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CleanOutcome {
-    /// Forgotten; `revoked` says whether a certificate was revoked on the way.
+    /// Forgotten; `revoked` is the serial of a valid certificate revoked on the way (so
+    /// that the CRL appends it without re-reading every revocation).
     Cleaned {
-        /// A valid certificate was revoked first.
-        revoked: bool,
+        /// The serial revoked first, if the certificate was valid.
+        revoked: Option<Vec<u8>>,
     },
     /// Neither certificate nor request.
     NotFound,
@@ -251,13 +252,14 @@ pub trait Store: Send + Sync {
         revocation: Revocation,
     ) -> Result<CleanOutcome, StoreError>;
 
-    /// Certificates in name order, starting after `after`, at most `limit`.
+    /// Certificates in name order, starting after `after`, at most `limit`: their
+    /// summaries (no DER), which is what listings need.
     fn certificates(
         &self,
         env: &EnvName,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<(Certname, CertRecord)>, StoreError>;
+    ) -> Result<Vec<(Certname, CertSummary)>, StoreError>;
     /// Requests in name order, starting after `after`, at most `limit`.
     fn requests(
         &self,

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ca::{RevocationReason, UnixTime};
+use crate::ca::{Digest, Fingerprint, RevocationReason, UnixTime};
 
 /// State of a certificate request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -128,8 +128,59 @@ pub struct CertRecord {
     pub fingerprints: Option<StoredFingerprints>,
 }
 
+/// What listings need of a certificate: its [`CertRecord`] without the DER. Decoded
+/// from the same stored record (the DER is skipped, not decoded), so a listing of
+/// 100,000 certificates neither base64-decodes nor copies 100,000 certificates.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct CertSummary {
+    /// The serial, big-endian magnitude.
+    #[serde(with = "b64")]
+    pub serial: Vec<u8>,
+    /// When it was issued.
+    pub issued_at: UnixTime,
+    /// `notBefore`.
+    pub not_before: UnixTime,
+    /// `notAfter`.
+    pub not_after: UnixTime,
+    /// DNS subject alternative names, in certificate order.
+    #[serde(default)]
+    pub dns_names: Vec<String>,
+    /// IP subject alternative names, in certificate order.
+    #[serde(default)]
+    pub ip_addrs: Vec<String>,
+    /// Authorization extensions: dotted OID and string value.
+    #[serde(default)]
+    pub authorization_extensions: Vec<(String, String)>,
+    /// Set once revoked.
+    pub revocation: Option<Revocation>,
+    /// Fingerprints; a store fills them in from the DER for records written before
+    /// they were stored, so they are always here.
+    #[serde(default)]
+    pub fingerprints: StoredFingerprints,
+}
+
+impl CertRecord {
+    /// The record without its DER (fingerprints computed if the record lacks them).
+    pub fn summary(&self) -> CertSummary {
+        CertSummary {
+            serial: self.serial.clone(),
+            issued_at: self.issued_at,
+            not_before: self.not_before,
+            not_after: self.not_after,
+            dns_names: self.dns_names.clone(),
+            ip_addrs: self.ip_addrs.clone(),
+            authorization_extensions: self.authorization_extensions.clone(),
+            revocation: self.revocation,
+            fingerprints: self
+                .fingerprints
+                .clone()
+                .unwrap_or_else(|| StoredFingerprints::of_der(&self.der)),
+        }
+    }
+}
+
 /// A certificate's SHA-1, SHA-256 and SHA-512 fingerprints, as served.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredFingerprints {
     /// SHA-1.
     pub sha1: String,
@@ -137,6 +188,18 @@ pub struct StoredFingerprints {
     pub sha256: String,
     /// SHA-512.
     pub sha512: String,
+}
+
+impl StoredFingerprints {
+    /// The three fingerprints of a certificate's DER (`AB:CD:...`).
+    pub fn of_der(der: &[u8]) -> StoredFingerprints {
+        let fp = |d| Fingerprint::of_der(der, d).to_string();
+        StoredFingerprints {
+            sha1: fp(Digest::Sha1),
+            sha256: fp(Digest::Sha256),
+            sha512: fp(Digest::Sha512),
+        }
+    }
 }
 
 /// A revoked serial as the CRL lists it.
@@ -161,7 +224,9 @@ pub struct EnvRecord {
     pub settings: Option<String>,
 }
 
-/// The environment's current CRL, cached as bytes.
+/// A CRL: an environment's is stored without its DER (number, dates and count only, so a
+/// revocation writes a few bytes, not a 5 MB CRL) and re-issued from the revocations at
+/// start; the root's, which may be uploaded, is stored whole.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CrlRecord {
     /// Its CRL number.
@@ -170,10 +235,10 @@ pub struct CrlRecord {
     pub this_update: UnixTime,
     /// `nextUpdate`.
     pub next_update: UnixTime,
-    /// How many revocations it lists (to notice a CRL older than the revocations).
+    /// How many revocations it lists.
     pub entries: u64,
-    /// The CRL, DER.
-    #[serde(with = "b64")]
+    /// The CRL, DER; empty when only the record of it is kept.
+    #[serde(with = "b64", default, skip_serializing_if = "Vec::is_empty")]
     pub der: Vec<u8>,
 }
 

@@ -561,11 +561,12 @@ impl Store for SledStore {
             if cert.is_none() && !had_request {
                 return Ok(CleanOutcome::NotFound);
             }
-            let mut revoked = false;
+            let mut revoked = None;
             if let Some(cert) = cert {
                 if cert.revocation.is_none() {
+                    let serial = cert.serial.clone();
                     tx.revoke(env, name, cert, revocation)?;
-                    revoked = true;
+                    revoked = Some(serial);
                 }
                 tx.certificates.remove(key)?;
             }
@@ -584,8 +585,18 @@ impl Store for SledStore {
         env: &EnvName,
         after: Option<&str>,
         limit: usize,
-    ) -> Result<Vec<(Certname, CertRecord)>, StoreError> {
-        Self::scan(&self.env(env)?.certificates, "certificates", after, limit)
+    ) -> Result<Vec<(Certname, CertSummary)>, StoreError> {
+        let mut out: Vec<(Certname, CertSummary)> =
+            Self::scan(&self.env(env)?.certificates, "certificates", after, limit)?;
+        for (name, summary) in &mut out {
+            if summary.fingerprints.sha256.is_empty() {
+                // Written before fingerprints were stored: read it whole once.
+                if let Some(full) = self.certificate(env, name)? {
+                    summary.fingerprints = full.summary().fingerprints;
+                }
+            }
+        }
+        Ok(out)
     }
 
     fn requests(
@@ -721,7 +732,9 @@ impl Store for SledStore {
             for (n, r) in self.requests(&env, None, usize::MAX)? {
                 e.requests.insert(n.to_string(), r);
             }
-            for (n, c) in self.certificates(&env, None, usize::MAX)? {
+            for (n, c) in
+                Self::scan::<CertRecord>(&t.certificates, "certificates", None, usize::MAX)?
+            {
                 e.certificates.insert(n.to_string(), c);
             }
             for item in t.serials.iter() {

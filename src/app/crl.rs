@@ -152,46 +152,43 @@ fn rebuild_locked(
             cache.loaded = true;
         }
     }
-    let current = {
+    let (number, this_update, next_update, listed) = {
         let view = env.crl.read().unwrap_or_else(|p| p.into_inner());
         let r = &view.record;
         (r.number, r.this_update, r.next_update, r.entries)
     };
-    if keep_if_complete && current.3 == cache.serials.len() as u64 {
-        let params = CrlParams {
-            number: current.0,
-            this_update: current.1,
-            next_update: current.2,
-        };
-        let record = CrlRecord {
-            number: current.0,
-            this_update: current.1,
-            next_update: current.2,
-            entries: current.3,
-            der: assemble_crl(&env.ca, &cache.der, &params)?,
-        };
-        *env.crl.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(CrlView::new(record));
-        return Ok(added);
-    }
-    let now = clock.now();
-    let params = CrlParams {
-        number: current.0 + 1,
-        this_update: now,
-        next_update: now + config.ca.crl_next_update.as_secs(),
+    // At load, a stored record that lists every revocation is the same CRL: sign it
+    // again as it was. Otherwise issue the next one, dated now.
+    let keep = keep_if_complete && listed == cache.serials.len() as u64;
+    let params = if keep {
+        CrlParams {
+            number,
+            this_update,
+            next_update,
+        }
+    } else {
+        let now = clock.now();
+        CrlParams {
+            number: number + 1,
+            this_update: now,
+            next_update: now + config.ca.crl_next_update.as_secs(),
+        }
     };
     let der = assemble_crl(&env.ca, &cache.der, &params)?;
     let meta = CrlRecord {
         number: params.number,
-        this_update: now,
+        this_update: params.this_update,
         next_update: params.next_update,
         entries: cache.serials.len() as u64,
         der: Vec::new(),
     };
-    // The number is durable before anyone can see this CRL, so that no number is ever
-    // used for two different CRLs, crash or not. (With the revocation's own flush just
-    // before or after, group commit makes this cheap.)
-    store.put_crl(&env.name, &meta)?;
-    store.flush()?;
+    if !keep {
+        // The number is durable before anyone can see this CRL, so that no number is
+        // ever used for two different CRLs, crash or not. (With the revocation's own
+        // flush just before or after, group commit makes this cheap.)
+        store.put_crl(&env.name, &meta)?;
+        store.flush()?;
+    }
     let record = CrlRecord { der, ..meta };
     *env.crl.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(CrlView::new(record));
     Ok(added)

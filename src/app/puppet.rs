@@ -97,7 +97,7 @@ fn cert_status(name: &Certname, c: CertSummary) -> PuppetStatus {
         .map(|s| s.to_decimal())
         .unwrap_or_default();
     // Puppet's default digest is SHA-256.
-    let fps = c.fingerprints;
+    let fps = super::status::cert_fingerprints(c.fingerprints, Digest::Sha256, || None);
     PuppetStatus {
         name: name.to_string(),
         state: if c.revocation.is_some() {
@@ -106,12 +106,7 @@ fn cert_status(name: &Certname, c: CertSummary) -> PuppetStatus {
             "signed"
         },
         fingerprint: fps.sha256.clone(),
-        fingerprints: Fingerprints {
-            default: fps.sha256.clone(),
-            sha1: fps.sha1,
-            sha256: fps.sha256,
-            sha512: fps.sha512,
-        },
+        fingerprints: fps,
         dns_alt_names: dns,
         subject_alt_names: all,
         authorization_extensions: auth,

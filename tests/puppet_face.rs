@@ -1085,3 +1085,109 @@ fn large_status_listings_stream_page_by_page_with_filters() {
         assert_eq!(o["fingerprint"], o["fingerprints"]["SHA256"]);
     }
 }
+
+#[test]
+fn bulk_clean_of_hundreds_of_names_spans_store_batches_and_puts_every_serial_on_the_crl() {
+    // 600 names (the store takes a few hundred per transaction): three certificates, one
+    // already revoked, one named twice in different batches; a pending request (left
+    // alone, as on Puppet Server); a name that does not parse; the rest unknown.
+    let (api, dir) = Api::start(CONFIG);
+    let mut serials = Vec::new();
+    for n in ["bulk-0", "bulk-1", "bulk-2"] {
+        let (pem, _) = api.issue(n);
+        let f = dir.path().join(format!("{n}.pem"));
+        std::fs::write(&f, pem).unwrap();
+        let out = run(std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-serial", "-in"])
+            .arg(&f))
+        .1;
+        serials.push(out.trim().trim_start_matches("serial=").to_owned());
+    }
+    let r = api
+        .admin
+        .delete(api.url("/production/certificate/bulk-1"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(api.submit("pending", &csr_for("pending").0), 201);
+    let mut names: Vec<String> = (0..600).map(|i| format!("gone-{i}")).collect();
+    names[0] = "bulk-0".into();
+    names[50] = "Not A Name!".into();
+    names[100] = "pending".into();
+    names[255] = "bulk-1".into();
+    names[300] = "bulk-2".into();
+    names[599] = "bulk-2".into();
+    let r = api
+        .admin
+        .put(p(&api, "/clean"))
+        .body(serde_json::json!({ "certnames": names }).to_string())
+        .send()
+        .unwrap();
+    let missing: Vec<String> = names
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| ![0, 255, 300].contains(i))
+        .map(|(_, n)| format!("{n:?}"))
+        .collect();
+    assert_eq!(
+        text(r),
+        (
+            200,
+            "text/plain; charset=utf-8".into(),
+            format!(
+                "The following certs do not exist and cannot be revoked: [{}]",
+                missing.join(" ")
+            )
+        )
+    );
+    for n in ["bulk-0", "bulk-1", "bulk-2"] {
+        assert_eq!(api.head(&format!("/production/certificate/{n}")), 404);
+    }
+    let r = api
+        .admin
+        .get(api.url("/production/certificate_request/pending"))
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "a request without a certificate is left alone"
+    );
+    // Every serial is on the CRL, read by openssl.
+    let crl = dir.path().join("crl.pem");
+    std::fs::write(
+        &crl,
+        api.anon
+            .get(p(&api, "/certificate_revocation_list/ca"))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap(),
+    )
+    .unwrap();
+    let (ok, listed, err) = run(std::process::Command::new("openssl")
+        .args(["crl", "-noout", "-text", "-in"])
+        .arg(&crl));
+    assert!(ok, "{err}");
+    assert_eq!(listed.matches("Serial Number:").count(), 3, "{listed}");
+    for s in &serials {
+        assert!(
+            listed.contains(&format!("Serial Number: {s}")),
+            "{s} in {listed}"
+        );
+    }
+    // The audit log has one cleaned event per certificate.
+    let events: Vec<Value> = api
+        .admin
+        .get(api.url("/production/events?limit=1000"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let cleaned: Vec<&str> = events
+        .iter()
+        .filter(|e| e["kind"] == "cleaned")
+        .map(|e| e["certname"].as_str().unwrap())
+        .collect();
+    assert_eq!(cleaned, ["bulk-0", "bulk-1", "bulk-2"]);
+}

@@ -53,6 +53,11 @@ enum Op {
         env: u8,
         name: u8,
     },
+    /// Puppet's bulk clean; names may repeat.
+    CleanCertified {
+        env: u8,
+        names: Vec<u8>,
+    },
     PutEnv {
         env: u8,
     },
@@ -75,6 +80,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (e.clone(), n.clone(), 0u8..8, 0u8..8).prop_map(|(env, name, old, serial)| Op::Renew { env, name, old, serial }),
         2 => (e.clone(), n.clone(), any::<bool>()).prop_map(|(env, name, reason)| Op::Revoke { env, name, reason }),
         1 => (e.clone(), n.clone()).prop_map(|(env, name)| Op::Clean { env, name }),
+        1 => (e.clone(), proptest::collection::vec(n.clone(), 0..4)).prop_map(|(env, names)| Op::CleanCertified { env, names }),
         1 => e.clone().prop_map(|env| Op::PutEnv { env }),
         1 => (e, 0u8..5).prop_map(|(env, number)| Op::PutCrl { env, number }),
         1 => Just(Op::Reopen),
@@ -244,6 +250,15 @@ fn apply(store: &dyn Store, op: &Op, at: i64) -> String {
             "{:?}",
             store.clean(&env(e), &name(n), revocation(false)).unwrap()
         ),
+        Op::CleanCertified { env: e, ref names } => {
+            let names: Vec<_> = names.iter().map(|&n| name(n)).collect();
+            format!(
+                "{:?}",
+                store
+                    .clean_certified(&env(e), &names, revocation(true))
+                    .unwrap()
+            )
+        }
         Op::PutEnv { env: e } => format!(
             "{:?}",
             store

@@ -143,6 +143,10 @@ fn pending(r: &Option<RequestRecord>) -> bool {
     )
 }
 
+/// Names per store transaction in a bulk clean: large enough that 10,000 names are a
+/// few dozen commits, small enough that one transaction stays a few megabytes.
+const CLEAN_BATCH: usize = 256;
+
 impl App {
     fn puppet_env(&self) -> Result<std::sync::Arc<EnvCa>, AppError> {
         self.env_ca(PUPPET_ENV)
@@ -305,37 +309,61 @@ impl App {
         Ok(())
     }
 
-    /// `PUT /clean`: revokes and forgets every named certificate with one CRL rebuild;
-    /// returns the names that had no certificate.
+    /// `PUT /clean`: revokes and forgets every named certificate, a few hundred names per
+    /// store transaction, with one CRL rebuild; returns the names that had no
+    /// certificate (those are left alone, their requests too, as on Puppet Server).
     pub fn puppet_clean(&self, raw_names: &[String]) -> Result<Vec<String>, AppError> {
         let env = self.puppet_env()?;
-        let now = self.now();
-        let mut missing = Vec::new();
+        let revocation = Revocation {
+            revoked_at: self.now(),
+            reason: crate::ca::RevocationReason::KeyCompromise,
+        };
+        let parsed: Vec<Option<Certname>> =
+            raw_names.iter().map(|r| Certname::parse(r).ok()).collect();
+        let names: Vec<Certname> = parsed.iter().flatten().cloned().collect();
+        let mut outcomes = Vec::with_capacity(names.len());
         let mut revoked = Vec::new();
-        for raw in raw_names {
-            let Ok(name) = Certname::parse(raw) else {
-                missing.push(raw.clone());
-                continue;
-            };
-            if self.store.certificate(&env.name, &name)?.is_none() {
-                missing.push(raw.clone());
-                continue;
-            }
-            let revocation = Revocation {
-                revoked_at: now,
-                reason: crate::ca::RevocationReason::KeyCompromise,
-            };
-            if let CleanOutcome::Cleaned {
-                revoked: Some(serial),
-            } = self.store.clean(&env.name, &name, revocation)?
-            {
-                revoked.push(RevokedSerial { serial, revocation });
+        let mut failed = None;
+        for chunk in names.chunks(CLEAN_BATCH) {
+            match self.store.clean_certified(&env.name, chunk, revocation) {
+                Ok(done) => {
+                    revoked.extend(done.iter().filter_map(|o| match o {
+                        CleanOutcome::Cleaned {
+                            revoked: Some(serial),
+                        } => Some(RevokedSerial {
+                            serial: serial.clone(),
+                            revocation,
+                        }),
+                        _ => None,
+                    }));
+                    outcomes.extend(done);
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
             }
         }
+        // Whatever was committed goes on the CRL, even when a later batch failed.
         if !revoked.is_empty() {
             self.rebuild_crl(&env, Some(&revoked))?;
         }
         self.store.flush()?;
+        if let Some(e) = failed {
+            return Err(e.into());
+        }
+        // Names that do not parse and names without a certificate, in the order given.
+        let mut outcomes = outcomes.into_iter();
+        let mut missing = Vec::new();
+        for (raw, name) in raw_names.iter().zip(&parsed) {
+            let absent = match name {
+                None => true,
+                Some(_) => matches!(outcomes.next(), Some(CleanOutcome::NotFound)),
+            };
+            if absent {
+                missing.push(raw.clone());
+            }
+        }
         Ok(missing)
     }
 

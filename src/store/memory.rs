@@ -62,6 +62,43 @@ fn page<T: Clone>(
         .collect()
 }
 
+/// Cleans `name`; with `certified`, only if it has a certificate.
+fn clean_in(
+    s: &mut Snapshot,
+    env: &EnvName,
+    name: &Certname,
+    revocation: Revocation,
+    certified: bool,
+) -> CleanOutcome {
+    let Some(e) = s.envs.get_mut(env.as_str()) else {
+        return CleanOutcome::NotFound;
+    };
+    let cert = e.certificates.get(name.as_str()).cloned();
+    if certified && cert.is_none() {
+        return CleanOutcome::NotFound;
+    }
+    let had_request = e.requests.remove(name.as_str()).is_some();
+    if cert.is_none() && !had_request {
+        return CleanOutcome::NotFound;
+    }
+    let mut revoked = None;
+    if let Some(c) = cert {
+        if c.revocation.is_none() {
+            revoke_in(s, env, name, revocation);
+            revoked = Some(c.serial);
+        }
+        env_mut(s, env).certificates.remove(name.as_str());
+    }
+    log(
+        s,
+        revocation.revoked_at,
+        env,
+        name.as_str(),
+        EventKind::Cleaned,
+    );
+    CleanOutcome::Cleaned { revoked }
+}
+
 fn revoke_in(s: &mut Snapshot, env: &EnvName, name: &Certname, revocation: Revocation) {
     let e = env_mut(s, env);
     let cert = e
@@ -349,31 +386,25 @@ impl Store for MemStore {
         revocation: Revocation,
     ) -> Result<CleanOutcome, StoreError> {
         Ok(self.with(|s| {
-            let Some(e) = s.envs.get_mut(env.as_str()) else {
-                return CleanOutcome::NotFound;
-            };
-            let had_request = e.requests.remove(name.as_str()).is_some();
-            let cert = e.certificates.get(name.as_str()).cloned();
-            if cert.is_none() && !had_request {
-                return CleanOutcome::NotFound;
-            }
-            let mut revoked = None;
-            if let Some(c) = cert {
-                if c.revocation.is_none() {
-                    revoke_in(s, env, name, revocation);
-                    revoked = Some(c.serial);
-                }
-                env_mut(s, env).certificates.remove(name.as_str());
-            }
-            log(
-                s,
-                revocation.revoked_at,
-                env,
-                name.as_str(),
-                EventKind::Cleaned,
-            );
+            let outcome = clean_in(s, env, name, revocation, false);
             tidy(s);
-            CleanOutcome::Cleaned { revoked }
+            outcome
+        }))
+    }
+
+    fn clean_certified(
+        &self,
+        env: &EnvName,
+        names: &[Certname],
+        revocation: Revocation,
+    ) -> Result<Vec<CleanOutcome>, StoreError> {
+        Ok(self.with(|s| {
+            let out = names
+                .iter()
+                .map(|name| clean_in(s, env, name, revocation, true))
+                .collect();
+            tidy(s);
+            out
         }))
     }
 

@@ -251,6 +251,16 @@ pub trait Store: Send + Sync {
         name: &Certname,
         revocation: Revocation,
     ) -> Result<CleanOutcome, StoreError>;
+    /// Puppet's bulk clean, in one transaction: each name that has a certificate is
+    /// cleaned as by [`Store::clean`]; a name without one is left alone, its request too,
+    /// and answers `NotFound`. A name given twice is cleaned once. Callers keep `names`
+    /// to a few hundred (the transaction is held in memory).
+    fn clean_certified(
+        &self,
+        env: &EnvName,
+        names: &[Certname],
+        revocation: Revocation,
+    ) -> Result<Vec<CleanOutcome>, StoreError>;
 
     /// Certificates in name order, starting after `after`, at most `limit`: their
     /// summaries (no DER), which is what listings need.

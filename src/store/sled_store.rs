@@ -91,6 +91,42 @@ impl<'a> Tx<'a> {
         log(self.audit, self.meta, at, env, certname, kind, None)
     }
 
+    /// Cleans `name`: revokes its certificate if valid, forgets it and any request;
+    /// with `certified`, only if it has a certificate.
+    fn clean(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        revocation: Revocation,
+        certified: bool,
+    ) -> TxResult<CleanOutcome> {
+        let key = name.as_str().as_bytes();
+        let cert = self.get::<CertRecord>(self.certificates, "certificates", key)?;
+        if certified && cert.is_none() {
+            return Ok(CleanOutcome::NotFound);
+        }
+        let had_request = self.requests.remove(key)?.is_some();
+        if cert.is_none() && !had_request {
+            return Ok(CleanOutcome::NotFound);
+        }
+        let mut revoked = None;
+        if let Some(cert) = cert {
+            if cert.revocation.is_none() {
+                let serial = cert.serial.clone();
+                self.revoke(env, name, cert, revocation)?;
+                revoked = Some(serial);
+            }
+            self.certificates.remove(key)?;
+        }
+        self.log(
+            revocation.revoked_at,
+            env,
+            name.as_str(),
+            EventKind::Cleaned,
+        )?;
+        Ok(CleanOutcome::Cleaned { revoked })
+    }
+
     /// Marks the certificate revoked and lists its serial; the caller checked it is valid.
     fn revoke(
         &self,
@@ -554,29 +590,20 @@ impl Store for SledStore {
         name: &Certname,
         revocation: Revocation,
     ) -> Result<CleanOutcome, StoreError> {
+        self.txn(env, |tx| tx.clean(env, name, revocation, false))
+    }
+
+    fn clean_certified(
+        &self,
+        env: &EnvName,
+        names: &[Certname],
+        revocation: Revocation,
+    ) -> Result<Vec<CleanOutcome>, StoreError> {
         self.txn(env, |tx| {
-            let key = name.as_str().as_bytes();
-            let cert = tx.get::<CertRecord>(tx.certificates, "certificates", key)?;
-            let had_request = tx.requests.remove(key)?.is_some();
-            if cert.is_none() && !had_request {
-                return Ok(CleanOutcome::NotFound);
-            }
-            let mut revoked = None;
-            if let Some(cert) = cert {
-                if cert.revocation.is_none() {
-                    let serial = cert.serial.clone();
-                    tx.revoke(env, name, cert, revocation)?;
-                    revoked = Some(serial);
-                }
-                tx.certificates.remove(key)?;
-            }
-            tx.log(
-                revocation.revoked_at,
-                env,
-                name.as_str(),
-                EventKind::Cleaned,
-            )?;
-            Ok(CleanOutcome::Cleaned { revoked })
+            names
+                .iter()
+                .map(|name| tx.clean(env, name, revocation, true))
+                .collect()
         })
     }
 

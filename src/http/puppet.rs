@@ -426,20 +426,19 @@ async fn statuses(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
         return resp.body(head);
     }
     // Larger listings are streamed (chunked), a page (`limits.max_page` records) at a
-    // time, each read and encoded on the blocking pool: memory stays at one page however
-    // many certificates there are. An error after the first page can only end the
-    // connection early, and does.
-    let rest = futures_util::stream::unfold(Some(cursor), move |cursor| {
+    // time, each read and encoded on the blocking pool while the one before is sent:
+    // memory stays at two pages however many certificates there are. An error after the
+    // first page can only end the connection early, and does.
+    let ahead = next_page(&app, state.clone(), cursor);
+    let rest = futures_util::stream::unfold(Some(ahead), move |pending| {
         let (app, state) = (app.clone(), state.clone());
         async move {
-            let cursor = cursor?;
-            let chunk = run_raw(&app, move |a| {
-                statuses_chunk(a, state.as_deref(), cursor, false)
-            })
-            .await;
-            match chunk {
+            match pending?.await {
                 Ok((bytes, StatusCursor::Done)) => Some((Ok(web::Bytes::from(bytes)), None)),
-                Ok((bytes, next)) => Some((Ok(web::Bytes::from(bytes)), Some(next))),
+                Ok((bytes, next)) => {
+                    let ahead = next_page(&app, state, next);
+                    Some((Ok(web::Bytes::from(bytes)), Some(ahead)))
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "status listing ended early");
                     Some((Err(actix_web::error::ErrorInternalServerError(e)), None))
@@ -449,6 +448,19 @@ async fn statuses(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
     });
     let head = futures_util::stream::once(async move { Ok(web::Bytes::from(head)) });
     resp.streaming(head.chain(rest))
+}
+
+/// Starts reading and encoding the listing page at `cursor` on the blocking pool now,
+/// not when the returned future is first polled, so that it overlaps sending the page
+/// before it.
+fn next_page(
+    app: &web::Data<App>,
+    state: Option<String>,
+    cursor: StatusCursor,
+) -> impl std::future::Future<Output = Result<(Vec<u8>, StatusCursor), AppError>> {
+    let app = app.clone().into_inner();
+    let pending = web::block(move || statuses_chunk(&app, state.as_deref(), cursor, false));
+    async move { pending.await.map_err(|e| AppError::Task(e.to_string()))? }
 }
 
 /// The JSON of one or more pages of a status listing, from `cursor`: pages are read

@@ -428,3 +428,84 @@ fn concurrent_issues_of_one_request_give_one_certificate() {
         1
     );
 }
+
+#[test]
+fn opens_a_schema_1_store_and_moves_each_der_out_when_its_record_is_written() {
+    // Schema 1 kept the DER inside the certificate's JSON record.
+    let dir = tempfile::tempdir().unwrap();
+    let prod = EnvName::production();
+    let record = |n: u8| CertRecord {
+        serial: vec![n + 1],
+        der: vec![0x30, n, 0xEE],
+        issued_at: 2,
+        not_before: 0,
+        not_after: 3,
+        dns_names: vec![format!("n{n}.example.com")],
+        ip_addrs: vec![],
+        authorization_extensions: vec![],
+        revocation: None,
+        fingerprints: None,
+    };
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema_version", &1u32.to_be_bytes())
+            .unwrap();
+        let certs = db.open_tree("env/production/certificates").unwrap();
+        for n in 0..2u8 {
+            let mut json = serde_json::to_value(record(n)).unwrap();
+            assert!(
+                json.get("der").is_none(),
+                "schema 2 never writes the DER inline"
+            );
+            json["der"] =
+                <base64ct::Base64 as base64ct::Encoding>::encode_string(&record(n).der).into();
+            certs
+                .insert(name(n).as_str(), serde_json::to_vec(&json).unwrap())
+                .unwrap();
+        }
+        db.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    for n in 0..2u8 {
+        assert_eq!(store.certificate(&prod, &name(n)).unwrap(), Some(record(n)));
+    }
+    let listed = store.certificates(&prod, None, 10).unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[1].1.dns_names, ["n1.example.com"]);
+    // Revoking rewrites the record: its DER moves to its own tree and is still there.
+    let revocation = Revocation {
+        revoked_at: 5,
+        reason: RevocationReason::Unspecified,
+    };
+    store.revoke(&prod, &name(0), revocation).unwrap();
+    store.flush().unwrap();
+    drop(store);
+    let store = SledStore::open(dir.path()).unwrap();
+    let revoked = store.certificate(&prod, &name(0)).unwrap().unwrap();
+    assert_eq!(revoked.der, record(0).der);
+    assert_eq!(revoked.revocation, Some(revocation));
+    assert_eq!(store.certificate(&prod, &name(1)).unwrap(), Some(record(1)));
+    drop(store);
+    let db = sled::open(dir.path()).unwrap();
+    assert_eq!(
+        db.open_tree("meta")
+            .unwrap()
+            .get("schema_version")
+            .unwrap()
+            .unwrap()
+            .as_ref(),
+        2u32.to_be_bytes(),
+        "marked as the current layout"
+    );
+    let der = db.open_tree("env/production/certificate_der").unwrap();
+    assert_eq!(
+        der.get(name(0).as_str()).unwrap().unwrap().as_ref(),
+        record(0).der
+    );
+    assert!(
+        der.get(name(1).as_str()).unwrap().is_none(),
+        "not written: still inline"
+    );
+}

@@ -101,8 +101,10 @@ pub struct CertRecord {
     /// The serial, big-endian magnitude.
     #[serde(with = "b64")]
     pub serial: Vec<u8>,
-    /// The certificate, DER.
-    #[serde(with = "b64")]
+    /// The certificate, DER. Never written into the record's JSON: the sled store keeps
+    /// it in a tree of its own, so that listings read summaries only (records written by
+    /// schema 1 carry it inline and still decode).
+    #[serde(with = "b64", default, skip_serializing)]
     pub der: Vec<u8>,
     /// When it was issued.
     pub issued_at: UnixTime,

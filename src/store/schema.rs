@@ -3,6 +3,8 @@
 //! Global trees: `meta` (schema version, audit counter), `environments` (name → record),
 //! `audit` (big-endian u64 id → event). Per environment `E`: `env/E/requests` and
 //! `env/E/certificates` (certname → record, so name order is key order),
+//! `env/E/certificate_der` (certname → the certificate's DER, apart so that listings
+//! read only the records),
 //! `env/E/serials` (serial key → certname), `env/E/revocations` (serial key → revoked
 //! serial), `env/E/meta` (the cached CRL).
 
@@ -12,8 +14,14 @@ use serde::Serialize;
 use super::StoreError;
 use crate::ca::EnvName;
 
-/// The layout version written to `meta/schema_version`.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The layout version written to `meta/schema_version`. Version 2 keeps certificates'
+/// DER in `env/E/certificate_der`; a version 1 store (DER inside the certificate record)
+/// is read as it is and marked 2 when opened: its records move their DER out when next
+/// written.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Older layouts this certd opens.
+pub(crate) const SCHEMA_COMPATIBLE: &[u32] = &[1];
 
 pub(crate) const META: &str = "meta";
 pub(crate) const ENVIRONMENTS: &str = "environments";
@@ -26,6 +34,7 @@ pub(crate) const KEY_ROOT_CRL: &[u8] = b"root_crl";
 
 pub(crate) const REQUESTS: &str = "requests";
 pub(crate) const CERTIFICATES: &str = "certificates";
+pub(crate) const CERTIFICATE_DER: &str = "certificate_der";
 pub(crate) const SERIALS: &str = "serials";
 pub(crate) const REVOCATIONS: &str = "revocations";
 pub(crate) const ENV_META: &str = "meta";

@@ -49,6 +49,7 @@ struct CommitState {
 struct EnvTrees {
     requests: Tree,
     certificates: Tree,
+    certificate_der: Tree,
     serials: Tree,
     revocations: Tree,
     meta: Tree,
@@ -58,6 +59,7 @@ struct EnvTrees {
 struct Tx<'a> {
     requests: &'a TransactionalTree,
     certificates: &'a TransactionalTree,
+    certificate_der: &'a TransactionalTree,
     serials: &'a TransactionalTree,
     revocations: &'a TransactionalTree,
     audit: &'a TransactionalTree,
@@ -117,6 +119,7 @@ impl<'a> Tx<'a> {
                 revoked = Some(serial);
             }
             self.certificates.remove(key)?;
+            self.certificate_der.remove(key)?;
         }
         self.log(
             revocation.revoked_at,
@@ -125,6 +128,16 @@ impl<'a> Tx<'a> {
             EventKind::Cleaned,
         )?;
         Ok(CleanOutcome::Cleaned { revoked })
+    }
+
+    /// Stores a certificate record: the DER in its own tree when the record carries it (a
+    /// new certificate, or a schema 1 record that had it inline), the rest as JSON.
+    fn put_cert(&self, key: &[u8], cert: &CertRecord) -> TxResult<()> {
+        if !cert.der.is_empty() {
+            self.certificate_der.insert(key, cert.der.as_slice())?;
+        }
+        self.certificates.insert(key, encode(cert))?;
+        Ok(())
     }
 
     /// Marks the certificate revoked and lists its serial; the caller checked it is valid.
@@ -136,7 +149,7 @@ impl<'a> Tx<'a> {
         revocation: Revocation,
     ) -> TxResult<()> {
         cert.revocation = Some(revocation);
-        self.certificates.insert(name.as_str(), encode(&cert))?;
+        self.put_cert(name.as_str().as_bytes(), &cert)?;
         let entry = RevokedSerial {
             serial: cert.serial.clone(),
             revocation,
@@ -150,6 +163,20 @@ impl<'a> Tx<'a> {
             EventKind::Revoked,
         )
     }
+}
+
+/// `rec` with its DER from the DER tree, unless it carried it inline (schema 1).
+fn with_der(t: &EnvTrees, name: &str, mut rec: CertRecord) -> Result<CertRecord, StoreError> {
+    if rec.der.is_empty() {
+        let der = t.certificate_der.get(name).map_err(engine)?;
+        rec.der = der
+            .ok_or_else(|| StoreError::Corrupt {
+                tree: schema::CERTIFICATE_DER.into(),
+                detail: format!("no DER for {name}"),
+            })?
+            .to_vec();
+    }
+    Ok(rec)
 }
 
 /// Appends one event to the audit log; the id is the counter in `meta` plus one, so ids
@@ -216,7 +243,11 @@ impl SledStore {
         match meta.get(schema::KEY_SCHEMA).map_err(engine)? {
             Some(v) => {
                 let found = v.as_ref().try_into().map(u32::from_be_bytes).unwrap_or(0);
-                if found != SCHEMA_VERSION {
+                if schema::SCHEMA_COMPATIBLE.contains(&found) {
+                    meta.insert(schema::KEY_SCHEMA, &SCHEMA_VERSION.to_be_bytes())
+                        .map_err(engine)?;
+                    db.flush().map_err(engine)?;
+                } else if found != SCHEMA_VERSION {
                     return Err(StoreError::Schema { found });
                 }
             }
@@ -244,6 +275,7 @@ impl SledStore {
         let trees = Arc::new(EnvTrees {
             requests: open(schema::REQUESTS)?,
             certificates: open(schema::CERTIFICATES)?,
+            certificate_der: open(schema::CERTIFICATE_DER)?,
             serials: open(schema::SERIALS)?,
             revocations: open(schema::REVOCATIONS)?,
             meta: open(schema::ENV_META)?,
@@ -261,16 +293,18 @@ impl SledStore {
         (
             &t.requests,
             &t.certificates,
+            &t.certificate_der,
             &t.serials,
             &t.revocations,
             &self.audit,
             &self.meta,
         )
             .transaction(
-                |(requests, certificates, serials, revocations, audit, meta)| {
+                |(requests, certificates, certificate_der, serials, revocations, audit, meta)| {
                     f(&Tx {
                         requests,
                         certificates,
+                        certificate_der,
                         serials,
                         revocations,
                         audit,
@@ -492,7 +526,7 @@ impl Store for SledStore {
                 return Ok(IssueOutcome::SerialTaken);
             }
             tx.requests.remove(key)?;
-            tx.certificates.insert(key, encode(cert))?;
+            tx.put_cert(key, cert)?;
             tx.serials.insert(skey, key)?;
             tx.log(cert.issued_at, env, name.as_str(), EventKind::Issued)?;
             Ok(IssueOutcome::Issued)
@@ -516,7 +550,7 @@ impl Store for SledStore {
             if tx.serials.get(&skey)?.is_some() {
                 return Ok(RenewOutcome::SerialTaken);
             }
-            tx.certificates.insert(key, encode(cert))?;
+            tx.put_cert(key, cert)?;
             tx.serials.insert(skey, key)?;
             tx.log(cert.issued_at, env, name.as_str(), EventKind::Renewed)?;
             Ok(RenewOutcome::Renewed)
@@ -528,13 +562,13 @@ impl Store for SledStore {
         env: &EnvName,
         name: &Certname,
     ) -> Result<Option<CertRecord>, StoreError> {
-        match self
-            .env(env)?
-            .certificates
-            .get(name.as_str())
-            .map_err(engine)?
-        {
-            Some(v) => Ok(Some(decode("certificates", &v)?)),
+        let t = self.env(env)?;
+        match t.certificates.get(name.as_str()).map_err(engine)? {
+            Some(v) => Ok(Some(with_der(
+                &t,
+                name.as_str(),
+                decode("certificates", &v)?,
+            )?)),
             None => Ok(None),
         }
     }
@@ -762,7 +796,8 @@ impl Store for SledStore {
             for (n, c) in
                 Self::scan::<CertRecord>(&t.certificates, "certificates", None, usize::MAX)?
             {
-                e.certificates.insert(n.to_string(), c);
+                e.certificates
+                    .insert(n.to_string(), with_der(&t, n.as_str(), c)?);
             }
             for item in t.serials.iter() {
                 let (k, v) = item.map_err(engine)?;

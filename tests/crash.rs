@@ -1,6 +1,7 @@
 //! Crash safety: certd is killed with SIGKILL at random moments while clients submit,
 //! sign and revoke concurrently, then restarted on the same data directory. After every
-//! restart: every issuance answered 201 is there and verifies; every revocation answered
+//! restart: every issuance answered 201 (an admin's signing, or autosigning at
+//! submission) is there and verifies; every revocation answered
 //! 204 is on the CRL; no serial is used twice; no name is both pending and signed; the
 //! CRL verifies and lists exactly the revoked serials; the audit log has no gap.
 
@@ -29,6 +30,8 @@ struct Ledger {
     submitted: Vec<String>,
     issued: BTreeSet<String>,
     revoked: BTreeSet<String>,
+    /// Submitted to the autosigning environment and answered 201: issued at once.
+    autosigned: BTreeSet<String>,
 }
 
 /// A tiny deterministic generator, so that a failing run can be replayed.
@@ -54,7 +57,7 @@ fn work(
 ) {
     let mut rng = Lcg(seed);
     while !stop.load(Ordering::Relaxed) {
-        match rng.next(3) {
+        match rng.next(4) {
             0 => {
                 let name = {
                     let mut l = ledger.lock().unwrap();
@@ -72,6 +75,28 @@ fn work(
                 {
                     Ok(r) if r.status() == 201 => ledger.lock().unwrap().submitted.push(name),
                     Ok(r) => panic!("submit {name}: unexpected {}", r.status()),
+                    Err(_) => break,
+                }
+            }
+            3 => {
+                let name = {
+                    let mut l = ledger.lock().unwrap();
+                    l.next += 1;
+                    format!("a{seed}-{}", l.next)
+                };
+                let key = KeyType::EcP256.generate().unwrap();
+                let csr = build_csr(&key, &Certname::parse(&name).unwrap(), &[]).unwrap();
+                // Anonymous agents submit only where the rules let them (production);
+                // the admin's certificate reaches every environment.
+                match admin
+                    .put(format!("{server_url}/auto/certificate_request/{name}"))
+                    .body(csr)
+                    .send()
+                {
+                    Ok(r) if r.status() == 201 => {
+                        ledger.lock().unwrap().autosigned.insert(name);
+                    }
+                    Ok(r) => panic!("autosigned submit {name}: unexpected {}", r.status()),
                     Err(_) => break,
                 }
             }
@@ -199,6 +224,14 @@ fn check(api: &Api, ledger: &Ledger, round: usize) {
             );
         }
     }
+    for name in &ledger.autosigned {
+        let r = api
+            .anon
+            .get(api.url(&format!("/auto/certificate/{name}")))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "round {round}: autosigned {name} is gone");
+    }
     for name in &ledger.revoked {
         assert_eq!(
             state[name]["state"], "revoked",
@@ -288,7 +321,7 @@ fn check_audit(data: &std::path::Path, ledger: &Ledger, round: usize) {
     }
     let has =
         |kind: EventKind, name: &str| audit.iter().any(|e| e.kind == kind && e.certname == name);
-    for n in &ledger.issued {
+    for n in ledger.issued.iter().chain(&ledger.autosigned) {
         assert!(
             has(EventKind::Issued, n),
             "round {round}: no Issued event for {n}"
@@ -305,7 +338,7 @@ fn check_audit(data: &std::path::Path, ledger: &Ledger, round: usize) {
 #[test]
 fn sigkill_under_load_loses_nothing_that_was_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let config = "[ca]\nkey_type = \"ec-p256\"\n";
+    let config = "[ca]\nkey_type = \"ec-p256\"\n[environments.auto]\nautosign = true\n";
     let mut server = Server::start(dir.path(), config);
     let data = server.dir.clone();
     let ledger = Arc::new(Mutex::new(Ledger::default()));
@@ -351,9 +384,9 @@ fn sigkill_under_load_loses_nothing_that_was_acknowledged() {
         server = api.server;
     }
     let l = ledger.lock().unwrap();
-    eprintln!("{KILLS} SIGKILLs, {total_ops} acknowledged operations: {} submitted, {} issued, {} revoked", l.submitted.len(), l.issued.len(), l.revoked.len());
+    eprintln!("{KILLS} SIGKILLs, {total_ops} acknowledged operations: {} submitted, {} issued, {} autosigned, {} revoked", l.submitted.len(), l.issued.len(), l.autosigned.len(), l.revoked.len());
     assert!(
-        l.issued.len() > KILLS && l.revoked.len() > KILLS / 2,
+        l.issued.len() > KILLS && l.revoked.len() > KILLS / 2 && l.autosigned.len() > KILLS,
         "the load must actually exercise issuance and revocation"
     );
 }

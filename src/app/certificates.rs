@@ -108,7 +108,8 @@ impl App {
 
     /// As [`App::sign_pending`]; `validated` is the CSR the caller has just validated
     /// (autosign, right after submission), used when it is still the pending one instead
-    /// of validating the stored copy again.
+    /// of validating the stored copy again. Answers `Ok` only once everything written
+    /// before and during it is durable (autosign relies on this for the request).
     pub(super) fn approve(
         &self,
         env: &EnvCa,

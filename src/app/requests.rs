@@ -104,15 +104,23 @@ impl App {
                 ),
             }),
             SubmitOutcome::Created | SubmitOutcome::Replaced => {
-                self.store.flush()?;
                 if modifies {
+                    self.store.flush()?;
                     self.wake_orders();
                     return Ok(Submitted::Replaced);
                 }
                 let timeout =
                     std::time::Duration::from_secs(env.settings.autosign_timeout.as_secs() as u64);
                 if super::autosign::decide(&env.settings.autosign, timeout, &name, &csr.to_pem()) {
-                    self.approve(&env, &name, None, Some(csr))?;
+                    // An approval answers only once what it did is durable, and that one
+                    // flush covers the request too (one flush per autosigned agent, not
+                    // two). When it fails, the request stays and is made durable here.
+                    if let Err(e) = self.approve(&env, &name, None, Some(csr)) {
+                        self.store.flush()?;
+                        return Err(e);
+                    }
+                } else {
+                    self.store.flush()?;
                 }
                 Ok(if outcome == SubmitOutcome::Created {
                     Submitted::Created

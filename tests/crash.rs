@@ -46,6 +46,18 @@ impl Lcg {
     }
 }
 
+/// A name never used before (`prefix-N`) and a CSR for it with a new key.
+fn fresh_csr(ledger: &Mutex<Ledger>, prefix: &str) -> (String, Vec<u8>) {
+    let name = {
+        let mut l = ledger.lock().unwrap();
+        l.next += 1;
+        format!("{prefix}-{}", l.next)
+    };
+    let key = KeyType::EcP256.generate().unwrap();
+    let csr = build_csr(&key, &Certname::parse(&name).unwrap(), &[]).unwrap();
+    (name, csr)
+}
+
 fn work(
     server_url: String,
     admin: reqwest::blocking::Client,
@@ -59,13 +71,7 @@ fn work(
     while !stop.load(Ordering::Relaxed) {
         match rng.next(4) {
             0 => {
-                let name = {
-                    let mut l = ledger.lock().unwrap();
-                    l.next += 1;
-                    format!("n{seed}-{}", l.next)
-                };
-                let key = KeyType::EcP256.generate().unwrap();
-                let csr = build_csr(&key, &Certname::parse(&name).unwrap(), &[]).unwrap();
+                let (name, csr) = fresh_csr(&ledger, &format!("n{seed}"));
                 match anon
                     .put(format!(
                         "{server_url}/production/certificate_request/{name}"
@@ -79,13 +85,7 @@ fn work(
                 }
             }
             3 => {
-                let name = {
-                    let mut l = ledger.lock().unwrap();
-                    l.next += 1;
-                    format!("a{seed}-{}", l.next)
-                };
-                let key = KeyType::EcP256.generate().unwrap();
-                let csr = build_csr(&key, &Certname::parse(&name).unwrap(), &[]).unwrap();
+                let (name, csr) = fresh_csr(&ledger, &format!("a{seed}"));
                 // Anonymous agents submit only where the rules let them (production);
                 // the admin's certificate reaches every environment.
                 match admin

@@ -114,9 +114,8 @@ impl<'a> Tx<'a> {
         let mut revoked = None;
         if let Some(cert) = cert {
             if cert.revocation.is_none() {
-                let serial = cert.serial.clone();
-                self.revoke(env, name, cert, revocation)?;
-                revoked = Some(serial);
+                self.list_revoked(env, name, &cert.serial, revocation)?;
+                revoked = Some(cert.serial);
             }
             self.certificates.remove(key)?;
             self.certificate_der.remove(key)?;
@@ -150,12 +149,24 @@ impl<'a> Tx<'a> {
     ) -> TxResult<()> {
         cert.revocation = Some(revocation);
         self.put_cert(name.as_str().as_bytes(), &cert)?;
+        self.list_revoked(env, name, &cert.serial, revocation)
+    }
+
+    /// Lists `serial` as revoked and logs it: the part of a revocation that outlives the
+    /// certificate's record (a clean deletes the record right after).
+    fn list_revoked(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        serial: &[u8],
+        revocation: Revocation,
+    ) -> TxResult<()> {
         let entry = RevokedSerial {
-            serial: cert.serial.clone(),
+            serial: serial.to_vec(),
             revocation,
         };
         self.revocations
-            .insert(serial_key(&cert.serial), encode(&entry))?;
+            .insert(serial_key(serial), encode(&entry))?;
         self.log(
             revocation.revoked_at,
             env,

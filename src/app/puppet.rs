@@ -22,7 +22,9 @@ pub fn puppet_date(t: UnixTime) -> String {
     crate::ca::format_utc(t, "UTC")
 }
 
-/// Puppet Server 7's status object (reference section 3.5).
+/// Puppet Server 7's status object (reference section 3.5). Served through
+/// [`PuppetStatus::write_json`]; the derived `Serialize` is the reference it is tested
+/// against.
 #[derive(Debug, Serialize)]
 pub struct PuppetStatus {
     name: String,

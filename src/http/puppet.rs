@@ -298,9 +298,11 @@ async fn get_status(
     };
     let name = name.into_inner();
     match run_raw(&app, move |a| a.puppet_status(&name)).await {
-        Ok(st) => HttpResponse::Ok()
-            .content_type(media)
-            .body(serde_json::to_vec(&st).unwrap_or_default()),
+        Ok(st) => {
+            let mut json = Vec::with_capacity(1024);
+            st.write_json(&mut json);
+            HttpResponse::Ok().content_type(media).body(json)
+        }
         Err(AppError::InvalidInput(_)) => plain(StatusCode::NOT_FOUND, "Resource not found."),
         Err(e) => answer(&req, e, StatusCode::CONFLICT),
     }

@@ -1305,3 +1305,43 @@ fn environments_have_their_own_chain_crl_and_agents() {
     assert!(!crl_of("production").contains(&format!("Serial Number: {serial}")));
     assert!(crl_of("staging").contains("Issuer: CN = certd CA: staging"));
 }
+
+#[test]
+fn a_listing_that_cannot_read_a_certificate_fails_instead_of_blanking_its_fingerprint() {
+    // MD5 is not among the stored fingerprints: the listing reads each certificate's
+    // DER to compute it. When that read fails, the answer is an error, not "".
+    let config = format!("{CONFIG}fingerprint_digest = \"md5\"\n");
+    let (api, dir) = Api::start(&config);
+    api.issue("fp-ok");
+    api.issue("fp-lost");
+    let list = |api: &Api| {
+        api.admin
+            .get(api.url("/production/certificate/"))
+            .header("accept", "application/json")
+            .send()
+            .unwrap()
+    };
+    let before: Vec<Value> = list(&api).json().unwrap();
+    assert_eq!(before.len(), 2);
+    for item in &before {
+        assert_eq!(item["fingerprint"].as_str().unwrap().len(), 47, "{item}");
+    }
+    let data = api.server.dir.clone();
+    api.server.terminate();
+    {
+        let db = sled::open(data.join("store")).unwrap();
+        let der = db.open_tree("env/production/certificate_der").unwrap();
+        assert!(der.remove("fp-lost").unwrap().is_some());
+        db.flush().unwrap();
+    }
+    let server = Server::start(dir.path(), &config);
+    let (cert, key) = admin(&server);
+    let api = Api {
+        anon: client(&server, None),
+        admin: client(&server, Some((&cert, &key))),
+        server,
+    };
+    assert_eq!(problem_code(list(&api)), (500, "internal".into()));
+    let log = api.server.stderr();
+    assert!(log.contains("no DER for fp-lost"), "{log}");
+}

@@ -245,12 +245,12 @@ fn page(mut items: Vec<StatusObject>, limit: usize, more: bool) -> Page {
 
 impl App {
     /// A listed certificate's DER, for a fingerprint under a digest not stored.
-    fn der_of(&self, env: &crate::ca::EnvName, name: &Certname) -> Option<Vec<u8>> {
-        self.store
-            .certificate(env, name)
-            .ok()
-            .flatten()
-            .map(|c| c.der)
+    fn der_of(
+        &self,
+        env: &crate::ca::EnvName,
+        name: &Certname,
+    ) -> Result<Option<Vec<u8>>, AppError> {
+        Ok(self.store.certificate(env, name)?.map(|c| c.der))
     }
 
     /// `GET /{env}/certificate/`: certificates (signed and revoked).
@@ -266,7 +266,7 @@ impl App {
         let items = found
             .into_iter()
             .map(|(n, c)| of_certificate(&env.name, &n, c, digest, || self.der_of(&env.name, &n)))
-            .collect();
+            .collect::<Result<_, _>>()?;
         Ok(page(items, q.limit, false))
     }
 
@@ -330,7 +330,7 @@ impl App {
                 if ri.peek().is_some_and(|(r, _)| *r == n) {
                     ri.next(); // the certificate's status wins over a re-submitted request
                 }
-                of_certificate(&env.name, &n, c, digest, || self.der_of(&env.name, &n))
+                of_certificate(&env.name, &n, c, digest, || self.der_of(&env.name, &n))?
             } else {
                 let (n, r) = ri.next().expect("peeked");
                 of_request(&env.name, &n, &r, digest)

@@ -196,7 +196,11 @@ fn cert_status(name: &Certname, c: CertSummary) -> PuppetStatus {
         .map(|s| s.to_decimal())
         .unwrap_or_default();
     // Puppet's default digest is SHA-256.
-    let fps = super::status::cert_fingerprints(c.fingerprints, Digest::Sha256, || None);
+    let fps = super::status::infallible(super::status::cert_fingerprints(
+        c.fingerprints,
+        Digest::Sha256,
+        || Ok(None),
+    ));
     PuppetStatus {
         name: name.to_string(),
         state: if c.revocation.is_some() {

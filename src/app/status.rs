@@ -92,24 +92,34 @@ pub fn rfc3339(t: UnixTime) -> String {
 /// A certificate's fingerprints: those stored at issue time; one under an unusual
 /// default digest (MD5, SHA-224, SHA-384) is computed from the DER `der` reads, which a
 /// listing does only then (a point read per item).
-pub(super) fn cert_fingerprints(
+pub(super) fn cert_fingerprints<E>(
     s: StoredFingerprints,
     default: Digest,
-    der: impl FnOnce() -> Option<Vec<u8>>,
-) -> Fingerprints {
+    der: impl FnOnce() -> Result<Option<Vec<u8>>, E>,
+) -> Result<Fingerprints, E> {
     let default = match default {
         Digest::Sha1 => s.sha1.clone(),
         Digest::Sha256 => s.sha256.clone(),
         Digest::Sha512 => s.sha512.clone(),
-        other => der()
+        // Not stored: computed from the DER. `None` only when the certificate went away
+        // (a clean) between the listing's scan and this read.
+        other => der()?
             .map(|d| Fingerprint::of_der(&d, other).to_string())
             .unwrap_or_default(),
     };
-    Fingerprints {
+    Ok(Fingerprints {
         sha1: s.sha1,
         sha256: s.sha256,
         sha512: s.sha512,
         default,
+    })
+}
+
+/// The value of a computation that cannot fail (its DER is at hand, or not needed).
+pub(super) fn infallible<T>(r: Result<T, std::convert::Infallible>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(never) => match never {},
     }
 }
 
@@ -132,16 +142,16 @@ pub(super) fn alt_names(dns: &[String], ips: &[String]) -> (Vec<String>, Vec<Str
 }
 
 /// The status of a certificate.
-pub(super) fn of_certificate(
+pub(super) fn of_certificate<E>(
     env: &EnvName,
     name: &Certname,
     c: CertSummary,
     digest: Digest,
-    der: impl FnOnce() -> Option<Vec<u8>>,
-) -> StatusObject {
-    let fps = cert_fingerprints(c.fingerprints, digest, der);
+    der: impl FnOnce() -> Result<Option<Vec<u8>>, E>,
+) -> Result<StatusObject, E> {
+    let fps = cert_fingerprints(c.fingerprints, digest, der)?;
     let (dns_alt_names, subject_alt_names) = alt_names(&c.dns_names, &c.ip_addrs);
-    StatusObject {
+    Ok(StatusObject {
         name: name.to_string(),
         environment: env.to_string(),
         state: if c.revocation.is_some() {
@@ -164,7 +174,7 @@ pub(super) fn of_certificate(
         revoked_at: c.revocation.map(|r| rfc3339(r.revoked_at)),
         revocation_reason: c.revocation.map(|r| r.reason.name()),
         order: None,
-    }
+    })
 }
 
 /// The status of a request.
@@ -212,13 +222,14 @@ impl App {
     /// The JSON status of a certificate the caller may already read (the `application/json`
     /// representation of a certificate resource).
     pub fn certificate_status(&self, view: &super::CertificateView) -> StatusObject {
-        of_certificate(
+        let status = of_certificate(
             &view.env,
             &view.certname,
             view.record.summary(),
             self.config.ca.fingerprint_digest,
-            || Some(view.record.der.clone()),
-        )
+            || Ok(Some(view.record.der.clone())),
+        );
+        infallible(status)
     }
 
     /// `GET /{env}/certificate_status/{name}`: the certificate's status when there is
@@ -228,13 +239,9 @@ impl App {
         let env = self.env_ca(raw_env)?;
         let digest = self.config.ca.fingerprint_digest;
         if let Some(c) = self.store.certificate(&env.name, &name)? {
-            return Ok(of_certificate(
-                &env.name,
-                &name,
-                c.summary(),
-                digest,
-                || Some(c.der.clone()),
-            ));
+            return of_certificate(&env.name, &name, c.summary(), digest, || {
+                Ok::<_, AppError>(Some(c.der.clone()))
+            });
         }
         match self.store.request(&env.name, &name)? {
             Some(r) => Ok(of_request(&env.name, &name, &r, digest)),

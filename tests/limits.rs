@@ -19,7 +19,7 @@ fn tls(server: &Server) -> SslStream<TcpStream> {
 }
 
 /// Reads until the server closes; returns what arrived.
-fn read_all(s: &mut SslStream<TcpStream>) -> String {
+fn read_all<S: Read + Write>(s: &mut SslStream<S>) -> String {
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()
@@ -302,5 +302,70 @@ fn signings_beyond_the_bound_get_503_and_leave_the_request_pending() {
         api.head("/production/certificate_request/busy1"),
         200,
         "still pending"
+    );
+}
+
+/// A TCP stream that holds what is written until `flush`, so that several TLS records
+/// leave in one write.
+#[derive(Debug)]
+struct Held {
+    tcp: TcpStream,
+    out: Vec<u8>,
+}
+
+impl Read for Held {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.tcp.read(buf)
+    }
+}
+
+impl Write for Held {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tcp.write_all(&self.out)?;
+        self.out.clear();
+        self.tcp.flush()
+    }
+}
+
+#[test]
+fn pipelined_requests_arriving_together_are_all_answered() {
+    // The server reads ahead (one `recv` takes every TLS record that has arrived); none
+    // of the requests in those records may be left waiting for more bytes.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "[ca]\nkey_type = \"ec-p256\"\n");
+    let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    b.set_ca_file(server.chain()).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let held = Held {
+        tcp,
+        out: Vec::new(),
+    };
+    let mut s = b.build().connect("localhost", held).unwrap();
+    s.get_mut().flush().unwrap();
+    let get = |close: bool| {
+        format!(
+            "GET /production/certificate/ca HTTP/1.1\r\nHost: localhost\r\nAccept: text/plain\r\n{}\r\n",
+            if close { "Connection: close\r\n" } else { "" }
+        )
+    };
+    // Three requests in one TLS record, then three in a record each, in one TCP write.
+    s.write_all(format!("{}{}{}", get(false), get(false), get(false)).as_bytes())
+        .unwrap();
+    s.write_all(get(false).as_bytes()).unwrap();
+    s.write_all(get(false).as_bytes()).unwrap();
+    s.write_all(get(true).as_bytes()).unwrap();
+    s.flush().unwrap();
+    let answer = read_all(&mut s);
+    assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 6, "{answer}");
+    let chain = std::fs::read_to_string(server.chain()).unwrap();
+    let per_answer = chain.matches("-----END CERTIFICATE-----").count();
+    assert_eq!(
+        answer.matches("-----END CERTIFICATE-----").count(),
+        6 * per_answer
     );
 }

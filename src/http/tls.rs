@@ -108,5 +108,9 @@ fn builder(
     b.set_session_id_context(b"certd")?;
     b.set_num_tickets(0)?;
     b.set_options(SslOptions::NO_TICKET);
+    // One `recv` per burst of records instead of two per record (5-byte header, then the
+    // rest). actix reads until the socket would block, so nothing buffered here is left
+    // unread while the connection waits for readiness.
+    b.set_read_ahead(true);
     Ok(b)
 }

@@ -305,6 +305,39 @@ fn signings_beyond_the_bound_get_503_and_leave_the_request_pending() {
     );
 }
 
+#[test]
+fn an_autosigned_submission_refused_a_signing_still_stores_its_request() {
+    // Autosign signs before storing (request and certificate in one transaction); when
+    // no signing can start, the request is stored alone, durably, and the 503 answered.
+    let (api, _dir) = Api::start(
+        "[ca]\nkey_type = \"ec-p256\"\n[limits]\nmax_pending_signings = 0\n\
+         [environments.production]\nautosign = true\n",
+    );
+    let r = api
+        .anon
+        .put(api.url("/production/certificate_request/busy2"))
+        .body(csr_for("busy2").0)
+        .send()
+        .unwrap();
+    assert_eq!(problem_code(r), (503, "busy".into()));
+    assert_eq!(
+        api.head("/production/certificate_request/busy2"),
+        200,
+        "the request is pending"
+    );
+    assert_eq!(api.head("/production/certificate/busy2"), 404);
+    // A second submission meets the stored request like any other (the native face
+    // replaces a pending request: 200), and is refused a signing the same way.
+    let r = api
+        .anon
+        .put(api.url("/production/certificate_request/busy2"))
+        .body(csr_for("busy2").0)
+        .send()
+        .unwrap();
+    assert_eq!(problem_code(r), (503, "busy".into()));
+    assert_eq!(api.head("/production/certificate_request/busy2"), 200);
+}
+
 /// A TCP stream that holds what is written until `flush`, so that several TLS records
 /// leave in one write.
 #[derive(Debug)]

@@ -248,3 +248,32 @@ fn replacing_a_csr_while_it_is_signed() {
         }
     }
 }
+
+#[test]
+fn autosigned_submissions_for_one_name() {
+    // Autosign signs first and stores request and certificate in one transaction: one
+    // submission wins its certificate, every other meets it and is refused, and nothing
+    // is left pending beside it.
+    let (api, _dir) = Api::start(&format!(
+        "{CONFIG}[environments.production]\nautosign = true\n"
+    ));
+    let api = Arc::new(api);
+    for round in 0..ROUNDS / 2 {
+        let name = format!("as{round}");
+        let (n1, n2) = (name.clone(), name.clone());
+        let (a, b) = race(
+            &api,
+            move |api| api.submit(&n1, &csr_for(&n1).0),
+            move |api| api.submit(&n2, &csr_for(&n2).0),
+        );
+        let all: Vec<u16> = a.into_iter().chain(b).collect();
+        assert_eq!(count(&all, 201), 1, "round {round}: {all:?}");
+        assert_eq!(count(&all, 409), all.len() - 1, "round {round}: {all:?}");
+        assert_eq!(status(&api, &name).unwrap()["state"], "signed");
+        assert_eq!(
+            api.head(&format!("/production/certificate_request/{name}")),
+            404,
+            "round {round}: a request left pending beside the certificate"
+        );
+    }
+}

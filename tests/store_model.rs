@@ -38,6 +38,15 @@ enum Op {
         csr: u8,
         serial: u8,
     },
+    /// An autosigned submission: submit and issue in one transaction.
+    SubmitIssued {
+        env: u8,
+        name: u8,
+        csr: u8,
+        allow: bool,
+        replace: bool,
+        serial: u8,
+    },
     Renew {
         env: u8,
         name: u8,
@@ -77,6 +86,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (e.clone(), n.clone()).prop_map(|(env, name)| Op::Cancel { env, name }),
         2 => (e.clone(), n.clone(), 0u32..4, any::<bool>()).prop_map(|(env, name, attempts, stale)| Op::Order { env, name, attempts, stale }),
         4 => (e.clone(), n.clone(), 0u8..2, 0u8..8).prop_map(|(env, name, csr, serial)| Op::Issue { env, name, csr, serial }),
+        3 => (e.clone(), n.clone(), 0u8..2, any::<bool>(), any::<bool>(), 0u8..8).prop_map(|(env, name, csr, allow, replace, serial)| Op::SubmitIssued { env, name, csr, allow, replace, serial }),
         2 => (e.clone(), n.clone(), 0u8..8, 0u8..8).prop_map(|(env, name, old, serial)| Op::Renew { env, name, old, serial }),
         2 => (e.clone(), n.clone(), any::<bool>()).prop_map(|(env, name, reason)| Op::Revoke { env, name, reason }),
         1 => (e.clone(), n.clone()).prop_map(|(env, name)| Op::Clean { env, name }),
@@ -99,6 +109,32 @@ fn csr(i: u8) -> Vec<u8> {
     vec![0x30, i, i, i]
 }
 
+fn request(c: u8, at: i64) -> RequestRecord {
+    RequestRecord {
+        csr_der: csr(c),
+        submitted_at: at,
+        state: RequestState::Requested,
+        dns_names: vec![],
+        ip_addrs: vec![],
+        order: None,
+    }
+}
+
+fn issued(n: u8, serial: u8, at: i64) -> CertRecord {
+    CertRecord {
+        serial: vec![serial + 1, 0xAB],
+        der: vec![0x30, n, serial],
+        issued_at: at,
+        not_before: 0,
+        not_after: at + 100,
+        dns_names: vec![],
+        ip_addrs: vec![],
+        authorization_extensions: vec![],
+        revocation: None,
+        fingerprints: None,
+    }
+}
+
 /// Applies one operation, returning its outcome as text for comparison.
 fn apply(store: &dyn Store, op: &Op, at: i64) -> String {
     let revocation = |reason: bool| Revocation {
@@ -117,14 +153,7 @@ fn apply(store: &dyn Store, op: &Op, at: i64) -> String {
             allow,
             replace,
         } => {
-            let rec = RequestRecord {
-                csr_der: csr(c),
-                submitted_at: at,
-                state: RequestState::Requested,
-                dns_names: vec![],
-                ip_addrs: vec![],
-                order: None,
-            };
+            let rec = request(c, at);
             format!(
                 "{:?}",
                 store
@@ -196,21 +225,30 @@ fn apply(store: &dyn Store, op: &Op, at: i64) -> String {
             csr: c,
             serial,
         } => {
-            let cert = CertRecord {
-                serial: vec![serial + 1, 0xAB],
-                der: vec![0x30, n, serial],
-                issued_at: at,
-                not_before: 0,
-                not_after: at + 100,
-                dns_names: vec![],
-                ip_addrs: vec![],
-                authorization_extensions: vec![],
-                revocation: None,
-                fingerprints: None,
-            };
+            let cert = issued(n, serial, at);
             format!(
                 "{:?}",
                 store.issue(&env(e), &name(n), &csr(c), &cert).unwrap()
+            )
+        }
+        Op::SubmitIssued {
+            env: e,
+            name: n,
+            csr: c,
+            allow,
+            replace,
+            serial,
+        } => {
+            let rule = SubmitRule {
+                allow_if_signed: allow,
+                replace_pending: replace,
+            };
+            let cert = issued(n, serial, at);
+            format!(
+                "{:?}",
+                store
+                    .submit_issued(&env(e), &name(n), &request(c, at), rule, &cert)
+                    .unwrap()
             )
         }
         Op::Renew {

@@ -5,7 +5,7 @@ use crate::ca::{CaError, CertInfo, Certname, RevocationReason, ValidatedCsr};
 use crate::issuer::{OrderRequest, Outcome, PluginMeta};
 use crate::store::{
     CertRecord, CleanOutcome, IssueOutcome, RequestRecord, RequestState, Revocation, RevokeOutcome,
-    RevokedSerial,
+    RevokedSerial, SubmitIssueOutcome, SubmitOutcome, SubmitRule,
 };
 
 /// A valid certificate as served.
@@ -173,24 +173,11 @@ impl App {
             validity,
         };
         for _ in 0..SIGN_ATTEMPTS {
-            let der = match issuer.backend.issue(&order, &mut PluginMeta::new()) {
-                Outcome::Issued { cert_der } => cert_der,
-                other => {
-                    return Err(AppError::Pki(CaError::BadCertificate(format!(
-                        "the built-in CA did not sign: {other:?}"
-                    ))))
-                }
-            };
-            let record = cert_record(&der, self.now())?;
+            let record = self.sign_here(issuer, &order)?;
             match self.store.issue(&env.name, &name, &req.csr_der, &record)? {
                 IssueOutcome::Issued => {
                     self.store.flush()?;
-                    tracing::info!(env = %env.name, certname = %name, serial = %crate::ca::SerialNumber::from_bytes(&record.serial)?, "issued");
-                    self.metrics.issued(env.name.as_str(), &issuer.name);
-                    return Ok(Signing::Issued(Issued {
-                        env: env.name.to_string(),
-                        certname: name,
-                    }));
+                    return self.issued(env, name, &record, &issuer.name);
                 }
                 IssueOutcome::SerialTaken => continue,
                 IssueOutcome::AlreadySigned => return Err(already_signed(&name)),
@@ -200,9 +187,120 @@ impl App {
                 IssueOutcome::NoRequest => return Err(self.no_request(env, &name)?),
             }
         }
-        Err(AppError::Pki(CaError::BadCertificate(
-            "could not draw an unused serial number".into(),
-        )))
+        Err(serials_exhausted())
+    }
+
+    /// Autosign at submission with an issuer that signs in process: signs first, then
+    /// stores the request and its certificate in one store transaction (one sled
+    /// transaction costs two log-buffer writes on sled's I/O threads, a large part of an
+    /// issuance). Answers `Ok(None)` when the issuer is not in process (the caller stores
+    /// the request and starts the order as usual). When signing fails, the request is
+    /// stored alone and made durable, then the error answered, as when approving a stored
+    /// request fails.
+    pub(super) fn submit_signed(
+        &self,
+        env: &EnvCa,
+        name: &Certname,
+        rec: &RequestRecord,
+        rule: SubmitRule,
+        csr: &ValidatedCsr,
+    ) -> Result<Option<SubmitOutcome>, AppError> {
+        let validity = env
+            .settings
+            .cert_ttl
+            .map(|d| d.as_secs())
+            .unwrap_or(self.config.ca.cert_ttl.as_secs());
+        let issuer = match self.issuer_for(env, csr, validity) {
+            Ok(i) if !i.backend.in_process() => return Ok(None),
+            Ok(i) => i,
+            Err(e) => return self.store_unsigned(env, name, rec, rule, e),
+        };
+        let _slot = match self.signing_slot() {
+            Ok(slot) => slot,
+            Err(e) => return self.store_unsigned(env, name, rec, rule, e),
+        };
+        let order = OrderRequest {
+            env: &env.name,
+            csr,
+            validity,
+        };
+        for _ in 0..SIGN_ATTEMPTS {
+            let record = match self.sign_here(issuer, &order) {
+                Ok(r) => r,
+                Err(e) => return self.store_unsigned(env, name, rec, rule, e),
+            };
+            match self
+                .store
+                .submit_issued(&env.name, name, rec, rule, &record)?
+            {
+                SubmitIssueOutcome::SerialTaken => continue,
+                SubmitIssueOutcome::Refused(refused) => return Ok(Some(refused)),
+                SubmitIssueOutcome::Stored(submitted, issued) => {
+                    self.store.flush()?;
+                    return match issued {
+                        IssueOutcome::Issued => {
+                            self.issued(env, name.clone(), &record, &issuer.name)?;
+                            Ok(Some(submitted))
+                        }
+                        IssueOutcome::AlreadySigned => Err(already_signed(name)),
+                        other => Err(AppError::Pki(CaError::BadCertificate(format!(
+                            "the request just stored could not be issued: {other:?}"
+                        )))),
+                    };
+                }
+            }
+        }
+        self.store_unsigned(env, name, rec, rule, serials_exhausted())
+    }
+
+    /// [`App::submit_signed`] when signing failed with `e`: the request alone, durably;
+    /// then `e`, or the refusal that the submission would have met anyway.
+    fn store_unsigned(
+        &self,
+        env: &EnvCa,
+        name: &Certname,
+        rec: &RequestRecord,
+        rule: SubmitRule,
+        e: AppError,
+    ) -> Result<Option<SubmitOutcome>, AppError> {
+        let outcome = self.store.submit_request(&env.name, name, rec, rule)?;
+        self.store.flush()?;
+        match outcome {
+            SubmitOutcome::Created | SubmitOutcome::Replaced => Err(e),
+            refused => Ok(Some(refused)),
+        }
+    }
+
+    /// Signs `order` with an issuer that answers at once (the built-in CA); the record
+    /// to store.
+    fn sign_here(
+        &self,
+        issuer: &crate::issuer::Configured,
+        order: &OrderRequest<'_>,
+    ) -> Result<CertRecord, AppError> {
+        match issuer.backend.issue(order, &mut PluginMeta::new()) {
+            Outcome::Issued { cert_der } => cert_record(&cert_der, self.now()),
+            other => Err(AppError::Pki(CaError::BadCertificate(format!(
+                "the built-in CA did not sign: {other:?}"
+            )))),
+        }
+    }
+
+    /// Logs and counts a certificate just stored and made durable.
+    fn issued(
+        &self,
+        env: &EnvCa,
+        name: Certname,
+        record: &CertRecord,
+        issuer: &str,
+    ) -> Result<Signing, AppError> {
+        let serial = crate::ca::SerialNumber::from_bytes(&record.serial)?;
+        tracing::info!(env = %env.name, certname = %name, serial = %serial, "issued");
+        self.metrics.issued(env.name.as_str(), issuer);
+        Ok(Signing::Issued(Issued {
+            env: env.name.to_string(),
+            certname: name,
+        }))
     }
 
     /// Why there is nothing to sign: a concurrent signer won (409), or there never was a
@@ -269,6 +367,12 @@ impl App {
             }
         }
     }
+}
+
+fn serials_exhausted() -> AppError {
+    AppError::Pki(CaError::BadCertificate(
+        "could not draw an unused serial number".into(),
+    ))
 }
 
 fn already_signed(name: &Certname) -> AppError {

@@ -30,6 +30,31 @@ impl RequestView {
     }
 }
 
+/// What a submission's store outcome answers: 201/200, or the 409 of a refusal.
+fn submitted(name: &Certname, outcome: SubmitOutcome) -> Result<Submitted, AppError> {
+    match outcome {
+        SubmitOutcome::Created => Ok(Submitted::Created),
+        SubmitOutcome::Replaced => Ok(Submitted::Replaced),
+        SubmitOutcome::RequestPending => Err(AppError::Conflict {
+            code: "already-requested",
+            detail: format!(
+                "{name} already has a requested certificate; ignoring certificate request"
+            ),
+        }),
+        SubmitOutcome::CertificateExists { revoked } => Err(AppError::Conflict {
+            code: if revoked {
+                "already-revoked"
+            } else {
+                "already-signed"
+            },
+            detail: format!(
+                "{name} already has a {} certificate; ignoring certificate request",
+                if revoked { "revoked" } else { "signed" }
+            ),
+        }),
+    }
+}
+
 impl App {
     /// `PUT /{env}/certificate_request/{name}`: validates the CSR under the environment's
     /// policy and stores it as pending, durably.
@@ -58,7 +83,15 @@ impl App {
         let subject = csr.subject();
         // A CSR replacing one whose order is under way keeps the order: the worker hands
         // the new CSR to the issuer's `modify` (seed 000).
-        let order = match self.store.request(&env.name, &name)? {
+        let prev = self.store.request(&env.name, &name)?;
+        let pending = matches!(
+            prev,
+            Some(RequestRecord {
+                state: RequestState::Requested,
+                ..
+            })
+        );
+        let order = match prev {
             Some(RequestRecord {
                 state: RequestState::Requested,
                 order: Some(mut o),
@@ -84,51 +117,41 @@ impl App {
             allow_if_signed: env.settings.allow_duplicate_certs,
             replace_pending: !refuse_pending || env.settings.allow_duplicate_certs,
         };
-        let outcome = self.store.submit_request(&env.name, &name, &rec, rule)?;
-        match outcome {
-            SubmitOutcome::RequestPending => Err(AppError::Conflict {
-                code: "already-requested",
-                detail: format!(
-                    "{name} already has a requested certificate; ignoring certificate request"
-                ),
-            }),
-            SubmitOutcome::CertificateExists { revoked } => Err(AppError::Conflict {
-                code: if revoked {
-                    "already-revoked"
-                } else {
-                    "already-signed"
-                },
-                detail: format!(
-                    "{name} already has a {} certificate; ignoring certificate request",
-                    if revoked { "revoked" } else { "signed" }
-                ),
-            }),
-            SubmitOutcome::Created | SubmitOutcome::Replaced => {
-                if modifies {
-                    self.store.flush()?;
-                    self.wake_orders();
-                    return Ok(Submitted::Replaced);
-                }
-                let timeout =
-                    std::time::Duration::from_secs(env.settings.autosign_timeout.as_secs() as u64);
-                if super::autosign::decide(&env.settings.autosign, timeout, &name, &csr.to_pem()) {
-                    // An approval answers only once what it did is durable, and that one
-                    // flush covers the request too (one flush per autosigned agent, not
-                    // two). When it fails, the request stays and is made durable here.
-                    if let Err(e) = self.approve(&env, &name, None, Some(csr)) {
-                        self.store.flush()?;
-                        return Err(e);
-                    }
-                } else {
-                    self.store.flush()?;
-                }
-                Ok(if outcome == SubmitOutcome::Created {
-                    Submitted::Created
-                } else {
-                    Submitted::Replaced
-                })
+        // The autosign policy is asked only about a submission that will be stored (the
+        // store's transaction decides; these reads spare a policy run and a signature
+        // for one that a reader can already see refused).
+        let refused = (pending && !rule.replace_pending)
+            || (!rule.allow_if_signed && self.store.certificate(&env.name, &name)?.is_some());
+        let autosign = !modifies && !refused && {
+            let timeout =
+                std::time::Duration::from_secs(env.settings.autosign_timeout.as_secs() as u64);
+            super::autosign::decide(&env.settings.autosign, timeout, &name, &csr.to_pem())
+        };
+        if autosign {
+            // Signed in process: the request and its certificate in one transaction.
+            if let Some(outcome) = self.submit_signed(&env, &name, &rec, rule, &csr)? {
+                return submitted(&name, outcome);
             }
         }
+        let outcome = self.store.submit_request(&env.name, &name, &rec, rule)?;
+        let done = submitted(&name, outcome)?;
+        if modifies {
+            self.store.flush()?;
+            self.wake_orders();
+            return Ok(Submitted::Replaced);
+        }
+        if autosign {
+            // An issuer that answers later: the approval starts its order. It answers
+            // only once what it did is durable, and that one flush covers the request
+            // too. When it fails, the request stays and is made durable here.
+            if let Err(e) = self.approve(&env, &name, None, Some(csr)) {
+                self.store.flush()?;
+                return Err(e);
+            }
+        } else {
+            self.store.flush()?;
+        }
+        Ok(done)
     }
 
     /// `GET /{env}/certificate_request/{name}`: the pending request; 410 when it was

@@ -41,6 +41,85 @@ fn env_mut<'a>(s: &'a mut Snapshot, env: &EnvName) -> &'a mut EnvSnapshot {
 }
 
 /// Drops environments left with no content, as the sled snapshot leaves them out.
+/// [`Store::submit_request`] on the state.
+fn submit(
+    s: &mut Snapshot,
+    env: &EnvName,
+    name: &Certname,
+    rec: &RequestRecord,
+    rule: SubmitRule,
+) -> SubmitOutcome {
+    let e = env_mut(s, env);
+    if let Some(c) = e.certificates.get(name.as_str()) {
+        if !rule.allow_if_signed {
+            return SubmitOutcome::CertificateExists {
+                revoked: c.revocation.is_some(),
+            };
+        }
+    }
+    let pending = e
+        .requests
+        .get(name.as_str())
+        .is_some_and(|p| p.state == RequestState::Requested);
+    if pending && !rule.replace_pending {
+        return SubmitOutcome::RequestPending;
+    }
+    let prev = e.requests.insert(name.to_string(), rec.clone());
+    let replaced = prev.is_some_and(|p| p.state == RequestState::Requested);
+    log(
+        s,
+        rec.submitted_at,
+        env,
+        name.as_str(),
+        if replaced {
+            EventKind::Replaced
+        } else {
+            EventKind::Requested
+        },
+    );
+    if replaced {
+        SubmitOutcome::Replaced
+    } else {
+        SubmitOutcome::Created
+    }
+}
+
+/// [`Store::issue`] on the state.
+fn issue(
+    s: &mut Snapshot,
+    env: &EnvName,
+    name: &Certname,
+    csr_der: &[u8],
+    cert: &CertRecord,
+) -> IssueOutcome {
+    let e = env_mut(s, env);
+    let outcome = match e.requests.get(name.as_str()) {
+        Some(r) if r.state == RequestState::Requested => {
+            if r.csr_der != csr_der {
+                IssueOutcome::RequestChanged
+            } else if e
+                .certificates
+                .get(name.as_str())
+                .is_some_and(|c| c.revocation.is_none())
+            {
+                IssueOutcome::AlreadySigned
+            } else if e.serials.contains_key(&cert.serial) {
+                IssueOutcome::SerialTaken
+            } else {
+                IssueOutcome::Issued
+            }
+        }
+        _ => IssueOutcome::NoRequest,
+    };
+    if outcome == IssueOutcome::Issued {
+        e.requests.remove(name.as_str());
+        e.certificates.insert(name.to_string(), cert.clone());
+        e.serials.insert(cert.serial.clone(), name.to_string());
+        log(s, cert.issued_at, env, name.as_str(), EventKind::Issued);
+    }
+    outcome
+}
+
 fn tidy(s: &mut Snapshot) {
     s.envs.retain(|_, e| *e != EnvSnapshot::default());
 }
@@ -159,40 +238,9 @@ impl Store for MemStore {
         rule: SubmitRule,
     ) -> Result<SubmitOutcome, StoreError> {
         Ok(self.with(|s| {
-            let e = env_mut(s, env);
-            if let Some(c) = e.certificates.get(name.as_str()) {
-                if !rule.allow_if_signed {
-                    let revoked = c.revocation.is_some();
-                    tidy(s);
-                    return SubmitOutcome::CertificateExists { revoked };
-                }
-            }
-            let pending = e
-                .requests
-                .get(name.as_str())
-                .is_some_and(|p| p.state == RequestState::Requested);
-            if pending && !rule.replace_pending {
-                tidy(s);
-                return SubmitOutcome::RequestPending;
-            }
-            let prev = e.requests.insert(name.to_string(), rec.clone());
-            let replaced = prev.is_some_and(|p| p.state == RequestState::Requested);
-            log(
-                s,
-                rec.submitted_at,
-                env,
-                name.as_str(),
-                if replaced {
-                    EventKind::Replaced
-                } else {
-                    EventKind::Requested
-                },
-            );
-            if replaced {
-                SubmitOutcome::Replaced
-            } else {
-                SubmitOutcome::Created
-            }
+            let outcome = submit(s, env, name, rec, rule);
+            tidy(s);
+            outcome
         }))
     }
 
@@ -273,31 +321,31 @@ impl Store for MemStore {
         cert: &CertRecord,
     ) -> Result<IssueOutcome, StoreError> {
         Ok(self.with(|s| {
-            let e = env_mut(s, env);
-            let outcome = match e.requests.get(name.as_str()) {
-                Some(r) if r.state == RequestState::Requested => {
-                    if r.csr_der != csr_der {
-                        IssueOutcome::RequestChanged
-                    } else if e
-                        .certificates
-                        .get(name.as_str())
-                        .is_some_and(|c| c.revocation.is_none())
-                    {
-                        IssueOutcome::AlreadySigned
-                    } else if e.serials.contains_key(&cert.serial) {
-                        IssueOutcome::SerialTaken
-                    } else {
-                        IssueOutcome::Issued
+            let outcome = issue(s, env, name, csr_der, cert);
+            tidy(s);
+            outcome
+        }))
+    }
+
+    fn submit_issued(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        rec: &RequestRecord,
+        rule: SubmitRule,
+        cert: &CertRecord,
+    ) -> Result<SubmitIssueOutcome, StoreError> {
+        Ok(self.with(|s| {
+            let outcome = if env_mut(s, env).serials.contains_key(&cert.serial) {
+                SubmitIssueOutcome::SerialTaken
+            } else {
+                match submit(s, env, name, rec, rule) {
+                    o @ (SubmitOutcome::Created | SubmitOutcome::Replaced) => {
+                        SubmitIssueOutcome::Stored(o, issue(s, env, name, &rec.csr_der, cert))
                     }
+                    refused => SubmitIssueOutcome::Refused(refused),
                 }
-                _ => IssueOutcome::NoRequest,
             };
-            if outcome == IssueOutcome::Issued {
-                e.requests.remove(name.as_str());
-                e.certificates.insert(name.to_string(), cert.clone());
-                e.serials.insert(cert.serial.clone(), name.to_string());
-                log(s, cert.issued_at, env, name.as_str(), EventKind::Issued);
-            }
             tidy(s);
             outcome
         }))

@@ -90,6 +90,18 @@ pub enum IssueOutcome {
     SerialTaken,
 }
 
+/// Result of [`Store::submit_issued`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmitIssueOutcome {
+    /// The certificate's serial is already used in this environment; nothing written.
+    SerialTaken,
+    /// The submission was refused (`RequestPending`, `CertificateExists`); nothing written.
+    Refused(SubmitOutcome),
+    /// The request was stored (`Created`, `Replaced`), then the issue's outcome: `Issued`,
+    /// or `AlreadySigned` with the request left pending (as the two steps apart would).
+    Stored(SubmitOutcome, IssueOutcome),
+}
+
 /// Result of [`Store::renew`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RenewOutcome {
@@ -218,6 +230,17 @@ pub trait Store: Send + Sync {
         csr_der: &[u8],
         cert: &CertRecord,
     ) -> Result<IssueOutcome, StoreError>;
+    /// Atomically, [`Store::submit_request`] followed by [`Store::issue`] of the same CSR
+    /// with `cert` (an autosigned submission: one transaction instead of two). Checks the
+    /// serial first, so that `SerialTaken` writes nothing.
+    fn submit_issued(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        rec: &RequestRecord,
+        rule: SubmitRule,
+        cert: &CertRecord,
+    ) -> Result<SubmitIssueOutcome, StoreError>;
     /// Atomically: checks that `name`'s current certificate has `old_serial` and is not
     /// revoked, replaces it with `cert`, and indexes the new serial.
     fn renew(

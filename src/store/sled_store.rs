@@ -93,6 +93,81 @@ impl<'a> Tx<'a> {
         log(self.audit, self.meta, at, env, certname, kind, None)
     }
 
+    /// [`Store::submit_request`] inside a transaction.
+    fn submit(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        rec: &RequestRecord,
+        rule: SubmitRule,
+    ) -> TxResult<SubmitOutcome> {
+        if !rule.allow_if_signed {
+            if let Some(cert) =
+                self.get::<CertRecord>(self.certificates, "certificates", name.as_str().as_bytes())?
+            {
+                return Ok(SubmitOutcome::CertificateExists {
+                    revoked: cert.revocation.is_some(),
+                });
+            }
+        }
+        let prev =
+            self.get::<RequestRecord>(self.requests, "requests", name.as_str().as_bytes())?;
+        let replaced = matches!(
+            prev,
+            Some(RequestRecord {
+                state: RequestState::Requested,
+                ..
+            })
+        );
+        if replaced && !rule.replace_pending {
+            return Ok(SubmitOutcome::RequestPending);
+        }
+        self.requests.insert(name.as_str(), encode(rec))?;
+        let kind = if replaced {
+            EventKind::Replaced
+        } else {
+            EventKind::Requested
+        };
+        self.log(rec.submitted_at, env, name.as_str(), kind)?;
+        Ok(if replaced {
+            SubmitOutcome::Replaced
+        } else {
+            SubmitOutcome::Created
+        })
+    }
+
+    /// [`Store::issue`] inside a transaction.
+    fn issue(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        csr_der: &[u8],
+        cert: &CertRecord,
+    ) -> TxResult<IssueOutcome> {
+        let key = name.as_str().as_bytes();
+        let req = match self.get::<RequestRecord>(self.requests, "requests", key)? {
+            Some(r) if r.state == RequestState::Requested => r,
+            _ => return Ok(IssueOutcome::NoRequest),
+        };
+        if req.csr_der != csr_der {
+            return Ok(IssueOutcome::RequestChanged);
+        }
+        if let Some(existing) = self.get::<CertRecord>(self.certificates, "certificates", key)? {
+            if existing.revocation.is_none() {
+                return Ok(IssueOutcome::AlreadySigned);
+            }
+        }
+        let skey = serial_key(&cert.serial);
+        if self.serials.get(&skey)?.is_some() {
+            return Ok(IssueOutcome::SerialTaken);
+        }
+        self.requests.remove(key)?;
+        self.put_cert(key, cert)?;
+        self.serials.insert(skey, key)?;
+        self.log(cert.issued_at, env, name.as_str(), EventKind::Issued)?;
+        Ok(IssueOutcome::Issued)
+    }
+
     /// Cleans `name`: revokes its certificate if valid, forgets it and any request;
     /// with `certified`, only if it has a certificate.
     fn clean(
@@ -406,41 +481,7 @@ impl Store for SledStore {
         rec: &RequestRecord,
         rule: SubmitRule,
     ) -> Result<SubmitOutcome, StoreError> {
-        self.txn(env, |tx| {
-            if !rule.allow_if_signed {
-                if let Some(cert) =
-                    tx.get::<CertRecord>(tx.certificates, "certificates", name.as_str().as_bytes())?
-                {
-                    return Ok(SubmitOutcome::CertificateExists {
-                        revoked: cert.revocation.is_some(),
-                    });
-                }
-            }
-            let prev =
-                tx.get::<RequestRecord>(tx.requests, "requests", name.as_str().as_bytes())?;
-            let replaced = matches!(
-                prev,
-                Some(RequestRecord {
-                    state: RequestState::Requested,
-                    ..
-                })
-            );
-            if replaced && !rule.replace_pending {
-                return Ok(SubmitOutcome::RequestPending);
-            }
-            tx.requests.insert(name.as_str(), encode(rec))?;
-            let kind = if replaced {
-                EventKind::Replaced
-            } else {
-                EventKind::Requested
-            };
-            tx.log(rec.submitted_at, env, name.as_str(), kind)?;
-            Ok(if replaced {
-                SubmitOutcome::Replaced
-            } else {
-                SubmitOutcome::Created
-            })
-        })
+        self.txn(env, |tx| tx.submit(env, name, rec, rule))
     }
 
     fn reject_request(
@@ -518,29 +559,27 @@ impl Store for SledStore {
         csr_der: &[u8],
         cert: &CertRecord,
     ) -> Result<IssueOutcome, StoreError> {
+        self.txn(env, |tx| tx.issue(env, name, csr_der, cert))
+    }
+
+    fn submit_issued(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        rec: &RequestRecord,
+        rule: SubmitRule,
+        cert: &CertRecord,
+    ) -> Result<SubmitIssueOutcome, StoreError> {
         self.txn(env, |tx| {
-            let key = name.as_str().as_bytes();
-            let req = match tx.get::<RequestRecord>(tx.requests, "requests", key)? {
-                Some(r) if r.state == RequestState::Requested => r,
-                _ => return Ok(IssueOutcome::NoRequest),
-            };
-            if req.csr_der != csr_der {
-                return Ok(IssueOutcome::RequestChanged);
+            if tx.serials.get(serial_key(&cert.serial))?.is_some() {
+                return Ok(SubmitIssueOutcome::SerialTaken);
             }
-            if let Some(existing) = tx.get::<CertRecord>(tx.certificates, "certificates", key)? {
-                if existing.revocation.is_none() {
-                    return Ok(IssueOutcome::AlreadySigned);
-                }
+            match tx.submit(env, name, rec, rule)? {
+                o @ (SubmitOutcome::Created | SubmitOutcome::Replaced) => Ok(
+                    SubmitIssueOutcome::Stored(o, tx.issue(env, name, &rec.csr_der, cert)?),
+                ),
+                refused => Ok(SubmitIssueOutcome::Refused(refused)),
             }
-            let skey = serial_key(&cert.serial);
-            if tx.serials.get(&skey)?.is_some() {
-                return Ok(IssueOutcome::SerialTaken);
-            }
-            tx.requests.remove(key)?;
-            tx.put_cert(key, cert)?;
-            tx.serials.insert(skey, key)?;
-            tx.log(cert.issued_at, env, name.as_str(), EventKind::Issued)?;
-            Ok(IssueOutcome::Issued)
         })
     }
 

@@ -166,18 +166,17 @@ async fn certificate(
     name: web::Path<String>,
 ) -> HttpResponse {
     let name = name.into_inner();
+    // Answered on the worker thread, as the native face's probes are
+    // (`resources::run_inline`): one store key or memory, no hop to the blocking pool.
     let result = if name == "ca" {
-        run_raw(&app, move |a| a.puppet_ca_bundle()).await
+        app.puppet_ca_bundle()
     } else {
-        let shown = name.clone();
-        run_raw(&app, move |a| a.puppet_certificate(&name))
-            .await
-            .map_err(|e| match e {
-                AppError::InvalidInput(_) => {
-                    AppError::NotFound(format!("Could not find certificate {shown}"))
-                }
-                other => other,
-            })
+        app.puppet_certificate(&name).map_err(|e| match e {
+            AppError::InvalidInput(_) => {
+                AppError::NotFound(format!("Could not find certificate {name}"))
+            }
+            other => other,
+        })
     };
     match result {
         Ok((pem, modified)) => pem_or_304(&req, pem, modified),
@@ -186,7 +185,8 @@ async fn certificate(
 }
 
 async fn crl(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
-    match run_raw(&app, move |a| a.crl_bundle(PUPPET_ENV)).await {
+    // From memory, on the worker thread (as `certificate`).
+    match app.crl_bundle(PUPPET_ENV) {
         Ok((pem, modified)) => pem_or_304(&req, pem, modified),
         Err(e) => answer(&req, e, StatusCode::CONFLICT),
     }

@@ -313,13 +313,14 @@ fn an_autosigned_submission_refused_a_signing_still_stores_its_request() {
         "[ca]\nkey_type = \"ec-p256\"\n[limits]\nmax_pending_signings = 0\n\
          [environments.production]\nautosign = true\n",
     );
-    let r = api
-        .anon
-        .put(api.url("/production/certificate_request/busy2"))
-        .body(csr_for("busy2").0)
-        .send()
-        .unwrap();
-    assert_eq!(problem_code(r), (503, "busy".into()));
+    let put = || {
+        api.anon
+            .put(api.url("/production/certificate_request/busy2"))
+            .body(csr_for("busy2").0)
+            .send()
+            .unwrap()
+    };
+    assert_eq!(problem_code(put()), (503, "busy".into()));
     assert_eq!(
         api.head("/production/certificate_request/busy2"),
         200,
@@ -328,13 +329,7 @@ fn an_autosigned_submission_refused_a_signing_still_stores_its_request() {
     assert_eq!(api.head("/production/certificate/busy2"), 404);
     // A second submission meets the stored request like any other (the native face
     // replaces a pending request: 200), and is refused a signing the same way.
-    let r = api
-        .anon
-        .put(api.url("/production/certificate_request/busy2"))
-        .body(csr_for("busy2").0)
-        .send()
-        .unwrap();
-    assert_eq!(problem_code(r), (503, "busy".into()));
+    assert_eq!(problem_code(put()), (503, "busy".into()));
     assert_eq!(api.head("/production/certificate_request/busy2"), 200);
 }
 

@@ -154,9 +154,7 @@ impl App {
             )
             .map_err(AppError::CsrRejected)?,
         };
-        let validity = ttl
-            .or(env.settings.cert_ttl.map(|d| d.as_secs()))
-            .unwrap_or(self.config.ca.cert_ttl.as_secs());
+        let validity = self.validity(env, ttl);
         if let Some(order) = &req.order {
             // Approved before; the order is under way.
             return Ok(Signing::Accepted {
@@ -205,11 +203,7 @@ impl App {
         rule: SubmitRule,
         csr: &ValidatedCsr,
     ) -> Result<Option<SubmitOutcome>, AppError> {
-        let validity = env
-            .settings
-            .cert_ttl
-            .map(|d| d.as_secs())
-            .unwrap_or(self.config.ca.cert_ttl.as_secs());
+        let validity = self.validity(env, None);
         let issuer = match self.issuer_for(env, csr, validity) {
             Ok(i) if !i.backend.in_process() => return Ok(None),
             Ok(i) => i,
@@ -269,6 +263,13 @@ impl App {
             SubmitOutcome::Created | SubmitOutcome::Replaced => Err(e),
             refused => Ok(Some(refused)),
         }
+    }
+
+    /// Seconds a new certificate is valid: the signer's `ttl`, else the environment's
+    /// `cert_ttl`, else the CA's.
+    fn validity(&self, env: &EnvCa, ttl: Option<i64>) -> i64 {
+        ttl.or(env.settings.cert_ttl.map(|d| d.as_secs()))
+            .unwrap_or(self.config.ca.cert_ttl.as_secs())
     }
 
     /// Signs `order` with an issuer that answers at once (the built-in CA); the record

@@ -3,8 +3,8 @@
 
 use certd::ca::{Certname, EnvName, RevocationReason};
 use certd::store::{
-    CertRecord, CrlRecord, EnvRecord, MemStore, RequestRecord, RequestState, Revocation, SledStore,
-    Store, SubmitRule,
+    CertRecord, CrlRecord, EnvRecord, IssueOutcome, MemStore, RequestRecord, RequestState,
+    Revocation, SledStore, Store, SubmitIssueOutcome, SubmitOutcome, SubmitRule,
 };
 use proptest::prelude::*;
 
@@ -546,4 +546,93 @@ fn opens_a_schema_1_store_and_moves_each_der_out_when_its_record_is_written() {
         der.get(name(1).as_str()).unwrap().is_none(),
         "not written: still inline"
     );
+}
+
+#[test]
+fn concurrent_autosigned_submissions_commit_together_and_keep_to_themselves() {
+    // Concurrent `submit_issued` calls share transactions (one per environment and
+    // batch). Each must still get its own outcome; a submission whose record is corrupt
+    // fails alone, not the batch it shared.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema_version", &2u32.to_be_bytes())
+            .unwrap();
+        db.open_tree("env/production/requests")
+            .unwrap()
+            .insert("corrupt.example.com", b"{not json".as_slice())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let store = std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
+    let rule = SubmitRule {
+        allow_if_signed: false,
+        replace_pending: true,
+    };
+    const THREADS: u8 = 8;
+    const EACH: u8 = 40;
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(THREADS as usize));
+    let handles: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                (0..EACH)
+                    .map(|i| {
+                        // Every name is submitted by two threads; the corrupt one, in
+                        // production, by all of them, often.
+                        let n = if i % 4 == 0 {
+                            Certname::parse("corrupt.example.com").unwrap()
+                        } else {
+                            Certname::parse(&format!("n{}-{i}.example.com", t / 2)).unwrap()
+                        };
+                        let e = env(i % 2);
+                        let mut cert = issued(i, 0, 7);
+                        cert.serial = vec![1, t, i];
+                        let out = store.submit_issued(&e, &n, &request(t, 7), rule, &cert);
+                        (e, n, cert.serial, out)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for h in handles {
+        results.extend(h.join().unwrap());
+    }
+    let mut issued_per_name = std::collections::BTreeMap::new();
+    for (e, n, serial, out) in &results {
+        if n.as_str() == "corrupt.example.com" && e.as_str() == "production" {
+            assert!(out.is_err(), "{out:?}");
+            continue;
+        }
+        match out.as_ref().unwrap() {
+            SubmitIssueOutcome::Stored(SubmitOutcome::Created, IssueOutcome::Issued) => {
+                assert_eq!(
+                    store.certificate(e, n).unwrap().unwrap().serial,
+                    *serial,
+                    "{e} {n}"
+                );
+                *issued_per_name.entry((e.clone(), n.clone())).or_insert(0) += 1;
+            }
+            SubmitIssueOutcome::Refused(SubmitOutcome::CertificateExists { revoked: false }) => {}
+            other => panic!("{e} {n}: {other:?}"),
+        }
+    }
+    // Every name got exactly one certificate, and no request was left beside it.
+    let names: std::collections::BTreeSet<_> = results
+        .iter()
+        .filter(|(e, n, _, _)| !(n.as_str() == "corrupt.example.com" && e.as_str() == "production"))
+        .map(|(e, n, _, _)| (e.clone(), n.clone()))
+        .collect();
+    assert_eq!(names.len(), issued_per_name.len());
+    assert!(
+        issued_per_name.values().all(|c| *c == 1),
+        "{issued_per_name:?}"
+    );
+    for (e, n) in &names {
+        assert_eq!(store.request(e, n).unwrap(), None, "{e} {n}");
+    }
 }

@@ -21,6 +21,7 @@ pub struct SledStore {
     audit: Tree,
     envs: RwLock<HashMap<EnvName, Arc<EnvTrees>>>,
     commit: GroupCommit,
+    issues: IssueBatch,
 }
 
 /// sled's page cache size.
@@ -44,6 +45,36 @@ struct CommitState {
     durable: u64,
     /// A flush is under way.
     flushing: bool,
+}
+
+/// Autosigned submissions ([`Store::submit_issued`]) committed together: every sled
+/// transaction seals and writes the log buffer before it and its batch manifest after,
+/// each write handed to sled's I/O pool, so concurrent submissions share one
+/// transaction per environment. One caller at a time (the leader) takes every queued
+/// submission and applies them in order inside one transaction; the others wait for
+/// their outcome, or lead the next batch. No caller waits for company: a lone
+/// submission is a batch of one.
+#[derive(Default)]
+struct IssueBatch {
+    state: std::sync::Mutex<BatchState>,
+    done: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct BatchState {
+    next_id: u64,
+    queue: Vec<(u64, IssueOp)>,
+    outcomes: HashMap<u64, Result<SubmitIssueOutcome, StoreError>>,
+    leading: bool,
+}
+
+/// One queued [`Store::submit_issued`].
+struct IssueOp {
+    env: EnvName,
+    name: Certname,
+    rec: RequestRecord,
+    rule: SubmitRule,
+    cert: CertRecord,
 }
 
 struct EnvTrees {
@@ -134,6 +165,27 @@ impl<'a> Tx<'a> {
         } else {
             SubmitOutcome::Created
         })
+    }
+
+    /// [`Store::submit_issued`] inside a transaction: the serial first, so that
+    /// `SerialTaken` writes nothing.
+    fn submit_issued(&self, op: &IssueOp) -> TxResult<SubmitIssueOutcome> {
+        let IssueOp {
+            env,
+            name,
+            rec,
+            rule,
+            cert,
+        } = op;
+        if self.serials.get(serial_key(&cert.serial))?.is_some() {
+            return Ok(SubmitIssueOutcome::SerialTaken);
+        }
+        match self.submit(env, name, rec, *rule)? {
+            o @ (SubmitOutcome::Created | SubmitOutcome::Replaced) => Ok(
+                SubmitIssueOutcome::Stored(o, self.issue(env, name, &rec.csr_der, cert)?),
+            ),
+            refused => Ok(SubmitIssueOutcome::Refused(refused)),
+        }
     }
 
     /// [`Store::issue`] inside a transaction.
@@ -350,6 +402,7 @@ impl SledStore {
             db,
             envs: RwLock::new(HashMap::new()),
             commit: GroupCommit::default(),
+            issues: IssueBatch::default(),
         })
     }
 
@@ -402,6 +455,43 @@ impl SledStore {
                 TransactionError::Abort(e) => e,
                 TransactionError::Storage(e) => engine(e),
             })
+    }
+
+    /// Applies a batch of [`Store::submit_issued`] calls, in order, in one transaction
+    /// per environment. When that transaction fails, each is retried alone, so that one
+    /// bad record fails only its own submission.
+    fn commit_issues(
+        &self,
+        batch: Vec<(u64, IssueOp)>,
+    ) -> Vec<(u64, Result<SubmitIssueOutcome, StoreError>)> {
+        let mut by_env: Vec<(EnvName, Vec<(u64, IssueOp)>)> = Vec::new();
+        for (id, op) in batch {
+            match by_env.iter_mut().find(|(e, _)| *e == op.env) {
+                Some((_, ops)) => ops.push((id, op)),
+                None => by_env.push((op.env.clone(), vec![(id, op)])),
+            }
+        }
+        let mut out = Vec::new();
+        for (env, ops) in by_env {
+            let together = self.txn(&env, |tx| {
+                ops.iter()
+                    .map(|(_, op)| tx.submit_issued(op))
+                    .collect::<TxResult<Vec<_>>>()
+            });
+            match together {
+                Ok(outcomes) => out.extend(
+                    ops.iter()
+                        .map(|(id, _)| *id)
+                        .zip(outcomes.into_iter().map(Ok)),
+                ),
+                Err(e) if ops.len() == 1 => out.push((ops[0].0, Err(e))),
+                Err(_) => out.extend(
+                    ops.iter()
+                        .map(|(id, op)| (*id, self.txn(&env, |tx| tx.submit_issued(op)))),
+                ),
+            }
+        }
+        out
     }
 
     fn scan<T: serde::de::DeserializeOwned>(
@@ -570,17 +660,47 @@ impl Store for SledStore {
         rule: SubmitRule,
         cert: &CertRecord,
     ) -> Result<SubmitIssueOutcome, StoreError> {
-        self.txn(env, |tx| {
-            if tx.serials.get(serial_key(&cert.serial))?.is_some() {
-                return Ok(SubmitIssueOutcome::SerialTaken);
+        fn lock(m: &std::sync::Mutex<BatchState>) -> std::sync::MutexGuard<'_, BatchState> {
+            m.lock().unwrap_or_else(|p| p.into_inner())
+        }
+        let mut st = lock(&self.issues.state);
+        let id = st.next_id;
+        st.next_id += 1;
+        st.queue.push((
+            id,
+            IssueOp {
+                env: env.clone(),
+                name: name.clone(),
+                rec: rec.clone(),
+                rule,
+                cert: cert.clone(),
+            },
+        ));
+        loop {
+            if let Some(outcome) = st.outcomes.remove(&id) {
+                return outcome;
             }
-            match tx.submit(env, name, rec, rule)? {
-                o @ (SubmitOutcome::Created | SubmitOutcome::Replaced) => Ok(
-                    SubmitIssueOutcome::Stored(o, tx.issue(env, name, &rec.csr_der, cert)?),
-                ),
-                refused => Ok(SubmitIssueOutcome::Refused(refused)),
+            if st.leading {
+                st = self.issues.done.wait(st).unwrap_or_else(|p| p.into_inner());
+                continue;
             }
-        })
+            st.leading = true;
+            let batch = std::mem::take(&mut st.queue);
+            drop(st);
+            let ids: Vec<u64> = batch.iter().map(|(id, _)| *id).collect();
+            let outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.commit_issues(batch)
+            }))
+            .unwrap_or_else(|_| {
+                ids.iter()
+                    .map(|id| (*id, Err(StoreError::Engine("issue batch panicked".into()))))
+                    .collect()
+            });
+            st = lock(&self.issues.state);
+            st.outcomes.extend(outcomes);
+            st.leading = false;
+            self.issues.done.notify_all();
+        }
     }
 
     fn renew(

@@ -230,7 +230,7 @@ impl App {
                 SubmitIssueOutcome::SerialTaken => continue,
                 SubmitIssueOutcome::Refused(refused) => return Ok(Some(refused)),
                 SubmitIssueOutcome::Stored(submitted, issued) => {
-                    self.store.flush()?;
+                    // Durable already: submit_issued flushed it.
                     return match issued {
                         IssueOutcome::Issued => {
                             self.issued(env, name.clone(), &record, &issuer.name)?;

@@ -232,7 +232,9 @@ pub trait Store: Send + Sync {
     ) -> Result<IssueOutcome, StoreError>;
     /// Atomically, [`Store::submit_request`] followed by [`Store::issue`] of the same CSR
     /// with `cert` (an autosigned submission: one transaction instead of two). Checks the
-    /// serial first, so that `SerialTaken` writes nothing.
+    /// serial first, so that `SerialTaken` writes nothing. Returns once what it stored is
+    /// durable, as after [`Store::flush`] (so that concurrent calls can share one commit
+    /// and one flush); an error when it could not be made so.
     fn submit_issued(
         &self,
         env: &EnvName,

@@ -50,9 +50,9 @@ struct CommitState {
 /// Autosigned submissions ([`Store::submit_issued`]) committed together: every sled
 /// transaction seals and writes the log buffer before it and its batch manifest after,
 /// each write handed to sled's I/O pool, so concurrent submissions share one
-/// transaction per environment. One caller at a time (the leader) takes every queued
-/// submission and applies them in order inside one transaction; the others wait for
-/// their outcome, or lead the next batch. No caller waits for company: a lone
+/// transaction per environment and one flush. One caller at a time (the leader) takes
+/// every queued submission, applies them in order inside one transaction and flushes;
+/// the others wait for their outcome, or lead the next batch. No caller waits for company: a lone
 /// submission is a batch of one.
 #[derive(Default)]
 struct IssueBatch {
@@ -688,7 +688,7 @@ impl Store for SledStore {
             let batch = std::mem::take(&mut st.queue);
             drop(st);
             let ids: Vec<u64> = batch.iter().map(|(id, _)| *id).collect();
-            let outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.commit_issues(batch)
             }))
             .unwrap_or_else(|_| {
@@ -696,6 +696,18 @@ impl Store for SledStore {
                     .map(|id| (*id, Err(StoreError::Engine("issue batch panicked".into()))))
                     .collect()
             });
+            // Durable before anyone hears of it; submissions arriving meanwhile queue up
+            // for the next batch.
+            let stored = |o: &Result<SubmitIssueOutcome, StoreError>| {
+                matches!(o, Ok(SubmitIssueOutcome::Stored(..)))
+            };
+            if outcomes.iter().any(|(_, o)| stored(o)) {
+                if let Err(e) = self.flush() {
+                    for (_, o) in outcomes.iter_mut().filter(|(_, o)| stored(o)) {
+                        *o = Err(StoreError::Engine(format!("not made durable: {e}")));
+                    }
+                }
+            }
             st = lock(&self.issues.state);
             st.outcomes.extend(outcomes);
             st.leading = false;

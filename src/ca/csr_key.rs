@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 use der::Decode;
 use openssl::bn::{BigNum, BigNumContext};
 use openssl::ec::{EcGroup, EcKey, EcPoint};
+use openssl::ecdsa::EcdsaSig;
 use openssl::hash::MessageDigest;
 use openssl::nid::Nid;
 use openssl::pkey::{Id, PKey, Public};
@@ -138,6 +139,9 @@ pub(super) fn verify(der: &[u8], alg: &str, signature: &[u8], key: &PKey<Public>
     if key.id() != family {
         return false;
     }
+    if family == Id::EC {
+        return ecdsa_verify(alg, tbs, signature, key);
+    }
     let verifier = match md {
         Some(md) => Verifier::new(md, key),
         None => Verifier::new_without_digest(key),
@@ -145,6 +149,26 @@ pub(super) fn verify(der: &[u8], alg: &str, signature: &[u8], key: &PKey<Public>
     verifier
         .and_then(|mut v| v.verify_oneshot(signature, tbs))
         .unwrap_or(false)
+}
+
+/// An ECDSA signature checked on the key as built ([`public_key`] makes an `EC_KEY`),
+/// without `EVP_DigestVerifyInit`: OpenSSL 3 copies such a key into its provider's form
+/// on every EVP operation, which cost ~24 us per CSR, more than half the check itself.
+/// The signature must be DER, exactly, with nothing after it (as the EVP path requires).
+fn ecdsa_verify(alg: &str, tbs: &[u8], signature: &[u8], key: &PKey<Public>) -> bool {
+    let digest: Vec<u8> = match alg {
+        "1.2.840.10045.4.3.2" => openssl::sha::sha256(tbs).to_vec(),
+        "1.2.840.10045.4.3.3" => openssl::sha::sha384(tbs).to_vec(),
+        "1.2.840.10045.4.3.4" => openssl::sha::sha512(tbs).to_vec(),
+        _ => return false,
+    };
+    let (Ok(ec), Ok(sig)) = (key.ec_key(), EcdsaSig::from_der(signature)) else {
+        return false;
+    };
+    if sig.to_der().ok().as_deref() != Some(signature) {
+        return false;
+    }
+    sig.verify(&digest, &ec).unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -195,6 +219,32 @@ mod tests {
                 "1.2.840.113549.1.1.11"
             };
             assert!(!verify(&der, other, &sig, &ours), "{kt:?}");
+            // The same signature with a byte after it, or its length in long form
+            // (BER, not DER), is refused.
+            let mut trailing = sig.clone();
+            trailing.push(0);
+            assert!(!verify(&der, &alg, &trailing, &ours), "{kt:?}: trailing");
+            if kt != KeyType::Rsa2048 && kt != KeyType::Ed25519 {
+                assert!(sig[1] < 0x80, "{kt:?}: a short-form SEQUENCE length");
+                let mut long = vec![0x30, 0x81, sig[1]];
+                long.extend_from_slice(&sig[2..]);
+                let ossl_says = |s: &[u8]| {
+                    let md = match alg.as_str() {
+                        "1.2.840.10045.4.3.2" => MessageDigest::sha256(),
+                        "1.2.840.10045.4.3.3" => MessageDigest::sha384(),
+                        other => panic!("{kt:?}: {other}"),
+                    };
+                    let mut v = openssl::sign::Verifier::new(md, &theirs).unwrap();
+                    v.verify_oneshot(s, first_inner(&der).unwrap())
+                        .unwrap_or(false)
+                };
+                assert!(ossl_says(&sig), "{kt:?}");
+                assert!(
+                    !ossl_says(&long),
+                    "{kt:?}: OpenSSL's EVP path refuses BER too"
+                );
+                assert!(!verify(&der, &alg, &long, &ours), "{kt:?}: BER length");
+            }
         }
     }
 }

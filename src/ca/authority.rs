@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
 
 use openssl::asn1::{Asn1Object, Asn1OctetString, Asn1Time};
 use openssl::hash::MessageDigest;
@@ -89,6 +90,45 @@ impl Subject {
 pub struct CaPair {
     cert: X509,
     key: PrivateKey,
+    /// The extensions every leaf this CA signs carries, built on first use: building
+    /// them (OpenSSL's config-string parsers) cost as much per leaf as the rest of it.
+    leaf: Arc<OnceLock<LeafConstants>>,
+}
+
+/// A leaf's extensions that depend on neither its subject nor its key.
+struct LeafConstants {
+    basic_constraints: X509Extension,
+    key_usage: X509Extension,
+    key_usage_rsa: X509Extension,
+    extended_key_usage: X509Extension,
+    authority_key_id: X509Extension,
+}
+
+impl LeafConstants {
+    fn build(ca: &X509Ref) -> Result<Self, CaError> {
+        let ku = |rsa: bool| {
+            let mut ku = KeyUsage::new();
+            ku.critical().digital_signature();
+            if rsa {
+                ku.key_encipherment();
+            }
+            ku.build()
+        };
+        let ctx_builder = X509Builder::new()?;
+        Ok(LeafConstants {
+            basic_constraints: BasicConstraints::new().critical().build()?,
+            key_usage: ku(false)?,
+            key_usage_rsa: ku(true)?,
+            extended_key_usage: ExtendedKeyUsage::new()
+                .critical()
+                .server_auth()
+                .client_auth()
+                .build()?,
+            authority_key_id: AuthorityKeyIdentifier::new()
+                .keyid(true)
+                .build(&ctx_builder.x509v3_context(Some(ca), None))?,
+        })
+    }
 }
 
 /// The digest a CA key signs with: SHA-256 (SHA-384 for P-384), none for Ed25519.
@@ -114,6 +154,24 @@ fn name(cn: &str) -> Result<openssl::x509::X509Name, CaError> {
 const DER_UTF8_TRUE: [u8; 6] = [0x0c, 0x04, b't', b'r', b'u', b'e'];
 
 impl CaPair {
+    fn assemble(cert: X509, key: PrivateKey) -> CaPair {
+        CaPair {
+            cert,
+            key,
+            leaf: Arc::default(),
+        }
+    }
+
+    fn leaf_constants(&self) -> Result<&LeafConstants, CaError> {
+        match self.leaf.get() {
+            Some(c) => Ok(c),
+            None => {
+                let built = LeafConstants::build(&self.cert)?;
+                Ok(self.leaf.get_or_init(|| built))
+            }
+        }
+    }
+
     /// A new self-signed root CA named `cn`, valid from one day before `clock.now()` for
     /// `validity` seconds. Key usage keyCertSign + cRLSign, basicConstraints CA:TRUE.
     pub fn new_root(
@@ -148,7 +206,7 @@ impl CaPair {
         let cert = b.build();
         // A self-signed certificate has no issuer to copy an AKI from; OpenSSL would add
         // the SKI as AKI, which is what `openssl req -x509` does too. Keep it minimal.
-        Ok(CaPair { cert, key })
+        Ok(CaPair::assemble(cert, key))
     }
 
     /// A new issuing CA named `cn`, signed by this (root) CA, with pathlen 0 so it can
@@ -188,10 +246,7 @@ impl CaPair {
             .build(&b.x509v3_context(Some(&self.cert), None))?;
         b.append_extension(aki)?;
         b.sign(self.key.pkey(), signing_digest(&self.key))?;
-        Ok(CaPair {
-            cert: b.build(),
-            key,
-        })
+        Ok(CaPair::assemble(b.build(), key))
     }
 
     /// Loads a CA from PEM, checking that the key belongs to the certificate and that
@@ -206,7 +261,7 @@ impl CaPair {
                 "the CA key does not match the CA certificate".into(),
             ));
         }
-        Ok(CaPair { cert, key })
+        Ok(CaPair::assemble(cert, key))
     }
 
     /// The CA certificate.
@@ -252,26 +307,17 @@ impl CaPair {
         b.set_not_after(&na)?;
         b.set_pubkey(public_key)?;
 
-        b.append_extension(BasicConstraints::new().critical().build()?)?;
-        let mut ku = KeyUsage::new();
-        ku.critical().digital_signature();
-        if public_key.id() == Id::RSA {
-            ku.key_encipherment();
-        }
-        b.append_extension(ku.build()?)?;
-        b.append_extension(
-            ExtendedKeyUsage::new()
-                .critical()
-                .server_auth()
-                .client_auth()
-                .build()?,
-        )?;
+        let constants = self.leaf_constants()?;
+        b.append_extension2(&constants.basic_constraints)?;
+        b.append_extension2(if public_key.id() == Id::RSA {
+            &constants.key_usage_rsa
+        } else {
+            &constants.key_usage
+        })?;
+        b.append_extension2(&constants.extended_key_usage)?;
         let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(Some(&self.cert), None))?;
         b.append_extension(ski)?;
-        let aki = AuthorityKeyIdentifier::new()
-            .keyid(true)
-            .build(&b.x509v3_context(Some(&self.cert), None))?;
-        b.append_extension(aki)?;
+        b.append_extension2(&constants.authority_key_id)?;
 
         let mut san = SubjectAlternativeName::new();
         san.dns(subject.certname.as_str());
@@ -401,6 +447,63 @@ mod tests {
         let info = CertInfo::from_der(&issuing.cert().to_der().unwrap()).unwrap();
         assert_eq!(info.common_name.as_deref(), Some("certd CA: production"));
         assert!(info.is_ca);
+    }
+
+    #[test]
+    fn leaf_extensions_are_what_openssls_builders_make_for_each_key_type() {
+        use der::{Decode, Encode};
+        let (_root, issuing) = chain();
+        let clock = FixedClock::new(1_700_000_000);
+        let profile = Profile::new(ProfileKind::Agent, 3600);
+        // EC, then RSA, then EC again from one CA: the extensions it builds once serve
+        // every key type.
+        for kt in [KeyType::EcP256, KeyType::Rsa2048, KeyType::EcP256] {
+            let key = kt.generate().unwrap();
+            let subject = Subject::new(Certname::parse("agent1.example.com").unwrap());
+            let leaf = issuing
+                .sign_leaf(
+                    &subject,
+                    &key.public_key().unwrap(),
+                    &profile,
+                    &clock,
+                    &OsRng,
+                )
+                .unwrap();
+            let cert = x509_cert::Certificate::from_der(&leaf.to_der().unwrap()).unwrap();
+            let got: Vec<Vec<u8>> = cert
+                .tbs_certificate
+                .extensions
+                .unwrap()
+                .iter()
+                .map(|e| e.to_der().unwrap())
+                .collect();
+            let mut ku = KeyUsage::new();
+            ku.critical().digital_signature();
+            if kt == KeyType::Rsa2048 {
+                ku.key_encipherment();
+            }
+            let mut b = X509Builder::new().unwrap();
+            b.set_pubkey(&key.public_key().unwrap()).unwrap();
+            let ctx = b.x509v3_context(Some(issuing.cert()), None);
+            let expected = [
+                BasicConstraints::new().critical().build().unwrap(),
+                ku.build().unwrap(),
+                ExtendedKeyUsage::new()
+                    .critical()
+                    .server_auth()
+                    .client_auth()
+                    .build()
+                    .unwrap(),
+                SubjectKeyIdentifier::new().build(&ctx).unwrap(),
+                AuthorityKeyIdentifier::new()
+                    .keyid(true)
+                    .build(&ctx)
+                    .unwrap(),
+            ]
+            .map(|e| e.to_der().unwrap());
+            assert_eq!(got.len(), expected.len() + 1, "{kt:?}: and the SAN");
+            assert_eq!(got[..expected.len()], expected, "{kt:?}");
+        }
     }
 
     #[test]

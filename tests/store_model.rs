@@ -394,17 +394,27 @@ proptest! {
     }
 }
 
+/// Writes a store below certd's layer: schema version `schema` and each (tree, key,
+/// value) as given, flushed.
+fn raw_store(dir: &std::path::Path, schema: u32, records: &[(&str, &str, Vec<u8>)]) {
+    let db = sled::open(dir).unwrap();
+    db.open_tree("meta")
+        .unwrap()
+        .insert("schema_version", &schema.to_be_bytes())
+        .unwrap();
+    for (tree, key, value) in records {
+        db.open_tree(tree)
+            .unwrap()
+            .insert(key, value.as_slice())
+            .unwrap();
+    }
+    db.flush().unwrap();
+}
+
 #[test]
 fn refuses_a_store_of_another_schema_version() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let db = sled::open(dir.path()).unwrap();
-        db.open_tree("meta")
-            .unwrap()
-            .insert("schema_version", &99u32.to_be_bytes())
-            .unwrap();
-        db.flush().unwrap();
-    }
+    raw_store(dir.path(), 99, &[]);
     let err = SledStore::open(dir.path()).err().expect("must refuse");
     assert!(err.to_string().contains("99"), "{err}");
 }
@@ -484,14 +494,9 @@ fn opens_a_schema_1_store_and_moves_each_der_out_when_its_record_is_written() {
         revocation: None,
         fingerprints: None,
     };
-    {
-        let db = sled::open(dir.path()).unwrap();
-        db.open_tree("meta")
-            .unwrap()
-            .insert("schema_version", &1u32.to_be_bytes())
-            .unwrap();
-        let certs = db.open_tree("env/production/certificates").unwrap();
-        for n in 0..2u8 {
+    let names: Vec<Certname> = (0..2u8).map(name).collect();
+    let inline: Vec<(&str, &str, Vec<u8>)> = (0..2u8)
+        .map(|n| {
             let mut json = serde_json::to_value(record(n)).unwrap();
             assert!(
                 json.get("der").is_none(),
@@ -499,12 +504,14 @@ fn opens_a_schema_1_store_and_moves_each_der_out_when_its_record_is_written() {
             );
             json["der"] =
                 <base64ct::Base64 as base64ct::Encoding>::encode_string(&record(n).der).into();
-            certs
-                .insert(name(n).as_str(), serde_json::to_vec(&json).unwrap())
-                .unwrap();
-        }
-        db.flush().unwrap();
-    }
+            (
+                "env/production/certificates",
+                names[usize::from(n)].as_str(),
+                serde_json::to_vec(&json).unwrap(),
+            )
+        })
+        .collect();
+    raw_store(dir.path(), 1, &inline);
     let store = SledStore::open(dir.path()).unwrap();
     for n in 0..2u8 {
         assert_eq!(store.certificate(&prod, &name(n)).unwrap(), Some(record(n)));
@@ -554,18 +561,15 @@ fn concurrent_autosigned_submissions_commit_together_and_keep_to_themselves() {
     // batch). Each must still get its own outcome; a submission whose record is corrupt
     // fails alone, not the batch it shared.
     let dir = tempfile::tempdir().unwrap();
-    {
-        let db = sled::open(dir.path()).unwrap();
-        db.open_tree("meta")
-            .unwrap()
-            .insert("schema_version", &2u32.to_be_bytes())
-            .unwrap();
-        db.open_tree("env/production/requests")
-            .unwrap()
-            .insert("corrupt.example.com", b"{not json".as_slice())
-            .unwrap();
-        db.flush().unwrap();
-    }
+    raw_store(
+        dir.path(),
+        2,
+        &[(
+            "env/production/requests",
+            "corrupt.example.com",
+            b"{not json".to_vec(),
+        )],
+    );
     let store = std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
     let rule = SubmitRule {
         allow_if_signed: false,

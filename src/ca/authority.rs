@@ -438,6 +438,24 @@ mod tests {
             .unwrap()
     }
 
+    /// `issuing` signs `subject`'s leaf with `key` under a profile of `kind` valid `ttl`
+    /// seconds, at the tests' fixed time.
+    fn sign(
+        issuing: &CaPair,
+        subject: &Subject,
+        key: &PrivateKey,
+        kind: ProfileKind,
+        ttl: i64,
+    ) -> Result<X509, CaError> {
+        issuing.sign_leaf(
+            subject,
+            &key.public_key().unwrap(),
+            &Profile::new(kind, ttl),
+            &FixedClock::new(1_700_000_000),
+            &OsRng,
+        )
+    }
+
     #[test]
     fn issuing_ca_is_signed_by_root_and_is_a_ca() {
         let (root, issuing) = chain();
@@ -453,22 +471,12 @@ mod tests {
     fn leaf_extensions_are_what_openssls_builders_make_for_each_key_type() {
         use der::{Decode, Encode};
         let (_root, issuing) = chain();
-        let clock = FixedClock::new(1_700_000_000);
-        let profile = Profile::new(ProfileKind::Agent, 3600);
         // EC, then RSA, then EC again from one CA: the extensions it builds once serve
         // every key type.
         for kt in [KeyType::EcP256, KeyType::Rsa2048, KeyType::EcP256] {
             let key = kt.generate().unwrap();
             let subject = Subject::new(Certname::parse("agent1.example.com").unwrap());
-            let leaf = issuing
-                .sign_leaf(
-                    &subject,
-                    &key.public_key().unwrap(),
-                    &profile,
-                    &clock,
-                    &OsRng,
-                )
-                .unwrap();
+            let leaf = sign(&issuing, &subject, &key, ProfileKind::Agent, 3600).unwrap();
             let cert = x509_cert::Certificate::from_der(&leaf.to_der().unwrap()).unwrap();
             let got: Vec<Vec<u8>> = cert
                 .tbs_certificate
@@ -509,21 +517,11 @@ mod tests {
     #[test]
     fn leaf_has_profile_contents_and_verifies() {
         let (root, issuing) = chain();
-        let clock = FixedClock::new(1_700_000_000);
         let key = KeyType::EcP256.generate().unwrap();
         let mut subject = Subject::new(Certname::parse("agent1.example.com").unwrap());
         subject.dns_names.push("alias.example.com".into());
         subject.ip_addrs.push("127.0.0.1".parse().unwrap());
-        let profile = Profile::new(ProfileKind::Agent, 3600);
-        let leaf = issuing
-            .sign_leaf(
-                &subject,
-                &key.public_key().unwrap(),
-                &profile,
-                &clock,
-                &OsRng,
-            )
-            .unwrap();
+        let leaf = sign(&issuing, &subject, &key, ProfileKind::Agent, 3600).unwrap();
         assert!(verifies(&leaf, &issuing, &root));
         let info = CertInfo::from_der(&leaf.to_der().unwrap()).unwrap();
         assert_eq!(info.common_name.as_deref(), Some("agent1.example.com"));
@@ -551,15 +549,7 @@ mod tests {
         let (_, issuing) = chain();
         let key = KeyType::EcP256.generate().unwrap();
         let subject = Subject::new(Certname::parse("certd-admin").unwrap());
-        let leaf = issuing
-            .sign_leaf(
-                &subject,
-                &key.public_key().unwrap(),
-                &Profile::new(ProfileKind::Admin, 3600),
-                &FixedClock::new(1_700_000_000),
-                &OsRng,
-            )
-            .unwrap();
+        let leaf = sign(&issuing, &subject, &key, ProfileKind::Admin, 3600).unwrap();
         assert!(
             CertInfo::from_der(&leaf.to_der().unwrap())
                 .unwrap()
@@ -575,15 +565,7 @@ mod tests {
         subject
             .extensions
             .push((PP_CLI_AUTH.into(), DER_UTF8_TRUE.to_vec(), false));
-        let err = issuing
-            .sign_leaf(
-                &subject,
-                &key.public_key().unwrap(),
-                &Profile::new(ProfileKind::Agent, 3600),
-                &FixedClock::new(1_700_000_000),
-                &OsRng,
-            )
-            .unwrap_err();
+        let err = sign(&issuing, &subject, &key, ProfileKind::Agent, 3600).unwrap_err();
         assert_eq!(err.code(), "extension-not-allowed");
     }
 
@@ -592,15 +574,14 @@ mod tests {
         let (_, issuing) = chain();
         let key = KeyType::EcP256.generate().unwrap();
         let subject = Subject::new(Certname::parse("long").unwrap());
-        let leaf = issuing
-            .sign_leaf(
-                &subject,
-                &key.public_key().unwrap(),
-                &Profile::new(ProfileKind::Agent, 100 * 365 * 86400),
-                &FixedClock::new(1_700_000_000),
-                &OsRng,
-            )
-            .unwrap();
+        let leaf = sign(
+            &issuing,
+            &subject,
+            &key,
+            ProfileKind::Agent,
+            100 * 365 * 86400,
+        )
+        .unwrap();
         let info = CertInfo::from_der(&leaf.to_der().unwrap()).unwrap();
         assert_eq!(info.not_after, issuing.not_after().unwrap());
     }
@@ -614,15 +595,8 @@ mod tests {
                 .new_issuing("i", kt, 86400 * 5, &clock, &OsRng)
                 .unwrap();
             let key = KeyType::Rsa2048.generate().unwrap();
-            let leaf = issuing
-                .sign_leaf(
-                    &Subject::new(Certname::parse("n").unwrap()),
-                    &key.public_key().unwrap(),
-                    &Profile::new(ProfileKind::Agent, 3600),
-                    &clock,
-                    &OsRng,
-                )
-                .unwrap();
+            let subject = Subject::new(Certname::parse("n").unwrap());
+            let leaf = sign(&issuing, &subject, &key, ProfileKind::Agent, 3600).unwrap();
             assert!(verifies(&leaf, &issuing, &root), "{kt}");
         }
     }

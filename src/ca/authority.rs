@@ -5,15 +5,15 @@ use std::fmt;
 use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 
-use openssl::asn1::{Asn1Object, Asn1OctetString, Asn1Time};
+use openssl::asn1::Asn1Time;
 use openssl::hash::MessageDigest;
 use openssl::pkey::{Id, PKeyRef, Public};
 use openssl::x509::extension::{
-    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
-    SubjectKeyIdentifier,
+    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectKeyIdentifier,
 };
-use openssl::x509::{X509Builder, X509Extension, X509NameBuilder, X509Ref, X509};
+use openssl::x509::{X509Builder, X509NameBuilder, X509Ref, X509};
 
+use super::oid;
 use super::{
     CaError, Certname, Clock, KeyType, PrivateKey, Profile, ProfileKind, Rng, SerialNumber,
     UnixTime, PP_CLI_AUTH,
@@ -95,17 +95,21 @@ pub struct CaPair {
     leaf: Arc<OnceLock<LeafConstants>>,
 }
 
-/// A leaf's extensions that depend on neither its subject nor its key.
+/// What a leaf's DER takes from its CA whatever its subject or key: the extensions
+/// (each an encoded `Extension`), the issuer name and the signature algorithm.
 struct LeafConstants {
-    basic_constraints: X509Extension,
-    key_usage: X509Extension,
-    key_usage_rsa: X509Extension,
-    extended_key_usage: X509Extension,
-    authority_key_id: X509Extension,
+    basic_constraints: Vec<u8>,
+    key_usage: Vec<u8>,
+    key_usage_rsa: Vec<u8>,
+    extended_key_usage: Vec<u8>,
+    authority_key_id: Vec<u8>,
+    issuer: Vec<u8>,
+    signature_algorithm: Vec<u8>,
+    digest: MessageDigest,
 }
 
 impl LeafConstants {
-    fn build(ca: &X509Ref) -> Result<Self, CaError> {
+    fn build(ca: &X509Ref, key: &PrivateKey) -> Result<Self, CaError> {
         let ku = |rsa: bool| {
             let mut ku = KeyUsage::new();
             ku.critical().digital_signature();
@@ -115,18 +119,25 @@ impl LeafConstants {
             ku.build()
         };
         let ctx_builder = X509Builder::new()?;
+        use der::Encode;
+        let (alg, digest) = super::crl::signature_algorithm(key.key_type())?;
         Ok(LeafConstants {
-            basic_constraints: BasicConstraints::new().critical().build()?,
-            key_usage: ku(false)?,
-            key_usage_rsa: ku(true)?,
+            basic_constraints: BasicConstraints::new().critical().build()?.to_der()?,
+            key_usage: ku(false)?.to_der()?,
+            key_usage_rsa: ku(true)?.to_der()?,
             extended_key_usage: ExtendedKeyUsage::new()
                 .critical()
                 .server_auth()
                 .client_auth()
-                .build()?,
+                .build()?
+                .to_der()?,
             authority_key_id: AuthorityKeyIdentifier::new()
                 .keyid(true)
-                .build(&ctx_builder.x509v3_context(Some(ca), None))?,
+                .build(&ctx_builder.x509v3_context(Some(ca), None))?
+                .to_der()?,
+            issuer: ca.subject_name().to_der()?,
+            signature_algorithm: alg.to_der()?,
+            digest,
         })
     }
 }
@@ -150,6 +161,9 @@ fn name(cn: &str) -> Result<openssl::x509::X509Name, CaError> {
     Ok(b.build())
 }
 
+/// RFC 5280's upper bound on a commonName, in characters (OpenSSL refuses longer).
+const UB_COMMON_NAME: usize = 64;
+
 /// `UTF8String "true"`, Puppet's encoding of boolean-like extension values.
 const DER_UTF8_TRUE: [u8; 6] = [0x0c, 0x04, b't', b'r', b'u', b'e'];
 
@@ -166,7 +180,7 @@ impl CaPair {
         match self.leaf.get() {
             Some(c) => Ok(c),
             None => {
-                let built = LeafConstants::build(&self.cert)?;
+                let built = LeafConstants::build(&self.cert, &self.key)?;
                 Ok(self.leaf.get_or_init(|| built))
             }
         }
@@ -294,62 +308,133 @@ impl CaPair {
         clock: &dyn Clock,
         rng: &dyn Rng,
     ) -> Result<X509, CaError> {
-        let (not_before, not_after) = profile.window(clock.now(), self.not_after()?);
-        let mut b = X509Builder::new()?;
-        b.set_version(2)?;
-        let serial = SerialNumber::random(rng).to_asn1()?;
-        b.set_serial_number(&serial)?;
-        let subject_name = name(subject.certname.as_str())?;
-        b.set_subject_name(&subject_name)?;
-        b.set_issuer_name(self.cert.subject_name())?;
-        let (nb, na) = (asn1_time(not_before)?, asn1_time(not_after)?);
-        b.set_not_before(&nb)?;
-        b.set_not_after(&na)?;
-        b.set_pubkey(public_key)?;
+        let der = self.sign_leaf_der(subject, public_key, profile, clock, rng)?;
+        Ok(X509::from_der(&der)?)
+    }
 
-        let constants = self.leaf_constants()?;
-        b.append_extension2(&constants.basic_constraints)?;
-        b.append_extension2(if public_key.id() == Id::RSA {
-            &constants.key_usage_rsa
-        } else {
-            &constants.key_usage
-        })?;
-        b.append_extension2(&constants.extended_key_usage)?;
-        let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(Some(&self.cert), None))?;
-        b.append_extension(ski)?;
-        b.append_extension2(&constants.authority_key_id)?;
+    /// [`CaPair::sign_leaf`], as DER. The TBSCertificate is written directly (as the
+    /// CRL's is, `crl::assemble_crl`) rather than through OpenSSL's `X509` builder, whose
+    /// name, key, extension and re-encoding steps cost as much as the signature; the
+    /// extensions that do not depend on the subject are encoded once per CA. A unit test
+    /// checks the result byte for byte against what OpenSSL's builder makes.
+    pub fn sign_leaf_der(
+        &self,
+        subject: &Subject,
+        public_key: &PKeyRef<Public>,
+        profile: &Profile,
+        clock: &dyn Clock,
+        rng: &dyn Rng,
+    ) -> Result<Vec<u8>, CaError> {
+        use super::crl::{extension, positive, sign, tlv, x509_time};
+        use der::{Decode, Encode};
+        use x509_cert::ext::pkix::name::GeneralName;
+        use x509_cert::ext::pkix::SubjectAltName;
 
-        let mut san = SubjectAlternativeName::new();
-        san.dns(subject.certname.as_str());
-        for dns in subject
-            .dns_names
+        // The CSR policy never lets pp_cli_auth through; this is the last line of that.
+        if subject
+            .extensions
             .iter()
-            .filter(|d| *d != subject.certname.as_str())
+            .any(|(oid, _, _)| oid == PP_CLI_AUTH)
         {
-            san.dns(dns);
+            return Err(CaError::InvalidCsr {
+                rule: "extension-not-allowed",
+                message: "pp_cli_auth can only be granted by certd itself".into(),
+                puppet: format!("Found extensions that are not permitted: {PP_CLI_AUTH}"),
+            });
+        }
+        let cn = subject.certname.as_str();
+        if cn.len() > UB_COMMON_NAME {
+            return Err(CaError::InvalidCsr {
+                rule: "certname-too-long-for-certificate",
+                message: format!(
+                    "a certificate's common name holds at most {UB_COMMON_NAME} characters \
+                     (RFC 5280 ub-common-name); the certname has {}",
+                    cn.len()
+                ),
+                puppet: format!(
+                    "Certname {cn} is longer than the {UB_COMMON_NAME} characters a \
+                     certificate's common name can hold"
+                ),
+            });
+        }
+        let c = self.leaf_constants()?;
+        let (not_before, not_after) = profile.window(clock.now(), self.not_after()?);
+        let serial = tlv(0x02, &[&positive(SerialNumber::random(rng).as_bytes())]);
+        let validity = tlv(
+            0x30,
+            &[
+                &x509_time(not_before)?.to_der()?,
+                &x509_time(not_after)?.to_der()?,
+            ],
+        );
+        // Name ::= SEQUENCE OF SET OF { commonName, UTF8String }, as OpenSSL writes it.
+        let cn_oid = der::asn1::ObjectIdentifier::new_unwrap(oid::COMMON_NAME).to_der()?;
+        let atv = tlv(0x30, &[&cn_oid, &tlv(0x0c, &[cn.as_bytes()])]);
+        let subject_name = tlv(0x30, &[&tlv(0x31, &[&atv])]);
+        let spki = public_key.public_key_to_der()?;
+        // SubjectKeyIdentifier: SHA-1 of the key's BIT STRING (RFC 5280 4.2.1.2, method 1).
+        let key_bits = x509_cert::spki::SubjectPublicKeyInfoRef::from_der(&spki)?
+            .subject_public_key
+            .raw_bytes()
+            .to_vec();
+        let ski_value = der::asn1::OctetString::new(openssl::sha::sha1(&key_bits).to_vec())?;
+        let ski = extension(oid::SUBJECT_KEY_ID, false, ski_value.to_der()?)?.to_der()?;
+        let mut names = vec![GeneralName::DnsName(der::asn1::Ia5String::new(cn)?)];
+        for dns in subject.dns_names.iter().filter(|d| *d != cn) {
+            names.push(GeneralName::DnsName(der::asn1::Ia5String::new(dns)?));
         }
         for ip in &subject.ip_addrs {
-            san.ip(&ip.to_string());
+            let octets = match ip {
+                IpAddr::V4(v4) => v4.octets().to_vec(),
+                IpAddr::V6(v6) => v6.octets().to_vec(),
+            };
+            names.push(GeneralName::IpAddress(der::asn1::OctetString::new(octets)?));
         }
-        let san = san.build(&b.x509v3_context(Some(&self.cert), None))?;
-        b.append_extension(san)?;
-
+        let san = extension(
+            oid::SUBJECT_ALT_NAME,
+            false,
+            SubjectAltName(names).to_der()?,
+        )?
+        .to_der()?;
+        let key_usage = if public_key.id() == Id::RSA {
+            &c.key_usage_rsa
+        } else {
+            &c.key_usage
+        };
+        let mut extensions: Vec<Vec<u8>> = Vec::new();
         if profile.kind == ProfileKind::Admin {
-            b.append_extension(raw_extension(PP_CLI_AUTH, false, &DER_UTF8_TRUE)?)?;
+            extensions.push(extension(PP_CLI_AUTH, false, DER_UTF8_TRUE.to_vec())?.to_der()?);
         }
         for (oid, value, critical) in &subject.extensions {
-            // The CSR policy never lets pp_cli_auth through; this is the last line of that.
-            if oid == PP_CLI_AUTH {
-                return Err(CaError::InvalidCsr {
-                    rule: "extension-not-allowed",
-                    message: "pp_cli_auth can only be granted by certd itself".into(),
-                    puppet: format!("Found extensions that are not permitted: {PP_CLI_AUTH}"),
-                });
-            }
-            b.append_extension(raw_extension(oid, *critical, value)?)?;
+            extensions.push(extension(oid, *critical, value.clone())?.to_der()?);
         }
-        b.sign(self.key.pkey(), signing_digest(&self.key))?;
-        Ok(b.build())
+        let mut all: Vec<&[u8]> = vec![
+            &c.basic_constraints,
+            key_usage,
+            &c.extended_key_usage,
+            &ski,
+            &c.authority_key_id,
+            &san,
+        ];
+        all.extend(extensions.iter().map(Vec::as_slice));
+        let extensions = tlv(0xa3, &[&tlv(0x30, &all)]);
+        // TBSCertificate ::= SEQUENCE { [0] version v3, serialNumber, signature, issuer,
+        //   validity, subject, subjectPublicKeyInfo, [3] extensions }
+        let tbs = tlv(
+            0x30,
+            &[
+                &[0xa0, 0x03, 0x02, 0x01, 0x02],
+                &serial,
+                &c.signature_algorithm,
+                &c.issuer,
+                &validity,
+                &subject_name,
+                &spki,
+                &extensions,
+            ],
+        );
+        let signature = der::asn1::BitString::from_bytes(&sign(self, c.digest, &tbs)?)?.to_der()?;
+        Ok(tlv(0x30, &[&tbs, &c.signature_algorithm, &signature]))
     }
 }
 
@@ -374,12 +459,6 @@ fn ca_builder(
     Ok(b)
 }
 
-fn raw_extension(oid: &str, critical: bool, der_value: &[u8]) -> Result<X509Extension, CaError> {
-    let obj = Asn1Object::from_str(oid)?;
-    let value = Asn1OctetString::new_from_bytes(der_value)?;
-    Ok(X509Extension::new_from_der(&obj, critical, &value)?)
-}
-
 impl fmt::Debug for CaPair {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let cn = self
@@ -399,7 +478,7 @@ mod tests {
     use crate::ca::{CertInfo, FixedClock, OsRng};
     use openssl::stack::Stack;
     use openssl::x509::store::X509StoreBuilder;
-    use openssl::x509::X509StoreContext;
+    use openssl::x509::{X509Extension, X509StoreContext};
 
     pub(crate) fn chain() -> (CaPair, CaPair) {
         let clock = FixedClock::new(1_700_000_000);
@@ -467,51 +546,165 @@ mod tests {
         assert!(info.is_ca);
     }
 
-    #[test]
-    fn leaf_extensions_are_what_openssls_builders_make_for_each_key_type() {
-        use der::{Decode, Encode};
-        let (_root, issuing) = chain();
-        // EC, then RSA, then EC again from one CA: the extensions it builds once serve
-        // every key type.
-        for kt in [KeyType::EcP256, KeyType::Rsa2048, KeyType::EcP256] {
-            let key = kt.generate().unwrap();
-            let subject = Subject::new(Certname::parse("agent1.example.com").unwrap());
-            let leaf = sign(&issuing, &subject, &key, ProfileKind::Agent, 3600).unwrap();
-            let cert = x509_cert::Certificate::from_der(&leaf.to_der().unwrap()).unwrap();
-            let got: Vec<Vec<u8>> = cert
-                .tbs_certificate
-                .extensions
-                .unwrap()
-                .iter()
-                .map(|e| e.to_der().unwrap())
-                .collect();
-            let mut ku = KeyUsage::new();
-            ku.critical().digital_signature();
-            if kt == KeyType::Rsa2048 {
-                ku.key_encipherment();
-            }
-            let mut b = X509Builder::new().unwrap();
-            b.set_pubkey(&key.public_key().unwrap()).unwrap();
-            let ctx = b.x509v3_context(Some(issuing.cert()), None);
-            let expected = [
-                BasicConstraints::new().critical().build().unwrap(),
-                ku.build().unwrap(),
-                ExtendedKeyUsage::new()
-                    .critical()
-                    .server_auth()
-                    .client_auth()
-                    .build()
-                    .unwrap(),
-                SubjectKeyIdentifier::new().build(&ctx).unwrap(),
-                AuthorityKeyIdentifier::new()
-                    .keyid(true)
-                    .build(&ctx)
-                    .unwrap(),
-            ]
-            .map(|e| e.to_der().unwrap());
-            assert_eq!(got.len(), expected.len() + 1, "{kt:?}: and the SAN");
-            assert_eq!(got[..expected.len()], expected, "{kt:?}");
+    /// The leaf OpenSSL's `X509` builder makes for the same inputs (the way certd built
+    /// leaves before it wrote their DER directly), with `serial` and the window given.
+    fn openssl_leaf(
+        issuing: &CaPair,
+        subject: &Subject,
+        public_key: &PKeyRef<Public>,
+        kind: ProfileKind,
+        serial: &[u8],
+        window: (UnixTime, UnixTime),
+    ) -> X509 {
+        let mut b = X509Builder::new().unwrap();
+        b.set_version(2).unwrap();
+        let serial = openssl::bn::BigNum::from_slice(serial)
+            .unwrap()
+            .to_asn1_integer()
+            .unwrap();
+        b.set_serial_number(&serial).unwrap();
+        b.set_subject_name(&name(subject.certname.as_str()).unwrap())
+            .unwrap();
+        b.set_issuer_name(issuing.cert().subject_name()).unwrap();
+        b.set_not_before(&asn1_time(window.0).unwrap()).unwrap();
+        b.set_not_after(&asn1_time(window.1).unwrap()).unwrap();
+        b.set_pubkey(public_key).unwrap();
+        b.append_extension(BasicConstraints::new().critical().build().unwrap())
+            .unwrap();
+        let mut ku = KeyUsage::new();
+        ku.critical().digital_signature();
+        if public_key.id() == Id::RSA {
+            ku.key_encipherment();
         }
+        b.append_extension(ku.build().unwrap()).unwrap();
+        b.append_extension(
+            ExtendedKeyUsage::new()
+                .critical()
+                .server_auth()
+                .client_auth()
+                .build()
+                .unwrap(),
+        )
+        .unwrap();
+        let ctx = b.x509v3_context(Some(issuing.cert()), None);
+        let ski = SubjectKeyIdentifier::new().build(&ctx).unwrap();
+        let aki = AuthorityKeyIdentifier::new()
+            .keyid(true)
+            .build(&ctx)
+            .unwrap();
+        let mut san = openssl::x509::extension::SubjectAlternativeName::new();
+        san.dns(subject.certname.as_str());
+        for dns in subject
+            .dns_names
+            .iter()
+            .filter(|d| *d != subject.certname.as_str())
+        {
+            san.dns(dns);
+        }
+        for ip in &subject.ip_addrs {
+            san.ip(&ip.to_string());
+        }
+        let san = san.build(&ctx).unwrap();
+        b.append_extension(ski).unwrap();
+        b.append_extension(aki).unwrap();
+        b.append_extension(san).unwrap();
+        let raw = |oid: &str, critical: bool, value: &[u8]| {
+            X509Extension::new_from_der(
+                &openssl::asn1::Asn1Object::from_str(oid).unwrap(),
+                critical,
+                &openssl::asn1::Asn1OctetString::new_from_bytes(value).unwrap(),
+            )
+            .unwrap()
+        };
+        if kind == ProfileKind::Admin {
+            b.append_extension(raw(PP_CLI_AUTH, false, &DER_UTF8_TRUE))
+                .unwrap();
+        }
+        for (oid, value, critical) in &subject.extensions {
+            b.append_extension(raw(oid, *critical, value)).unwrap();
+        }
+        b.sign(issuing.key().pkey(), signing_digest(issuing.key()))
+            .unwrap();
+        b.build()
+    }
+
+    #[test]
+    fn leaves_are_byte_for_byte_what_openssls_builder_makes() {
+        use der::{Decode, Encode};
+        let clock = FixedClock::new(1_700_000_000);
+        let mut full = Subject::new(Certname::parse("agent1.example.com").unwrap());
+        full.dns_names = vec!["agent1.example.com".into(), "alias.example.com".into()];
+        full.ip_addrs = vec!["127.0.0.1".parse().unwrap(), "2001:db8::1".parse().unwrap()];
+        // pp_role (a UTF8String) and a critical one, as the CSR policy would pass them.
+        full.extensions = vec![
+            (
+                "1.3.6.1.4.1.34380.1.1.13".into(),
+                vec![0x0c, 0x03, b'w', b'e', b'b'],
+                false,
+            ),
+            (
+                "1.3.6.1.4.1.34380.1.2.1".into(),
+                vec![0x0c, 0x01, b'x'],
+                true,
+            ),
+        ];
+        let plain = Subject::new(Certname::parse(&"n".repeat(UB_COMMON_NAME)).unwrap());
+        for ca_type in [
+            KeyType::EcP256,
+            KeyType::EcP384,
+            KeyType::Rsa2048,
+            KeyType::Ed25519,
+        ] {
+            let root = CaPair::new_root("r", ca_type, 86400 * 10, &clock, &OsRng).unwrap();
+            let issuing = root
+                .new_issuing("certd CA: production", ca_type, 86400 * 5, &clock, &OsRng)
+                .unwrap();
+            for key_type in [KeyType::EcP256, KeyType::Rsa2048, KeyType::Ed25519] {
+                let key = key_type.generate().unwrap();
+                let public = key.public_key().unwrap();
+                for (subject, kind, ttl) in [
+                    (&full, ProfileKind::Agent, 3600),
+                    (&plain, ProfileKind::Admin, 100 * 365 * 86400),
+                ] {
+                    let ours = sign(&issuing, subject, &key, kind, ttl).unwrap();
+                    // (OpenSSL's chain check refuses an unknown critical extension.)
+                    if subject.extensions.is_empty() {
+                        assert!(verifies(&ours, &issuing, &root), "{ca_type} {key_type:?}");
+                    }
+                    let ours = x509_cert::Certificate::from_der(&ours.to_der().unwrap()).unwrap();
+                    let tbs = &ours.tbs_certificate;
+                    let window = (
+                        tbs.validity.not_before.to_unix_duration().as_secs() as i64,
+                        tbs.validity.not_after.to_unix_duration().as_secs() as i64,
+                    );
+                    let reference = openssl_leaf(
+                        &issuing,
+                        subject,
+                        &public,
+                        kind,
+                        tbs.serial_number.as_bytes(),
+                        window,
+                    );
+                    let reference =
+                        x509_cert::Certificate::from_der(&reference.to_der().unwrap()).unwrap();
+                    assert_eq!(
+                        tbs.to_der().unwrap(),
+                        reference.tbs_certificate.to_der().unwrap(),
+                        "{ca_type} CA, {key_type:?} key, {kind:?}"
+                    );
+                    assert_eq!(ours.signature_algorithm, reference.signature_algorithm);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_certname_longer_than_a_common_name_holds_is_refused_clearly() {
+        let (_, issuing) = chain();
+        let key = KeyType::EcP256.generate().unwrap();
+        let long = Subject::new(Certname::parse(&"a".repeat(UB_COMMON_NAME + 1)).unwrap());
+        let err = sign(&issuing, &long, &key, ProfileKind::Agent, 3600).unwrap_err();
+        assert_eq!(err.code(), "certname-too-long-for-certificate");
     }
 
     #[test]

@@ -131,7 +131,7 @@ pub struct CrlParams {
 }
 
 /// RFC 5280 4.1.2.5: UTCTime through 2049, GeneralizedTime from 2050.
-fn x509_time(t: UnixTime) -> Result<Time, CaError> {
+pub(super) fn x509_time(t: UnixTime) -> Result<Time, CaError> {
     let secs = u64::try_from(t).map_err(|_| CaError::BadCertificate("time before 1970".into()))?;
     let dt = der::DateTime::from_unix_duration(std::time::Duration::from_secs(secs))?;
     if dt.year() < 2050 {
@@ -141,8 +141,9 @@ fn x509_time(t: UnixTime) -> Result<Time, CaError> {
     }
 }
 
-/// The signature algorithm identifier matching how [`sign`] signs with `key_type`.
-fn signature_algorithm(
+/// The signature algorithm identifier matching how [`sign`] signs with `key_type` (a
+/// certificate's as well as a CRL's).
+pub(super) fn signature_algorithm(
     key_type: Option<KeyType>,
 ) -> Result<(AlgorithmIdentifierOwned, MessageDigest), CaError> {
     let (oid, null_params, md) = match key_type {
@@ -166,7 +167,7 @@ fn signature_algorithm(
     Ok((alg, md))
 }
 
-fn sign(ca: &CaPair, md: MessageDigest, tbs: &[u8]) -> Result<Vec<u8>, CaError> {
+pub(super) fn sign(ca: &CaPair, md: MessageDigest, tbs: &[u8]) -> Result<Vec<u8>, CaError> {
     let key = ca.key().pkey();
     if md == MessageDigest::null() {
         let mut s = Signer::new_without_digest(key)?;
@@ -178,7 +179,7 @@ fn sign(ca: &CaPair, md: MessageDigest, tbs: &[u8]) -> Result<Vec<u8>, CaError> 
     }
 }
 
-fn extension(oid: &str, critical: bool, value: Vec<u8>) -> Result<Extension, CaError> {
+pub(super) fn extension(oid: &str, critical: bool, value: Vec<u8>) -> Result<Extension, CaError> {
     Ok(Extension {
         extn_id: oid.parse().map_err(|_| CaError::BadKey("bad OID".into()))?,
         critical,
@@ -236,7 +237,7 @@ fn der_len(len: usize, out: &mut Vec<u8>) {
 }
 
 /// A constructed TLV: `tag`, then the length of `parts` together, then each part.
-fn tlv(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
+pub(super) fn tlv(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
     let len: usize = parts.iter().map(|p| p.len()).sum();
     let mut out = Vec::with_capacity(len + 6);
     out.push(tag);
@@ -323,7 +324,7 @@ pub fn assemble_crl(ca: &CaPair, entries: &[u8], params: &CrlParams) -> Result<V
 
 /// A magnitude as a positive two's-complement INTEGER body (leading 0x00 when the top bit
 /// is set), which is what `x509_cert::serial_number::SerialNumber::new` expects.
-fn positive(magnitude: &[u8]) -> Vec<u8> {
+pub(super) fn positive(magnitude: &[u8]) -> Vec<u8> {
     let mut v = Vec::with_capacity(magnitude.len() + 1);
     if magnitude.first().is_some_and(|b| b & 0x80 != 0) {
         v.push(0);

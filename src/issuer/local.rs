@@ -28,16 +28,13 @@ impl Local {
 impl Issuer for Local {
     fn issue(&self, req: &OrderRequest<'_>, _meta: &mut PluginMeta) -> Outcome {
         let profile = Profile::new(ProfileKind::Agent, req.validity);
-        let signed = self
-            .ca
-            .sign_leaf(
-                &req.csr.subject(),
-                req.csr.public_key(),
-                &profile,
-                self.clock.as_ref(),
-                self.rng.as_ref(),
-            )
-            .and_then(|c| c.to_der().map_err(Into::into));
+        let signed = self.ca.sign_leaf_der(
+            &req.csr.subject(),
+            req.csr.public_key(),
+            &profile,
+            self.clock.as_ref(),
+            self.rng.as_ref(),
+        );
         match signed {
             Ok(cert_der) => Outcome::Issued { cert_der },
             Err(e) => Outcome::Failed {

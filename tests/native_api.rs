@@ -888,6 +888,8 @@ fn fifty_concurrent_signings_of_one_request_give_one_certificate() {
 fn bad_input_gets_a_4xx_with_a_stable_code_and_leaves_nothing_in_the_store() {
     let (api, dir) = Api::start(CONFIG);
     let long_name = "n".repeat(300);
+    // A valid certname (up to 255 bytes) longer than a common name can be (64).
+    let long_cn = "a".repeat(65);
     let put = |name: &str, body: Vec<u8>| {
         problem_code(
             api.anon
@@ -935,6 +937,7 @@ fn bad_input_gets_a_4xx_with_a_stable_code_and_leaves_nothing_in_the_store() {
             "csr-signature-algorithm",
         ),
         ("other-name", fixture("csr/good-ec.csr"), "csr-cn-mismatch"),
+        (&long_cn, fixture("csr/cn-65-chars.csr"), "csr-cn-too-long"),
         (
             "fixture-san",
             fixture("csr/san-extra.csr"),

@@ -86,6 +86,10 @@ fn invalid_as(rule: &'static str, message: String, puppet: String) -> CaError {
     }
 }
 
+/// RFC 5280's upper bound on a commonName (`ub-common-name`), in characters; OpenSSL and
+/// the CA refuse longer ones, so a CSR whose certname is longer could never be signed.
+const MAX_COMMON_NAME: usize = 64;
+
 impl ValidatedCsr {
     /// Parses and checks a CSR submitted for `certname`.
     ///
@@ -93,7 +97,8 @@ impl ValidatedCsr {
     /// (`csr-not-pem`, `csr-multiple-pem-blocks`, `csr-wrong-pem-label`, `csr-malformed`),
     /// signature algorithm (`csr-signature-algorithm`), key type and size
     /// (`csr-key-not-allowed`), signature (`csr-signature-invalid`), CN equal to the
-    /// certname (`csr-cn-mismatch`), subject alternative names
+    /// certname (`csr-cn-mismatch`) and at most 64 characters (`csr-cn-too-long`),
+    /// subject alternative names
     /// (`csr-subject-alt-names-not-allowed`), extensions (`csr-extension-not-allowed`).
     pub fn parse(bytes: &[u8], certname: &Certname, policy: &CsrPolicy) -> Result<Self, CaError> {
         if bytes.len() > policy.max_bytes {
@@ -152,6 +157,22 @@ impl ValidatedCsr {
                     certname.as_str()
                 ),
                 format!("Instance name \"{cn}\" does not match requested key \"{certname}\""),
+            ));
+        }
+
+        if certname.as_str().len() > MAX_COMMON_NAME {
+            return Err(invalid_as(
+                "csr-cn-too-long",
+                format!(
+                    "the certname has {} characters; a certificate's common name holds at \
+                     most {MAX_COMMON_NAME} (RFC 5280 ub-common-name), so no certificate \
+                     could be issued for it",
+                    certname.as_str().len()
+                ),
+                format!(
+                    "Certname \"{certname}\" is longer than the {MAX_COMMON_NAME} characters \
+                     a certificate's common name can hold"
+                ),
             ));
         }
 

@@ -640,3 +640,46 @@ fn concurrent_autosigned_submissions_commit_together_and_keep_to_themselves() {
         assert_eq!(store.request(e, n).unwrap(), None, "{e} {n}");
     }
 }
+
+#[test]
+fn a_submission_queued_behind_a_batch_is_never_left_waiting() {
+    // Two submissions at a time, over and over: often the second arrives while the
+    // first leads a batch, and must then be woken to lead its own once that batch is
+    // done, with nobody else arriving to do it. A lost wake-up hangs a thread; the
+    // watchdog turns that into a failure.
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
+    let rule = SubmitRule {
+        allow_if_signed: false,
+        replace_pending: true,
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for round in 0..200u16 {
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+            let pair: Vec<_> = (0..2u8)
+                .map(|t| {
+                    let (store, barrier) = (store.clone(), barrier.clone());
+                    std::thread::spawn(move || {
+                        let name = Certname::parse(&format!("r{round}-t{t}")).unwrap();
+                        let mut cert = issued(t, 0, 7);
+                        cert.serial = vec![1, t, (round >> 8) as u8, round as u8];
+                        barrier.wait();
+                        store
+                            .submit_issued(&env(0), &name, &request(t, 7), rule, &cert)
+                            .unwrap()
+                    })
+                })
+                .collect();
+            for h in pair {
+                assert!(matches!(
+                    h.join().unwrap(),
+                    SubmitIssueOutcome::Stored(SubmitOutcome::Created, IssueOutcome::Issued)
+                ));
+            }
+        }
+        tx.send(()).unwrap();
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("a submission was left waiting (or 400 submissions took a minute)");
+}

@@ -58,13 +58,14 @@ struct CommitState {
 #[derive(Default)]
 struct IssueBatch {
     state: std::sync::Mutex<BatchState>,
-    done: std::sync::Condvar,
 }
 
 #[derive(Default)]
 struct BatchState {
     next_id: u64,
-    queue: Vec<(u64, IssueOp)>,
+    /// Each queued submission with the thread that waits for it: a finished batch wakes
+    /// its own members and one queued caller to lead next, not every waiting thread.
+    queue: Vec<(u64, IssueOp, std::thread::Thread)>,
     outcomes: HashMap<u64, Result<SubmitIssueOutcome, StoreError>>,
     leading: bool,
 }
@@ -676,13 +677,18 @@ impl Store for SledStore {
                 rule,
                 cert: cert.clone(),
             },
+            std::thread::current(),
         ));
         loop {
             if let Some(outcome) = st.outcomes.remove(&id) {
                 return outcome;
             }
             if st.leading {
-                st = self.issues.done.wait(st).unwrap_or_else(|p| p.into_inner());
+                // Woken (possibly spuriously) when this submission's batch is done, or
+                // to lead the next one; the state says which.
+                drop(st);
+                std::thread::park();
+                st = lock(&self.issues.state);
                 continue;
             }
             st.leading = true;
@@ -692,7 +698,11 @@ impl Store for SledStore {
             drop(st);
             std::thread::yield_now();
             st = lock(&self.issues.state);
-            let batch = std::mem::take(&mut st.queue);
+            let (batch, members): (Vec<(u64, IssueOp)>, Vec<std::thread::Thread>) =
+                std::mem::take(&mut st.queue)
+                    .into_iter()
+                    .map(|(id, op, thread)| ((id, op), thread))
+                    .unzip();
             drop(st);
             let ids: Vec<u64> = batch.iter().map(|(id, _)| *id).collect();
             let mut outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -718,7 +728,13 @@ impl Store for SledStore {
             st = lock(&self.issues.state);
             st.outcomes.extend(outcomes);
             st.leading = false;
-            self.issues.done.notify_all();
+            let next = st.queue.first().map(|(_, _, thread)| thread.clone());
+            drop(st);
+            let me = std::thread::current().id();
+            for thread in members.iter().chain(&next).filter(|t| t.id() != me) {
+                thread.unpark();
+            }
+            st = lock(&self.issues.state);
         }
     }
 

@@ -526,20 +526,19 @@ impl App {
         let (subject, key, kind) = crate::ca::Subject::from_certificate(&current.der)?;
         let profile = crate::ca::Profile::new(kind, env.settings.auto_renewal_cert_ttl.as_secs());
         for _ in 0..3 {
-            let cert = env.ca.sign_leaf(
+            let der = env.ca.sign_leaf(
                 &subject,
                 &key,
                 &profile,
                 self.clock.as_ref(),
                 self.rng.as_ref(),
             )?;
-            let der = cert.to_der().map_err(crate::ca::CaError::from)?;
             let record = super::certificates::cert_record(&der, self.now())?;
             match self.store.renew(&env.name, name, serial, &record)? {
                 crate::store::RenewOutcome::Renewed => {
                     self.store.flush()?;
                     tracing::info!(certname = %name, "renewed");
-                    return Ok(cert.to_pem().map_err(crate::ca::CaError::from)?);
+                    return Ok(crate::ca::pem_encode("CERTIFICATE", &der));
                 }
                 crate::store::RenewOutcome::SerialTaken => continue,
                 crate::store::RenewOutcome::NotCurrent => return Err(mismatch()),

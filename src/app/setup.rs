@@ -79,7 +79,7 @@ pub fn setup(
     data.write_secret(&data.server_key(), &server_key.to_pem()?)?;
     data.write_public(
         &data.server_cert(),
-        &server.to_pem().map_err(crate::ca::CaError::from)?,
+        &crate::ca::pem_encode("CERTIFICATE", &server),
     )?;
 
     // The admin client certificate, carrying pp_cli_auth.
@@ -96,7 +96,7 @@ pub fn setup(
     data.write_secret(&data.admin_key(), &admin_key.to_pem()?)?;
     data.write_public(
         &data.admin_cert(),
-        &admin.to_pem().map_err(crate::ca::CaError::from)?,
+        &crate::ca::pem_encode("CERTIFICATE", &admin),
     )?;
 
     {

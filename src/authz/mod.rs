@@ -199,8 +199,6 @@ mod tests {
             &OsRng,
         )
         .unwrap()
-        .to_der()
-        .unwrap()
     }
 
     /// Decides with the shipped rules, production allowing anonymous CSRs and dev

@@ -299,25 +299,14 @@ impl CaPair {
     /// first, then the subject's other names; basicConstraints CA:FALSE (critical); key
     /// usage digitalSignature (+ keyEncipherment for RSA keys) (critical); extended key
     /// usage serverAuth + clientAuth (critical); SKI; AKI; `pp_cli_auth` for the admin
-    /// profile; and the subject's vetted extensions.
+    /// profile; and the subject's vetted extensions. Returned as DER.
+    ///
+    /// The TBSCertificate is written directly (as the CRL's is, `crl::assemble_crl`)
+    /// rather than through OpenSSL's `X509` builder, whose name, key, extension and
+    /// re-encoding steps cost as much as the signature; the extensions that do not
+    /// depend on the subject are encoded once per CA. A unit test checks the result byte
+    /// for byte against what OpenSSL's builder makes.
     pub fn sign_leaf(
-        &self,
-        subject: &Subject,
-        public_key: &PKeyRef<Public>,
-        profile: &Profile,
-        clock: &dyn Clock,
-        rng: &dyn Rng,
-    ) -> Result<X509, CaError> {
-        let der = self.sign_leaf_der(subject, public_key, profile, clock, rng)?;
-        Ok(X509::from_der(&der)?)
-    }
-
-    /// [`CaPair::sign_leaf`], as DER. The TBSCertificate is written directly (as the
-    /// CRL's is, `crl::assemble_crl`) rather than through OpenSSL's `X509` builder, whose
-    /// name, key, extension and re-encoding steps cost as much as the signature; the
-    /// extensions that do not depend on the subject are encoded once per CA. A unit test
-    /// checks the result byte for byte against what OpenSSL's builder makes.
-    pub fn sign_leaf_der(
         &self,
         subject: &Subject,
         public_key: &PKeyRef<Public>,
@@ -526,13 +515,14 @@ mod tests {
         kind: ProfileKind,
         ttl: i64,
     ) -> Result<X509, CaError> {
-        issuing.sign_leaf(
+        let der = issuing.sign_leaf(
             subject,
             &key.public_key().unwrap(),
             &Profile::new(kind, ttl),
             &FixedClock::new(1_700_000_000),
             &OsRng,
-        )
+        )?;
+        Ok(X509::from_der(&der).unwrap())
     }
 
     #[test]

@@ -28,7 +28,7 @@ impl Local {
 impl Issuer for Local {
     fn issue(&self, req: &OrderRequest<'_>, _meta: &mut PluginMeta) -> Outcome {
         let profile = Profile::new(ProfileKind::Agent, req.validity);
-        let signed = self.ca.sign_leaf_der(
+        let signed = self.ca.sign_leaf(
             &req.csr.subject(),
             req.csr.public_key(),
             &profile,

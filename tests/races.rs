@@ -42,6 +42,17 @@ fn race(
     out
 }
 
+/// Every status of simultaneous native-face submissions of fresh CSRs for `name`.
+fn native_submissions(api: &Arc<Api>, name: &str) -> Vec<u16> {
+    let (n1, n2) = (name.to_string(), name.to_string());
+    let (a, b) = race(
+        api,
+        move |api| api.submit(&n1, &csr_for(&n1).0),
+        move |api| api.submit(&n2, &csr_for(&n2).0),
+    );
+    a.into_iter().chain(b).collect()
+}
+
 fn count(codes: &[u16], code: u16) -> usize {
     codes.iter().filter(|c| **c == code).count()
 }
@@ -159,13 +170,7 @@ fn two_submissions_for_one_name() {
     for round in 0..ROUNDS {
         // Native face: one creates, the others replace.
         let name = format!("ts{round}");
-        let (n1, n2) = (name.clone(), name.clone());
-        let (a, b) = race(
-            &api,
-            move |api| api.submit(&n1, &csr_for(&n1).0),
-            move |api| api.submit(&n2, &csr_for(&n2).0),
-        );
-        let all: Vec<u16> = a.into_iter().chain(b).collect();
+        let all = native_submissions(&api, &name);
         assert_eq!(count(&all, 201), 1, "{all:?}");
         assert_eq!(count(&all, 200), all.len() - 1, "{all:?}");
         // Puppet face: one is accepted, the others are duplicates (400).
@@ -260,13 +265,7 @@ fn autosigned_submissions_for_one_name() {
     let api = Arc::new(api);
     for round in 0..ROUNDS / 2 {
         let name = format!("as{round}");
-        let (n1, n2) = (name.clone(), name.clone());
-        let (a, b) = race(
-            &api,
-            move |api| api.submit(&n1, &csr_for(&n1).0),
-            move |api| api.submit(&n2, &csr_for(&n2).0),
-        );
-        let all: Vec<u16> = a.into_iter().chain(b).collect();
+        let all = native_submissions(&api, &name);
         assert_eq!(count(&all, 201), 1, "round {round}: {all:?}");
         assert_eq!(count(&all, 409), all.len() - 1, "round {round}: {all:?}");
         assert_eq!(status(&api, &name).unwrap()["state"], "signed");

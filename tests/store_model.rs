@@ -257,17 +257,11 @@ fn apply(store: &dyn Store, op: &Op, at: i64) -> String {
             old,
             serial,
         } => {
+            // The renewed certificate: another DER and a later notAfter.
             let cert = CertRecord {
-                serial: vec![serial + 1, 0xAB],
                 der: vec![0x31, n, serial],
-                issued_at: at,
-                not_before: 0,
                 not_after: at + 200,
-                dns_names: vec![],
-                ip_addrs: vec![],
-                authorization_extensions: vec![],
-                revocation: None,
-                fingerprints: None,
+                ..issued(n, serial, at)
             };
             format!(
                 "{:?}",

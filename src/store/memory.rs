@@ -40,7 +40,6 @@ fn env_mut<'a>(s: &'a mut Snapshot, env: &EnvName) -> &'a mut EnvSnapshot {
     s.envs.entry(env.to_string()).or_default()
 }
 
-/// Drops environments left with no content, as the sled snapshot leaves them out.
 /// [`Store::submit_request`] on the state.
 fn submit(
     s: &mut Snapshot,
@@ -120,6 +119,7 @@ fn issue(
     outcome
 }
 
+/// Drops environments left with no content, as the sled snapshot leaves them out.
 fn tidy(s: &mut Snapshot) {
     s.envs.retain(|_, e| *e != EnvSnapshot::default());
 }

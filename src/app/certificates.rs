@@ -231,20 +231,61 @@ impl App {
                 SubmitIssueOutcome::Refused(refused) => return Ok(Some(refused)),
                 SubmitIssueOutcome::Stored(submitted, issued) => {
                     // Durable already: submit_issued flushed it.
-                    return match issued {
-                        IssueOutcome::Issued => {
-                            self.issued(env, name.clone(), &record, &issuer.name)?;
-                            Ok(Some(submitted))
-                        }
-                        IssueOutcome::AlreadySigned => Err(already_signed(name)),
-                        other => Err(AppError::Pki(CaError::BadCertificate(format!(
-                            "the request just stored could not be issued: {other:?}"
-                        )))),
-                    };
+                    return self
+                        .stored_and_issued(env, name, &record, &issuer.name, submitted, issued)
+                        .map(Some);
                 }
             }
         }
         self.store_unsigned(env, name, rec, rule, serials_exhausted())
+    }
+
+    /// What an autosigned submission answers once the store has stored (durably) its
+    /// request and then `issued`: the submission's outcome when the certificate went in.
+    pub(super) fn stored_and_issued(
+        &self,
+        env: &EnvCa,
+        name: &Certname,
+        record: &CertRecord,
+        issuer: &str,
+        submitted: SubmitOutcome,
+        issued: IssueOutcome,
+    ) -> Result<SubmitOutcome, AppError> {
+        match issued {
+            IssueOutcome::Issued => {
+                self.issued(env, name.clone(), record, issuer)?;
+                Ok(submitted)
+            }
+            IssueOutcome::AlreadySigned => Err(already_signed(name)),
+            other => Err(AppError::Pki(CaError::BadCertificate(format!(
+                "the request just stored could not be issued: {other:?}"
+            )))),
+        }
+    }
+
+    /// [`App::submit_signed`]'s signature for [`App::submit_start`], where nothing may
+    /// block: `None` unless the issuer signs in process, a signing slot is free at once,
+    /// and the signature succeeds (the caller then submits on a thread that may block,
+    /// which waits for a slot, and stores the request alone if signing fails). The slot
+    /// is held until the certificate is committed.
+    pub(super) fn sign_submission(
+        &self,
+        env: &EnvCa,
+        csr: &ValidatedCsr,
+    ) -> Option<(super::SigningSlot<'_>, CertRecord, String)> {
+        let validity = self.validity(env, None);
+        let issuer = self
+            .issuer_for(env, csr, validity)
+            .ok()
+            .filter(|i| i.backend.in_process())?;
+        let slot = self.try_signing_slot()?;
+        let order = OrderRequest {
+            env: &env.name,
+            csr,
+            validity,
+        };
+        let record = self.sign_here(issuer, &order).ok()?;
+        Some((slot, record, issuer.name.clone()))
     }
 
     /// [`App::submit_signed`] when signing failed with `e`: the request alone, durably;

@@ -32,7 +32,7 @@ pub use listing::{ListQuery, Page};
 pub use metrics::Metrics;
 pub use orders::{EventView, IssuerStatus};
 pub use puppet::{Expirations, PuppetStatus, SignReport, StatusCursor, PUPPET_ENV};
-pub use requests::{RequestView, Submitted};
+pub use requests::{InFlight, RequestView, Submitted, Submitting};
 pub use setup::{setup, SetupOutcome};
 pub use status::{rfc3339, DesiredState, StatusObject};
 
@@ -501,22 +501,33 @@ impl App {
     /// waiting up to five seconds for a place (so an autosign burst queues briefly rather
     /// than failing), then refuses with [`AppError::Busy`].
     pub(crate) fn signing_slot(&self) -> Result<SigningSlot<'_>, AppError> {
-        use std::sync::atomic::Ordering;
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
-            let now = self.signings.load(Ordering::SeqCst);
-            if now < self.config.limits.max_pending_signings
-                && self
-                    .signings
-                    .compare_exchange(now, now + 1, Ordering::SeqCst, Ordering::SeqCst)
-                    .is_ok()
-            {
-                return Ok(SigningSlot(&self.signings));
+            if let Some(slot) = self.try_signing_slot() {
+                return Ok(slot);
             }
             if std::time::Instant::now() >= deadline {
                 return Err(AppError::Busy);
             }
             std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
+    /// [`App::signing_slot`] without waiting: `None` when all are taken.
+    pub(crate) fn try_signing_slot(&self) -> Option<SigningSlot<'_>> {
+        use std::sync::atomic::Ordering;
+        loop {
+            let now = self.signings.load(Ordering::SeqCst);
+            if now >= self.config.limits.max_pending_signings {
+                return None;
+            }
+            if self
+                .signings
+                .compare_exchange(now, now + 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+            {
+                return Some(SigningSlot(&self.signings));
+            }
         }
     }
 

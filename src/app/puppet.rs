@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::status::{alt_names, fingerprints, Fingerprints};
-use super::{certname, App, AppError, EnvCa};
+use super::{certname, App, AppError, EnvCa, Submitted, Submitting};
 use crate::authz::Identity;
 use crate::ca::{CertInfo, Certname, Digest, SerialNumber, UnixTime};
 use crate::store::{
@@ -257,8 +257,14 @@ impl App {
 
     /// `PUT certificate_request/{name}` with Puppet's rules: a pending request is a
     /// duplicate like a signed certificate (400 for the agent, which then polls).
-    pub fn puppet_submit(&self, raw_name: &str, body: &[u8]) -> Result<(), AppError> {
-        self.submit_as(PUPPET_ENV, raw_name, body, true).map(|_| ())
+    pub fn puppet_submit(&self, raw_name: &str, body: &[u8]) -> Result<Submitted, AppError> {
+        self.submit_as(PUPPET_ENV, raw_name, body, true)
+    }
+
+    /// [`App::puppet_submit`] started on a thread that must not block (see
+    /// [`App::submit_start`]).
+    pub fn puppet_submit_start(&self, raw_name: &str, body: &[u8]) -> Submitting<'_> {
+        self.start_as(PUPPET_ENV, raw_name, body, true)
     }
 
     /// `GET certificate/{name}`: the certificate file as Puppet keeps it (revoked ones

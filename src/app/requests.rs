@@ -1,9 +1,12 @@
 //! Certificate requests: submission, reading, rejection.
 
-use super::{certname, App, AppError};
+use super::{certname, App, AppError, EnvCa};
 use crate::authz::Identity;
 use crate::ca::{Certname, ValidatedCsr};
-use crate::store::{RequestRecord, RequestState, SubmitOutcome, SubmitRule};
+use crate::store::{
+    CertRecord, PendingIssue, RequestRecord, RequestState, SubmitIssueOutcome, SubmitOutcome,
+    SubmitRule,
+};
 
 /// What a submission did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -12,6 +15,61 @@ pub enum Submitted {
     Created,
     /// A pending request was replaced (200), a modify in seed 000's terms.
     Replaced,
+}
+
+/// Where a submission started by [`App::submit_start`] stands.
+pub enum Submitting<'a> {
+    /// Answered (a malformed name or CSR, an unknown environment).
+    Done(Result<Submitted, AppError>),
+    /// Signed; the store is committing the request and its certificate.
+    Committing(Box<InFlight<'a>>),
+    /// Nothing done: the submission needs a thread that may block ([`App::submit`]).
+    NeedsThread,
+}
+
+/// An autosigned submission being committed: holds its signing slot until then.
+pub struct InFlight<'a> {
+    pending: PendingIssue,
+    _slot: super::SigningSlot<'a>,
+    env: std::sync::Arc<EnvCa>,
+    name: Certname,
+    record: CertRecord,
+    issuer: String,
+}
+
+impl InFlight<'_> {
+    /// Awaits the commit (durable when it answers), then answers as [`App::submit`]
+    /// would; `None` when the serial turned out to be taken (nothing was stored) and
+    /// the submission must be made again.
+    pub async fn finish(self, app: &App) -> Option<Result<Submitted, AppError>> {
+        let InFlight {
+            pending,
+            _slot,
+            env,
+            name,
+            record,
+            issuer,
+        } = self;
+        let outcome = match pending.await {
+            Ok(SubmitIssueOutcome::SerialTaken) => return None,
+            Ok(SubmitIssueOutcome::Refused(refused)) => Ok(refused),
+            Ok(SubmitIssueOutcome::Stored(submitted, issued)) => {
+                app.stored_and_issued(&env, &name, &record, &issuer, submitted, issued)
+            }
+            Err(e) => Err(e.into()),
+        };
+        Some(outcome.and_then(|o| self::submitted(&name, o)))
+    }
+}
+
+/// What [`App::prepare`] found.
+struct Prepared {
+    name: Certname,
+    csr: ValidatedCsr,
+    rec: RequestRecord,
+    rule: SubmitRule,
+    modifies: bool,
+    refused: bool,
 }
 
 /// A pending request as served.
@@ -78,6 +136,56 @@ impl App {
         refuse_pending: bool,
     ) -> Result<Submitted, AppError> {
         let env = self.env_ca(raw_env)?;
+        let Prepared {
+            name,
+            csr,
+            rec,
+            rule,
+            modifies,
+            refused,
+        } = self.prepare(&env, raw_name, body, refuse_pending)?;
+        let autosign = !modifies && !refused && {
+            let timeout =
+                std::time::Duration::from_secs(env.settings.autosign_timeout.as_secs() as u64);
+            super::autosign::decide(&env.settings.autosign, timeout, &name, &csr.to_pem())
+        };
+        if autosign {
+            // Signed in process: the request and its certificate in one transaction.
+            if let Some(outcome) = self.submit_signed(&env, &name, &rec, rule, &csr)? {
+                return submitted(&name, outcome);
+            }
+        }
+        let outcome = self.store.submit_request(&env.name, &name, &rec, rule)?;
+        let done = submitted(&name, outcome)?;
+        if modifies {
+            self.store.flush()?;
+            self.wake_orders();
+            return Ok(Submitted::Replaced);
+        }
+        if autosign {
+            // An issuer that answers later: the approval starts its order. It answers
+            // only once what it did is durable, and that one flush covers the request
+            // too. When it fails, the request stays and is made durable here.
+            if let Err(e) = self.approve(&env, &name, None, Some(csr)) {
+                self.store.flush()?;
+                return Err(e);
+            }
+        } else {
+            self.store.flush()?;
+        }
+        Ok(done)
+    }
+
+    /// The checks and reads every submission starts with: the CSR validated under the
+    /// environment's policy, the request record to store, the duplicate rule, whether it
+    /// modifies an order under way, and whether a reader can already see it refused.
+    fn prepare(
+        &self,
+        env: &EnvCa,
+        raw_name: &str,
+        body: &[u8],
+        refuse_pending: bool,
+    ) -> Result<Prepared, AppError> {
         let name = certname(raw_name)?;
         let csr = ValidatedCsr::parse(body, &name, &env.settings.csr_policy(&self.config.limits))?;
         let subject = csr.subject();
@@ -122,36 +230,83 @@ impl App {
         // for one that a reader can already see refused).
         let refused = (pending && !rule.replace_pending)
             || (!rule.allow_if_signed && self.store.certificate(&env.name, &name)?.is_some());
-        let autosign = !modifies && !refused && {
-            let timeout =
-                std::time::Duration::from_secs(env.settings.autosign_timeout.as_secs() as u64);
-            super::autosign::decide(&env.settings.autosign, timeout, &name, &csr.to_pem())
+        Ok(Prepared {
+            name,
+            csr,
+            rec,
+            rule,
+            modifies,
+            refused,
+        })
+    }
+
+    /// [`App::submit`] started on a thread that must not block (an HTTP worker): an
+    /// autosigned submission that an in-process issuer signs is checked, signed, and
+    /// handed to the store to commit, and the caller awaits [`InFlight::finish`]; it
+    /// costs CPU only (reads come from the store's cache). Anything that may block (a
+    /// policy executable or allowlist file, storing a request that waits for an admin,
+    /// an issuer that answers later, every signing slot taken, a failed signature, a
+    /// refusal) answers [`Submitting::NeedsThread`] before anything is stored, and the
+    /// caller runs the whole submission on a thread that may block instead.
+    pub fn submit_start(&self, raw_env: &str, raw_name: &str, body: &[u8]) -> Submitting<'_> {
+        self.start_as(raw_env, raw_name, body, false)
+    }
+
+    /// [`App::submit_start`] with either face's duplicate rule (see [`App::submit_as`]).
+    pub(super) fn start_as(
+        &self,
+        raw_env: &str,
+        raw_name: &str,
+        body: &[u8],
+        refuse_pending: bool,
+    ) -> Submitting<'_> {
+        let env = match self.env_ca(raw_env) {
+            Ok(env) => env,
+            Err(e) => return Submitting::Done(Err(e)),
         };
-        if autosign {
-            // Signed in process: the request and its certificate in one transaction.
-            if let Some(outcome) = self.submit_signed(&env, &name, &rec, rule, &csr)? {
-                return submitted(&name, outcome);
+        if !matches!(
+            env.settings.autosign,
+            crate::config::Autosign::All(true) | crate::config::Autosign::Globs(_)
+        ) {
+            return Submitting::NeedsThread;
+        }
+        let Prepared {
+            name,
+            csr,
+            rec,
+            rule,
+            modifies,
+            refused,
+        } = match self.prepare(&env, raw_name, body, refuse_pending) {
+            Ok(p) => p,
+            Err(e) => return Submitting::Done(Err(e)),
+        };
+        // Globs and `true` are decided in memory (no timeout applies).
+        let autosign = super::autosign::decide(
+            &env.settings.autosign,
+            std::time::Duration::ZERO,
+            &name,
+            &[],
+        );
+        if modifies || refused || !autosign {
+            return Submitting::NeedsThread;
+        }
+        match self.sign_submission(&env, &csr) {
+            Some((slot, record, issuer)) => {
+                let pending = self
+                    .store
+                    .submit_issued_pending(&env.name, &name, &rec, rule, &record);
+                Submitting::Committing(Box::new(InFlight {
+                    pending,
+                    _slot: slot,
+                    env,
+                    name,
+                    record,
+                    issuer,
+                }))
             }
+            None => Submitting::NeedsThread,
         }
-        let outcome = self.store.submit_request(&env.name, &name, &rec, rule)?;
-        let done = submitted(&name, outcome)?;
-        if modifies {
-            self.store.flush()?;
-            self.wake_orders();
-            return Ok(Submitted::Replaced);
-        }
-        if autosign {
-            // An issuer that answers later: the approval starts its order. It answers
-            // only once what it did is durable, and that one flush covers the request
-            // too. When it fails, the request stays and is made durable here.
-            if let Err(e) = self.approve(&env, &name, None, Some(csr)) {
-                self.store.flush()?;
-                return Err(e);
-            }
-        } else {
-            self.store.flush()?;
-        }
-        Ok(done)
     }
 
     /// `GET /{env}/certificate_request/{name}`: the pending request; 410 when it was
@@ -209,5 +364,106 @@ impl App {
         }
         self.store.flush()?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::ca::{build_csr, KeyType, Rng, SystemClock};
+    use crate::config::Config;
+    use crate::store::DataDir;
+
+    /// The same bytes at every draw: every certificate gets the same serial.
+    struct Repeats;
+    impl Rng for Repeats {
+        fn fill(&self, buf: &mut [u8]) {
+            buf.fill(0x5a);
+        }
+    }
+
+    /// Runs a future to its end on this thread, parking between polls.
+    fn block_on<F: Future>(f: F) -> F::Output {
+        struct Unpark(std::thread::Thread);
+        impl std::task::Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut f = std::pin::pin!(f);
+        loop {
+            if let std::task::Poll::Ready(out) = f.as_mut().poll(&mut cx) {
+                return out;
+            }
+            std::thread::park();
+        }
+    }
+
+    fn csr(name: &str) -> Vec<u8> {
+        let key = KeyType::EcP256.generate().unwrap();
+        build_csr(&key, &Certname::parse(name).unwrap(), &[]).unwrap()
+    }
+
+    #[test]
+    fn the_worker_path_signs_autosigned_submissions_and_hands_back_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::from_toml(
+            "[ca]\nkey_type = \"ec-p256\"\n\
+             [environments.production]\nautosign = true\n\
+             [environments.manual]\n",
+            &dir.path().join("certd.toml"),
+        )
+        .unwrap();
+        let data = DataDir::new(dir.path().join("data"));
+        let app = App::open(config, data, Arc::new(SystemClock), Arc::new(Repeats)).unwrap();
+
+        // Autosigned: signed here, committed by the store, durable when it answers.
+        match app.submit_start("production", "first", &csr("first")) {
+            Submitting::Committing(f) => {
+                assert_eq!(
+                    block_on((*f).finish(&app)).unwrap().unwrap(),
+                    Submitted::Created
+                )
+            }
+            _ => panic!("an autosigned submission is signed on the worker path"),
+        }
+        assert!(app.certificate("production", "first").is_ok());
+
+        // Signed with the serial "first" has: the commit refuses it with nothing stored,
+        // and the caller is told to submit it again.
+        match app.submit_start("production", "second", &csr("second")) {
+            Submitting::Committing(f) => assert!(block_on((*f).finish(&app)).is_none()),
+            _ => panic!("an autosigned submission is signed on the worker path"),
+        }
+        assert!(matches!(
+            app.request("production", "second"),
+            Err(AppError::NotFound(_))
+        ));
+        // Submitted whole, it is retried, then stored unsigned and the error answered.
+        assert!(app.submit("production", "second", &csr("second")).is_err());
+        assert!(app.request("production", "second").is_ok());
+
+        // Refused (a pending request, Puppet's rule), waiting for an admin, or malformed.
+        assert!(matches!(
+            app.puppet_submit_start("second", &csr("second")),
+            Submitting::NeedsThread
+        ));
+        assert!(matches!(
+            app.submit_start("manual", "third", &csr("third")),
+            Submitting::NeedsThread
+        ));
+        assert!(matches!(
+            app.submit_start("production", "fourth", b"not a CSR"),
+            Submitting::Done(Err(_))
+        ));
+        assert!(matches!(
+            app.request("manual", "third"),
+            Err(AppError::NotFound(_))
+        ));
     }
 }

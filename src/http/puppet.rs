@@ -11,7 +11,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use serde::Deserialize;
 
-use super::resources::run_raw;
+use super::resources::{run_raw, submission};
 use super::{body, Caller};
 use crate::app::{App, AppError, StatusCursor, PUPPET_ENV};
 use crate::ca::UnixTime;
@@ -239,8 +239,9 @@ async fn put_request(
         Err((status, text)) => return plain(status, text),
     };
     let name = name.into_inner();
-    match run_raw(&app, move |a| a.puppet_submit(&name, &bytes)).await {
-        Ok(()) => plain(StatusCode::OK, ""),
+    let start = app.puppet_submit_start(&name, &bytes);
+    match submission(&app, start, move |a| a.puppet_submit(&name, &bytes)).await {
+        Ok(_) => plain(StatusCode::OK, ""),
         Err(e) => answer(&req, e, StatusCode::BAD_REQUEST),
     }
 }

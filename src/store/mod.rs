@@ -8,6 +8,7 @@
 
 mod files;
 mod memory;
+mod pending;
 mod records;
 mod schema;
 mod sled_store;
@@ -20,6 +21,7 @@ use crate::ca::{Certname, EnvName, UnixTime};
 
 pub use files::{write_file, DataDir, FilesError};
 pub use memory::MemStore;
+pub use pending::PendingIssue;
 pub use records::{
     AuditEvent, CertRecord, CertSummary, CrlRecord, EnvRecord, EventKind, Order, RequestRecord,
     RequestState, Revocation, RevokedSerial, StoredFingerprints,
@@ -243,6 +245,20 @@ pub trait Store: Send + Sync {
         rule: SubmitRule,
         cert: &CertRecord,
     ) -> Result<SubmitIssueOutcome, StoreError>;
+    /// [`Store::submit_issued`] without blocking the caller where the store commits on a
+    /// thread of its own: the outcome arrives, durable, through the [`PendingIssue`]
+    /// (an HTTP handler awaits it instead of holding a thread through the commit). By
+    /// default the work is done at once, in the call.
+    fn submit_issued_pending(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        rec: &RequestRecord,
+        rule: SubmitRule,
+        cert: &CertRecord,
+    ) -> PendingIssue {
+        PendingIssue::ready(self.submit_issued(env, name, rec, rule, cert))
+    }
     /// Atomically: checks that `name`'s current certificate has `old_serial` and is not
     /// revoked, replaces it with `cert`, and indexes the new serial.
     fn renew(

@@ -13,7 +13,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 
 use super::Problem;
-use crate::app::{App, AppError, Page};
+use crate::app::{App, AppError, Page, Submitted, Submitting};
 
 /// Any path no route matches.
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, Problem> {
@@ -54,6 +54,31 @@ where
     web::block(move || f(&app))
         .await
         .map_err(|e| AppError::Task(e.to_string()))?
+}
+
+/// A submission (either face), begun with `start` on the worker thread
+/// ([`App::submit_start`]): an autosigned one is signed there and then awaited while the
+/// store commits it, so no blocking-pool thread is held through the commit (two thread
+/// hand-offs fewer per certificate). Anything else runs whole, as `whole`, on the
+/// blocking pool; so does a submission whose serial turned out taken (nothing stored).
+pub(crate) async fn submission<F>(
+    app: &web::Data<App>,
+    start: Submitting<'_>,
+    whole: F,
+) -> Result<Submitted, AppError>
+where
+    F: FnOnce(&App) -> Result<Submitted, AppError> + Send + 'static,
+{
+    match start {
+        Submitting::Done(outcome) => return outcome,
+        Submitting::Committing(in_flight) => {
+            if let Some(outcome) = (*in_flight).finish(app).await {
+                return outcome;
+            }
+        }
+        Submitting::NeedsThread => {}
+    }
+    run_raw(app, whole).await
 }
 
 /// Runs a use case that reads at most one key of the store and never writes or

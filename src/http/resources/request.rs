@@ -3,7 +3,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::{body_unless_head, negotiated, only, page_response, query, run};
+use super::{body_unless_head, negotiated, only, page_response, query, run, submission};
 use crate::app::{App, ListQuery, Submitted};
 use crate::http::body;
 use crate::http::negotiate::{Offer, Repr};
@@ -39,7 +39,8 @@ pub async fn put(
     only(&query(&req)?, &[])?;
     let bytes = body::read(&req, payload, app.config().limits.max_body_bytes).await?;
     let location = format!("/{env}/certificate_request/{name}");
-    let outcome = run(&app, move |a| a.submit(&env, &name, &bytes)).await?;
+    let start = app.submit_start(&env, &name, &bytes);
+    let outcome = submission(&app, start, move |a| a.submit(&env, &name, &bytes)).await?;
     Ok(match outcome {
         Submitted::Created => HttpResponse::Created()
             .insert_header((header::LOCATION, location))

@@ -270,14 +270,7 @@ impl App {
         ) {
             return Submitting::NeedsThread;
         }
-        let Prepared {
-            name,
-            csr,
-            rec,
-            rule,
-            modifies,
-            refused,
-        } = match self.prepare(&env, raw_name, body, refuse_pending) {
+        let p = match self.prepare(&env, raw_name, body, refuse_pending) {
             Ok(p) => p,
             Err(e) => return Submitting::Done(Err(e)),
         };
@@ -285,22 +278,22 @@ impl App {
         let autosign = super::autosign::decide(
             &env.settings.autosign,
             std::time::Duration::ZERO,
-            &name,
+            &p.name,
             &[],
         );
-        if modifies || refused || !autosign {
+        if p.modifies || p.refused || !autosign {
             return Submitting::NeedsThread;
         }
-        match self.sign_submission(&env, &csr) {
+        match self.sign_submission(&env, &p.csr) {
             Some((slot, record, issuer)) => {
                 let pending = self
                     .store
-                    .submit_issued_pending(&env.name, &name, &rec, rule, &record);
+                    .submit_issued_pending(&env.name, &p.name, &p.rec, p.rule, &record);
                 Submitting::Committing(Box::new(InFlight {
                     pending,
                     _slot: slot,
                     env,
-                    name,
+                    name: p.name,
                     record,
                     issuer,
                 }))

@@ -62,9 +62,10 @@ struct CommitState {
 /// transaction per environment and one flush. Submissions queue here; one thread (the
 /// committer, started with the store) takes everything queued, applies it in order
 /// inside one transaction per environment, flushes, and hands each submission its
-/// outcome. Whatever queues while it commits goes in its next batch; it never waits for
-/// company (a lone submission is a batch of one). Callers do not lead or wait for one
-/// another: an HTTP handler awaits its [`PendingIssue`] without holding a thread.
+/// outcome. Whatever queues while it commits goes in its next batch, and it waits
+/// briefly for as many as the last batch had ([`COMPANY_WAIT`]). Callers do not lead or
+/// wait for one another: an HTTP handler awaits its [`PendingIssue`] without holding a
+/// thread.
 #[derive(Default)]
 struct IssueQueue {
     state: std::sync::Mutex<QueueState>,
@@ -78,6 +79,8 @@ struct QueueState {
     idle: bool,
     /// The store is being dropped: the committer finishes the queue and exits.
     closed: bool,
+    /// How many submissions the last batch had: how many the next one waits for.
+    last_batch: usize,
 }
 
 impl IssueQueue {
@@ -97,18 +100,35 @@ impl IssueQueue {
                 st = self.work.wait(st).unwrap_or_else(|p| p.into_inner());
             }
             st.idle = false;
-            // Let submissions that are runnable (being signed on a worker) queue first:
-            // one yield, no waiting. Measured: batches of ~1.9 without it, ~3.9 with it,
-            // and sled writes (waking its whole I/O pool) twice per batch.
-            drop(st);
-            std::thread::yield_now();
-            st = self.lock();
+            // Wait for company: until as many submissions are queued as the last batch
+            // had, for at most COMPANY_WAIT, yielding the processor meanwhile (to the
+            // workers signing them). A lone agent's batches are of one, so it does not
+            // wait past the first yield; under load a batch takes in every agent already
+            // on its way, and sled writes (and wakes its whole I/O pool) twice per batch,
+            // not per submission.
+            let since = std::time::Instant::now();
+            loop {
+                drop(st);
+                std::thread::yield_now();
+                st = self.lock();
+                if st.queue.len() >= st.last_batch || since.elapsed() >= COMPANY_WAIT {
+                    break;
+                }
+            }
             let batch = std::mem::take(&mut st.queue);
+            st.last_batch = batch.len();
             drop(st);
             core.commit_batch(batch);
         }
     }
 }
+
+/// Longest the committer waits for a batch to fill up to the last one's size. Measured
+/// (8 agents, ECDSA CA): one yield and no waiting gave batches of ~2–4; waiting for the
+/// last batch's size, up to 500 µs, gave 4,197 → 5,225 certs/s and 93.5 → 77 ticks of
+/// server CPU per 3,000 certificates, with lower p50 and p99. A fixed window (150 or
+/// 300 µs whatever the load) was no better than ~4,800/s.
+const COMPANY_WAIT: std::time::Duration = std::time::Duration::from_micros(500);
 
 /// One queued [`Store::submit_issued`].
 struct IssueOp {

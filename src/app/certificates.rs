@@ -272,7 +272,7 @@ impl App {
         &self,
         env: &EnvCa,
         csr: &ValidatedCsr,
-    ) -> Option<(super::SigningSlot<'_>, CertRecord, String)> {
+    ) -> Option<(super::SigningSlot, CertRecord, String)> {
         let validity = self.validity(env, None);
         let issuer = self
             .issuer_for(env, csr, validity)

@@ -183,7 +183,7 @@ pub struct App {
     resolver: Arc<Resolver>,
     revoked: Arc<RevokedSerials>,
     /// Signings under way, bounded by `limits.max_pending_signings`.
-    signings: std::sync::atomic::AtomicUsize,
+    signings: Arc<std::sync::atomic::AtomicUsize>,
     /// The root CA's CRL, encoded, as served in the Puppet face's CRL bundle.
     root_crl: RwLock<Arc<CrlView>>,
     /// Bumped whenever the set of trusted CAs changes (an environment is created).
@@ -199,9 +199,9 @@ pub struct App {
 }
 
 /// One admitted signing; releases its place when dropped.
-pub(crate) struct SigningSlot<'a>(&'a std::sync::atomic::AtomicUsize);
+pub(crate) struct SigningSlot(Arc<std::sync::atomic::AtomicUsize>);
 
-impl Drop for SigningSlot<'_> {
+impl Drop for SigningSlot {
     fn drop(&mut self) {
         self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
@@ -280,7 +280,7 @@ impl App {
             envs: RwLock::new(envs),
             resolver,
             revoked,
-            signings: std::sync::atomic::AtomicUsize::new(0),
+            signings: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             trust_generation: std::sync::atomic::AtomicU64::new(0),
             root_crl: RwLock::new(Arc::new(CrlView::new(root_crl))),
             readiness: RwLock::new(BTreeMap::new()),
@@ -500,7 +500,7 @@ impl App {
     /// Admits one signing when fewer than `limits.max_pending_signings` are under way,
     /// waiting up to five seconds for a place (so an autosign burst queues briefly rather
     /// than failing), then refuses with [`AppError::Busy`].
-    pub(crate) fn signing_slot(&self) -> Result<SigningSlot<'_>, AppError> {
+    pub(crate) fn signing_slot(&self) -> Result<SigningSlot, AppError> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
             if let Some(slot) = self.try_signing_slot() {
@@ -514,7 +514,7 @@ impl App {
     }
 
     /// [`App::signing_slot`] without waiting: `None` when all are taken.
-    pub(crate) fn try_signing_slot(&self) -> Option<SigningSlot<'_>> {
+    pub(crate) fn try_signing_slot(&self) -> Option<SigningSlot> {
         use std::sync::atomic::Ordering;
         loop {
             let now = self.signings.load(Ordering::SeqCst);
@@ -526,7 +526,7 @@ impl App {
                 .compare_exchange(now, now + 1, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok()
             {
-                return Some(SigningSlot(&self.signings));
+                return Some(SigningSlot(self.signings.clone()));
             }
         }
     }

@@ -263,7 +263,7 @@ impl App {
 
     /// [`App::puppet_submit`] started on a thread that must not block (see
     /// [`App::submit_start`]).
-    pub fn puppet_submit_start(&self, raw_name: &str, body: &[u8]) -> Submitting<'_> {
+    pub fn puppet_submit_start(&self, raw_name: &str, body: &[u8]) -> Submitting {
         self.start_as(PUPPET_ENV, raw_name, body, true)
     }
 

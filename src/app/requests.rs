@@ -18,26 +18,26 @@ pub enum Submitted {
 }
 
 /// Where a submission started by [`App::submit_start`] stands.
-pub enum Submitting<'a> {
+pub enum Submitting {
     /// Answered (a malformed name or CSR, an unknown environment).
     Done(Result<Submitted, AppError>),
     /// Signed; the store is committing the request and its certificate.
-    Committing(Box<InFlight<'a>>),
+    Committing(Box<InFlight>),
     /// Nothing done: the submission needs a thread that may block ([`App::submit`]).
     NeedsThread,
 }
 
 /// An autosigned submission being committed: holds its signing slot until then.
-pub struct InFlight<'a> {
+pub struct InFlight {
     pending: PendingIssue,
-    _slot: super::SigningSlot<'a>,
+    _slot: super::SigningSlot,
     env: std::sync::Arc<EnvCa>,
     name: Certname,
     record: CertRecord,
     issuer: String,
 }
 
-impl InFlight<'_> {
+impl InFlight {
     /// Awaits the commit (durable when it answers), then answers as [`App::submit`]
     /// would; `None` when the serial turned out to be taken (nothing was stored) and
     /// the submission must be made again.
@@ -248,7 +248,7 @@ impl App {
     /// an issuer that answers later, every signing slot taken, a failed signature, a
     /// refusal) answers [`Submitting::NeedsThread`] before anything is stored, and the
     /// caller runs the whole submission on a thread that may block instead.
-    pub fn submit_start(&self, raw_env: &str, raw_name: &str, body: &[u8]) -> Submitting<'_> {
+    pub fn submit_start(&self, raw_env: &str, raw_name: &str, body: &[u8]) -> Submitting {
         self.start_as(raw_env, raw_name, body, false)
     }
 
@@ -259,7 +259,7 @@ impl App {
         raw_name: &str,
         body: &[u8],
         refuse_pending: bool,
-    ) -> Submitting<'_> {
+    ) -> Submitting {
         let env = match self.env_ca(raw_env) {
             Ok(env) => env,
             Err(e) => return Submitting::Done(Err(e)),

@@ -118,7 +118,11 @@ impl IssueQueue {
             let batch = std::mem::take(&mut st.queue);
             st.last_batch = batch.len();
             drop(st);
-            core.commit_batch(batch);
+            // A panic past commit_batch's own guard (in the flush, say) must not stop the
+            // committer, or every later submission would wait forever; the batch's
+            // submissions hear an error as their fills are dropped.
+            let _ =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.commit_batch(batch)));
         }
     }
 }

@@ -63,7 +63,7 @@ where
 /// blocking pool; so does a submission whose serial turned out taken (nothing stored).
 pub(crate) async fn submission<F>(
     app: &web::Data<App>,
-    start: Submitting<'_>,
+    start: Submitting,
     whole: F,
 ) -> Result<Submitted, AppError>
 where
@@ -72,8 +72,15 @@ where
     match start {
         Submitting::Done(outcome) => return outcome,
         Submitting::Committing(in_flight) => {
-            if let Some(outcome) = (*in_flight).finish(app).await {
-                return outcome;
+            // A task of its own, so that a client that hangs up mid-commit does not cancel
+            // what follows the commit (the issuance's log line and metrics).
+            let owned = app.clone();
+            let finished =
+                actix_web::rt::spawn(async move { (*in_flight).finish(&owned).await }).await;
+            match finished {
+                Ok(Some(outcome)) => return outcome,
+                Ok(None) => {}
+                Err(e) => return Err(AppError::Task(e.to_string())),
             }
         }
         Submitting::NeedsThread => {}

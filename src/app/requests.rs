@@ -270,18 +270,19 @@ impl App {
         ) {
             return Submitting::NeedsThread;
         }
+        // Globs and `true` are decided from the name alone (no timeout applies), so a
+        // name they do not sign goes to the whole path before its CSR is checked.
+        let signs = |name: &Certname| {
+            super::autosign::decide(&env.settings.autosign, std::time::Duration::ZERO, name, &[])
+        };
+        if certname(raw_name).is_ok_and(|name| !signs(&name)) {
+            return Submitting::NeedsThread;
+        }
         let p = match self.prepare(&env, raw_name, body, refuse_pending) {
             Ok(p) => p,
             Err(e) => return Submitting::Done(Err(e)),
         };
-        // Globs and `true` are decided in memory (no timeout applies).
-        let autosign = super::autosign::decide(
-            &env.settings.autosign,
-            std::time::Duration::ZERO,
-            &p.name,
-            &[],
-        );
-        if p.modifies || p.refused || !autosign {
+        if p.modifies || p.refused {
             return Submitting::NeedsThread;
         }
         match self.sign_submission(&env, &p.csr) {
@@ -408,7 +409,8 @@ mod tests {
         let config = Config::from_toml(
             "[ca]\nkey_type = \"ec-p256\"\n\
              [environments.production]\nautosign = true\n\
-             [environments.manual]\n",
+             [environments.manual]\n\
+             [environments.web]\nautosign = [\"*.web.example\"]\n",
             &dir.path().join("certd.toml"),
         )
         .unwrap();
@@ -457,6 +459,16 @@ mod tests {
         assert!(matches!(
             app.request("manual", "third"),
             Err(AppError::NotFound(_))
+        ));
+        // Globs: a name they match is signed on the worker path, another is not started
+        // there (not even its CSR checked: a malformed one is not answered here).
+        assert!(matches!(
+            app.submit_start("web", "a.web.example", &csr("a.web.example")),
+            Submitting::Committing(_)
+        ));
+        assert!(matches!(
+            app.submit_start("web", "b.other.example", b"not a CSR"),
+            Submitting::NeedsThread
         ));
     }
 }

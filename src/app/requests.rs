@@ -64,7 +64,6 @@ impl InFlight {
 
 /// What [`App::prepare`] found.
 struct Prepared {
-    name: Certname,
     csr: ValidatedCsr,
     rec: RequestRecord,
     rule: SubmitRule,
@@ -136,14 +135,14 @@ impl App {
         refuse_pending: bool,
     ) -> Result<Submitted, AppError> {
         let env = self.env_ca(raw_env)?;
+        let name = certname(raw_name)?;
         let Prepared {
-            name,
             csr,
             rec,
             rule,
             modifies,
             refused,
-        } = self.prepare(&env, raw_name, body, refuse_pending)?;
+        } = self.prepare(&env, &name, body, refuse_pending)?;
         let autosign = !modifies && !refused && {
             let timeout =
                 std::time::Duration::from_secs(env.settings.autosign_timeout.as_secs() as u64);
@@ -182,16 +181,15 @@ impl App {
     fn prepare(
         &self,
         env: &EnvCa,
-        raw_name: &str,
+        name: &Certname,
         body: &[u8],
         refuse_pending: bool,
     ) -> Result<Prepared, AppError> {
-        let name = certname(raw_name)?;
-        let csr = ValidatedCsr::parse(body, &name, &env.settings.csr_policy(&self.config.limits))?;
+        let csr = ValidatedCsr::parse(body, name, &env.settings.csr_policy(&self.config.limits))?;
         let subject = csr.subject();
         // A CSR replacing one whose order is under way keeps the order: the worker hands
         // the new CSR to the issuer's `modify` (seed 000).
-        let prev = self.store.request(&env.name, &name)?;
+        let prev = self.store.request(&env.name, name)?;
         let pending = matches!(
             prev,
             Some(RequestRecord {
@@ -229,9 +227,8 @@ impl App {
         // store's transaction decides; these reads spare a policy run and a signature
         // for one that a reader can already see refused).
         let refused = (pending && !rule.replace_pending)
-            || (!rule.allow_if_signed && self.store.certificate(&env.name, &name)?.is_some());
+            || (!rule.allow_if_signed && self.store.certificate(&env.name, name)?.is_some());
         Ok(Prepared {
-            name,
             csr,
             rec,
             rule,
@@ -270,15 +267,21 @@ impl App {
         ) {
             return Submitting::NeedsThread;
         }
+        let name = match certname(raw_name) {
+            Ok(name) => name,
+            Err(e) => return Submitting::Done(Err(e)),
+        };
         // Globs and `true` are decided from the name alone (no timeout applies), so a
         // name they do not sign goes to the whole path before its CSR is checked.
-        let signs = |name: &Certname| {
-            super::autosign::decide(&env.settings.autosign, std::time::Duration::ZERO, name, &[])
-        };
-        if certname(raw_name).is_ok_and(|name| !signs(&name)) {
+        if !super::autosign::decide(
+            &env.settings.autosign,
+            std::time::Duration::ZERO,
+            &name,
+            &[],
+        ) {
             return Submitting::NeedsThread;
         }
-        let p = match self.prepare(&env, raw_name, body, refuse_pending) {
+        let p = match self.prepare(&env, &name, body, refuse_pending) {
             Ok(p) => p,
             Err(e) => return Submitting::Done(Err(e)),
         };
@@ -289,12 +292,12 @@ impl App {
             Some((slot, record, issuer)) => {
                 let pending = self
                     .store
-                    .submit_issued_pending(&env.name, &p.name, &p.rec, p.rule, &record);
+                    .submit_issued_pending(&env.name, &name, &p.rec, p.rule, &record);
                 Submitting::Committing(Box::new(InFlight {
                     pending,
                     _slot: slot,
                     env,
-                    name: p.name,
+                    name,
                     record,
                     issuer,
                 }))

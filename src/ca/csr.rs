@@ -612,9 +612,29 @@ mod tests {
         n.append_entry_by_text("CN", "gen-x").unwrap();
         b.set_subject_name(&n.build()).unwrap();
         b.set_pubkey(&key).unwrap();
-        b.set_version(2).unwrap();
         b.sign(&key, MessageDigest::sha256()).unwrap();
-        let der = b.build().to_der().unwrap();
+        // OpenSSL 3.6 writes only version 0 (`X509_REQ_set_version(2)` is refused), so
+        // the version-2 request Ruby's OpenSSL writes is made here: the info's version
+        // INTEGER set to 2 and the info signed again.
+        let v0 = x509_cert::request::CertReq::from_der(&b.build().to_der().unwrap()).unwrap();
+        let mut info = v0.info.to_der().unwrap();
+        let at = if info[1] & 0x80 == 0 {
+            2
+        } else {
+            2 + usize::from(info[1] & 0x7f)
+        };
+        assert_eq!(info[at..at + 3], [0x02, 0x01, 0x00], "version 0 first");
+        info[at + 2] = 2;
+        let sig = openssl::sign::Signer::new(MessageDigest::sha256(), &key)
+            .unwrap()
+            .sign_oneshot_to_vec(&info)
+            .unwrap();
+        let bits = der::asn1::BitString::from_bytes(&sig)
+            .unwrap()
+            .to_der()
+            .unwrap();
+        let der = crate::ca::crl::tlv(0x30, &[&info, &v0.algorithm.to_der().unwrap(), &bits]);
+        assert_eq!(X509Req::from_der(&der).unwrap().version(), 2);
         let csr = ValidatedCsr::parse(&der, &name("gen-x"), &CsrPolicy::default()).unwrap();
         assert_eq!(csr.der(), der.as_slice(), "the original bytes are kept");
     }

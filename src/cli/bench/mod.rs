@@ -4,13 +4,15 @@
 //! Scenarios: `issue` (pre-generated CSRs: submit, then fetch the autosigned
 //! certificate; a new TLS connection per agent or keep-alive), `probe` (GET or HEAD of a
 //! certificate over keep-alive connections), `list` (all statuses), `revoke` (one by one,
-//! or one bulk clean), `crl`. Every phase is bounded by `--count` and `--max-seconds`,
+//! or one bulk clean), `crl`; and `sign`, the linked OpenSSL's own signing rate with no
+//! server at all (the ceiling issuance is measured against). Every phase is bounded by `--count` and `--max-seconds`,
 //! prints throughput and p50/p90/p99/max, and can append JSON lines. With two
 //! `--target`s the same scenario runs against each in turn, run after run, and the ratio
 //! of the medians is printed.
 
 mod conn;
 mod scenarios;
+mod sign;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -42,6 +44,9 @@ pub enum Scenario {
     Revoke,
     /// Fetch the CRL.
     Crl,
+    /// No server: sign with a `--sign-key` key on `--concurrency` threads, to measure the
+    /// linked OpenSSL's ceiling (what `openssl speed` measures for the system's).
+    Sign,
 }
 
 /// `certd bench`.
@@ -52,8 +57,9 @@ pub struct BenchArgs {
     pub scenario: Scenario,
     /// A server: `URL[,face=native|puppet][,env=NAME][,ca=FILE][,cert=FILE][,key=FILE]`.
     /// Give two to compare them (the ratio printed is first / second). Without ca/cert/key,
-    /// `--data-dir`'s production chain and admin identity are used.
-    #[arg(long = "target", required = true)]
+    /// `--data-dir`'s production chain and admin identity are used. Every scenario but
+    /// `sign` needs one.
+    #[arg(long = "target")]
     pub targets: Vec<String>,
     /// Data directory whose CA chain and admin certificate to use by default.
     #[arg(long)]
@@ -89,6 +95,9 @@ pub struct BenchArgs {
     /// timing; RSA keys are reused across CSRs (16 of them) so that setup stays short.
     #[arg(long, default_value = "ec-p256")]
     pub agent_key: String,
+    /// sign: the key type signed with (the CA's): rsa-4096 (default), rsa-2048, ec-p256...
+    #[arg(long, default_value = "rsa-4096")]
+    pub sign_key: String,
     /// Append one JSON line per run here.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -226,7 +235,7 @@ impl RunStats {
         }
     }
 
-    fn print(&self) {
+    pub(super) fn print(&self) {
         println!(
             "{:<8} {:<32} run {} n={:<7} err={:<4} c={:<3} {:>8.3}s {:>10.1}/s  p50 {:>8.2}ms  p90 {:>8.2}ms  p99 {:>8.2}ms  max {:>8.2}ms",
             self.scenario, self.target, self.run, self.n, self.errors, self.concurrency,
@@ -235,7 +244,7 @@ impl RunStats {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(super) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() {
         0.0
@@ -246,11 +255,17 @@ fn median(mut v: Vec<f64>) -> f64 {
 
 /// Runs `certd bench`.
 pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
-    if args.targets.len() > 2 {
-        bail!("give one --target, or two to compare");
-    }
     if args.count == 0 || args.concurrency == 0 || args.runs == 0 {
         bail!("--count, --concurrency and --runs must be positive");
+    }
+    if args.scenario == Scenario::Sign {
+        return sign::run(args);
+    }
+    if args.targets.is_empty() {
+        bail!("give a --target (or two to compare)");
+    }
+    if args.targets.len() > 2 {
+        bail!("give one --target, or two to compare");
     }
     let endpoints = args
         .targets

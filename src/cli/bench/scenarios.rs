@@ -179,6 +179,12 @@ fn clean(e: &Endpoint, conn: &mut Conn, names: &[String]) -> anyhow::Result<()> 
 
 /// Untimed preparation of one target.
 pub fn prepare(args: &BenchArgs, e: &Endpoint) -> anyhow::Result<Prepared> {
+    // The timed connections do not check the server's chain; check it here, once.
+    for target in [&e.anon, &e.admin] {
+        target
+            .connect_verified()
+            .with_context(|| format!("{}: checking the server's certificate chain", e.url))?;
+    }
     let t = tag();
     let mut p = Prepared {
         csrs: Vec::new(),
@@ -212,7 +218,7 @@ pub fn prepare(args: &BenchArgs, e: &Endpoint) -> anyhow::Result<Prepared> {
                     .push(populate(args, e, &format!("bench-{t}-r{run}"), args.count)?);
             }
         }
-        Scenario::Crl => {}
+        Scenario::Crl | Scenario::Sign => {}
     }
     Ok(p)
 }
@@ -296,6 +302,7 @@ pub fn timed_run(
                 }),
             )
         }
+        Scenario::Sign => bail!("the sign scenario runs without a server"),
         Scenario::Revoke => {
             let names = &p.to_revoke[run - 1];
             (

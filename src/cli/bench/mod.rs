@@ -5,10 +5,12 @@
 //! certificate; a new TLS connection per agent or keep-alive), `probe` (GET or HEAD of a
 //! certificate over keep-alive connections), `list` (all statuses), `revoke` (one by one,
 //! or one bulk clean), `crl`; and `sign`, the linked OpenSSL's own signing rate with no
-//! server at all (the ceiling issuance is measured against). Every phase is bounded by `--count` and `--max-seconds`,
-//! prints throughput and p50/p90/p99/max, and can append JSON lines. With two
-//! `--target`s the same scenario runs against each in turn, run after run, and the ratio
-//! of the medians is printed.
+//! server at all (the ceiling issuance is measured against). Every phase is bounded by
+//! `--count` and `--max-seconds`, prints throughput and p50/p90/p99/max, and can append
+//! JSON lines. With two `--target`s the same scenario runs against each in turn, run
+//! after run, and the ratio of the medians is printed. The chain of each target is
+//! checked once before timing; the timed connections do not check it again
+//! (`Target::connect`).
 
 mod conn;
 mod scenarios;

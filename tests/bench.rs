@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 
 const CONFIG: &str = "[ca]\nkey_type = \"ec-p256\"\n[environments.production]\nautosign = true\n";
@@ -75,26 +73,7 @@ fn issue_runs_against_both_faces_and_a_wrong_ca_stops_it_before_timing() {
     assert_eq!(benched, 29);
 
     // A CA the server's chain does not lead to: the chain check before timing fails.
-    let other = dir.path().join("other-ca.pem");
-    let key = dir.path().join("other-ca.key");
-    let (ok, _, e) = run(Command::new("openssl").args([
-        "req",
-        "-x509",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-subj",
-        "/CN=another CA",
-        "-days",
-        "1",
-        "-keyout",
-        key.to_str().unwrap(),
-        "-out",
-        other.to_str().unwrap(),
-    ]));
-    assert!(ok, "{e}");
+    let (other, _) = make_ca(dir.path(), "another CA");
     let wrong = format!("{url},face=puppet,ca={}", other.display());
     let (code, out, err) = bench(&["issue", "--target", &wrong, "--count", "3", "--runs", "1"]);
     assert_ne!(code, 0, "{out}");

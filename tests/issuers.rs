@@ -527,33 +527,6 @@ fn cancel_and_modify_reach_the_upstream() {
     );
 }
 
-/// A CA for cfssl and the command back end: (cert, key) made by `openssl`.
-fn make_ca(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
-    let (cert, key) = (dir.join("ca.pem"), dir.join("ca-key.pem"));
-    let (ok, _, err) = run(Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-days",
-            "30",
-            "-subj",
-        ])
-        .arg(format!("/CN={cn}"))
-        .args(["-addext", "basicConstraints=critical,CA:TRUE"])
-        .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert));
-    assert!(ok, "{err}");
-    (cert, key)
-}
-
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -358,3 +358,31 @@ pub fn curl_status(server: &Server, method: &str, raw_path: &str, body: Option<&
     assert!(ok, "curl: {err}");
     out.trim().parse().unwrap()
 }
+
+/// A self-signed ECDSA CA in `dir` (cert, key), made by the `openssl` command line: for
+/// the cfssl and command issuer back ends, and as a CA a server's chain does not lead to.
+pub fn make_ca(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("ca.pem"), dir.join("ca-key.pem"));
+    let (ok, _, err) = run(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "30",
+            "-subj",
+        ])
+        .arg(format!("/CN={cn}"))
+        .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+        .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert));
+    assert!(ok, "{err}");
+    (cert, key)
+}

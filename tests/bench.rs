@@ -1,6 +1,6 @@
 //! `certd bench` against a real server: the load generator issues through the Puppet face
 //! and the native face, checks the server's chain before anything is timed (a wrong CA
-//! stops it), and `sign` runs without a server.
+//! stops it), warms up uncounted when asked, and `sign` runs without a server.
 
 mod common;
 
@@ -51,11 +51,17 @@ fn issue_runs_against_both_faces_and_a_wrong_ca_stops_it_before_timing() {
         "5",
         "--runs",
         "1",
+        "--warmup",
+        "4",
     ]);
     assert_eq!(code, 0, "{out}\n{err}");
     assert!(out.contains("n=5       err=0"), "{out}");
+    // The warm-up's 4 agents are issued, but no figure counts them.
+    assert!(err.contains("warm-up done: 4 in"), "{err}");
+    assert_eq!(out.matches(" run ").count(), 1, "{out}");
+    assert!(out.contains("(1 runs)"), "{out}");
 
-    // 2 x 12 + 5 agents, each with a certificate the server really issued.
+    // 2 x 12 + 4 + 5 agents, each with a certificate the server really issued.
     let (cert, key) = admin(&server);
     let admin = client(&server, Some((&cert, &key)));
     let listed: serde_json::Value = admin
@@ -70,7 +76,7 @@ fn issue_runs_against_both_faces_and_a_wrong_ca_stops_it_before_timing() {
         .iter()
         .filter(|s| s["name"].as_str().unwrap().starts_with("bench-"))
         .count();
-    assert_eq!(benched, 29);
+    assert_eq!(benched, 33);
 
     // A CA the server's chain does not lead to: the chain check before timing fails.
     let (other, _) = make_ca(dir.path(), "another CA");
@@ -108,6 +114,10 @@ fn sign_needs_no_server_and_other_scenarios_need_a_target() {
     let (code, _, err) = bench(&["issue", "--count", "1"]);
     assert_ne!(code, 0);
     assert!(err.contains("--target"), "{err}");
+
+    let (code, _, err) = bench(&["revoke", "--target", "https://127.0.0.1:1", "--warmup", "5"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("--warmup is for"), "{err}");
 
     let (code, _, err) = bench(&["sign", "--sign-key", "rsa-1024"]);
     assert_ne!(code, 0);

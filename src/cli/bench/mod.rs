@@ -78,6 +78,11 @@ pub struct BenchArgs {
     /// A run stops after this long even if `--count` is not reached.
     #[arg(long, default_value_t = 60)]
     pub max_seconds: u64,
+    /// issue, probe, crl, list: operations (issue: agents) sent to each target before its
+    /// first timed run, not counted in any figure, so that a JVM (Puppet Server's) is
+    /// compared after its JIT has settled. Bounded by `--max-seconds` like a run.
+    #[arg(long, default_value_t = 0)]
+    pub warmup: usize,
     /// issue: a new TLS connection per agent (as agents bootstrap) instead of keep-alive.
     #[arg(long)]
     pub new_connection: bool,
@@ -269,6 +274,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
     if args.targets.len() > 2 {
         bail!("give one --target, or two to compare");
     }
+    if args.warmup > 0 && matches!(args.scenario, Scenario::Revoke) {
+        bail!("--warmup is for issue, probe, crl and list");
+    }
     let endpoints = args
         .targets
         .iter()
@@ -289,6 +297,21 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
         .iter()
         .map(|e| scenarios::prepare(args, e))
         .collect::<anyhow::Result<_>>()?;
+    let mut warmup_errors = 0;
+    if args.warmup > 0 {
+        for (i, e) in endpoints.iter().enumerate() {
+            eprintln!(
+                "bench: {}: warming up with {} (not counted)",
+                e.url, args.warmup
+            );
+            let stats = scenarios::timed_run(args, e, &mut prepared[i], scenarios::WARMUP)?;
+            eprintln!(
+                "bench: {}: warm-up done: {} in {:.1}s ({:.1}/s), {} errors",
+                e.url, stats.n, stats.elapsed_s, stats.rate, stats.errors
+            );
+            warmup_errors += stats.errors;
+        }
+    }
     for run in 1..=args.runs {
         // Alternate the targets run by run, so that drift on a shared machine hits both.
         for (i, e) in endpoints.iter().enumerate() {
@@ -321,6 +344,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
             a / b.max(1e-9)
         );
     }
-    let errors: usize = per_target.iter().flatten().map(|r| r.errors).sum();
+    let errors: usize =
+        warmup_errors + per_target.iter().flatten().map(|r| r.errors).sum::<usize>();
     Ok(if errors > 0 { 1 } else { 0 })
 }

@@ -10,9 +10,13 @@ use anyhow::{bail, Context};
 use super::{BenchArgs, Conn, Endpoint, Face, RunStats, Scenario, Target};
 use crate::ca::{build_csr, Certname, KeyType, PrivateKey};
 
+/// The run number of the warm-up (`--warmup`), before run 1; it is not counted.
+pub const WARMUP: usize = 0;
+
 /// What a target needs for its timed runs.
 pub struct Prepared {
-    /// issue: CSRs (name, PEM) for every run, consumed run by run.
+    /// issue: CSRs (name, PEM) for the warm-up and every run, indexed by run number
+    /// (the warm-up's, [`WARMUP`], empty without `--warmup`).
     csrs: Vec<Vec<(String, Vec<u8>)>>,
     /// probe: the certificate fetched.
     probe_name: String,
@@ -193,6 +197,11 @@ pub fn prepare(args: &BenchArgs, e: &Endpoint) -> anyhow::Result<Prepared> {
     };
     match args.scenario {
         Scenario::Issue => {
+            p.csrs.push(if args.warmup > 0 {
+                csrs(args, &format!("bench-{t}-warm"), args.warmup)?
+            } else {
+                Vec::new()
+            });
             for run in 1..=args.runs {
                 p.csrs
                     .push(csrs(args, &format!("bench-{t}-r{run}"), args.count)?);
@@ -223,7 +232,7 @@ pub fn prepare(args: &BenchArgs, e: &Endpoint) -> anyhow::Result<Prepared> {
     Ok(p)
 }
 
-/// One timed run.
+/// One timed run (run [`WARMUP`]: the warm-up, `--warmup` operations).
 pub fn timed_run(
     args: &BenchArgs,
     e: &Endpoint,
@@ -232,6 +241,11 @@ pub fn timed_run(
 ) -> anyhow::Result<RunStats> {
     let limit = Duration::from_secs(args.max_seconds);
     let c = args.concurrency;
+    let count = if run == WARMUP {
+        args.warmup
+    } else {
+        args.count
+    };
     let ok = |status: u16| -> anyhow::Result<()> {
         if (200..300).contains(&status) {
             Ok(())
@@ -241,7 +255,7 @@ pub fn timed_run(
     };
     let (name, (lat, errors, elapsed)) = match args.scenario {
         Scenario::Issue => {
-            let list = &p.csrs[run - 1];
+            let list = &p.csrs[run];
             let name = if args.new_connection {
                 "issue/new"
             } else {
@@ -269,7 +283,7 @@ pub fn timed_run(
             let method = if args.head { "HEAD" } else { "GET" };
             (
                 if args.head { "head" } else { "get" },
-                drive(target, args.count, c, false, limit, |conn, _| {
+                drive(target, count, c, false, limit, |conn, _| {
                     ok(conn
                         .request(method, &path, &[("Accept", "text/plain")], b"")?
                         .status)
@@ -280,7 +294,7 @@ pub fn timed_run(
             let path = e.path("certificate_revocation_list", "ca");
             (
                 "crl",
-                drive(&e.anon, args.count, c, false, limit, |conn, _| {
+                drive(&e.anon, count, c, false, limit, |conn, _| {
                     ok(conn
                         .request("GET", &path, &[("Accept", "text/plain")], b"")?
                         .status)
@@ -289,7 +303,7 @@ pub fn timed_run(
         }
         Scenario::List => (
             "list",
-            drive(&e.admin, args.count, c, false, limit, |conn, _| {
+            drive(&e.admin, count, c, false, limit, |conn, _| {
                 list_all(conn, e)
             }),
         ),

@@ -251,6 +251,69 @@ impl RunStats {
     }
 }
 
+/// What [`pool`] measured.
+pub(super) struct Pooled {
+    /// One latency per item that succeeded.
+    pub lat: Vec<Duration>,
+    /// Items that failed.
+    pub errors: usize,
+    /// The first failure, if any.
+    pub first_error: Option<String>,
+    /// Wall-clock time of the whole.
+    pub elapsed: Duration,
+}
+
+/// Runs `work(state, i)` for i in 0..n on `threads` threads, each with its own state
+/// from `init`, timing each item, until all are done or `limit` has passed.
+pub(super) fn pool<S>(
+    n: usize,
+    threads: usize,
+    limit: Duration,
+    init: impl Fn() -> S + Sync,
+    work: impl Fn(&mut S, usize) -> anyhow::Result<()> + Sync,
+) -> Pooled {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let next = AtomicUsize::new(0);
+    let errors = AtomicUsize::new(0);
+    let lat = Mutex::new(Vec::with_capacity(n));
+    let first_error = Mutex::new(None::<String>);
+    let start = std::time::Instant::now();
+    let deadline = start + limit;
+    std::thread::scope(|s| {
+        for _ in 0..threads.min(n) {
+            s.spawn(|| {
+                let mut state = init();
+                let mut mine = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n || std::time::Instant::now() >= deadline {
+                        break;
+                    }
+                    let t = std::time::Instant::now();
+                    match work(&mut state, i) {
+                        Ok(()) => mine.push(t.elapsed()),
+                        Err(e) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                            first_error
+                                .lock()
+                                .expect("error slot")
+                                .get_or_insert(format!("{e:#}"));
+                        }
+                    }
+                }
+                lat.lock().expect("latencies").extend(mine);
+            });
+        }
+    });
+    Pooled {
+        lat: lat.into_inner().expect("latencies"),
+        errors: errors.into_inner(),
+        first_error: first_error.into_inner().expect("error slot"),
+        elapsed: start.elapsed(),
+    }
+}
+
 pub(super) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() {

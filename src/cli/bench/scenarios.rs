@@ -1,13 +1,11 @@
 //! The scenarios: untimed preparation (keys, CSRs, certificates to list or revoke), then
 //! timed runs driven by a fixed number of client threads.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use super::{BenchArgs, Conn, Endpoint, Face, RunStats, Scenario, Target};
+use super::{pool, BenchArgs, Conn, Endpoint, Face, RunStats, Scenario, Target};
 use crate::ca::{build_csr, Certname, KeyType, PrivateKey};
 
 /// The run number of the warm-up (`--warmup`), before run 1; it is not counted.
@@ -20,7 +18,8 @@ pub struct Prepared {
     csrs: Vec<Vec<(String, Vec<u8>)>>,
     /// probe: the certificate fetched.
     probe_name: String,
-    /// revoke: names to revoke, per run.
+    /// revoke: names to revoke, indexed by run number (the warm-up's slot empty: revoke
+    /// has none).
     to_revoke: Vec<Vec<String>>,
 }
 
@@ -95,51 +94,26 @@ fn drive(
     limit: Duration,
     work: impl Fn(&mut Conn, usize) -> anyhow::Result<()> + Sync,
 ) -> (Vec<Duration>, usize, Duration) {
-    let next = AtomicUsize::new(0);
-    let errors = AtomicUsize::new(0);
-    let lat = Mutex::new(Vec::with_capacity(n));
-    let first_error = Mutex::new(None::<String>);
-    let start = Instant::now();
-    let deadline = start + limit;
-    std::thread::scope(|s| {
-        for _ in 0..threads.min(n) {
-            s.spawn(|| {
-                let mut mine = Vec::new();
-                let mut conn: Option<Conn> = None;
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= n || Instant::now() >= deadline {
-                        break;
-                    }
-                    let t = Instant::now();
-                    let result = (|| -> anyhow::Result<()> {
-                        if fresh || conn.as_ref().is_none_or(Conn::closed) {
-                            conn = Some(target.connect()?);
-                        }
-                        let c = conn.as_mut().expect("connected");
-                        work(c, i)
-                    })();
-                    match result {
-                        Ok(()) => mine.push(t.elapsed()),
-                        Err(e) => {
-                            conn = None;
-                            errors.fetch_add(1, Ordering::Relaxed);
-                            first_error.lock().unwrap().get_or_insert(format!("{e:#}"));
-                        }
-                    }
-                    if fresh {
-                        conn = None;
-                    }
-                }
-                lat.lock().unwrap().extend(mine);
-            });
-        }
-    });
-    let elapsed = start.elapsed();
-    if let Some(e) = first_error.into_inner().unwrap() {
+    let done = pool(
+        n,
+        threads,
+        limit,
+        || None::<Conn>,
+        |conn, i| {
+            if fresh || conn.as_ref().is_none_or(Conn::closed) {
+                *conn = Some(target.connect()?);
+            }
+            let result = work(conn.as_mut().expect("connected"), i);
+            if fresh || result.is_err() {
+                *conn = None;
+            }
+            result
+        },
+    );
+    if let Some(e) = done.first_error {
         eprintln!("bench: first error: {e}");
     }
-    (lat.into_inner().unwrap(), errors.into_inner(), elapsed)
+    (done.lat, done.errors, done.elapsed)
 }
 
 /// Issues `names` (untimed), keep-alive, with the run's concurrency.
@@ -222,6 +196,7 @@ pub fn prepare(args: &BenchArgs, e: &Endpoint) -> anyhow::Result<Prepared> {
                     clean(e, &mut c, chunk).context("revoking the populated certificates")?;
                 }
             }
+            p.to_revoke.push(Vec::new());
             for run in 1..=args.runs {
                 p.to_revoke
                     .push(populate(args, e, &format!("bench-{t}-r{run}"), args.count)?);
@@ -308,7 +283,7 @@ pub fn timed_run(
             }),
         ),
         Scenario::Revoke if args.bulk => {
-            let names = &p.to_revoke[run - 1];
+            let names = &p.to_revoke[run];
             (
                 "clean",
                 drive(&e.admin, 1, 1, false, limit, |conn, _| {
@@ -318,7 +293,7 @@ pub fn timed_run(
         }
         Scenario::Sign => bail!("the sign scenario runs without a server"),
         Scenario::Revoke => {
-            let names = &p.to_revoke[run - 1];
+            let names = &p.to_revoke[run];
             (
                 "revoke",
                 drive(&e.admin, names.len(), c, false, limit, |conn, i| {

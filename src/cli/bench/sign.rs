@@ -4,15 +4,13 @@
 //! which need not be the one certd links (the default build links OpenSSL built from
 //! source; see README "Choices").
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use openssl::hash::MessageDigest;
 use openssl::sign::Signer;
 
-use super::{median, BenchArgs, RunStats};
+use super::{median, pool, BenchArgs, RunStats};
 use crate::ca::KeyType;
 
 /// Bytes signed each time: about a leaf's TBSCertificate.
@@ -36,34 +34,22 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
     let limit = Duration::from_secs(args.max_seconds);
     let mut rates = Vec::with_capacity(args.runs);
     for run in 1..=args.runs {
-        let next = AtomicUsize::new(0);
-        let lat = Mutex::new(Vec::with_capacity(args.count));
-        let failed = Mutex::new(None::<String>);
-        let start = Instant::now();
-        std::thread::scope(|s| {
-            for _ in 0..args.concurrency.min(args.count) {
-                s.spawn(|| {
-                    let mut mine = Vec::new();
-                    while next.fetch_add(1, Ordering::Relaxed) < args.count
-                        && start.elapsed() < limit
-                    {
-                        let t = Instant::now();
-                        let signed = match md {
-                            Some(md) => Signer::new(md, key.pkey()),
-                            None => Signer::new_without_digest(key.pkey()),
-                        }
-                        .and_then(|mut s| s.sign_oneshot_to_vec(&message));
-                        if let Err(e) = signed {
-                            *failed.lock().expect("error slot") = Some(e.to_string());
-                            break;
-                        }
-                        mine.push(t.elapsed());
-                    }
-                    lat.lock().expect("latencies").extend(mine);
-                });
-            }
-        });
-        if let Some(e) = failed.into_inner().expect("error slot") {
+        let done = pool(
+            args.count,
+            args.concurrency,
+            limit,
+            || (),
+            |_, _| {
+                match md {
+                    Some(md) => Signer::new(md, key.pkey()),
+                    None => Signer::new_without_digest(key.pkey()),
+                }
+                .and_then(|mut s| s.sign_oneshot_to_vec(&message))
+                .map(drop)
+                .map_err(|e| anyhow!("{e}"))
+            },
+        );
+        if let Some(e) = done.first_error {
             anyhow::bail!("signing with {kt}: {e}");
         }
         let stats = RunStats::new(
@@ -71,8 +57,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
             library,
             run,
             args.concurrency,
-            start.elapsed(),
-            lat.into_inner().expect("latencies"),
+            done.elapsed,
+            done.lat,
             0,
         );
         stats.print();

@@ -107,3 +107,326 @@ fn every_hostile_case_gets_its_4xx_and_changes_nothing() {
     assert_eq!(snapshot(&data), before, "the store changed");
     eprintln!("{n} hostile cases, each refused as expected; the store is unchanged");
 }
+
+/// Signs `csr` with an environment's issuing CA straight from the data directory (as a
+/// back end or an older certd might have): a certificate certd's API would not issue.
+fn forge_with_env_ca(server: &Server, env: &str, csr: &[u8], out: &Path) {
+    let dir = tempfile::tempdir().unwrap();
+    let csr_path = dir.path().join("req.pem");
+    std::fs::write(&csr_path, csr).unwrap();
+    let ca = server.dir.join("ca").join(env);
+    let (ok, _, err) = run(std::process::Command::new("openssl")
+        .args(["x509", "-req", "-days", "1", "-in"])
+        .arg(&csr_path)
+        .arg("-CA")
+        .arg(ca.join("ca.pem"))
+        .arg("-CAkey")
+        .arg(ca.join("ca.key"))
+        .args(["-set_serial", "0x5eed5eed5eed5eed5eed5eed5eed5eed"])
+        .args(["-extfile", "/dev/null", "-out"])
+        .arg(out));
+    assert!(ok, "openssl x509 -req: {err}");
+}
+
+/// Writes `pem` and `key` under `dir` as NAME.pem / NAME.key; returns a client with them.
+fn client_with(
+    server: &Server,
+    dir: &Path,
+    name: &str,
+    pem: &[u8],
+    key: &[u8],
+) -> reqwest::blocking::Client {
+    let (c, k) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&c, pem).unwrap();
+    std::fs::write(&k, key).unwrap();
+    client(server, Some((&c, &k)))
+}
+
+/// Finding 1: a global admin's certname is a global admin only with a certificate from
+/// a CA that may vouch for it (`[authz] admin_environments`, production by default), and
+/// no other environment takes a request for it, however it would be approved.
+#[test]
+fn a_global_admin_name_from_another_environments_ca_is_nobody_special() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[ca]\nkey_type = \"ec-p256\"\n\
+        [authz]\nadmins = [\"ops\"]\n\
+        [environments.production]\nautosign = true\n\
+        [environments.a]\nadmins = [\"admin-a\"]\nautosign = true\nallow_anonymous_csr = true\n";
+    let server = Server::start(dir.path(), config);
+    let anon = client(&server, None);
+    let (acert, akey) = admin(&server);
+    let global = client(&server, Some((&acert, &akey)));
+    let put = |who: &reqwest::blocking::Client, env: &str, name: &str| {
+        let (csr, _) = csr_for(name);
+        who.put(server.url(&format!("/{env}/certificate_request/{name}")))
+            .body(csr)
+            .send()
+            .unwrap()
+    };
+    // Anonymous callers in an autosigning environment, and the environment's own
+    // admin, are refused a request for the global admin's name (and for certd's own).
+    for (who, name) in [(&anon, "ops"), (&anon, "certd-admin"), (&global, "ops")] {
+        assert_eq!(
+            problem_code(put(who, "a", name)),
+            (400, "reserved-certname".to_owned()),
+            "PUT /a/certificate_request/{name}"
+        );
+        assert_eq!(
+            anon.head(server.url(&format!("/a/certificate/{name}")))
+                .send()
+                .unwrap()
+                .status(),
+            404
+        );
+    }
+    // In production (whose CA may vouch) the request is taken but never autosigned: an
+    // admin signs a global admin's certificate.
+    let (ops_csr, ops_key) = csr_for("ops");
+    let r = anon
+        .put(server.url("/production/certificate_request/ops"))
+        .body(ops_csr)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert_eq!(
+        anon.head(server.url("/production/certificate/ops"))
+            .send()
+            .unwrap()
+            .status(),
+        404,
+        "a global admin's name is not autosigned"
+    );
+    // setup's admin name is certd's own: nobody may request it, even in production.
+    assert_eq!(
+        problem_code(put(&anon, "production", "certd-admin")),
+        (400, "reserved-certname".to_owned())
+    );
+
+    // A certificate for "ops" from a's CA (issued outside the API) is a's agent, not a
+    // global admin: it reaches neither production's nor the global resources.
+    let (csr, key) = csr_for("ops");
+    let forged = dir.path().join("ops-from-a.pem");
+    forge_with_env_ca(&server, "a", &csr, &forged);
+    let ops_a = client_with(
+        &server,
+        dir.path(),
+        "ops-a",
+        &std::fs::read(&forged).unwrap(),
+        &key,
+    );
+    for (method, path) in [
+        ("GET", "/environments"),
+        ("GET", "/production/certificate_statuses/*"),
+        ("GET", "/a/certificate_statuses/*"),
+        ("PUT", "/environments/evil"),
+    ] {
+        let r = match method {
+            "GET" => ops_a.get(server.url(path)),
+            _ => ops_a.put(server.url(path)).body("{}"),
+        };
+        assert_eq!(r.send().unwrap().status(), 403, "{method} {path}");
+    }
+    // The same name with production's certificate is the global admin it is meant to be.
+    assert_eq!(
+        global
+            .post(server.url("/production/certificate/"))
+            .body("ops")
+            .send()
+            .unwrap()
+            .status(),
+        201
+    );
+    let pem = anon
+        .get(server.url("/production/certificate/ops"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let ops = client_with(&server, dir.path(), "ops-prod", &pem, &ops_key);
+    assert_eq!(
+        ops.get(server.url("/environments"))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+/// Finding 7: the certificates setup signs (the admin's and the server's) are recorded
+/// like any other, so they are listed and can be revoked.
+#[test]
+fn setup_certificates_are_recorded_and_revocable() {
+    let (api, _dir) = Api::start(FAST_CONFIG);
+    let statuses: serde_json::Value = api
+        .admin
+        .get(api.url("/production/certificate_statuses/*"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let fingerprints: Vec<String> = statuses
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["fingerprints"]["SHA256"].as_str().unwrap().to_owned())
+        .collect();
+    for file in ["admin/admin.pem", "tls/server.pem"] {
+        let fp = fingerprint(&api.server.dir.join(file));
+        let fp = fp.split('=').nth(1).unwrap().to_owned();
+        assert!(
+            fingerprints.contains(&fp),
+            "{file} ({fp}) is not among the listed certificates {statuses}"
+        );
+    }
+    // Revoking setup's admin certificate shuts its holder out.
+    assert_eq!(
+        api.admin
+            .delete(api.url("/production/certificate/certd-admin"))
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(api.head("/production/certificate/certd-admin"), 410);
+    let (cert, key) = admin(&api.server);
+    let fresh = client(&api.server, Some((&cert, &key)));
+    assert!(
+        fresh
+            .get(api.url("/production/certificate_statuses/*"))
+            .send()
+            .map(|r| r.status() == 403)
+            .unwrap_or(true),
+        "a revoked admin certificate is refused"
+    );
+}
+
+/// `openssl x509 -noout FIELD -in PEM`, the value after `=`.
+fn x509_field(pem: &[u8], field: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("c.pem");
+    std::fs::write(&f, pem).unwrap();
+    let (ok, out, err) = run(std::process::Command::new("openssl")
+        .args(["x509", "-noout", field, "-in"])
+        .arg(&f));
+    assert!(ok, "{err}");
+    out.trim().split_once('=').unwrap().1.to_owned()
+}
+
+/// The serials `openssl crl` reads from the environment's CRL, with their reasons.
+fn crl_text(api: &Api, env: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("crl.pem");
+    let pem = api
+        .anon
+        .get(api.url(&format!("/{env}/certificate_revocation_list/ca")))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    std::fs::write(&f, pem).unwrap();
+    let (ok, out, err) = run(std::process::Command::new("openssl")
+        .args(["crl", "-noout", "-text", "-in"])
+        .arg(&f));
+    assert!(ok, "{err}");
+    out
+}
+
+fn openssl_date(s: &str) -> time::OffsetDateTime {
+    let fmt = time::macros::format_description!(
+        "[month repr:short] [day padding:space] [hour]:[minute]:[second] [year] GMT"
+    );
+    time::PrimitiveDateTime::parse(s.trim(), fmt)
+        .unwrap()
+        .assume_utc()
+}
+
+/// Findings 3 and 10: a renewal revokes its predecessor (`superseded`) in the same
+/// transaction, so a node never holds two valid certificates and a revoke (or clean)
+/// of the node leaves none valid; and a renewal gives no more life than the
+/// certificate it replaces had (an admin's short validity stays short).
+#[test]
+fn a_renewal_supersedes_its_predecessor_and_gives_no_more_life() {
+    let (api, dir) = Api::start(FAST_CONFIG);
+    let (csr, key) = csr_for("node1");
+    assert_eq!(api.submit("node1", &csr), 201);
+    let r = api
+        .admin
+        .post(api.url("/production/certificate/"))
+        .header("content-type", "application/json")
+        .body(r#"{"certname": "node1", "ttl": 600}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let old = api
+        .anon
+        .get(api.url("/production/certificate/node1"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap()
+        .to_vec();
+    let old_agent = client_with(&api.server, dir.path(), "old", &old, &key);
+    let renew = |who: &reqwest::blocking::Client| {
+        who.post(api.url("/puppet-ca/v1/certificate_renewal"))
+            .header("content-type", "text/plain")
+            .body("")
+            .send()
+            .unwrap()
+    };
+    let r = renew(&old_agent);
+    assert_eq!(r.status(), 200);
+    let new = r.bytes().unwrap().to_vec();
+    let life = |pem: &[u8]| {
+        openssl_date(&x509_field(pem, "-enddate")) - openssl_date(&x509_field(pem, "-startdate"))
+    };
+    assert!(
+        life(&new) <= life(&old),
+        "the renewal lives {} s, the certificate it replaced {} s",
+        life(&new).whole_seconds(),
+        life(&old).whole_seconds()
+    );
+    let (old_serial, new_serial) = (x509_field(&old, "-serial"), x509_field(&new, "-serial"));
+    let crl = crl_text(&api, "production");
+    assert!(
+        crl.contains(&format!("Serial Number: {old_serial}")) && crl.contains("Superseded"),
+        "the predecessor {old_serial} is on the CRL as superseded:\n{crl}"
+    );
+    // The predecessor no longer completes a request; the renewed certificate does.
+    let stale = client_with(&api.server, dir.path(), "old2", &old, &key);
+    assert!(
+        stale
+            .get(api.url("/production/certificate_status/node1"))
+            .send()
+            .map(|r| r.status() == 403)
+            .unwrap_or(true),
+        "the pre-renewal certificate is refused"
+    );
+    let agent = client_with(&api.server, dir.path(), "new", &new, &key);
+    assert_eq!(
+        agent
+            .get(api.url("/production/certificate_status/node1"))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    // Revoking the node leaves none of its certificates valid.
+    assert_eq!(
+        api.admin
+            .delete(api.url("/production/certificate/node1"))
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
+    let crl = crl_text(&api, "production");
+    for serial in [&old_serial, &new_serial] {
+        assert!(
+            crl.contains(&format!("Serial Number: {serial}")),
+            "{serial}:\n{crl}"
+        );
+    }
+}

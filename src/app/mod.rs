@@ -181,6 +181,9 @@ pub struct App {
     root: CaPair,
     envs: RwLock<BTreeMap<EnvName, Arc<EnvCa>>>,
     resolver: Arc<Resolver>,
+    /// Certnames certd uses for itself (setup's admin and server certificates): no
+    /// environment takes a request for them.
+    own_names: Vec<Certname>,
     revoked: Arc<RevokedSerials>,
     /// Signings under way, bounded by `limits.max_pending_signings`.
     signings: Arc<std::sync::atomic::AtomicUsize>,
@@ -260,6 +263,7 @@ impl App {
             envs.insert(name, Arc::new(loaded));
         }
         crl::ensure_root(&root, store.as_ref(), &config, clock.as_ref())?;
+        setup::record_own_certificates(store.as_ref(), &data, clock.now())?;
         let root_crl = store.root_crl()?.ok_or_else(|| StoreError::Corrupt {
             tree: "meta".into(),
             detail: "no root CRL".into(),
@@ -269,7 +273,19 @@ impl App {
             .iter()
             .map(|(name, e)| issuer_of(name, &e.ca))
             .collect::<Result<Vec<_>, _>>()?;
-        let resolver = Arc::new(Resolver::new(issuers, config.admins.iter().cloned()));
+        let resolver = Arc::new(Resolver::new(
+            issuers,
+            config.admins.iter().cloned(),
+            config.admin_environments.iter().cloned(),
+        ));
+        let mut own_names = vec![config.admin_certname.clone()];
+        let server_der = X509::from_pem(&data.read(&data.server_cert())?)
+            .and_then(|c| c.to_der())
+            .map_err(CaError::from)?;
+        let server = CertInfo::from_der(&server_der)?;
+        if let Some(cn) = server.common_name.and_then(|cn| Certname::parse(&cn).ok()) {
+            own_names.push(cn);
+        }
         Ok(App {
             config,
             data,
@@ -279,6 +295,7 @@ impl App {
             root,
             envs: RwLock::new(envs),
             resolver,
+            own_names,
             revoked,
             signings: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             trust_generation: std::sync::atomic::AtomicU64::new(0),

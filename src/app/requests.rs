@@ -143,7 +143,8 @@ impl App {
             modifies,
             refused,
         } = self.prepare(&env, &name, body, refuse_pending)?;
-        let autosign = !modifies && !refused && {
+        // A global admin's certificate is signed by an admin, never by a policy.
+        let autosign = !modifies && !refused && !self.config.is_global_admin_name(&name) && {
             let timeout =
                 std::time::Duration::from_secs(env.settings.autosign_timeout.as_secs() as u64);
             super::autosign::decide(&env.settings.autosign, timeout, &name, &csr.to_pem())
@@ -185,6 +186,7 @@ impl App {
         body: &[u8],
         refuse_pending: bool,
     ) -> Result<Prepared, AppError> {
+        self.check_reserved(env, name)?;
         let csr = ValidatedCsr::parse(body, name, &env.settings.csr_policy(&self.config.limits))?;
         let subject = csr.subject();
         // A CSR replacing one whose order is under way keeps the order: the worker hands
@@ -237,6 +239,28 @@ impl App {
         })
     }
 
+    /// Refuses a request for a name certd keeps for itself (setup's admin and server
+    /// certificates) in any environment, and for a global admin's name in an environment
+    /// whose CA may not vouch for one: whoever would approve it, the certificate would
+    /// name a global admin.
+    fn check_reserved(&self, env: &EnvCa, name: &Certname) -> Result<(), AppError> {
+        let reason = if self.own_names.contains(name) {
+            "is certd's own"
+        } else if self.config.is_global_admin_name(name)
+            && !self.config.vouches_for_admins(&env.name)
+        {
+            "is a global administrator's, which this environment's CA may not vouch for"
+        } else {
+            return Ok(());
+        };
+        let message = format!("the certname {name} {reason}");
+        Err(AppError::InvalidInput(crate::ca::CaError::InvalidCsr {
+            rule: "reserved-certname",
+            puppet: message.clone(),
+            message,
+        }))
+    }
+
     /// [`App::submit`] started on a thread that must not block (an HTTP worker): an
     /// autosigned submission that an in-process issuer signs is checked, signed, and
     /// handed to the store to commit, and the caller awaits [`InFlight::finish`]; it
@@ -273,12 +297,14 @@ impl App {
         };
         // Globs and `true` are decided from the name alone (no timeout applies), so a
         // name they do not sign goes to the whole path before its CSR is checked.
-        if !super::autosign::decide(
-            &env.settings.autosign,
-            std::time::Duration::ZERO,
-            &name,
-            &[],
-        ) {
+        if self.config.is_global_admin_name(&name)
+            || !super::autosign::decide(
+                &env.settings.autosign,
+                std::time::Duration::ZERO,
+                &name,
+                &[],
+            )
+        {
             return Submitting::NeedsThread;
         }
         let p = match self.prepare(&env, &name, body, refuse_pending) {
@@ -417,7 +443,18 @@ mod tests {
             &dir.path().join("certd.toml"),
         )
         .unwrap();
+        // Set up with a real RNG (setup's own certificates are recorded with theirs), then
+        // served with the repeating one.
         let data = DataDir::new(dir.path().join("data"));
+        drop(
+            App::open(
+                config.clone(),
+                data.clone(),
+                Arc::new(SystemClock),
+                Arc::new(crate::ca::OsRng),
+            )
+            .unwrap(),
+        );
         let app = App::open(config, data, Arc::new(SystemClock), Arc::new(Repeats)).unwrap();
 
         // Autosigned: signed here, committed by the store, durable when it answers.

@@ -140,6 +140,66 @@ pub(crate) fn create_env_ca(
     Ok(())
 }
 
+/// Records the certificates setup signed (the admin's and the server's) in production,
+/// as every certificate certd signs is recorded, so that they are listed and revocable.
+/// Done at every start, so a data directory set up before this was done gets them too;
+/// one already recorded (by serial) is left alone. Returns the names recorded now.
+pub(crate) fn record_own_certificates(
+    store: &dyn Store,
+    data: &DataDir,
+    now: crate::ca::UnixTime,
+) -> Result<Vec<Certname>, AppError> {
+    use crate::store::{IssueOutcome, RequestRecord, RequestState, SubmitIssueOutcome, SubmitRule};
+    let env = EnvName::production();
+    let mut recorded = Vec::new();
+    for (cert_path, key_path) in [
+        (data.admin_cert(), data.admin_key()),
+        (data.server_cert(), data.server_key()),
+    ] {
+        let der = openssl::x509::X509::from_pem(&data.read(&cert_path)?)
+            .and_then(|c| c.to_der())
+            .map_err(crate::ca::CaError::from)?;
+        let record = super::certificates::cert_record(&der, now)?;
+        if store.certname_by_serial(&env, &record.serial)?.is_some() {
+            continue;
+        }
+        let info = crate::ca::CertInfo::from_der(&der)?;
+        let Some(name) = info
+            .common_name
+            .as_deref()
+            .and_then(|cn| Certname::parse(cn).ok())
+        else {
+            continue;
+        };
+        // The request a certificate is recorded with: a CSR from the same key.
+        let key = crate::ca::PrivateKey::from_pem(&data.read_secret(&key_path)?)?;
+        let csr = openssl::x509::X509Req::from_pem(&crate::ca::build_csr(&key, &name, &[])?)
+            .and_then(|r| r.to_der())
+            .map_err(crate::ca::CaError::from)?;
+        let rec = RequestRecord {
+            csr_der: csr,
+            submitted_at: now,
+            state: RequestState::Requested,
+            dns_names: Vec::new(),
+            ip_addrs: Vec::new(),
+            order: None,
+        };
+        let rule = SubmitRule {
+            allow_if_signed: false,
+            replace_pending: true,
+        };
+        match store.submit_issued(&env, &name, &rec, rule, &record)? {
+            SubmitIssueOutcome::Stored(_, IssueOutcome::Issued) => recorded.push(name),
+            other => tracing::warn!(
+                certname = %name,
+                outcome = ?other,
+                "certd's own certificate could not be recorded: another certificate holds its name; revoke that one"
+            ),
+        }
+    }
+    Ok(recorded)
+}
+
 /// Records the environment in the store and gives it its first (empty) CRL, unless
 /// both exist already.
 pub(crate) fn ensure_env_in_store(

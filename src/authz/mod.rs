@@ -110,14 +110,23 @@ pub struct Issuer {
 pub struct Resolver {
     issuers: RwLock<Vec<Issuer>>,
     admins: HashSet<Certname>,
+    admin_envs: HashSet<EnvName>,
 }
 
 impl Resolver {
-    /// A resolver knowing `issuers`, with `admins` as extra admin certnames.
-    pub fn new(issuers: Vec<Issuer>, admins: impl IntoIterator<Item = Certname>) -> Self {
+    /// A resolver knowing `issuers`, with `admins` as extra admin certnames. Only a
+    /// certificate issued by the CA of one of `admin_envs` makes its holder an admin
+    /// (by name or by `pp_cli_auth`): a name is vouched for by the CA that signed it,
+    /// and a tenant's CA may not vouch for a global administrator.
+    pub fn new(
+        issuers: Vec<Issuer>,
+        admins: impl IntoIterator<Item = Certname>,
+        admin_envs: impl IntoIterator<Item = EnvName>,
+    ) -> Self {
         Resolver {
             issuers: RwLock::new(issuers),
             admins: admins.into_iter().collect(),
+            admin_envs: admin_envs.into_iter().collect(),
         }
     }
 
@@ -155,7 +164,8 @@ impl Resolver {
         }) else {
             return Identity::anonymous();
         };
-        let role = if info.pp_cli_auth || self.admins.contains(&certname) {
+        let vouched = self.admin_envs.contains(&issuer.environment);
+        let role = if vouched && (info.pp_cli_auth || self.admins.contains(&certname)) {
             Role::Admin
         } else {
             Role::Agent
@@ -376,6 +386,7 @@ mod tests {
         let r = Resolver::new(
             vec![issuer_of("production", &prod), issuer_of("dev", &dev)],
             [Certname::parse("ops1").unwrap()],
+            [EnvName::production()],
         );
 
         assert_eq!(r.identify(None), Identity::anonymous());
@@ -401,6 +412,15 @@ mod tests {
                 .role,
             Role::Admin
         );
+        // A tenant's CA vouches for no global admin, by name or by pp_cli_auth.
+        for kind in [ProfileKind::Agent, ProfileKind::Admin] {
+            let who = r.identify(Some(&leaf(&dev, "ops1", kind)));
+            assert_eq!(
+                (who.role, who.environment.unwrap().as_str()),
+                (Role::Agent, "dev"),
+                "{kind:?}"
+            );
+        }
         assert_eq!(r.identify(Some(b"garbage")), Identity::anonymous());
 
         // A certificate from a CA certd does not know is nobody.

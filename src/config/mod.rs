@@ -131,6 +131,9 @@ impl Default for CaConfig {
 pub struct AuthzConfig {
     /// Certnames that are global administrators.
     pub admins: Vec<String>,
+    /// Environments whose CA may vouch for a global administrator (production only when
+    /// absent).
+    pub admin_environments: Option<Vec<String>>,
     /// The rules file, relative to the configuration file's directory; empty: the
     /// shipped rules (`conf/auth.toml`), compiled in.
     pub rules: String,
@@ -300,6 +303,9 @@ pub struct Config {
     pub events: EventsConfig,
     /// Global admin certnames.
     pub admins: Vec<Certname>,
+    /// The environments whose CA may vouch for a global admin (`[authz]
+    /// admin_environments`): a certificate from any other CA is never a global admin's.
+    pub admin_environments: Vec<EnvName>,
     /// The certname of the admin certificate setup writes.
     pub admin_certname: Certname,
     /// Declared environments; `production` is always present.
@@ -317,6 +323,17 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Whether `name` is a global administrator's certname: listed in `[authz] admins`,
+    /// or the admin certificate setup writes.
+    pub fn is_global_admin_name(&self, name: &Certname) -> bool {
+        *name == self.admin_certname || self.admins.contains(name)
+    }
+
+    /// Whether `env`'s CA may vouch for a global administrator.
+    pub fn vouches_for_admins(&self, env: &EnvName) -> bool {
+        self.admin_environments.contains(env)
+    }
+
     /// Reads and validates a TOML file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -353,6 +370,22 @@ impl Config {
             environments.insert(env_name, env);
         }
         environments.entry(EnvName::production()).or_default();
+        let admin_environments = match &raw.authz.admin_environments {
+            None => vec![EnvName::production()],
+            Some(list) => list
+                .iter()
+                .map(|e| {
+                    let env = EnvName::parse(e)
+                        .map_err(|err| invalid(format!("[authz] admin_environments: {err}")))?;
+                    if !environments.contains_key(&env) {
+                        return Err(invalid(format!(
+                            "[authz] admin_environments: {env} is not an environment declared in this file"
+                        )));
+                    }
+                    Ok(env)
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
         for url in &raw.events.webhooks {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(invalid(format!(
@@ -391,6 +424,7 @@ impl Config {
             limits: raw.limits,
             events: raw.events,
             admins,
+            admin_environments,
             admin_certname,
             environments,
             rules,
@@ -477,6 +511,7 @@ mod tests {
             "admin_certname",
             "admin_key_type",
             "admins",
+            "admin_environments",
             "[environments.production]",
         ] {
             assert!(text.contains(key), "conf/certd.toml does not mention {key}");

@@ -386,3 +386,18 @@ pub fn make_ca(dir: &Path, cn: &str) -> (PathBuf, PathBuf) {
     assert!(ok, "{err}");
     (cert, key)
 }
+
+/// The certnames of the certificates setup signs and records in production (its admin's
+/// and the server's), which every production listing includes.
+pub fn own_names(server: &Server) -> Vec<String> {
+    let (ok, out, err) = run(Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-nameopt", "multiline", "-in"])
+        .arg(server.dir.join("tls/server.pem")));
+    assert!(ok, "{err}");
+    let server_cn = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("commonName"))
+        .map(|v| v.trim_start_matches([' ', '=']).trim().to_owned())
+        .expect("the server certificate has a common name");
+    vec!["certd-admin".to_owned(), server_cn]
+}

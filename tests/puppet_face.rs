@@ -774,15 +774,15 @@ fn agents_renew_their_own_certificate() {
             .unwrap(),
         new_pem
     );
-    // The old certificate still works (it is not revoked) but is no longer the current
-    // one, so it cannot be renewed again.
+    // The old certificate is revoked (superseded) by the renewal, even on the connection
+    // it opened before: it cannot be renewed again, nor do anything else.
     let r = agent.post(&url).body("").send().unwrap();
     assert_eq!(
         text(r),
         (
             403,
             "text/plain; charset=utf-8".into(),
-            "Certificate present, but does not match signature".into()
+            "Forbidden request: /puppet-ca/v1/certificate_renewal (method :post). Please see the server logs for details.".into()
         )
     );
     let renewed = client(&api.server, Some((&new_cert, &key_file)));

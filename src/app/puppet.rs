@@ -506,7 +506,10 @@ impl App {
 
     /// `POST /certificate_renewal`: a new certificate for the caller's own (current,
     /// unrevoked) certificate: same subject, key, SANs and Puppet extensions, new serial,
-    /// validity `auto_renewal_cert_ttl`. The old certificate is not revoked (Puppet).
+    /// validity `auto_renewal_cert_ttl` but never longer than the old certificate's. The
+    /// old certificate is revoked (`superseded`) in the same transaction, and is on the
+    /// CRL and refused by the TLS layer before the answer goes out (Puppet Server leaves
+    /// it valid: a node would then hold two certificates, and revoking it one).
     pub fn puppet_renew(&self, who: &Identity) -> Result<Vec<u8>, AppError> {
         let (Some(name), Some(serial)) = (&who.certname, &who.serial) else {
             return Err(AppError::BadRequest {
@@ -530,7 +533,11 @@ impl App {
             .ok_or_else(mismatch)?;
         let _slot = self.signing_slot()?;
         let (subject, key, kind) = crate::ca::Subject::from_certificate(&current.der)?;
-        let profile = crate::ca::Profile::new(kind, env.settings.auto_renewal_cert_ttl.as_secs());
+        // No more life than the certificate had: a renewal must not undo an admin's
+        // short validity.
+        let had = current.not_after - current.not_before - crate::ca::Profile::DEFAULT_BACKDATE;
+        let validity = env.settings.auto_renewal_cert_ttl.as_secs().min(had.max(1));
+        let profile = crate::ca::Profile::new(kind, validity);
         for _ in 0..3 {
             let der = env.ca.sign_leaf(
                 &subject,
@@ -542,6 +549,14 @@ impl App {
             let record = super::certificates::cert_record(&der, self.now())?;
             match self.store.renew(&env.name, name, serial, &record)? {
                 crate::store::RenewOutcome::Renewed => {
+                    let superseded = crate::store::RevokedSerial {
+                        serial: serial.clone(),
+                        revocation: crate::store::Revocation {
+                            revoked_at: record.issued_at,
+                            reason: crate::ca::RevocationReason::Superseded,
+                        },
+                    };
+                    self.rebuild_crl(&env, Some(&[superseded]))?;
                     self.store.flush()?;
                     tracing::info!(certname = %name, "renewed");
                     return Ok(crate::ca::pem_encode("CERTIFICATE", &der));

@@ -178,6 +178,14 @@ fn clean_in(
     CleanOutcome::Cleaned { revoked }
 }
 
+/// How a renewal revokes the certificate it replaces.
+fn superseded(renewed: &CertRecord) -> Revocation {
+    Revocation {
+        revoked_at: renewed.issued_at,
+        reason: crate::ca::RevocationReason::Superseded,
+    }
+}
+
 fn revoke_in(s: &mut Snapshot, env: &EnvName, name: &Certname, revocation: Revocation) {
     let e = env_mut(s, env);
     let cert = e
@@ -369,6 +377,8 @@ impl Store for MemStore {
             } else if e.serials.contains_key(&cert.serial) {
                 RenewOutcome::SerialTaken
             } else {
+                revoke_in(s, env, name, superseded(cert));
+                let e = env_mut(s, env);
                 e.certificates.insert(name.to_string(), cert.clone());
                 e.serials.insert(cert.serial.clone(), name.to_string());
                 log(s, cert.issued_at, env, name.as_str(), EventKind::Renewed);

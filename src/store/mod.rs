@@ -107,7 +107,7 @@ pub enum SubmitIssueOutcome {
 /// Result of [`Store::renew`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RenewOutcome {
-    /// The new certificate replaced the old one (which stays valid until it expires).
+    /// The new certificate replaced the old one, which is revoked as `superseded`.
     Renewed,
     /// The name's current certificate is not the one presented (gone, revoked, or
     /// already renewed).
@@ -260,7 +260,9 @@ pub trait Store: Send + Sync {
         PendingIssue::ready(self.submit_issued(env, name, rec, rule, cert))
     }
     /// Atomically: checks that `name`'s current certificate has `old_serial` and is not
-    /// revoked, replaces it with `cert`, and indexes the new serial.
+    /// revoked, revokes it (`superseded`, at `cert.issued_at`), replaces it with `cert`,
+    /// and indexes the new serial. So a name never has two valid certificates, and
+    /// revoking or cleaning its current one leaves none.
     fn renew(
         &self,
         env: &EnvName,

@@ -899,6 +899,11 @@ impl Store for SledStore {
             if tx.serials.get(&skey)?.is_some() {
                 return Ok(RenewOutcome::SerialTaken);
             }
+            let superseded = Revocation {
+                revoked_at: cert.issued_at,
+                reason: crate::ca::RevocationReason::Superseded,
+            };
+            tx.list_revoked(env, name, old_serial, superseded)?;
             tx.put_cert(key, cert)?;
             tx.serials.insert(skey, key)?;
             tx.log(cert.issued_at, env, name.as_str(), EventKind::Renewed)?;

@@ -430,3 +430,73 @@ fn a_renewal_supersedes_its_predecessor_and_gives_no_more_life() {
         );
     }
 }
+
+/// Finding 5: a pending request is replaced only by a CSR for the same key, by an admin,
+/// or by the node itself (with its current certificate); anyone else allowed to submit
+/// gets 409, on the native face as on Puppet's.
+#[test]
+fn only_the_same_key_an_admin_or_the_node_replaces_a_pending_request() {
+    let (api, dir) = Api::start(&format!(
+        "{FAST_CONFIG}[environments.production]\nallow_duplicate_certs = true\n"
+    ));
+    let key = certd::ca::KeyType::EcP256.generate().unwrap();
+    let name = certd::ca::Certname::parse("victim").unwrap();
+    let put = |who: &reqwest::blocking::Client, csr: Vec<u8>| {
+        who.put(api.url("/production/certificate_request/victim"))
+            .body(csr)
+            .send()
+            .unwrap()
+    };
+    let csr = |k: &certd::ca::PrivateKey| certd::ca::build_csr(k, &name, &[]).unwrap();
+    assert_eq!(put(&api.anon, csr(&key)).status(), 201);
+    let first = api
+        .anon
+        .get(api.url("/production/certificate_request/victim"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    // Another key, anonymously or as another node: refused, the victim's CSR kept.
+    let (other_pem, other_key) = api.issue("bystander");
+    let bystander = client_with(&api.server, dir.path(), "bystander", &other_pem, &other_key);
+    for who in [&api.anon, &bystander] {
+        let attacker = certd::ca::KeyType::EcP256.generate().unwrap();
+        assert_eq!(
+            problem_code(put(who, csr(&attacker))),
+            (409, "already-requested".to_owned())
+        );
+    }
+    let kept = api
+        .anon
+        .get(api.url("/production/certificate_request/victim"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert_eq!(kept, first, "the pending CSR is the victim's");
+    // The same key may send a new CSR; so may an admin, with any key.
+    assert_eq!(put(&api.anon, csr(&key)).status(), 200);
+    let admins_key = certd::ca::KeyType::EcP256.generate().unwrap();
+    assert_eq!(put(&api.admin, csr(&admins_key)).status(), 200);
+    // The node itself, with its current certificate, may replace a pending request
+    // (here a new CSR for its name, with duplicates allowed).
+    assert_eq!(api.sign("victim"), 201);
+    let pem = api
+        .anon
+        .get(api.url("/production/certificate/victim"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let node = client_with(
+        &api.server,
+        dir.path(),
+        "victim",
+        &pem,
+        &admins_key.to_pem().unwrap(),
+    );
+    let attacker = certd::ca::KeyType::EcP256.generate().unwrap();
+    assert_eq!(put(&api.anon, csr(&attacker)).status(), 201);
+    let rekey = certd::ca::KeyType::EcP256.generate().unwrap();
+    assert_eq!(put(&node, csr(&rekey)).status(), 200);
+}

@@ -101,9 +101,18 @@ fn lifecycle_submit_sign_revoke_clean_with_the_state_of_every_resource() {
         403
     );
 
-    // A new CSR for a pending name replaces it: 200.
+    // A CSR for another key does not replace it, unless an admin sends it: 409, 200.
     let (csr2, key2) = csr_for(name);
-    assert_eq!(api.submit(name, &csr2), 200);
+    assert_eq!(api.submit(name, &csr2), 409);
+    assert_eq!(
+        api.admin
+            .put(api.url(&format!("/production/certificate_request/{name}")))
+            .body(csr2.clone())
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
 
     // Sign: anonymous may not; the admin gets 201 with Location.
     let r = api

@@ -168,11 +168,12 @@ fn two_submissions_for_one_name() {
     let (api, _dir) = Api::start(CONFIG);
     let api = Arc::new(api);
     for round in 0..ROUNDS {
-        // Native face: one creates, the others replace.
+        // Native face: one creates; the others, each for a key of its own, may not
+        // replace it (409).
         let name = format!("ts{round}");
         let all = native_submissions(&api, &name);
         assert_eq!(count(&all, 201), 1, "{all:?}");
-        assert_eq!(count(&all, 200), all.len() - 1, "{all:?}");
+        assert_eq!(count(&all, 409), all.len() - 1, "{all:?}");
         // Puppet face: one is accepted, the others are duplicates (400).
         let name = format!("tp{round}");
         let put = |api: &Api, n: &str| {

@@ -257,14 +257,19 @@ impl App {
 
     /// `PUT certificate_request/{name}` with Puppet's rules: a pending request is a
     /// duplicate like a signed certificate (400 for the agent, which then polls).
-    pub fn puppet_submit(&self, raw_name: &str, body: &[u8]) -> Result<Submitted, AppError> {
-        self.submit_as(PUPPET_ENV, raw_name, body, true)
+    pub fn puppet_submit(
+        &self,
+        who: &Identity,
+        raw_name: &str,
+        body: &[u8],
+    ) -> Result<Submitted, AppError> {
+        self.submit_as(who, PUPPET_ENV, raw_name, body, true)
     }
 
     /// [`App::puppet_submit`] started on a thread that must not block (see
     /// [`App::submit_start`]).
-    pub fn puppet_submit_start(&self, raw_name: &str, body: &[u8]) -> Submitting {
-        self.start_as(PUPPET_ENV, raw_name, body, true)
+    pub fn puppet_submit_start(&self, who: &Identity, raw_name: &str, body: &[u8]) -> Submitting {
+        self.start_as(who, PUPPET_ENV, raw_name, body, true)
     }
 
     /// `GET certificate/{name}`: the certificate file as Puppet keeps it (revoked ones

@@ -117,11 +117,12 @@ impl App {
     /// policy and stores it as pending, durably.
     pub fn submit(
         &self,
+        who: &Identity,
         raw_env: &str,
         raw_name: &str,
         body: &[u8],
     ) -> Result<Submitted, AppError> {
-        self.submit_as(raw_env, raw_name, body, false)
+        self.submit_as(who, raw_env, raw_name, body, false)
     }
 
     /// Submission with either face's duplicate rule: the native face replaces a pending
@@ -129,6 +130,7 @@ impl App {
     /// stored submission the environment's autosign policy may sign it at once.
     pub(super) fn submit_as(
         &self,
+        who: &Identity,
         raw_env: &str,
         raw_name: &str,
         body: &[u8],
@@ -142,7 +144,7 @@ impl App {
             rule,
             modifies,
             refused,
-        } = self.prepare(&env, &name, body, refuse_pending)?;
+        } = self.prepare(who, &env, &name, body, refuse_pending)?;
         // A global admin's certificate is signed by an admin, never by a policy.
         let autosign = !modifies && !refused && !self.config.is_global_admin_name(&name) && {
             let timeout =
@@ -181,6 +183,7 @@ impl App {
     /// modifies an order under way, and whether a reader can already see it refused.
     fn prepare(
         &self,
+        who: &Identity,
         env: &EnvCa,
         name: &Certname,
         body: &[u8],
@@ -199,6 +202,23 @@ impl App {
                 ..
             })
         );
+        // Replacing a pending request: only with the same key, by an admin here, or by
+        // the node itself; anyone else would have the admin's later sign certify their
+        // key under another node's name.
+        let replace_pending = pending
+            && (!refuse_pending || env.settings.allow_duplicate_certs)
+            && match &prev {
+                Some(p) => self.may_replace(who, env, name, &p.csr_der, &csr)?,
+                None => false,
+            };
+        if pending && !refuse_pending && !replace_pending {
+            return Err(AppError::Conflict {
+                code: "already-requested",
+                detail: format!(
+                    "{name} has a pending request for another key; only that key, an admin or the node itself may replace it"
+                ),
+            });
+        }
         let order = match prev {
             Some(RequestRecord {
                 state: RequestState::Requested,
@@ -221,9 +241,11 @@ impl App {
             ip_addrs: subject.ip_addrs.iter().map(|ip| ip.to_string()).collect(),
             order,
         };
+        // A request that appears meanwhile is not replaced (the store decides, in its
+        // transaction): the check above was about the one read here.
         let rule = SubmitRule {
             allow_if_signed: env.settings.allow_duplicate_certs,
-            replace_pending: !refuse_pending || env.settings.allow_duplicate_certs,
+            replace_pending,
         };
         // The autosign policy is asked only about a submission that will be stored (the
         // store's transaction decides; these reads spare a policy run and a signature
@@ -237,6 +259,43 @@ impl App {
             modifies,
             refused,
         })
+    }
+
+    /// Whether `who` may replace the pending request whose CSR is `pending_csr` with
+    /// `csr`: the same public key, an admin of the environment (global or its own), or
+    /// the node itself presenting its current, valid certificate.
+    fn may_replace(
+        &self,
+        who: &Identity,
+        env: &EnvCa,
+        name: &Certname,
+        pending_csr: &[u8],
+        csr: &ValidatedCsr,
+    ) -> Result<bool, AppError> {
+        let key = |e| AppError::Pki(crate::ca::CaError::from(e));
+        let new_key = csr.public_key().public_key_to_der().map_err(key)?;
+        if crate::ca::csr_public_key_der(pending_csr).ok().as_ref() == Some(&new_key) {
+            return Ok(true);
+        }
+        let member = who.environment.as_ref() == Some(&env.name);
+        let admin = who.role == crate::authz::Role::Admin
+            || (member
+                && who
+                    .certname
+                    .as_ref()
+                    .is_some_and(|c| env.settings.admins.contains(c)));
+        if admin {
+            return Ok(true);
+        }
+        if member && who.certname.as_ref() == Some(name) {
+            if let Some(serial) = &who.serial {
+                return Ok(self
+                    .store
+                    .certificate(&env.name, name)?
+                    .is_some_and(|c| &c.serial == serial && c.revocation.is_none()));
+            }
+        }
+        Ok(false)
     }
 
     /// Refuses a request for a name certd keeps for itself (setup's admin and server
@@ -269,13 +328,20 @@ impl App {
     /// an issuer that answers later, every signing slot taken, a failed signature, a
     /// refusal) answers [`Submitting::NeedsThread`] before anything is stored, and the
     /// caller runs the whole submission on a thread that may block instead.
-    pub fn submit_start(&self, raw_env: &str, raw_name: &str, body: &[u8]) -> Submitting {
-        self.start_as(raw_env, raw_name, body, false)
+    pub fn submit_start(
+        &self,
+        who: &Identity,
+        raw_env: &str,
+        raw_name: &str,
+        body: &[u8],
+    ) -> Submitting {
+        self.start_as(who, raw_env, raw_name, body, false)
     }
 
     /// [`App::submit_start`] with either face's duplicate rule (see [`App::submit_as`]).
     pub(super) fn start_as(
         &self,
+        who: &Identity,
         raw_env: &str,
         raw_name: &str,
         body: &[u8],
@@ -307,7 +373,7 @@ impl App {
         {
             return Submitting::NeedsThread;
         }
-        let p = match self.prepare(&env, &name, body, refuse_pending) {
+        let p = match self.prepare(who, &env, &name, body, refuse_pending) {
             Ok(p) => p,
             Err(e) => return Submitting::Done(Err(e)),
         };
@@ -456,9 +522,10 @@ mod tests {
             .unwrap(),
         );
         let app = App::open(config, data, Arc::new(SystemClock), Arc::new(Repeats)).unwrap();
+        let anon = Identity::anonymous();
 
         // Autosigned: signed here, committed by the store, durable when it answers.
-        match app.submit_start("production", "first", &csr("first")) {
+        match app.submit_start(&anon, "production", "first", &csr("first")) {
             Submitting::Committing(f) => {
                 assert_eq!(
                     block_on((*f).finish(&app)).unwrap().unwrap(),
@@ -471,7 +538,7 @@ mod tests {
 
         // Signed with the serial "first" has: the commit refuses it with nothing stored,
         // and the caller is told to submit it again.
-        match app.submit_start("production", "second", &csr("second")) {
+        match app.submit_start(&anon, "production", "second", &csr("second")) {
             Submitting::Committing(f) => assert!(block_on((*f).finish(&app)).is_none()),
             _ => panic!("an autosigned submission is signed on the worker path"),
         }
@@ -480,20 +547,22 @@ mod tests {
             Err(AppError::NotFound(_))
         ));
         // Submitted whole, it is retried, then stored unsigned and the error answered.
-        assert!(app.submit("production", "second", &csr("second")).is_err());
+        assert!(app
+            .submit(&anon, "production", "second", &csr("second"))
+            .is_err());
         assert!(app.request("production", "second").is_ok());
 
         // Refused (a pending request, Puppet's rule), waiting for an admin, or malformed.
         assert!(matches!(
-            app.puppet_submit_start("second", &csr("second")),
+            app.puppet_submit_start(&anon, "second", &csr("second")),
             Submitting::NeedsThread
         ));
         assert!(matches!(
-            app.submit_start("manual", "third", &csr("third")),
+            app.submit_start(&anon, "manual", "third", &csr("third")),
             Submitting::NeedsThread
         ));
         assert!(matches!(
-            app.submit_start("production", "fourth", b"not a CSR"),
+            app.submit_start(&anon, "production", "fourth", b"not a CSR"),
             Submitting::Done(Err(_))
         ));
         assert!(matches!(
@@ -503,11 +572,11 @@ mod tests {
         // Globs: a name they match is signed on the worker path, another is not started
         // there (not even its CSR checked: a malformed one is not answered here).
         assert!(matches!(
-            app.submit_start("web", "a.web.example", &csr("a.web.example")),
+            app.submit_start(&anon, "web", "a.web.example", &csr("a.web.example")),
             Submitting::Committing(_)
         ));
         assert!(matches!(
-            app.submit_start("web", "b.other.example", b"not a CSR"),
+            app.submit_start(&anon, "web", "b.other.example", b"not a CSR"),
             Submitting::NeedsThread
         ));
     }

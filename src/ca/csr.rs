@@ -68,6 +68,13 @@ pub struct ValidatedCsr {
     extensions: Vec<(String, Vec<u8>, bool)>,
 }
 
+/// The SubjectPublicKeyInfo (DER) of a stored CSR (already validated when stored).
+pub fn csr_public_key_der(csr_der: &[u8]) -> Result<Vec<u8>, CaError> {
+    Ok(openssl::x509::X509Req::from_der(csr_der)?
+        .public_key()?
+        .public_key_to_der()?)
+}
+
 pub(super) fn invalid(rule: &'static str, message: impl Into<String>) -> CaError {
     let message = message.into();
     CaError::InvalidCsr {

@@ -231,6 +231,7 @@ async fn get_request(
 async fn put_request(
     req: HttpRequest,
     app: web::Data<App>,
+    caller: Caller,
     name: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
@@ -239,8 +240,9 @@ async fn put_request(
         Err((status, text)) => return plain(status, text),
     };
     let name = name.into_inner();
-    let start = app.puppet_submit_start(&name, &bytes);
-    match submission(&app, start, move |a| a.puppet_submit(&name, &bytes)).await {
+    let who = caller.0;
+    let start = app.puppet_submit_start(&who, &name, &bytes);
+    match submission(&app, start, move |a| a.puppet_submit(&who, &name, &bytes)).await {
         Ok(_) => plain(StatusCode::OK, ""),
         Err(e) => answer(&req, e, StatusCode::BAD_REQUEST),
     }

@@ -32,6 +32,7 @@ pub async fn get(
 pub async fn put(
     req: HttpRequest,
     app: web::Data<App>,
+    caller: Caller,
     path: web::Path<(String, String)>,
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
@@ -39,8 +40,9 @@ pub async fn put(
     only(&query(&req)?, &[])?;
     let bytes = body::read(&req, payload, app.config().limits.max_body_bytes).await?;
     let location = format!("/{env}/certificate_request/{name}");
-    let start = app.submit_start(&env, &name, &bytes);
-    let outcome = submission(&app, start, move |a| a.submit(&env, &name, &bytes)).await?;
+    let who = caller.0;
+    let start = app.submit_start(&who, &env, &name, &bytes);
+    let outcome = submission(&app, start, move |a| a.submit(&who, &env, &name, &bytes)).await?;
     Ok(match outcome {
         Submitted::Created => HttpResponse::Created()
             .insert_header((header::LOCATION, location))

@@ -500,3 +500,99 @@ fn only_the_same_key_an_admin_or_the_node_replaces_a_pending_request() {
     let rekey = certd::ca::KeyType::EcP256.generate().unwrap();
     assert_eq!(put(&node, csr(&rekey)).status(), 200);
 }
+
+/// Findings 2 and 8: the API chooses among what the operator declared in the file (the
+/// local issuer, `[issuers.<name>]`, `[autosign_policies]`); no program, path or URL
+/// comes from the API. Settings are shown without their secrets, and the data
+/// directory and store are private.
+#[test]
+fn environments_from_the_api_name_only_what_the_file_declares() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "00112233445566778899aabbccddeeff";
+    let config = format!(
+        "{FAST_CONFIG}\
+         [issuers.upstream]\ntype = \"cfssl\"\nurl = \"http://127.0.0.1:9\"\nauth_key = \"{secret}\"\n\
+         [autosign_policies]\nvetted = \"/bin/false\"\n\
+         [environments.declared]\nissuer = {{ type = \"cfssl\", url = \"http://127.0.0.1:9\", auth_key = \"{secret}\" }}\n"
+    );
+    let server = Server::start(dir.path(), &config);
+    let (c, k) = admin(&server);
+    let admin = client(&server, Some((&c, &k)));
+    let put = |env: &str, body: &str| {
+        admin
+            .put(server.url(&format!("/environments/{env}")))
+            .body(body.to_owned())
+            .send()
+            .unwrap()
+    };
+    let key_file = server.dir.join("ca/production/ca.key");
+    let key_file = key_file.display();
+    for (i, body) in [
+        r#"{"issuer": {"type": "command", "program": "/bin/sh", "args": ["-c", "id"]}}"#.to_owned(),
+        r#"{"issuer": [{"type": "command", "program": "/usr/bin/env"}]}"#.to_owned(),
+        format!(
+            r#"{{"issuer": {{"type": "puppet-ca", "url": "https://127.0.0.1:9", "ca_file": "{key_file}", "cert_file": "{key_file}", "key_file": "{key_file}"}}}}"#
+        ),
+        r#"{"issuer": {"type": "cfssl", "url": "http://127.0.0.1:9"}}"#.to_owned(),
+        r#"{"issuer": "no-such-issuer"}"#.to_owned(),
+        r#"{"autosign": "/bin/true"}"#.to_owned(),
+        r#"{"autosign": {"policy": "no-such-policy"}}"#.to_owned(),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let env = format!("evil{i}");
+        assert_eq!(
+            problem_code(put(&env, body)),
+            (400, "invalid-settings".to_owned()),
+            "{body}"
+        );
+        assert_eq!(
+            admin
+                .get(server.url(&format!("/{env}/certificate/ca")))
+                .send()
+                .unwrap()
+                .status(),
+            404,
+            "no environment was made for {body}"
+        );
+    }
+    // What the file declares may be named.
+    let r = put(
+        "tenant",
+        r#"{"issuer": "upstream", "autosign": {"policy": "vetted"}}"#,
+    );
+    assert_eq!(r.status(), 201);
+    assert_eq!(put("tenant2", r#"{"issuer": ["local"]}"#).status(), 201);
+    // No secret is echoed, wherever it was set.
+    let listing = admin
+        .get(server.url("/environments"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(!listing.contains(secret), "{listing}");
+    assert!(listing.contains("\"tenant\""), "{listing}");
+    // The data directory and the store are private, and so are the store's files.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&server.dir), 0o700, "data directory");
+    assert_eq!(mode(&server.dir.join("store")), 0o700, "store");
+    for entry in walk(&server.dir.join("store")) {
+        assert_eq!(mode(&entry) & 0o077, 0, "{} is private", entry.display());
+    }
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{issuer_of, load_env, setup, App, AppError};
 use crate::ca::{CaError, Digest, EnvName, Fingerprint};
-use crate::config::EnvConfig;
+use crate::config::{ApiEnvSettings, EnvConfig};
 use crate::store::EnvRecord;
 
 /// An environment as `GET /environments` shows it.
@@ -20,8 +20,23 @@ pub struct EnvView {
     pub source: &'static str,
     /// SHA-256 fingerprint of its issuing CA certificate.
     pub ca_fingerprint: String,
-    /// Its settings.
-    pub settings: EnvConfig,
+    /// Its settings: as the API gave them (issuers and autosign policies by name), or
+    /// as the file declares them with every secret shown as `"(set)"`.
+    pub settings: serde_json::Value,
+}
+
+/// `settings` as JSON with each issuer's secret (`auth_key`) replaced by `"(set)"`: a
+/// view shows that a secret is set, never its value.
+fn redacted(settings: &EnvConfig) -> serde_json::Value {
+    let mut v = serde_json::to_value(settings).unwrap_or_default();
+    if let Some(issuers) = v.get_mut("issuer").and_then(|i| i.as_array_mut()) {
+        for issuer in issuers {
+            if let Some(key) = issuer.get_mut("auth_key") {
+                *key = serde_json::Value::from("(set)");
+            }
+        }
+    }
+    v
 }
 
 /// What `PUT /environments/{env}` did.
@@ -36,15 +51,16 @@ pub enum EnvChange {
 impl App {
     fn view(&self, env: &super::EnvCa) -> Result<EnvView, AppError> {
         let der = env.ca.cert().to_der().map_err(CaError::from)?;
+        let declared = self.config.environments.contains_key(&env.name);
+        let settings = match (&env.api_settings, declared) {
+            (Some(api), false) => serde_json::to_value(api).unwrap_or_default(),
+            _ => redacted(&env.settings),
+        };
         Ok(EnvView {
             name: env.name.to_string(),
-            source: if self.config.environments.contains_key(&env.name) {
-                "config"
-            } else {
-                "api"
-            },
+            source: if declared { "config" } else { "api" },
             ca_fingerprint: Fingerprint::of_der(&der, Digest::Sha256).to_string(),
-            settings: env.settings.clone(),
+            settings,
         })
     }
 
@@ -77,15 +93,21 @@ impl App {
                 ),
             });
         }
-        let settings: EnvConfig = if body.iter().all(u8::is_ascii_whitespace) {
-            EnvConfig::default()
+        let api: ApiEnvSettings = if body.iter().all(u8::is_ascii_whitespace) {
+            ApiEnvSettings::default()
         } else {
             serde_json::from_slice(body).map_err(|e| AppError::BadRequest {
                 code: "bad-json",
                 detail: format!("the settings are not valid: {e}"),
             })?
         };
-        let json = serde_json::to_string(&settings).map_err(|e| AppError::BadRequest {
+        let settings = api
+            .resolve(&self.config)
+            .map_err(|detail| AppError::BadRequest {
+                code: "invalid-settings",
+                detail,
+            })?;
+        let json = serde_json::to_string(&api).map_err(|e| AppError::BadRequest {
             code: "bad-json",
             detail: e.to_string(),
         })?;
@@ -128,7 +150,7 @@ impl App {
             now,
         )?;
         self.store.flush()?;
-        let (loaded, serials) = load_env(
+        let (mut loaded, serials) = load_env(
             &self.data,
             self.store.as_ref(),
             &self.config,
@@ -137,6 +159,7 @@ impl App {
             &self.clock,
             &self.rng,
         )?;
+        loaded.api_settings = Some(api);
         self.revoked.extend(serials);
         let loaded = Arc::new(loaded);
         self.resolver.add_issuer(issuer_of(&name, &loaded.ca)?);

@@ -135,6 +135,8 @@ pub struct EnvCa {
     crl_rebuild: std::sync::Mutex<crl::CrlEntries>,
     /// Who signs here, in order of preference (`supports` picks).
     pub issuers: Vec<crate::issuer::Configured>,
+    /// The settings as the API gave them, for an environment created through it.
+    pub api_settings: Option<crate::config::ApiEnvSettings>,
 }
 
 /// What the HTTPS listener needs: its certificate chain, key, and the CAs client
@@ -225,6 +227,7 @@ impl App {
             &data.read_secret(&data.root_key())?,
         )?;
         let store: Arc<dyn Store> = Arc::new(SledStore::open(&data.store_dir())?);
+        data.make_private()?;
         // Filled from the revocations each environment's CRL is re-issued from.
         let revoked = RevokedSerials::new();
         let mut envs = BTreeMap::new();
@@ -245,12 +248,20 @@ impl App {
                 continue;
             }
             let Some(json) = rec.settings else { continue };
-            let settings: EnvConfig =
+            let api: crate::config::ApiEnvSettings =
                 serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
                     tree: "environments".into(),
                     detail: format!("{name}: {e}"),
                 })?;
-            let (loaded, serials) = load_env(
+            // Settings an older certd took from the API (a program, path or URL) are not
+            // served: the operator declares such an environment in the file instead.
+            let settings = api.resolve(&config).map_err(|e| AppError::BadRequest {
+                code: "invalid-settings",
+                detail: format!(
+                    "environment {name}, created through the API: {e}; declare [environments.{name}] in the configuration file to take it over"
+                ),
+            })?;
+            let (mut loaded, serials) = load_env(
                 &data,
                 store.as_ref(),
                 &config,
@@ -259,6 +270,7 @@ impl App {
                 &clock,
                 &rng,
             )?;
+            loaded.api_settings = Some(api);
             revoked.extend(serials);
             envs.insert(name, Arc::new(loaded));
         }
@@ -448,6 +460,7 @@ fn load_env(
         crl: RwLock::new(Arc::new(CrlView::new(record))),
         crl_rebuild: std::sync::Mutex::new(crl::CrlEntries::default()),
         issuers,
+        api_settings: None,
     };
     let serials = crl::load(&loaded, store, config, clock.as_ref())?;
     Ok((loaded, serials))

@@ -3,6 +3,7 @@
 //! Unknown keys are errors, so a typo never silently falls back to a default. Every key
 //! has a default; `conf/certd.toml` lists them all with a comment each.
 
+mod api_env;
 mod duration;
 mod issuer;
 
@@ -15,6 +16,7 @@ use thiserror::Error;
 
 use crate::authz::{AuthzError, Rules};
 use crate::ca::{Certname, CsrPolicy, Digest, EnvName, KeyType};
+pub use api_env::{ApiAutosign, ApiEnvSettings, IssuerRef, IssuerRefs};
 pub use duration::Duration;
 pub use issuer::{IssuerKind, IssuerSpec, Issuers};
 
@@ -287,6 +289,8 @@ struct RawConfig {
     limits: LimitsConfig,
     authz: AuthzConfig,
     events: EventsConfig,
+    issuers: BTreeMap<String, IssuerSpec>,
+    autosign_policies: BTreeMap<String, PathBuf>,
     environments: BTreeMap<String, EnvConfig>,
 }
 
@@ -310,6 +314,12 @@ pub struct Config {
     pub admin_certname: Certname,
     /// Declared environments; `production` is always present.
     pub environments: BTreeMap<EnvName, EnvConfig>,
+    /// `[issuers.<name>]`: issuer back ends that environments created through the API
+    /// may name (the API names no program, path or URL itself).
+    pub issuers: BTreeMap<String, IssuerSpec>,
+    /// `[autosign_policies]`: autosign executables or allowlist files, by name, that
+    /// environments created through the API may name.
+    pub autosign_policies: BTreeMap<String, PathBuf>,
     /// The authorization rules (`[authz] rules`).
     pub rules: Rules,
     /// Where the rules came from: a path, or the built-in defaults.
@@ -407,6 +417,22 @@ impl Config {
                     .into(),
             ));
         }
+        let mut issuers = BTreeMap::new();
+        for (name, mut spec) in raw.issuers {
+            if name == "local"
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(invalid(format!(
+                    "[issuers.{name}]: a name of letters, digits, - and _, other than local"
+                )));
+            }
+            spec.validate()
+                .map_err(|e| invalid(format!("[issuers.{name}]: {e}")))?;
+            spec.name.get_or_insert_with(|| name.clone());
+            issuers.insert(name, spec);
+        }
         let (rules, rules_origin) = if raw.authz.rules.is_empty() {
             (Rules::builtin(), "built in (conf/auth.toml)".to_owned())
         } else {
@@ -427,6 +453,8 @@ impl Config {
             admin_environments,
             admin_certname,
             environments,
+            issuers,
+            autosign_policies: raw.autosign_policies,
             rules,
             rules_origin,
         })
@@ -512,6 +540,8 @@ mod tests {
             "admin_key_type",
             "admins",
             "admin_environments",
+            "[issuers.",
+            "[autosign_policies]",
             "[environments.production]",
         ] {
             assert!(text.contains(key), "conf/certd.toml does not mention {key}");

@@ -133,6 +133,36 @@ impl DataDir {
         self.read(path)
     }
 
+    /// Makes the data directory private: every directory in it 0700 and every file of
+    /// the store 0600 (the store holds API-made settings and the audit log; its engine
+    /// creates files with the process umask). Called at every start, so a directory
+    /// made by an older certd is closed too.
+    pub fn make_private(&self) -> Result<(), FilesError> {
+        fn walk(dir: &Path, files_too: bool) -> Result<(), FilesError> {
+            fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+            for entry in fs::read_dir(dir).map_err(io(dir))? {
+                let path = entry.map_err(io(dir))?.path();
+                let meta = fs::symlink_metadata(&path).map_err(io(&path))?;
+                if meta.is_dir() {
+                    walk(&path, files_too)?;
+                } else if files_too && meta.is_file() {
+                    fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+                        .map_err(io(&path))?;
+                }
+            }
+            Ok(())
+        }
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700))
+            .map_err(io(&self.root))?;
+        for entry in fs::read_dir(&self.root).map_err(io(&self.root))? {
+            let path = entry.map_err(io(&self.root))?.path();
+            if fs::symlink_metadata(&path).map_err(io(&path))?.is_dir() {
+                walk(&path, path == self.store_dir())?;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes a public file (mode 0644) atomically.
     pub fn write_public(&self, path: &Path, bytes: &[u8]) -> Result<(), FilesError> {
         write_atomic(path, bytes, 0o644)

@@ -596,3 +596,123 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Finding 15: environments made at run time are capped (each costs a CA key), and
+/// `/metrics` shows an environment's names and volumes only to who may see it there.
+#[test]
+fn environment_creation_is_capped_and_metrics_keep_tenants_apart() {
+    let (api, dir) = Api::start(&format!(
+        "{FAST_CONFIG}[limits]\nmax_environments = 3\n[environments.a]\n"
+    ));
+    let put = |env: &str| {
+        api.admin
+            .put(api.url(&format!("/environments/{env}")))
+            .body("{}")
+            .send()
+            .unwrap()
+    };
+    assert_eq!(put("b").status(), 201);
+    assert_eq!(
+        problem_code(put("c")),
+        (409, "too-many-environments".to_owned())
+    );
+    assert_eq!(put("b").status(), 200, "changing one is not creating one");
+    // An agent of b sees b's series and no other environment's.
+    let (csr, key) = csr_for("agent-b");
+    assert_eq!(
+        api.admin
+            .put(api.url("/b/certificate_request/agent-b"))
+            .body(csr)
+            .send()
+            .unwrap()
+            .status(),
+        201
+    );
+    assert_eq!(
+        api.admin
+            .post(api.url("/b/certificate/"))
+            .body("agent-b")
+            .send()
+            .unwrap()
+            .status(),
+        201
+    );
+    let pem = api
+        .anon
+        .get(api.url("/b/certificate/agent-b"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let agent = client_with(&api.server, dir.path(), "agent-b", &pem, &key);
+    let text = agent
+        .get(api.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(text.contains(r#"environment="b""#), "{text}");
+    for other in ["production", "a"] {
+        assert!(
+            !text.contains(&format!("environment=\"{other}\"")),
+            "an agent of b sees {other}:\n{text}"
+        );
+    }
+    let all = api
+        .admin
+        .get(api.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(all.contains(r#"environment="a""#) && all.contains(r#"environment="production""#));
+}
+
+/// Finding 12: a remote issuer of an environment created at run time is probed like a
+/// declared one; until it has answered a probe it is not shown as ready.
+#[test]
+fn issuers_of_environments_made_at_run_time_are_probed_before_they_are_ready() {
+    let (api, _dir) = Api::start(&format!(
+        "{FAST_CONFIG}[issuers.nowhere]\ntype = \"cfssl\"\nurl = \"http://127.0.0.1:9\"\n"
+    ));
+    assert_eq!(
+        api.admin
+            .put(api.url("/environments/tenant"))
+            .body(r#"{"issuer": "nowhere"}"#)
+            .send()
+            .unwrap()
+            .status(),
+        201
+    );
+    let issuer = || -> serde_json::Value {
+        let s: serde_json::Value = api
+            .anon
+            .get(api.url("/status"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        s["issuers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["environment"] == "tenant")
+            .cloned()
+            .expect("the tenant's issuer is in /status")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut probed = false;
+    while std::time::Instant::now() < deadline {
+        let i = issuer();
+        assert_eq!(i["ready"], false, "nothing listens on port 9: {i}");
+        if i["message"]
+            .as_str()
+            .is_some_and(|m| !m.contains("not probed yet"))
+        {
+            probed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(probed, "the issuer was probed: {}", issuer());
+}

@@ -116,6 +116,14 @@ impl App {
         let now = self.now();
         let change = if envs.contains_key(&name) {
             EnvChange::Updated
+        } else if envs.len() >= self.config.limits.max_environments {
+            return Err(AppError::Conflict {
+                code: "too-many-environments",
+                detail: format!(
+                    "certd serves {} environments, the most [limits] max_environments allows",
+                    envs.len()
+                ),
+            });
         } else {
             setup::create_env_ca(
                 &self.data,

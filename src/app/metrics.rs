@@ -73,7 +73,13 @@ impl App {
     }
 
     /// `GET /metrics`: everything, as Prometheus text.
-    pub fn render_metrics(&self) -> String {
+    pub fn render_metrics(&self, who: &crate::authz::Identity) -> String {
+        // An environment's names and volumes are shown to a global admin, and to anyone
+        // else only for the environment their certificate is from.
+        let visible = |env: &str| {
+            who.role == crate::authz::Role::Admin
+                || who.environment.as_ref().is_some_and(|e| e.as_str() == env)
+        };
         let mut out = String::new();
         let requests = self
             .metrics
@@ -128,6 +134,7 @@ impl App {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .iter()
+            .filter(|((env, _), _)| visible(env))
         {
             let _ = writeln!(
                 out,
@@ -141,6 +148,7 @@ impl App {
         let crls: Vec<_> = self
             .env_list()
             .iter()
+            .filter(|e| visible(e.name.as_str()))
             .map(|e| (e.name.to_string(), e.crl_view()))
             .collect();
         for (env, crl) in &crls {

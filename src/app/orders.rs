@@ -222,13 +222,19 @@ impl App {
             })
     }
 
+    /// An in-process issuer is always ready; a remote one as its last probe found it,
+    /// and not ready until it has been probed (an environment created at run time is
+    /// probed within [`PROBE_EVERY`]).
     fn readiness_of(&self, env: &EnvName, issuer: &Configured) -> Result<(), String> {
+        if issuer.backend.in_process() {
+            return Ok(());
+        }
         self.readiness
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&key(env, issuer))
             .cloned()
-            .unwrap_or(Ok(()))
+            .unwrap_or_else(|| Err("not probed yet".into()))
     }
 
     /// Every issuer's readiness, for `/status`.
@@ -285,10 +291,6 @@ impl App {
     /// Starts the order worker and the readiness prober (threads that live as long as
     /// the process).
     pub fn spawn_order_worker(self: &Arc<Self>) {
-        let remote = self
-            .env_list()
-            .iter()
-            .any(|e| e.issuers.iter().any(|i| !i.backend.in_process()));
         let app = Arc::clone(self);
         std::thread::Builder::new()
             .name("certd-orders".into())
@@ -307,16 +309,15 @@ impl App {
                 app.wait_orders(seen, Duration::from_millis(pause as u64));
             })
             .expect("spawn the order worker");
-        if remote {
-            let app = Arc::clone(self);
-            std::thread::Builder::new()
-                .name("certd-issuer-probe".into())
-                .spawn(move || loop {
-                    app.probe_issuers();
-                    std::thread::sleep(PROBE_EVERY);
-                })
-                .expect("spawn the issuer prober");
-        }
+        // Always: an environment created at run time may bring a remote issuer.
+        let app = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("certd-issuer-probe".into())
+            .spawn(move || loop {
+                app.probe_issuers();
+                std::thread::sleep(PROBE_EVERY);
+            })
+            .expect("spawn the issuer prober");
     }
 
     fn probe_issuers(&self) {

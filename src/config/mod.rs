@@ -243,6 +243,9 @@ pub struct LimitsConfig {
     /// Most signings (issuance, autosign, renewal) under way at once; more get 503
     /// with `Retry-After` instead of queueing without bound.
     pub max_pending_signings: usize,
+    /// Most environments served, declared and created through the API together; each
+    /// costs an issuing CA key. Creating one more is refused (409).
+    pub max_environments: usize,
 }
 
 impl Default for LimitsConfig {
@@ -254,6 +257,7 @@ impl Default for LimitsConfig {
             max_page: 1000,
             max_header_bytes: 16 * 1024,
             max_pending_signings: 64,
+            max_environments: 100,
         }
     }
 }
@@ -380,6 +384,13 @@ impl Config {
             environments.insert(env_name, env);
         }
         environments.entry(EnvName::production()).or_default();
+        if environments.len() > raw.limits.max_environments {
+            return Err(invalid(format!(
+                "[limits] max_environments is {}, but the file declares {} environments",
+                raw.limits.max_environments,
+                environments.len()
+            )));
+        }
         let admin_environments = match &raw.authz.admin_environments {
             None => vec![EnvName::production()],
             Some(list) => list

@@ -37,8 +37,11 @@ pub async fn record(
 }
 
 /// `GET /metrics`.
-pub async fn metrics(app: web::Data<App>) -> Result<HttpResponse, super::Problem> {
-    let text = super::resources::run(&app, |a| Ok(a.render_metrics())).await?;
+pub async fn metrics(
+    app: web::Data<App>,
+    caller: super::Caller,
+) -> Result<HttpResponse, super::Problem> {
+    let text = super::resources::run(&app, move |a| Ok(a.render_metrics(&caller.0))).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text))

@@ -29,6 +29,8 @@ pub struct CsrPolicy {
     pub allow_subject_alt_names: bool,
     /// Whether Puppet authorization extensions (arc 1.3.6.1.4.1.34380.1.3) may be requested.
     pub allow_authorization_extensions: bool,
+    /// Whether an RSA key may have the public exponent 3 (else only 65537).
+    pub allow_rsa_exponent_3: bool,
 }
 
 impl Default for CsrPolicy {
@@ -38,6 +40,7 @@ impl Default for CsrPolicy {
             min_rsa_bits: 2048,
             allow_subject_alt_names: false,
             allow_authorization_extensions: false,
+            allow_rsa_exponent_3: false,
         }
     }
 }
@@ -191,8 +194,15 @@ impl ValidatedCsr {
             ip_addrs: Vec::new(),
             extensions: Vec::new(),
         };
+        // Extensions can be requested in several places: more than one value of one
+        // attribute, more than one attribute, and Microsoft's msExtReq beside PKCS#9's
+        // extensionRequest (OpenSSL reads both). All of them are one request, checked
+        // against one allowlist, and an extension named twice anywhere refuses the CSR:
+        // consumers would read different values (RFC 5280 section 4.2).
+        let mut seen = std::collections::HashSet::new();
         for attr in req.info.attributes.iter() {
-            if attr.oid.to_string() != oid::EXTENSION_REQUEST {
+            let id = attr.oid.to_string();
+            if id != oid::EXTENSION_REQUEST && id != oid::MS_EXTENSION_REQUEST {
                 continue; // e.g. challengePassword: never copied into a certificate
             }
             for value in attr.values.iter() {
@@ -202,15 +212,19 @@ impl ValidatedCsr {
                         format!("the extension request cannot be decoded: {e}"),
                     )
                 })?;
-                csr.take_extensions(exts, policy)?;
+                csr.take_extensions(exts, policy, &mut seen)?;
             }
         }
         Ok(csr)
     }
 
-    fn take_extensions(&mut self, exts: Extensions, policy: &CsrPolicy) -> Result<(), CaError> {
+    fn take_extensions(
+        &mut self,
+        exts: Extensions,
+        policy: &CsrPolicy,
+        seen: &mut std::collections::HashSet<String>,
+    ) -> Result<(), CaError> {
         let mut refused = Vec::new();
-        let mut seen = std::collections::HashSet::new();
         for ext in exts {
             let id = ext.extn_id.to_string();
             if !seen.insert(id.clone()) {
@@ -340,6 +354,27 @@ impl ValidatedCsr {
 
 fn check_key(key: &PKey<Public>, policy: &CsrPolicy) -> Result<(), CaError> {
     let min_rsa = policy.min_rsa_bits.max(2048);
+    if let Ok(rsa) = key.rsa() {
+        // An exponent of 1 makes any "signature" verify (no private key needed); other
+        // small or even exponents are broken or unusual. 65537, or 3 where allowed.
+        let e = rsa.e().to_vec();
+        let allowed = e == [1, 0, 1] || (policy.allow_rsa_exponent_3 && e == [3]);
+        if !allowed || !rsa.n().is_bit_set(0) {
+            let exponents = if policy.allow_rsa_exponent_3 {
+                "65537 or 3"
+            } else {
+                "65537"
+            };
+            return Err(invalid(
+                "csr-key-not-allowed",
+                format!(
+                    "the CSR's RSA key has public exponent {} and {} modulus; use an odd modulus and the exponent {exponents}",
+                    rsa.e(),
+                    if rsa.n().is_bit_set(0) { "an odd" } else { "an even" }
+                ),
+            ));
+        }
+    }
     let ok = match key.id() {
         Id::RSA => (min_rsa..=MAX_RSA_BITS).contains(&key.bits()),
         Id::EC | Id::ED25519 => super::KeyType::of_public(key).is_some(),
@@ -656,5 +691,279 @@ mod tests {
             let _ = ValidatedCsr::parse(&m, &name("a"), &CsrPolicy::default());
             let _ = ValidatedCsr::parse(&der[..i], &name("a"), &CsrPolicy::default());
         }
+    }
+}
+
+#[cfg(test)]
+mod spread_extension_tests {
+    use super::*;
+    use crate::ca::KeyType;
+    use der::asn1::{Any, BitString, ObjectIdentifier, SetOfVec};
+    use x509_cert::attr::Attribute;
+    use x509_cert::ext::Extension;
+    use x509_cert::request::CertReqInfo;
+    use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+
+    const PP_UUID: &str = "1.3.6.1.4.1.34380.1.1.1";
+    const MS_EXT_REQ: &str = "1.3.6.1.4.1.311.2.1.14";
+
+    fn ext(oid: &str, value: &str) -> Extension {
+        Extension {
+            extn_id: ObjectIdentifier::new_unwrap(oid),
+            critical: false,
+            extn_value: der::asn1::OctetString::new(
+                Utf8StringRef::new(value).unwrap().to_der().unwrap(),
+            )
+            .unwrap(),
+        }
+    }
+
+    /// A CSR for `cn` whose attributes are `attrs`: (attribute OID, one value per list of
+    /// extensions), signed with a fresh P-256 key.
+    fn csr(cn: &str, attrs: Vec<(&str, Vec<Vec<Extension>>)>) -> Vec<u8> {
+        let key = KeyType::EcP256.generate().unwrap();
+        let spki =
+            SubjectPublicKeyInfoOwned::from_der(&key.pkey().public_key_to_der().unwrap()).unwrap();
+        let subject = {
+            let mut n = openssl::x509::X509NameBuilder::new().unwrap();
+            n.append_entry_by_text("CN", cn).unwrap();
+            x509_cert::name::Name::from_der(&n.build().to_der().unwrap()).unwrap()
+        };
+        let mut attributes = SetOfVec::new();
+        for (oid, values) in attrs {
+            let mut set = SetOfVec::new();
+            for exts in values {
+                let exts: Extensions = exts;
+                set.insert(Any::from_der(&exts.to_der().unwrap()).unwrap())
+                    .unwrap();
+            }
+            attributes
+                .insert(Attribute {
+                    oid: ObjectIdentifier::new_unwrap(oid),
+                    values: set,
+                })
+                .unwrap();
+        }
+        let info = CertReqInfo {
+            version: x509_cert::request::Version::V1,
+            subject,
+            public_key: spki,
+            attributes,
+        };
+        let tbs = info.to_der().unwrap();
+        let mut signer =
+            openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), key.pkey()).unwrap();
+        signer.update(&tbs).unwrap();
+        let sig = signer.sign_to_vec().unwrap();
+        CertReq {
+            info,
+            algorithm: AlgorithmIdentifierOwned {
+                oid: ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2"),
+                parameters: None,
+            },
+            signature: BitString::from_bytes(&sig).unwrap(),
+        }
+        .to_der()
+        .unwrap()
+    }
+
+    fn parse(der: &[u8]) -> Result<ValidatedCsr, CaError> {
+        ValidatedCsr::parse(der, &Certname::parse("a").unwrap(), &CsrPolicy::default())
+    }
+
+    #[test]
+    fn refuses_an_extension_requested_twice_however_it_is_spread() {
+        let ext_req = oid::EXTENSION_REQUEST;
+        // Once: taken.
+        let once = csr("a", vec![(ext_req, vec![vec![ext(PP_UUID, "one")]])]);
+        assert_eq!(parse(&once).unwrap().subject().extensions.len(), 1);
+        for (case, der) in [
+            (
+                "two values of one extensionRequest",
+                csr(
+                    "a",
+                    vec![(
+                        ext_req,
+                        vec![vec![ext(PP_UUID, "one")], vec![ext(PP_UUID, "two")]],
+                    )],
+                ),
+            ),
+            (
+                "extensionRequest and msExtReq",
+                csr(
+                    "a",
+                    vec![
+                        (ext_req, vec![vec![ext(PP_UUID, "one")]]),
+                        (MS_EXT_REQ, vec![vec![ext(PP_UUID, "two")]]),
+                    ],
+                ),
+            ),
+            (
+                "a subjectAltName in each",
+                csr(
+                    "a",
+                    vec![
+                        (
+                            ext_req,
+                            vec![vec![Extension {
+                                extn_id: ObjectIdentifier::new_unwrap(oid::SUBJECT_ALT_NAME),
+                                critical: false,
+                                extn_value: der::asn1::OctetString::new(
+                                    SubjectAltName(vec![GeneralName::DnsName(
+                                        der::asn1::Ia5String::new("a").unwrap(),
+                                    )])
+                                    .to_der()
+                                    .unwrap(),
+                                )
+                                .unwrap(),
+                            }]],
+                        ),
+                        (
+                            MS_EXT_REQ,
+                            vec![vec![Extension {
+                                extn_id: ObjectIdentifier::new_unwrap(oid::SUBJECT_ALT_NAME),
+                                critical: false,
+                                extn_value: der::asn1::OctetString::new(
+                                    SubjectAltName(vec![GeneralName::DnsName(
+                                        der::asn1::Ia5String::new("evil.example").unwrap(),
+                                    )])
+                                    .to_der()
+                                    .unwrap(),
+                                )
+                                .unwrap(),
+                            }]],
+                        ),
+                    ],
+                ),
+            ),
+        ] {
+            let err = parse(&der).err();
+            assert_eq!(
+                err.as_ref().map(CaError::code),
+                Some("csr-malformed"),
+                "{case}: {err:?}"
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod rsa_exponent_tests {
+    use super::*;
+    use der::asn1::{BitString, ObjectIdentifier, SetOfVec, UintRef};
+    use openssl::bn::BigNum;
+    use openssl::hash::{hash, MessageDigest};
+    use x509_cert::request::CertReqInfo;
+    use x509_cert::spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
+
+    #[derive(der::Sequence)]
+    struct RsaPublicKey<'a> {
+        modulus: UintRef<'a>,
+        public_exponent: UintRef<'a>,
+    }
+
+    fn name(cn: &str) -> x509_cert::name::Name {
+        let mut n = openssl::x509::X509NameBuilder::new().unwrap();
+        n.append_entry_by_text("CN", cn).unwrap();
+        x509_cert::name::Name::from_der(&n.build().to_der().unwrap()).unwrap()
+    }
+
+    /// A CSR for `a` carrying the RSA public key (n, e), its signature made by `sign`
+    /// over the CertificationRequestInfo.
+    fn csr(n: &[u8], e: &[u8], sign: impl Fn(&[u8]) -> Vec<u8>) -> Vec<u8> {
+        let key = RsaPublicKey {
+            modulus: UintRef::new(n).unwrap(),
+            public_exponent: UintRef::new(e).unwrap(),
+        }
+        .to_der()
+        .unwrap();
+        let info = CertReqInfo {
+            version: x509_cert::request::Version::V1,
+            subject: name("a"),
+            public_key: SubjectPublicKeyInfoOwned {
+                algorithm: AlgorithmIdentifierOwned {
+                    oid: ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1"),
+                    parameters: Some(der::asn1::Null.into()),
+                },
+                subject_public_key: BitString::from_bytes(&key).unwrap(),
+            },
+            attributes: SetOfVec::new(),
+        };
+        let sig = sign(&info.to_der().unwrap());
+        CertReq {
+            info,
+            algorithm: AlgorithmIdentifierOwned {
+                oid: ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11"),
+                parameters: Some(der::asn1::Null.into()),
+            },
+            signature: BitString::from_bytes(&sig).unwrap(),
+        }
+        .to_der()
+        .unwrap()
+    }
+
+    fn parse(der: &[u8], policy: &CsrPolicy) -> Result<ValidatedCsr, CaError> {
+        ValidatedCsr::parse(der, &Certname::parse("a").unwrap(), policy)
+    }
+
+    /// With e = 1, "verifying" is comparing the signature with the padded digest, so
+    /// anyone can write a valid signature for any modulus: no private key at all.
+    #[test]
+    fn refuses_rsa_keys_whose_exponent_lets_anyone_sign() {
+        let real = openssl::rsa::Rsa::generate(2048).unwrap();
+        let n = real.n().to_vec();
+        let forged = csr(&n, &[1], |tbs| {
+            // EMSA-PKCS1-v1_5 of SHA-256(tbs), which is the signature when e = 1.
+            let mut digest_info = vec![
+                0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
+                0x01, 0x05, 0x00, 0x04, 0x20,
+            ];
+            digest_info.extend_from_slice(&hash(MessageDigest::sha256(), tbs).unwrap());
+            let mut em = vec![0x00, 0x01];
+            em.resize(n.len() - digest_info.len() - 1, 0xff);
+            em.push(0x00);
+            em.extend_from_slice(&digest_info);
+            em
+        });
+        let err = parse(&forged, &CsrPolicy::default()).err();
+        assert_eq!(
+            err.as_ref().map(CaError::code),
+            Some("csr-key-not-allowed"),
+            "{err:?}"
+        );
+
+        // e = 3 only when the policy allows it; an even modulus never.
+        let three =
+            openssl::rsa::Rsa::generate_with_e(2048, &BigNum::from_u32(3).unwrap()).unwrap();
+        let three = openssl::pkey::PKey::from_rsa(three).unwrap();
+        let signed_by = |k: &openssl::pkey::PKey<openssl::pkey::Private>| {
+            let k = k.clone();
+            move |tbs: &[u8]| {
+                let mut s = openssl::sign::Signer::new(MessageDigest::sha256(), &k).unwrap();
+                s.update(tbs).unwrap();
+                s.sign_to_vec().unwrap()
+            }
+        };
+        let rsa3 = three.rsa().unwrap();
+        let e3 = csr(&rsa3.n().to_vec(), &[3], signed_by(&three));
+        assert_eq!(
+            parse(&e3, &CsrPolicy::default())
+                .err()
+                .as_ref()
+                .map(CaError::code),
+            Some("csr-key-not-allowed")
+        );
+        let allow3 = CsrPolicy {
+            allow_rsa_exponent_3: true,
+            ..CsrPolicy::default()
+        };
+        assert!(parse(&e3, &allow3).is_ok());
+        let mut even = n.clone();
+        *even.last_mut().unwrap() &= 0xfe;
+        let even = csr(&even, &[1, 0, 1], |_| vec![0x42; 256]);
+        assert_eq!(
+            parse(&even, &allow3).err().as_ref().map(CaError::code),
+            Some("csr-key-not-allowed")
+        );
     }
 }

@@ -8,6 +8,8 @@ pub const PUPPET_ARC: &str = "1.3.6.1.4.1.34380.1";
 pub const PP_CLI_AUTH: &str = "1.3.6.1.4.1.34380.1.3.39";
 /// PKCS#9 extensionRequest attribute of a CSR.
 pub(crate) const EXTENSION_REQUEST: &str = "1.2.840.113549.1.9.14";
+/// Microsoft's extension request attribute (msExtReq), which OpenSSL reads as one too.
+pub(crate) const MS_EXTENSION_REQUEST: &str = "1.3.6.1.4.1.311.2.1.14";
 /// subjectAltName.
 pub(crate) const SUBJECT_ALT_NAME: &str = "2.5.29.17";
 /// commonName attribute type.

@@ -18,6 +18,8 @@ pub struct ApiEnvSettings {
     pub allow_subject_alt_names: bool,
     /// As [`EnvConfig::allow_authorization_extensions`].
     pub allow_authorization_extensions: bool,
+    /// As [`EnvConfig::allow_rsa_exponent_3`].
+    pub allow_rsa_exponent_3: bool,
     /// As [`EnvConfig::allow_duplicate_certs`].
     pub allow_duplicate_certs: bool,
     /// As [`EnvConfig::cert_ttl`].
@@ -45,6 +47,7 @@ impl Default for ApiEnvSettings {
         ApiEnvSettings {
             allow_subject_alt_names: d.allow_subject_alt_names,
             allow_authorization_extensions: d.allow_authorization_extensions,
+            allow_rsa_exponent_3: d.allow_rsa_exponent_3,
             allow_duplicate_certs: d.allow_duplicate_certs,
             cert_ttl: d.cert_ttl,
             autosign: ApiAutosign::All(false),
@@ -141,6 +144,7 @@ impl ApiEnvSettings {
         Ok(EnvConfig {
             allow_subject_alt_names: self.allow_subject_alt_names,
             allow_authorization_extensions: self.allow_authorization_extensions,
+            allow_rsa_exponent_3: self.allow_rsa_exponent_3,
             allow_duplicate_certs: self.allow_duplicate_certs,
             cert_ttl: self.cert_ttl,
             autosign,

@@ -150,6 +150,9 @@ pub struct EnvConfig {
     /// Whether CSRs may request Puppet authorization extensions (arc
     /// 1.3.6.1.4.1.34380.1.3; `pp_cli_auth` is never signable).
     pub allow_authorization_extensions: bool,
+    /// Whether an agent's RSA key may have the public exponent 3 (otherwise only 65537;
+    /// an exponent of 1, even exponents and even moduli are never accepted).
+    pub allow_rsa_exponent_3: bool,
     /// Whether a new CSR is accepted for a name that already has a certificate.
     pub allow_duplicate_certs: bool,
     /// Validity of certificates issued here; `[ca] cert_ttl` when absent.
@@ -200,6 +203,7 @@ impl Default for EnvConfig {
         EnvConfig {
             allow_subject_alt_names: false,
             allow_authorization_extensions: false,
+            allow_rsa_exponent_3: false,
             allow_duplicate_certs: false,
             cert_ttl: None,
             autosign: Autosign::default(),
@@ -220,6 +224,7 @@ impl EnvConfig {
             max_bytes: limits.max_csr_bytes,
             allow_subject_alt_names: self.allow_subject_alt_names,
             allow_authorization_extensions: self.allow_authorization_extensions,
+            allow_rsa_exponent_3: self.allow_rsa_exponent_3,
             ..CsrPolicy::default()
         }
     }

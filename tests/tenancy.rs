@@ -1,6 +1,6 @@
 //! Who may do what, where: every caller × every native endpoint × two environments,
 //! against a table written out below. Environment `a` takes CSRs from anonymous callers
-//! and has its own admin (`admin-a`); `b` has neither.
+//! and has its own admin (`admin-a`); `b` has neither. `ops` is a global admin's name.
 
 mod common;
 
@@ -12,6 +12,8 @@ use common::*;
 const CONFIG: &str = r#"
 [ca]
 key_type = "ec-p256"
+[authz]
+admins = ["ops"]
 [environments.a]
 admins = ["admin-a"]
 allow_anonymous_csr = true
@@ -19,7 +21,7 @@ allow_anonymous_csr = true
 "#;
 
 /// Callers, in the order of the table's columns.
-const CALLERS: [&str; 8] = [
+const CALLERS: [&str; 10] = [
     "anonymous",
     "agent of a",
     "agent of b",
@@ -28,26 +30,28 @@ const CALLERS: [&str; 8] = [
     "revoked agent of a",
     "expired cert",
     "foreign CA",
+    "ops from a's CA",
+    "pre-renewal, revoked",
 ];
 
 /// 0 = refused at the TLS handshake. Each cell is (env a, env b).
 #[rustfmt::skip]
-const TABLE: &[(&str, [(u16, u16); 8])] = &[
-    //                          anonymous   agent a     agent b     admin a     global      revoked  expired  foreign
-    ("HEAD certificate/T",     [(200, 200), (200, 200), (200, 200), (200, 200), (200, 200), (0, 0), (0, 0), (0, 0)]),
-    ("GET certificate/ca",     [(200, 200), (200, 200), (200, 200), (200, 200), (200, 200), (0, 0), (0, 0), (0, 0)]),
-    ("GET crl",                [(200, 200), (200, 200), (200, 200), (200, 200), (200, 200), (0, 0), (0, 0), (0, 0)]),
-    ("GET request/P",          [(200, 200), (200, 200), (200, 200), (200, 200), (200, 200), (0, 0), (0, 0), (0, 0)]),
-    ("PUT request/NEW",        [(201, 403), (201, 403), (403, 201), (201, 403), (201, 201), (0, 0), (0, 0), (0, 0)]),
-    ("DELETE request/P",       [(403, 403), (403, 403), (403, 403), (204, 403), (204, 204), (0, 0), (0, 0), (0, 0)]),
-    ("GET status/SELF",        [(403, 403), (200, 403), (403, 200), (200, 403), (404, 404), (0, 0), (0, 0), (0, 0)]),
-    ("GET status/T",           [(403, 403), (403, 403), (403, 403), (200, 403), (200, 200), (0, 0), (0, 0), (0, 0)]),
-    ("PUT status/P signed",    [(403, 403), (403, 403), (403, 403), (204, 403), (204, 204), (0, 0), (0, 0), (0, 0)]),
-    ("DELETE status/T",        [(403, 403), (403, 403), (403, 403), (204, 403), (204, 204), (0, 0), (0, 0), (0, 0)]),
-    ("GET statuses/*",         [(403, 403), (403, 403), (403, 403), (200, 403), (200, 200), (0, 0), (0, 0), (0, 0)]),
-    ("GET certificate/",       [(403, 403), (403, 403), (403, 403), (200, 403), (200, 200), (0, 0), (0, 0), (0, 0)]),
-    ("POST certificate/ P",    [(403, 403), (403, 403), (403, 403), (201, 403), (201, 201), (0, 0), (0, 0), (0, 0)]),
-    ("DELETE certificate/T",   [(403, 403), (403, 403), (403, 403), (204, 403), (204, 204), (0, 0), (0, 0), (0, 0)]),
+const TABLE: &[(&str, [(u16, u16); 10])] = &[
+    //                          anonymous   agent a     agent b     admin a     global      revoked  expired  foreign  ops by a    pre-renewal
+    ("HEAD certificate/T",     [(200, 200), (200, 200), (200, 200), (200, 200), (200, 200), (0, 0), (0, 0), (0, 0), (200, 200), (0, 0)]),
+    ("GET certificate/ca",     [(200, 200), (200, 200), (200, 200), (200, 200), (200, 200), (0, 0), (0, 0), (0, 0), (200, 200), (0, 0)]),
+    ("GET crl",                [(200, 200), (200, 200), (200, 200), (200, 200), (200, 200), (0, 0), (0, 0), (0, 0), (200, 200), (0, 0)]),
+    ("GET request/P",          [(200, 200), (200, 200), (200, 200), (200, 200), (200, 200), (0, 0), (0, 0), (0, 0), (200, 200), (0, 0)]),
+    ("PUT request/NEW",        [(201, 403), (201, 403), (403, 201), (201, 403), (201, 201), (0, 0), (0, 0), (0, 0), (201, 403), (0, 0)]),
+    ("DELETE request/P",       [(403, 403), (403, 403), (403, 403), (204, 403), (204, 204), (0, 0), (0, 0), (0, 0), (403, 403), (0, 0)]),
+    ("GET status/SELF",        [(403, 403), (200, 403), (403, 200), (200, 403), (404, 404), (0, 0), (0, 0), (0, 0), (404, 403), (0, 0)]),
+    ("GET status/T",           [(403, 403), (403, 403), (403, 403), (200, 403), (200, 200), (0, 0), (0, 0), (0, 0), (403, 403), (0, 0)]),
+    ("PUT status/P signed",    [(403, 403), (403, 403), (403, 403), (204, 403), (204, 204), (0, 0), (0, 0), (0, 0), (403, 403), (0, 0)]),
+    ("DELETE status/T",        [(403, 403), (403, 403), (403, 403), (204, 403), (204, 204), (0, 0), (0, 0), (0, 0), (403, 403), (0, 0)]),
+    ("GET statuses/*",         [(403, 403), (403, 403), (403, 403), (200, 403), (200, 200), (0, 0), (0, 0), (0, 0), (403, 403), (0, 0)]),
+    ("GET certificate/",       [(403, 403), (403, 403), (403, 403), (200, 403), (200, 200), (0, 0), (0, 0), (0, 0), (403, 403), (0, 0)]),
+    ("POST certificate/ P",    [(403, 403), (403, 403), (403, 403), (201, 403), (201, 201), (0, 0), (0, 0), (0, 0), (403, 403), (0, 0)]),
+    ("DELETE certificate/T",   [(403, 403), (403, 403), (403, 403), (204, 403), (204, 204), (0, 0), (0, 0), (0, 0), (403, 403), (0, 0)]),
 ];
 
 struct World {
@@ -191,6 +195,56 @@ fn cell(
     }
 }
 
+/// A certificate for `name` signed with `env`'s CA key straight from the data directory;
+/// returns the paths of the certificate and its key.
+fn forge_with_env_ca(w: &World, env: &str, name: &str) -> (PathBuf, PathBuf) {
+    let key = KeyType::EcP256.generate().unwrap();
+    let csr = build_csr(&key, &Certname::parse(name).unwrap(), &[]).unwrap();
+    let d = w.dir.path();
+    let (csr_path, cert, key_path) = (
+        d.join(format!("{name}.csr")),
+        d.join(format!("{name}-forged.pem")),
+        d.join(format!("{name}-forged.key")),
+    );
+    std::fs::write(&csr_path, csr).unwrap();
+    std::fs::write(&key_path, key.to_pem().unwrap()).unwrap();
+    let ca = w.api.server.dir.join("ca").join(env);
+    let (ok, _, err) = run(std::process::Command::new("openssl")
+        .args(["x509", "-req", "-days", "1", "-in"])
+        .arg(&csr_path)
+        .arg("-CA")
+        .arg(ca.join("ca.pem"))
+        .arg("-CAkey")
+        .arg(ca.join("ca.key"))
+        .args(["-set_serial", "0x7e57ab1e7e57ab1e7e57ab1e7e57ab1e"])
+        .args(["-extfile", "/dev/null", "-out"])
+        .arg(&cert));
+    assert!(ok, "{err}");
+    (cert, key_path)
+}
+
+/// Issues `name` in production, renews it with its own certificate, then revokes the
+/// node; returns the paths of the certificate from before the renewal and its key.
+fn renewed_then_revoked(w: &World, name: &str) -> (PathBuf, PathBuf) {
+    let (_, cert, key) = w.signed("production", Some(name), None);
+    let agent = identity(&w.api.server, &cert, &key);
+    let r = agent
+        .post(w.api.url("/puppet-ca/v1/certificate_renewal"))
+        .header("content-type", "text/plain")
+        .body("")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = w
+        .api
+        .admin
+        .delete(w.api.url(&format!("/production/certificate/{name}")))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    (cert, key)
+}
+
 fn identity(server: &Server, cert: &Path, key: &Path) -> reqwest::blocking::Client {
     client(server, Some((cert, key)))
 }
@@ -227,8 +281,13 @@ fn every_caller_on_every_endpoint_in_both_environments() {
         .arg(other.path()));
     assert!(ok, "{err}");
     let (global_cert, global_key) = admin(server);
+    // A certificate for the global admin's name, signed by a's CA outside the API (as
+    // a back end or an older certd might have).
+    let (ops_cert, ops_key) = forge_with_env_ca(&w, "a", "ops");
+    // A production agent that renewed, then was revoked: its pre-renewal certificate.
+    let (pre_cert, pre_key) = renewed_then_revoked(&w, "renewed-p");
     std::thread::sleep(std::time::Duration::from_secs(2)); // expired-a expires
-    let callers: [(reqwest::blocking::Client, &str); 8] = [
+    let callers: [(reqwest::blocking::Client, &str); 10] = [
         (client(server, None), "nobody"),
         (identity(server, &ca, &ka), "agent-a"),
         (identity(server, &cb, &kb), "agent-b"),
@@ -244,6 +303,8 @@ fn every_caller_on_every_endpoint_in_both_environments() {
             ),
             "certd-admin",
         ),
+        (identity(server, &ops_cert, &ops_key), "ops"),
+        (identity(server, &pre_cert, &pre_key), "renewed-p"),
     ];
     let mut wrong = Vec::new();
     let mut cells = 0;
@@ -268,4 +329,74 @@ fn every_caller_on_every_endpoint_in_both_environments() {
         wrong.join("\n")
     );
     eprintln!("{cells} cells (callers × endpoints × environments) as the table says");
+}
+
+/// One keep-alive TLS connection with a client certificate, for requests sent one after
+/// another on it.
+struct KeepAlive(openssl::ssl::SslStream<std::net::TcpStream>);
+
+impl KeepAlive {
+    fn open(server: &Server, cert: &Path, key: &Path) -> KeepAlive {
+        use openssl::ssl::{SslConnector, SslFiletype, SslMethod};
+        let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+        b.set_ca_file(server.chain()).unwrap();
+        b.set_certificate_chain_file(cert).unwrap();
+        b.set_private_key_file(key, SslFiletype::PEM).unwrap();
+        let tcp = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        KeepAlive(b.build().connect("localhost", tcp).unwrap())
+    }
+
+    /// Sends `GET path` and reads the answer; its status (0: the connection is gone).
+    fn get(&mut self, path: &str) -> u16 {
+        use std::io::{Read, Write};
+        let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        if self.0.write_all(req.as_bytes()).is_err() {
+            return 0;
+        }
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            match self.0.read(&mut byte) {
+                Ok(1) => head.push(byte[0]),
+                _ => return 0,
+            }
+        }
+        let text = String::from_utf8_lossy(&head).to_string();
+        let len: usize = text
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().parse().unwrap())
+            })
+            .unwrap_or(0);
+        let mut body = vec![0u8; len];
+        self.0.read_exact(&mut body).unwrap();
+        text.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+}
+
+/// Finding 11: a certificate that expires while its keep-alive connection is open is
+/// refused from then on, as a revoked one is (the handshake checked it only once).
+#[test]
+fn an_expired_certificate_on_an_open_connection_is_refused() {
+    let (api, dir) = Api::start(CONFIG);
+    let w = World {
+        api,
+        dir,
+        n: std::cell::Cell::new(0),
+    };
+    let (name, cert, key) = w.signed("a", Some("short-lived"), Some(2));
+    let mut conn = KeepAlive::open(&w.api.server, &cert, &key);
+    let own = format!("/a/certificate_status/{name}");
+    assert_eq!(conn.get(&own), 200, "valid: its own status");
+    // Past notAfter (2 s), within the server's keep-alive (5 s).
+    std::thread::sleep(std::time::Duration::from_millis(3000));
+    let status = conn.get(&own);
+    assert!(
+        status == 403 || status == 0,
+        "expired on an open connection: got {status}"
+    );
 }

@@ -502,6 +502,14 @@ impl App {
                 "the client certificate is revoked".into(),
             ));
         }
+        // The handshake checked the validity window once; a keep-alive connection can
+        // outlive the certificate.
+        if who.not_after.is_some_and(|t| self.now() > t) {
+            tracing::info!(caller = %who, method, path, "denied: the client certificate has expired");
+            return Err(AppError::Forbidden(
+                "the client certificate has expired".into(),
+            ));
+        }
         let Some(rule) = self.config.rules.find(method, path) else {
             tracing::info!(caller = %who, method, path, rule = "(none matched)", "denied");
             return Err(forbidden(who, method, path));

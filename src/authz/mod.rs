@@ -37,6 +37,9 @@ pub struct Identity {
     pub environment: Option<EnvName>,
     /// The certificate's serial (to refuse it once revoked).
     pub serial: Option<Vec<u8>>,
+    /// The certificate's `notAfter` (to refuse it once expired, on a connection that
+    /// outlives it).
+    pub not_after: Option<crate::ca::UnixTime>,
     /// The certificate's string-valued extensions: dotted OID and text (for rules that
     /// name an extension value, like Puppet's `pp_cli_auth`).
     pub extensions: Vec<(String, String)>,
@@ -50,6 +53,7 @@ impl Identity {
             certname: None,
             environment: None,
             serial: None,
+            not_after: None,
             extensions: Vec::new(),
         }
     }
@@ -175,6 +179,7 @@ impl Resolver {
             certname: Some(certname),
             environment: Some(issuer.environment.clone()),
             serial: Some(info.serial.as_bytes().to_vec()),
+            not_after: Some(info.not_after),
             extensions: info
                 .extensions
                 .iter()
@@ -243,6 +248,7 @@ mod tests {
             certname: Some(Certname::parse(name).unwrap()),
             environment: Some(EnvName::parse(env).unwrap()),
             serial: None,
+            not_after: None,
             extensions: Vec::new(),
         };
         let anon = Identity::anonymous();

@@ -448,6 +448,7 @@ mod tests {
             certname: Some(Certname::parse(name).unwrap()),
             environment: Some(EnvName::parse(env).unwrap()),
             serial: None,
+            not_after: None,
             extensions: extensions
                 .iter()
                 .map(|(o, v)| (o.to_string(), v.to_string()))

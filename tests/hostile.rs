@@ -716,3 +716,61 @@ fn issuers_of_environments_made_at_run_time_are_probed_before_they_are_ready() {
     }
     assert!(probed, "the issuer was probed: {}", issuer());
 }
+
+/// Finding 13: an issuer's failure (its program, exit status, stderr) is logged and kept
+/// for admins, and the submitter, who may be anonymous, gets a stable code only.
+#[test]
+fn an_issuers_failure_details_are_not_told_to_the_submitter() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("failing-signer");
+    std::fs::write(
+        &program,
+        "#!/bin/sh\necho 'db password hunter2 at /etc/secret' >&2\nexit 3\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = format!(
+        "{FAST_CONFIG}[environments.production]\nautosign = true\n\
+         issuer = {{ type = \"command\", program = \"{}\" }}\n",
+        program.display()
+    );
+    let server = Server::start(dir.path(), &config);
+    let anon = client(&server, None);
+    let (csr, _) = csr_for("node1");
+    let r = anon
+        .put(server.url("/production/certificate_request/node1"))
+        .body(csr)
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.text().unwrap();
+    assert!((400..500).contains(&status), "{status} {body}");
+    let probe = anon
+        .get(server.url("/production/certificate_request/node1"))
+        .send()
+        .unwrap();
+    assert_eq!(probe.status(), 410);
+    let probe = probe.text().unwrap();
+    for told in [&body, &probe] {
+        for secret in ["hunter2", "failing-signer", "exited", "/etc/secret"] {
+            assert!(
+                !told.contains(secret),
+                "{secret:?} told to the submitter: {told}"
+            );
+        }
+    }
+    assert!(body.contains("issuance-failed"), "{body}");
+    // The admin sees why.
+    let (c, k) = admin(&server);
+    let status: serde_json::Value = client(&server, Some((&c, &k)))
+        .get(server.url("/production/certificate_status/node1"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(
+        status.to_string().contains("hunter2"),
+        "the admin's status keeps the reason: {status}"
+    );
+}

@@ -177,10 +177,16 @@ impl App {
                     state: RequestState::Error { reason } | RequestState::Invalid { reason },
                     ..
                 }) => {
+                    // The back end's words (a program, its exit status, its stderr) go to
+                    // the log and to the status admins read, not to the caller, who may
+                    // be an anonymous submitter.
+                    tracing::warn!(env = %env.name, certname = %name, issuer = %issuer.name, %reason, "issuer did not sign");
                     return Err(AppError::Conflict {
                         code: "issuance-failed",
-                        detail: format!("issuer {} did not sign {name}: {reason}", issuer.name),
-                    })
+                        detail: format!(
+                            "the issuer did not sign {name}; an administrator sees why in its certificate_status"
+                        ),
+                    });
                 }
                 None => {
                     return match self.store.certificate(&env.name, name)? {

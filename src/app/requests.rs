@@ -408,11 +408,20 @@ impl App {
                 "no certificate request for {name}"
             ))),
             Some(RequestRecord {
-                state: RequestState::Invalid { reason } | RequestState::Error { reason },
+                state: RequestState::Invalid { reason },
                 ..
             }) => Err(AppError::RequestInvalid {
                 certname: name,
                 reason,
+            }),
+            // An issuer's failure is in the status admins read; anyone may read this.
+            Some(RequestRecord {
+                state: RequestState::Error { .. },
+                ..
+            }) => Err(AppError::RequestInvalid {
+                certname: name,
+                reason: "the issuer did not sign it; an administrator sees why in its certificate_status"
+                    .into(),
             }),
             Some(rec) => Ok(RequestView {
                 certname: name,

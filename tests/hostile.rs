@@ -774,3 +774,32 @@ fn an_issuers_failure_details_are_not_told_to_the_submitter() {
         "the admin's status keeps the reason: {status}"
     );
 }
+
+/// Finding 14: every CRL of an upload is checked; one naming the issuing CA whose
+/// signature does not verify is refused (400), not answered with success and ignored.
+#[test]
+fn an_uploaded_crl_that_does_not_verify_is_refused() {
+    let (api, _dir) = Api::start(FAST_CONFIG);
+    let mut der = api
+        .anon
+        .get(api.url("/production/certificate_revocation_list/ca"))
+        .header("accept", "application/pkix-crl")
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap()
+        .to_vec();
+    // The issuing CA's own CRL, its signature broken: the authority key identifier
+    // still names the issuing CA.
+    *der.last_mut().unwrap() ^= 0x01;
+    let pem = der::pem::encode_string("X509 CRL", der::pem::LineEnding::LF, &der).unwrap();
+    let r = api
+        .admin
+        .put(api.url("/puppet-ca/v1/certificate_revocation_list"))
+        .body(pem)
+        .send()
+        .unwrap();
+    let status = r.status().as_u16();
+    let body = r.text().unwrap();
+    assert_eq!(status, 400, "{body}");
+}

@@ -347,8 +347,18 @@ impl App {
             .map(|k| k.as_slice().to_vec());
         let mut newest: Option<crate::ca::ParsedCrl> = None;
         for c in crls {
-            if c.authority_key_id == own || c.authority_key_id != root_kid {
-                continue; // ours is never replaced; CRLs of CAs outside the chain are ignored
+            // Every CRL that names a CA of the chain must verify with that CA's key, even
+            // the issuing CA's own, which is never replaced: success is not answered for
+            // a forgery. CRLs of CAs outside the chain cannot be checked and change
+            // nothing; they are ignored, as Puppet Server does.
+            if c.authority_key_id == own {
+                if !crate::ca::crl_signed_by(&c.der, env.ca.cert()) {
+                    return Err(bad("Invalid certs and/or CRLs: a CRL naming the issuing CA does not verify with its key"));
+                }
+                continue;
+            }
+            if c.authority_key_id != root_kid {
+                continue;
             }
             if !crate::ca::crl_signed_by(&c.der, self.root.cert()) {
                 return Err(bad("Invalid certs and/or CRLs: a CRL naming the root CA does not verify with the root's key"));

@@ -803,3 +803,42 @@ fn an_uploaded_crl_that_does_not_verify_is_refused() {
     let body = r.text().unwrap();
     assert_eq!(status, 400, "{body}");
 }
+
+/// Finding 4: a request whose body times out is answered 408 and its connection closed,
+/// on both faces and whatever the framing, so stalled bodies cannot hold every
+/// connection slot.
+#[test]
+fn a_body_that_times_out_closes_its_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &format!("{FAST_CONFIG}[server]\nbody_timeout = \"1s\"\nkeep_alive = \"30s\"\n"),
+    );
+    for path in [
+        "/production/certificate_request/stall",
+        "/puppet-ca/v1/certificate_request/stall",
+    ] {
+        for (framing, start) in [
+            ("chunked", "Transfer-Encoding: chunked\r\n\r\n5\r\n-----"),
+            ("length", "Content-Length: 1000\r\n\r\n-----BEGIN"),
+        ] {
+            let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+            b.set_ca_file(server.chain()).unwrap();
+            let tcp = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+            tcp.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+            let mut tls = b.build().connect("localhost", tcp).unwrap();
+            tls.write_all(format!("PUT {path} HTTP/1.1\r\nHost: localhost\r\n{start}").as_bytes())
+                .unwrap();
+            let started = std::time::Instant::now();
+            let mut out = Vec::new();
+            let read = tls.read_to_end(&mut out);
+            let text = String::from_utf8_lossy(&out);
+            assert!(text.starts_with("HTTP/1.1 408"), "{path} {framing}: {text}");
+            assert!(
+                read.is_ok() && started.elapsed() < Duration::from_secs(5),
+                "{path} {framing}: the connection stayed open after the 408 ({read:?} after {:?}): {text}",
+                started.elapsed()
+            );
+        }
+    }
+}

@@ -313,10 +313,11 @@ fn an_autosigned_submission_refused_a_signing_still_stores_its_request() {
         "[ca]\nkey_type = \"ec-p256\"\n[limits]\nmax_pending_signings = 0\n\
          [environments.production]\nautosign = true\n",
     );
+    let csr = csr_for("busy2").0;
     let put = || {
         api.anon
             .put(api.url("/production/certificate_request/busy2"))
-            .body(csr_for("busy2").0)
+            .body(csr.clone())
             .send()
             .unwrap()
     };
@@ -327,8 +328,9 @@ fn an_autosigned_submission_refused_a_signing_still_stores_its_request() {
         "the request is pending"
     );
     assert_eq!(api.head("/production/certificate/busy2"), 404);
-    // A second submission meets the stored request like any other (the native face
-    // replaces a pending request: 200), and is refused a signing the same way.
+    // A second submission of the same key meets the stored request like any other (the
+    // native face replaces a pending request for the same key), and is refused a
+    // signing the same way.
     assert_eq!(problem_code(put()), (503, "busy".into()));
     assert_eq!(api.head("/production/certificate_request/busy2"), 200);
 }

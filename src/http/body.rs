@@ -18,12 +18,12 @@ fn too_large(limit: usize) -> Problem {
 
 /// Reads the whole body, refusing more than `limits.max_body_bytes` and a body not
 /// complete within `server.body_timeout` (408 `body-timeout`).
-pub async fn read(req: &HttpRequest, payload: Payload, limit: usize) -> Result<Bytes, Problem> {
+pub async fn read(req: &HttpRequest, mut payload: Payload, limit: usize) -> Result<Bytes, Problem> {
     let timeout = req
         .app_data::<actix_web::web::Data<crate::app::App>>()
         .map(|a| std::time::Duration::from_secs(a.config().server.body_timeout.as_secs() as u64))
         .unwrap_or(std::time::Duration::from_secs(10));
-    match actix_web::rt::time::timeout(timeout, read_bounded(req, payload, limit)).await {
+    match actix_web::rt::time::timeout(timeout, read_bounded(req, &mut payload, limit)).await {
         Ok(result) => result,
         Err(_) => Err(Problem::new(
             StatusCode::REQUEST_TIMEOUT,
@@ -32,13 +32,73 @@ pub async fn read(req: &HttpRequest, payload: Payload, limit: usize) -> Result<B
                 "the request body did not arrive within {} s",
                 timeout.as_secs()
             ),
-        )),
+        )
+        .holding(payload)),
+    }
+}
+
+/// A response body that keeps the request's unread payload until the response is sent.
+///
+/// actix-http drains an unread *chunked* request body after the response and keeps the
+/// connection open meanwhile, so a client that stalls its body would hold the
+/// connection for good; it closes the connection instead when the payload is still
+/// held (not dropped) when the response ends. So a refusal before the body was read
+/// (408) sends its answer through this, and the connection closes after it, whatever
+/// the framing.
+pub struct HoldingBody {
+    bytes: Option<Bytes>,
+    _unread: Option<UnreadBody>,
+}
+
+impl HoldingBody {
+    /// `bytes`, sent while `unread` (if any) is held.
+    pub fn new(bytes: Bytes, unread: Option<UnreadBody>) -> Self {
+        HoldingBody {
+            bytes: Some(bytes),
+            _unread: unread,
+        }
+    }
+}
+
+impl actix_web::body::MessageBody for HoldingBody {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> actix_web::body::BodySize {
+        actix_web::body::BodySize::Sized(self.bytes.as_ref().map_or(0, |b| b.len() as u64))
+    }
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Bytes, Self::Error>>> {
+        std::task::Poll::Ready(self.bytes.take().map(Ok))
+    }
+}
+
+/// A request body left unread, kept alive by the answer (see [`HoldingBody`]).
+#[derive(Clone)]
+pub struct UnreadBody {
+    _payload: std::rc::Rc<Payload>,
+}
+
+impl UnreadBody {
+    /// Holds `payload`.
+    pub fn new(payload: Payload) -> Self {
+        UnreadBody {
+            _payload: std::rc::Rc::new(payload),
+        }
+    }
+}
+
+impl std::fmt::Debug for UnreadBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("UnreadBody")
     }
 }
 
 async fn read_bounded(
     req: &HttpRequest,
-    mut payload: Payload,
+    payload: &mut Payload,
     limit: usize,
 ) -> Result<Bytes, Problem> {
     if let Some(len) = req.headers().get(actix_web::http::header::CONTENT_LENGTH) {

@@ -22,6 +22,10 @@ pub struct Problem {
     /// Extension members (RFC 9457 section 3.2), e.g. a revocation's date and reason.
     #[serde(flatten)]
     extra: serde_json::Map<String, serde_json::Value>,
+    /// The request body left unread by a refusal before it arrived (408), held until the
+    /// answer is sent so that the connection closes after it.
+    #[serde(skip)]
+    unread: Option<super::body::UnreadBody>,
 }
 
 impl Problem {
@@ -35,7 +39,20 @@ impl Problem {
             code,
             detail: detail.into(),
             extra: serde_json::Map::new(),
+            unread: None,
         }
+    }
+
+    /// The same problem, answered while `payload` (unread) is held: the connection
+    /// closes after the answer (see [`super::body::HoldingBody`]).
+    pub fn holding(mut self, payload: actix_web::web::Payload) -> Self {
+        self.unread = Some(super::body::UnreadBody::new(payload));
+        self
+    }
+
+    /// The unread body this problem holds, if any.
+    pub fn unread(&self) -> Option<super::body::UnreadBody> {
+        self.unread.clone()
     }
 
     /// Adds an extension member.
@@ -66,7 +83,23 @@ impl ResponseError for Problem {
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             b.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
         }
-        b.content_type("application/problem+json").json(self)
+        close_if_body_unread(self.status, &mut b);
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        b.content_type("application/problem+json")
+            .body(super::body::HoldingBody::new(
+                json.into(),
+                self.unread.clone(),
+            ))
+    }
+}
+
+/// A request answered before its body was read (it timed out, 408) leaves the rest of
+/// the body on the wire, however it is framed: the connection is closed after the answer
+/// instead of kept alive waiting for it, so stalled bodies cannot hold connection slots.
+/// Both faces' responses go through here.
+pub(crate) fn close_if_body_unread(status: StatusCode, b: &mut actix_web::HttpResponseBuilder) {
+    if status == StatusCode::REQUEST_TIMEOUT {
+        b.force_close();
     }
 }
 

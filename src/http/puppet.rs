@@ -63,16 +63,27 @@ async fn read_body(
     req: &HttpRequest,
     payload: web::Payload,
     app: &App,
-) -> Result<web::Bytes, (StatusCode, String)> {
+) -> Result<web::Bytes, HttpResponse> {
     body::read(req, payload, app.config().limits.max_body_bytes)
         .await
-        .map_err(|p| (p.status(), p.to_string()))
+        .map_err(|p| answer_holding(p.status(), p.to_string(), p.unread()))
 }
 
 fn plain(status: StatusCode, body: impl Into<String>) -> HttpResponse {
-    HttpResponse::build(status)
-        .content_type("text/plain; charset=utf-8")
-        .body(body.into())
+    answer_holding(status, body.into(), None)
+}
+
+/// A plain-text answer; with `unread`, sent while the unread request body is held, so
+/// that the connection closes after it (see [`body::HoldingBody`]).
+fn answer_holding(
+    status: StatusCode,
+    text: String,
+    unread: Option<body::UnreadBody>,
+) -> HttpResponse {
+    let mut b = HttpResponse::build(status);
+    super::error::close_if_body_unread(status, &mut b);
+    b.content_type("text/plain; charset=utf-8")
+        .body(body::HoldingBody::new(text.into(), unread))
 }
 
 async fn not_found() -> HttpResponse {
@@ -196,7 +207,7 @@ async fn crl(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
 async fn put_crl(req: HttpRequest, app: web::Data<App>, payload: web::Payload) -> HttpResponse {
     let bytes = match read_body(&req, payload, &app).await {
         Ok(b) => b,
-        Err((status, text)) => return plain(status, text),
+        Err(refused) => return refused,
     };
     match run_raw(&app, move |a| a.update_upstream_crls(&bytes)).await {
         Ok(()) => plain(StatusCode::OK, "Successfully updated CRLs."),
@@ -237,7 +248,7 @@ async fn put_request(
 ) -> HttpResponse {
     let bytes = match read_body(&req, payload, &app).await {
         Ok(b) => b,
-        Err((status, text)) => return plain(status, text),
+        Err(refused) => return refused,
     };
     let name = name.into_inner();
     let who = caller.0;
@@ -323,7 +334,7 @@ async fn put_status(
     let name = name.into_inner();
     let bytes = match read_body(&req, payload, &app).await {
         Ok(b) => b,
-        Err((status, text)) => return plain(status, text),
+        Err(refused) => return refused,
     };
     let bad = |m: String| plain(StatusCode::BAD_REQUEST, m);
     if bytes.is_empty() {
@@ -507,7 +518,7 @@ fn statuses_chunk(
 async fn clean(req: HttpRequest, app: web::Data<App>, payload: web::Payload) -> HttpResponse {
     let bytes = match read_body(&req, payload, &app).await {
         Ok(b) => b,
-        Err((status, text)) => return plain(status, text),
+        Err(refused) => return refused,
     };
     let Ok(json) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
         return plain(StatusCode::BAD_REQUEST, "Request body is not JSON.");
@@ -574,7 +585,7 @@ fn schema_violation(submitted: serde_json::Value, error: &str) -> HttpResponse {
 async fn sign(req: HttpRequest, app: web::Data<App>, payload: web::Payload) -> HttpResponse {
     let bytes = match read_body(&req, payload, &app).await {
         Ok(b) => b,
-        Err((status, text)) => return plain(status, text),
+        Err(refused) => return refused,
     };
     let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
     let names: Option<Vec<String>> = json

@@ -429,6 +429,22 @@ fn a_renewal_supersedes_its_predecessor_and_gives_no_more_life() {
             "{serial}:\n{crl}"
         );
     }
+    // Durably: the CRL certd re-issues from the store at start lists both.
+    assert!(api.server.terminate().success());
+    let server = Server::start(dir.path(), FAST_CONFIG);
+    let (cert, key) = admin(&server);
+    let api = Api {
+        anon: client(&server, None),
+        admin: client(&server, Some((&cert, &key))),
+        server,
+    };
+    let crl = crl_text(&api, "production");
+    for serial in [&old_serial, &new_serial] {
+        assert!(
+            crl.contains(&format!("Serial Number: {serial}")),
+            "after a restart, {serial}:\n{crl}"
+        );
+    }
 }
 
 /// Finding 5: a pending request is replaced only by a CSR for the same key, by an admin,

@@ -394,6 +394,17 @@ impl App {
         Ok(())
     }
 
+    /// The root CA's current CRL, as served beside `env`'s (404 for an environment certd
+    /// does not serve): clients checking the whole chain need both.
+    pub fn root_crl(&self, raw_env: &str) -> Result<Arc<CrlView>, AppError> {
+        self.env_ca(raw_env)?;
+        Ok(self
+            .root_crl
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone())
+    }
+
     /// The environment's current CRL.
     pub fn crl(&self, raw_env: &str) -> Result<Arc<CrlView>, AppError> {
         let env = self.env_ca(raw_env)?;

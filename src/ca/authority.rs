@@ -216,11 +216,16 @@ impl CaPair {
         )?;
         let ski = SubjectKeyIdentifier::new().build(&b.x509v3_context(None, None))?;
         b.append_extension(ski)?;
+        // Its own key identifier as AKI, as `openssl req -x509` and Puppet's CA write it:
+        // RFC 5280 allows leaving it out of a self-signed certificate, but path builders
+        // and linters (pkilint's chain check) look for it. With no issuer given, the
+        // context's issuer is the certificate itself, whose SKI is set above.
+        let aki = AuthorityKeyIdentifier::new()
+            .keyid(true)
+            .build(&b.x509v3_context(None, None))?;
+        b.append_extension(aki)?;
         b.sign(key.pkey(), signing_digest(&key))?;
-        let cert = b.build();
-        // A self-signed certificate has no issuer to copy an AKI from; OpenSSL would add
-        // the SKI as AKI, which is what `openssl req -x509` does too. Keep it minimal.
-        Ok(CaPair::assemble(cert, key))
+        Ok(CaPair::assemble(b.build(), key))
     }
 
     /// A new issuing CA named `cn`, signed by this (root) CA, with pathlen 0 so it can

@@ -71,6 +71,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(crl::get))
                 .route(web::head().to(crl::get)),
         )
+        .service(
+            resource("/{env}/certificate_revocation_list/root")
+                .route(web::get().to(crl::get_root))
+                .route(web::head().to(crl::get_root)),
+        )
         .default_service(web::to(resources::not_found));
 }
 
@@ -93,6 +98,12 @@ pub async fn serve(
             .wrap(actix_web::middleware::from_fn(authorize::authorize))
             .wrap(actix_web::middleware::from_fn(limits::headers))
             .wrap(actix_web::middleware::from_fn(metrics::record))
+            // Answers depend on Accept (representations, and the 406 when none fits), so
+            // every response says so, errors included, where a handler has not already.
+            .wrap(
+                actix_web::middleware::DefaultHeaders::new()
+                    .add((actix_web::http::header::VARY, "Accept")),
+            )
             .configure(routes)
     })
     .on_connect(identity::on_connect(resolver))

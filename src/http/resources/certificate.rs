@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::{body_unless_head, negotiated, only, page_response, query, run, run_inline};
+use super::{negotiated, only, page_response, query, run, run_inline};
 use crate::app::{App, ListQuery, Signing};
 use crate::ca::Digest;
 use crate::http::body;
@@ -29,13 +29,9 @@ fn digest_of(
     }
 }
 
-fn fingerprint_response(req: &HttpRequest, der: &[u8], digest: Digest) -> HttpResponse {
+fn fingerprint_response(der: &[u8], digest: Digest) -> HttpResponse {
     let fp = crate::app::fingerprint(der, digest);
-    body_unless_head(
-        req,
-        negotiated(&format!("x-cert/fingerprint; digest={digest}")),
-        format!("{fp}\n").into_bytes(),
-    )
+    negotiated(&format!("x-cert/fingerprint; digest={digest}")).body(format!("{fp}\n").into_bytes())
 }
 
 /// `GET`/`HEAD /{env}/certificate/{name}`: 200 (PEM, DER, JSON status or fingerprint),
@@ -64,22 +60,21 @@ pub async fn get(
         .await?;
         return Ok(match repr {
             Repr::Fingerprint(d) => {
-                fingerprint_response(&req, &der, digest_of(digest_q.as_deref(), d, default)?)
+                fingerprint_response(&der, digest_of(digest_q.as_deref(), d, default)?)
             }
-            Repr::Der => body_unless_head(&req, negotiated(ctype), der),
-            Repr::Pem | Repr::Json => body_unless_head(&req, negotiated(ctype), chain),
+            Repr::Der => negotiated(ctype).body(der),
+            Repr::Pem | Repr::Json => negotiated(ctype).body(chain),
         });
     }
     let view = run_inline(&app, |a| a.certificate(&env, &name))?;
     Ok(match repr {
-        Repr::Pem => body_unless_head(&req, negotiated(ctype), view.pem()),
-        Repr::Der => body_unless_head(&req, negotiated(ctype), view.record.der.clone()),
+        Repr::Pem => negotiated(ctype).body(view.pem()),
+        Repr::Der => negotiated(ctype).body(view.record.der.clone()),
         Repr::Json => {
             let json = serde_json::to_vec(&app.certificate_status(&view)).unwrap_or_default();
-            body_unless_head(&req, negotiated(ctype), json)
+            negotiated(ctype).body(json)
         }
         Repr::Fingerprint(d) => fingerprint_response(
-            &req,
             &view.record.der,
             digest_of(digest_q.as_deref(), d, default)?,
         ),

@@ -1,17 +1,18 @@
-//! `/{env}/certificate_revocation_list/ca`: the cached CRL with `ETag` and
-//! `Last-Modified`; 304 on `If-None-Match` or `If-Modified-Since`.
+//! `/{env}/certificate_revocation_list/ca` (the issuing CA's) and `.../root` (the
+//! root's): the cached CRL with `ETag` and `Last-Modified`; 304 on `If-None-Match` or
+//! `If-Modified-Since`.
 
 use std::time::{Duration, UNIX_EPOCH};
 
 use actix_web::http::header::{self, EntityTag, Header, HttpDate, IfModifiedSince, IfNoneMatch};
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::{body_unless_head, negotiated, only, query, run};
+use super::{negotiated, only, query, run};
 use crate::app::App;
 use crate::http::negotiate::{Offer, Repr};
 use crate::http::Problem;
 
-/// `GET`/`HEAD`: PEM, or DER for `application/pkix-crl`.
+/// `GET`/`HEAD` of the issuing CA's CRL: PEM, or DER for `application/pkix-crl`.
 pub async fn get(
     req: HttpRequest,
     app: web::Data<App>,
@@ -21,19 +22,41 @@ pub async fn get(
     let (repr, ctype) = Offer::pem_der("application/pkix-crl").choose(req.headers())?;
     let env = env.into_inner();
     let crl = run(&app, move |a| a.crl(&env)).await?;
+    Ok(answer(&req, repr, ctype, &crl))
+}
+
+/// `GET`/`HEAD` of the root's CRL, as the issuing CA's.
+pub async fn get_root(
+    req: HttpRequest,
+    app: web::Data<App>,
+    env: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    only(&query(&req)?, &[])?;
+    let (repr, ctype) = Offer::pem_der("application/pkix-crl").choose(req.headers())?;
+    let env = env.into_inner();
+    let crl = run(&app, move |a| a.root_crl(&env)).await?;
+    Ok(answer(&req, repr, ctype, &crl))
+}
+
+fn answer(
+    req: &HttpRequest,
+    repr: Repr,
+    ctype: &'static str,
+    crl: &crate::app::CrlView,
+) -> HttpResponse {
     let etag = EntityTag::new_strong(crl.etag.clone());
     let modified =
         HttpDate::from(UNIX_EPOCH + Duration::from_secs(crl.last_modified().max(0) as u64));
 
     // If-None-Match takes precedence over If-Modified-Since (RFC 9110 13.2.2).
     let not_modified = if req.headers().contains_key(header::IF_NONE_MATCH) {
-        match IfNoneMatch::parse(&req) {
+        match IfNoneMatch::parse(req) {
             Ok(IfNoneMatch::Any) => true,
             Ok(IfNoneMatch::Items(tags)) => tags.iter().any(|t| t.weak_eq(&etag)),
             Err(_) => false,
         }
     } else {
-        IfModifiedSince::parse(&req).is_ok_and(|since| {
+        IfModifiedSince::parse(req).is_ok_and(|since| {
             std::time::SystemTime::from(modified) <= std::time::SystemTime::from(since.0)
         })
     };
@@ -42,12 +65,12 @@ pub async fn get(
         .insert_header(header::LastModified(modified));
     if not_modified {
         b.status(actix_web::http::StatusCode::NOT_MODIFIED);
-        return Ok(b.finish());
+        return b.finish();
     }
     let bytes = if repr == Repr::Der {
         crl.record.der.clone()
     } else {
         crl.pem().to_vec()
     };
-    Ok(body_unless_head(&req, b, bytes))
+    b.body(bytes)
 }

@@ -195,17 +195,3 @@ pub(super) fn negotiated(content_type: &str) -> HttpResponseBuilder {
         .content_type(content_type.to_owned());
     b
 }
-
-/// HEAD answers carry the headers of GET and no body.
-pub(super) fn body_unless_head(
-    req: &HttpRequest,
-    mut b: HttpResponseBuilder,
-    body: Vec<u8>,
-) -> HttpResponse {
-    if req.method() == actix_web::http::Method::HEAD {
-        b.insert_header((header::CONTENT_LENGTH, body.len()));
-        b.finish()
-    } else {
-        b.body(body)
-    }
-}

@@ -3,7 +3,7 @@
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use super::{body_unless_head, negotiated, only, page_response, query, run, submission};
+use super::{negotiated, only, page_response, query, run, submission};
 use crate::app::{App, ListQuery, Submitted};
 use crate::http::body;
 use crate::http::negotiate::{Offer, Repr};
@@ -25,7 +25,7 @@ pub async fn get(
     } else {
         view.pem()
     };
-    Ok(body_unless_head(&req, negotiated(ctype), bytes))
+    Ok(negotiated(ctype).body(bytes))
 }
 
 /// `PUT`: submit a CSR (PEM, or DER); 201 new, 200 replaced a pending one.

@@ -14,7 +14,7 @@ use std::process::Command;
 
 use common::*;
 
-const CONFIG: &str = "[ca]\nkey_type = \"ec-p256\"\n[environments.production]\nautosign = true\n";
+const CONFIG: &str = "[ca]\nkey_type = \"ec-p256\"\n[environments.production]\nautosign = true\n[environments.manual]\n";
 
 /// Whether pkilint is installed for `python3`; when not, the test is skipped (or fails
 /// under `CERTD_REQUIRE_EXTERNAL`).
@@ -413,6 +413,95 @@ fn negotiated_answers_vary_by_accept() {
         assert!(
             vary.contains("accept"),
             "{path} {accept} ({status}): vary {vary:?}"
+        );
+    }
+}
+
+/// The alert `openssl s_client` reports when it connects with `cert`/`key` and sends a
+/// request, under TLS `version` (`-tls1_2`, `-tls1_3`).
+fn alert_seen(api: &Api, cert: &Path, key: &Path, version: &str) -> String {
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-connect"])
+        .arg(format!("127.0.0.1:{}", api.server.port))
+        .args([version, "-servername", "localhost", "-CAfile"])
+        .arg(api.server.chain())
+        .arg("-cert")
+        .arg(cert)
+        .arg("-key")
+        .arg(key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        // Under TLS 1.3 the server's verdict on the client certificate arrives after the
+        // handshake, on the client's first read.
+        let _ = stdin.write_all(b"GET /status HTTP/1.1\r\nHost: localhost\r\n\r\n");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let out = child.wait_with_output().unwrap();
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A revoked client certificate gets the `certificate_revoked` alert and an expired one
+/// `certificate_expired`, under TLS 1.2 and 1.3, so that the client's error says why.
+#[test]
+fn revoked_and_expired_client_certificates_get_their_own_alerts() {
+    let (api, dir) = Api::start(CONFIG);
+    let d = dir.path();
+    let issue = |env: &str, name: &str, ttl: i64| {
+        let (csr, key) = csr_for(name);
+        let r = api
+            .admin
+            .put(api.url(&format!("/{env}/certificate_request/{name}")))
+            .body(csr)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let r = api
+            .admin
+            .post(api.url(&format!("/{env}/certificate/")))
+            .header("content-type", "application/json")
+            .body(serde_json::json!({"certname": name, "ttl": ttl}).to_string())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let pem = get(&api, &format!("/{env}/certificate/{name}"), "text/plain");
+        (
+            write(d, &format!("{name}.pem"), &pem),
+            write(d, &format!("{name}.key"), &key),
+        )
+    };
+    let (expired_cert, expired_key) = issue("manual", "expired.example.com", 1);
+    let (revoked_cert, revoked_key) = issue("manual", "revoked.example.com", 3600);
+    assert_eq!(
+        api.admin
+            .delete(api.url("/manual/certificate/revoked.example.com"))
+            .send()
+            .unwrap()
+            .status(),
+        204
+    );
+    for version in ["-tls1_2", "-tls1_3"] {
+        let seen = alert_seen(&api, &revoked_cert, &revoked_key, version);
+        assert!(
+            seen.contains("certificate revoked"),
+            "{version}: a revoked certificate's alert:\n{seen}"
+        );
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500)); // past its notAfter
+    for version in ["-tls1_2", "-tls1_3"] {
+        let seen = alert_seen(&api, &expired_cert, &expired_key, version);
+        assert!(
+            seen.contains("certificate expired"),
+            "{version}: an expired certificate's alert:\n{seen}"
         );
     }
 }

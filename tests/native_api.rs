@@ -1109,7 +1109,9 @@ fn bad_input_gets_a_4xx_with_a_stable_code_and_leaves_nothing_in_the_store() {
     );
 
     // The server still answers normally, and the store holds no request and no
-    // certificate: every refused input left nothing behind.
+    // certificate: every refused input left nothing behind, but for the well-formed
+    // CSRs the policy refused (SANs, extensions), kept as invalid requests with the
+    // rule they broke for the admin to see.
     assert_eq!(
         api.anon.get(api.url("/status")).send().unwrap().status(),
         200
@@ -1123,7 +1125,24 @@ fn bad_input_gets_a_4xx_with_a_stable_code_and_leaves_nothing_in_the_store() {
         .snapshot()
         .unwrap();
     let prod = &snap.envs["production"];
-    assert!(prod.requests.is_empty(), "{:?}", prod.requests.keys());
+    let kept: Vec<(&str, &str)> = prod
+        .requests
+        .iter()
+        .map(|(name, r)| match &r.state {
+            certd::store::RequestState::Invalid {
+                rule: Some(rule), ..
+            } => (name.as_str(), rule.as_str()),
+            other => panic!("{name} was left {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ("fixture-cli", "csr-extension-not-allowed"),
+            ("fixture-ku", "csr-extension-not-allowed"),
+            ("fixture-san", "csr-subject-alt-names-not-allowed")
+        ]
+    );
     assert!(
         prod.certificates.keys().eq(own.iter()),
         "{:?}",

@@ -537,3 +537,55 @@ fn several_names_on_one_connection_sign_and_revoke_in_under_five_seconds() {
         }
     }
 }
+
+/// A CSR the environment's policy refuses (here `--dns_alt_names` where subject
+/// alternative names are not allowed) is not lost: the agent gets its 400 and waits,
+/// and the admin finds the request, with what broke the policy, in `puppetserver ca
+/// list --all` (its alt names) and in `certd ca list --all` (state invalid, the reason).
+#[test]
+fn a_refused_bootstrap_leaves_a_request_the_admin_can_see() {
+    let _one = serial();
+    if !have_agent() || !have_cli() {
+        return;
+    }
+    let (api, _dir) = Api::start(CONFIG);
+    let agent = Agent::new(&api.server, "agent-r");
+    let out = output_within(
+        &mut agent.bootstrap(&[
+            "--dns_alt_names",
+            "agent-r,extra.example.com",
+            "--waitforcert",
+            "0",
+        ]),
+        90,
+    );
+    assert!(!agent.cert().is_file(), "{}", show(&out));
+    let cli = CaCli::new(&api.server);
+    let out = cli.run(&["list", "--all"]);
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        listed.contains("agent-r") && listed.contains("extra.example.com"),
+        "puppetserver ca list --all shows the refused request and its alt names:\n{}",
+        show(&out)
+    );
+    let out = certd()
+        .arg("ca")
+        .args([
+            "--server",
+            &format!("https://localhost:{}", api.server.port),
+            "--data-dir",
+        ])
+        .arg(&api.server.dir)
+        .args(["list", "--all"])
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    let line = listed
+        .lines()
+        .find(|l| l.starts_with("agent-r "))
+        .unwrap_or_else(|| panic!("certd ca list --all:\n{listed}"));
+    assert!(
+        line.contains("invalid") && line.contains("subject alternative names"),
+        "{line}"
+    );
+}

@@ -135,7 +135,7 @@ impl App {
                 },
             ) => r,
             Some(RequestRecord {
-                state: RequestState::Invalid { reason } | RequestState::Error { reason },
+                state: RequestState::Invalid { reason, .. } | RequestState::Error { reason },
                 ..
             }) => {
                 return Err(AppError::Conflict {

@@ -174,7 +174,7 @@ impl App {
                     })
                 }
                 Some(RequestRecord {
-                    state: RequestState::Error { reason } | RequestState::Invalid { reason },
+                    state: RequestState::Error { reason } | RequestState::Invalid { reason, .. },
                     ..
                 }) => {
                     // The back end's words (a program, its exit status, its stderr) go to
@@ -498,7 +498,7 @@ impl App {
     ) -> Result<(), AppError> {
         let event = match &state {
             RequestState::Error { reason } => (EventKind::Error, Some(reason.clone())),
-            RequestState::Invalid { reason } => (EventKind::Canceled, Some(reason.clone())),
+            RequestState::Invalid { reason, .. } => (EventKind::Canceled, Some(reason.clone())),
             RequestState::Requested => return Ok(()),
         };
         tracing::warn!(env = %env.name, certname = %name, detail = ?event.1, "order ended without a certificate");

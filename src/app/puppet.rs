@@ -236,6 +236,16 @@ fn request_status(name: &Certname, r: &RequestRecord) -> PuppetStatus {
     }
 }
 
+/// Whether the Puppet face lists `r` as requested: a pending request, or a CSR the
+/// policy refused at submission and kept (Puppet Server keeps such CSRs where
+/// `puppetserver ca list` shows them; signing one answers why it cannot be).
+fn listed_as_requested(r: &RequestRecord) -> bool {
+    matches!(
+        r.state,
+        RequestState::Requested | RequestState::Invalid { rule: Some(_), .. }
+    )
+}
+
 fn pending(r: &Option<RequestRecord>) -> bool {
     matches!(
         r,
@@ -300,7 +310,7 @@ impl App {
             return Ok(cert_status(&name, c.summary()));
         }
         match self.store.request(&env.name, &name)? {
-            Some(r) if r.state == RequestState::Requested => Ok(request_status(&name, &r)),
+            Some(r) if listed_as_requested(&r) => Ok(request_status(&name, &r)),
             _ => Err(AppError::NotFound("Resource not found.".into())),
         }
     }
@@ -327,7 +337,7 @@ impl App {
                     _ => StatusCursor::Certificates(None),
                 };
                 for (n, r) in &batch {
-                    if r.state == RequestState::Requested {
+                    if listed_as_requested(r) {
                         out.push(request_status(n, r));
                     }
                 }

@@ -144,7 +144,14 @@ impl App {
             rule,
             modifies,
             refused,
-        } = self.prepare(who, &env, &name, body, refuse_pending)?;
+        } = match self.prepare(who, &env, &name, body, refuse_pending) {
+            Ok(p) => p,
+            Err(AppError::InvalidInput(e)) if e.is_policy_refusal() => {
+                self.keep_refused(&env, &name, body, &e)?;
+                return Err(AppError::InvalidInput(e));
+            }
+            Err(e) => return Err(e),
+        };
         // A global admin's certificate is signed by an admin, never by a policy.
         let autosign = !modifies && !refused && !self.config.is_global_admin_name(&name) && {
             let timeout =
@@ -261,6 +268,48 @@ impl App {
         })
     }
 
+    /// Keeps a well-formed CSR the policy refused as an invalid request with the reason
+    /// (one record per name: it replaces an earlier invalid or failed one, never a
+    /// pending request or a certificate), logs it and appends an `invalid` audit event,
+    /// so that the admin sees what an agent asked for and why it was refused; the
+    /// submitter still gets the 400. Puppet agents read that 400 as "submitted" and wait.
+    fn keep_refused(
+        &self,
+        env: &EnvCa,
+        name: &Certname,
+        body: &[u8],
+        refusal: &crate::ca::CaError,
+    ) -> Result<(), AppError> {
+        let Some((csr_der, dns_names, ip_addrs)) = crate::ca::refused_csr(body, name) else {
+            return Ok(());
+        };
+        let rec = RequestRecord {
+            csr_der,
+            submitted_at: self.now(),
+            state: RequestState::Invalid {
+                reason: refusal.to_string(),
+                rule: Some(refusal.code().to_owned()),
+            },
+            dns_names,
+            ip_addrs,
+            order: None,
+        };
+        let rule = SubmitRule {
+            allow_if_signed: false,
+            replace_pending: false,
+        };
+        match self.store.submit_request(&env.name, name, &rec, rule)? {
+            SubmitOutcome::Created | SubmitOutcome::Replaced => {
+                self.store.flush()?;
+                tracing::warn!(env = %env.name, certname = %name, rule = refusal.code(), reason = %refusal, "CSR refused by the policy; kept as an invalid request");
+            }
+            _ => {
+                tracing::warn!(env = %env.name, certname = %name, rule = refusal.code(), reason = %refusal, "CSR refused by the policy");
+            }
+        }
+        Ok(())
+    }
+
     /// Whether `who` may replace the pending request whose CSR is `pending_csr` with
     /// `csr`: the same public key, an admin of the environment (global or its own), or
     /// the node itself presenting its current, valid certificate.
@@ -375,6 +424,10 @@ impl App {
         }
         let p = match self.prepare(who, &env, &name, body, refuse_pending) {
             Ok(p) => p,
+            // Kept as an invalid request: a store write, on a thread that may block.
+            Err(AppError::InvalidInput(e)) if e.is_policy_refusal() => {
+                return Submitting::NeedsThread
+            }
             Err(e) => return Submitting::Done(Err(e)),
         };
         if p.modifies || p.refused {
@@ -408,7 +461,7 @@ impl App {
                 "no certificate request for {name}"
             ))),
             Some(RequestRecord {
-                state: RequestState::Invalid { reason },
+                state: RequestState::Invalid { reason, .. },
                 ..
             }) => Err(AppError::RequestInvalid {
                 certname: name,

@@ -190,7 +190,7 @@ pub(super) fn of_request(
     let (dns_alt_names, subject_alt_names) = alt_names(&dns, &r.ip_addrs);
     let (state, error_message) = match &r.state {
         RequestState::Requested => ("requested", None),
-        RequestState::Invalid { reason } => ("invalid", Some(reason.clone())),
+        RequestState::Invalid { reason, .. } => ("invalid", Some(reason.clone())),
         RequestState::Error { reason } => ("error", Some(reason.clone())),
     };
     StatusObject {

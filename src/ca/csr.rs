@@ -71,6 +71,49 @@ pub struct ValidatedCsr {
     extensions: Vec<(String, Vec<u8>, bool)>,
 }
 
+/// What a refused submission keeps (see [`CaError::is_policy_refusal`]): the CSR as DER
+/// and the DNS names (other than `certname`) and IP addresses it asks for, read without
+/// any policy. `None` when `bytes` is not a CSR at all.
+pub fn refused_csr(
+    bytes: &[u8],
+    certname: &Certname,
+) -> Option<(Vec<u8>, Vec<String>, Vec<String>)> {
+    let der = to_der(bytes).ok()?;
+    let req = CertReq::from_der(&structural_copy(&der)).ok()?;
+    let (mut dns, mut ips) = (Vec::new(), Vec::new());
+    for attr in req.info.attributes.iter() {
+        let id = attr.oid.to_string();
+        if id != oid::EXTENSION_REQUEST && id != oid::MS_EXTENSION_REQUEST {
+            continue;
+        }
+        for value in attr.values.iter() {
+            let Ok(exts) = value.to_der().map(|d| Extensions::from_der(&d)) else {
+                continue;
+            };
+            for ext in exts.into_iter().flatten() {
+                if ext.extn_id.to_string() != oid::SUBJECT_ALT_NAME {
+                    continue;
+                }
+                let Ok(san) = SubjectAltName::from_der(ext.extn_value.as_bytes()) else {
+                    continue;
+                };
+                for name in san.0 {
+                    match name {
+                        GeneralName::DnsName(d) if d.as_str() != certname.as_str() => {
+                            dns.push(d.as_str().to_owned())
+                        }
+                        GeneralName::IpAddress(ip) => {
+                            ips.extend(ip_from_bytes(ip.as_bytes()).map(|ip| ip.to_string()))
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+    Some((der, dns, ips))
+}
+
 /// The SubjectPublicKeyInfo (DER) of a stored CSR (already validated when stored).
 pub fn csr_public_key_der(csr_der: &[u8]) -> Result<Vec<u8>, CaError> {
     Ok(openssl::x509::X509Req::from_der(csr_der)?

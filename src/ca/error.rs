@@ -73,6 +73,18 @@ impl CaError {
         }
     }
 
+    /// True for a well-formed CSR, signed by its key and for the right name, that asks
+    /// for what the environment's policy does not allow (subject alternative names,
+    /// extensions): such a submission is kept as an invalid request for an admin to see,
+    /// where input that is not a valid CSR at all is refused with nothing kept.
+    pub fn is_policy_refusal(&self) -> bool {
+        matches!(
+            self,
+            CaError::InvalidCsr { rule, .. }
+                if *rule == "csr-subject-alt-names-not-allowed" || *rule == "csr-extension-not-allowed"
+        )
+    }
+
     /// True when the error was caused by what a client sent (a 4xx), not by the CA.
     pub fn is_client_error(&self) -> bool {
         matches!(

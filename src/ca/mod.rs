@@ -26,7 +26,7 @@ pub use crl::{
     assemble_crl, build_crl, crl_signed_by, encode_crl_entry, parse_crl, parse_crls, CrlEntry,
     CrlParams, ParsedCrl, RevocationReason,
 };
-pub use csr::{csr_public_key_der, CsrPolicy, ValidatedCsr};
+pub use csr::{csr_public_key_der, refused_csr, CsrPolicy, ValidatedCsr};
 pub use csr_build::build_csr;
 pub use error::CaError;
 pub use fingerprint::{Digest, Fingerprint};

@@ -297,8 +297,13 @@ fn list(
                         .join(", ")
                 })
                 .unwrap_or_default();
+            // Why a request is invalid (refused by the policy, rejected) or failed.
+            let why = i["error_message"]
+                .as_str()
+                .map(|m| format!("  ({m})"))
+                .unwrap_or_default();
             println!(
-                "{:<width$}  {:<9}  {}  {}",
+                "{:<width$}  {:<9}  {}  {}{why}",
                 i["name"].as_str().unwrap_or(""),
                 i["state"].as_str().unwrap_or(""),
                 i["fingerprint"].as_str().unwrap_or(""),

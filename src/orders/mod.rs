@@ -74,6 +74,7 @@ pub fn apply(order: &Order, outcome: Outcome, now_ms: i64, policy: Policy, jitte
         Outcome::Canceled { message } => {
             return Next::End(RequestState::Invalid {
                 reason: format!("canceled by the CA: {message}"),
+                rule: None,
             })
         }
         Outcome::Failed { message } => return Next::End(RequestState::Error { reason: message }),

@@ -65,17 +65,11 @@ fn submit(
     }
     let prev = e.requests.insert(name.to_string(), rec.clone());
     let replaced = prev.is_some_and(|p| p.state == RequestState::Requested);
-    log(
-        s,
-        rec.submitted_at,
-        env,
-        name.as_str(),
-        if replaced {
-            EventKind::Replaced
-        } else {
-            EventKind::Requested
-        },
-    );
+    let (kind, detail) = rec.submit_event(replaced);
+    log(s, rec.submitted_at, env, name.as_str(), kind);
+    if let Some(last) = s.audit.last_mut() {
+        last.detail = detail;
+    }
     if replaced {
         SubmitOutcome::Replaced
     } else {
@@ -269,6 +263,7 @@ impl Store for MemStore {
             };
             r.state = RequestState::Invalid {
                 reason: reason.to_owned(),
+                rule: None,
             };
             log(s, at, env, name.as_str(), EventKind::Rejected);
             true

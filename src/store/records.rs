@@ -15,6 +15,11 @@ pub enum RequestState {
     Invalid {
         /// Why, for the response body.
         reason: String,
+        /// The CSR policy rule the submission broke (its stable code), for a request
+        /// kept because it was refused at submission; absent when an admin rejected it
+        /// or the CA canceled it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rule: Option<String>,
     },
     /// Its issuer gave up (a permanent failure, or the retry budget spent); kept so that
     /// probes answer 410 until it is resubmitted or deleted.
@@ -84,6 +89,21 @@ pub struct RequestRecord {
     /// The order, once approved for an issuer that answers later.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order: Option<Order>,
+}
+
+impl RequestRecord {
+    /// The audit event storing this record as a submission appends: a request refused
+    /// by the policy and kept as invalid (with why), or a new or replacing one.
+    pub fn submit_event(&self, replaced: bool) -> (EventKind, Option<String>) {
+        match &self.state {
+            RequestState::Invalid {
+                reason,
+                rule: Some(_),
+            } => (EventKind::Invalid, Some(reason.clone())),
+            _ if replaced => (EventKind::Replaced, None),
+            _ => (EventKind::Requested, None),
+        }
+    }
 }
 
 /// A revocation of one certificate.
@@ -254,6 +274,9 @@ pub enum EventKind {
     Replaced,
     /// A request was rejected.
     Rejected,
+    /// A submitted CSR broke the environment's policy and was kept as an invalid
+    /// request (the detail says why).
+    Invalid,
     /// A request was withdrawn.
     Canceled,
     /// A certificate was issued.

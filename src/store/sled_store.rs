@@ -231,12 +231,16 @@ impl<'a> Tx<'a> {
             return Ok(SubmitOutcome::RequestPending);
         }
         self.requests.insert(name.as_str(), encode(rec))?;
-        let kind = if replaced {
-            EventKind::Replaced
-        } else {
-            EventKind::Requested
-        };
-        self.log(rec.submitted_at, env, name.as_str(), kind)?;
+        let (kind, detail) = rec.submit_event(replaced);
+        log(
+            self.audit,
+            self.meta,
+            rec.submitted_at,
+            env,
+            name.as_str(),
+            kind,
+            detail,
+        )?;
         Ok(if replaced {
             SubmitOutcome::Replaced
         } else {
@@ -766,6 +770,7 @@ impl Store for SledStore {
             };
             rec.state = RequestState::Invalid {
                 reason: reason.to_owned(),
+                rule: None,
             };
             tx.requests.insert(name.as_str(), encode(&rec))?;
             tx.log(at, env, name.as_str(), EventKind::Rejected)?;

@@ -559,11 +559,13 @@ fn only_the_same_key_an_admin_or_the_node_replaces_a_pending_request() {
 fn environments_from_the_api_name_only_what_the_file_declares() {
     let dir = tempfile::tempdir().unwrap();
     let secret = "00112233445566778899aabbccddeeff";
+    let (ca, _) = make_ca(dir.path(), "upstream CA");
+    let ca = ca.display();
     let config = format!(
         "{FAST_CONFIG}\
-         [issuers.upstream]\ntype = \"cfssl\"\nurl = \"http://127.0.0.1:9\"\nauth_key = \"{secret}\"\n\
+         [issuers.upstream]\ntype = \"cfssl\"\nurl = \"http://127.0.0.1:9\"\nauth_key = \"{secret}\"\nca_file = \"{ca}\"\n\
          [autosign_policies]\nvetted = \"/bin/false\"\n\
-         [environments.declared]\nissuer = {{ type = \"cfssl\", url = \"http://127.0.0.1:9\", auth_key = \"{secret}\" }}\n"
+         [environments.declared]\nissuer = {{ type = \"cfssl\", url = \"http://127.0.0.1:9\", auth_key = \"{secret}\", ca_file = \"{ca}\" }}\n"
     );
     let server = Server::start(dir.path(), &config);
     let (c, k) = admin(&server);
@@ -722,8 +724,11 @@ fn environment_creation_is_capped_and_metrics_keep_tenants_apart() {
 /// declared one; until it has answered a probe it is not shown as ready.
 #[test]
 fn issuers_of_environments_made_at_run_time_are_probed_before_they_are_ready() {
+    let ca_dir = tempfile::tempdir().unwrap();
+    let (ca, _) = make_ca(ca_dir.path(), "upstream CA");
     let (api, _dir) = Api::start(&format!(
-        "{FAST_CONFIG}[issuers.nowhere]\ntype = \"cfssl\"\nurl = \"http://127.0.0.1:9\"\n"
+        "{FAST_CONFIG}[issuers.nowhere]\ntype = \"cfssl\"\nurl = \"http://127.0.0.1:9\"\nca_file = \"{}\"\n",
+        ca.display()
     ));
     assert_eq!(
         api.admin
@@ -780,10 +785,12 @@ fn an_issuers_failure_details_are_not_told_to_the_submitter() {
     .unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (ca, _) = make_ca(dir.path(), "signer CA");
     let config = format!(
         "{FAST_CONFIG}[environments.production]\nautosign = true\n\
-         issuer = {{ type = \"command\", program = \"{}\" }}\n",
-        program.display()
+         issuer = {{ type = \"command\", program = \"{}\", ca_file = \"{}\" }}\n",
+        program.display(),
+        ca.display()
     );
     let server = Server::start(dir.path(), &config);
     let anon = client(&server, None);

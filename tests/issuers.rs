@@ -588,19 +588,23 @@ fn cfssl_serve_signs_with_and_without_an_auth_key() {
 [environments.cf.issuer]
 type = "cfssl"
 url = "http://127.0.0.1:{port}"
+ca_file = "{ca_file}"
 
 [environments.cfa.issuer]
 type = "cfssl"
 url = "http://127.0.0.1:{port}"
+ca_file = "{ca_file}"
 profile = "authed"
 auth_key = "{key_hex}"
 
 [environments.cfbad.issuer]
 type = "cfssl"
 url = "http://127.0.0.1:{port}"
+ca_file = "{ca_file}"
 profile = "authed"
 auth_key = "ffffffffffffffffffffffffffffffff"
-"#
+"#,
+        ca_file = ca.display()
     );
     let down = node(&dir.path().join("down"), &config);
     for env in ["cf", "cfa"] {
@@ -659,8 +663,9 @@ fn a_command_issuer_that_asks_to_be_called_again() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
     let config = format!(
-        "{FAST_CONFIG}\n[environments.cmd.issuer]\ntype = \"command\"\nprogram = \"{}\"\ntimeout = \"10s\"\n",
-        script.display()
+        "{FAST_CONFIG}\n[environments.cmd.issuer]\ntype = \"command\"\nprogram = \"{}\"\nca_file = \"{}\"\ntimeout = \"10s\"\n",
+        script.display(),
+        ca.display()
     );
     let down = node(&dir.path().join("down"), &config);
     let (csr, _) = csr_for("cmd-node");
@@ -685,4 +690,87 @@ fn a_command_issuer_that_asks_to_be_called_again() {
         std::fs::read_to_string(&calls).unwrap(),
         "issue cmd-node\ncheck cmd-node\n"
     );
+}
+
+/// What a remote back end returns is checked against the environment's policy whoever
+/// signed it: the back end's CA bundle (`ca_file`), CA:FALSE, a validity that covers now
+/// and is no longer than asked, SANs the CSR policy allowed. A refusal ends the order
+/// (`error`, with the reason for admins) instead of waiting for the retry budget.
+#[test]
+fn a_remote_issuers_certificate_is_checked_before_it_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ca, ca_key) = make_ca(d, "command test CA");
+    let stranger = d.join("stranger");
+    std::fs::create_dir_all(&stranger).unwrap();
+    let (other, other_key) = make_ca(&stranger, "unrelated CA");
+    std::fs::write(d.join("ca-true.ext"), "basicConstraints=critical,CA:TRUE\n").unwrap();
+    std::fs::write(d.join("san.ext"), "subjectAltName=DNS:evil.example.com\n").unwrap();
+    std::fs::write(d.join("leaf.ext"), "basicConstraints=CA:FALSE\n").unwrap();
+    // The certname picks the misbehaviour.
+    let script = d.join("sign.sh");
+    std::fs::write(
+        &script,
+        format!(
+            r#"#!/bin/sh
+set -e
+cat > {d}/$CERTD_CERTNAME.csr
+sign() {{ openssl x509 -req -in {d}/$CERTD_CERTNAME.csr -CAcreateserial "$@" 2>/dev/null; }}
+case "$CERTD_CERTNAME" in
+  good*) sign -CA {ca} -CAkey {key} -days 1 -extfile {d}/leaf.ext ;;
+  ca-true*) sign -CA {ca} -CAkey {key} -days 1 -extfile {d}/ca-true.ext ;;
+  unrelated*) sign -CA {other} -CAkey {other_key} -days 1 -extfile {d}/leaf.ext ;;
+  long*) sign -CA {ca} -CAkey {key} -days 36500 -extfile {d}/leaf.ext ;;
+  san*) sign -CA {ca} -CAkey {key} -days 1 -extfile {d}/san.ext ;;
+  badsig*) sign -CA {ca} -CAkey {key} -days 1 -extfile {d}/leaf.ext -outform DER > {d}/$CERTD_CERTNAME.der
+    python3 -c "import sys,base64; b=bytearray(open(sys.argv[1],'rb').read()); b[-1]^=1; print('-----BEGIN CERTIFICATE-----'); print(base64.encodebytes(bytes(b)).decode().strip()); print('-----END CERTIFICATE-----')" {d}/$CERTD_CERTNAME.der ;;
+esac
+"#,
+            d = d.display(),
+            ca = ca.display(),
+            key = ca_key.display(),
+            other = other.display(),
+            other_key = other_key.display(),
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = format!(
+        "{FAST_CONFIG}\n[environments.cmd]\ncert_ttl = \"30d\"\n[environments.cmd.issuer]\ntype = \"command\"\nprogram = \"{}\"\nca_file = \"{}\"\ntimeout = \"10s\"\nretry_budget = \"1h\"\n",
+        script.display(),
+        ca.display()
+    );
+    let down = node(&d.join("down"), &config);
+    let (csr, _) = csr_for("good-node");
+    down.submit("cmd", "good-node", &csr);
+    down.sign("cmd", "good-node");
+    assert!(until(Duration::from_secs(10), || down
+        .head("/cmd/certificate/good-node")
+        == 200));
+    for name in [
+        "ca-true-node",
+        "unrelated-node",
+        "long-node",
+        "san-node",
+        "badsig-node",
+    ] {
+        let (csr, _) = csr_for(name);
+        down.submit("cmd", name, &csr);
+        down.sign("cmd", name);
+        assert!(
+            until(Duration::from_secs(10), || down.status("cmd", name)
+                ["state"]
+                == "error"),
+            "{name}: the order ends in error: {}",
+            down.status("cmd", name)
+        );
+        assert_eq!(
+            down.head(&format!("/cmd/certificate/{name}")),
+            404,
+            "{name}"
+        );
+        let why = down.status("cmd", name)["error_message"].to_string();
+        assert!(why.len() > 10, "{name}: the reason is kept: {why}");
+    }
 }

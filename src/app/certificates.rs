@@ -169,6 +169,7 @@ impl App {
             env: &env.name,
             csr: &csr,
             validity,
+            now: self.now(),
         };
         for _ in 0..SIGN_ATTEMPTS {
             let record = self.sign_here(issuer, &order)?;
@@ -217,6 +218,7 @@ impl App {
             env: &env.name,
             csr,
             validity,
+            now: self.now(),
         };
         for _ in 0..SIGN_ATTEMPTS {
             let record = match self.sign_here(issuer, &order) {
@@ -283,6 +285,7 @@ impl App {
             env: &env.name,
             csr,
             validity,
+            now: self.now(),
         };
         let record = self.sign_here(issuer, &order).ok()?;
         Some((slot, record, issuer.name.clone()))

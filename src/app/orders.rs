@@ -214,6 +214,7 @@ impl App {
             env: &env.name,
             csr,
             validity,
+            now: self.now(),
         };
         env.issuers
             .iter()
@@ -418,6 +419,7 @@ impl App {
             env: &env.name,
             csr: &csr,
             validity: order.validity,
+            now: self.now(),
         };
         let mut meta = order.plugin_meta.clone();
         let outcome = if order.modified && order.started_at != 0 {
@@ -541,6 +543,7 @@ impl App {
                             env: &env.name,
                             csr: &csr,
                             validity: order.validity,
+                            now: self.now(),
                         },
                         &mut meta,
                     )

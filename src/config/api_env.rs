@@ -164,7 +164,7 @@ mod tests {
 
     fn config() -> Config {
         Config::from_toml(
-            "[issuers.up]\ntype = \"cfssl\"\nurl = \"http://127.0.0.1:9\"\n\
+            "[issuers.up]\ntype = \"cfssl\"\nurl = \"http://127.0.0.1:9\"\nca_file = \"ca.pem\"\n\
              [autosign_policies]\nvet = \"/usr/local/bin/vet\"\n",
             std::path::Path::new("certd.toml"),
         )

@@ -49,7 +49,8 @@ pub struct IssuerSpec {
     /// `cfssl`: the signing profile to ask for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
-    /// `puppet-ca`: the upstream's CA bundle (to verify its TLS certificate).
+    /// The back end's CA bundle: every certificate it returns must chain to it (and, for
+    /// `puppet-ca`, its TLS certificate too). Required for every remote back end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_file: Option<PathBuf>,
     /// `puppet-ca`: the client certificate certd presents upstream.
@@ -161,12 +162,12 @@ impl IssuerSpec {
         ];
         let (required, optional): (&[&str], &[&str]) = match self.kind {
             IssuerKind::Local => (&[], &[]),
-            IssuerKind::Cfssl => (&["url"], &["auth_key", "profile"]),
+            IssuerKind::Cfssl => (&["url", "ca_file"], &["auth_key", "profile"]),
             IssuerKind::PuppetCa => (
                 &["url", "ca_file", "cert_file", "key_file"],
                 &["poll_interval"],
             ),
-            IssuerKind::Command => (&["program"], &["args", "timeout"]),
+            IssuerKind::Command => (&["program", "ca_file"], &["args", "timeout"]),
         };
         let kind = self.kind.as_str();
         for k in required {

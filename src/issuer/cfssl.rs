@@ -23,6 +23,7 @@ pub struct Cfssl {
     auth_key: Option<Vec<u8>>,
     profile: Option<String>,
     client: Client,
+    trust: super::Trust,
 }
 
 impl Cfssl {
@@ -49,6 +50,7 @@ impl Cfssl {
             auth_key,
             profile: spec.profile.clone(),
             client,
+            trust: super::Trust::from_file(spec.ca_file.as_deref().ok_or("ca_file is required")?)?,
         })
     }
 
@@ -118,7 +120,7 @@ impl Cfssl {
         if answer["success"] == true {
             let pem = answer["result"]["certificate"].as_str().unwrap_or_default();
             return match super::first_pem_cert(pem.as_bytes())
-                .and_then(|der| verify_returned(req, &der).map(|()| der))
+                .and_then(|der| verify_returned(req, &der, &self.trust).map(|()| der))
             {
                 Ok(cert_der) => Outcome::Issued { cert_der },
                 Err(m) => Outcome::Failed {

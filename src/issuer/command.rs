@@ -99,16 +99,18 @@ pub struct CommandIssuer {
     program: PathBuf,
     args: Vec<String>,
     timeout: Duration,
+    trust: super::Trust,
 }
 
 impl CommandIssuer {
-    /// From validated settings (`program` is present).
-    pub fn new(spec: &IssuerSpec) -> Self {
-        CommandIssuer {
+    /// From validated settings (`program` and `ca_file` are present).
+    pub fn new(spec: &IssuerSpec) -> Result<Self, String> {
+        Ok(CommandIssuer {
             program: spec.program.clone().unwrap_or_default(),
             args: spec.args.clone(),
             timeout: Duration::from_secs(spec.timeout.map_or(30, |d| d.as_secs()) as u64),
-        }
+            trust: super::Trust::from_file(spec.ca_file.as_deref().ok_or("ca_file is required")?)?,
+        })
     }
 
     fn call(&self, action: &str, req: &OrderRequest<'_>) -> Outcome {
@@ -143,7 +145,7 @@ impl CommandIssuer {
                 message: first_line,
             },
             Some(0) => match first_pem_cert(&out) {
-                Ok(cert_der) => match verify_returned(req, &cert_der) {
+                Ok(cert_der) => match verify_returned(req, &cert_der, &self.trust) {
                     Ok(()) => Outcome::Issued { cert_der },
                     Err(m) => Outcome::Failed { message: m },
                 },

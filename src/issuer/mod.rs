@@ -35,6 +35,8 @@ pub struct OrderRequest<'a> {
     pub csr: &'a ValidatedCsr,
     /// The validity asked for, in seconds.
     pub validity: i64,
+    /// The time of the call (a returned certificate must be valid then).
+    pub now: crate::ca::UnixTime,
 }
 
 /// An issuer's answer (barbican's `CertificateStatus`).
@@ -179,7 +181,7 @@ pub fn build(specs: &[IssuerSpec], local: LocalParts) -> Result<Vec<Configured>,
             )),
             IssuerKind::Cfssl => Arc::new(cfssl::Cfssl::new(spec).map_err(err)?),
             IssuerKind::PuppetCa => Arc::new(puppet_ca::PuppetCa::new(spec).map_err(err)?),
-            IssuerKind::Command => Arc::new(command::CommandIssuer::new(spec)),
+            IssuerKind::Command => Arc::new(command::CommandIssuer::new(spec).map_err(err)?),
         };
         out.push(Configured {
             name,
@@ -191,10 +193,81 @@ pub fn build(specs: &[IssuerSpec], local: LocalParts) -> Result<Vec<Configured>,
     Ok(out)
 }
 
-/// Checks that a certificate a back end returned is for this request: its name and
-/// public key are the CSR's. A CA that answers with someone else's certificate is an
+/// Whether `cert_der` is a certificate for this request's name and key (whatever else
+/// it says).
+pub(crate) fn is_for(req: &OrderRequest<'_>, cert_der: &[u8]) -> bool {
+    let key = X509::from_der(cert_der).and_then(|c| c.public_key()?.public_key_to_der());
+    let want = req.csr.public_key().public_key_to_der();
+    let name = CertInfo::from_der(cert_der)
+        .ok()
+        .and_then(|i| i.common_name);
+    matches!((key, want), (Ok(k), Ok(w)) if k == w)
+        && name.as_deref() == Some(req.csr.certname().as_str())
+}
+
+/// A remote back end's CA bundle (`ca_file`): what its certificates must chain to.
+#[derive(Clone)]
+pub struct Trust {
+    store: Arc<openssl::x509::store::X509Store>,
+}
+
+impl fmt::Debug for Trust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Trust")
+    }
+}
+
+impl Trust {
+    /// Reads the PEM bundle at `path`; an error when it holds no certificate.
+    pub fn from_file(path: &std::path::Path) -> Result<Trust, String> {
+        let pem =
+            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let certs = X509::stack_from_pem(&pem).map_err(|e| format!("{}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{} holds no certificate", path.display()));
+        }
+        let mut b = openssl::x509::store::X509StoreBuilder::new().map_err(|e| e.to_string())?;
+        for c in certs {
+            b.add_cert(c).map_err(|e| e.to_string())?;
+        }
+        Ok(Trust {
+            store: Arc::new(b.build()),
+        })
+    }
+}
+
+/// Slack for clocks that disagree with the back end's, in seconds.
+const CLOCK_SKEW: i64 = 300;
+
+/// Extensions a returned certificate may carry beside the Puppet arcs, whose values
+/// must be the ones the CSR requested: basicConstraints, keyUsage, extKeyUsage, subject
+/// and authority key identifiers, subjectAltName, CRL distribution points, authority
+/// information access, certificate policies, Netscape comment (Puppet Server's).
+const RETURNED_EXTENSIONS: [&str; 10] = [
+    "2.5.29.19",
+    "2.5.29.15",
+    "2.5.29.37",
+    "2.5.29.14",
+    "2.5.29.35",
+    "2.5.29.17",
+    "2.5.29.31",
+    "1.3.6.1.5.5.7.1.1",
+    "2.5.29.32",
+    "2.16.840.1.113730.1.13",
+];
+
+/// Checks a certificate a back end returned as certd's own policy would have made it,
+/// whoever signed it: for this request (the CSR's name and key), chaining to the back
+/// end's CA bundle, not a CA, valid now and for no longer than asked, with no key usage
+/// beyond a leaf's (no certificate or CRL signing; TLS server and client only), no
+/// subject alternative name the CSR policy did not allow, and no extension beyond the
+/// allowlist and what the CSR requested. A back end that answers otherwise is an
 /// error, never an issuance.
-pub(crate) fn verify_returned(req: &OrderRequest<'_>, cert_der: &[u8]) -> Result<(), String> {
+pub(crate) fn verify_returned(
+    req: &OrderRequest<'_>,
+    cert_der: &[u8],
+    trust: &Trust,
+) -> Result<(), String> {
     let cert = X509::from_der(cert_der).map_err(|e| format!("not a certificate: {e}"))?;
     let key = cert
         .public_key()
@@ -215,6 +288,85 @@ pub(crate) fn verify_returned(req: &OrderRequest<'_>, cert_der: &[u8]) -> Result
             info.common_name,
             req.csr.certname()
         ));
+    }
+    let mut ctx = openssl::x509::X509StoreContext::new().map_err(|e| e.to_string())?;
+    let chain = openssl::stack::Stack::new().map_err(|e| e.to_string())?;
+    let verdict = ctx
+        .init(&trust.store, &cert, &chain, |c| {
+            Ok(c.verify_cert()?.then_some(()).ok_or_else(|| c.error()))
+        })
+        .map_err(|e| e.to_string())?;
+    if let Err(e) = verdict {
+        return Err(format!(
+            "the returned certificate does not verify against the back end's CA bundle: {e}"
+        ));
+    }
+    if info.is_ca {
+        return Err("the returned certificate is a CA (basicConstraints CA:TRUE)".into());
+    }
+    if info.not_before > req.now + CLOCK_SKEW || info.not_after <= req.now {
+        return Err("the returned certificate is not valid now".into());
+    }
+    if info.not_after - req.now > req.validity + CLOCK_SKEW {
+        return Err(format!(
+            "the returned certificate is valid for {} s more, beyond the {} s asked for",
+            info.not_after - req.now,
+            req.validity
+        ));
+    }
+    let asked = req.csr.subject();
+    let certname = req.csr.certname().as_str();
+    if let Some(d) = info
+        .dns_names
+        .iter()
+        .find(|d| d.as_str() != certname && !asked.dns_names.contains(d))
+    {
+        return Err(format!(
+            "the returned certificate names DNS:{d}, which the CSR policy did not allow"
+        ));
+    }
+    if let Some(ip) = info.ip_addrs.iter().find(|ip| !asked.ip_addrs.contains(ip)) {
+        return Err(format!(
+            "the returned certificate names IP:{ip}, which the CSR policy did not allow"
+        ));
+    }
+    for (oid, _, value) in &info.extensions {
+        if oid.starts_with(&format!("{}.", crate::ca::PUPPET_ARC)) {
+            let requested = asked
+                .extensions
+                .iter()
+                .any(|(o, v, _)| o == oid && crate::ca::der_text(v) == crate::ca::der_text(value));
+            if !requested || oid == crate::ca::PP_CLI_AUTH {
+                return Err(format!(
+                    "the returned certificate carries {oid}, which the CSR did not request"
+                ));
+            }
+            continue;
+        }
+        if !RETURNED_EXTENSIONS.contains(&oid.as_str()) {
+            return Err(format!(
+                "the returned certificate carries extension {oid}, which certd does not allow"
+            ));
+        }
+        if oid == "2.5.29.15" {
+            use der::Decode;
+            let ku = x509_cert::ext::pkix::KeyUsage::from_der(value)
+                .map_err(|e| format!("unreadable keyUsage: {e}"))?;
+            if ku.key_cert_sign() || ku.crl_sign() {
+                return Err("the returned certificate may sign certificates or CRLs".into());
+            }
+        }
+        if oid == "2.5.29.37" {
+            use der::Decode;
+            let eku = x509_cert::ext::pkix::ExtendedKeyUsage::from_der(value)
+                .map_err(|e| format!("unreadable extKeyUsage: {e}"))?;
+            if let Some(other) = eku.0.iter().find(|u| {
+                let u = u.to_string();
+                u != "1.3.6.1.5.5.7.3.1" && u != "1.3.6.1.5.5.7.3.2"
+            }) {
+                return Err(format!("the returned certificate has extended key usage {other}, beyond TLS server and client"));
+            }
+        }
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use reqwest::blocking::{Client, Response};
 use reqwest::StatusCode;
 
-use super::{first_pem_cert, short, verify_returned, Cancel, Issuer, Modify, OrderRequest};
+use super::{first_pem_cert, is_for, short, verify_returned, Cancel, Issuer, Modify, OrderRequest};
 use super::{Outcome, PluginMeta};
 use crate::config::IssuerSpec;
 
@@ -24,6 +24,7 @@ pub struct PuppetCa {
     base: String,
     client: Client,
     poll: i64,
+    trust: super::Trust,
 }
 
 fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
@@ -62,6 +63,7 @@ impl PuppetCa {
             base: format!("{}/puppet-ca/v1", url.trim_end_matches('/')),
             client,
             poll: spec.poll_interval.map_or(30, |d| d.as_secs()),
+            trust: super::Trust::from_file(ca)?,
         })
     }
 
@@ -123,11 +125,20 @@ impl PuppetCa {
         let status = r.status();
         if status == StatusCode::OK {
             let pem = r.bytes().unwrap_or_default();
-            match first_pem_cert(&pem).and_then(|der| verify_returned(req, &der).map(|()| der)) {
-                Ok(cert_der) => return Outcome::Issued { cert_der },
+            match first_pem_cert(&pem) {
+                // Ours (the CSR's name and key): served only if it passes the policy;
+                // otherwise the order ends with why, rather than waiting for nothing.
+                Ok(der) if is_for(req, &der) => {
+                    return match verify_returned(req, &der, &self.trust) {
+                        Ok(()) => Outcome::Issued { cert_der: der },
+                        Err(m) => Outcome::Failed {
+                            message: format!("upstream CA: {m}"),
+                        },
+                    }
+                }
                 // An older certificate for another key: our request may still be pending.
-                Err(m) => {
-                    tracing::debug!(certname = %req.csr.certname(), "upstream certificate not ours: {m}")
+                _ => {
+                    tracing::debug!(certname = %req.csr.certname(), "upstream certificate not ours")
                 }
             }
         } else if status.is_server_error() {

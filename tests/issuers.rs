@@ -774,3 +774,105 @@ esac
         assert!(why.len() > 10, "{name}: the reason is kept: {why}");
     }
 }
+
+/// A one-thread HTTP server on a free loopback port that answers every request with
+/// `answer` (its head, then `body_len` bytes of 'x'); returns the port and a counter of
+/// the requests it got.
+fn fake_upstream(
+    answer: String,
+    body_len: usize,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(50) {
+            let Ok(mut stream) = stream else { continue };
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0u8; length];
+            let _ = reader.read_exact(&mut body);
+            let _ = stream.write_all(answer.as_bytes());
+            let chunk = vec![b'x'; 64 * 1024];
+            let mut left = body_len;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                if stream.write_all(&chunk[..n]).is_err() {
+                    break;
+                }
+                left -= n;
+            }
+        }
+    });
+    (port, hits)
+}
+
+/// Back ends' answers: a redirect is not followed (to another host, port or scheme it
+/// could send the CSR there, or take a certificate from there), and an answer larger
+/// than certd reads is refused without being held.
+#[test]
+fn back_end_redirects_are_not_followed_and_answers_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, _) = make_ca(dir.path(), "cfssl test CA");
+    let (elsewhere, elsewhere_hits) = fake_upstream(
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}".into(),
+        0,
+    );
+    let (redirecting, _) = fake_upstream(
+        format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:{elsewhere}/api/v1/cfssl/sign\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        ),
+        0,
+    );
+    // 50 MB with no Content-Length: read until the connection closes.
+    let (huge, _) = fake_upstream(
+        "HTTP/1.1 500 Internal Server Error\r\nConnection: close\r\n\r\n".into(),
+        50 << 20,
+    );
+    let config = format!(
+        "{FAST_CONFIG}\n[environments.redir.issuer]\ntype = \"cfssl\"\nurl = \"http://127.0.0.1:{redirecting}\"\nca_file = \"{ca}\"\n\
+         [environments.huge.issuer]\ntype = \"cfssl\"\nurl = \"http://127.0.0.1:{huge}\"\nca_file = \"{ca}\"\n",
+        ca = ca.display()
+    );
+    let down = node(&dir.path().join("down"), &config);
+    for env in ["redir", "huge"] {
+        let (csr, _) = csr_for("node1");
+        down.submit(env, "node1", &csr);
+        down.sign(env, "node1");
+    }
+    assert!(
+        until(Duration::from_secs(10), || {
+            down.status("huge", "node1")["sub_status_message"]
+                .as_str()
+                .is_some_and(|m| m.contains("larger than"))
+        }),
+        "the 50 MB answer is refused: {}",
+        down.status("huge", "node1")
+    );
+    // The 307 is the back end's answer: a refusal that ends the order.
+    assert!(
+        until(Duration::from_secs(10), || down.status("redir", "node1")
+            ["state"]
+            == "error"),
+        "{}",
+        down.status("redir", "node1")
+    );
+    assert_eq!(
+        elsewhere_hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "the redirect was followed"
+    );
+    assert_eq!(down.head("/redir/certificate/node1"), 404);
+}

@@ -31,10 +31,7 @@ impl App {
         let attempts = self.config.events.webhook_attempts;
         for url in urls {
             let app = Arc::clone(self);
-            let client = match reqwest::blocking::Client::builder()
-                .timeout(timeout)
-                .build()
-            {
+            let client = match crate::issuer::http_client(timeout, timeout).build() {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(%url, error = %e, "webhook client");

@@ -40,9 +40,7 @@ impl Cfssl {
                     .map_err(|_| "auth_key is not hex".to_string())?,
             ),
         };
-        let client = Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30))
+        let client = super::http_client(Duration::from_secs(5), Duration::from_secs(30))
             .build()
             .map_err(|e| format!("HTTP client: {e}"))?;
         Ok(Cfssl {
@@ -107,7 +105,15 @@ impl Cfssl {
             }
         };
         let status = r.status();
-        let answer: serde_json::Value = r.json().unwrap_or_default();
+        let answer: serde_json::Value = match super::read_capped(r) {
+            Ok(body) => serde_json::from_slice(&body).unwrap_or_default(),
+            Err(m) => {
+                return Outcome::Unavailable {
+                    retry_after: RETRY_AFTER,
+                    message: format!("cfssl: {m}"),
+                }
+            }
+        };
         if status.is_server_error() && answer["success"] != true {
             // cfssl answers 400 for requests it refuses and 5xx when it fails itself.
             if answer["errors"].as_array().is_none_or(|e| e.is_empty()) {

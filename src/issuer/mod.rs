@@ -193,6 +193,44 @@ pub fn build(specs: &[IssuerSpec], local: LocalParts) -> Result<Vec<Configured>,
     Ok(out)
 }
 
+/// Most bytes certd reads of one answer from a back end or webhook receiver: a
+/// certificate or a status is a few kilobytes, and a larger answer is refused without
+/// being held (a 50 MB answer once took certd from 99 to 240 MB).
+pub const MAX_ANSWER_BYTES: u64 = 1 << 20;
+
+/// The body of `r`, at most [`MAX_ANSWER_BYTES`]; an error beyond, read no further.
+pub(crate) fn read_capped(r: reqwest::blocking::Response) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    if r.content_length().is_some_and(|n| n > MAX_ANSWER_BYTES) {
+        return Err(format!(
+            "the answer is larger than {MAX_ANSWER_BYTES} bytes"
+        ));
+    }
+    let mut body = Vec::new();
+    r.take(MAX_ANSWER_BYTES + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| format!("the answer could not be read: {e}"))?;
+    if body.len() as u64 > MAX_ANSWER_BYTES {
+        return Err(format!(
+            "the answer is larger than {MAX_ANSWER_BYTES} bytes"
+        ));
+    }
+    Ok(body)
+}
+
+/// An HTTP client for a back end or a webhook: no redirect is followed (a back end
+/// that answers 3xx answers wrongly; following it could send a CSR, or accept a
+/// certificate, over another scheme, host or port), with the given time limits.
+pub fn http_client(
+    connect: std::time::Duration,
+    total: std::time::Duration,
+) -> reqwest::blocking::ClientBuilder {
+    reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(connect)
+        .timeout(total)
+}
+
 /// Whether `cert_der` is a certificate for this request's name and key (whatever else
 /// it says).
 pub(crate) fn is_for(req: &OrderRequest<'_>, cert_der: &[u8]) -> bool {

@@ -27,6 +27,14 @@ pub struct PuppetCa {
     trust: super::Trust,
 }
 
+/// An answer's text, at most [`super::MAX_ANSWER_BYTES`] of it (the reason when larger).
+fn text_capped(r: Response) -> String {
+    match super::read_capped(r) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(m) => m,
+    }
+}
+
 fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
@@ -39,10 +47,8 @@ impl PuppetCa {
         else {
             return Err("url, ca_file, cert_file and key_file are required".into());
         };
-        let mut b = Client::builder()
-            .tls_built_in_root_certs(false)
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(20));
+        let mut b = super::http_client(Duration::from_secs(5), Duration::from_secs(20))
+            .tls_built_in_root_certs(false);
         let bundle = read(ca)?;
         for c in reqwest::Certificate::from_pem_bundle(&bundle)
             .map_err(|e| format!("{}: {e}", ca.display()))?
@@ -90,7 +96,7 @@ impl PuppetCa {
             Err(e) => return self.unavailable("submitting", e),
         };
         let status = r.status();
-        let body = r.text().unwrap_or_default();
+        let body = text_capped(r);
         if status.is_success() {
             meta.insert("submitted".into(), "true".into());
             return self.look(req, meta);
@@ -124,7 +130,7 @@ impl PuppetCa {
         };
         let status = r.status();
         if status == StatusCode::OK {
-            let pem = r.bytes().unwrap_or_default();
+            let pem = super::read_capped(r).unwrap_or_default();
             match first_pem_cert(&pem) {
                 // Ours (the CSR's name and key): served only if it passes the policy;
                 // otherwise the order ends with why, rather than waiting for nothing.
@@ -150,7 +156,7 @@ impl PuppetCa {
         };
         match r.status() {
             StatusCode::OK => {
-                let pem = r.bytes().unwrap_or_default();
+                let pem = super::read_capped(r).unwrap_or_default();
                 if same_csr(&pem, req) {
                     Outcome::Waiting {
                         retry_after: self.poll,
@@ -181,7 +187,7 @@ impl PuppetCa {
             Ok(r) if r.status().is_success() || r.status() == StatusCode::NOT_FOUND => Ok(()),
             Ok(r) => {
                 let status = r.status();
-                let body = r.text().unwrap_or_default();
+                let body = text_capped(r);
                 Err(Outcome::Failed {
                     message: short(&format!(
                         "the upstream CA refused to delete the request: {status} {body}"

@@ -899,3 +899,43 @@ fn a_body_that_times_out_closes_its_connection() {
         }
     }
 }
+
+/// Issue 24, findings 7, 8 and 10: an environment name is bounded by what its CA's
+/// subject can hold, the names of certd's own top-level routes are not environment
+/// names, and a path echoed in a Puppet-face 404 has its control characters escaped.
+#[test]
+fn environment_names_fit_the_ca_and_the_routes_and_echoes_are_escaped() {
+    let (api, _dir) = Api::start(FAST_CONFIG);
+    let put = |env: &str| {
+        api.admin
+            .put(api.url(&format!("/environments/{env}")))
+            .body("{}")
+            .send()
+            .unwrap()
+    };
+    assert_eq!(put(&"e".repeat(54)).status(), 201, "54 characters fit");
+    for env in [
+        "e".repeat(55),
+        "e".repeat(63),
+        "puppet-ca".into(),
+        "status".into(),
+        "environments".into(),
+        "metrics".into(),
+    ] {
+        assert_eq!(
+            problem_code(put(&env)),
+            (400, "invalid-environment".to_owned()),
+            "{env}"
+        );
+    }
+    for path in [
+        "/puppet-ca/v1/certificate_request/a%00b",
+        "/puppet-ca/v1/certificate/a%00b%1b[31m",
+    ] {
+        let body = api.anon.get(api.url(path)).send().unwrap().bytes().unwrap();
+        assert!(
+            !body.iter().any(|b| *b == 0 || *b == 0x1b),
+            "{path}: {body:?}"
+        );
+    }
+}

@@ -14,9 +14,10 @@ pub enum CaError {
         message: String,
         puppet: String,
     },
-    /// An environment name does not match `^[a-z0-9][a-z0-9_-]{0,62}$`.
+    /// An environment name does not match `^[a-z0-9][a-z0-9_-]{0,53}$`, or is the name
+    /// of one of certd's own routes.
     #[error(
-        "invalid environment name {0:?}: use 1-63 of a-z 0-9 _ -, starting with a letter or digit"
+        "invalid environment name {0:?}: use 1-54 of a-z 0-9 _ -, starting with a letter or digit (54: what the issuing CA's common name holds), and not one of puppet-ca, status, environments, metrics, dashboard, acme"
     )]
     InvalidEnvironment(String),
     /// A CSR broke a policy or encoding rule; `rule` is the stable code, `puppet` the

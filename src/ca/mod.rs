@@ -37,7 +37,7 @@ pub fn der_text(value: &[u8]) -> Option<String> {
     inspect::der_string(value)
 }
 pub use key::{KeyType, PrivateKey};
-pub use name::{domain_glob_matches, Certname, EnvName};
+pub use name::{domain_glob_matches, Certname, EnvName, MAX_ENV_NAME, RESERVED_ENV_NAMES};
 pub use oid::{puppet_oid, puppet_short_name, PP_CLI_AUTH, PUPPET_ARC};
 pub use profile::{Profile, ProfileKind};
 pub use serial::SerialNumber;

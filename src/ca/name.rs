@@ -131,12 +131,32 @@ impl fmt::Debug for Certname {
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct EnvName(String);
 
+/// The longest environment name: its issuing CA's common name is `certd CA: <name>`,
+/// and a common name holds at most 64 characters (RFC 5280 ub-common-name).
+pub const MAX_ENV_NAME: usize = 64 - "certd CA: ".len();
+
+/// Names that are not environments: the top-level path segments of certd's own routes
+/// (`/puppet-ca/...`, `/status`, `/environments`, `/metrics`) and those the design
+/// reserves for faces to come (`/dashboard/`, ACME's `/acme/`). A route added at the top
+/// level is added here.
+pub const RESERVED_ENV_NAMES: [&str; 6] = [
+    "puppet-ca",
+    "status",
+    "environments",
+    "metrics",
+    "dashboard",
+    "acme",
+];
+
 impl EnvName {
-    /// Parses `raw` under the environment naming rule.
+    /// Parses `raw` under the environment naming rule: 1 to [`MAX_ENV_NAME`] of a-z,
+    /// 0-9, `_` and `-`, starting with a letter or digit, and not one of
+    /// [`RESERVED_ENV_NAMES`].
     pub fn parse(raw: &str) -> Result<Self, CaError> {
         let b = raw.as_bytes();
         let ok = !b.is_empty()
-            && b.len() <= 63
+            && b.len() <= MAX_ENV_NAME
+            && !RESERVED_ENV_NAMES.contains(&raw)
             && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
             && b.iter()
                 .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-');
@@ -254,10 +274,20 @@ mod tests {
 
     #[test]
     fn environment_names_follow_the_pattern() {
-        for ok in ["production", "a", "dev_1", "x-y", &"a".repeat(63)] {
+        for ok in ["production", "a", "dev_1", "x-y", &"a".repeat(54)] {
             assert!(EnvName::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "_a", "-a", "Prod", "a.b", "a/b", &"a".repeat(64)] {
+        for bad in [
+            "",
+            "_a",
+            "-a",
+            "Prod",
+            "a.b",
+            "a/b",
+            &"a".repeat(55),
+            "puppet-ca",
+            "metrics",
+        ] {
             assert!(EnvName::parse(bad).is_err(), "{bad}");
         }
     }

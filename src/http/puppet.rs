@@ -69,6 +69,22 @@ async fn read_body(
         .map_err(|p| answer_holding(p.status(), p.to_string(), p.unread()))
 }
 
+/// A name from the request as a plain-text answer may echo it: control characters (a
+/// NUL, a terminal escape) escaped, at most 300 characters.
+fn echo(raw: &str) -> String {
+    raw.chars()
+        .take(300)
+        .flat_map(|c| {
+            let escaped: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 fn plain(status: StatusCode, body: impl Into<String>) -> HttpResponse {
     answer_holding(status, body.into(), None)
 }
@@ -184,7 +200,7 @@ async fn certificate(
     } else {
         app.puppet_certificate(&name).map_err(|e| match e {
             AppError::InvalidInput(_) => {
-                AppError::NotFound(format!("Could not find certificate {name}"))
+                AppError::NotFound(format!("Could not find certificate {}", echo(&name)))
             }
             other => other,
         })
@@ -231,7 +247,7 @@ async fn get_request(
             AppError::NotFound(_) | AppError::RequestInvalid { .. } | AppError::InvalidInput(_),
         ) => plain(
             StatusCode::NOT_FOUND,
-            format!("Could not find certificate_request {shown}"),
+            format!("Could not find certificate_request {}", echo(&shown)),
         ),
         Err(e) => answer(&req, e, StatusCode::CONFLICT),
     }

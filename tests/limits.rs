@@ -399,3 +399,70 @@ fn pipelined_requests_arriving_together_are_all_answered() {
         6 * per_answer
     );
 }
+
+/// Issue 24, finding 3: an autosign program's time limit covers its process group and
+/// its pipes: a child left holding its stdout (`cmd &`, or one escaped with `setsid`)
+/// costs nothing past the limit; and policy runs are bounded, so slow ones answer 503
+/// beyond the bound instead of starving submissions elsewhere.
+#[test]
+fn autosign_programs_are_bounded_with_their_children_and_in_number() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let script = |name: &str, body: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    };
+    let forks = script("forks", "cat >/dev/null\nsleep 30 &\nexit 0");
+    let escapes = script("escapes", "cat >/dev/null\nsetsid sleep 30 &\nexit 0");
+    let slow = script("slow", "cat >/dev/null\nsleep 3\nexit 1");
+    let config = format!(
+        "[ca]\nkey_type = \"ec-p256\"\n[limits]\nmax_policy_runs = 2\n\
+         [environments.production]\nautosign = \"{}\"\nautosign_timeout = \"2s\"\n\
+         [environments.esc]\nautosign = \"{}\"\nautosign_timeout = \"2s\"\nallow_anonymous_csr = true\n\
+         [environments.slow]\nautosign = \"{}\"\nautosign_timeout = \"10s\"\nallow_anonymous_csr = true\n\
+         [environments.plain]\nallow_anonymous_csr = true\n",
+        forks.display(),
+        escapes.display(),
+        slow.display()
+    );
+    let server = Server::start(dir.path(), &config);
+    let anon = client(&server, None);
+    let put = |env: &str, name: &str| {
+        let (csr, _) = csr_for(name);
+        let started = Instant::now();
+        let status = anon
+            .put(server.url(&format!("/{env}/certificate_request/{name}")))
+            .body(csr)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16();
+        (status, started.elapsed())
+    };
+    for (env, name) in [("production", "forked"), ("esc", "escaped")] {
+        let (status, took) = put(env, name);
+        assert_eq!(status, 201, "{env}");
+        assert!(
+            took < Duration::from_secs(5),
+            "{env}: a child holding the policy's stdout held the submission {took:?}"
+        );
+    }
+    // Four slow policy runs at once against a bound of two: two are refused at once
+    // (503), and a submission elsewhere is not held up.
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let (csr, _) = csr_for(&format!("slow{i}"));
+            let url = server.url(&format!("/slow/certificate_request/slow{i}"));
+            let anon = anon.clone();
+            std::thread::spawn(move || anon.put(url).body(csr).send().unwrap().status().as_u16())
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, took) = put("plain", "elsewhere");
+    assert_eq!(status, 201);
+    assert!(took < Duration::from_secs(2), "held up {took:?}");
+    let codes: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_eq!(codes.iter().filter(|c| **c == 503).count(), 2, "{codes:?}");
+}

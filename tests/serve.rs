@@ -432,3 +432,46 @@ fn a_malformed_config_stops_the_server_with_the_line() {
         "nothing written for a bad config"
     );
 }
+
+/// Issue 24, finding 9: hostile values that used to be taken silently, or failed later
+/// with an opaque message, stop the server at once with the key and its line.
+#[test]
+fn hostile_config_values_stop_the_server_with_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "no certificate here\n").unwrap();
+    for (body, key) in [
+        ("[limits]\nmax_header_bytes = 0\n", "max_header_bytes"),
+        ("[limits]\nmax_pending_signings = 0\n", "max_pending_signings"),
+        ("[limits]\nmax_csr_bytes = 0\n", "max_csr_bytes"),
+        ("[server]\nmax_connections = 0\n", "max_connections"),
+        ("[events]\nwebhooks = [\"http://exa mple/\"]\n", "webhooks"),
+        ("[ca]\nroot_ttl = \"99999999y\"\n", "root_ttl"),
+        ("[ca]\ncrl_next_update = \"99999999y\"\n", "crl_next_update"),
+        (
+            &format!(
+                "[environments.x.issuer]\ntype = \"cfssl\"\nurl = \"http://127.0.0.1:9\"\nca_file = \"{}\"\n",
+                empty.display()
+            ),
+            "ca_file",
+        ),
+    ] {
+        let config = dir.path().join("certd.toml");
+        std::fs::write(&config, format!("# hostile\n{body}")).unwrap();
+        let data = dir.path().join("d");
+        // Bounded: a server that takes the value starts and would not stop by itself.
+        let (ok, _, err) = run(std::process::Command::new("timeout")
+            .arg("20")
+            .arg(env!("CARGO_BIN_EXE_certd"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(&data));
+        assert!(!ok, "{body}: started");
+        assert!(
+            err.contains(key) && err.contains("line "),
+            "{body}: the message names the key and its line: {err}"
+        );
+        assert!(!data.exists(), "{body}: nothing written for a bad config");
+    }
+}

@@ -189,6 +189,8 @@ pub struct App {
     revoked: Arc<RevokedSerials>,
     /// Signings under way, bounded by `limits.max_pending_signings`.
     signings: Arc<std::sync::atomic::AtomicUsize>,
+    /// Autosign policy runs under way, bounded by `limits.max_policy_runs`.
+    policy_runs: Arc<std::sync::atomic::AtomicUsize>,
     /// The root CA's CRL, encoded, as served in the Puppet face's CRL bundle.
     root_crl: RwLock<Arc<CrlView>>,
     /// Bumped whenever the set of trusted CAs changes (an environment is created).
@@ -310,6 +312,7 @@ impl App {
             own_names,
             revoked,
             signings: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            policy_runs: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             trust_generation: std::sync::atomic::AtomicU64::new(0),
             root_crl: RwLock::new(Arc::new(CrlView::new(root_crl))),
             readiness: RwLock::new(BTreeMap::new()),
@@ -553,25 +556,37 @@ impl App {
 
     /// [`App::signing_slot`] without waiting: `None` when all are taken.
     pub(crate) fn try_signing_slot(&self) -> Option<SigningSlot> {
-        use std::sync::atomic::Ordering;
-        loop {
-            let now = self.signings.load(Ordering::SeqCst);
-            if now >= self.config.limits.max_pending_signings {
-                return None;
-            }
-            if self
-                .signings
-                .compare_exchange(now, now + 1, Ordering::SeqCst, Ordering::SeqCst)
-                .is_ok()
-            {
-                return Some(SigningSlot(self.signings.clone()));
-            }
-        }
+        take_slot(&self.signings, self.config.limits.max_pending_signings)
+    }
+
+    /// Admits one autosign policy run (a program, or an allowlist file) when fewer than
+    /// `limits.max_policy_runs` are under way; [`AppError::Busy`] (503) otherwise, at
+    /// once, so that slow policies in one environment cannot take every thread.
+    pub(crate) fn policy_slot(&self) -> Result<SigningSlot, AppError> {
+        take_slot(&self.policy_runs, self.config.limits.max_policy_runs).ok_or(AppError::Busy)
     }
 
     /// The serving time, from the clock.
     fn now(&self) -> UnixTime {
         self.clock.now()
+    }
+}
+
+/// One place of `counter`'s `limit`, released when the slot drops; `None` when all are
+/// taken.
+fn take_slot(counter: &Arc<std::sync::atomic::AtomicUsize>, limit: usize) -> Option<SigningSlot> {
+    use std::sync::atomic::Ordering;
+    loop {
+        let now = counter.load(Ordering::SeqCst);
+        if now >= limit {
+            return None;
+        }
+        if counter
+            .compare_exchange(now, now + 1, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            return Some(SigningSlot(counter.clone()));
+        }
     }
 }
 

@@ -156,6 +156,11 @@ impl App {
         let autosign = !modifies && !refused && !self.config.is_global_admin_name(&name) && {
             let timeout =
                 std::time::Duration::from_secs(env.settings.autosign_timeout.as_secs() as u64);
+            // A program or file policy runs within the bound on policy runs (503 beyond).
+            let _run = match env.settings.autosign {
+                crate::config::Autosign::Path(_) => Some(self.policy_slot()?),
+                _ => None,
+            };
             super::autosign::decide(&env.settings.autosign, timeout, &name, &csr.to_pem())
         };
         if autosign {

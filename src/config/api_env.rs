@@ -163,9 +163,23 @@ mod tests {
     use super::*;
 
     fn config() -> Config {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = crate::ca::CaPair::new_root(
+            "upstream",
+            crate::ca::KeyType::EcP256,
+            3600,
+            &crate::ca::FixedClock::new(1_700_000_000),
+            &crate::ca::OsRng,
+        )
+        .unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca.cert().to_pem().unwrap()).unwrap();
         Config::from_toml(
-            "[issuers.up]\ntype = \"cfssl\"\nurl = \"http://127.0.0.1:9\"\nca_file = \"ca.pem\"\n\
-             [autosign_policies]\nvet = \"/usr/local/bin/vet\"\n",
+            &format!(
+                "[issuers.up]\ntype = \"cfssl\"\nurl = \"http://127.0.0.1:9\"\nca_file = \"{}\"\n\
+                 [autosign_policies]\nvet = \"/usr/local/bin/vet\"\n",
+                ca_file.display()
+            ),
             std::path::Path::new("certd.toml"),
         )
         .unwrap()

@@ -5,7 +5,11 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer};
 
-/// A positive duration in whole seconds.
+/// The longest duration the config takes: 1,000 years. A certificate's dates must stay
+/// within what X.509 can write (year 9999), and any longer value is a typo.
+pub const MAX_SECS: i64 = 1000 * 365 * 86_400;
+
+/// A positive duration in whole seconds, at most [`MAX_SECS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Duration(i64);
 
@@ -40,8 +44,8 @@ impl Duration {
         };
         let secs = n
             .checked_mul(mult)
-            .filter(|v| *v > 0)
-            .ok_or_else(|| format!("{s:?} must be positive and below 2^63 seconds"))?;
+            .filter(|v| *v > 0 && *v <= MAX_SECS)
+            .ok_or_else(|| format!("{s:?} must be positive and at most 1000y"))?;
         Ok(Duration(secs))
     }
 }
@@ -68,9 +72,9 @@ impl<'de> Deserialize<'de> for Duration {
             Text(String),
         }
         match Raw::deserialize(d)? {
-            Raw::Secs(n) if n > 0 => Ok(Duration(n)),
+            Raw::Secs(n) if n > 0 && n <= MAX_SECS => Ok(Duration(n)),
             Raw::Secs(n) => Err(serde::de::Error::custom(format!(
-                "duration {n} must be positive"
+                "duration {n} must be positive and at most 1000y ({MAX_SECS} seconds)"
             ))),
             Raw::Text(t) => Duration::parse(&t).map_err(serde::de::Error::custom),
         }

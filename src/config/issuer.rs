@@ -185,6 +185,18 @@ impl IssuerSpec {
                 return Err(format!("issuer url {url:?} must be http:// or https://"));
             }
         }
+        if let Some(ca) = &self.ca_file {
+            // Read now, so that a bundle with no certificate is refused where it is
+            // named, not when the first certificate comes back.
+            let pem =
+                std::fs::read(ca).map_err(|e| format!("issuer ca_file {}: {e}", ca.display()))?;
+            if openssl::x509::X509::stack_from_pem(&pem).map_or(true, |c| c.is_empty()) {
+                return Err(format!(
+                    "issuer ca_file {} holds no PEM certificate",
+                    ca.display()
+                ));
+            }
+        }
         if let Some(key) = &self.auth_key {
             if key.is_empty() || key.len() % 2 != 0 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err("issuer auth_key must be hex, as in cfssl's auth_keys".into());

@@ -47,6 +47,32 @@ pub enum ConfigError {
     Rules(#[from] AuthzError),
 }
 
+/// A count or size that must be at least 1 (0 would refuse everything, or nothing would
+/// fit); refused while the file is read, so the message names the line.
+fn positive<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    let n = usize::deserialize(d)?;
+    if n == 0 {
+        return Err(serde::de::Error::custom("must be at least 1"));
+    }
+    Ok(n)
+}
+
+/// Webhook URLs: each an http:// or https:// URL that parses, checked while the file is
+/// read.
+fn webhook_urls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    let urls = Vec::<String>::deserialize(d)?;
+    for url in &urls {
+        let ok = (url.starts_with("http://") || url.starts_with("https://"))
+            && reqwest::Url::parse(url).is_ok_and(|u| u.host().is_some());
+        if !ok {
+            return Err(serde::de::Error::custom(format!(
+                "{url:?} is not an http:// or https:// URL"
+            )));
+        }
+    }
+    Ok(urls)
+}
+
 /// `[server]`: how certd listens.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -70,6 +96,7 @@ pub struct ServerConfig {
     /// A client must send a request's whole body within this long (408 beyond).
     pub body_timeout: Duration,
     /// Most connections open at once, per worker thread.
+    #[serde(deserialize_with = "positive")]
     pub max_connections: usize,
 }
 
@@ -235,21 +262,31 @@ impl EnvConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Largest request body, in bytes (413 beyond).
+    #[serde(deserialize_with = "positive")]
     pub max_body_bytes: usize,
     /// Largest CSR, in bytes.
+    #[serde(deserialize_with = "positive")]
     pub max_csr_bytes: usize,
     /// Longest `regex=` or `certname=` pattern in a listing, in bytes.
+    #[serde(deserialize_with = "positive")]
     pub max_pattern_bytes: usize,
     /// Largest page of a listing (`limit=`), and the default page size; also how many
     /// records a streamed Puppet-face listing reads at a time.
     pub max_page: usize,
     /// Largest total size of a request's headers, in bytes (431 beyond).
+    #[serde(deserialize_with = "positive")]
     pub max_header_bytes: usize,
     /// Most signings (issuance, autosign, renewal) under way at once; more get 503
     /// with `Retry-After` instead of queueing without bound.
+    #[serde(deserialize_with = "positive")]
     pub max_pending_signings: usize,
+    /// Most autosign programs running at once, across environments; a submission that
+    /// would start one more gets 503 with `Retry-After`.
+    #[serde(deserialize_with = "positive")]
+    pub max_policy_runs: usize,
     /// Most environments served, declared and created through the API together; each
     /// costs an issuing CA key. Creating one more is refused (409).
+    #[serde(deserialize_with = "positive")]
     pub max_environments: usize,
 }
 
@@ -263,6 +300,7 @@ impl Default for LimitsConfig {
             max_header_bytes: 16 * 1024,
             max_pending_signings: 64,
             max_environments: 100,
+            max_policy_runs: 16,
         }
     }
 }
@@ -273,6 +311,7 @@ impl Default for LimitsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct EventsConfig {
     /// Webhook URLs (http:// or https://).
+    #[serde(deserialize_with = "webhook_urls")]
     pub webhooks: Vec<String>,
     /// Each POST gives up after this long.
     pub webhook_timeout: Duration,

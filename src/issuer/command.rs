@@ -33,13 +33,20 @@ pub enum RunError {
 }
 
 /// Runs `cmd` in its own process group with `input` on stdin, collecting stdout and
-/// stderr (at most 1 MiB each), and kills the whole group after `timeout`.
+/// stderr (at most 1 MiB each). The limit covers the whole group and the pipes: once
+/// the program exits, whatever it left in its group is killed (all its output is
+/// already in the pipes; the rest could only come from children), and the pipes are
+/// read until they close or `timeout` from the start, whichever is first; a child that
+/// escaped the group (`setsid`) and still holds a pipe costs nothing past it. A program
+/// still running at `timeout` is killed with its group: [`RunError::Timeout`].
 pub fn run_bounded(
     mut cmd: Command,
     input: &[u8],
     timeout: Duration,
 ) -> Result<(ExitStatus, Vec<u8>, Vec<u8>), RunError> {
     use std::os::unix::process::CommandExt;
+    let started = Instant::now();
+    let deadline = started + timeout;
     let mut child = cmd
         .process_group(0)
         .stdin(Stdio::piped())
@@ -47,14 +54,27 @@ pub fn run_bounded(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(RunError::Start)?;
+    let group = child.id();
+    let kill_group = || {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{group}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    };
+    // Each pipe is read on a thread of its own that hands its bytes over when the pipe
+    // closes; the caller stops waiting at the deadline (the thread then ends when the
+    // last holder of the pipe exits).
     let drain = |r: Option<Box<dyn Read + Send>>| {
+        let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut out = Vec::new();
             if let Some(r) = r {
                 let _ = r.take(MAX_OUTPUT).read_to_end(&mut out);
             }
-            out
-        })
+            let _ = tx.send(out);
+        });
+        rx
     };
     let stdout = drain(
         child
@@ -72,14 +92,11 @@ pub fn run_bounded(
         // A program that exits without reading its input is fine: ignore a broken pipe.
         let _ = stdin.write_all(input);
     }
-    let started = Instant::now();
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() >= timeout => {
-                let _ = Command::new("kill")
-                    .args(["-KILL", "--", &format!("-{}", child.id())])
-                    .status();
+            Ok(None) if Instant::now() >= deadline => {
+                kill_group();
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(RunError::Timeout(timeout));
@@ -88,8 +105,13 @@ pub fn run_bounded(
             Err(e) => return Err(RunError::Start(e)),
         }
     };
-    let out = stdout.join().unwrap_or_default();
-    let err = stderr.join().unwrap_or_default();
+    kill_group();
+    let collect = |rx: std::sync::mpsc::Receiver<Vec<u8>>| {
+        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .unwrap_or_default()
+    };
+    let out = collect(stdout);
+    let err = collect(stderr);
     Ok((status, out, err))
 }
 

@@ -9,8 +9,56 @@ use std::time::Duration;
 use crate::ca::{domain_glob_matches, Certname};
 use crate::config::Autosign;
 
+/// An allowlist file's valid globs, with the modification time and length it had when
+/// they were read.
+type Read = (std::time::SystemTime, u64, Arc<[String]>);
+
+/// Allowlist files as last read, by path: a file is read again only when it changed (a
+/// 20 MB allowlist once cost 0.2 s of CPU per submission).
+#[derive(Debug, Default)]
+pub struct Allowlists(std::sync::Mutex<std::collections::HashMap<std::path::PathBuf, Read>>);
+
+use std::sync::Arc;
+
+impl Allowlists {
+    /// The valid globs of the allowlist file at `path`, whose metadata is `meta`.
+    fn globs(&self, path: &Path, meta: &std::fs::Metadata) -> Option<Arc<[String]>> {
+        let stamp = (meta.modified().ok()?, meta.len());
+        let mut cache = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((m, l, globs)) = cache.get(path) {
+            if (*m, *l) == stamp {
+                return Some(globs.clone());
+            }
+        }
+        let Ok(text) = std::fs::read_to_string(path) else {
+            tracing::warn!(path = %path.display(), "autosign file unreadable; not signing");
+            return None;
+        };
+        let globs: Arc<[String]> = text
+            .lines()
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter(|l| {
+                let ok = !l.contains('#') && !l.contains(' ');
+                if !ok {
+                    tracing::warn!(line = %l, "invalid autosign line ignored");
+                }
+                ok
+            })
+            .map(str::to_owned)
+            .collect();
+        cache.insert(path.to_owned(), (stamp.0, stamp.1, globs.clone()));
+        Some(globs)
+    }
+}
+
 /// Whether `certname`, whose CSR is `csr_pem`, is signed on submission.
-pub fn decide(setting: &Autosign, timeout: Duration, certname: &Certname, csr_pem: &[u8]) -> bool {
+pub fn decide(
+    setting: &Autosign,
+    timeout: Duration,
+    certname: &Certname,
+    csr_pem: &[u8],
+    allowlists: &Allowlists,
+) -> bool {
     match setting {
         Autosign::All(yes) => *yes,
         Autosign::Globs(globs) => globs
@@ -21,28 +69,15 @@ pub fn decide(setting: &Autosign, timeout: Duration, certname: &Certname, csr_pe
             Ok(meta) if meta.is_file() && meta.permissions().mode() & 0o111 != 0 => {
                 run_policy(path, timeout, certname, csr_pem)
             }
-            Ok(_) => allowlist_file(path, certname),
+            // Puppet's allowlist file: lines verbatim; blank and `#` lines skipped; a
+            // line with a `#` or a space elsewhere is invalid and ignored.
+            Ok(meta) => allowlists.globs(path, &meta).is_some_and(|globs| {
+                globs
+                    .iter()
+                    .any(|g| domain_glob_matches(g, certname.as_str()))
+            }),
         },
     }
-}
-
-/// Puppet's allowlist file: lines verbatim; blank and `#` lines skipped; a line with a
-/// `#` or a space elsewhere is invalid and ignored.
-fn allowlist_file(path: &Path, certname: &Certname) -> bool {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        tracing::warn!(path = %path.display(), "autosign file unreadable; not signing");
-        return false;
-    };
-    text.lines()
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter(|l| {
-            let ok = !l.contains('#') && !l.contains(' ');
-            if !ok {
-                tracing::warn!(line = %l, "invalid autosign line ignored");
-            }
-            ok
-        })
-        .any(|l| domain_glob_matches(l, certname.as_str()))
 }
 
 /// Runs the policy executable: certname as the only argument, the CSR on stdin; exit 0
@@ -68,6 +103,44 @@ mod tests {
 
     fn name(s: &str) -> Certname {
         Certname::parse(s).unwrap()
+    }
+
+    /// [`super::decide`] with a cache of its own.
+    fn decide(setting: &Autosign, timeout: Duration, certname: &Certname, csr: &[u8]) -> bool {
+        super::decide(setting, timeout, certname, csr, &Allowlists::default())
+    }
+
+    #[test]
+    fn an_allowlist_file_is_read_again_only_when_it_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("autosign.conf");
+        std::fs::write(&f, "web1\n").unwrap();
+        let lists = Allowlists::default();
+        let p = Autosign::Path(f.clone());
+        let t = Duration::from_secs(1);
+        assert!(super::decide(&p, t, &name("web1"), b"", &lists));
+        // Other content of the same length and modification time: not read again.
+        let stamp = std::fs::metadata(&f).unwrap().modified().unwrap();
+        std::fs::write(&f, "web2\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(stamp)
+            .unwrap();
+        assert!(
+            super::decide(&p, t, &name("web1"), b"", &lists),
+            "from the cache"
+        );
+        // A change the file's time shows: read again.
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(stamp + Duration::from_secs(1))
+            .unwrap();
+        assert!(!super::decide(&p, t, &name("web1"), b"", &lists));
+        assert!(super::decide(&p, t, &name("web2"), b"", &lists));
     }
 
     #[test]

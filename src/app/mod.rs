@@ -191,6 +191,8 @@ pub struct App {
     signings: Arc<std::sync::atomic::AtomicUsize>,
     /// Autosign policy runs under way, bounded by `limits.max_policy_runs`.
     policy_runs: Arc<std::sync::atomic::AtomicUsize>,
+    /// Autosign allowlist files as last read (read again when they change).
+    allowlists: autosign::Allowlists,
     /// The root CA's CRL, encoded, as served in the Puppet face's CRL bundle.
     root_crl: RwLock<Arc<CrlView>>,
     /// Bumped whenever the set of trusted CAs changes (an environment is created).
@@ -313,6 +315,7 @@ impl App {
             revoked,
             signings: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             policy_runs: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            allowlists: autosign::Allowlists::default(),
             trust_generation: std::sync::atomic::AtomicU64::new(0),
             root_crl: RwLock::new(Arc::new(CrlView::new(root_crl))),
             readiness: RwLock::new(BTreeMap::new()),

@@ -161,7 +161,13 @@ impl App {
                 crate::config::Autosign::Path(_) => Some(self.policy_slot()?),
                 _ => None,
             };
-            super::autosign::decide(&env.settings.autosign, timeout, &name, &csr.to_pem())
+            super::autosign::decide(
+                &env.settings.autosign,
+                timeout,
+                &name,
+                &csr.to_pem(),
+                &self.allowlists,
+            )
         };
         if autosign {
             // Signed in process: the request and its certificate in one transaction.
@@ -423,6 +429,7 @@ impl App {
                 std::time::Duration::ZERO,
                 &name,
                 &[],
+                &self.allowlists,
             )
         {
             return Submitting::NeedsThread;

@@ -13,22 +13,7 @@ const CONFIG: &str = "[ca]\nkey_type = \"ec-p256\"\n";
 
 /// `certd ca --server URL --data-dir DIR ARGS...` → (exit code, stdout, stderr).
 fn ca(api: &Api, args: &[&str]) -> (i32, String, String) {
-    let out = certd()
-        .arg("ca")
-        .args([
-            "--server",
-            &format!("https://localhost:{}", api.server.port),
-            "--data-dir",
-        ])
-        .arg(&api.server.dir)
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    certd_ca(&api.server, args)
 }
 
 fn state(api: &Api, name: &str) -> Option<String> {

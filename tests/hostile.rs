@@ -142,26 +142,6 @@ fn every_hostile_case_gets_its_4xx_and_changes_nothing() {
     );
 }
 
-/// Signs `csr` with an environment's issuing CA straight from the data directory (as a
-/// back end or an older certd might have): a certificate certd's API would not issue.
-fn forge_with_env_ca(server: &Server, env: &str, csr: &[u8], out: &Path) {
-    let dir = tempfile::tempdir().unwrap();
-    let csr_path = dir.path().join("req.pem");
-    std::fs::write(&csr_path, csr).unwrap();
-    let ca = server.dir.join("ca").join(env);
-    let (ok, _, err) = run(std::process::Command::new("openssl")
-        .args(["x509", "-req", "-days", "1", "-in"])
-        .arg(&csr_path)
-        .arg("-CA")
-        .arg(ca.join("ca.pem"))
-        .arg("-CAkey")
-        .arg(ca.join("ca.key"))
-        .args(["-set_serial", "0x5eed5eed5eed5eed5eed5eed5eed5eed"])
-        .args(["-extfile", "/dev/null", "-out"])
-        .arg(out));
-    assert!(ok, "openssl x509 -req: {err}");
-}
-
 /// Writes `pem` and `key` under `dir` as NAME.pem / NAME.key; returns a client with them.
 fn client_with(
     server: &Server,
@@ -243,7 +223,7 @@ fn a_global_admin_name_from_another_environments_ca_is_nobody_special() {
     // global admin: it reaches neither production's nor the global resources.
     let (csr, key) = csr_for("ops");
     let forged = dir.path().join("ops-from-a.pem");
-    forge_with_env_ca(&server, "a", &csr, &forged);
+    sign_with_env_ca(&server, "a", &csr, &forged);
     let ops_a = client_with(
         &server,
         dir.path(),

@@ -568,18 +568,7 @@ fn a_refused_bootstrap_leaves_a_request_the_admin_can_see() {
         "puppetserver ca list --all shows the refused request and its alt names:\n{}",
         show(&out)
     );
-    let out = certd()
-        .arg("ca")
-        .args([
-            "--server",
-            &format!("https://localhost:{}", api.server.port),
-            "--data-dir",
-        ])
-        .arg(&api.server.dir)
-        .args(["list", "--all"])
-        .output()
-        .unwrap();
-    let listed = String::from_utf8_lossy(&out.stdout).to_string();
+    let (_, listed, _) = certd_ca(&api.server, &["list", "--all"]);
     let line = listed
         .lines()
         .find(|l| l.starts_with("agent-r "))

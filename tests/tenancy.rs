@@ -201,25 +201,12 @@ fn forge_with_env_ca(w: &World, env: &str, name: &str) -> (PathBuf, PathBuf) {
     let key = KeyType::EcP256.generate().unwrap();
     let csr = build_csr(&key, &Certname::parse(name).unwrap(), &[]).unwrap();
     let d = w.dir.path();
-    let (csr_path, cert, key_path) = (
-        d.join(format!("{name}.csr")),
+    let (cert, key_path) = (
         d.join(format!("{name}-forged.pem")),
         d.join(format!("{name}-forged.key")),
     );
-    std::fs::write(&csr_path, csr).unwrap();
     std::fs::write(&key_path, key.to_pem().unwrap()).unwrap();
-    let ca = w.api.server.dir.join("ca").join(env);
-    let (ok, _, err) = run(std::process::Command::new("openssl")
-        .args(["x509", "-req", "-days", "1", "-in"])
-        .arg(&csr_path)
-        .arg("-CA")
-        .arg(ca.join("ca.pem"))
-        .arg("-CAkey")
-        .arg(ca.join("ca.key"))
-        .args(["-set_serial", "0x7e57ab1e7e57ab1e7e57ab1e7e57ab1e"])
-        .args(["-extfile", "/dev/null", "-out"])
-        .arg(&cert));
-    assert!(ok, "{err}");
+    sign_with_env_ca(&w.api.server, env, &csr, &cert);
     (cert, key_path)
 }
 

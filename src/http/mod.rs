@@ -67,14 +67,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .service(resource("/{env}/events").route(web::get().to(events::list)))
         .service(
-            resource("/{env}/certificate_revocation_list/ca")
+            resource("/{env}/certificate_revocation_list/{which}")
                 .route(web::get().to(crl::get))
                 .route(web::head().to(crl::get)),
-        )
-        .service(
-            resource("/{env}/certificate_revocation_list/root")
-                .route(web::get().to(crl::get_root))
-                .route(web::head().to(crl::get_root)),
         )
         .default_service(web::to(resources::not_found));
 }

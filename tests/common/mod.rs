@@ -401,3 +401,45 @@ pub fn own_names(server: &Server) -> Vec<String> {
         .expect("the server certificate has a common name");
     vec!["certd-admin".to_owned(), server_cn]
 }
+
+/// Signs `csr_pem` with an environment's issuing CA straight from the data directory
+/// (as a back end or an older certd might have), writing the certificate to `out`: a
+/// certificate certd's API would not issue.
+pub fn sign_with_env_ca(server: &Server, env: &str, csr_pem: &[u8], out: &Path) {
+    let dir = tempfile::tempdir().unwrap();
+    let csr_path = dir.path().join("req.pem");
+    std::fs::write(&csr_path, csr_pem).unwrap();
+    let ca = server.dir.join("ca").join(env);
+    let (ok, _, err) = run(Command::new("openssl")
+        .args(["x509", "-req", "-days", "1", "-in"])
+        .arg(&csr_path)
+        .arg("-CA")
+        .arg(ca.join("ca.pem"))
+        .arg("-CAkey")
+        .arg(ca.join("ca.key"))
+        .args(["-set_serial", "0x5eed5eed5eed5eed5eed5eed5eed5eed"])
+        .args(["-extfile", "/dev/null", "-out"])
+        .arg(out));
+    assert!(ok, "openssl x509 -req: {err}");
+}
+
+/// `certd ca --server ... --data-dir ... ARGS` against `server` with its admin
+/// certificate: (exit code, stdout, stderr).
+pub fn certd_ca(server: &Server, args: &[&str]) -> (i32, String, String) {
+    let out = certd()
+        .arg("ca")
+        .args([
+            "--server",
+            &format!("https://localhost:{}", server.port),
+            "--data-dir",
+        ])
+        .arg(&server.dir)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

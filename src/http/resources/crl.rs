@@ -12,29 +12,26 @@ use crate::app::App;
 use crate::http::negotiate::{Offer, Repr};
 use crate::http::Problem;
 
-/// `GET`/`HEAD` of the issuing CA's CRL: PEM, or DER for `application/pkix-crl`.
+/// `GET`/`HEAD` of the issuing CA's CRL (`ca`) or the root's (`root`): PEM, or DER for
+/// `application/pkix-crl`.
 pub async fn get(
     req: HttpRequest,
     app: web::Data<App>,
-    env: web::Path<String>,
+    path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
     only(&query(&req)?, &[])?;
+    let (env, which) = path.into_inner();
+    let root = match which.as_str() {
+        "ca" => false,
+        "root" => true,
+        _ => return Err(crate::app::AppError::NotFound("no such CRL".into()).into()),
+    };
     let (repr, ctype) = Offer::pem_der("application/pkix-crl").choose(req.headers())?;
-    let env = env.into_inner();
-    let crl = run(&app, move |a| a.crl(&env)).await?;
-    Ok(answer(&req, repr, ctype, &crl))
-}
-
-/// `GET`/`HEAD` of the root's CRL, as the issuing CA's.
-pub async fn get_root(
-    req: HttpRequest,
-    app: web::Data<App>,
-    env: web::Path<String>,
-) -> Result<HttpResponse, Problem> {
-    only(&query(&req)?, &[])?;
-    let (repr, ctype) = Offer::pem_der("application/pkix-crl").choose(req.headers())?;
-    let env = env.into_inner();
-    let crl = run(&app, move |a| a.root_crl(&env)).await?;
+    let crl = run(
+        &app,
+        move |a| if root { a.root_crl(&env) } else { a.crl(&env) },
+    )
+    .await?;
     Ok(answer(&req, repr, ctype, &crl))
 }
 

@@ -876,3 +876,93 @@ fn back_end_redirects_are_not_followed_and_answers_are_bounded() {
     );
     assert_eq!(down.head("/redir/certificate/node1"), 404);
 }
+
+/// Issue 24, finding 2: tenants' issuers are apart. An upstream that takes a request
+/// and never answers holds its own environment's orders only: another environment's
+/// order, behind it, is issued at once.
+#[test]
+fn a_stuck_upstream_does_not_hold_other_environments_orders() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ca, ca_key) = make_ca(d, "command test CA");
+    // Answers its health probe (GET), and takes a signing request (POST) without ever
+    // answering it (the connection held open until the test ends).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stuck = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        for s in listener.incoming().take(50) {
+            let Ok(mut s) = s else { continue };
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                let _ = std::io::BufReader::new(s.try_clone().unwrap()).read_line(&mut line);
+                if line.starts_with("GET") {
+                    let _ = s.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+                    );
+                } else {
+                    std::thread::sleep(Duration::from_secs(60));
+                }
+            });
+        }
+    });
+    let script = d.join("sign.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncat > {d}/req.pem\nopenssl x509 -req -in {d}/req.pem -CA {ca} -CAkey {key} -CAcreateserial -days 1 2>/dev/null\n",
+            d = d.display(),
+            ca = ca.display(),
+            key = ca_key.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = format!(
+        "{FAST_CONFIG}\n[environments.stuck.issuer]\ntype = \"cfssl\"\nurl = \"http://127.0.0.1:{stuck}\"\nca_file = \"{ca}\"\n\
+         [environments.quick.issuer]\ntype = \"command\"\nprogram = \"{script}\"\nca_file = \"{ca}\"\n",
+        ca = ca.display(),
+        script = script.display()
+    );
+    let down = node(&d.join("down"), &config);
+    let ready = || {
+        let st: Value = down
+            .api
+            .anon
+            .get(down.api.url("/status"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        st["issuers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["ready"] == true)
+    };
+    assert!(until(Duration::from_secs(10), ready), "both issuers ready");
+    let (csr, _) = csr_for("held");
+    down.submit("stuck", "held", &csr);
+    assert_eq!(
+        down.sign("stuck", "held"),
+        202,
+        "the stuck upstream has not answered"
+    );
+    let (csr, _) = csr_for("free");
+    down.submit("quick", "free", &csr);
+    let started = Instant::now();
+    down.sign("quick", "free");
+    assert!(
+        until(Duration::from_secs(20), || down
+            .head("/quick/certificate/free")
+            == 200),
+        "{}",
+        down.status("quick", "free")
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "another environment's stuck upstream held this order {:?}",
+        started.elapsed()
+    );
+}

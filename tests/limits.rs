@@ -278,63 +278,6 @@ fn key_material_never_appears_in_logs_or_responses() {
     }
 }
 
-#[test]
-fn signings_beyond_the_bound_get_503_and_leave_the_request_pending() {
-    // A bound of zero refuses every signing: the refusal path, end to end.
-    let (api, _dir) =
-        Api::start("[ca]\nkey_type = \"ec-p256\"\n[limits]\nmax_pending_signings = 0\n");
-    assert_eq!(api.submit("busy1", &csr_for("busy1").0), 201);
-    let started = Instant::now();
-    let r = api
-        .admin
-        .post(api.url("/production/certificate/"))
-        .body("busy1")
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 503);
-    assert_eq!(r.headers()["retry-after"], "1");
-    assert_eq!(problem_code(r), (503, "busy".into()));
-    assert!(
-        started.elapsed() >= Duration::from_secs(5),
-        "it waited for a place first"
-    );
-    assert_eq!(
-        api.head("/production/certificate_request/busy1"),
-        200,
-        "still pending"
-    );
-}
-
-#[test]
-fn an_autosigned_submission_refused_a_signing_still_stores_its_request() {
-    // Autosign signs before storing (request and certificate in one transaction); when
-    // no signing can start, the request is stored alone, durably, and the 503 answered.
-    let (api, _dir) = Api::start(
-        "[ca]\nkey_type = \"ec-p256\"\n[limits]\nmax_pending_signings = 0\n\
-         [environments.production]\nautosign = true\n",
-    );
-    let csr = csr_for("busy2").0;
-    let put = || {
-        api.anon
-            .put(api.url("/production/certificate_request/busy2"))
-            .body(csr.clone())
-            .send()
-            .unwrap()
-    };
-    assert_eq!(problem_code(put()), (503, "busy".into()));
-    assert_eq!(
-        api.head("/production/certificate_request/busy2"),
-        200,
-        "the request is pending"
-    );
-    assert_eq!(api.head("/production/certificate/busy2"), 404);
-    // A second submission of the same key meets the stored request like any other (the
-    // native face replaces a pending request for the same key), and is refused a
-    // signing the same way.
-    assert_eq!(problem_code(put()), (503, "busy".into()));
-    assert_eq!(api.head("/production/certificate_request/busy2"), 200);
-}
-
 /// A TCP stream that holds what is written until `flush`, so that several TLS records
 /// leave in one write.
 #[derive(Debug)]

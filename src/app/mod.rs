@@ -205,6 +205,8 @@ pub struct App {
     orders_signal: (std::sync::Mutex<u64>, std::sync::Condvar),
     /// Request and issuance counters for `/metrics`.
     metrics: metrics::Metrics,
+    /// The issuer lanes ("env/issuer") with an order being worked now.
+    order_lanes: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// One admitted signing; releases its place when dropped.
@@ -321,6 +323,7 @@ impl App {
             readiness: RwLock::new(BTreeMap::new()),
             orders_signal: (std::sync::Mutex::new(0), std::sync::Condvar::new()),
             metrics: metrics::Metrics::default(),
+            order_lanes: std::sync::Mutex::new(std::collections::HashSet::new()),
         })
     }
 

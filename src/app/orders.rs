@@ -344,8 +344,12 @@ impl App {
         }
     }
 
-    /// Works every order that is due; returns the earliest due time of those left.
-    fn work_due_orders(&self) -> Result<Option<i64>, AppError> {
+    /// Hands every due order to its issuer's lane; returns the earliest due time of those
+    /// left. Each issuer (of each environment) has one lane: one call to it at a time, on
+    /// a thread of its own, so a slow or hung back end holds its own orders only, never
+    /// another issuer's or another tenant's. An order whose lane is busy waits for the
+    /// lane, which wakes this worker when it is free.
+    fn work_due_orders(self: &Arc<Self>) -> Result<Option<i64>, AppError> {
         let mut next: Option<i64> = None;
         for env in self.env_list() {
             let mut after: Option<Certname> = None;
@@ -368,10 +372,37 @@ impl App {
                         next = Some(next.map_or(free_at, |n| n.min(free_at)));
                         continue;
                     }
-                    if let Err(e) = self.work_order(&env, &name, rec) {
-                        tracing::error!(env = %env.name, certname = %name, error = %e, "order");
+                    let lane = format!("{}/{}", env.name, order.issuer);
+                    if !self
+                        .order_lanes
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(lane.clone())
+                    {
+                        continue; // its issuer is busy; the lane wakes the worker when free
                     }
-                    self.wake_orders();
+                    let app = Arc::clone(self);
+                    let env = Arc::clone(&env);
+                    let lane_kept = lane.clone();
+                    let spawned = std::thread::Builder::new()
+                        .name("certd-order".into())
+                        .spawn(move || {
+                            if let Err(e) = app.work_order(&env, &name, rec) {
+                                tracing::error!(env = %env.name, certname = %name, error = %e, "order");
+                            }
+                            app.order_lanes
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .remove(&lane);
+                            app.wake_orders();
+                        });
+                    if let Err(e) = spawned {
+                        tracing::error!(error = %e, "order lane: cannot start a thread");
+                        self.order_lanes
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&lane_kept);
+                    }
                 }
             }
         }

@@ -654,4 +654,52 @@ mod tests {
             Submitting::NeedsThread
         ));
     }
+
+    /// With every signing place taken, an admin's sign waits a while for one, then
+    /// answers Busy (503) and leaves the request pending; an autosigned submission is
+    /// stored alone, durably, and answers Busy too. (A bound of 0, which once drove
+    /// these over HTTP, is now refused by the configuration.)
+    #[test]
+    fn signings_beyond_the_bound_are_busy_and_leave_the_request_pending() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::from_toml(
+            "[ca]\nkey_type = \"ec-p256\"\n[limits]\nmax_pending_signings = 1\n\
+             [environments.auto]\nautosign = true\n",
+            &dir.path().join("certd.toml"),
+        )
+        .unwrap();
+        let data = DataDir::new(dir.path().join("data"));
+        let app = App::open(
+            config,
+            data,
+            Arc::new(SystemClock),
+            Arc::new(crate::ca::OsRng),
+        )
+        .unwrap();
+        let anon = Identity::anonymous();
+        let held = app.try_signing_slot().expect("the one place");
+        assert_eq!(
+            app.submit(&anon, "production", "busy1", &csr("busy1"))
+                .unwrap(),
+            Submitted::Created
+        );
+        let started = std::time::Instant::now();
+        assert!(matches!(
+            app.sign("production", "busy1", None),
+            Err(AppError::Busy)
+        ));
+        assert!(
+            started.elapsed() >= std::time::Duration::from_secs(5),
+            "it waited first"
+        );
+        assert!(app.request("production", "busy1").is_ok(), "still pending");
+        assert!(matches!(
+            app.submit(&anon, "auto", "busy2", &csr("busy2")),
+            Err(AppError::Busy)
+        ));
+        assert!(app.request("auto", "busy2").is_ok(), "stored alone");
+        assert!(app.certificate("auto", "busy2").is_err());
+        drop(held);
+        assert!(app.sign("production", "busy1", None).is_ok());
+    }
 }

@@ -1,6 +1,8 @@
 //! The hostile-input corpus of `fixtures/hostile/` (see its README): every case, sent as
 //! raw bytes over TLS, gets the expected 4xx with its stable problem+json code, never a
-//! 5xx; the server answers normally after each one; and the store is exactly as before.
+//! 5xx; the server answers normally after each one; and the store is as before, but for
+//! the well-formed CSRs the policy refused, which are kept as invalid requests. The other
+//! tests here are the trust findings found from outside, one test each.
 
 mod common;
 

@@ -85,13 +85,31 @@ impl App {
     /// certificate, durably. `ttl` overrides the environment's validity (seconds).
     pub fn sign(
         &self,
+        who: &crate::authz::Identity,
         raw_env: &str,
         raw_name: &str,
         ttl: Option<i64>,
     ) -> Result<Signing, AppError> {
         let env = self.env_ca(raw_env)?;
         let name = certname(raw_name)?;
+        self.may_sign(who, &name)?;
         self.sign_pending(&env, &name, ttl)
+    }
+
+    /// A global admin's certificate is signed by a global admin only: an environment's
+    /// own admins (production's too) sign everything else there, and no policy signs
+    /// it. Otherwise 403.
+    pub(super) fn may_sign(
+        &self,
+        who: &crate::authz::Identity,
+        name: &Certname,
+    ) -> Result<(), AppError> {
+        if self.config.is_global_admin_name(name) && who.role != crate::authz::Role::Admin {
+            return Err(AppError::Forbidden(format!(
+                "{name} is a global administrator's name; only a global administrator signs it"
+            )));
+        }
+        Ok(())
     }
 
     /// Approves the pending request of `name` (the caller is authorised, or it is

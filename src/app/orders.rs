@@ -387,14 +387,22 @@ impl App {
                     let spawned = std::thread::Builder::new()
                         .name("certd-order".into())
                         .spawn(move || {
+                            // Frees the lane however the work ends, a panic included.
+                            struct Release(Arc<App>, String);
+                            impl Drop for Release {
+                                fn drop(&mut self) {
+                                    self.0
+                                        .order_lanes
+                                        .lock()
+                                        .unwrap_or_else(|p| p.into_inner())
+                                        .remove(&self.1);
+                                    self.0.wake_orders();
+                                }
+                            }
+                            let _release = Release(Arc::clone(&app), lane);
                             if let Err(e) = app.work_order(&env, &name, rec) {
                                 tracing::error!(env = %env.name, certname = %name, error = %e, "order");
                             }
-                            app.order_lanes
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .remove(&lane);
-                            app.wake_orders();
                         });
                     if let Err(e) = spawned {
                         tracing::error!(error = %e, "order lane: cannot start a thread");

@@ -375,6 +375,7 @@ impl App {
     /// `PUT certificate_status/{name}` with Puppet's conflicts and messages.
     pub fn puppet_set_status(
         &self,
+        who: &Identity,
         raw_name: &str,
         sign: bool,
         ttl: Option<i64>,
@@ -395,6 +396,7 @@ impl App {
                     ),
                 });
             }
+            self.may_sign(who, &name)?;
             return self.sign_pending(&env, &name, ttl).map(|_| ());
         }
         if cert.is_none() {
@@ -492,7 +494,11 @@ impl App {
     }
 
     /// `POST /sign` (names given) and `/sign/all` (every pending request).
-    pub fn puppet_sign(&self, names: Option<&[String]>) -> Result<SignReport, AppError> {
+    pub fn puppet_sign(
+        &self,
+        who: &Identity,
+        names: Option<&[String]>,
+    ) -> Result<SignReport, AppError> {
         let env = self.puppet_env()?;
         let names: Vec<String> = match names {
             Some(n) => n.to_vec(),
@@ -500,15 +506,20 @@ impl App {
                 .store
                 .requests(&env.name, None, usize::MAX)?
                 .into_iter()
-                .filter(|(_, r)| r.state == RequestState::Requested)
+                // A global admin's name is signed when named, by a global admin, never
+                // in a sweep.
+                .filter(|(n, r)| {
+                    r.state == RequestState::Requested && !self.config.is_global_admin_name(n)
+                })
                 .map(|(n, _)| n.to_string())
                 .collect(),
         };
         let mut report = SignReport::default();
         for raw in names {
-            let outcome = Certname::parse(&raw)
-                .map_err(AppError::from)
-                .and_then(|n| self.sign_pending(&env, &n, None));
+            let outcome = Certname::parse(&raw).map_err(AppError::from).and_then(|n| {
+                self.may_sign(who, &n)?;
+                self.sign_pending(&env, &n, None)
+            });
             match outcome {
                 Ok(_) => report.signed.push(raw),
                 Err(AppError::NotFound(_)) => report.no_csr.push(raw),

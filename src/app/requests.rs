@@ -685,7 +685,7 @@ mod tests {
         );
         let started = std::time::Instant::now();
         assert!(matches!(
-            app.sign("production", "busy1", None),
+            app.sign(&anon, "production", "busy1", None),
             Err(AppError::Busy)
         ));
         assert!(
@@ -700,6 +700,6 @@ mod tests {
         assert!(app.request("auto", "busy2").is_ok(), "stored alone");
         assert!(app.certificate("auto", "busy2").is_err());
         drop(held);
-        assert!(app.sign("production", "busy1", None).is_ok());
+        assert!(app.sign(&anon, "production", "busy1", None).is_ok());
     }
 }

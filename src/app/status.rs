@@ -257,6 +257,7 @@ impl App {
     /// answers later has the order (202).
     pub fn set_status(
         &self,
+        who: &crate::authz::Identity,
         raw_env: &str,
         raw_name: &str,
         desired: DesiredState,
@@ -264,7 +265,7 @@ impl App {
     ) -> Result<bool, AppError> {
         match desired {
             DesiredState::Signed => Ok(matches!(
-                self.sign(raw_env, raw_name, ttl)?,
+                self.sign(who, raw_env, raw_name, ttl)?,
                 super::Signing::Issued(_)
             )),
             DesiredState::Revoked => {

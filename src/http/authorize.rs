@@ -6,7 +6,7 @@
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
-use actix_web::{web, Error, ResponseError};
+use actix_web::{web, Error, HttpMessage, ResponseError};
 
 use super::Problem;
 use crate::app::App;
@@ -31,11 +31,25 @@ pub async fn authorize(
     match decided {
         Ok(()) => Ok(next.call(req).await?.map_into_left_body()),
         Err(e) => {
-            let response = if super::puppet::is_puppet_path(req.path()) {
+            let mut response = if super::puppet::is_puppet_path(req.path()) {
                 super::puppet::forbidden(req.request())
             } else {
                 Problem::from(e).error_response()
             };
+            // Refused before any handler read the body: hold it until the answer is sent
+            // and close the connection, or a stalled body would keep the connection
+            // (see `body::HoldingBody`).
+            if super::body::announces_body(req.request()) {
+                let mut req = req;
+                let unread = super::body::UnreadBody::of(req.take_payload());
+                response
+                    .head_mut()
+                    .set_connection_type(actix_web::http::ConnectionType::Close);
+                let response = response
+                    .map_body(|_, body| super::body::Holding::new(body, unread))
+                    .map_into_boxed_body();
+                return Ok(req.into_response(response).map_into_right_body());
+            }
             Ok(req.into_response(response).map_into_right_body())
         }
     }

@@ -78,15 +78,61 @@ impl actix_web::body::MessageBody for HoldingBody {
 /// A request body left unread, kept alive by the answer (see [`HoldingBody`]).
 #[derive(Clone)]
 pub struct UnreadBody {
-    _payload: std::rc::Rc<Payload>,
+    _payload: std::rc::Rc<actix_web::dev::Payload>,
 }
 
 impl UnreadBody {
     /// Holds `payload`.
     pub fn new(payload: Payload) -> Self {
+        UnreadBody::of(payload.into_inner())
+    }
+
+    /// Holds a request's payload taken before any handler (a refusal by the rules).
+    pub fn of(payload: actix_web::dev::Payload) -> Self {
         UnreadBody {
             _payload: std::rc::Rc::new(payload),
         }
+    }
+}
+
+/// Whether the request announces a body (chunked, or a non-zero `Content-Length`).
+pub fn announces_body(req: &HttpRequest) -> bool {
+    use actix_web::http::header;
+    req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
+/// `body`, sent while `unread` is held (see [`HoldingBody`]).
+pub struct Holding<B> {
+    body: B,
+    _unread: UnreadBody,
+}
+
+impl<B> Holding<B> {
+    /// Wraps `body`.
+    pub fn new(body: B, unread: UnreadBody) -> Self {
+        Holding {
+            body,
+            _unread: unread,
+        }
+    }
+}
+
+impl<B: actix_web::body::MessageBody + Unpin> actix_web::body::MessageBody for Holding<B> {
+    type Error = B::Error;
+
+    fn size(&self) -> actix_web::body::BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Bytes, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_next(cx)
     }
 }
 

@@ -344,6 +344,7 @@ async fn get_status(
 async fn put_status(
     req: HttpRequest,
     app: web::Data<App>,
+    caller: Caller,
     name: web::Path<String>,
     payload: web::Payload,
 ) -> HttpResponse {
@@ -400,7 +401,11 @@ async fn put_status(
             );
         }
     }
-    match run_raw(&app, move |a| a.puppet_set_status(&name, sign, ttl)).await {
+    match run_raw(&app, move |a| {
+        a.puppet_set_status(&caller.0, &name, sign, ttl)
+    })
+    .await
+    {
         Ok(()) => HttpResponse::NoContent()
             .content_type("text/plain")
             .finish(),
@@ -598,7 +603,12 @@ fn schema_violation(submitted: serde_json::Value, error: &str) -> HttpResponse {
 }
 
 /// `POST /sign` `{"certnames": [...]}`.
-async fn sign(req: HttpRequest, app: web::Data<App>, payload: web::Payload) -> HttpResponse {
+async fn sign(
+    req: HttpRequest,
+    app: web::Data<App>,
+    caller: Caller,
+    payload: web::Payload,
+) -> HttpResponse {
     let bytes = match read_body(&req, payload, &app).await {
         Ok(b) => b,
         Err(refused) => return refused,
@@ -614,15 +624,15 @@ async fn sign(req: HttpRequest, app: web::Data<App>, payload: web::Payload) -> H
             "{:certnames (not (sequential? a-clojure.lang.PersistentArrayMap))}",
         );
     };
-    match run_raw(&app, move |a| a.puppet_sign(Some(&names))).await {
+    match run_raw(&app, move |a| a.puppet_sign(&caller.0, Some(&names))).await {
         Ok(report) => HttpResponse::Ok().json(report),
         Err(e) => answer(&req, e, StatusCode::CONFLICT),
     }
 }
 
 /// `POST /sign/all`: the body is ignored.
-async fn sign_all(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
-    match run_raw(&app, move |a| a.puppet_sign(None)).await {
+async fn sign_all(req: HttpRequest, app: web::Data<App>, caller: Caller) -> HttpResponse {
+    match run_raw(&app, move |a| a.puppet_sign(&caller.0, None)).await {
         Ok(report) => HttpResponse::Ok().json(report),
         Err(e) => answer(&req, e, StatusCode::CONFLICT),
     }

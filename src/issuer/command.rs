@@ -106,8 +106,11 @@ pub fn run_bounded(
         }
     };
     kill_group();
+    // What the program wrote is in the pipes already: give the readers a moment to take
+    // it even when the program exited right at its deadline.
+    let until = deadline.max(Instant::now() + Duration::from_millis(200));
     let collect = |rx: std::sync::mpsc::Receiver<Vec<u8>>| {
-        rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        rx.recv_timeout(until.saturating_duration_since(Instant::now()))
             .unwrap_or_default()
     };
     let out = collect(stdout);

@@ -345,12 +345,15 @@ pub(crate) fn verify_returned(
     if info.not_before > req.now + CLOCK_SKEW || info.not_after <= req.now {
         return Err("the returned certificate is not valid now".into());
     }
-    if info.not_after - req.now > req.validity + CLOCK_SKEW {
+    if info.not_after - req.now > req.validity.saturating_add(CLOCK_SKEW) {
         return Err(format!(
             "the returned certificate is valid for {} s more, beyond the {} s asked for",
             info.not_after - req.now,
             req.validity
         ));
+    }
+    if info.subject_rdn_count != 1 {
+        return Err("the returned certificate's subject is not the certname alone".into());
     }
     let asked = req.csr.subject();
     let certname = req.csr.certname().as_str();
@@ -370,10 +373,11 @@ pub(crate) fn verify_returned(
     }
     for (oid, _, value) in &info.extensions {
         if oid.starts_with(&format!("{}.", crate::ca::PUPPET_ARC)) {
-            let requested = asked
-                .extensions
-                .iter()
-                .any(|(o, v, _)| o == oid && crate::ca::der_text(v) == crate::ca::der_text(value));
+            let requested = asked.extensions.iter().any(|(o, v, _)| {
+                o == oid
+                    && crate::ca::der_text(v).is_some()
+                    && crate::ca::der_text(v) == crate::ca::der_text(value)
+            });
             if !requested || oid == crate::ca::PP_CLI_AUTH {
                 return Err(format!(
                     "the returned certificate carries {oid}, which the CSR did not request"
@@ -385,6 +389,22 @@ pub(crate) fn verify_returned(
             return Err(format!(
                 "the returned certificate carries extension {oid}, which certd does not allow"
             ));
+        }
+        if oid == "2.5.29.17" {
+            // DNS and IP names were compared above; any other kind (URI, e-mail,
+            // otherName, directoryName) is beyond what the CSR policy allows.
+            use der::Decode;
+            let san = x509_cert::ext::pkix::SubjectAltName::from_der(value)
+                .map_err(|e| format!("unreadable subjectAltName: {e}"))?;
+            if san.0.iter().any(|n| {
+                !matches!(
+                    n,
+                    x509_cert::ext::pkix::name::GeneralName::DnsName(_)
+                        | x509_cert::ext::pkix::name::GeneralName::IpAddress(_)
+                )
+            }) {
+                return Err("the returned certificate has a subject alternative name that is neither DNS nor IP".into());
+            }
         }
         if oid == "2.5.29.15" {
             use der::Decode;

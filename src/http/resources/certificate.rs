@@ -119,6 +119,7 @@ struct SignBody {
 pub async fn sign(
     req: HttpRequest,
     app: web::Data<App>,
+    caller: crate::http::Caller,
     env: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
@@ -143,7 +144,7 @@ pub async fn sign(
     };
     let env = env.into_inner();
     let status_of = format!("/{env}/certificate_status/{name}");
-    match run(&app, move |a| a.sign(&env, &name, ttl)).await? {
+    match run(&app, move |a| a.sign(&caller.0, &env, &name, ttl)).await? {
         Signing::Issued(issued) => {
             let location = format!("/{}/certificate/{}", issued.env, issued.certname);
             Ok(HttpResponse::Created()

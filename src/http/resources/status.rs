@@ -62,6 +62,7 @@ struct Desired {
 pub async fn put(
     req: HttpRequest,
     app: web::Data<App>,
+    caller: Caller,
     path: web::Path<(String, String)>,
     payload: web::Payload,
 ) -> Result<HttpResponse, Problem> {
@@ -81,7 +82,11 @@ pub async fn put(
             ));
         }
     };
-    if run(&app, move |a| a.set_status(&env, &name, desired, d.ttl)).await? {
+    if run(&app, move |a| {
+        a.set_status(&caller.0, &env, &name, desired, d.ttl)
+    })
+    .await?
+    {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Ok(HttpResponse::Accepted().finish())

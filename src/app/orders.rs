@@ -24,6 +24,38 @@ use crate::store::{AuditEvent, EventKind, IssueOutcome, Order, RequestRecord, Re
 
 /// How long an approval waits for the issuer's first answer before saying 202.
 const FIRST_ANSWER_WAIT: Duration = Duration::from_secs(5);
+/// An issuer lane taken for one order's work: freed (and the worker woken) when dropped.
+struct LaneHeld {
+    app: Arc<App>,
+    lane: String,
+}
+
+impl LaneHeld {
+    /// Takes `lane` unless it is busy.
+    fn take(app: &Arc<App>, lane: String) -> Option<LaneHeld> {
+        let taken = app
+            .order_lanes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(lane.clone());
+        taken.then(|| LaneHeld {
+            app: Arc::clone(app),
+            lane,
+        })
+    }
+}
+
+impl Drop for LaneHeld {
+    fn drop(&mut self) {
+        self.app
+            .order_lanes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.lane);
+        self.app.wake_orders();
+    }
+}
+
 /// How often remote issuers are probed for readiness.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// Pause before looking again at an order whose issuer is not ready.
@@ -372,44 +404,22 @@ impl App {
                         next = Some(next.map_or(free_at, |n| n.min(free_at)));
                         continue;
                     }
-                    let lane = format!("{}/{}", env.name, order.issuer);
-                    if !self
-                        .order_lanes
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(lane.clone())
-                    {
+                    let Some(lane) = LaneHeld::take(self, format!("{}/{}", env.name, order.issuer))
+                    else {
                         continue; // its issuer is busy; the lane wakes the worker when free
-                    }
-                    let app = Arc::clone(self);
+                    };
                     let env = Arc::clone(&env);
-                    let lane_kept = lane.clone();
+                    // The lane moves into the thread and is freed however the work ends
+                    // (a panic included), or here when no thread could be started.
                     let spawned = std::thread::Builder::new()
                         .name("certd-order".into())
                         .spawn(move || {
-                            // Frees the lane however the work ends, a panic included.
-                            struct Release(Arc<App>, String);
-                            impl Drop for Release {
-                                fn drop(&mut self) {
-                                    self.0
-                                        .order_lanes
-                                        .lock()
-                                        .unwrap_or_else(|p| p.into_inner())
-                                        .remove(&self.1);
-                                    self.0.wake_orders();
-                                }
-                            }
-                            let _release = Release(Arc::clone(&app), lane);
-                            if let Err(e) = app.work_order(&env, &name, rec) {
+                            if let Err(e) = lane.app.work_order(&env, &name, rec) {
                                 tracing::error!(env = %env.name, certname = %name, error = %e, "order");
                             }
                         });
                     if let Err(e) = spawned {
                         tracing::error!(error = %e, "order lane: cannot start a thread");
-                        self.order_lanes
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(&lane_kept);
                     }
                 }
             }

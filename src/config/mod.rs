@@ -451,13 +451,6 @@ impl Config {
                 })
                 .collect::<Result<Vec<_>, _>>()?,
         };
-        for url in &raw.events.webhooks {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(invalid(format!(
-                    "[events] webhooks: {url:?} must be an http:// or https:// URL"
-                )));
-            }
-        }
         if raw.events.webhook_attempts == 0 {
             return Err(invalid(
                 "[events] webhook_attempts must be at least 1".into(),

@@ -36,19 +36,12 @@ pub async fn authorize(
             } else {
                 Problem::from(e).error_response()
             };
-            // Refused before any handler read the body: hold it until the answer is sent
-            // and close the connection, or a stalled body would keep the connection
-            // (see `body::HoldingBody`).
+            // Refused before any handler read the body: hold it until the answer is sent,
+            // or a stalled body would keep the connection (see `body::hold`).
+            let mut req = req;
             if super::body::announces_body(req.request()) {
-                let mut req = req;
                 let unread = super::body::UnreadBody::of(req.take_payload());
-                response
-                    .head_mut()
-                    .set_connection_type(actix_web::http::ConnectionType::Close);
-                let response = response
-                    .map_body(|_, body| super::body::Holding::new(body, unread))
-                    .map_into_boxed_body();
-                return Ok(req.into_response(response).map_into_right_body());
+                response = super::body::hold(response, Some(unread));
             }
             Ok(req.into_response(response).map_into_right_body())
         }

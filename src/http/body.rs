@@ -3,7 +3,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::web::{Bytes, BytesMut, Payload};
-use actix_web::HttpRequest;
+use actix_web::{HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 
 use super::Problem;
@@ -37,45 +37,7 @@ pub async fn read(req: &HttpRequest, mut payload: Payload, limit: usize) -> Resu
     }
 }
 
-/// A response body that keeps the request's unread payload until the response is sent.
-///
-/// actix-http drains an unread *chunked* request body after the response and keeps the
-/// connection open meanwhile, so a client that stalls its body would hold the
-/// connection for good; it closes the connection instead when the payload is still
-/// held (not dropped) when the response ends. So a refusal before the body was read
-/// (408) sends its answer through this, and the connection closes after it, whatever
-/// the framing.
-pub struct HoldingBody {
-    bytes: Option<Bytes>,
-    _unread: Option<UnreadBody>,
-}
-
-impl HoldingBody {
-    /// `bytes`, sent while `unread` (if any) is held.
-    pub fn new(bytes: Bytes, unread: Option<UnreadBody>) -> Self {
-        HoldingBody {
-            bytes: Some(bytes),
-            _unread: unread,
-        }
-    }
-}
-
-impl actix_web::body::MessageBody for HoldingBody {
-    type Error = std::convert::Infallible;
-
-    fn size(&self) -> actix_web::body::BodySize {
-        actix_web::body::BodySize::Sized(self.bytes.as_ref().map_or(0, |b| b.len() as u64))
-    }
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Bytes, Self::Error>>> {
-        std::task::Poll::Ready(self.bytes.take().map(Ok))
-    }
-}
-
-/// A request body left unread, kept alive by the answer (see [`HoldingBody`]).
+/// A request body left unread, kept alive by the answer (see [`hold`]).
 #[derive(Clone)]
 pub struct UnreadBody {
     _payload: std::rc::Rc<actix_web::dev::Payload>,
@@ -105,20 +67,33 @@ pub fn announces_body(req: &HttpRequest) -> bool {
             .is_some_and(|v| v.as_bytes() != b"0")
 }
 
-/// `body`, sent while `unread` is held (see [`HoldingBody`]).
-pub struct Holding<B> {
-    body: B,
-    _unread: UnreadBody,
-}
-
-impl<B> Holding<B> {
-    /// Wraps `body`.
-    pub fn new(body: B, unread: UnreadBody) -> Self {
-        Holding {
+/// `response`, sent while `unread` (if any) is held, with `Connection: close`.
+///
+/// actix-http drains an unread *chunked* request body after the response and keeps the
+/// connection open meanwhile, so a client that stalls its body would hold the
+/// connection for good; it closes the connection instead when the payload is still
+/// held (not dropped) when the response ends. So every answer given before the body was
+/// read (a 408 for a body that did not arrive, a refusal by the rules) goes through
+/// here, and the connection closes after it, whatever the framing.
+pub fn hold(mut response: HttpResponse, unread: Option<UnreadBody>) -> HttpResponse {
+    let Some(unread) = unread else {
+        return response;
+    };
+    response
+        .head_mut()
+        .set_connection_type(actix_web::http::ConnectionType::Close);
+    response
+        .map_body(|_, body| Holding {
             body,
             _unread: unread,
-        }
-    }
+        })
+        .map_into_boxed_body()
+}
+
+/// A response body sent while an unread request body is held (see [`hold`]).
+struct Holding<B> {
+    body: B,
+    _unread: UnreadBody,
 }
 
 impl<B: actix_web::body::MessageBody + Unpin> actix_web::body::MessageBody for Holding<B> {

@@ -44,7 +44,7 @@ impl Problem {
     }
 
     /// The same problem, answered while `payload` (unread) is held: the connection
-    /// closes after the answer (see [`super::body::HoldingBody`]).
+    /// closes after the answer (see [`super::body::hold`]).
     pub fn holding(mut self, payload: actix_web::web::Payload) -> Self {
         self.unread = Some(super::body::UnreadBody::new(payload));
         self
@@ -83,23 +83,11 @@ impl ResponseError for Problem {
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             b.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
         }
-        close_if_body_unread(self.status, &mut b);
         let json = serde_json::to_vec(self).unwrap_or_default();
-        b.content_type("application/problem+json")
-            .body(super::body::HoldingBody::new(
-                json.into(),
-                self.unread.clone(),
-            ))
-    }
-}
-
-/// A request answered before its body was read (it timed out, 408) leaves the rest of
-/// the body on the wire, however it is framed: the connection is closed after the answer
-/// instead of kept alive waiting for it, so stalled bodies cannot hold connection slots.
-/// Both faces' responses go through here.
-pub(crate) fn close_if_body_unread(status: StatusCode, b: &mut actix_web::HttpResponseBuilder) {
-    if status == StatusCode::REQUEST_TIMEOUT {
-        b.force_close();
+        super::body::hold(
+            b.content_type("application/problem+json").body(json),
+            self.unread.clone(),
+        )
     }
 }
 

@@ -90,16 +90,18 @@ fn plain(status: StatusCode, body: impl Into<String>) -> HttpResponse {
 }
 
 /// A plain-text answer; with `unread`, sent while the unread request body is held, so
-/// that the connection closes after it (see [`body::HoldingBody`]).
+/// that the connection closes after it (see [`body::hold`]).
 fn answer_holding(
     status: StatusCode,
     text: String,
     unread: Option<body::UnreadBody>,
 ) -> HttpResponse {
-    let mut b = HttpResponse::build(status);
-    super::error::close_if_body_unread(status, &mut b);
-    b.content_type("text/plain; charset=utf-8")
-        .body(body::HoldingBody::new(text.into(), unread))
+    body::hold(
+        HttpResponse::build(status)
+            .content_type("text/plain; charset=utf-8")
+            .body(text),
+        unread,
+    )
 }
 
 async fn not_found() -> HttpResponse {

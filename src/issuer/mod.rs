@@ -231,16 +231,31 @@ pub fn http_client(
         .timeout(total)
 }
 
-/// Whether `cert_der` is a certificate for this request's name and key (whatever else
-/// it says).
-pub(crate) fn is_for(req: &OrderRequest<'_>, cert_der: &[u8]) -> bool {
-    let key = X509::from_der(cert_der).and_then(|c| c.public_key()?.public_key_to_der());
-    let want = req.csr.public_key().public_key_to_der();
-    let name = CertInfo::from_der(cert_der)
-        .ok()
-        .and_then(|i| i.common_name);
-    matches!((key, want), (Ok(k), Ok(w)) if k == w)
-        && name.as_deref() == Some(req.csr.certname().as_str())
+/// Whether `cert_der` is a certificate for this request: its public key and common
+/// name are the CSR's (whatever else it says); the error says which is not.
+pub(crate) fn is_for(req: &OrderRequest<'_>, cert_der: &[u8]) -> Result<(), String> {
+    let cert = X509::from_der(cert_der).map_err(|e| format!("not a certificate: {e}"))?;
+    let key = cert
+        .public_key()
+        .and_then(|k| k.public_key_to_der())
+        .map_err(|e| format!("unreadable public key: {e}"))?;
+    let want = req
+        .csr
+        .public_key()
+        .public_key_to_der()
+        .map_err(|e| format!("unreadable CSR key: {e}"))?;
+    if key != want {
+        return Err("the returned certificate is for another key".into());
+    }
+    let info = CertInfo::from_der(cert_der).map_err(|e| e.to_string())?;
+    if info.common_name.as_deref() != Some(req.csr.certname().as_str()) {
+        return Err(format!(
+            "the returned certificate names {:?}, not {}",
+            info.common_name,
+            req.csr.certname()
+        ));
+    }
+    Ok(())
 }
 
 /// A remote back end's CA bundle (`ca_file`): what its certificates must chain to.
@@ -306,27 +321,9 @@ pub(crate) fn verify_returned(
     cert_der: &[u8],
     trust: &Trust,
 ) -> Result<(), String> {
+    is_for(req, cert_der)?;
     let cert = X509::from_der(cert_der).map_err(|e| format!("not a certificate: {e}"))?;
-    let key = cert
-        .public_key()
-        .and_then(|k| k.public_key_to_der())
-        .map_err(|e| format!("unreadable public key: {e}"))?;
-    let want = req
-        .csr
-        .public_key()
-        .public_key_to_der()
-        .map_err(|e| format!("unreadable CSR key: {e}"))?;
-    if key != want {
-        return Err("the returned certificate is for another key".into());
-    }
     let info = CertInfo::from_der(cert_der).map_err(|e| e.to_string())?;
-    if info.common_name.as_deref() != Some(req.csr.certname().as_str()) {
-        return Err(format!(
-            "the returned certificate names {:?}, not {}",
-            info.common_name,
-            req.csr.certname()
-        ));
-    }
     let mut ctx = openssl::x509::X509StoreContext::new().map_err(|e| e.to_string())?;
     let chain = openssl::stack::Stack::new().map_err(|e| e.to_string())?;
     let verdict = ctx

@@ -1,5 +1,5 @@
-//! Use cases of the Puppet face (`../shared/reference/puppet-ca-api.md`), on the same
-//! core as the native face, in the default environment.
+//! Use cases of the Puppet face (Puppet Server 7's CA API, with the 8.x additions), on
+//! the same core as the native face, in the default environment.
 
 use std::collections::BTreeMap;
 

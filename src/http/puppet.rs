@@ -1,5 +1,5 @@
 //! The Puppet face: `/puppet-ca/v1/...` and `/status/v1/...`, with Puppet Server's status
-//! codes, plain-text bodies and JSON field names (`../shared/reference/puppet-ca-api.md`),
+//! codes, plain-text bodies and JSON field names (Puppet Server 7's CA API),
 //! on the same use cases as the native face, in the default environment.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -168,8 +168,11 @@ pub struct Status {
 /// Store part of [`Status`].
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct StoreStatus {
-    /// The store answers reads.
+    /// The store answers reads and takes writes.
     pub ok: bool,
+    /// Why it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 /// The application: configuration, data directory, store, CAs. Built once by the
@@ -395,8 +398,15 @@ impl App {
                 .keys()
                 .map(|e| e.to_string())
                 .collect(),
-            store: StoreStatus {
-                ok: self.store.healthy(),
+            store: match self.store.health() {
+                Ok(()) => StoreStatus {
+                    ok: true,
+                    detail: None,
+                },
+                Err(why) => StoreStatus {
+                    ok: false,
+                    detail: Some(why),
+                },
             },
             issuers: self.issuer_statuses(),
         }

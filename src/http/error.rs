@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::app::{rfc3339, AppError};
+use crate::store::StoreError;
 
 /// An error response on the native face.
 #[derive(Debug, Clone, Serialize)]
@@ -131,6 +132,14 @@ impl From<AppError> for Problem {
                 Problem::new(StatusCode::CONFLICT, code, detail.clone())
             }
             AppError::Busy => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
+            AppError::Store(StoreError::Unavailable(why)) => {
+                tracing::error!(error = %why, "store unavailable");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store-unavailable",
+                    "the store cannot take writes now (see the server's log); retry later",
+                )
+            }
             AppError::Store(_) | AppError::Files(_) | AppError::Pki(_) | AppError::Task(_) => {
                 tracing::error!(error = %e, "internal error");
                 Problem::new(

@@ -160,6 +160,16 @@ fn answer(req: &HttpRequest, e: AppError, conflict: StatusCode) -> HttpResponse 
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
             r
         }
+        AppError::Store(crate::store::StoreError::Unavailable(why)) => {
+            tracing::error!(error = %why, "store unavailable");
+            let mut r = plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable: the store cannot take writes now; retry shortly",
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            r
+        }
         AppError::Store(_) | AppError::Files(_) | AppError::Pki(_) | AppError::Task(_) => {
             tracing::error!(error = %e, "internal error on the Puppet face");
             plain(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")

@@ -542,8 +542,8 @@ impl Store for MemStore {
         Ok(0)
     }
 
-    fn healthy(&self) -> bool {
-        true
+    fn health(&self) -> Result<(), String> {
+        Ok(())
     }
 
     fn snapshot(&self) -> Result<Snapshot, StoreError> {

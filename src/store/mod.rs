@@ -32,9 +32,13 @@ pub use sled_store::SledStore;
 /// Store failures. None of them is an expected outcome of a request.
 #[derive(Debug, Error)]
 pub enum StoreError {
-    /// The underlying engine failed (I/O, corruption).
+    /// The underlying engine failed (corruption, a bug).
     #[error("storage engine: {0}")]
     Engine(String),
+    /// The store cannot write now (an I/O error: a full disk, say). Nothing of the call
+    /// was made durable; the store recovers by itself once the cause is gone (503).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
     /// A stored record could not be decoded.
     #[error("corrupt record in {tree}: {detail}")]
     Corrupt {
@@ -340,8 +344,8 @@ pub trait Store: Send + Sync {
 
     /// Makes every change so far durable.
     fn flush(&self) -> Result<(), StoreError>;
-    /// True when the store answers reads.
-    fn healthy(&self) -> bool;
+    /// `Ok` when the store answers reads and takes writes; else why not.
+    fn health(&self) -> Result<(), String>;
     /// Bytes the store takes on disk (0 for a store in memory).
     fn size_on_disk(&self) -> Result<u64, StoreError>;
     /// Everything, for tests and diagnostics.

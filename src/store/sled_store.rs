@@ -1,8 +1,9 @@
 //! The sled implementation of [`Store`].
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use sled::transaction::{
     ConflictableTransactionError, ConflictableTransactionResult, TransactionError,
@@ -16,11 +17,124 @@ use super::*;
 
 /// A [`Store`] in a sled database directory. One process at a time (sled holds a lock).
 /// Autosigned submissions are committed by a thread of the store's own (see
-/// [`IssueQueue`]); dropping the store stops it.
+/// [`IssueQueue`]); dropping the store stops it. After an I/O error the database is
+/// closed and reopened by that thread (see [`Shared`]).
 pub struct SledStore {
-    core: Arc<Core>,
+    shared: Arc<Shared>,
     issues: Arc<IssueQueue>,
     committer: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The open database, or why there is none. Once sled meets an I/O error (a full disk)
+/// it fails every later call, writes and reads alike, until the database is opened
+/// again; and what it holds in memory may include writes that never reached the disk.
+/// So the first call that hears one drops the database (every call answers
+/// [`StoreError::Unavailable`] from then on), and the committer thread opens it again
+/// from disk, with backoff, until that works: only what was made durable comes back.
+struct Shared {
+    dir: PathBuf,
+    state: RwLock<OpenState>,
+}
+
+struct OpenState {
+    /// The database, when open.
+    core: Option<Arc<Core>>,
+    /// Why it is not.
+    why: String,
+    /// When the committer next tries to open it.
+    next_try: Instant,
+    /// Reopens in a row that failed, or that failed again soon after.
+    tries: u32,
+    /// When it was last opened again.
+    reopened: Option<Instant>,
+}
+
+/// First wait before opening the database again after an I/O error; it doubles with
+/// every try that fails, up to [`REOPEN_MAX`].
+const REOPEN_FIRST: Duration = Duration::from_millis(500);
+const REOPEN_MAX: Duration = Duration::from_secs(15);
+/// A failure this soon after a reopen counts as the same outage (the backoff goes on).
+const SAME_OUTAGE: Duration = Duration::from_secs(60);
+
+impl Shared {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, OpenState> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, OpenState> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The open database, or [`StoreError::Unavailable`] with the reason.
+    fn current(&self) -> Result<Arc<Core>, StoreError> {
+        let st = self.read();
+        match &st.core {
+            Some(core) => Ok(core.clone()),
+            None => Err(StoreError::Unavailable(st.why.clone())),
+        }
+    }
+
+    /// Runs `f` on the open database; an I/O error drops it (see [`Shared`]).
+    fn with<R>(&self, f: impl FnOnce(&Core) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        let core = self.current()?;
+        let result = f(&core);
+        if let Err(StoreError::Unavailable(why)) = &result {
+            self.failed(&core, why);
+        }
+        result
+    }
+
+    /// `core` met an I/O error: drop it, unless it was replaced already.
+    fn failed(&self, core: &Arc<Core>, why: &str) {
+        let mut st = self.write();
+        if !st.core.as_ref().is_some_and(|c| Arc::ptr_eq(c, core)) {
+            return;
+        }
+        tracing::error!(error = %why, "store write failed; closing it until it can be opened again");
+        st.core = None;
+        st.why = why.to_owned();
+        st.tries = match st.reopened {
+            Some(at) if at.elapsed() < SAME_OUTAGE => st.tries + 1,
+            _ => 0,
+        };
+        st.next_try = Instant::now() + backoff(st.tries);
+    }
+
+    /// How long the committer may sleep before it must try to reopen (None: open).
+    fn until_reopen(&self) -> Option<Duration> {
+        let st = self.read();
+        match st.core {
+            Some(_) => None,
+            None => Some(st.next_try.saturating_duration_since(Instant::now())),
+        }
+    }
+
+    /// Opens the database again when it is closed and its time has come.
+    fn reopen_if_due(&self) {
+        if self.until_reopen() != Some(Duration::ZERO) {
+            return;
+        }
+        let opened = Core::open(&self.dir);
+        let mut st = self.write();
+        match opened {
+            Ok(core) => {
+                tracing::info!("store opened again after: {}", st.why);
+                st.core = Some(Arc::new(core));
+                st.reopened = Some(Instant::now());
+            }
+            Err(e) => {
+                st.why = e.to_string();
+                st.tries += 1;
+                st.next_try = Instant::now() + backoff(st.tries);
+            }
+        }
+    }
+}
+
+fn backoff(tries: u32) -> Duration {
+    REOPEN_FIRST
+        .saturating_mul(1 << tries.min(8))
+        .min(REOPEN_MAX)
 }
 
 /// The database and its trees, shared by the store and its committing thread.
@@ -90,16 +204,35 @@ impl IssueQueue {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The committer's loop, until the store is dropped.
-    fn run(&self, core: &Core) {
+    /// The committer's loop, until the store is dropped. While the database is closed
+    /// after an I/O error, it also opens it again when due.
+    fn run(&self, shared: &Shared) {
         loop {
+            shared.reopen_if_due();
             let mut st = self.lock();
             while st.queue.is_empty() {
                 if st.closed {
                     return;
                 }
                 st.idle = true;
-                st = self.work.wait(st).unwrap_or_else(|p| p.into_inner());
+                match shared.until_reopen() {
+                    None => st = self.work.wait(st).unwrap_or_else(|p| p.into_inner()),
+                    Some(wait) => {
+                        st = self
+                            .work
+                            .wait_timeout(st, wait)
+                            .unwrap_or_else(|p| p.into_inner())
+                            .0;
+                        if shared.until_reopen() == Some(Duration::ZERO) {
+                            break;
+                        }
+                    }
+                }
+            }
+            if st.queue.is_empty() {
+                // Woken to reopen the database.
+                st.idle = false;
+                continue;
             }
             st.idle = false;
             // Wait for company: after one yield (to the workers signing submissions),
@@ -132,7 +265,22 @@ impl IssueQueue {
             // committer, or every later submission would wait forever; the batch's
             // submissions hear an error as their fills are dropped.
             let _ =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| core.commit_batch(batch)));
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match shared.current() {
+                    Ok(core) => {
+                        if let Some(why) = core.commit_batch(batch) {
+                            shared.failed(&core, &why);
+                        }
+                    }
+                    Err(e) => {
+                        let why = match e {
+                            StoreError::Unavailable(why) => why,
+                            other => other.to_string(),
+                        };
+                        for (_, fill) in batch {
+                            fill.fill(Err(StoreError::Unavailable(why.clone())));
+                        }
+                    }
+                }));
         }
     }
 }
@@ -177,7 +325,50 @@ struct Tx<'a> {
 type TxResult<T> = ConflictableTransactionResult<T, StoreError>;
 
 fn engine(e: sled::Error) -> StoreError {
-    StoreError::Engine(e.to_string())
+    match e {
+        sled::Error::Io(e) => StoreError::Unavailable(e.to_string()),
+        e => StoreError::Engine(e.to_string()),
+    }
+}
+
+/// Removes snapshot files sled left half-written. sled writes a snapshot to
+/// `snap.N.generating` and renames it once complete, but at open it reads the newest
+/// `snap.*` file, a `.generating` one included: one left by a write that failed (a full
+/// disk, a crash) made every later open fail with "Read corrupted data", until removed
+/// by hand. Such a file is incomplete by construction, and sled recovers from the older
+/// snapshot (or none) and its log. Only done while nobody holds sled's lock (the `db`
+/// file), so no process using the database loses a snapshot in flight.
+fn remove_torn_snapshots(dir: &Path) {
+    let Ok(db) = std::fs::File::options().write(true).open(dir.join("db")) else {
+        return;
+    };
+    if fs2::FileExt::try_lock_exclusive(&db).is_err() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => tracing::warn!(file = %name, "removed a half-written sled snapshot"),
+                Err(e) => {
+                    tracing::warn!(file = %name, error = %e, "cannot remove a half-written sled snapshot")
+                }
+            }
+        }
+    }
+}
+
+/// A write that was applied but could not be flushed: unavailable when the flush met
+/// an I/O error.
+fn not_durable(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(why) => StoreError::Unavailable(format!("not made durable: {why}")),
+        e => StoreError::Engine(format!("not made durable: {e}")),
+    }
 }
 
 fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
@@ -435,6 +626,40 @@ fn log(
 impl SledStore {
     /// Opens (or creates) the store in `dir`, checking the schema version.
     pub fn open(dir: &Path) -> Result<SledStore, StoreError> {
+        let shared = Arc::new(Shared {
+            dir: dir.to_owned(),
+            state: RwLock::new(OpenState {
+                core: Some(Arc::new(Core::open(dir)?)),
+                why: String::new(),
+                next_try: Instant::now(),
+                tries: 0,
+                reopened: None,
+            }),
+        });
+        let issues = Arc::new(IssueQueue::default());
+        let committer = std::thread::Builder::new()
+            .name("certd-commit".into())
+            .spawn({
+                let (shared, issues) = (shared.clone(), issues.clone());
+                move || issues.run(&shared)
+            })
+            .map_err(|e| StoreError::Engine(format!("cannot start the committer: {e}")))?;
+        Ok(SledStore {
+            shared,
+            issues,
+            committer: Some(committer),
+        })
+    }
+
+    /// Runs `f` on the open database (see [`Shared::with`]).
+    fn with<R>(&self, f: impl FnOnce(&Core) -> Result<R, StoreError>) -> Result<R, StoreError> {
+        self.shared.with(f)
+    }
+}
+
+impl Core {
+    /// Opens the database in `dir`, checking (and on first use writing) the schema version.
+    fn open(dir: &Path) -> Result<Core, StoreError> {
         // sled's page cache defaults to 1 GiB and fills with every record ever read; the
         // records certd reads most (pending requests, recent certificates, CRLs) fit in
         // far less, and resident memory is what operators watch.
@@ -444,6 +669,7 @@ impl SledStore {
         // holding the data directory still fails, after the wait.
         let give_up = std::time::Instant::now() + std::time::Duration::from_secs(5);
         let db = loop {
+            remove_torn_snapshots(dir);
             match sled::Config::new()
                 .path(dir)
                 .cache_capacity(CACHE_BYTES)
@@ -476,26 +702,13 @@ impl SledStore {
                 db.flush().map_err(engine)?;
             }
         }
-        let core = Arc::new(Core {
+        Ok(Core {
             environments: db.open_tree(schema::ENVIRONMENTS).map_err(engine)?,
             audit: db.open_tree(schema::AUDIT).map_err(engine)?,
             meta,
             db,
             envs: RwLock::new(HashMap::new()),
             commit: GroupCommit::default(),
-        });
-        let issues = Arc::new(IssueQueue::default());
-        let committer = std::thread::Builder::new()
-            .name("certd-commit".into())
-            .spawn({
-                let (core, issues) = (core.clone(), issues.clone());
-                move || issues.run(&core)
-            })
-            .map_err(|e| StoreError::Engine(format!("cannot start the committer: {e}")))?;
-        Ok(SledStore {
-            core,
-            issues,
-            committer: Some(committer),
         })
     }
 }
@@ -604,8 +817,8 @@ impl Core {
     }
 
     /// The committer's work on one batch: commits it, makes it durable, and only then
-    /// hands each submission its outcome.
-    fn commit_batch(&self, batch: Vec<(IssueOp, IssueFill)>) {
+    /// hands each submission its outcome. Returns the I/O error met, if any.
+    fn commit_batch(&self, batch: Vec<(IssueOp, IssueFill)>) -> Option<String> {
         let (ops, fills): (Vec<(u64, IssueOp)>, Vec<IssueFill>) = batch
             .into_iter()
             .zip(0u64..)
@@ -629,13 +842,18 @@ impl Core {
         if outcomes.iter().any(stored) {
             if let Err(e) = self.flush_grouped() {
                 for o in outcomes.iter_mut().filter(|o| stored(o)) {
-                    *o = Err(StoreError::Engine(format!("not made durable: {e}")));
+                    *o = Err(not_durable(&e));
                 }
             }
         }
+        let io = outcomes.iter().find_map(|o| match o {
+            Err(StoreError::Unavailable(why)) => Some(why.clone()),
+            _ => None,
+        });
         for (fill, outcome) in fills.into_iter().zip(outcomes) {
             fill.fill(outcome);
         }
+        io
     }
 
     /// [`Store::flush`]: concurrent callers share one fsync (see [`GroupCommit`]).
@@ -705,41 +923,39 @@ impl Store for SledStore {
         rec: &EnvRecord,
         at: UnixTime,
     ) -> Result<(), StoreError> {
-        (&self.core.environments, &self.core.audit, &self.core.meta)
-            .transaction(|(envs, audit, meta)| {
-                envs.insert(env.as_str(), encode(rec))?;
-                log(audit, meta, at, env, "", EventKind::Environment, None)
-            })
-            .map_err(|e| match e {
-                TransactionError::Abort(e) => e,
-                TransactionError::Storage(e) => engine(e),
-            })
+        self.with(|core| {
+            (&core.environments, &core.audit, &core.meta)
+                .transaction(|(envs, audit, meta)| {
+                    envs.insert(env.as_str(), encode(rec))?;
+                    log(audit, meta, at, env, "", EventKind::Environment, None)
+                })
+                .map_err(|e| match e {
+                    TransactionError::Abort(e) => e,
+                    TransactionError::Storage(e) => engine(e),
+                })
+        })
     }
 
     fn environments(&self) -> Result<Vec<(EnvName, EnvRecord)>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.core.environments.iter() {
-            let (k, v) = item.map_err(engine)?;
-            let name = std::str::from_utf8(&k)
-                .ok()
-                .and_then(|s| EnvName::parse(s).ok())
-                .ok_or_else(|| StoreError::Corrupt {
-                    tree: "environments".into(),
-                    detail: "bad key".into(),
-                })?;
-            out.push((name, decode("environments", &v)?));
-        }
-        Ok(out)
+        self.with(|core| {
+            let mut out = Vec::new();
+            for item in core.environments.iter() {
+                let (k, v) = item.map_err(engine)?;
+                let name = std::str::from_utf8(&k)
+                    .ok()
+                    .and_then(|s| EnvName::parse(s).ok())
+                    .ok_or_else(|| StoreError::Corrupt {
+                        tree: "environments".into(),
+                        detail: "bad key".into(),
+                    })?;
+                out.push((name, decode("environments", &v)?));
+            }
+            Ok(out)
+        })
     }
 
     fn request(&self, env: &EnvName, name: &Certname) -> Result<Option<RequestRecord>, StoreError> {
-        match self
-            .core
-            .env(env)?
-            .requests
-            .get(name.as_str())
-            .map_err(engine)?
-        {
+        match self.with(|core| core.env(env)?.requests.get(name.as_str()).map_err(engine))? {
             Some(v) => Ok(Some(decode("requests", &v)?)),
             None => Ok(None),
         }
@@ -752,7 +968,7 @@ impl Store for SledStore {
         rec: &RequestRecord,
         rule: SubmitRule,
     ) -> Result<SubmitOutcome, StoreError> {
-        self.core.txn(env, |tx| tx.submit(env, name, rec, rule))
+        self.with(|core| core.txn(env, |tx| tx.submit(env, name, rec, rule)))
     }
 
     fn reject_request(
@@ -762,19 +978,21 @@ impl Store for SledStore {
         reason: &str,
         at: UnixTime,
     ) -> Result<bool, StoreError> {
-        self.core.txn(env, |tx| {
-            let Some(mut rec) =
-                tx.get::<RequestRecord>(tx.requests, "requests", name.as_str().as_bytes())?
-            else {
-                return Ok(false);
-            };
-            rec.state = RequestState::Invalid {
-                reason: reason.to_owned(),
-                rule: None,
-            };
-            tx.requests.insert(name.as_str(), encode(&rec))?;
-            tx.log(at, env, name.as_str(), EventKind::Rejected)?;
-            Ok(true)
+        self.with(|core| {
+            core.txn(env, |tx| {
+                let Some(mut rec) =
+                    tx.get::<RequestRecord>(tx.requests, "requests", name.as_str().as_bytes())?
+                else {
+                    return Ok(false);
+                };
+                rec.state = RequestState::Invalid {
+                    reason: reason.to_owned(),
+                    rule: None,
+                };
+                tx.requests.insert(name.as_str(), encode(&rec))?;
+                tx.log(at, env, name.as_str(), EventKind::Rejected)?;
+                Ok(true)
+            })
         })
     }
 
@@ -787,25 +1005,27 @@ impl Store for SledStore {
         event: Option<(EventKind, Option<String>)>,
         at: UnixTime,
     ) -> Result<bool, StoreError> {
-        self.core.txn(env, |tx| {
-            let current =
-                tx.get::<RequestRecord>(tx.requests, "requests", name.as_str().as_bytes())?;
-            if current.as_ref() != Some(expected) {
-                return Ok(false);
-            }
-            tx.requests.insert(name.as_str(), encode(new))?;
-            if let Some((kind, detail)) = &event {
-                log(
-                    tx.audit,
-                    tx.meta,
-                    at,
-                    env,
-                    name.as_str(),
-                    *kind,
-                    detail.clone(),
-                )?;
-            }
-            Ok(true)
+        self.with(|core| {
+            core.txn(env, |tx| {
+                let current =
+                    tx.get::<RequestRecord>(tx.requests, "requests", name.as_str().as_bytes())?;
+                if current.as_ref() != Some(expected) {
+                    return Ok(false);
+                }
+                tx.requests.insert(name.as_str(), encode(new))?;
+                if let Some((kind, detail)) = &event {
+                    log(
+                        tx.audit,
+                        tx.meta,
+                        at,
+                        env,
+                        name.as_str(),
+                        *kind,
+                        detail.clone(),
+                    )?;
+                }
+                Ok(true)
+            })
         })
     }
 
@@ -815,12 +1035,14 @@ impl Store for SledStore {
         name: &Certname,
         at: UnixTime,
     ) -> Result<bool, StoreError> {
-        self.core.txn(env, |tx| {
-            if tx.requests.remove(name.as_str())?.is_none() {
-                return Ok(false);
-            }
-            tx.log(at, env, name.as_str(), EventKind::Canceled)?;
-            Ok(true)
+        self.with(|core| {
+            core.txn(env, |tx| {
+                if tx.requests.remove(name.as_str())?.is_none() {
+                    return Ok(false);
+                }
+                tx.log(at, env, name.as_str(), EventKind::Canceled)?;
+                Ok(true)
+            })
         })
     }
 
@@ -831,7 +1053,7 @@ impl Store for SledStore {
         csr_der: &[u8],
         cert: &CertRecord,
     ) -> Result<IssueOutcome, StoreError> {
-        self.core.txn(env, |tx| tx.issue(env, name, csr_der, cert))
+        self.with(|core| core.txn(env, |tx| tx.issue(env, name, csr_der, cert)))
     }
 
     fn submit_issued(
@@ -894,25 +1116,27 @@ impl Store for SledStore {
         old_serial: &[u8],
         cert: &CertRecord,
     ) -> Result<RenewOutcome, StoreError> {
-        self.core.txn(env, |tx| {
-            let key = name.as_str().as_bytes();
-            match tx.get::<CertRecord>(tx.certificates, "certificates", key)? {
-                Some(c) if c.serial == old_serial && c.revocation.is_none() => {}
-                _ => return Ok(RenewOutcome::NotCurrent),
-            }
-            let skey = serial_key(&cert.serial);
-            if tx.serials.get(&skey)?.is_some() {
-                return Ok(RenewOutcome::SerialTaken);
-            }
-            let superseded = Revocation {
-                revoked_at: cert.issued_at,
-                reason: crate::ca::RevocationReason::Superseded,
-            };
-            tx.list_revoked(env, name, old_serial, superseded)?;
-            tx.put_cert(key, cert)?;
-            tx.serials.insert(skey, key)?;
-            tx.log(cert.issued_at, env, name.as_str(), EventKind::Renewed)?;
-            Ok(RenewOutcome::Renewed)
+        self.with(|core| {
+            core.txn(env, |tx| {
+                let key = name.as_str().as_bytes();
+                match tx.get::<CertRecord>(tx.certificates, "certificates", key)? {
+                    Some(c) if c.serial == old_serial && c.revocation.is_none() => {}
+                    _ => return Ok(RenewOutcome::NotCurrent),
+                }
+                let skey = serial_key(&cert.serial);
+                if tx.serials.get(&skey)?.is_some() {
+                    return Ok(RenewOutcome::SerialTaken);
+                }
+                let superseded = Revocation {
+                    revoked_at: cert.issued_at,
+                    reason: crate::ca::RevocationReason::Superseded,
+                };
+                tx.list_revoked(env, name, old_serial, superseded)?;
+                tx.put_cert(key, cert)?;
+                tx.serials.insert(skey, key)?;
+                tx.log(cert.issued_at, env, name.as_str(), EventKind::Renewed)?;
+                Ok(RenewOutcome::Renewed)
+            })
         })
     }
 
@@ -921,15 +1145,17 @@ impl Store for SledStore {
         env: &EnvName,
         name: &Certname,
     ) -> Result<Option<CertRecord>, StoreError> {
-        let t = self.core.env(env)?;
-        match t.certificates.get(name.as_str()).map_err(engine)? {
-            Some(v) => Ok(Some(with_der(
-                &t,
-                name.as_str(),
-                decode("certificates", &v)?,
-            )?)),
-            None => Ok(None),
-        }
+        self.with(|core| {
+            let t = core.env(env)?;
+            match t.certificates.get(name.as_str()).map_err(engine)? {
+                Some(v) => Ok(Some(with_der(
+                    &t,
+                    name.as_str(),
+                    decode("certificates", &v)?,
+                )?)),
+                None => Ok(None),
+            }
+        })
     }
 
     fn certname_by_serial(
@@ -937,13 +1163,12 @@ impl Store for SledStore {
         env: &EnvName,
         serial: &[u8],
     ) -> Result<Option<Certname>, StoreError> {
-        match self
-            .core
-            .env(env)?
-            .serials
-            .get(serial_key(serial))
-            .map_err(engine)?
-        {
+        match self.with(|core| {
+            core.env(env)?
+                .serials
+                .get(serial_key(serial))
+                .map_err(engine)
+        })? {
             Some(v) => {
                 let s = std::str::from_utf8(&v)
                     .ok()
@@ -963,18 +1188,23 @@ impl Store for SledStore {
         name: &Certname,
         revocation: Revocation,
     ) -> Result<RevokeOutcome, StoreError> {
-        self.core.txn(env, |tx| {
-            let Some(cert) =
-                tx.get::<CertRecord>(tx.certificates, "certificates", name.as_str().as_bytes())?
-            else {
-                return Ok(RevokeOutcome::NotFound);
-            };
-            if cert.revocation.is_some() {
-                return Ok(RevokeOutcome::AlreadyRevoked);
-            }
-            let serial = cert.serial.clone();
-            tx.revoke(env, name, cert, revocation)?;
-            Ok(RevokeOutcome::Revoked { serial })
+        self.with(|core| {
+            core.txn(env, |tx| {
+                let Some(cert) = tx.get::<CertRecord>(
+                    tx.certificates,
+                    "certificates",
+                    name.as_str().as_bytes(),
+                )?
+                else {
+                    return Ok(RevokeOutcome::NotFound);
+                };
+                if cert.revocation.is_some() {
+                    return Ok(RevokeOutcome::AlreadyRevoked);
+                }
+                let serial = cert.serial.clone();
+                tx.revoke(env, name, cert, revocation)?;
+                Ok(RevokeOutcome::Revoked { serial })
+            })
         })
     }
 
@@ -984,8 +1214,7 @@ impl Store for SledStore {
         name: &Certname,
         revocation: Revocation,
     ) -> Result<CleanOutcome, StoreError> {
-        self.core
-            .txn(env, |tx| tx.clean(env, name, revocation, false))
+        self.with(|core| core.txn(env, |tx| tx.clean(env, name, revocation, false)))
     }
 
     fn clean_certified(
@@ -994,11 +1223,13 @@ impl Store for SledStore {
         names: &[Certname],
         revocation: Revocation,
     ) -> Result<Vec<CleanOutcome>, StoreError> {
-        self.core.txn(env, |tx| {
-            names
-                .iter()
-                .map(|name| tx.clean(env, name, revocation, true))
-                .collect()
+        self.with(|core| {
+            core.txn(env, |tx| {
+                names
+                    .iter()
+                    .map(|name| tx.clean(env, name, revocation, true))
+                    .collect()
+            })
         })
     }
 
@@ -1008,21 +1239,19 @@ impl Store for SledStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(Certname, CertSummary)>, StoreError> {
-        let mut out: Vec<(Certname, CertSummary)> = Core::scan(
-            &self.core.env(env)?.certificates,
-            "certificates",
-            after,
-            limit,
-        )?;
-        for (name, summary) in &mut out {
-            if summary.fingerprints.sha256.is_empty() {
-                // Written before fingerprints were stored: read it whole once.
-                if let Some(full) = self.certificate(env, name)? {
-                    summary.fingerprints = full.summary().fingerprints;
+        self.with(|core| {
+            let mut out: Vec<(Certname, CertSummary)> =
+                Core::scan(&core.env(env)?.certificates, "certificates", after, limit)?;
+            for (name, summary) in &mut out {
+                if summary.fingerprints.sha256.is_empty() {
+                    // Written before fingerprints were stored: read it whole once.
+                    if let Some(full) = self.certificate(env, name)? {
+                        summary.fingerprints = full.summary().fingerprints;
+                    }
                 }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     fn requests(
@@ -1031,67 +1260,69 @@ impl Store for SledStore {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(Certname, RequestRecord)>, StoreError> {
-        Core::scan(&self.core.env(env)?.requests, "requests", after, limit)
+        self.with(|core| Core::scan(&core.env(env)?.requests, "requests", after, limit))
     }
 
     fn revoked_serials(&self, env: &EnvName) -> Result<Vec<RevokedSerial>, StoreError> {
-        let mut out = Vec::new();
-        for item in self.core.env(env)?.revocations.iter() {
-            let (_, v) = item.map_err(engine)?;
-            out.push(decode("revocations", &v)?);
-        }
-        Ok(out)
+        self.with(|core| {
+            let mut out = Vec::new();
+            for item in core.env(env)?.revocations.iter() {
+                let (_, v) = item.map_err(engine)?;
+                out.push(decode("revocations", &v)?);
+            }
+            Ok(out)
+        })
     }
 
     fn crl(&self, env: &EnvName) -> Result<Option<CrlRecord>, StoreError> {
-        match self
-            .core
-            .env(env)?
-            .meta
-            .get(schema::KEY_CRL)
-            .map_err(engine)?
-        {
+        match self.with(|core| core.env(env)?.meta.get(schema::KEY_CRL).map_err(engine))? {
             Some(v) => Ok(Some(decode("meta", &v)?)),
             None => Ok(None),
         }
     }
 
     fn put_crl(&self, env: &EnvName, crl: &CrlRecord) -> Result<(), StoreError> {
-        self.core
-            .env(env)?
-            .meta
-            .insert(schema::KEY_CRL, encode(crl))
-            .map_err(engine)?;
-        Ok(())
+        self.with(|core| {
+            core.env(env)?
+                .meta
+                .insert(schema::KEY_CRL, encode(crl))
+                .map_err(engine)?;
+            Ok(())
+        })
     }
 
     fn root_crl(&self) -> Result<Option<CrlRecord>, StoreError> {
-        match self.core.meta.get(schema::KEY_ROOT_CRL).map_err(engine)? {
-            Some(v) => Ok(Some(decode("meta", &v)?)),
-            None => Ok(None),
-        }
+        self.with(
+            |core| match core.meta.get(schema::KEY_ROOT_CRL).map_err(engine)? {
+                Some(v) => Ok(Some(decode("meta", &v)?)),
+                None => Ok(None),
+            },
+        )
     }
 
     fn put_root_crl(&self, crl: &CrlRecord) -> Result<(), StoreError> {
-        self.core
-            .meta
-            .insert(schema::KEY_ROOT_CRL, encode(crl))
-            .map_err(engine)?;
-        Ok(())
+        self.with(|core| {
+            core.meta
+                .insert(schema::KEY_ROOT_CRL, encode(crl))
+                .map_err(engine)?;
+            Ok(())
+        })
     }
 
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
-        let mut out = Vec::new();
-        let start = u64_key(after.saturating_add(1));
-        for item in self.core.audit.range(start..).take(limit) {
-            let (_, v) = item.map_err(engine)?;
-            out.push(decode("audit", &v)?);
-        }
-        Ok(out)
+        self.with(|core| {
+            let mut out = Vec::new();
+            let start = u64_key(after.saturating_add(1));
+            for item in core.audit.range(start..).take(limit) {
+                let (_, v) = item.map_err(engine)?;
+                out.push(decode("audit", &v)?);
+            }
+            Ok(out)
+        })
     }
 
     fn last_event_id(&self) -> Result<u64, StoreError> {
-        match self.core.audit.last().map_err(engine)? {
+        self.with(|core| match core.audit.last().map_err(engine)? {
             Some((k, _)) => Ok(u64::from_be_bytes(k.as_ref().try_into().map_err(|_| {
                 StoreError::Corrupt {
                     tree: "audit".into(),
@@ -1099,65 +1330,117 @@ impl Store for SledStore {
                 }
             })?)),
             None => Ok(0),
-        }
+        })
     }
 
     fn flush(&self) -> Result<(), StoreError> {
-        self.core.flush_grouped()
+        self.with(|core| core.flush_grouped().map_err(|e| not_durable(&e)))
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.core.db.size_on_disk().map_err(engine)
+        self.with(|core| core.db.size_on_disk().map_err(engine))
     }
 
-    fn healthy(&self) -> bool {
-        self.core.meta.get(schema::KEY_SCHEMA).is_ok()
+    fn health(&self) -> Result<(), String> {
+        let core = self.shared.current().map_err(|e| e.to_string())?;
+        match core.meta.get(schema::KEY_SCHEMA) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(engine(e).to_string()),
+        }
     }
 
     fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        let mut snap = Snapshot {
-            root_crl: self.root_crl()?,
-            ..Snapshot::default()
-        };
-        for (name, rec) in self.environments()? {
-            snap.environments.insert(name.to_string(), rec);
+        self.with(|core| {
+            let mut snap = Snapshot {
+                root_crl: self.root_crl()?,
+                ..Snapshot::default()
+            };
+            for (name, rec) in self.environments()? {
+                snap.environments.insert(name.to_string(), rec);
+            }
+            snap.audit = self.audit(0, usize::MAX)?;
+            let mut names: Vec<String> = core
+                .db
+                .tree_names()
+                .iter()
+                .filter_map(|n| schema::parse_env_tree(n).map(|(e, _)| e))
+                .collect();
+            names.dedup();
+            for raw in names {
+                let env = EnvName::parse(&raw).map_err(|_| StoreError::Corrupt {
+                    tree: raw.clone(),
+                    detail: "bad environment tree name".into(),
+                })?;
+                let t = core.env(&env)?;
+                let mut e = EnvSnapshot::default();
+                for (n, r) in self.requests(&env, None, usize::MAX)? {
+                    e.requests.insert(n.to_string(), r);
+                }
+                for (n, c) in
+                    Core::scan::<CertRecord>(&t.certificates, "certificates", None, usize::MAX)?
+                {
+                    e.certificates
+                        .insert(n.to_string(), with_der(&t, n.as_str(), c)?);
+                }
+                for item in t.serials.iter() {
+                    let (k, v) = item.map_err(engine)?;
+                    e.serials
+                        .insert(k[1..].to_vec(), String::from_utf8_lossy(&v).into_owned());
+                }
+                e.revoked = self.revoked_serials(&env)?;
+                e.crl = self.crl(&env)?;
+                if e != EnvSnapshot::default() {
+                    snap.envs.insert(raw, e);
+                }
+            }
+            Ok(snap)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_record(at: UnixTime) -> EnvRecord {
+        EnvRecord {
+            created_at: at,
+            settings: None,
         }
-        snap.audit = self.audit(0, usize::MAX)?;
-        let mut names: Vec<String> = self
-            .core
-            .db
-            .tree_names()
-            .iter()
-            .filter_map(|n| schema::parse_env_tree(n).map(|(e, _)| e))
-            .collect();
-        names.dedup();
-        for raw in names {
-            let env = EnvName::parse(&raw).map_err(|_| StoreError::Corrupt {
-                tree: raw.clone(),
-                detail: "bad environment tree name".into(),
-            })?;
-            let t = self.core.env(&env)?;
-            let mut e = EnvSnapshot::default();
-            for (n, r) in self.requests(&env, None, usize::MAX)? {
-                e.requests.insert(n.to_string(), r);
-            }
-            for (n, c) in
-                Core::scan::<CertRecord>(&t.certificates, "certificates", None, usize::MAX)?
-            {
-                e.certificates
-                    .insert(n.to_string(), with_der(&t, n.as_str(), c)?);
-            }
-            for item in t.serials.iter() {
-                let (k, v) = item.map_err(engine)?;
-                e.serials
-                    .insert(k[1..].to_vec(), String::from_utf8_lossy(&v).into_owned());
-            }
-            e.revoked = self.revoked_serials(&env)?;
-            e.crl = self.crl(&env)?;
-            if e != EnvSnapshot::default() {
-                snap.envs.insert(raw, e);
-            }
+    }
+
+    /// A snapshot sled left half-written (a full disk or a crash during the write) no
+    /// longer keeps the database from opening, and nothing durable is lost.
+    #[test]
+    fn a_half_written_snapshot_does_not_keep_the_store_from_opening() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = EnvName::parse("dev").unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.put_environment(&env, &env_record(7), 7).unwrap();
+            store.flush().unwrap();
         }
-        Ok(snap)
+        // Newer than any snapshot sled wrote, so it is the one sled would read.
+        for torn in [
+            "snap.FFFFFFFFFFFFFFFF.generating",
+            "snap.FFFFFFFFFFFFFFFE.generating",
+        ] {
+            std::fs::write(dir.path().join(torn), b"").unwrap();
+        }
+        let store = SledStore::open(dir.path()).expect("opens despite the torn snapshot");
+        assert_eq!(store.environments().unwrap(), vec![(env, env_record(7))]);
+        assert!(store.health().is_ok());
+    }
+
+    /// While sled's lock is held (the database is in use), its snapshot files are left
+    /// alone.
+    #[test]
+    fn snapshot_files_of_a_database_in_use_are_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let _store = SledStore::open(dir.path()).unwrap();
+        let in_flight = dir.path().join("snap.FFFFFFFFFFFFFFFF.generating");
+        std::fs::write(&in_flight, b"").unwrap();
+        remove_torn_snapshots(dir.path());
+        assert!(in_flight.exists());
     }
 }

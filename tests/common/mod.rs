@@ -43,12 +43,19 @@ impl Server {
     /// As [`Server::start_with`], with extra environment variables (e.g. `RUST_LOG`).
     pub fn start_env(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let data = dir.join("data");
-        let mut child = certd()
-            .current_dir(dir)
+        let mut cmd = certd();
+        cmd.current_dir(dir)
             .envs(env.iter().copied())
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data)
-            .args(extra)
+            .args(extra);
+        Server::spawn(cmd, data, dir.join("certd.toml"))
+    }
+
+    /// Runs `cmd` (which starts `certd serve` on port 0 with data directory `data`) and
+    /// waits for its listening line.
+    pub fn spawn(mut cmd: Command, data: PathBuf, config: PathBuf) -> Server {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -85,7 +92,7 @@ impl Server {
             child,
             port,
             dir: data,
-            config: dir.join("certd.toml"),
+            config,
             stderr_lines: std::sync::Mutex::new(erx),
         }
     }

@@ -23,7 +23,7 @@ use thiserror::Error;
 use crate::authz::{EnvFacts, Identity, Issuer, Resolver, RevokedSerials};
 use crate::ca::{CaError, CaPair, CertInfo, Certname, Clock, EnvName, Rng, UnixTime};
 use crate::config::{Config, EnvConfig};
-use crate::store::{DataDir, FilesError, SledStore, Store, StoreError};
+use crate::store::{DataDir, FilesError, Store, StoreError};
 
 pub use certificates::{CertificateView, Issued, Signing};
 pub use crl::CrlView;
@@ -222,20 +222,22 @@ impl Drop for SigningSlot {
 }
 
 impl App {
-    /// Opens the data directory (setting it up first when empty), creates the issuing CA
-    /// of any configured environment that lacks one, and opens the store.
-    pub fn open(
+    /// The application over the parts the composition root (`cli serve`, or a test)
+    /// chose: sets up the data directory first when it is empty, creates the issuing CA
+    /// of any configured environment that lacks one, and loads every environment from
+    /// `store`.
+    pub fn new(
         config: Config,
         data: DataDir,
+        store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         rng: Arc<dyn Rng>,
     ) -> Result<App, AppError> {
-        setup(&data, &config, clock.as_ref(), rng.as_ref())?;
+        setup(&data, &config, store.as_ref(), clock.as_ref(), rng.as_ref())?;
         let root = CaPair::from_pem(
             &data.read(&data.root_cert())?,
             &data.read_secret(&data.root_key())?,
         )?;
-        let store: Arc<dyn Store> = Arc::new(SledStore::open(&data.store_dir())?);
         data.make_private()?;
         // Filled from the revocations each environment's CRL is re-issued from.
         let revoked = RevokedSerials::new();

@@ -538,7 +538,7 @@ mod tests {
     use super::*;
     use crate::ca::{build_csr, KeyType, Rng, SystemClock};
     use crate::config::Config;
-    use crate::store::DataDir;
+    use crate::store::{DataDir, MemStore, Store};
 
     /// The same bytes at every draw: every certificate gets the same serial.
     struct Repeats;
@@ -586,16 +586,25 @@ mod tests {
         // Set up with a real RNG (setup's own certificates are recorded with theirs), then
         // served with the repeating one.
         let data = DataDir::new(dir.path().join("data"));
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
         drop(
-            App::open(
+            App::new(
                 config.clone(),
                 data.clone(),
+                store.clone(),
                 Arc::new(SystemClock),
                 Arc::new(crate::ca::OsRng),
             )
             .unwrap(),
         );
-        let app = App::open(config, data, Arc::new(SystemClock), Arc::new(Repeats)).unwrap();
+        let app = App::new(
+            config,
+            data,
+            store,
+            Arc::new(SystemClock),
+            Arc::new(Repeats),
+        )
+        .unwrap();
         let anon = Identity::anonymous();
 
         // Autosigned: signed here, committed by the store, durable when it answers.
@@ -669,9 +678,10 @@ mod tests {
         )
         .unwrap();
         let data = DataDir::new(dir.path().join("data"));
-        let app = App::open(
+        let app = App::new(
             config,
             data,
+            Arc::new(MemStore::new()),
             Arc::new(SystemClock),
             Arc::new(crate::ca::OsRng),
         )

@@ -11,7 +11,7 @@ use crate::ca::{
     SerialNumber, Subject,
 };
 use crate::config::Config;
-use crate::store::{CrlRecord, DataDir, EnvRecord, SledStore, Store};
+use crate::store::{CrlRecord, DataDir, EnvRecord, Store};
 
 use super::AppError;
 
@@ -24,10 +24,11 @@ pub enum SetupOutcome {
     AlreadySetUp,
 }
 
-/// Sets up `data` unless it already is.
+/// Sets up `data` (and the store's first records) unless it already is.
 pub fn setup(
     data: &DataDir,
     config: &Config,
+    store: &dyn Store,
     clock: &dyn Clock,
     rng: &dyn Rng,
 ) -> Result<SetupOutcome, AppError> {
@@ -99,14 +100,11 @@ pub fn setup(
         &crate::ca::pem_encode("CERTIFICATE", &admin),
     )?;
 
-    {
-        let store = SledStore::open(&data.store_dir())?;
-        for env in config.environments.keys() {
-            ensure_env_in_store(&store, data, config, env, clock)?;
-        }
-        super::crl::ensure_root(&root, &store, config, clock)?;
-        store.flush()?;
+    for env in config.environments.keys() {
+        ensure_env_in_store(store, data, config, env, clock)?;
     }
+    super::crl::ensure_root(&root, store, config, clock)?;
+    store.flush()?;
     data.write_public(
         &data.root_cert(),
         &root.cert().to_pem().map_err(crate::ca::CaError::from)?,

@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::app::{self, App, SetupOutcome};
 use crate::ca::{OsRng, SystemClock};
 use crate::config::Config;
-use crate::store::DataDir;
+use crate::store::{DataDir, SledStore, Store};
 
 /// certd: a certificate authority served as plain HTTP resources.
 #[derive(Debug, Parser)]
@@ -103,6 +103,14 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The store of the data directory: the one place that names an engine.
+fn open_store(data: &DataDir) -> anyhow::Result<Arc<dyn Store>> {
+    data.create()?;
+    let store = SledStore::open(&data.store_dir())
+        .with_context(|| format!("opening the store in {}", data.store_dir().display()))?;
+    Ok(Arc::new(store))
+}
+
 fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Ca { common, args } => {
@@ -112,7 +120,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Bench(args) => bench::run(&args),
         Command::Setup(common) => {
             let (config, data) = common.load()?;
-            let outcome = app::setup(&data, &config, &SystemClock, &OsRng)
+            let store = open_store(&data)?;
+            let outcome = app::setup(&data, &config, store.as_ref(), &SystemClock, &OsRng)
                 .with_context(|| format!("setting up {}", data.root().display()))?;
             match outcome {
                 SetupOutcome::Created => {
@@ -135,8 +144,15 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Serve(args) => {
             let (config, data) = args.common.load()?;
             let listen = args.listen.unwrap_or(config.server.listen);
-            let app = App::open(config, data.clone(), Arc::new(SystemClock), Arc::new(OsRng))
-                .with_context(|| format!("opening {}", data.root().display()))?;
+            let store = open_store(&data)?;
+            let app = App::new(
+                config,
+                data.clone(),
+                store,
+                Arc::new(SystemClock),
+                Arc::new(OsRng),
+            )
+            .with_context(|| format!("opening {}", data.root().display()))?;
             let app = Arc::new(app);
             app.spawn_maintenance();
             app.spawn_order_worker();

@@ -10,7 +10,6 @@ use actix_web::{web, Error, HttpMessage, ResponseError};
 
 use super::Problem;
 use crate::app::App;
-use crate::authz::Identity;
 
 /// Admits the request when the rules allow its caller, or answers 403 (or 404 when the
 /// rule speaks of an environment certd does not serve).
@@ -21,10 +20,7 @@ pub async fn authorize(
     let Some(app) = req.app_data::<web::Data<App>>().cloned() else {
         return Ok(next.call(req).await?.map_into_left_body());
     };
-    let who = req
-        .conn_data::<Identity>()
-        .cloned()
-        .unwrap_or_else(Identity::anonymous);
+    let who = super::identity::of(req.request());
     // The path the router matches: percent-decoded except %2F, %25 and %2B, so a rule
     // sees exactly the segments a route will.
     let decided = app.authorize_request(&who, req.method().as_str(), req.match_info().as_str());

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use actix_tls::accept::openssl::TlsStream;
 use actix_web::dev::{Extensions, Payload};
 use actix_web::rt::net::TcpStream;
-use actix_web::{FromRequest, HttpRequest};
+use actix_web::{FromRequest, HttpMessage, HttpRequest};
 
 use crate::authz::{Identity, Resolver};
 
@@ -36,10 +36,19 @@ impl FromRequest for Caller {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let identity = req
-            .conn_data::<Identity>()
-            .cloned()
-            .unwrap_or_else(Identity::anonymous);
-        ready(Ok(Caller(identity)))
+        ready(Ok(Caller(of(req))))
     }
+}
+
+/// The caller of `req`: the identity [`on_connect`] read from the connection's TLS peer
+/// certificate; on a connection that is not TLS (the app driven in-process, as tests
+/// do), the one an outer middleware put in the request's extensions; else anonymous.
+pub fn of(req: &HttpRequest) -> Identity {
+    if let Some(identity) = req.conn_data::<Identity>() {
+        return identity.clone();
+    }
+    req.extensions()
+        .get::<Identity>()
+        .cloned()
+        .unwrap_or_else(Identity::anonymous)
 }

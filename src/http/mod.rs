@@ -17,6 +17,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{web, HttpServer};
 use openssl::ssl::SslAcceptorBuilder;
 
@@ -74,6 +76,33 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .default_service(web::to(resources::not_found));
 }
 
+/// The whole HTTP application over `app`: routes and middleware, for `serve` and for
+/// tests that drive it in-process alike.
+pub fn service(
+    app: web::Data<App>,
+) -> actix_web::App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    actix_web::App::new()
+        .app_data(app)
+        .wrap(actix_web::middleware::from_fn(authorize::authorize))
+        .wrap(actix_web::middleware::from_fn(limits::headers))
+        .wrap(actix_web::middleware::from_fn(metrics::record))
+        // Answers depend on Accept (representations, and the 406 when none fits), so
+        // every response says so, errors included, where a handler has not already.
+        .wrap(
+            actix_web::middleware::DefaultHeaders::new()
+                .add((actix_web::http::header::VARY, "Accept")),
+        )
+        .configure(routes)
+}
+
 /// Serves `app` over HTTPS on `listen` until SIGINT/SIGTERM, then finishes in-flight
 /// requests (up to the configured shutdown timeout) and flushes the store.
 ///
@@ -87,29 +116,16 @@ pub async fn serve(
     let server_cfg = app.config().server.clone();
     let data = web::Data::from(app.clone());
     let resolver = app.resolver();
-    let server = HttpServer::new(move || {
-        actix_web::App::new()
-            .app_data(data.clone())
-            .wrap(actix_web::middleware::from_fn(authorize::authorize))
-            .wrap(actix_web::middleware::from_fn(limits::headers))
-            .wrap(actix_web::middleware::from_fn(metrics::record))
-            // Answers depend on Accept (representations, and the 406 when none fits), so
-            // every response says so, errors included, where a handler has not already.
-            .wrap(
-                actix_web::middleware::DefaultHeaders::new()
-                    .add((actix_web::http::header::VARY, "Accept")),
-            )
-            .configure(routes)
-    })
-    .on_connect(identity::on_connect(resolver))
-    .keep_alive(Duration::from_secs(server_cfg.keep_alive.as_secs() as u64))
-    .client_request_timeout(Duration::from_secs(
-        server_cfg.request_timeout.as_secs() as u64
-    ))
-    .max_connections(server_cfg.max_connections)
-    .client_disconnect_timeout(Duration::from_secs(2))
-    .shutdown_timeout(server_cfg.shutdown_timeout.as_secs() as u64)
-    .bind_openssl(listen, tls)?;
+    let server = HttpServer::new(move || service(data.clone()))
+        .on_connect(identity::on_connect(resolver))
+        .keep_alive(Duration::from_secs(server_cfg.keep_alive.as_secs() as u64))
+        .client_request_timeout(Duration::from_secs(
+            server_cfg.request_timeout.as_secs() as u64
+        ))
+        .max_connections(server_cfg.max_connections)
+        .client_disconnect_timeout(Duration::from_secs(2))
+        .shutdown_timeout(server_cfg.shutdown_timeout.as_secs() as u64)
+        .bind_openssl(listen, tls)?;
     let addr = server.addrs().first().copied().unwrap_or(listen);
     // Start the server before announcing it: actix installs its SIGTERM/SIGINT handlers
     // on the server future's first poll, so spawn it and yield once, and a signal sent

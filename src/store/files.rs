@@ -56,6 +56,16 @@ impl DataDir {
         &self.root
     }
 
+    /// Creates the directory (0700) when it does not exist.
+    pub fn create(&self) -> Result<(), FilesError> {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.root)
+            .map_err(io(&self.root))
+    }
+
     /// `ca/root.pem`; its presence means setup completed (it is written last).
     pub fn root_cert(&self) -> PathBuf {
         self.root.join("ca/root.pem")

@@ -4,6 +4,7 @@
 //! comes from a client certificate the real resolver classifies, put in the request by
 //! a middleware of the test's (what the TLS layer does for a real connection).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix_web::body::{BodySize, MessageBody};
@@ -13,9 +14,14 @@ use actix_web::test::{self, TestRequest};
 use actix_web::{web, HttpMessage};
 use certd::app::App;
 use certd::authz::Identity;
-use certd::ca::{build_csr, Certname, FixedClock, KeyType, OsRng};
+use certd::ca::{build_csr, Certname, EnvName, FixedClock, KeyType, OsRng, UnixTime};
 use certd::config::Config;
-use certd::store::{DataDir, MemStore};
+use certd::store::{
+    AuditEvent, CertRecord, CertSummary, CleanOutcome, CrlRecord, DataDir, DueOrders, EnvRecord,
+    EventKind, IssueOutcome, MemStore, Order, RenewOutcome, RequestRecord, RequestState,
+    Revocation, RevokeOutcome, RevokedSerial, Snapshot, Store, StoreError, SubmitIssueOutcome,
+    SubmitOutcome, SubmitRule,
+};
 use openssl::x509::X509;
 
 /// 2027-01-15 08:00:00 UTC: every certificate issued here starts then.
@@ -162,4 +168,337 @@ async fn a_native_face_issuance_runs_in_process_on_the_memory_store() {
         resp.response().body().size(),
         BodySize::Sized(pem.len() as u64)
     );
+}
+
+/// A store that counts the records its reads return, over a [`MemStore`].
+#[derive(Default)]
+struct Counting {
+    inner: MemStore,
+    read: AtomicUsize,
+}
+
+impl Counting {
+    fn saw(&self, n: usize) {
+        self.read.fetch_add(n, Ordering::SeqCst);
+    }
+}
+
+impl Store for Counting {
+    fn put_environment(
+        &self,
+        env: &EnvName,
+        rec: &EnvRecord,
+        at: UnixTime,
+    ) -> Result<(), StoreError> {
+        self.inner.put_environment(env, rec, at)
+    }
+    fn environments(&self) -> Result<Vec<(EnvName, EnvRecord)>, StoreError> {
+        let r = self.inner.environments()?;
+        self.saw(r.len());
+        Ok(r)
+    }
+    fn request(&self, env: &EnvName, name: &Certname) -> Result<Option<RequestRecord>, StoreError> {
+        let r = self.inner.request(env, name)?;
+        self.saw(r.is_some() as usize);
+        Ok(r)
+    }
+    fn submit_request(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        rec: &RequestRecord,
+        rule: SubmitRule,
+    ) -> Result<SubmitOutcome, StoreError> {
+        self.inner.submit_request(env, name, rec, rule)
+    }
+    fn reject_request(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        reason: &str,
+        at: UnixTime,
+    ) -> Result<bool, StoreError> {
+        self.inner.reject_request(env, name, reason, at)
+    }
+    fn update_request(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        expected: &RequestRecord,
+        new: &RequestRecord,
+        event: Option<(EventKind, Option<String>)>,
+        at: UnixTime,
+    ) -> Result<bool, StoreError> {
+        self.inner
+            .update_request(env, name, expected, new, event, at)
+    }
+    fn cancel_request(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        at: UnixTime,
+    ) -> Result<bool, StoreError> {
+        self.inner.cancel_request(env, name, at)
+    }
+    fn issue(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        csr_der: &[u8],
+        cert: &CertRecord,
+    ) -> Result<IssueOutcome, StoreError> {
+        self.inner.issue(env, name, csr_der, cert)
+    }
+    fn submit_issued(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        rec: &RequestRecord,
+        rule: SubmitRule,
+        cert: &CertRecord,
+    ) -> Result<SubmitIssueOutcome, StoreError> {
+        self.inner.submit_issued(env, name, rec, rule, cert)
+    }
+    fn renew(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        old_serial: &[u8],
+        cert: &CertRecord,
+    ) -> Result<RenewOutcome, StoreError> {
+        self.inner.renew(env, name, old_serial, cert)
+    }
+    fn certificate(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+    ) -> Result<Option<CertRecord>, StoreError> {
+        let r = self.inner.certificate(env, name)?;
+        self.saw(r.is_some() as usize);
+        Ok(r)
+    }
+    fn certname_by_serial(
+        &self,
+        env: &EnvName,
+        serial: &[u8],
+    ) -> Result<Option<Certname>, StoreError> {
+        let r = self.inner.certname_by_serial(env, serial)?;
+        self.saw(r.is_some() as usize);
+        Ok(r)
+    }
+    fn revoke(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        revocation: Revocation,
+    ) -> Result<RevokeOutcome, StoreError> {
+        self.inner.revoke(env, name, revocation)
+    }
+    fn clean(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        revocation: Revocation,
+    ) -> Result<CleanOutcome, StoreError> {
+        self.inner.clean(env, name, revocation)
+    }
+    fn clean_certified(
+        &self,
+        env: &EnvName,
+        names: &[Certname],
+        revocation: Revocation,
+    ) -> Result<Vec<CleanOutcome>, StoreError> {
+        self.inner.clean_certified(env, names, revocation)
+    }
+    fn certificates(
+        &self,
+        env: &EnvName,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(Certname, CertSummary)>, StoreError> {
+        let r = self.inner.certificates(env, after, limit)?;
+        self.saw(r.len());
+        Ok(r)
+    }
+    fn requests(
+        &self,
+        env: &EnvName,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(Certname, RequestRecord)>, StoreError> {
+        let r = self.inner.requests(env, after, limit)?;
+        self.saw(r.len());
+        Ok(r)
+    }
+    fn revoked_serials(&self, env: &EnvName) -> Result<Vec<RevokedSerial>, StoreError> {
+        let r = self.inner.revoked_serials(env)?;
+        self.saw(r.len());
+        Ok(r)
+    }
+    fn crl(&self, env: &EnvName) -> Result<Option<CrlRecord>, StoreError> {
+        let r = self.inner.crl(env)?;
+        self.saw(r.is_some() as usize);
+        Ok(r)
+    }
+    fn put_crl(&self, env: &EnvName, crl: &CrlRecord) -> Result<(), StoreError> {
+        self.inner.put_crl(env, crl)
+    }
+    fn root_crl(&self) -> Result<Option<CrlRecord>, StoreError> {
+        let r = self.inner.root_crl()?;
+        self.saw(r.is_some() as usize);
+        Ok(r)
+    }
+    fn put_root_crl(&self, crl: &CrlRecord) -> Result<(), StoreError> {
+        self.inner.put_root_crl(crl)
+    }
+    fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        let r = self.inner.audit(after, limit)?;
+        self.saw(r.len());
+        Ok(r)
+    }
+    fn last_event_id(&self) -> Result<u64, StoreError> {
+        self.inner.last_event_id()
+    }
+    fn due_orders(
+        &self,
+        env: &EnvName,
+        until_ms: i64,
+        after: Option<(i64, &str)>,
+        limit: usize,
+    ) -> Result<DueOrders, StoreError> {
+        let r = self.inner.due_orders(env, until_ms, after, limit)?;
+        self.saw(r.due.len());
+        Ok(r)
+    }
+    fn flush(&self) -> Result<(), StoreError> {
+        self.inner.flush()
+    }
+    fn health(&self) -> Result<(), String> {
+        self.inner.health()
+    }
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.inner.size_on_disk()
+    }
+    fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        self.inner.snapshot()
+    }
+}
+
+fn pending(order: Option<Order>) -> RequestRecord {
+    RequestRecord {
+        csr_der: vec![0x30, 0x00],
+        submitted_at: NOW,
+        state: RequestState::Requested,
+        dns_names: vec![],
+        ip_addrs: vec![],
+        order,
+    }
+}
+
+/// An order for an issuer of its own (one lane each), not configured.
+fn order(issuer: &str, due_ms: i64) -> Order {
+    Order {
+        issuer: issuer.into(),
+        sub_status: "waiting_for_ca".into(),
+        sub_status_message: String::new(),
+        plugin_meta: Default::default(),
+        approved_at: NOW,
+        started_at: 0,
+        due_ms,
+        attempts: 0,
+        failures: 0,
+        validity: 3600,
+        modified: false,
+        lease_until_ms: 0,
+    }
+}
+
+/// One pass of the order worker reads the orders that are due, through the store's
+/// due-time index, not every pending request.
+#[test]
+fn one_order_worker_pass_reads_the_due_orders_not_every_pending_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::from_toml(
+        "[ca]\nkey_type = \"ec-p256\"\n",
+        &dir.path().join("certd.toml"),
+    )
+    .unwrap();
+    let store = Arc::new(Counting::default());
+    let clock = Arc::new(FixedClock::new(NOW));
+    let app = Arc::new(
+        App::new(
+            config,
+            DataDir::new(dir.path().join("data")),
+            store.clone(),
+            clock.clone(),
+            Arc::new(OsRng),
+        )
+        .unwrap(),
+    );
+    let env = EnvName::production();
+    let rule = SubmitRule {
+        allow_if_signed: false,
+        replace_pending: true,
+    };
+    let now_ms = NOW * 1000;
+    for i in 0..100_000 {
+        let name = Certname::parse(&format!("idle{i:06}")).unwrap();
+        store
+            .inner
+            .submit_request(&env, &name, &pending(None), rule)
+            .unwrap();
+    }
+    // Ten due (one a minute ago, ...), five due in an hour.
+    for i in 0..15 {
+        let due = if i < 10 {
+            now_ms - 60_000 * (i + 1)
+        } else {
+            now_ms + 3_600_000
+        };
+        let name = Certname::parse(&format!("order{i:02}")).unwrap();
+        store
+            .inner
+            .submit_request(
+                &env,
+                &name,
+                &pending(Some(order(&format!("gone{i}"), due))),
+                rule,
+            )
+            .unwrap();
+    }
+
+    store.read.store(0, Ordering::SeqCst);
+    let next = app.work_due_orders().unwrap();
+    assert_eq!(
+        next,
+        Some(now_ms + 3_600_000),
+        "the next due time is the first order left"
+    );
+    // The lanes end each due order (its issuer is not configured): wait for that.
+    let orders_ended = || {
+        (0..10).all(|i| {
+            let name = Certname::parse(&format!("order{i:02}")).unwrap();
+            matches!(
+                store.inner.request(&env, &name).unwrap().map(|r| r.state),
+                Some(RequestState::Error { .. })
+            )
+        })
+    };
+    for _ in 0..500 {
+        if orders_ended() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(orders_ended(), "the ten due orders were not worked");
+    let read = store.read.load(Ordering::SeqCst);
+    assert!(
+        read <= 30,
+        "one pass read {read} records for 10 due orders among 100,015 requests"
+    );
+
+    // The next pass finds nothing due until the clock reaches the later five.
+    store.read.store(0, Ordering::SeqCst);
+    assert_eq!(app.work_due_orders().unwrap(), Some(now_ms + 3_600_000));
+    assert_eq!(store.read.load(Ordering::SeqCst), 0);
 }

@@ -535,7 +535,7 @@ fn opens_a_schema_1_store_and_moves_each_der_out_when_its_record_is_written() {
             .unwrap()
             .unwrap()
             .as_ref(),
-        2u32.to_be_bytes(),
+        certd::store::SCHEMA_VERSION.to_be_bytes(),
         "marked as the current layout"
     );
     let der = db.open_tree("env/production/certificate_der").unwrap();

@@ -283,20 +283,23 @@ impl App {
         Ok(n)
     }
 
-    /// Runs [`App::refresh_crls`] periodically on a background thread for the life of the
-    /// process: every eighth of the CRL lifetime, between one second and one hour.
-    pub fn spawn_maintenance(self: &Arc<Self>) {
+    /// Runs [`App::refresh_crls`] periodically on a background thread until stopped:
+    /// every eighth of the CRL lifetime, between one second and one hour.
+    pub(super) fn spawn_maintenance(
+        self: &Arc<Self>,
+        stop: Arc<super::workers::Stop>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
         let app = Arc::clone(self);
         let every = (self.config.ca.crl_next_update.as_secs() / 8).clamp(1, 3600) as u64;
         std::thread::Builder::new()
             .name("certd-maintenance".into())
-            .spawn(move || loop {
-                std::thread::sleep(std::time::Duration::from_secs(every));
-                if let Err(e) = app.refresh_crls() {
-                    tracing::error!(error = %e, "CRL refresh failed");
+            .spawn(move || {
+                while !stop.sleep(std::time::Duration::from_secs(every)) {
+                    if let Err(e) = app.refresh_crls() {
+                        tracing::error!(error = %e, "CRL refresh failed");
+                    }
                 }
             })
-            .expect("spawn the maintenance thread");
     }
 
     /// The Puppet face's CRL bundle: the environment's CRL, then the root's, PEM; and

@@ -13,6 +13,7 @@ mod requests;
 mod setup;
 mod status;
 mod webhooks;
+mod workers;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -35,6 +36,7 @@ pub use puppet::{Expirations, PuppetStatus, SignReport, StatusCursor, PUPPET_ENV
 pub use requests::{InFlight, RequestView, Submitted, Submitting};
 pub use setup::{setup, SetupOutcome};
 pub use status::{rfc3339, DesiredState, StatusObject};
+pub use workers::Workers;
 
 /// Everything a use case can fail with. The HTTP layer maps each variant exhaustively.
 #[derive(Debug, Error)]

@@ -11,7 +11,7 @@
 //! the lease runs out; issuers are idempotent) or the new one.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -56,19 +56,15 @@ impl Drop for LaneHeld {
     }
 }
 
+/// Orders read from the due-time index at a time.
+const DUE_PAGE: usize = 256;
+
 /// How often remote issuers are probed for readiness.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// Pause before looking again at an order whose issuer is not ready.
 const NOT_READY_PAUSE: i64 = 2;
 
 /// Wall-clock milliseconds (order due times and leases).
-pub(super) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// One issuer's readiness, as `/status` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct IssuerStatus {
@@ -156,7 +152,7 @@ impl App {
             plugin_meta: PluginMeta::new(),
             approved_at: now,
             started_at: 0,
-            due_ms: now_ms(),
+            due_ms: self.clock.now_ms(),
             attempts: 0,
             failures: 0,
             validity,
@@ -327,13 +323,19 @@ impl App {
             .wait_timeout_while(g, timeout, |g| *g == seen);
     }
 
-    /// Starts the order worker and the readiness prober (threads that live as long as
-    /// the process).
-    pub fn spawn_order_worker(self: &Arc<Self>) {
+    /// Starts the order worker and the readiness prober, until `stop`.
+    pub(super) fn spawn_order_worker(
+        self: &Arc<Self>,
+        stop: Arc<super::workers::Stop>,
+    ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
         let app = Arc::clone(self);
-        std::thread::Builder::new()
+        let stopping = stop.clone();
+        let worker = std::thread::Builder::new()
             .name("certd-orders".into())
             .spawn(move || loop {
+                if stopping.stopped() {
+                    return;
+                }
                 let seen = app.orders_generation();
                 let next_due = match app.work_due_orders() {
                     Ok(n) => n,
@@ -343,20 +345,29 @@ impl App {
                     }
                 };
                 let pause = next_due
-                    .map(|due| (due - now_ms()).clamp(10, 1000))
+                    .map(|due| (due - app.clock.now_ms()).clamp(10, 1000))
                     .unwrap_or(1000);
                 app.wait_orders(seen, Duration::from_millis(pause as u64));
-            })
-            .expect("spawn the order worker");
+            })?;
         // Always: an environment created at run time may bring a remote issuer.
         let app = Arc::clone(self);
-        std::thread::Builder::new()
+        let prober = std::thread::Builder::new()
             .name("certd-issuer-probe".into())
             .spawn(move || loop {
                 app.probe_issuers();
-                std::thread::sleep(PROBE_EVERY);
-            })
-            .expect("spawn the issuer prober");
+                if stop.sleep(PROBE_EVERY) {
+                    return;
+                }
+            })?;
+        Ok(vec![worker, prober])
+    }
+
+    /// Orders being worked now (each holds its issuer's lane).
+    pub(super) fn orders_under_way(&self) -> usize {
+        self.order_lanes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     fn probe_issuers(&self) {
@@ -376,34 +387,36 @@ impl App {
         }
     }
 
-    /// Hands every due order to its issuer's lane; returns the earliest due time of those
+    /// One pass of the order worker: hands every due order, read through the store's
+    /// due-time index, to its issuer's lane; returns the earliest due time of those
     /// left. Each issuer (of each environment) has one lane: one call to it at a time, on
     /// a thread of its own, so a slow or hung back end holds its own orders only, never
     /// another issuer's or another tenant's. An order whose lane is busy waits for the
     /// lane, which wakes this worker when it is free.
-    fn work_due_orders(self: &Arc<Self>) -> Result<Option<i64>, AppError> {
+    pub fn work_due_orders(self: &Arc<Self>) -> Result<Option<i64>, AppError> {
         let mut next: Option<i64> = None;
         for env in self.env_list() {
-            let mut after: Option<Certname> = None;
+            let mut after: Option<(i64, Certname)> = None;
             loop {
-                let page =
-                    self.store
-                        .requests(&env.name, after.as_ref().map(|c| c.as_str()), 512)?;
-                let Some((last, _)) = page.last() else { break };
-                after = Some(last.clone());
-                for (name, rec) in page {
+                let now = self.clock.now_ms();
+                let page = self.store.due_orders(
+                    &env.name,
+                    now,
+                    after.as_ref().map(|(at, n)| (*at, n.as_str())),
+                    DUE_PAGE,
+                )?;
+                if let Some(at) = page.next_ms.filter(|at| *at > now) {
+                    next = Some(next.map_or(at, |n| n.min(at)));
+                }
+                let Some((last, rec)) = page.due.last() else {
+                    break;
+                };
+                after = Some((rec.order_free_at().unwrap_or(now), last.clone()));
+                let full = page.due.len() == DUE_PAGE;
+                for (name, rec) in page.due {
                     let Some(order) = rec.order.as_ref() else {
                         continue;
                     };
-                    if rec.state != RequestState::Requested {
-                        continue;
-                    }
-                    let now = now_ms();
-                    let free_at = order.due_ms.max(order.lease_until_ms);
-                    if free_at > now {
-                        next = Some(next.map_or(free_at, |n| n.min(free_at)));
-                        continue;
-                    }
                     let Some(lane) = LaneHeld::take(self, format!("{}/{}", env.name, order.issuer))
                     else {
                         continue; // its issuer is busy; the lane wakes the worker when free
@@ -422,6 +435,9 @@ impl App {
                         tracing::error!(error = %e, "order lane: cannot start a thread");
                     }
                 }
+                if !full {
+                    break;
+                }
             }
         }
         Ok(next)
@@ -434,7 +450,7 @@ impl App {
         };
         let mut leased = rec.clone();
         let mut lease = order.clone();
-        lease.lease_until_ms = now_ms() + LEASE_MS;
+        lease.lease_until_ms = self.clock.now_ms() + LEASE_MS;
         leased.order = Some(lease.clone());
         if !self
             .store
@@ -460,7 +476,7 @@ impl App {
         if order.started_at == 0 {
             if let Err(m) = self.readiness_of(&env.name, issuer) {
                 let (parked, changed) =
-                    orders::park_not_ready(&lease, &m, now_ms(), NOT_READY_PAUSE);
+                    orders::park_not_ready(&lease, &m, self.clock.now_ms(), NOT_READY_PAUSE);
                 return self.keep_order(env, name, &leased, parked, changed);
             }
         }
@@ -487,7 +503,13 @@ impl App {
         let mut jitter = [0u8; 2];
         self.rng.fill(&mut jitter);
         let jitter = f64::from(u16::from_be_bytes(jitter)) / 65536.0;
-        match orders::apply(&with_meta, outcome, now_ms(), policy(issuer), jitter) {
+        match orders::apply(
+            &with_meta,
+            outcome,
+            self.clock.now_ms(),
+            policy(issuer),
+            jitter,
+        ) {
             Next::Issue(der) => {
                 let record = cert_record(&der, self.now())?;
                 match self.store.issue(&env.name, name, &rec.csr_der, &record)? {

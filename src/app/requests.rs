@@ -13,7 +13,7 @@ use crate::store::{
 pub enum Submitted {
     /// A new request (201).
     Created,
-    /// A pending request was replaced (200), a modify in seed 000's terms.
+    /// A pending request was replaced (200), an issuer's `modify`.
     Replaced,
 }
 
@@ -211,7 +211,7 @@ impl App {
         let csr = ValidatedCsr::parse(body, name, &env.settings.csr_policy(&self.config.limits))?;
         let subject = csr.subject();
         // A CSR replacing one whose order is under way keeps the order: the worker hands
-        // the new CSR to the issuer's `modify` (seed 000).
+        // the new CSR to the issuer's `modify`.
         let prev = self.store.request(&env.name, name)?;
         let pending = matches!(
             prev,
@@ -244,7 +244,7 @@ impl App {
                 ..
             }) if !refuse_pending => {
                 o.modified = true;
-                o.due_ms = super::orders::now_ms();
+                o.due_ms = self.clock.now_ms();
                 o.lease_until_ms = 0;
                 Some(o)
             }

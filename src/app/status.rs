@@ -23,7 +23,7 @@ pub struct Fingerprints {
     pub default: String,
 }
 
-/// The status object of DESIGN.md section 3.1.
+/// The status object of the native API (`manual::api`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct StatusObject {
     /// The certname.

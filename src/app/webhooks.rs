@@ -11,20 +11,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::orders::EventView;
+use super::workers::Stop;
 use super::App;
 
 impl App {
-    /// Starts one delivery thread per configured webhook.
-    pub fn spawn_webhooks(self: &Arc<Self>) {
+    /// Starts one delivery thread per configured webhook, until `stop`.
+    pub(super) fn spawn_webhooks(
+        self: &Arc<Self>,
+        stop: Arc<Stop>,
+    ) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+        let mut threads = Vec::new();
         let urls = self.config.events.webhooks.clone();
         if urls.is_empty() {
-            return;
+            return Ok(threads);
         }
         let start = match self.store.last_event_id() {
             Ok(id) => id,
             Err(e) => {
                 tracing::error!(error = %e, "webhooks: cannot read the audit log; not started");
-                return;
+                return Ok(threads);
             }
         };
         let timeout = Duration::from_secs(self.config.events.webhook_timeout.as_secs() as u64);
@@ -38,37 +43,49 @@ impl App {
                     continue;
                 }
             };
-            std::thread::Builder::new()
-                .name("certd-webhook".into())
-                .spawn(move || {
-                    let mut cursor = start;
-                    loop {
-                        let events = match app.store.audit(cursor, 100) {
-                            Ok(e) => e,
-                            Err(e) => {
-                                tracing::error!(error = %e, "webhook: audit log");
-                                Vec::new()
+            let stop = stop.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name("certd-webhook".into())
+                    .spawn(move || {
+                        let mut cursor = start;
+                        while !stop.stopped() {
+                            let events = match app.store.audit(cursor, 100) {
+                                Ok(e) => e,
+                                Err(e) => {
+                                    tracing::error!(error = %e, "webhook: audit log");
+                                    Vec::new()
+                                }
+                            };
+                            if events.is_empty() {
+                                stop.sleep(Duration::from_millis(200));
+                                continue;
                             }
-                        };
-                        if events.is_empty() {
-                            std::thread::sleep(Duration::from_millis(200));
-                            continue;
+                            for e in &events {
+                                if stop.stopped() {
+                                    return;
+                                }
+                                deliver(&client, &url, &EventView::from(e), attempts, &stop);
+                                cursor = e.id;
+                            }
                         }
-                        for e in &events {
-                            deliver(&client, &url, &EventView::from(e), attempts);
-                            cursor = e.id;
-                        }
-                    }
-                })
-                .expect("spawn a webhook thread");
+                    })?,
+            );
         }
+        Ok(threads)
     }
 }
 
-fn deliver(client: &reqwest::blocking::Client, url: &str, event: &EventView, attempts: u32) {
+fn deliver(
+    client: &reqwest::blocking::Client,
+    url: &str,
+    event: &EventView,
+    attempts: u32,
+    stop: &Stop,
+) {
     for attempt in 0..attempts {
-        if attempt > 0 {
-            std::thread::sleep(Duration::from_millis(500 << (attempt - 1).min(6)));
+        if attempt > 0 && stop.sleep(Duration::from_millis(500 << (attempt - 1).min(6))) {
+            return;
         }
         match client.post(url).json(event).send() {
             Ok(r) if r.status().is_success() => return,

@@ -9,7 +9,11 @@ pub type UnixTime = i64;
 /// A source of the current time.
 pub trait Clock: Send + Sync {
     /// The current time in seconds since the Unix epoch.
-    fn now(&self) -> UnixTime;
+    fn now(&self) -> UnixTime {
+        self.now_ms().div_euclid(1000)
+    }
+    /// The current time in milliseconds since the Unix epoch (order due times).
+    fn now_ms(&self) -> i64;
 }
 
 /// The real clock.
@@ -17,32 +21,38 @@ pub trait Clock: Send + Sync {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    fn now(&self) -> UnixTime {
+    fn now_ms(&self) -> i64 {
+        #[allow(clippy::disallowed_methods)] // the one reading of the system clock
         let since = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
-        i64::try_from(since.as_secs()).unwrap_or(i64::MAX)
+        i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
     }
 }
 
-/// A clock that stands still until moved; for tests.
+/// A clock that stands still until moved; for tests. Keeps milliseconds.
 #[derive(Debug)]
 pub struct FixedClock(AtomicI64);
 
 impl FixedClock {
-    /// A clock reading `at`.
+    /// A clock reading `at` (seconds).
     pub fn new(at: UnixTime) -> Self {
-        FixedClock(AtomicI64::new(at))
+        FixedClock(AtomicI64::new(at.saturating_mul(1000)))
     }
 
     /// Moves the clock by `secs` (may be negative).
     pub fn advance(&self, secs: i64) {
-        self.0.fetch_add(secs, Ordering::SeqCst);
+        self.advance_ms(secs.saturating_mul(1000));
+    }
+
+    /// Moves the clock by `ms` milliseconds (may be negative).
+    pub fn advance_ms(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
     }
 }
 
 impl Clock for FixedClock {
-    fn now(&self) -> UnixTime {
+    fn now_ms(&self) -> i64 {
         self.0.load(Ordering::SeqCst)
     }
 }

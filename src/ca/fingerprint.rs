@@ -14,7 +14,7 @@ use super::CaError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub enum Digest {
-    /// MD5 (offered for seed-002 compatibility; not a safe default).
+    /// MD5 (offered for compatibility with older tooling; not a safe default).
     Md5,
     /// SHA-1.
     Sha1,

@@ -68,6 +68,9 @@ struct ServeArgs {
 /// The shipped configuration, used when `--config` is not given and it exists.
 const DEFAULT_CONFIG: &str = "conf/certd.toml";
 
+/// How long shutdown waits for the background workers (and order calls under way).
+const WORKERS_STOP: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Common {
     fn load(&self) -> anyhow::Result<(Config, DataDir)> {
         let config = match &self.config {
@@ -154,14 +157,25 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             )
             .with_context(|| format!("opening {}", data.root().display()))?;
             let app = Arc::new(app);
-            app.spawn_maintenance();
-            app.spawn_order_worker();
-            app.spawn_webhooks();
+            let workers = app
+                .spawn_workers()
+                .context("starting the background workers")?;
             let tls =
                 crate::http::tls::acceptor(app.clone()).context("building the TLS acceptor")?;
-            actix_web::rt::System::new()
-                .block_on(crate::http::serve(app, listen, tls))
-                .with_context(|| format!("serving on {listen}"))?;
+            // Until SIGTERM/SIGINT: then no new connections, in-flight requests finish.
+            let served = actix_web::rt::System::new()
+                .block_on(crate::http::serve(app.clone(), listen, tls))
+                .with_context(|| format!("serving on {listen}"));
+            let left = workers.stop(WORKERS_STOP);
+            if left > 0 {
+                tracing::warn!(
+                    threads = left,
+                    "workers still inside a back-end call at exit"
+                );
+            }
+            app.flush().context("flushing the store at exit")?;
+            served?;
+            tracing::info!("stopped");
             Ok(0)
         }
     }

@@ -140,6 +140,6 @@ pub async fn serve(
     }
     tracing::info!(%addr, "listening");
     running.await.map_err(std::io::Error::other)??;
-    tracing::info!("stopped; flushing the store");
+    tracing::info!("stopped serving; flushing the store");
     app.flush().map_err(std::io::Error::other)
 }

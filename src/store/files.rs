@@ -1,5 +1,5 @@
 //! The data directory's files: CA certificates and keys, the TLS server identity and the
-//! admin client identity (DESIGN.md section 7). Keys are written with mode 0600, every
+//! admin client identity (`manual::robustness`). Keys are written with mode 0600, every
 //! file atomically (temporary file, fsync, rename, fsync of the directory).
 
 use std::fs;

@@ -40,6 +40,35 @@ fn env_mut<'a>(s: &'a mut Snapshot, env: &EnvName) -> &'a mut EnvSnapshot {
     s.envs.entry(env.to_string()).or_default()
 }
 
+impl EnvSnapshot {
+    /// Stores a request, keeping the due-time index of orders; returns the one replaced.
+    fn put_request(&mut self, name: &str, rec: RequestRecord) -> Option<RequestRecord> {
+        if let Some(at) = rec.order_free_at() {
+            self.orders_due.insert((at, name.to_owned()));
+        }
+        let prev = self.requests.insert(name.to_owned(), rec);
+        self.unindex(name, prev.as_ref());
+        prev
+    }
+
+    /// Removes a request and its index entry.
+    fn remove_request(&mut self, name: &str) -> Option<RequestRecord> {
+        let prev = self.requests.remove(name);
+        self.unindex(name, prev.as_ref());
+        prev
+    }
+
+    /// Drops `prev`'s index entry unless the request now stored has the same.
+    fn unindex(&mut self, name: &str, prev: Option<&RequestRecord>) {
+        let Some(at) = prev.and_then(|p| p.order_free_at()) else {
+            return;
+        };
+        if self.requests.get(name).and_then(|r| r.order_free_at()) != Some(at) {
+            self.orders_due.remove(&(at, name.to_owned()));
+        }
+    }
+}
+
 /// [`Store::submit_request`] on the state.
 fn submit(
     s: &mut Snapshot,
@@ -63,7 +92,7 @@ fn submit(
     if pending && !rule.replace_pending {
         return SubmitOutcome::RequestPending;
     }
-    let prev = e.requests.insert(name.to_string(), rec.clone());
+    let prev = e.put_request(name.as_str(), rec.clone());
     let replaced = prev.is_some_and(|p| p.state == RequestState::Requested);
     let (kind, detail) = rec.submit_event(replaced);
     log(s, rec.submitted_at, env, name.as_str(), kind);
@@ -105,7 +134,7 @@ fn issue(
         _ => IssueOutcome::NoRequest,
     };
     if outcome == IssueOutcome::Issued {
-        e.requests.remove(name.as_str());
+        e.remove_request(name.as_str());
         e.certificates.insert(name.to_string(), cert.clone());
         e.serials.insert(cert.serial.clone(), name.to_string());
         log(s, cert.issued_at, env, name.as_str(), EventKind::Issued);
@@ -150,7 +179,7 @@ fn clean_in(
     if certified && cert.is_none() {
         return CleanOutcome::NotFound;
     }
-    let had_request = e.requests.remove(name.as_str()).is_some();
+    let had_request = e.remove_request(name.as_str()).is_some();
     if cert.is_none() && !had_request {
         return CleanOutcome::NotFound;
     }
@@ -254,17 +283,17 @@ impl Store for MemStore {
         at: UnixTime,
     ) -> Result<bool, StoreError> {
         Ok(self.with(|s| {
-            let Some(r) = s
-                .envs
-                .get_mut(env.as_str())
-                .and_then(|e| e.requests.get_mut(name.as_str()))
-            else {
+            let Some(e) = s.envs.get_mut(env.as_str()) else {
+                return false;
+            };
+            let Some(mut r) = e.requests.get(name.as_str()).cloned() else {
                 return false;
             };
             r.state = RequestState::Invalid {
                 reason: reason.to_owned(),
                 rule: None,
             };
+            e.put_request(name.as_str(), r);
             log(s, at, env, name.as_str(), EventKind::Rejected);
             true
         }))
@@ -285,7 +314,7 @@ impl Store for MemStore {
                 tidy(s);
                 return false;
             }
-            e.requests.insert(name.as_str().to_owned(), new.clone());
+            e.put_request(name.as_str(), new.clone());
             if let Some((kind, detail)) = event {
                 log(s, at, env, name.as_str(), kind);
                 if let Some(last) = s.audit.last_mut() {
@@ -306,7 +335,7 @@ impl Store for MemStore {
             let removed = s
                 .envs
                 .get_mut(env.as_str())
-                .and_then(|e| e.requests.remove(name.as_str()))
+                .and_then(|e| e.remove_request(name.as_str()))
                 .is_some();
             if removed {
                 log(s, at, env, name.as_str(), EventKind::Canceled);
@@ -531,6 +560,36 @@ impl Store for MemStore {
                 .take(limit)
                 .cloned()
                 .collect()
+        }))
+    }
+
+    fn due_orders(
+        &self,
+        env: &EnvName,
+        until_ms: i64,
+        after: Option<(i64, &str)>,
+        limit: usize,
+    ) -> Result<DueOrders, StoreError> {
+        use std::ops::Bound;
+        Ok(self.with(|s| {
+            let mut out = DueOrders::default();
+            let Some(e) = s.envs.get(env.as_str()) else {
+                return out;
+            };
+            let from = match after {
+                Some((at, name)) => Bound::Excluded((at, name.to_owned())),
+                None => Bound::Unbounded,
+            };
+            for (at, name) in e.orders_due.range((from, Bound::Unbounded)) {
+                if *at > until_ms || out.due.len() >= limit {
+                    out.next_ms = Some(*at);
+                    break;
+                }
+                let rec = e.requests[name].clone();
+                let name = Certname::parse(name).expect("stored names are valid");
+                out.due.push((name, rec));
+            }
+            out
         }))
     }
 

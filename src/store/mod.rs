@@ -13,7 +13,7 @@ mod records;
 mod schema;
 mod sled_store;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use thiserror::Error;
 
@@ -160,6 +160,17 @@ pub struct EnvSnapshot {
     pub revoked: Vec<RevokedSerial>,
     /// The cached CRL.
     pub crl: Option<CrlRecord>,
+    /// The due-time index of orders: (when free to work, Unix ms; certname).
+    pub orders_due: BTreeSet<(i64, String)>,
+}
+
+/// Result of [`Store::due_orders`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DueOrders {
+    /// Requests whose order is free to work, earliest first.
+    pub due: Vec<(Certname, RequestRecord)>,
+    /// When the first order not returned becomes free (Unix ms).
+    pub next_ms: Option<i64>,
 }
 
 /// Everything a store holds.
@@ -341,6 +352,18 @@ pub trait Store: Send + Sync {
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
     /// The id of the newest audit event (0 when there is none).
     fn last_event_id(&self) -> Result<u64, StoreError>;
+
+    /// Pending requests whose order is free to work by `until_ms` (due, and not leased
+    /// past it), earliest first, after the index entry `after` (a page's last: its time
+    /// and certname), at most `limit`, read through the environment's due-time index:
+    /// the cost follows the orders returned, not the requests held.
+    fn due_orders(
+        &self,
+        env: &EnvName,
+        until_ms: i64,
+        after: Option<(i64, &str)>,
+        limit: usize,
+    ) -> Result<DueOrders, StoreError>;
 
     /// Makes every change so far durable.
     fn flush(&self) -> Result<(), StoreError>;

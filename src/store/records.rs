@@ -30,7 +30,7 @@ pub enum RequestState {
 }
 
 /// An approved request handed to an issuer that has not answered with a certificate yet
-/// (seeds 000/001: `sub_status`, `plugin_meta`, a due time; seed 003: retries within a
+/// (`sub_status`, `plugin_meta`, a due time, retries within a
 /// budget). Kept with the request, so a restart loses nothing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Order {
@@ -68,7 +68,7 @@ pub struct Order {
     pub lease_until_ms: i64,
 }
 
-/// A certificate request (an order, seeds 000/001).
+/// A certificate request (an order, once approved for a remote issuer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestRecord {
     /// The CSR as submitted, re-encoded as DER.
@@ -92,6 +92,15 @@ pub struct RequestRecord {
 }
 
 impl RequestRecord {
+    /// When its order is free to work (Unix ms): due, and not leased past it. None when
+    /// it is not a pending request with an order (the due-time index leaves it out).
+    pub fn order_free_at(&self) -> Option<i64> {
+        match (&self.state, &self.order) {
+            (RequestState::Requested, Some(o)) => Some(o.due_ms.max(o.lease_until_ms)),
+            _ => None,
+        }
+    }
+
     /// The audit event storing this record as a submission appends: a request refused
     /// by the policy and kept as invalid (with why), or a new or replacing one.
     pub fn submit_event(&self, replaced: bool) -> (EventKind, Option<String>) {

@@ -6,7 +6,8 @@
 //! `env/E/certificate_der` (certname → the certificate's DER, apart so that listings
 //! read only the records),
 //! `env/E/serials` (serial key → certname), `env/E/revocations` (serial key → revoked
-//! serial), `env/E/meta` (the cached CRL).
+//! serial), `env/E/meta` (the cached CRL), `env/E/orders_due` (the due-time index of
+//! orders: [`due_key`] → nothing, one key per request that is pending with an order).
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -16,12 +17,15 @@ use crate::ca::EnvName;
 
 /// The layout version written to `meta/schema_version`. Version 2 keeps certificates'
 /// DER in `env/E/certificate_der`; a version 1 store (DER inside the certificate record)
-/// is read as it is and marked 2 when opened: its records move their DER out when next
-/// written.
-pub const SCHEMA_VERSION: u32 = 2;
+/// is read as it is and marked current when opened: its records move their DER out when
+/// next written. Version 3 adds `env/E/orders_due`, built from the requests the first
+/// time an environment is opened (`env/E/meta/orders_indexed` marks it built); the
+/// version is raised so that an older certd, which would not keep the index, refuses
+/// the store instead of leaving it stale.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Older layouts this certd opens.
-pub(crate) const SCHEMA_COMPATIBLE: &[u32] = &[1];
+pub(crate) const SCHEMA_COMPATIBLE: &[u32] = &[1, 2];
 
 pub(crate) const META: &str = "meta";
 pub(crate) const ENVIRONMENTS: &str = "environments";
@@ -31,6 +35,7 @@ pub(crate) const KEY_SCHEMA: &[u8] = b"schema_version";
 pub(crate) const KEY_AUDIT_LAST: &[u8] = b"audit_last";
 pub(crate) const KEY_CRL: &[u8] = b"crl";
 pub(crate) const KEY_ROOT_CRL: &[u8] = b"root_crl";
+pub(crate) const KEY_ORDERS_INDEXED: &[u8] = b"orders_indexed";
 
 pub(crate) const REQUESTS: &str = "requests";
 pub(crate) const CERTIFICATES: &str = "certificates";
@@ -38,6 +43,7 @@ pub(crate) const CERTIFICATE_DER: &str = "certificate_der";
 pub(crate) const SERIALS: &str = "serials";
 pub(crate) const REVOCATIONS: &str = "revocations";
 pub(crate) const ENV_META: &str = "meta";
+pub(crate) const ORDERS_DUE: &str = "orders_due";
 
 pub(crate) fn env_tree(env: &EnvName, which: &str) -> String {
     format!("env/{env}/{which}")
@@ -57,6 +63,22 @@ pub(crate) fn serial_key(serial: &[u8]) -> Vec<u8> {
     k.push(serial.len() as u8);
     k.extend_from_slice(serial);
     k
+}
+
+/// Due-time index key: the time (Unix ms, sign bit flipped so that keys sort by time,
+/// big-endian) then the certname.
+pub(crate) fn due_key(at_ms: i64, certname: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + certname.len());
+    k.extend_from_slice(&((at_ms as u64) ^ (1 << 63)).to_be_bytes());
+    k.extend_from_slice(certname.as_bytes());
+    k
+}
+
+/// [`due_key`] back into (time, certname).
+pub(crate) fn parse_due_key(key: &[u8]) -> Option<(i64, &str)> {
+    let (at, name) = key.split_at_checked(8)?;
+    let at = u64::from_be_bytes(at.try_into().ok()?) ^ (1 << 63);
+    Some((at as i64, std::str::from_utf8(name).ok()?))
 }
 
 /// Big-endian u64, so that ids sort numerically.

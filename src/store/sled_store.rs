@@ -12,7 +12,7 @@ use sled::transaction::{
 use sled::{Db, Transactional, Tree};
 
 use super::pending::IssueFill;
-use super::schema::{self, decode, encode, env_tree, serial_key, u64_key};
+use super::schema::{self, decode, due_key, encode, env_tree, parse_due_key, serial_key, u64_key};
 use super::*;
 
 /// A [`Store`] in a sled database directory. One process at a time (sled holds a lock).
@@ -309,11 +309,13 @@ struct EnvTrees {
     serials: Tree,
     revocations: Tree,
     meta: Tree,
+    orders_due: Tree,
 }
 
 /// The trees one environment transaction sees.
 struct Tx<'a> {
     requests: &'a TransactionalTree,
+    orders_due: &'a TransactionalTree,
     certificates: &'a TransactionalTree,
     certificate_der: &'a TransactionalTree,
     serials: &'a TransactionalTree,
@@ -329,6 +331,40 @@ fn engine(e: sled::Error) -> StoreError {
         sled::Error::Io(e) => StoreError::Unavailable(e.to_string()),
         e => StoreError::Engine(e.to_string()),
     }
+}
+
+/// Builds an environment's due-time index of orders from its requests, once (a store
+/// written before the index existed); marked built in the environment's meta.
+fn index_orders(t: &EnvTrees) -> Result<(), StoreError> {
+    if t.meta
+        .get(schema::KEY_ORDERS_INDEXED)
+        .map_err(engine)?
+        .is_some()
+    {
+        return Ok(());
+    }
+    for item in t.requests.iter() {
+        let (k, v) = item.map_err(engine)?;
+        // A record that does not decode fails the calls that read it, as before the
+        // index; it has no order the worker could work.
+        let Ok(rec) = decode::<RequestRecord>("requests", &v) else {
+            tracing::warn!(key = %String::from_utf8_lossy(&k), "undecodable request left out of the order index");
+            continue;
+        };
+        if let Some(at) = rec.order_free_at() {
+            let name = std::str::from_utf8(&k).map_err(|_| StoreError::Corrupt {
+                tree: "requests".into(),
+                detail: "key is not a certname".into(),
+            })?;
+            t.orders_due
+                .insert(due_key(at, name), &[])
+                .map_err(engine)?;
+        }
+    }
+    t.meta
+        .insert(schema::KEY_ORDERS_INDEXED, &[1])
+        .map_err(engine)?;
+    Ok(())
 }
 
 /// Removes snapshot files sled left half-written. sled writes a snapshot to
@@ -388,6 +424,38 @@ impl<'a> Tx<'a> {
         }
     }
 
+    /// Stores a request, keeping the due-time index of orders.
+    fn put_request(&self, name: &str, rec: &RequestRecord) -> TxResult<()> {
+        let prev = self.get::<RequestRecord>(self.requests, "requests", name.as_bytes())?;
+        self.requests.insert(name, encode(rec))?;
+        self.reindex(name, prev.as_ref(), rec.order_free_at())
+    }
+
+    /// Removes a request and its index entry; returns it.
+    fn remove_request(&self, name: &str) -> TxResult<Option<RequestRecord>> {
+        let prev = self.get::<RequestRecord>(self.requests, "requests", name.as_bytes())?;
+        if prev.is_some() {
+            self.requests.remove(name)?;
+            self.reindex(name, prev.as_ref(), None)?;
+        }
+        Ok(prev)
+    }
+
+    /// Moves `name`'s index entry from `prev`'s due time to `now`.
+    fn reindex(&self, name: &str, prev: Option<&RequestRecord>, now: Option<i64>) -> TxResult<()> {
+        let was = prev.and_then(|p| p.order_free_at());
+        if was == now {
+            return Ok(());
+        }
+        if let Some(at) = was {
+            self.orders_due.remove(due_key(at, name))?;
+        }
+        if let Some(at) = now {
+            self.orders_due.insert(due_key(at, name), &[])?;
+        }
+        Ok(())
+    }
+
     fn log(&self, at: UnixTime, env: &EnvName, certname: &str, kind: EventKind) -> TxResult<()> {
         log(self.audit, self.meta, at, env, certname, kind, None)
     }
@@ -421,7 +489,7 @@ impl<'a> Tx<'a> {
         if replaced && !rule.replace_pending {
             return Ok(SubmitOutcome::RequestPending);
         }
-        self.requests.insert(name.as_str(), encode(rec))?;
+        self.put_request(name.as_str(), rec)?;
         let (kind, detail) = rec.submit_event(replaced);
         log(
             self.audit,
@@ -485,7 +553,7 @@ impl<'a> Tx<'a> {
         if self.serials.get(&skey)?.is_some() {
             return Ok(IssueOutcome::SerialTaken);
         }
-        self.requests.remove(key)?;
+        self.remove_request(name.as_str())?;
         self.put_cert(key, cert)?;
         self.serials.insert(skey, key)?;
         self.log(cert.issued_at, env, name.as_str(), EventKind::Issued)?;
@@ -506,7 +574,7 @@ impl<'a> Tx<'a> {
         if certified && cert.is_none() {
             return Ok(CleanOutcome::NotFound);
         }
-        let had_request = self.requests.remove(key)?.is_some();
+        let had_request = self.remove_request(name.as_str())?.is_some();
         if cert.is_none() && !had_request {
             return Ok(CleanOutcome::NotFound);
         }
@@ -729,7 +797,13 @@ impl Drop for SledStore {
 
 impl Core {
     fn env(&self, env: &EnvName) -> Result<Arc<EnvTrees>, StoreError> {
-        if let Some(t) = self.envs.read().expect("env cache lock").get(env) {
+        if let Some(t) = self.envs.read().unwrap_or_else(|p| p.into_inner()).get(env) {
+            return Ok(t.clone());
+        }
+        // Opened (and the index built) under the write lock: no transaction can use the
+        // environment's trees before its index is complete.
+        let mut cache = self.envs.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = cache.get(env) {
             return Ok(t.clone());
         }
         let open = |which: &str| self.db.open_tree(env_tree(env, which)).map_err(engine);
@@ -740,11 +814,10 @@ impl Core {
             serials: open(schema::SERIALS)?,
             revocations: open(schema::REVOCATIONS)?,
             meta: open(schema::ENV_META)?,
+            orders_due: open(schema::ORDERS_DUE)?,
         });
-        self.envs
-            .write()
-            .expect("env cache lock")
-            .insert(env.clone(), trees.clone());
+        index_orders(&trees)?;
+        cache.insert(env.clone(), trees.clone());
         Ok(trees)
     }
 
@@ -753,6 +826,7 @@ impl Core {
         let t = self.env(env)?;
         (
             &t.requests,
+            &t.orders_due,
             &t.certificates,
             &t.certificate_der,
             &t.serials,
@@ -761,9 +835,19 @@ impl Core {
             &self.meta,
         )
             .transaction(
-                |(requests, certificates, certificate_der, serials, revocations, audit, meta)| {
+                |(
+                    requests,
+                    orders_due,
+                    certificates,
+                    certificate_der,
+                    serials,
+                    revocations,
+                    audit,
+                    meta,
+                )| {
                     f(&Tx {
                         requests,
+                        orders_due,
                         certificates,
                         certificate_der,
                         serials,
@@ -989,7 +1073,7 @@ impl Store for SledStore {
                     reason: reason.to_owned(),
                     rule: None,
                 };
-                tx.requests.insert(name.as_str(), encode(&rec))?;
+                tx.put_request(name.as_str(), &rec)?;
                 tx.log(at, env, name.as_str(), EventKind::Rejected)?;
                 Ok(true)
             })
@@ -1012,7 +1096,7 @@ impl Store for SledStore {
                 if current.as_ref() != Some(expected) {
                     return Ok(false);
                 }
-                tx.requests.insert(name.as_str(), encode(new))?;
+                tx.put_request(name.as_str(), new)?;
                 if let Some((kind, detail)) = &event {
                     log(
                         tx.audit,
@@ -1037,7 +1121,7 @@ impl Store for SledStore {
     ) -> Result<bool, StoreError> {
         self.with(|core| {
             core.txn(env, |tx| {
-                if tx.requests.remove(name.as_str())?.is_none() {
+                if tx.remove_request(name.as_str())?.is_none() {
                     return Ok(false);
                 }
                 tx.log(at, env, name.as_str(), EventKind::Canceled)?;
@@ -1333,6 +1417,50 @@ impl Store for SledStore {
         })
     }
 
+    fn due_orders(
+        &self,
+        env: &EnvName,
+        until_ms: i64,
+        after: Option<(i64, &str)>,
+        limit: usize,
+    ) -> Result<DueOrders, StoreError> {
+        use std::ops::Bound;
+        self.with(|core| {
+            let t = core.env(env)?;
+            let mut out = DueOrders::default();
+            let from = match after {
+                Some((at, name)) => Bound::Excluded(due_key(at, name)),
+                None => Bound::Unbounded,
+            };
+            for item in t.orders_due.range::<Vec<u8>, _>((from, Bound::Unbounded)) {
+                let (k, _) = item.map_err(engine)?;
+                let (at, name) = parse_due_key(&k).ok_or_else(|| StoreError::Corrupt {
+                    tree: "orders_due".into(),
+                    detail: "bad key".into(),
+                })?;
+                if at > until_ms || out.due.len() >= limit {
+                    out.next_ms = Some(at);
+                    break;
+                }
+                let Some(v) = t.requests.get(name).map_err(engine)? else {
+                    continue;
+                };
+                let rec: RequestRecord = decode("requests", &v)?;
+                // Read outside a transaction: a request changed since its key was read
+                // is skipped here and found under its new key.
+                if rec.order_free_at() != Some(at) {
+                    continue;
+                }
+                let name = Certname::parse(name).map_err(|_| StoreError::Corrupt {
+                    tree: "orders_due".into(),
+                    detail: "key is not a certname".into(),
+                })?;
+                out.due.push((name, rec));
+            }
+            Ok(out)
+        })
+    }
+
     fn flush(&self) -> Result<(), StoreError> {
         self.with(|core| core.flush_grouped().map_err(|e| not_durable(&e)))
     }
@@ -1387,6 +1515,12 @@ impl Store for SledStore {
                     e.serials
                         .insert(k[1..].to_vec(), String::from_utf8_lossy(&v).into_owned());
                 }
+                for item in t.orders_due.iter() {
+                    let (k, _) = item.map_err(engine)?;
+                    if let Some((at, name)) = parse_due_key(&k) {
+                        e.orders_due.insert((at, name.to_owned()));
+                    }
+                }
                 e.revoked = self.revoked_serials(&env)?;
                 e.crl = self.crl(&env)?;
                 if e != EnvSnapshot::default() {
@@ -1430,6 +1564,67 @@ mod tests {
         let store = SledStore::open(dir.path()).expect("opens despite the torn snapshot");
         assert_eq!(store.environments().unwrap(), vec![(env, env_record(7))]);
         assert!(store.health().is_ok());
+    }
+
+    /// A store written before the due-time index existed (schema 2) gets its index built
+    /// from its requests the first time the environment is opened.
+    #[test]
+    fn a_schema_2_store_gets_its_order_index_built() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = EnvName::parse("dev").unwrap();
+        let name = Certname::parse("node1").unwrap();
+        let mut rec = RequestRecord {
+            csr_der: vec![0x30, 0],
+            submitted_at: 7,
+            state: RequestState::Requested,
+            dns_names: vec![],
+            ip_addrs: vec![],
+            order: None,
+        };
+        rec.order = Some(Order {
+            issuer: "upstream".into(),
+            sub_status: "waiting_for_ca".into(),
+            sub_status_message: String::new(),
+            plugin_meta: Default::default(),
+            approved_at: 7,
+            started_at: 0,
+            due_ms: 7_000,
+            attempts: 0,
+            failures: 0,
+            validity: 60,
+            modified: false,
+            lease_until_ms: 0,
+        });
+        let rule = SubmitRule {
+            allow_if_signed: false,
+            replace_pending: true,
+        };
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            store.submit_request(&env, &name, &rec, rule).unwrap();
+            store.flush().unwrap();
+        }
+        // Make it what certd wrote before: no index, no mark, schema 2.
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.drop_tree(env_tree(&env, schema::ORDERS_DUE)).unwrap();
+            db.open_tree(env_tree(&env, schema::ENV_META))
+                .unwrap()
+                .remove(schema::KEY_ORDERS_INDEXED)
+                .unwrap();
+            db.open_tree(schema::META)
+                .unwrap()
+                .insert(schema::KEY_SCHEMA, &2u32.to_be_bytes())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        let due = store.due_orders(&env, 7_000, None, 10).unwrap();
+        assert_eq!(due.due, vec![(name, rec)]);
+        assert_eq!(
+            store.due_orders(&env, 6_999, None, 10).unwrap().next_ms,
+            Some(7_000)
+        );
     }
 
     /// While sled's lock is held (the database is in use), its snapshot files are left

@@ -49,7 +49,7 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(status))
 }
 
-/// The body of `PUT certificate_status`. Other members are ignored (seed 002);
+/// The body of `PUT certificate_status`. Other members are ignored (as Puppet Server does);
 /// `cert_ttl` is Puppet's spelling of `ttl`.
 #[derive(Deserialize)]
 struct Desired {

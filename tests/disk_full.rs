@@ -4,8 +4,10 @@
 //!
 //! The data directory is a small tmpfs mounted in a mount namespace of certd's own
 //! (`unshare --mount`), so nothing outlives the test; the test reaches it through
-//! `/proc/PID/root`. The mount needs root: without it the test is skipped, unless
-//! `CERTD_REQUIRE_EXTERNAL=1` (set by `.ci/run`) makes that a failure.
+//! `/proc/PID/root`. The mount needs root, or a user namespace of the test's own (as an
+//! unprivileged user, `unshare --user --map-root-user`); where neither is allowed the
+//! test is skipped, unless `CERTD_REQUIRE_EXTERNAL=1` (set by `.ci/run`) makes that a
+//! failure.
 
 mod common;
 
@@ -20,30 +22,38 @@ use serde_json::Value;
 
 const CONFIG: &str = "[ca]\nkey_type = \"ec-p256\"\n[environments.production]\nautosign = true\n";
 
-/// Whether this process may mount in a namespace of its own.
-fn can_mount() -> bool {
-    Command::new("unshare")
-        .args([
+/// The `unshare` options under which this process may mount a tmpfs, if any: a mount
+/// namespace alone (root), or inside a user namespace (anyone, where the kernel allows).
+fn mount_namespace() -> Option<&'static [&'static str]> {
+    const WAYS: [&[&str]; 2] = [
+        &["--mount", "--propagation", "private"],
+        &[
+            "--user",
+            "--map-root-user",
             "--mount",
             "--propagation",
             "private",
-            "sh",
-            "-c",
-            "mount -t tmpfs -o size=1m probe /mnt",
-        ])
-        .output()
-        .is_ok_and(|o| o.status.success())
+        ],
+    ];
+    WAYS.into_iter().find(|way| {
+        Command::new("unshare")
+            .args(*way)
+            .args(["sh", "-c", "mount -t tmpfs -o size=1m probe /mnt"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
 }
 
 /// `certd serve` with its data directory on a tmpfs of `size`, in its own mount namespace.
-fn start_on_tmpfs(dir: &Path, size: &str) -> Server {
+fn start_on_tmpfs(dir: &Path, size: &str, way: &[&str]) -> Server {
     let data = dir.join("data");
     std::fs::create_dir(&data).unwrap();
     let config = dir.join("certd.toml");
     std::fs::write(&config, CONFIG).unwrap();
     let mut cmd = Command::new("unshare");
     cmd.current_dir(dir)
-        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .args(way)
+        .args(["sh", "-c"])
         .arg(r#"mount -t tmpfs -o "size=$1,mode=0700" certd-test "$2" && shift 2 && exec "$@""#)
         .args(["sh", size])
         .arg(&data)
@@ -108,16 +118,16 @@ fn store_status(anon: &reqwest::blocking::Client, server: &Server) -> Value {
 
 #[test]
 fn a_full_disk_answers_503_and_writes_resume_once_space_is_back() {
-    if !can_mount() {
+    let Some(way) = mount_namespace() else {
         assert!(
             std::env::var("CERTD_REQUIRE_EXTERNAL").as_deref() != Ok("1"),
-            "mounting a tmpfs in a mount namespace is required (CERTD_REQUIRE_EXTERNAL=1) but failed; run as root"
+            "mounting a tmpfs in a namespace of the test's own is required (CERTD_REQUIRE_EXTERNAL=1) but failed: run as root or allow user namespaces"
         );
-        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root)");
+        eprintln!("SKIPPED: cannot mount a tmpfs here (needs root or user namespaces)");
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
-    let server = start_on_tmpfs(dir.path(), "24m");
+    let server = start_on_tmpfs(dir.path(), "24m", way);
     let anon = client(&server, None);
     assert_eq!(store_status(&anon, &server)["ok"], true);
 

@@ -1,4 +1,4 @@
-//! Issuer back ends and asynchronous orders (issue 6): a downstream certd whose
+//! Issuer back ends and asynchronous orders: a downstream certd whose
 //! environment `ra` is served by an upstream certd through the `puppet-ca` back end (the
 //! upstream signs when its admin says so); crash and restart while an order waits; the
 //! upstream down (backoff, readiness, error after the budget); cancel and modify reaching

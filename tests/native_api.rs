@@ -1,4 +1,4 @@
-//! The native resource API of DESIGN.md section 3.1 over real TLS: every row, its status
+//! The native resource API (`certd::manual::api`) over real TLS: every row, its status
 //! codes, and the state of the other resources after each step. Certificates and CRLs
 //! are re-checked with the `openssl` command line.
 

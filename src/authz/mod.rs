@@ -1,4 +1,4 @@
-//! Who is calling: the client identity from the TLS peer certificate (DESIGN.md section 6).
+//! Who is calling: the client identity from the TLS peer certificate (the roles of `manual::api`).
 //!
 //! The TLS layer has already verified a presented certificate against the CA chains, so
 //! this module only classifies it: which environment's CA issued it, its certname, and

@@ -3,8 +3,8 @@
 //! in its `deny` list is refused, one in its `allow` list admitted, anyone else refused.
 //! A request no rule matches is refused.
 //!
-//! `conf/auth.toml` documents the format and holds the shipped defaults (DESIGN.md
-//! section 6, and Puppet's defaults for `/puppet-ca/v1`); they are also compiled in, and
+//! `conf/auth.toml` documents the format and holds the shipped defaults (the roles of
+//! `manual::api`, and Puppet's defaults for `/puppet-ca/v1`); they are also compiled in, and
 //! used when `[authz] rules` names no file.
 
 use std::fmt;

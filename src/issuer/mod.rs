@@ -1,4 +1,4 @@
-//! Issuers (DESIGN.md section 5, seeds 000, 001 and 003): the back ends that turn an
+//! Issuers (`manual::issuers`): the back ends that turn an
 //! approved request into a certificate, now or later.
 //!
 //! The core trait is small: `issue` a new order, `check` it again when it falls due.

@@ -1,5 +1,5 @@
-//! Orders: what an issuer's answer does to an approved request (DESIGN.md sections 4 and
-//! 5). Pure decisions over [`Order`] records; `app` runs the worker that calls issuers
+//! Orders: what an issuer's answer does to an approved request (see `manual::issuers`).
+//! Pure decisions over [`Order`] records; `app` runs the worker that calls issuers
 //! and stores what this module decides.
 //!
 //! - `Waiting` is polled again after the issuer's `retry_after`.

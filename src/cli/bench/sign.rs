@@ -2,7 +2,7 @@
 //! machine, with no server, TLS or store around it. It is the ceiling issuance with a
 //! CA key of that type is compared with. `openssl speed` measures the system's libcrypto,
 //! which need not be the one certd links (the default build links OpenSSL built from
-//! source; see README "Choices").
+//! source; see `manual::choices`).
 
 use std::time::Duration;
 

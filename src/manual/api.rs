@@ -1,0 +1,130 @@
+//! # Environments, roles and the native API
+//!
+//! The resources every face maps onto, who may do what, and the native face's contract.
+//!
+//!
+//! Each environment declared in `conf/certd.toml` gets its own issuing CA, chain and CRL.
+//! Global admins also create environments at run time: `PUT /environments/{env}` with
+//! JSON settings (the keys of an `[environments.<name>]` table, except that `issuer` is
+//! `"local"` or the name of an `[issuers.<name>]` table of `conf/certd.toml`, and
+//! `autosign` is a boolean, globs, or `{"policy": NAME}` naming an `[autosign_policies]`
+//! entry: no program, path or URL comes from the API; anything else is 400
+//! `invalid-settings`) creates its issuing CA
+//! under the root (201) or replaces the settings of one created this way (200);
+//! `GET /environments` and `GET /environments/{env}` show them (a secret such as a cfssl
+//! `auth_key` as `"(set)"`, never its value). The data directory and the store are 0700,
+//! the store's files 0600. Their settings live in the
+//! store, so a restart keeps them; environments declared in the file are changed there
+//! (409). At most `[limits] max_environments` (100) are served, declared and created
+//! together; one more is 409 `too-many-environments`. A new environment's client certificates work at once: the next TLS handshake
+//! switches to a context whose verify store holds the new CA (OpenSSL's servername
+//! callback runs for every ClientHello, with or without SNI).
+//! Roles, per environment (`tests/tenancy.rs` checks 10 callers × 14 endpoints × 2
+//! environments against a written table, among them a global admin's name signed by a
+//! tenant's CA and a renewed node's pre-renewal certificate after the node's revocation):
+//!
+//! - anyone reads certificates, the CA chain, the CRL and requests;
+//! - a CSR may be submitted anonymously where `allow_anonymous_csr` is true (default: only
+//!   in `production`), by a *member* (an agent whose certificate that environment's CA
+//!   issued), or by an admin;
+//! - a member reads its own status;
+//! - the environment's `admins` (certnames, with a certificate from that environment's CA)
+//!   and global admins (a certd certificate carrying `pp_cli_auth`, or a certname in
+//!   `[authz] admins`, in either case issued by the CA of an environment in
+//!   `[authz] admin_environments`, production by default) sign, revoke, reject, clean and
+//!   list; upstream CRLs are for global admins only;
+//! - no other environment takes a request for a global admin's certname (400
+//!   `reserved-certname`), and where one may, such a request is never autosigned, never
+//!   signed by `sign/all`, and signed only by a global admin (an environment's own admins
+//!   get 403); nobody
+//!   may request the names of the certificates setup signs (its admin's and the server's),
+//!   which are recorded in production like any other certificate, so they are listed and
+//!   can be revoked;
+//! - revoked, expired and foreign certificates fail the TLS handshake; on a keep-alive
+//!   connection opened before, a certificate revoked or expired since is refused (403) from
+//!   its next request on.
+//!
+//! ### Authorization rules (`conf/auth.toml`)
+//!
+//! Who may do what is decided by an ordered rules file, like Puppet's `auth.conf`:
+//! `[authz] rules` in `certd.toml` names it (relative to `certd.toml`; the shipped
+//! `conf/auth.toml` holds the defaults above and documents the format; an empty value uses
+//! the same rules compiled into certd). Each `[[rule]]` has a `name`, a literal `path`
+//! prefix or a `regex`, optional `methods`, an optional `environment` (a name, or `"$env"`
+//! from a capture) and `allow`/`deny` lists of callers: `anyone`, `anonymous`,
+//! `anonymous_where_allowed`, `authenticated`, `members`, `admins`, `global_admins`,
+//! `member:NAME`, `certname:NAME` (either may be `$group` from the regex) and
+//! `extension:NAME=VALUE` (a Puppet short name such as `pp_role`, or a dotted OID).
+//!
+//! - The first rule whose path and method match decides: `deny` first, then `allow`,
+//!   else refused. A request no rule matches is refused (the shipped file ends with a
+//!   deny-all rule).
+//! - Rules run for every request **before routing**, as Puppet's do, on the path the
+//!   router sees (percent-decoded except `%2F`, `%25`, `%2B`; `tests/rules.rs` checks that
+//!   re-encoded spellings of a path are decided as the route they reach). So an anonymous
+//!   caller's malformed listing query is a 403, not a 400, and an unknown path is a 403
+//!   unless some rule admits the caller. A rule about an environment certd does not serve
+//!   answers 404 `unknown-environment`.
+//! - A denial is a 403 (problem+json; Puppet's plain-text sentence on the Puppet face)
+//!   that does not name the rule; the server log line does:
+//!   `denied caller=Agent web1@dev method="POST" path="/dev/certificate/" rule=release-bot signs in dev`.
+//! - A malformed rules file (bad TOML, an unknown key, caller or method, a bad regex, a
+//!   `$group` the regex lacks, `members` without an environment, two rules with one name,
+//!   no rules at all) stops the server at start with `auth.toml:LINE: message`.
+//! - `member:NAME` requires a certificate from the rule's environment's CA;
+//!   `certname:NAME` accepts one from any environment, so any tenant able to name a node
+//!   NAME would match it — prefer `member:`.
+//!
+//! Example (in `conf/auth.toml`, above the "environment admins" rule): let the node
+//! `release-bot` of `staging` sign there and do nothing else.
+//!
+//! ```toml
+//! [[rule]]
+//! name = "release-bot signs in staging"
+//! regex = "^/(?<env>staging)/certificate/$"
+//! methods = ["POST"]
+//! environment = "$env"
+//! allow = ["member:release-bot", "admins"]
+//! ```
+//!
+//! ## The native API
+//!
+//! All under `/{env}/`; errors are `application/problem+json` with a stable `code`.
+//!
+//! | Method & path | Who | Answers |
+//! |---|---|---|
+//! | `HEAD`/`GET certificate/{name}` | anyone | 200 PEM (`text/plain`, `application/x-pem-file`), DER (`application/pkix-cert`), JSON status (`application/json`), fingerprint (`x-cert/fingerprint;digest=D` or `?digest=D`) · 404 none or pending · 410 revoked (problem with `revoked_at`, `revocation_reason`) |
+//! | `GET certificate/ca` | anyone | the chain PEM (issuing CA, root); DER and fingerprint of the issuing CA |
+//! | `DELETE certificate/{name}?reason=` | admin | revoke, 204 (also when already revoked) · 404 |
+//! | `GET certificate/` | admin | JSON array of status objects; `certname=GLOB`, `regex=RE`, `state=`, `limit=`, `after=`, `Link: <…>; rel="next"` |
+//! | `POST certificate/` | admin | sign: body the certname (`text/plain`) or `{"certname", "ttl"}` · 201 + `Location` · 202 when an issuer that answers later has the order (`Location`: the status) · 404 no request · 409 already signed / request invalid / the issuer refused (`issuance-failed`: the back end's own words, such as a program's exit status or stderr, go to the log and to `certificate_status`, never to the caller) |
+//! | `HEAD`/`GET certificate_request/{name}` | anyone | 200 PEM (or `application/pkcs10` DER) · 404 · 410 rejected or invalid (reason in the body) |
+//! | `PUT certificate_request/{name}` | anyone | 201 new · 200 replaced a pending one (a CSR for the same key, or sent by an admin or by the node with its current certificate; anyone else 409 `already-requested`, also while an order is under way at a remote issuer) · 400 with the CSR rule broken · 409 a certificate exists · 413 too large |
+//! | `DELETE certificate_request/{name}` | admin | reject: 204 (the request then answers 410); deleting a rejected request removes it · 404 |
+//! | `GET certificate_requests/` | admin | pending and rejected requests, filtered and paged as above |
+//! | `GET certificate_status/{name}` | admin, or the agent itself | JSON status object · 404 |
+//! | `PUT certificate_status/{name}` | admin | `{"desired_state": "signed"\|"revoked", "ttl"}` · 204 · 202 (order under way) · 404 · 409 |
+//! | `DELETE certificate_status/{name}` | admin | clean: revoke if valid, forget certificate and request, 204 · 404 |
+//! | `GET certificate_statuses/{pattern}` | admin | one status per name (`*` = all); `?state=` or `?restrict=` (`waiting` = `requested`) |
+//! | `GET events?after=ID&limit=N` | admin | the environment's audit log, oldest first: `{id, at, environment, certname, kind, detail}` with `kind` one of requested, replaced, approved, order_updated, issued, renewed, rejected, canceled, error, revoked, cleaned, environment |
+//! | `GET certificate_revocation_list/ca` | anyone | the issuing CA's CRL: PEM or DER (`application/pkix-crl`), `ETag` + `Last-Modified`, 304 on `If-None-Match` / `If-Modified-Since` |
+//! | `GET certificate_revocation_list/root` | anyone | the root's CRL (it lists revoked issuing CAs), the same way |
+//!
+//! Every answer carries `Vary: Accept`, errors (406 included) too, and a HEAD answer's
+//! `Content-Length` is the length GET sends. A client checking the whole chain
+//! (`openssl verify -crl_check_all`) takes the chain from `/{env}/certificate/ca` and both
+//! CRLs, `/{env}/certificate_revocation_list/ca` and `.../root` (`tests/wire.rs` does so,
+//! and runs pkilint on every certificate and CRL certd makes). Kept on purpose: a
+//! single-label certname is written as a `DNS:` subject alternative name (pkilint flags
+//! it; Puppet has issued them since 6.15 and fleets depend on them), and HEAD on the
+//! Puppet face is refused by Puppet's own rules, so monitors use the native face.
+//!
+//! Plus `GET /status` (version, environments, store health, every issuer with `ready`
+//! and why not, and `caller`: the role, certname and environment the server derived from
+//! your client certificate).
+//!
+//! Status object: `name, environment, state (requested|signed|revoked|invalid|error),
+//! fingerprint, fingerprints{SHA1,SHA256,SHA512,default}, dns_alt_names,
+//! subject_alt_names, serial_number, not_before, not_after, sub_status,
+//! sub_status_message, error_message, revoked_at, revocation_reason`, and while an order is
+//! under way `order{issuer, attempts, approved_at, next_attempt_ms}`.

@@ -1,0 +1,67 @@
+//! # Performance: what bounds each figure
+//!
+//! The figures are in the README's table, with the machine and the commands that
+//! measure them. This page says what limits each one and what was done about it; every
+//! step was an A/B measurement whose figures are in its commit message.
+//!
+//! ## RSA-4096 issuance
+//!
+//! A profile of the server under load (`perf`, DWARF stacks): the signature is ~62% of
+//! server CPU (`ossl_rsaz_amm52x40_x2_ifma256`, OpenSSL's AVX-512 IFMA code), the TLS
+//! handshake ~9.5%, the CSR's check ~4.5% (an RSA-4096 verification), the store's
+//! commit and sled's I/O threads ~7.6%, the rest HTTP, the kernel's loopback TCP and
+//! thread switches. Per certificate that is ~1.95 ms of server CPU, of which the
+//! signature is ~1.25 ms; the load generator's eight agents take another ~0.44 ms, and
+//! the machine is ~97% busy: ~820 certificates/s on two cores.
+//!
+//! **Why 10× a warm Puppet Server is out of reach on two shared cores.** Puppet
+//! Server's JIT keeps improving for some 20,000 certificates, to 105–114/s at 18.1 ms of
+//! JVM CPU per certificate (`certd bench issue --warmup 15000` measures it in one
+//! invocation). 10× that is ~1,050–1,140/s, or 1.75–1.9 ms of CPU per certificate. The
+//! signature alone is 1.3 ms per core (`certd bench sign --concurrency 1`: ~772/s),
+//! which leaves 0.45–0.6 ms for the server's handshake, HTTP, CSR check and commit
+//! (0.6–0.7 ms) *and* the load generator's half of the handshake (0.47 ms, on the same
+//! cores). A server whose only work were the signature would reach
+//! 2,000 / (1.3 + 0.47) ≈ 1,130/s. Per certificate, certd uses ~9.5× less server CPU
+//! than warm Puppet Server (1.9 against 18.1 ms).
+//!
+//! What got it there: the CSR's key built directly from its SubjectPublicKeyInfo
+//! instead of through OpenSSL 3's decoders (`src/ca/csr_key.rs`); the leaf's
+//! TBSCertificate written directly; signing on the HTTP worker instead of the blocking
+//! pool; OpenSSL 3.6 linked statically (3.0 has no IFMA code for 2048-bit CRT halves:
+//! server CPU per certificate 3.8 → 2.0 ms).
+//!
+//! ## ECDSA issuance
+//!
+//! ~0.25 ms of server CPU per certificate: two requests, one CSR check, one signature,
+//! a share of one sled transaction and flush. What drives sled's cost is the number of
+//! transactions (each seals and writes a log buffer from sled's I/O pool, whose threads
+//! are all woken per write), so: one transaction for request and certificate
+//! (`Store::submit_issued`); group commit of concurrent autosigned submissions by the
+//! store's committer thread (`certd-commit`), one transaction per environment and one
+//! flush per batch; the committer waits, asleep, for as many submissions as its last
+//! batch had (at most 500 µs; a lone agent never waits). With 8 keep-alive agents the
+//! machine is ~22% idle and sled flushes once per ~2.75 certificates: each agent waits
+//! for the flush covering its certificate, so the rate is bounded by that wait as much
+//! as by CPU.
+//!
+//! ## Probes, listings, revocation, start
+//!
+//! A probe costs ~27 µs of server CPU: TLS read-ahead (one `recv` per request instead of
+//! three), the certificate's cached encodings, routing on the `regex` crate's DFA; the
+//! rest is mostly the kernel. Listings read `CertSummary` records (the DER lives in a
+//! tree of its own) and the Puppet face streams a page at a time, JSON written by hand
+//! (byte for byte serde_json's, proptested). The CRL's encoded entries are kept in
+//! memory and a revocation appends one, so it costs hashing the TBSCertList (SHA-256
+//! over ~4.9 MB with 100,000 entries); cleans go 256 names per transaction with one CRL
+//! append for all; at start nothing is scanned but the revocations.
+//!
+//! ## The load generator
+//!
+//! `src/cli/bench/` is an OpenSSL client with blocking threads, one connection per
+//! thread. It offers the key-exchange groups a Debian Puppet agent does (one X25519 key
+//! share), and checks each target's chain once before timing, then connects without
+//! re-checking it, as wrk and h2load do. Every run can append JSON lines
+//! (`--json FILE`). A benchmark that issues into a data directory makes it bigger for
+//! the next one: the listing and start figures come from directories holding exactly
+//! what their row says.

@@ -1,0 +1,45 @@
+//! # Robustness and the data directory
+//!
+//! ## Robustness
+//!
+//! - **Crash safety** (`tests/crash.rs`): 24 SIGKILLs at random moments under concurrent
+//!   submit/sign/revoke load, including submissions to an autosigning environment; after each restart every acknowledged issuance is there and
+//!   verifies, every acknowledged revocation is on the CRL, serials are unique, nothing is
+//!   both pending and signed, the CRL lists exactly the revoked serials, and the audit log
+//!   has no gap. Removing the flush before a signing's answer makes it fail.
+//! - **Races** (`tests/races.rs`, plus 50 concurrent signings in `tests/native_api.rs`):
+//!   sign vs reject, revoke vs clean, simultaneous submissions (both faces), replacement
+//!   during signing: one winner, never a 5xx.
+//! - **Hostile input** (`fixtures/hostile/`, `tests/hostile.rs`): 182 raw requests, each a
+//!   4xx with a stable code, the server still answering, the store unchanged.
+//! - **Limits** (all in `conf/certd.toml`): body (`limits.max_body_bytes`, 413), headers
+//!   (`limits.max_header_bytes`, 431), CSR size, pattern length, page size; request-head
+//!   and body timeouts (`server.request_timeout`, `server.body_timeout`, 408) so slow
+//!   clients cannot hold a connection; idle keep-alive (`server.keep_alive`); connections
+//!   per worker (`server.max_connections`); signings under way
+//!   (`limits.max_pending_signings`, 503 `busy` with `Retry-After` after a 5 s wait).
+//!   `tests/limits.rs` covers slow clients, graceful shutdown and key hygiene.
+//! - **Secrets**: key files are written 0600 and certd refuses to start when one it loads
+//!   is readable by others; `Debug` of keys and CAs is redacted; a full run at
+//!   `RUST_LOG=trace` is checked for key material in logs, responses and CLI output.
+//! - **Fuzzing** (`tests/fuzz/`, libFuzzer via `cargo fuzz`, nightly toolchain): the CSR
+//!   parser, names/digests/reasons/durations, `Accept` negotiation, listing queries
+//!   (glob/regex) and uploaded CRLs. Run one with
+//!   `cargo +nightly fuzz run --fuzz-dir tests/fuzz csr -- -max_total_time=150`; the corpus
+//!   is kept in `tests/fuzz/corpus/`. Not part of `cargo test`.
+//!
+//! ## Data directory
+//!
+//! ```text
+//! ca/root.pem  ca/root.key                  the root CA
+//! ca/<env>/ca.pem  chain.pem  ca.key        each environment's issuing CA (chain = issuing CA, root)
+//! tls/server.pem  tls/server.key            the HTTPS server certificate (issued by production)
+//! admin/admin.pem  admin/admin.key          an admin client certificate with pp_cli_auth
+//! store/                                    sled
+//! ```
+//!
+//! Every `.key` file is written with mode 0600, and certd refuses to start when a key it
+//! loads is readable by group or others. Files are written atomically (temporary file,
+//! fsync, rename). `ca/root.pem` is written last: a setup interrupted before it is redone
+//! from scratch by the next run. An environment declared in the config that has no CA yet
+//! gets one at the next start.

@@ -5,7 +5,7 @@ use crate::ca::{CaError, CertInfo, Certname, RevocationReason, ValidatedCsr};
 use crate::issuer::{OrderRequest, Outcome, PluginMeta};
 use crate::store::{
     CertRecord, CleanOutcome, IssueOutcome, RequestRecord, RequestState, Revocation, RevokeOutcome,
-    RevokedSerial, SubmitIssueOutcome, SubmitOutcome, SubmitRule,
+    RevokedSerial, SubStatus, SubmitIssueOutcome, SubmitOutcome, SubmitRule,
 };
 
 /// A valid certificate as served.
@@ -42,8 +42,8 @@ pub enum Signing {
     Issued(Issued),
     /// An issuer that answers later has the order (202); `sub_status` says where it is.
     Accepted {
-        /// The order's `sub_status`.
-        sub_status: String,
+        /// The order's `sub_status` (none when the order ended meanwhile).
+        sub_status: Option<SubStatus>,
     },
 }
 
@@ -176,7 +176,7 @@ impl App {
         if let Some(order) = &req.order {
             // Approved before; the order is under way.
             return Ok(Signing::Accepted {
-                sub_status: order.sub_status.clone(),
+                sub_status: Some(order.sub_status),
             });
         }
         let issuer = self.issuer_for(env, &csr, validity)?;

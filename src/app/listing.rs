@@ -8,14 +8,14 @@ use super::status::{of_certificate, of_request, StatusObject};
 use super::{App, AppError};
 use crate::ca::Certname;
 use crate::config::LimitsConfig;
-use crate::store::{CertSummary, RequestRecord, RequestState, StoreError};
+use crate::store::{CertState, CertSummary, RequestRecord, StoreError};
 
 /// A parsed listing query.
 #[derive(Debug, Clone)]
 pub struct ListQuery {
     glob: Option<String>,
     regex: Option<Regex>,
-    state: Option<&'static str>,
+    state: Option<CertState>,
     /// Page size.
     pub limit: usize,
     /// Names after this one.
@@ -35,7 +35,13 @@ fn bad(code: &'static str, detail: String) -> AppError {
     AppError::BadRequest { code, detail }
 }
 
-const STATES: [&str; 4] = ["requested", "signed", "revoked", "invalid"];
+/// The states a listing filters on (`error` requests are listed, not filtered for).
+const STATES: [CertState; 4] = [
+    CertState::Requested,
+    CertState::Signed,
+    CertState::Revoked,
+    CertState::Invalid,
+];
 
 impl ListQuery {
     /// Parses query parameters: `certname` (glob with `*` and `?`), `regex` (whole-name
@@ -115,7 +121,7 @@ impl ListQuery {
                     } else {
                         v.as_str()
                     };
-                    let state = STATES.into_iter().find(|x| *x == s).ok_or_else(|| {
+                    let state = STATES.into_iter().find(|x| x.as_str() == s).ok_or_else(|| {
                         bad("invalid-state", format!("state {:?} is not one of requested (waiting), signed, revoked, invalid", v.chars().take(40).collect::<String>()))
                     })?;
                     if q.state.is_some_and(|prev| prev != state) {
@@ -154,7 +160,7 @@ impl ListQuery {
     }
 
     /// Whether a name in `state` passes the filters.
-    pub fn matches(&self, name: &str, state: &str) -> bool {
+    pub fn matches(&self, name: &str, state: CertState) -> bool {
         self.state.is_none_or(|s| s == state)
             && self
                 .glob
@@ -187,20 +193,12 @@ pub(crate) fn glob_match(pat: &[u8], name: &[u8]) -> bool {
     pat[p..].iter().all(|&c| c == b'*')
 }
 
-fn cert_state(c: &CertSummary) -> &'static str {
-    if c.revocation.is_some() {
-        "revoked"
-    } else {
-        "signed"
-    }
+fn cert_state(c: &CertSummary) -> CertState {
+    CertState::of_certificate(c.revocation.is_some())
 }
 
-fn request_state(r: &RequestRecord) -> &'static str {
-    match r.state {
-        RequestState::Requested => "requested",
-        RequestState::Invalid { .. } => "invalid",
-        RequestState::Error { .. } => "error",
-    }
+fn request_state(r: &RequestRecord) -> CertState {
+    CertState::of_request(&r.state)
 }
 
 /// Scans a name-ordered source from `after`, keeping what `keep` accepts, until `want`
@@ -413,8 +411,8 @@ mod tests {
             &limits,
         )
         .unwrap();
-        assert!(q.matches("web-12", "requested"));
-        assert!(!q.matches("web-12x", "requested"));
-        assert!(!q.matches("web-12", "signed"));
+        assert!(q.matches("web-12", CertState::Requested));
+        assert!(!q.matches("web-12x", CertState::Requested));
+        assert!(!q.matches("web-12", CertState::Signed));
     }
 }

@@ -99,6 +99,10 @@ pub enum AppError {
     /// The PKI layer failed on data certd produced itself (not the caller's input).
     #[error("pki: {0}")]
     Pki(CaError),
+    /// A renewal's client certificate is not the current certificate of its name in
+    /// this environment (403).
+    #[error("Certificate present, but does not match signature")]
+    CertificateMismatch,
     /// Too many signings are under way; try again shortly (503).
     #[error("too many signings are under way; retry shortly")]
     Busy,

@@ -19,8 +19,10 @@ use super::certificates::{cert_record, Issued, Signing};
 use super::{App, AppError, EnvCa};
 use crate::ca::{Certname, EnvName, ValidatedCsr};
 use crate::issuer::{Configured, OrderRequest, Outcome, PluginMeta};
-use crate::orders::{self, Next, Policy, LEASE_MS, WAITING_FOR_CA};
-use crate::store::{AuditEvent, EventKind, IssueOutcome, Order, RequestRecord, RequestState};
+use crate::orders::{self, Next, Policy, LEASE_MS};
+use crate::store::{
+    AuditEvent, EventKind, IssueOutcome, Order, RequestRecord, RequestState, SubStatus,
+};
 
 /// How long an approval waits for the issuer's first answer before saying 202.
 const FIRST_ANSWER_WAIT: Duration = Duration::from_secs(5);
@@ -139,15 +141,15 @@ impl App {
         let now = self.now();
         let (sub_status, message) = match self.readiness_of(&env.name, issuer) {
             Ok(()) => (
-                WAITING_FOR_CA,
+                SubStatus::WaitingForCa,
                 format!("approved; handed to issuer {}", issuer.name),
             ),
-            Err(m) => (orders::ISSUER_NOT_READY, m),
+            Err(m) => (SubStatus::IssuerNotReady, m),
         };
         let mut approved = req.clone();
         approved.order = Some(Order {
             issuer: issuer.name.clone(),
-            sub_status: sub_status.into(),
+            sub_status,
             sub_status_message: message,
             plugin_meta: PluginMeta::new(),
             approved_at: now,
@@ -187,7 +189,7 @@ impl App {
                     order: Some(o),
                     ..
                 }) if o.attempts == 0
-                    && o.sub_status != orders::ISSUER_NOT_READY
+                    && o.sub_status != SubStatus::IssuerNotReady
                     && Instant::now() < deadline =>
                 {
                     self.wait_orders(seen, deadline - Instant::now());
@@ -198,7 +200,7 @@ impl App {
                     ..
                 }) => {
                     return Ok(Signing::Accepted {
-                        sub_status: order.map(|o| o.sub_status).unwrap_or_default(),
+                        sub_status: order.map(|o| o.sub_status),
                     })
                 }
                 Some(RequestRecord {

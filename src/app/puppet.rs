@@ -11,7 +11,7 @@ use super::{certname, App, AppError, EnvCa, Submitted, Submitting};
 use crate::authz::Identity;
 use crate::ca::{CertInfo, Certname, Digest, SerialNumber, UnixTime};
 use crate::store::{
-    CertSummary, CleanOutcome, RequestRecord, RequestState, Revocation, RevokedSerial,
+    CertState, CertSummary, CleanOutcome, RequestRecord, RequestState, Revocation, RevokedSerial,
 };
 
 /// The environment the Puppet face serves.
@@ -28,7 +28,7 @@ pub fn puppet_date(t: UnixTime) -> String {
 #[derive(Debug, Serialize)]
 pub struct PuppetStatus {
     name: String,
-    state: &'static str,
+    state: CertState,
     fingerprint: String,
     fingerprints: Fingerprints,
     dns_alt_names: Vec<String>,
@@ -52,7 +52,7 @@ impl PuppetStatus {
         out.extend_from_slice(b"{\"name\":");
         json_str(out, &self.name);
         out.extend_from_slice(b",\"state\":");
-        json_str(out, self.state);
+        json_str(out, self.state.as_str());
         out.extend_from_slice(b",\"fingerprint\":");
         json_str(out, &self.fingerprint);
         let f = &self.fingerprints;
@@ -203,11 +203,7 @@ fn cert_status(name: &Certname, c: CertSummary) -> PuppetStatus {
     ));
     PuppetStatus {
         name: name.to_string(),
-        state: if c.revocation.is_some() {
-            "revoked"
-        } else {
-            "signed"
-        },
+        state: CertState::of_certificate(c.revocation.is_some()),
         fingerprint: fps.sha256.clone(),
         fingerprints: fps,
         dns_alt_names: dns,
@@ -224,7 +220,7 @@ fn request_status(name: &Certname, r: &RequestRecord) -> PuppetStatus {
     let fps = fingerprints(&r.csr_der, Digest::Sha256);
     PuppetStatus {
         name: name.to_string(),
-        state: "requested",
+        state: CertState::Requested,
         fingerprint: fps.sha256.clone(),
         fingerprints: fps,
         dns_alt_names: dns,
@@ -321,14 +317,14 @@ impl App {
     /// pages, so neither the store's records nor the answer need be in memory at once.
     pub fn puppet_statuses_page(
         &self,
-        state: Option<&str>,
+        state: Option<CertState>,
         from: StatusCursor,
         limit: usize,
     ) -> Result<(Vec<PuppetStatus>, StatusCursor), AppError> {
         let env = self.puppet_env()?;
         let mut out = Vec::new();
         let next = match from {
-            StatusCursor::Requests(after) if state.is_none_or(|s| s == "requested") => {
+            StatusCursor::Requests(after) if state.is_none_or(|s| s == CertState::Requested) => {
                 let batch = self.store.requests(&env.name, after.as_deref(), limit)?;
                 let next = match batch.last() {
                     Some((n, _)) if batch.len() == limit => {
@@ -344,7 +340,9 @@ impl App {
                 next
             }
             StatusCursor::Requests(_) => StatusCursor::Certificates(None),
-            StatusCursor::Certificates(_) if state == Some("requested") => StatusCursor::Done,
+            StatusCursor::Certificates(_) if state == Some(CertState::Requested) => {
+                StatusCursor::Done
+            }
             StatusCursor::Certificates(after) => {
                 let batch = self
                     .store
@@ -356,11 +354,7 @@ impl App {
                     _ => StatusCursor::Done,
                 };
                 for (n, c) in batch {
-                    let st = if c.revocation.is_some() {
-                        "revoked"
-                    } else {
-                        "signed"
-                    };
+                    let st = CertState::of_certificate(c.revocation.is_some());
                     if state.is_none_or(|s| s == st) {
                         out.push(cert_status(&n, c));
                     }
@@ -544,8 +538,7 @@ impl App {
             });
         };
         let env = self.puppet_env()?;
-        let mismatch =
-            || AppError::Forbidden("Certificate present, but does not match signature".into());
+        let mismatch = || AppError::CertificateMismatch;
         if who.environment.as_ref() != Some(&env.name) {
             return Err(mismatch());
         }
@@ -673,7 +666,7 @@ mod tests {
         ) {
             let status = PuppetStatus {
                 name: strings[0].clone(),
-                state: "signed",
+                state: CertState::Signed,
                 fingerprint: strings[1].clone(),
                 fingerprints: Fingerprints {
                     sha1: strings[2].clone(),

@@ -4,8 +4,8 @@ use super::{certname, App, AppError, EnvCa};
 use crate::authz::Identity;
 use crate::ca::{Certname, ValidatedCsr};
 use crate::store::{
-    CertRecord, PendingIssue, RequestRecord, RequestState, SubmitIssueOutcome, SubmitOutcome,
-    SubmitRule,
+    CertRecord, CertState, PendingIssue, RequestRecord, RequestState, SubmitIssueOutcome,
+    SubmitOutcome, SubmitRule,
 };
 
 /// What a submission did.
@@ -106,7 +106,7 @@ fn submitted(name: &Certname, outcome: SubmitOutcome) -> Result<Submitted, AppEr
             },
             detail: format!(
                 "{name} already has a {} certificate; ignoring certificate request",
-                if revoked { "revoked" } else { "signed" }
+                CertState::of_certificate(revoked)
             ),
         }),
     }

@@ -5,7 +5,9 @@ use serde::Serialize;
 
 use super::{certname, App, AppError};
 use crate::ca::{Certname, Digest, EnvName, Fingerprint, SerialNumber, UnixTime};
-use crate::store::{CertSummary, RequestRecord, RequestState, StoredFingerprints};
+use crate::store::{
+    CertState, CertSummary, RequestRecord, RequestState, StoredFingerprints, SubStatus,
+};
 
 /// Fingerprints of the DER under Puppet's three digests, plus the configured default.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -31,7 +33,7 @@ pub struct StatusObject {
     /// The environment.
     pub environment: String,
     /// `requested`, `signed`, `revoked`, `invalid` or `error`.
-    pub state: &'static str,
+    pub state: CertState,
     /// Fingerprint under the default digest (of the certificate, or of the CSR).
     pub fingerprint: String,
     /// Fingerprints under several digests.
@@ -48,7 +50,7 @@ pub struct StatusObject {
     /// RFC 3339.
     pub not_after: Option<String>,
     /// Issuance progress (asynchronous issuers).
-    pub sub_status: Option<String>,
+    pub sub_status: Option<SubStatus>,
     /// Issuance progress message.
     pub sub_status_message: Option<String>,
     /// Why a request is invalid.
@@ -154,11 +156,7 @@ pub(super) fn of_certificate<E>(
     Ok(StatusObject {
         name: name.to_string(),
         environment: env.to_string(),
-        state: if c.revocation.is_some() {
-            "revoked"
-        } else {
-            "signed"
-        },
+        state: CertState::of_certificate(c.revocation.is_some()),
         fingerprint: fps.default.clone(),
         fingerprints: fps,
         dns_alt_names,
@@ -188,10 +186,12 @@ pub(super) fn of_request(
     let mut dns = vec![name.to_string()];
     dns.extend(r.dns_names.iter().cloned());
     let (dns_alt_names, subject_alt_names) = alt_names(&dns, &r.ip_addrs);
-    let (state, error_message) = match &r.state {
-        RequestState::Requested => ("requested", None),
-        RequestState::Invalid { reason, .. } => ("invalid", Some(reason.clone())),
-        RequestState::Error { reason } => ("error", Some(reason.clone())),
+    let state = CertState::of_request(&r.state);
+    let error_message = match &r.state {
+        RequestState::Requested => None,
+        RequestState::Invalid { reason, .. } | RequestState::Error { reason } => {
+            Some(reason.clone())
+        }
     };
     StatusObject {
         name: name.to_string(),
@@ -204,7 +204,7 @@ pub(super) fn of_request(
         serial_number: None,
         not_before: None,
         not_after: None,
-        sub_status: r.order.as_ref().map(|o| o.sub_status.clone()),
+        sub_status: r.order.as_ref().map(|o| o.sub_status),
         sub_status_message: r.order.as_ref().map(|o| o.sub_status_message.clone()),
         error_message,
         revoked_at: None,

@@ -132,6 +132,9 @@ impl From<AppError> for Problem {
                 Problem::new(StatusCode::CONFLICT, code, detail.clone())
             }
             AppError::Busy => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
+            AppError::CertificateMismatch => {
+                Problem::new(StatusCode::FORBIDDEN, "certificate-mismatch", e.to_string())
+            }
             AppError::Store(StoreError::Unavailable(why)) => {
                 tracing::error!(error = %why, "store unavailable");
                 Problem::new(

@@ -15,6 +15,7 @@ use super::resources::{run_raw, submission};
 use super::{body, Caller};
 use crate::app::{App, AppError, StatusCursor, PUPPET_ENV};
 use crate::ca::UnixTime;
+use crate::store::CertState;
 
 /// The Puppet Server version certd answers as: 8.4 semantics (bulk sign, renewal,
 /// `If-Modified-Since` on certificates), so that newer CLIs use the bulk endpoints.
@@ -134,6 +135,7 @@ pub(super) fn forbidden(req: &HttpRequest) -> HttpResponse {
 fn answer(req: &HttpRequest, e: AppError, conflict: StatusCode) -> HttpResponse {
     match e {
         AppError::Forbidden(_) => forbidden(req),
+        AppError::CertificateMismatch => plain(StatusCode::FORBIDDEN, e.to_string()),
         AppError::NotFound(detail) => plain(StatusCode::NOT_FOUND, detail),
         AppError::UnknownEnvironment(env) => plain(
             StatusCode::NOT_FOUND,
@@ -457,14 +459,16 @@ async fn statuses(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
     let state = serde_urlencoded::from_str::<StateQuery>(req.query_string())
         .ok()
         .and_then(|q| q.state);
-    let state = state.filter(|s| matches!(s.as_str(), "requested" | "signed" | "revoked"));
-    let first = {
-        let state = state.clone();
-        run_raw(&app, move |a| {
-            statuses_chunk(a, state.as_deref(), StatusCursor::start(), true)
-        })
-        .await
-    };
+    // Puppet Server filters on these three; any other value lists everything.
+    let state = state.and_then(|s| {
+        [CertState::Requested, CertState::Signed, CertState::Revoked]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+    });
+    let first = run_raw(&app, move |a| {
+        statuses_chunk(a, state, StatusCursor::start(), true)
+    })
+    .await;
     let (head, cursor) = match first {
         Ok(c) => c,
         Err(e) => return answer(&req, e, StatusCode::CONFLICT),
@@ -478,9 +482,9 @@ async fn statuses(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
     // time, each read and encoded on the blocking pool while the one before is sent:
     // memory stays at two pages however many certificates there are. An error after the
     // first page can only end the connection early, and does.
-    let ahead = next_page(&app, state.clone(), cursor);
+    let ahead = next_page(&app, state, cursor);
     let rest = futures_util::stream::unfold(Some(ahead), move |pending| {
-        let (app, state) = (app.clone(), state.clone());
+        let app = app.clone();
         async move {
             match pending?.await {
                 Ok((bytes, StatusCursor::Done)) => Some((Ok(web::Bytes::from(bytes)), None)),
@@ -504,11 +508,11 @@ async fn statuses(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
 /// before it.
 fn next_page(
     app: &web::Data<App>,
-    state: Option<String>,
+    state: Option<CertState>,
     cursor: StatusCursor,
 ) -> impl std::future::Future<Output = Result<(Vec<u8>, StatusCursor), AppError>> {
     let app = app.clone().into_inner();
-    let pending = web::block(move || statuses_chunk(&app, state.as_deref(), cursor, false));
+    let pending = web::block(move || statuses_chunk(&app, state, cursor, false));
     async move { pending.await.map_err(|e| AppError::Task(e.to_string()))? }
 }
 
@@ -517,7 +521,7 @@ fn next_page(
 /// so a chunk is never empty. `opening` starts the array; the last chunk closes it.
 fn statuses_chunk(
     app: &App,
-    state: Option<&str>,
+    state: Option<CertState>,
     mut cursor: StatusCursor,
     opening: bool,
 ) -> Result<(Vec<u8>, StatusCursor), AppError> {
@@ -601,9 +605,6 @@ async fn expirations(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
 async fn renew(req: HttpRequest, app: web::Data<App>, caller: Caller) -> HttpResponse {
     match run_raw(&app, move |a| a.puppet_renew(&caller.0)).await {
         Ok(pem) => plain(StatusCode::OK, String::from_utf8_lossy(&pem).into_owned()),
-        Err(AppError::Forbidden(detail)) if detail.starts_with("Certificate present") => {
-            plain(StatusCode::FORBIDDEN, detail)
-        }
         Err(e) => answer(&req, e, StatusCode::CONFLICT),
     }
 }

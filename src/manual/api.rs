@@ -19,7 +19,7 @@
 //! together; one more is 409 `too-many-environments`. A new environment's client certificates work at once: the next TLS handshake
 //! switches to a context whose verify store holds the new CA (OpenSSL's servername
 //! callback runs for every ClientHello, with or without SNI).
-//! Roles, per environment (`tests/tenancy.rs` checks 10 callers × 14 endpoints × 2
+//! Roles, per environment (`tests/suite/tenancy.rs` checks 10 callers × 14 endpoints × 2
 //! environments against a written table, among them a global admin's name signed by a
 //! tenant's CA and a renewed node's pre-renewal certificate after the node's revocation):
 //!
@@ -60,7 +60,7 @@
 //!   else refused. A request no rule matches is refused (the shipped file ends with a
 //!   deny-all rule).
 //! - Rules run for every request **before routing**, as Puppet's do, on the path the
-//!   router sees (percent-decoded except `%2F`, `%25`, `%2B`; `tests/rules.rs` checks that
+//!   router sees (percent-decoded except `%2F`, `%25`, `%2B`; `tests/suite/rules.rs` checks that
 //!   re-encoded spellings of a path are decided as the route they reach). So an anonymous
 //!   caller's malformed listing query is a 403, not a 400, and an unknown path is a 403
 //!   unless some rule admits the caller. A rule about an environment certd does not serve
@@ -113,7 +113,7 @@
 //! Every answer carries `Vary: Accept`, errors (406 included) too, and a HEAD answer's
 //! `Content-Length` is the length GET sends. A client checking the whole chain
 //! (`openssl verify -crl_check_all`) takes the chain from `/{env}/certificate/ca` and both
-//! CRLs, `/{env}/certificate_revocation_list/ca` and `.../root` (`tests/wire.rs` does so,
+//! CRLs, `/{env}/certificate_revocation_list/ca` and `.../root` (`tests/suite/wire.rs` does so,
 //! and runs pkilint on every certificate and CRL certd makes). Kept on purpose: a
 //! single-label certname is written as a `DNS:` subject alternative name (pkilint flags
 //! it; Puppet has issued them since 6.15 and fleets depend on them), and HEAD on the

@@ -32,7 +32,7 @@
 //! and the RNG to [`App::new`], which sets the data directory up when it is empty and
 //! loads every environment. [`service`] builds the routes and middleware for `serve`;
 //! tests build the same [`App`] on a [`MemStore`] with a [`FixedClock`] and drive
-//! [`service`] in-process (`tests/in_process.rs`). On a TLS connection the caller's
+//! [`service`] in-process (`tests/suite/in_process.rs`). On a TLS connection the caller's
 //! identity is what the resolver made of the peer certificate; on a connection that is
 //! not TLS (only an in-process test has one) it is the identity an outer middleware put
 //! in the request, else anonymous.
@@ -46,7 +46,7 @@
 //! index kept in the same transactions as the requests (`env/E/orders_due`, keyed by the
 //! time the order is free to work, then the certname; [`Store::due_orders`]), so one
 //! pass of the order worker reads the orders that are due, not every pending request
-//! (`tests/in_process.rs` counts: 10 due among 100,015). A store written before the
+//! (`tests/suite/in_process.rs` counts: 10 due among 100,015). A store written before the
 //! index gets it built the first time each environment is opened (schema 3).
 //!
 //! When sled meets an I/O error (a full disk) it fails every later call until the
@@ -54,7 +54,7 @@
 //! did not reach the disk. The store then closes the database at once (every call
 //! answers 503 `store-unavailable`, `/status` says why) and its committer thread opens
 //! it again from disk with backoff, so only what was made durable comes back and writes
-//! resume by themselves once there is space (`tests/disk_full.rs`). Before every open, a
+//! resume by themselves once there is space (`tests/suite/disk_full.rs`). Before every open, a
 //! snapshot file sled left half-written (`snap.N.generating`, which sled would read as
 //! the newest and then refuse to open) is removed, under sled's own lock.
 //!
@@ -66,7 +66,7 @@
 //! requests in flight (up to `server.shutdown_timeout`), then [`Workers::stop`] signals
 //! the workers and joins them (waiting up to 2 s for order calls under way, whose
 //! leases let the next start take them up), the store is flushed, and the process exits
-//! 0 (`tests/crash.rs`: under issuance load, within 5 s, nothing acknowledged lost).
+//! 0 (`tests/suite/crash.rs`: under issuance load, within 5 s, nothing acknowledged lost).
 //!
 //! [`Clock`]: crate::ca::Clock
 //! [`Rng`]: crate::ca::Rng

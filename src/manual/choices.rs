@@ -133,6 +133,6 @@
 //!   apart): only what was made durable comes back, and writes work again by themselves
 //!   once there is space. Before every open, a snapshot file sled left half-written
 //!   (`snap.N.generating`: sled reads it as the newest and then refuses to open at all) is
-//!   removed, with sled's lock held. Measured on a 24 MiB tmpfs (`tests/disk_full.rs`):
+//!   removed, with sled's lock held. Measured on a 24 MiB tmpfs (`tests/suite/disk_full.rs`):
 //!   371 certificates acknowledged, then 503s, then 201 again within a second of freeing
 //!   space, all 371 there.

@@ -53,7 +53,7 @@
 //! dead webhook only falls behind; each event gets `webhook_attempts` tries of at most
 //! `webhook_timeout`. Events from before a restart are not re-sent (the log has them).
 //!
-//! `tests/issuers.rs` runs: a downstream certd in front of an upstream certd (202,
+//! `tests/suite/issuers.rs` runs: a downstream certd in front of an upstream certd (202,
 //! `waiting_for_ca`, SIGKILL while waiting, upstream admin signs, restart, the certificate
 //! arrives within a poll, verifies against the upstream chain and not the downstream's,
 //! one issuance on each side, events and a webhook in order while a never-answering webhook

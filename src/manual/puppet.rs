@@ -25,7 +25,7 @@
 //! `/puppet-ca/v1/certificate_revocation_list/ca`, `ca_server`, `ca_port`), then
 //! `puppetserver ca list --all --config that/puppet.conf`. Debian's
 //! `ruby-puppetserver-ca-cli` ships the library without Puppet Server's `puppetserver`
-//! wrapper; `tests/puppet_clients.rs` shows the one-line wrapper it uses.
+//! wrapper; `tests/suite/puppet_clients.rs` shows the one-line wrapper it uses.
 //!
 //! Autosign is configured per environment (`autosign` and `autosign_timeout` in
 //! `conf/certd.toml`) with Puppet's semantics, and applies to both faces. With the
@@ -33,7 +33,7 @@
 //! in one step: the policy is asked before the request is stored (not about a submission
 //! already seen refused), no request is ever pending beside its fresh certificate, and of
 //! concurrent autosigned submissions for one name one gets the certificate (201/200) and
-//! the others 409 (`tests/races.rs`). If signing cannot start or fails (503 busy, no
+//! the others 409 (`tests/suite/races.rs`). If signing cannot start or fails (503 busy, no
 //! issuer, a CA error), the request is stored alone and durably before the error is
 //! answered, to be signed later. With an issuer that answers later, the request is stored
 //! and its order started, as before.

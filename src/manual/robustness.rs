@@ -2,15 +2,15 @@
 //!
 //! ## Robustness
 //!
-//! - **Crash safety** (`tests/crash.rs`): 24 SIGKILLs at random moments under concurrent
+//! - **Crash safety** (`tests/suite/crash.rs`): 24 SIGKILLs at random moments under concurrent
 //!   submit/sign/revoke load, including submissions to an autosigning environment; after each restart every acknowledged issuance is there and
 //!   verifies, every acknowledged revocation is on the CRL, serials are unique, nothing is
 //!   both pending and signed, the CRL lists exactly the revoked serials, and the audit log
 //!   has no gap. Removing the flush before a signing's answer makes it fail.
-//! - **Races** (`tests/races.rs`, plus 50 concurrent signings in `tests/native_api.rs`):
+//! - **Races** (`tests/suite/races.rs`, plus 50 concurrent signings in `tests/suite/native_api.rs`):
 //!   sign vs reject, revoke vs clean, simultaneous submissions (both faces), replacement
 //!   during signing: one winner, never a 5xx.
-//! - **Hostile input** (`fixtures/hostile/`, `tests/hostile.rs`): 182 raw requests, each a
+//! - **Hostile input** (`fixtures/hostile/`, `tests/suite/hostile.rs`): 182 raw requests, each a
 //!   4xx with a stable code, the server still answering, the store unchanged.
 //! - **Limits** (all in `conf/certd.toml`): body (`limits.max_body_bytes`, 413), headers
 //!   (`limits.max_header_bytes`, 431), CSR size, pattern length, page size; request-head
@@ -18,7 +18,7 @@
 //!   clients cannot hold a connection; idle keep-alive (`server.keep_alive`); connections
 //!   per worker (`server.max_connections`); signings under way
 //!   (`limits.max_pending_signings`, 503 `busy` with `Retry-After` after a 5 s wait).
-//!   `tests/limits.rs` covers slow clients, graceful shutdown and key hygiene.
+//!   `tests/suite/limits.rs` covers slow clients, graceful shutdown and key hygiene.
 //! - **Secrets**: key files are written 0600 and certd refuses to start when one it loads
 //!   is readable by others; `Debug` of keys and CAs is redacted; a full run at
 //!   `RUST_LOG=trace` is checked for key material in logs, responses and CLI output.

@@ -11,16 +11,7 @@
 
 use crate::ca::UnixTime;
 use crate::issuer::Outcome;
-use crate::store::{Order, RequestState};
-
-/// `sub_status` of an order whose issuer was not ready when it was approved.
-pub const ISSUER_NOT_READY: &str = "issuer_not_ready";
-/// `sub_status` while the CA has the order and has not signed.
-pub const WAITING_FOR_CA: &str = "waiting_for_ca";
-/// `sub_status` while the CA cannot be reached.
-pub const CA_UNAVAILABLE: &str = "ca_unavailable";
-/// `sub_status` while the CA has a problem with the request's data.
-pub const CLIENT_DATA_ISSUE: &str = "client_data_issue";
+use crate::store::{Order, RequestState, SubStatus};
 
 /// How long a worker holds an order it is working on (milliseconds); a worker that dies
 /// mid-call loses the lease after this and another call is made.
@@ -81,15 +72,15 @@ pub fn apply(order: &Order, outcome: Outcome, now_ms: i64, policy: Policy, jitte
         Outcome::Waiting {
             retry_after,
             message,
-        } => (WAITING_FOR_CA, message, retry_after, false),
+        } => (SubStatus::WaitingForCa, message, retry_after, false),
         Outcome::Unavailable {
             retry_after,
             message,
-        } => (CA_UNAVAILABLE, message, retry_after, true),
+        } => (SubStatus::CaUnavailable, message, retry_after, true),
         Outcome::ClientDataIssue {
             retry_after,
             message,
-        } => (CLIENT_DATA_ISSUE, message, retry_after, true),
+        } => (SubStatus::ClientDataIssue, message, retry_after, true),
     };
     if now - started >= policy.retry_budget {
         return Next::End(RequestState::Error {
@@ -108,7 +99,7 @@ pub fn apply(order: &Order, outcome: Outcome, now_ms: i64, policy: Policy, jitte
     };
     let delay_ms = (nominal as f64 * 1000.0 * (0.8 + 0.2 * jitter.clamp(0.0, 1.0))) as i64;
     let mut next = order.clone();
-    next.sub_status = sub_status.to_owned();
+    next.sub_status = sub_status;
     next.sub_status_message = message;
     next.started_at = started;
     next.attempts = order.attempts + 1;
@@ -126,7 +117,7 @@ pub fn apply(order: &Order, outcome: Outcome, now_ms: i64, policy: Policy, jitte
 /// budget, which runs from the first call) and is looked at again after `pause` seconds.
 pub fn park_not_ready(order: &Order, message: &str, now_ms: i64, pause: i64) -> (Order, bool) {
     let mut next = order.clone();
-    next.sub_status = ISSUER_NOT_READY.to_owned();
+    next.sub_status = SubStatus::IssuerNotReady;
     next.sub_status_message = message.to_owned();
     next.due_ms = now_ms + pause.max(1) * 1000;
     next.lease_until_ms = 0;
@@ -141,7 +132,7 @@ mod tests {
     fn order() -> Order {
         Order {
             issuer: "up".into(),
-            sub_status: WAITING_FOR_CA.into(),
+            sub_status: SubStatus::WaitingForCa,
             sub_status_message: String::new(),
             plugin_meta: Default::default(),
             approved_at: 1000,
@@ -185,7 +176,7 @@ mod tests {
             match apply(&o, unavailable(), now, P, 0.5) {
                 Next::Keep { order, changed } => {
                     assert_eq!(changed, i == 0, "only the first changes sub_status");
-                    assert_eq!(order.sub_status, CA_UNAVAILABLE);
+                    assert_eq!(order.sub_status, SubStatus::CaUnavailable);
                     assert_eq!(order.lease_until_ms, 0);
                     dues.push(order.due_ms - now);
                     o = order;

@@ -23,8 +23,8 @@ pub use files::{write_file, DataDir, FilesError};
 pub use memory::MemStore;
 pub use pending::PendingIssue;
 pub use records::{
-    AuditEvent, CertRecord, CertSummary, CrlRecord, EnvRecord, EventKind, Order, RequestRecord,
-    RequestState, Revocation, RevokedSerial, StoredFingerprints,
+    AuditEvent, CertRecord, CertState, CertSummary, CrlRecord, EnvRecord, EventKind, Order,
+    RequestRecord, RequestState, Revocation, RevokedSerial, StoredFingerprints, SubStatus,
 };
 pub use schema::SCHEMA_VERSION;
 pub use sled_store::SledStore;

@@ -29,6 +29,91 @@ pub enum RequestState {
     },
 }
 
+/// Where a certname stands, as status objects and listings say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CertState {
+    /// A request waits for approval or for its issuer.
+    Requested,
+    /// A valid certificate.
+    Signed,
+    /// A revoked certificate.
+    Revoked,
+    /// A request rejected or refused; kept so that probes answer 410.
+    Invalid,
+    /// A request its issuer gave up on.
+    Error,
+}
+
+impl CertState {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CertState::Requested => "requested",
+            CertState::Signed => "signed",
+            CertState::Revoked => "revoked",
+            CertState::Invalid => "invalid",
+            CertState::Error => "error",
+        }
+    }
+
+    /// A certificate's state: revoked or signed.
+    pub fn of_certificate(revoked: bool) -> CertState {
+        if revoked {
+            CertState::Revoked
+        } else {
+            CertState::Signed
+        }
+    }
+
+    /// A request's state.
+    pub fn of_request(state: &RequestState) -> CertState {
+        match state {
+            RequestState::Requested => CertState::Requested,
+            RequestState::Invalid { .. } => CertState::Invalid,
+            RequestState::Error { .. } => CertState::Error,
+        }
+    }
+}
+
+impl std::fmt::Display for CertState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where an order stands with its issuer (`sub_status` on the wire).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SubStatus {
+    /// The issuer was not ready when the order was approved.
+    IssuerNotReady,
+    /// The CA has the order and has not signed yet.
+    WaitingForCa,
+    /// The CA cannot be reached.
+    CaUnavailable,
+    /// The CA has a problem with the request's data.
+    ClientDataIssue,
+}
+
+impl SubStatus {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubStatus::IssuerNotReady => "issuer_not_ready",
+            SubStatus::WaitingForCa => "waiting_for_ca",
+            SubStatus::CaUnavailable => "ca_unavailable",
+            SubStatus::ClientDataIssue => "client_data_issue",
+        }
+    }
+}
+
+impl std::fmt::Display for SubStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An approved request handed to an issuer that has not answered with a certificate yet
 /// (`sub_status`, `plugin_meta`, a due time, retries within a
 /// budget). Kept with the request, so a restart loses nothing.
@@ -36,8 +121,8 @@ pub enum RequestState {
 pub struct Order {
     /// The issuer (by name) serving it.
     pub issuer: String,
-    /// `issuer_not_ready`, `waiting_for_ca`, `ca_unavailable` or `client_data_issue`.
-    pub sub_status: String,
+    /// Where it stands with its issuer.
+    pub sub_status: SubStatus,
     /// The issuer's last word.
     pub sub_status_message: String,
     /// What the issuer keeps about the order.

@@ -1583,7 +1583,7 @@ mod tests {
         };
         rec.order = Some(Order {
             issuer: "upstream".into(),
-            sub_status: "waiting_for_ca".into(),
+            sub_status: SubStatus::WaitingForCa,
             sub_status_message: String::new(),
             plugin_meta: Default::default(),
             approved_at: 7,

@@ -14,6 +14,7 @@ use crate::ca::Digest;
 use crate::http::body;
 use crate::http::negotiate::{Offer, Repr};
 use crate::http::Problem;
+use crate::store::CertState;
 
 /// Decides the fingerprint digest: `?digest=` wins, then the Accept parameter, then the
 /// configured default.
@@ -155,6 +156,6 @@ pub async fn sign(
         // An issuer that answers later has the order; its status tells how it goes.
         Signing::Accepted { sub_status } => Ok(HttpResponse::Accepted()
             .insert_header((header::LOCATION, status_of))
-            .json(serde_json::json!({ "state": "requested", "sub_status": sub_status }))),
+            .json(serde_json::json!({ "state": CertState::Requested, "sub_status": sub_status }))),
     }
 }

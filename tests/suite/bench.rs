@@ -2,9 +2,7 @@
 //! and the native face, checks the server's chain before anything is timed (a wrong CA
 //! stops it), warms up uncounted when asked, and `sign` runs without a server.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 const CONFIG: &str = "[ca]\nkey_type = \"ec-p256\"\n[environments.production]\nautosign = true\n";
 

@@ -399,7 +399,7 @@ fn pending(order: Option<Order>) -> RequestRecord {
 fn order(issuer: &str, due_ms: i64) -> Order {
     Order {
         issuer: issuer.into(),
-        sub_status: "waiting_for_ca".into(),
+        sub_status: certd::store::SubStatus::WaitingForCa,
         sub_status_message: String::new(),
         plugin_meta: Default::default(),
         approved_at: NOW,

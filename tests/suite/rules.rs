@@ -2,13 +2,11 @@
 //! grants one named node the right to sign in one environment, denials logged with the
 //! rule that decided them, and malformed files stopping the server at start.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::common::*;
 use certd::ca::{build_csr, Certname, KeyType};
-use common::*;
 
 /// The site's rule, put in front of the shipped rules.
 const RELEASE_BOT: &str = r#"

@@ -194,7 +194,7 @@ fn apply(store: &dyn Store, op: &Op, at: i64) -> String {
             let mut new = current.clone();
             new.order = Some(certd::store::Order {
                 issuer: "up".into(),
-                sub_status: "waiting_for_ca".into(),
+                sub_status: certd::store::SubStatus::WaitingForCa,
                 sub_status_message: format!("attempt {attempts}"),
                 plugin_meta: [("k".to_string(), attempts.to_string())].into(),
                 approved_at: at,

@@ -4,8 +4,6 @@
 //! upstream down (backoff, readiness, error after the budget); cancel and modify reaching
 //! the upstream; the event log and webhooks; a real `cfssl serve`; an external command.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -13,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// A certd with clients for it.

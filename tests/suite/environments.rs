@@ -2,11 +2,9 @@
 //! issuing CA under the root; a certificate signed there verifies against its chain and
 //! not production's; a restart keeps it.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const CONFIG: &str = "[ca]\nkey_type = \"ec-p256\"\n";

@@ -1,13 +1,11 @@
 //! The foundation over real TLS: `certd setup` and `certd serve`, the data directory they
 //! write, `/status`, `/{env}/certificate/ca`, identity, restart and shutdown.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
+use crate::common::*;
 use certd::store::{SledStore, Store};
-use common::*;
 
 #[test]
 fn shipped_config_serves_status_to_curl_with_the_production_chain() {

@@ -2,9 +2,7 @@
 //! plain-text bodies and JSON shapes of Puppet Server, over real TLS. The real Puppet
 //! clients are exercised in `puppet_clients.rs`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const CONFIG: &str = "[ca]\nkey_type = \"ec-p256\"\n";

@@ -5,17 +5,15 @@
 //! 204 is on the CRL; no serial is used twice; no name is both pending and signed; the
 //! CRL verifies and lists exactly the revoked serials; the audit log has no gap.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::common::*;
 use certd::ca::{build_csr, Certname, KeyType};
 use certd::store::{EventKind, SledStore, Store};
-use common::*;
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::{X509Crl, X509StoreContext, X509};
 use serde_json::Value;

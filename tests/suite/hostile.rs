@@ -4,15 +4,13 @@
 //! the well-formed CSRs the policy refused, which are kept as invalid requests. The other
 //! tests here are the trust findings found from outside, one test each.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::common::*;
 use certd::store::{EventKind, RequestState, SledStore, Store};
-use common::*;
 use openssl::ssl::{SslConnector, SslMethod};
 
 /// Sends `raw` on a fresh TLS connection and returns (status, body). The cases go in

@@ -6,13 +6,11 @@
 //! A missing program skips a test, unless `CERTD_REQUIRE_EXTERNAL=1` (set by `.ci/run`),
 //! which makes it a failure.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 /// The tests of this file run one at a time: two of them time real clients, and six

@@ -1,9 +1,7 @@
 //! `/metrics`: Prometheus text with request counters and histograms by route pattern,
 //! issuance per environment and issuer, CRL size and age, store size.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn scrape(api: &Api) -> String {
     let r = api.admin.get(api.url("/metrics")).send().unwrap();

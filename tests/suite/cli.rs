@@ -1,12 +1,10 @@
 //! `certd ca ...` end to end against a running server, with the state checked over the
 //! native API afterwards.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const CONFIG: &str = "[ca]\nkey_type = \"ec-p256\"\n";

@@ -1,13 +1,11 @@
 //! Resource limits and hygiene: slow clients cannot hold the server, graceful shutdown
 //! finishes what is in flight, and key material never reaches a log or a response.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use openssl::ssl::{SslConnector, SslMethod, SslStream};
 
 fn tls(server: &Server) -> SslStream<TcpStream> {

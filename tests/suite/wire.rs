@@ -7,12 +7,10 @@
 //! it is missing its test is skipped, unless `CERTD_REQUIRE_EXTERNAL=1`, which makes it a
 //! failure.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 const CONFIG: &str = "[ca]\nkey_type = \"ec-p256\"\n[environments.production]\nautosign = true\n[environments.manual]\n";
 

@@ -2,12 +2,10 @@
 //! against a table written out below. Environment `a` takes CSRs from anonymous callers
 //! and has its own admin (`admin-a`); `b` has neither. `ops` is a global admin's name.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 
+use crate::common::*;
 use certd::ca::{build_csr, Certname, KeyType};
-use common::*;
 
 const CONFIG: &str = r#"
 [ca]

@@ -1,11 +1,9 @@
 //! Races that must have exactly one winner, each run many times with many concurrent
 //! clients: never a 5xx, and the state afterwards is the winner's.
 
-mod common;
-
 use std::sync::{Arc, Barrier};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value;
 
 const CONFIG: &str = "[ca]\nkey_type = \"ec-p256\"\n";

@@ -2,12 +2,10 @@
 //! codes, and the state of the other resources after each step. Certificates and CRLs
 //! are re-checked with the `openssl` command line.
 
-mod common;
-
 use std::process::Command;
 
+use crate::common::*;
 use certd::store::{SledStore, Store};
-use common::*;
 use serde_json::Value;
 
 const CONFIG: &str = r#"

@@ -9,15 +9,13 @@
 //! test is skipped, unless `CERTD_REQUIRE_EXTERNAL=1` (set by `.ci/run`) makes that a
 //! failure.
 
-mod common;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use crate::common::*;
 use certd::ca::{build_csr, Certname, KeyType};
-use common::*;
 use serde_json::Value;
 
 const CONFIG: &str = "[ca]\nkey_type = \"ec-p256\"\n[environments.production]\nautosign = true\n";

@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer};
 /// within what X.509 can write (year 9999), and any longer value is a typo.
 pub const MAX_SECS: i64 = 1000 * 365 * 86_400;
 
-/// A positive duration in whole seconds, at most [`MAX_SECS`].
+/// A positive duration in whole seconds, at most `MAX_SECS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Duration(i64);
 

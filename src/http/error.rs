@@ -45,7 +45,7 @@ impl Problem {
     }
 
     /// The same problem, answered while `payload` (unread) is held: the connection
-    /// closes after the answer (see [`super::body::hold`]).
+    /// closes after the answer (see `body::hold`).
     pub fn holding(mut self, payload: actix_web::web::Payload) -> Self {
         self.unread = Some(super::body::UnreadBody::new(payload));
         self

@@ -44,7 +44,7 @@
 //! [`choices`](super::choices), "Durability"). The sled layout is in
 //! `src/store/schema.rs`. Orders due for a remote issuer are found through a due-time
 //! index kept in the same transactions as the requests (`env/E/orders_due`, keyed by the
-//! time the order is free to work, then the certname; [`Store::due_orders`]), so one
+//! time the order is free to work, then the certname; [`RequestStore::due_orders`]), so one
 //! pass of the order worker reads the orders that are due, not every pending request
 //! (`tests/suite/in_process.rs` counts: 10 due among 100,015). A store written before the
 //! index gets it built the first time each environment is opened (schema 3).
@@ -72,7 +72,7 @@
 //! [`Rng`]: crate::ca::Rng
 //! [`FixedClock`]: crate::ca::FixedClock
 //! [`Store`]: crate::store::Store
-//! [`Store::due_orders`]: crate::store::Store::due_orders
+//! [`RequestStore::due_orders`]: crate::store::RequestStore::due_orders
 //! [`SledStore`]: crate::store::SledStore
 //! [`MemStore`]: crate::store::MemStore
 //! [`DataDir`]: crate::store::DataDir

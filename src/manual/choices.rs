@@ -109,7 +109,7 @@
 //!   when it no longer passes). Clean revokes with reason `cessationOfOperation`.
 //! - **Durability.** Every change (submit, sign, reject, revoke, clean) is one store
 //!   transaction followed by a flush before the answer (an autosigned submission is one
-//!   transaction for request and certificate, `Store::submit_issued`, then one flush;
+//!   transaction for request and certificate, `CertificateStore::submit_issued`, then one flush;
 //!   concurrent autosigned submissions share that transaction and flush, and none is
 //!   answered before the flush covering it; if signing fails, the request is stored and
 //!   flushed before the error is answered); a revocation's CRL is rebuilt and

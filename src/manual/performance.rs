@@ -37,7 +37,7 @@
 //! a share of one sled transaction and flush. What drives sled's cost is the number of
 //! transactions (each seals and writes a log buffer from sled's I/O pool, whose threads
 //! are all woken per write), so: one transaction for request and certificate
-//! (`Store::submit_issued`); group commit of concurrent autosigned submissions by the
+//! (`CertificateStore::submit_issued`); group commit of concurrent autosigned submissions by the
 //! store's committer thread (`certd-commit`), one transaction per environment and one
 //! flush per batch; the committer waits, asleep, for as many submissions as its last
 //! batch had (at most 500 µs; a lone agent never waits). With 8 keep-alive agents the

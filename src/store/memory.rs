@@ -69,7 +69,7 @@ impl EnvSnapshot {
     }
 }
 
-/// [`Store::submit_request`] on the state.
+/// [`RequestStore::submit_request`] on the state.
 fn submit(
     s: &mut Snapshot,
     env: &EnvName,
@@ -106,7 +106,7 @@ fn submit(
     }
 }
 
-/// [`Store::issue`] on the state.
+/// [`CertificateStore::issue`] on the state.
 fn issue(
     s: &mut Snapshot,
     env: &EnvName,
@@ -230,7 +230,7 @@ fn revoke_in(s: &mut Snapshot, env: &EnvName, name: &Certname, revocation: Revoc
     );
 }
 
-impl Store for MemStore {
+impl EnvironmentStore for MemStore {
     fn put_environment(
         &self,
         env: &EnvName,
@@ -252,7 +252,9 @@ impl Store for MemStore {
                 .collect()
         }))
     }
+}
 
+impl RequestStore for MemStore {
     fn request(&self, env: &EnvName, name: &Certname) -> Result<Option<RequestRecord>, StoreError> {
         Ok(self.with(|s| {
             s.envs
@@ -345,6 +347,52 @@ impl Store for MemStore {
         }))
     }
 
+    fn requests(
+        &self,
+        env: &EnvName,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(Certname, RequestRecord)>, StoreError> {
+        Ok(self.with(|s| {
+            s.envs
+                .get(env.as_str())
+                .map(|e| page(&e.requests, after, limit))
+                .unwrap_or_default()
+        }))
+    }
+
+    fn due_orders(
+        &self,
+        env: &EnvName,
+        until_ms: i64,
+        after: Option<(i64, &str)>,
+        limit: usize,
+    ) -> Result<DueOrders, StoreError> {
+        use std::ops::Bound;
+        Ok(self.with(|s| {
+            let mut out = DueOrders::default();
+            let Some(e) = s.envs.get(env.as_str()) else {
+                return out;
+            };
+            let from = match after {
+                Some((at, name)) => Bound::Excluded((at, name.to_owned())),
+                None => Bound::Unbounded,
+            };
+            for (at, name) in e.orders_due.range((from, Bound::Unbounded)) {
+                if *at > until_ms || out.due.len() >= limit {
+                    out.next_ms = Some(*at);
+                    break;
+                }
+                let rec = e.requests[name].clone();
+                let name = Certname::parse(name).expect("stored names are valid");
+                out.due.push((name, rec));
+            }
+            out
+        }))
+    }
+}
+
+impl CertificateStore for MemStore {
     fn issue(
         &self,
         env: &EnvName,
@@ -507,20 +555,6 @@ impl Store for MemStore {
         }))
     }
 
-    fn requests(
-        &self,
-        env: &EnvName,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<(Certname, RequestRecord)>, StoreError> {
-        Ok(self.with(|s| {
-            s.envs
-                .get(env.as_str())
-                .map(|e| page(&e.requests, after, limit))
-                .unwrap_or_default()
-        }))
-    }
-
     fn revoked_serials(&self, env: &EnvName) -> Result<Vec<RevokedSerial>, StoreError> {
         Ok(self.with(|s| {
             s.envs
@@ -529,7 +563,9 @@ impl Store for MemStore {
                 .unwrap_or_default()
         }))
     }
+}
 
+impl CrlStore for MemStore {
     fn crl(&self, env: &EnvName) -> Result<Option<CrlRecord>, StoreError> {
         Ok(self.with(|s| s.envs.get(env.as_str()).and_then(|e| e.crl.clone())))
     }
@@ -547,11 +583,9 @@ impl Store for MemStore {
         self.with(|s| s.root_crl = Some(crl.clone()));
         Ok(())
     }
+}
 
-    fn last_event_id(&self) -> Result<u64, StoreError> {
-        Ok(self.with(|s| s.audit.len() as u64))
-    }
-
+impl AuditLog for MemStore {
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
         Ok(self.with(|s| {
             s.audit
@@ -563,46 +597,22 @@ impl Store for MemStore {
         }))
     }
 
-    fn due_orders(
-        &self,
-        env: &EnvName,
-        until_ms: i64,
-        after: Option<(i64, &str)>,
-        limit: usize,
-    ) -> Result<DueOrders, StoreError> {
-        use std::ops::Bound;
-        Ok(self.with(|s| {
-            let mut out = DueOrders::default();
-            let Some(e) = s.envs.get(env.as_str()) else {
-                return out;
-            };
-            let from = match after {
-                Some((at, name)) => Bound::Excluded((at, name.to_owned())),
-                None => Bound::Unbounded,
-            };
-            for (at, name) in e.orders_due.range((from, Bound::Unbounded)) {
-                if *at > until_ms || out.due.len() >= limit {
-                    out.next_ms = Some(*at);
-                    break;
-                }
-                let rec = e.requests[name].clone();
-                let name = Certname::parse(name).expect("stored names are valid");
-                out.due.push((name, rec));
-            }
-            out
-        }))
+    fn last_event_id(&self) -> Result<u64, StoreError> {
+        Ok(self.with(|s| s.audit.len() as u64))
+    }
+}
+
+impl Store for MemStore {
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 
-    fn flush(&self) -> Result<(), StoreError> {
+    fn health(&self) -> Result<(), String> {
         Ok(())
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(0)
-    }
-
-    fn health(&self) -> Result<(), String> {
-        Ok(())
     }
 
     fn snapshot(&self) -> Result<Snapshot, StoreError> {

@@ -55,7 +55,7 @@ pub enum StoreError {
     },
 }
 
-/// Result of [`Store::submit_request`].
+/// Result of [`RequestStore::submit_request`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubmitOutcome {
     /// A new request.
@@ -71,7 +71,7 @@ pub enum SubmitOutcome {
     },
 }
 
-/// When [`Store::submit_request`] refuses, decided inside its transaction.
+/// When [`RequestStore::submit_request`] refuses, decided inside its transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SubmitRule {
     /// Accept a CSR for a name that has a certificate (Puppet's `allow_duplicate_certs`).
@@ -81,7 +81,7 @@ pub struct SubmitRule {
     pub replace_pending: bool,
 }
 
-/// Result of [`Store::issue`].
+/// Result of [`CertificateStore::issue`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IssueOutcome {
     /// The certificate is stored and the request gone.
@@ -96,7 +96,7 @@ pub enum IssueOutcome {
     SerialTaken,
 }
 
-/// Result of [`Store::submit_issued`].
+/// Result of [`CertificateStore::submit_issued`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubmitIssueOutcome {
     /// The certificate's serial is already used in this environment; nothing written.
@@ -108,7 +108,7 @@ pub enum SubmitIssueOutcome {
     Stored(SubmitOutcome, IssueOutcome),
 }
 
-/// Result of [`Store::renew`].
+/// Result of [`CertificateStore::renew`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RenewOutcome {
     /// The new certificate replaced the old one, which is revoked as `superseded`.
@@ -120,7 +120,7 @@ pub enum RenewOutcome {
     SerialTaken,
 }
 
-/// Result of [`Store::revoke`].
+/// Result of [`CertificateStore::revoke`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RevokeOutcome {
     /// Revoked now: the serial that is now on the revocation list.
@@ -134,7 +134,7 @@ pub enum RevokeOutcome {
     NotFound,
 }
 
-/// Result of [`Store::clean`].
+/// Result of [`CertificateStore::clean`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CleanOutcome {
     /// Forgotten; `revoked` is the serial of a valid certificate revoked on the way (so
@@ -164,7 +164,7 @@ pub struct EnvSnapshot {
     pub orders_due: BTreeSet<(i64, String)>,
 }
 
-/// Result of [`Store::due_orders`].
+/// Result of [`RequestStore::due_orders`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DueOrders {
     /// Requests whose order is free to work, earliest first.
@@ -186,9 +186,8 @@ pub struct Snapshot {
     pub audit: Vec<AuditEvent>,
 }
 
-/// The persistence interface. Methods are synchronous (sled is); async callers run them
-/// on a blocking thread. Mutations are atomic; [`Store::flush`] makes them durable.
-pub trait Store: Send + Sync {
+/// Environment records.
+pub trait EnvironmentStore: Send + Sync {
     /// Creates or updates an environment record.
     fn put_environment(
         &self,
@@ -196,11 +195,16 @@ pub trait Store: Send + Sync {
         rec: &EnvRecord,
         at: UnixTime,
     ) -> Result<(), StoreError>;
+
     /// All environment records, by name.
     fn environments(&self) -> Result<Vec<(EnvName, EnvRecord)>, StoreError>;
+}
 
+/// Requests, their orders, and the due-time index of orders.
+pub trait RequestStore: Send + Sync {
     /// The request for `name`, in any state.
     fn request(&self, env: &EnvName, name: &Certname) -> Result<Option<RequestRecord>, StoreError>;
+
     /// Stores a new `Requested` request, replacing any earlier one unless `rule` says
     /// otherwise (`CertificateExists`, `RequestPending`; nothing written then).
     fn submit_request(
@@ -210,6 +214,7 @@ pub trait Store: Send + Sync {
         rec: &RequestRecord,
         rule: SubmitRule,
     ) -> Result<SubmitOutcome, StoreError>;
+
     /// Marks a request `Invalid` with `reason`; false when there is none.
     fn reject_request(
         &self,
@@ -218,6 +223,7 @@ pub trait Store: Send + Sync {
         reason: &str,
         at: UnixTime,
     ) -> Result<bool, StoreError>;
+
     /// Replaces the request of `name` with `new` if it is still exactly `expected`
     /// (compare-and-set: orders, leases), appending `event` (kind and detail) to the audit
     /// log; false, with nothing written, when it changed meanwhile.
@@ -230,6 +236,7 @@ pub trait Store: Send + Sync {
         event: Option<(EventKind, Option<String>)>,
         at: UnixTime,
     ) -> Result<bool, StoreError>;
+
     /// Removes a request in any state; false when there is none.
     fn cancel_request(
         &self,
@@ -238,6 +245,29 @@ pub trait Store: Send + Sync {
         at: UnixTime,
     ) -> Result<bool, StoreError>;
 
+    /// Requests in name order, starting after `after`, at most `limit`.
+    fn requests(
+        &self,
+        env: &EnvName,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(Certname, RequestRecord)>, StoreError>;
+
+    /// Pending requests whose order is free to work by `until_ms` (due, and not leased
+    /// past it), earliest first, after the index entry `after` (a page's last: its time
+    /// and certname), at most `limit`, read through the environment's due-time index:
+    /// the cost follows the orders returned, not the requests held.
+    fn due_orders(
+        &self,
+        env: &EnvName,
+        until_ms: i64,
+        after: Option<(i64, &str)>,
+        limit: usize,
+    ) -> Result<DueOrders, StoreError>;
+}
+
+/// Certificates, their serials and revocations.
+pub trait CertificateStore: Send + Sync {
     /// Atomically: checks that the pending request is `csr_der`, removes it, stores the
     /// certificate and indexes its serial.
     fn issue(
@@ -247,7 +277,8 @@ pub trait Store: Send + Sync {
         csr_der: &[u8],
         cert: &CertRecord,
     ) -> Result<IssueOutcome, StoreError>;
-    /// Atomically, [`Store::submit_request`] followed by [`Store::issue`] of the same CSR
+
+    /// Atomically, [`RequestStore::submit_request`] followed by [`CertificateStore::issue`] of the same CSR
     /// with `cert` (an autosigned submission: one transaction instead of two). Checks the
     /// serial first, so that `SerialTaken` writes nothing. Returns once what it stored is
     /// durable, as after [`Store::flush`] (so that concurrent calls can share one commit
@@ -260,7 +291,8 @@ pub trait Store: Send + Sync {
         rule: SubmitRule,
         cert: &CertRecord,
     ) -> Result<SubmitIssueOutcome, StoreError>;
-    /// [`Store::submit_issued`] without blocking the caller where the store commits on a
+
+    /// [`CertificateStore::submit_issued`] without blocking the caller where the store commits on a
     /// thread of its own: the outcome arrives, durable, through the [`PendingIssue`]
     /// (an HTTP handler awaits it instead of holding a thread through the commit). By
     /// default the work is done at once, in the call.
@@ -274,6 +306,7 @@ pub trait Store: Send + Sync {
     ) -> PendingIssue {
         PendingIssue::ready(self.submit_issued(env, name, rec, rule, cert))
     }
+
     /// Atomically: checks that `name`'s current certificate has `old_serial` and is not
     /// revoked, revokes it (`superseded`, at `cert.issued_at`), replaces it with `cert`,
     /// and indexes the new serial. So a name never has two valid certificates, and
@@ -285,15 +318,18 @@ pub trait Store: Send + Sync {
         old_serial: &[u8],
         cert: &CertRecord,
     ) -> Result<RenewOutcome, StoreError>;
+
     /// The certificate for `name`.
     fn certificate(&self, env: &EnvName, name: &Certname)
         -> Result<Option<CertRecord>, StoreError>;
+
     /// Which certname a serial was issued to (kept after a clean).
     fn certname_by_serial(
         &self,
         env: &EnvName,
         serial: &[u8],
     ) -> Result<Option<Certname>, StoreError>;
+
     /// Revokes the certificate of `name`.
     fn revoke(
         &self,
@@ -301,6 +337,7 @@ pub trait Store: Send + Sync {
         name: &Certname,
         revocation: Revocation,
     ) -> Result<RevokeOutcome, StoreError>;
+
     /// Revokes the certificate of `name` if it is valid, then forgets it and any request.
     /// The serial index and the revocation stay.
     fn clean(
@@ -309,8 +346,9 @@ pub trait Store: Send + Sync {
         name: &Certname,
         revocation: Revocation,
     ) -> Result<CleanOutcome, StoreError>;
+
     /// Puppet's bulk clean, in one transaction: each name that has a certificate is
-    /// cleaned as by [`Store::clean`]; a name without one is left alone, its request too,
+    /// cleaned as by [`CertificateStore::clean`]; a name without one is left alone, its request too,
     /// and answers `NotFound`. A name given twice is cleaned once. Callers keep `names`
     /// to a few hundred (the transaction is held in memory).
     fn clean_certified(
@@ -328,49 +366,51 @@ pub trait Store: Send + Sync {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(Certname, CertSummary)>, StoreError>;
-    /// Requests in name order, starting after `after`, at most `limit`.
-    fn requests(
-        &self,
-        env: &EnvName,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<(Certname, RequestRecord)>, StoreError>;
+
     /// Every revoked serial of the environment, in serial order.
     fn revoked_serials(&self, env: &EnvName) -> Result<Vec<RevokedSerial>, StoreError>;
+}
 
+/// The cached CRLs.
+pub trait CrlStore: Send + Sync {
     /// The cached CRL.
     fn crl(&self, env: &EnvName) -> Result<Option<CrlRecord>, StoreError>;
+
     /// Replaces the cached CRL.
     fn put_crl(&self, env: &EnvName, crl: &CrlRecord) -> Result<(), StoreError>;
+
     /// The root CA's CRL (it lists revoked issuing CAs; Puppet agents need one for every
     /// CA of the chain).
     fn root_crl(&self) -> Result<Option<CrlRecord>, StoreError>;
+
     /// Replaces the root CA's CRL.
     fn put_root_crl(&self, crl: &CrlRecord) -> Result<(), StoreError>;
+}
 
+/// The audit log.
+pub trait AuditLog: Send + Sync {
     /// Audit events with id greater than `after`, at most `limit`.
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
+
     /// The id of the newest audit event (0 when there is none).
     fn last_event_id(&self) -> Result<u64, StoreError>;
+}
 
-    /// Pending requests whose order is free to work by `until_ms` (due, and not leased
-    /// past it), earliest first, after the index entry `after` (a page's last: its time
-    /// and certname), at most `limit`, read through the environment's due-time index:
-    /// the cost follows the orders returned, not the requests held.
-    fn due_orders(
-        &self,
-        env: &EnvName,
-        until_ms: i64,
-        after: Option<(i64, &str)>,
-        limit: usize,
-    ) -> Result<DueOrders, StoreError>;
-
+/// The persistence interface: every capability, plus durability and health.
+/// Methods are synchronous (sled is); async callers run them on a blocking
+/// thread. Mutations are atomic; [`Store::flush`] makes them durable.
+pub trait Store:
+    EnvironmentStore + RequestStore + CertificateStore + CrlStore + AuditLog + Send + Sync
+{
     /// Makes every change so far durable.
     fn flush(&self) -> Result<(), StoreError>;
+
     /// `Ok` when the store answers reads and takes writes; else why not.
     fn health(&self) -> Result<(), String>;
+
     /// Bytes the store takes on disk (0 for a store in memory).
     fn size_on_disk(&self) -> Result<u64, StoreError>;
+
     /// Everything, for tests and diagnostics.
     fn snapshot(&self) -> Result<Snapshot, StoreError>;
 }

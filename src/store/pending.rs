@@ -11,7 +11,7 @@ use super::{StoreError, SubmitIssueOutcome};
 
 type Outcome = Result<SubmitIssueOutcome, StoreError>;
 
-/// What [`Store::submit_issued_pending`](super::Store::submit_issued_pending) answers: its
+/// What [`CertificateStore::submit_issued_pending`](super::CertificateStore::submit_issued_pending) answers: its
 /// outcome once it is durable (or failed). Await it (it is a future that needs no
 /// particular runtime) or [`wait`](Self::wait) for it on a thread that may block.
 #[must_use = "the outcome says whether anything was stored"]

@@ -17,8 +17,8 @@ use super::*;
 
 /// A [`Store`] in a sled database directory. One process at a time (sled holds a lock).
 /// Autosigned submissions are committed by a thread of the store's own (see
-/// [`IssueQueue`]); dropping the store stops it. After an I/O error the database is
-/// closed and reopened by that thread (see [`Shared`]).
+/// `IssueQueue`); dropping the store stops it. After an I/O error the database is
+/// closed and reopened by that thread (see `Shared`).
 pub struct SledStore {
     shared: Arc<Shared>,
     issues: Arc<IssueQueue>,
@@ -170,7 +170,7 @@ struct CommitState {
     flushing: bool,
 }
 
-/// Autosigned submissions ([`Store::submit_issued`]) committed together: every sled
+/// Autosigned submissions ([`CertificateStore::submit_issued`]) committed together: every sled
 /// transaction seals and writes the log buffer before it and its batch manifest after,
 /// each write handed to sled's I/O pool, so concurrent submissions share one
 /// transaction per environment and one flush. Submissions queue here; one thread (the
@@ -293,7 +293,7 @@ impl IssueQueue {
 /// variable rather than yielding in a loop costs ~11% less server CPU at the same rate.
 const COMPANY_WAIT: std::time::Duration = std::time::Duration::from_micros(500);
 
-/// One queued [`Store::submit_issued`].
+/// One queued [`CertificateStore::submit_issued`].
 struct IssueOp {
     env: EnvName,
     name: Certname,
@@ -460,7 +460,7 @@ impl<'a> Tx<'a> {
         log(self.audit, self.meta, at, env, certname, kind, None)
     }
 
-    /// [`Store::submit_request`] inside a transaction.
+    /// [`RequestStore::submit_request`] inside a transaction.
     fn submit(
         &self,
         env: &EnvName,
@@ -507,7 +507,7 @@ impl<'a> Tx<'a> {
         })
     }
 
-    /// [`Store::submit_issued`] inside a transaction: the serial first, so that
+    /// [`CertificateStore::submit_issued`] inside a transaction: the serial first, so that
     /// `SerialTaken` writes nothing.
     fn submit_issued(&self, op: &IssueOp) -> TxResult<SubmitIssueOutcome> {
         let IssueOp {
@@ -528,7 +528,7 @@ impl<'a> Tx<'a> {
         }
     }
 
-    /// [`Store::issue`] inside a transaction.
+    /// [`CertificateStore::issue`] inside a transaction.
     fn issue(
         &self,
         env: &EnvName,
@@ -863,7 +863,7 @@ impl Core {
             })
     }
 
-    /// Applies a batch of [`Store::submit_issued`] calls, in order, in one transaction
+    /// Applies a batch of [`CertificateStore::submit_issued`] calls, in order, in one transaction
     /// per environment. When that transaction fails, each is retried alone, so that one
     /// bad record fails only its own submission.
     fn commit_issues(
@@ -1000,7 +1000,7 @@ impl Core {
     }
 }
 
-impl Store for SledStore {
+impl EnvironmentStore for SledStore {
     fn put_environment(
         &self,
         env: &EnvName,
@@ -1037,7 +1037,9 @@ impl Store for SledStore {
             Ok(out)
         })
     }
+}
 
+impl RequestStore for SledStore {
     fn request(&self, env: &EnvName, name: &Certname) -> Result<Option<RequestRecord>, StoreError> {
         match self.with(|core| core.env(env)?.requests.get(name.as_str()).map_err(engine))? {
             Some(v) => Ok(Some(decode("requests", &v)?)),
@@ -1130,6 +1132,61 @@ impl Store for SledStore {
         })
     }
 
+    fn requests(
+        &self,
+        env: &EnvName,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(Certname, RequestRecord)>, StoreError> {
+        self.with(|core| Core::scan(&core.env(env)?.requests, "requests", after, limit))
+    }
+
+    fn due_orders(
+        &self,
+        env: &EnvName,
+        until_ms: i64,
+        after: Option<(i64, &str)>,
+        limit: usize,
+    ) -> Result<DueOrders, StoreError> {
+        use std::ops::Bound;
+        self.with(|core| {
+            let t = core.env(env)?;
+            let mut out = DueOrders::default();
+            let from = match after {
+                Some((at, name)) => Bound::Excluded(due_key(at, name)),
+                None => Bound::Unbounded,
+            };
+            for item in t.orders_due.range::<Vec<u8>, _>((from, Bound::Unbounded)) {
+                let (k, _) = item.map_err(engine)?;
+                let (at, name) = parse_due_key(&k).ok_or_else(|| StoreError::Corrupt {
+                    tree: "orders_due".into(),
+                    detail: "bad key".into(),
+                })?;
+                if at > until_ms || out.due.len() >= limit {
+                    out.next_ms = Some(at);
+                    break;
+                }
+                let Some(v) = t.requests.get(name).map_err(engine)? else {
+                    continue;
+                };
+                let rec: RequestRecord = decode("requests", &v)?;
+                // Read outside a transaction: a request changed since its key was read
+                // is skipped here and found under its new key.
+                if rec.order_free_at() != Some(at) {
+                    continue;
+                }
+                let name = Certname::parse(name).map_err(|_| StoreError::Corrupt {
+                    tree: "orders_due".into(),
+                    detail: "key is not a certname".into(),
+                })?;
+                out.due.push((name, rec));
+            }
+            Ok(out)
+        })
+    }
+}
+
+impl CertificateStore for SledStore {
     fn issue(
         &self,
         env: &EnvName,
@@ -1338,15 +1395,6 @@ impl Store for SledStore {
         })
     }
 
-    fn requests(
-        &self,
-        env: &EnvName,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<(Certname, RequestRecord)>, StoreError> {
-        self.with(|core| Core::scan(&core.env(env)?.requests, "requests", after, limit))
-    }
-
     fn revoked_serials(&self, env: &EnvName) -> Result<Vec<RevokedSerial>, StoreError> {
         self.with(|core| {
             let mut out = Vec::new();
@@ -1357,7 +1405,9 @@ impl Store for SledStore {
             Ok(out)
         })
     }
+}
 
+impl CrlStore for SledStore {
     fn crl(&self, env: &EnvName) -> Result<Option<CrlRecord>, StoreError> {
         match self.with(|core| core.env(env)?.meta.get(schema::KEY_CRL).map_err(engine))? {
             Some(v) => Ok(Some(decode("meta", &v)?)),
@@ -1392,7 +1442,9 @@ impl Store for SledStore {
             Ok(())
         })
     }
+}
 
+impl AuditLog for SledStore {
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
         self.with(|core| {
             let mut out = Vec::new();
@@ -1416,57 +1468,11 @@ impl Store for SledStore {
             None => Ok(0),
         })
     }
+}
 
-    fn due_orders(
-        &self,
-        env: &EnvName,
-        until_ms: i64,
-        after: Option<(i64, &str)>,
-        limit: usize,
-    ) -> Result<DueOrders, StoreError> {
-        use std::ops::Bound;
-        self.with(|core| {
-            let t = core.env(env)?;
-            let mut out = DueOrders::default();
-            let from = match after {
-                Some((at, name)) => Bound::Excluded(due_key(at, name)),
-                None => Bound::Unbounded,
-            };
-            for item in t.orders_due.range::<Vec<u8>, _>((from, Bound::Unbounded)) {
-                let (k, _) = item.map_err(engine)?;
-                let (at, name) = parse_due_key(&k).ok_or_else(|| StoreError::Corrupt {
-                    tree: "orders_due".into(),
-                    detail: "bad key".into(),
-                })?;
-                if at > until_ms || out.due.len() >= limit {
-                    out.next_ms = Some(at);
-                    break;
-                }
-                let Some(v) = t.requests.get(name).map_err(engine)? else {
-                    continue;
-                };
-                let rec: RequestRecord = decode("requests", &v)?;
-                // Read outside a transaction: a request changed since its key was read
-                // is skipped here and found under its new key.
-                if rec.order_free_at() != Some(at) {
-                    continue;
-                }
-                let name = Certname::parse(name).map_err(|_| StoreError::Corrupt {
-                    tree: "orders_due".into(),
-                    detail: "key is not a certname".into(),
-                })?;
-                out.due.push((name, rec));
-            }
-            Ok(out)
-        })
-    }
-
+impl Store for SledStore {
     fn flush(&self) -> Result<(), StoreError> {
         self.with(|core| core.flush_grouped().map_err(|e| not_durable(&e)))
-    }
-
-    fn size_on_disk(&self) -> Result<u64, StoreError> {
-        self.with(|core| core.db.size_on_disk().map_err(engine))
     }
 
     fn health(&self) -> Result<(), String> {
@@ -1475,6 +1481,10 @@ impl Store for SledStore {
             Ok(_) => Ok(()),
             Err(e) => Err(engine(e).to_string()),
         }
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.with(|core| core.db.size_on_disk().map_err(engine))
     }
 
     fn snapshot(&self) -> Result<Snapshot, StoreError> {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::common::*;
 use certd::ca::{build_csr, Certname, KeyType};
-use certd::store::{EventKind, SledStore, Store};
+use certd::store::{AuditLog, EventKind, SledStore};
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::{X509Crl, X509StoreContext, X509};
 use serde_json::Value;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use actix_web::body::{BodySize, MessageBody};
 use actix_web::dev::Service;
-use actix_web::http::StatusCode;
+use actix_web::http::{Method, StatusCode};
 use actix_web::test::{self, TestRequest};
 use actix_web::{web, HttpMessage};
 use certd::app::App;
@@ -17,10 +17,10 @@ use certd::authz::Identity;
 use certd::ca::{build_csr, Certname, EnvName, FixedClock, KeyType, OsRng, UnixTime};
 use certd::config::Config;
 use certd::store::{
-    AuditEvent, CertRecord, CertSummary, CleanOutcome, CrlRecord, DataDir, DueOrders, EnvRecord,
-    EventKind, IssueOutcome, MemStore, Order, RenewOutcome, RequestRecord, RequestState,
-    Revocation, RevokeOutcome, RevokedSerial, Snapshot, Store, StoreError, SubmitIssueOutcome,
-    SubmitOutcome, SubmitRule,
+    AuditEvent, AuditLog, CertRecord, CertSummary, CertificateStore, CleanOutcome, CrlRecord,
+    CrlStore, DataDir, DueOrders, EnvRecord, EnvironmentStore, EventKind, IssueOutcome, MemStore,
+    Order, RenewOutcome, RequestRecord, RequestState, RequestStore, Revocation, RevokeOutcome,
+    RevokedSerial, Snapshot, Store, StoreError, SubmitIssueOutcome, SubmitOutcome, SubmitRule,
 };
 use openssl::x509::X509;
 
@@ -82,90 +82,71 @@ fn csr(name: &str) -> Vec<u8> {
     build_csr(&key, &Certname::parse(name).unwrap(), &[]).unwrap()
 }
 
+/// A request: `method` on `uri`, as the admin when `admin`, with `body`.
+fn request(method: Method, uri: &str, admin: bool, body: impl Into<Vec<u8>>) -> TestRequest {
+    let mut r = TestRequest::default().method(method).uri(uri);
+    if admin {
+        r = r.insert_header((AS, "admin"));
+    }
+    r.set_payload(body.into())
+}
+
 #[actix_web::test]
 async fn a_native_face_issuance_runs_in_process_on_the_memory_store() {
     let h = Harness::new("[ca]\nkey_type = \"ec-p256\"\n");
     let svc = service!(h);
+    let cert = "/production/certificate/node1";
 
     // Agent: PUT the CSR (anonymous). 201, pending.
-    let resp = test::call_service(
-        &svc,
-        TestRequest::put()
-            .uri("/production/certificate_request/node1")
-            .set_payload(csr("node1"))
-            .to_request(),
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
-
+    let put = request(
+        Method::PUT,
+        "/production/certificate_request/node1",
+        false,
+        csr("node1"),
+    );
+    assert_eq!(
+        test::call_service(&svc, put.to_request()).await.status(),
+        StatusCode::CREATED
+    );
     // Monitor: HEAD the certificate: not signed yet.
-    let resp = test::call_service(
-        &svc,
-        TestRequest::default()
-            .method(actix_web::http::Method::HEAD)
-            .uri("/production/certificate/node1")
-            .to_request(),
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
-
-    // Anonymous signing is refused by the authorization rules.
-    let resp = test::call_service(
-        &svc,
-        TestRequest::post()
-            .uri("/production/certificate/")
-            .set_payload("node1")
-            .to_request(),
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::FORBIDDEN);
-
-    // Admin: POST the name. 201.
-    let resp = test::call_service(
-        &svc,
-        TestRequest::post()
-            .uri("/production/certificate/")
-            .insert_header((AS, "admin"))
-            .set_payload("node1")
-            .to_request(),
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::CREATED);
+    let head = test::call_service(&svc, request(Method::HEAD, cert, false, "").to_request()).await;
+    assert_eq!(head.status(), StatusCode::NOT_FOUND);
+    // Anonymous signing is refused by the authorization rules; the admin's is 201.
+    let sign = |admin| request(Method::POST, "/production/certificate/", admin, "node1");
+    assert_eq!(
+        test::call_service(&svc, sign(false).to_request())
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        test::call_service(&svc, sign(true).to_request())
+            .await
+            .status(),
+        StatusCode::CREATED
+    );
 
     // Agent: GET the certificate; it starts at the fixed clock's time, backdated by the
     // profile's allowance for clock skew.
-    let resp = test::call_service(
-        &svc,
-        TestRequest::get()
-            .uri("/production/certificate/node1")
-            .to_request(),
-    )
-    .await;
+    let resp = test::call_service(&svc, request(Method::GET, cert, false, "").to_request()).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let pem = test::read_body(resp).await;
-    let cert = X509::from_pem(&pem).unwrap();
+    let x509 = X509::from_pem(&pem).unwrap();
     let not_before =
         openssl::asn1::Asn1Time::from_unix(NOW - certd::ca::Profile::DEFAULT_BACKDATE).unwrap();
     assert_eq!(
-        cert.not_before().compare(&not_before).unwrap(),
+        x509.not_before().compare(&not_before).unwrap(),
         std::cmp::Ordering::Equal,
         "notBefore {} is not the fixed clock's time",
-        cert.not_before()
+        x509.not_before()
     );
 
     // Monitor: HEAD now says signed, with GET's length (the body the HTTP layer
     // measures for Content-Length and then leaves out).
-    let resp = test::call_service(
-        &svc,
-        TestRequest::default()
-            .method(actix_web::http::Method::HEAD)
-            .uri("/production/certificate/node1")
-            .to_request(),
-    )
-    .await;
-    assert_eq!(resp.status(), StatusCode::OK);
+    let head = test::call_service(&svc, request(Method::HEAD, cert, false, "").to_request()).await;
+    assert_eq!(head.status(), StatusCode::OK);
     assert_eq!(
-        resp.response().body().size(),
+        head.response().body().size(),
         BodySize::Sized(pem.len() as u64)
     );
 }
@@ -183,7 +164,7 @@ impl Counting {
     }
 }
 
-impl Store for Counting {
+impl EnvironmentStore for Counting {
     fn put_environment(
         &self,
         env: &EnvName,
@@ -192,16 +173,21 @@ impl Store for Counting {
     ) -> Result<(), StoreError> {
         self.inner.put_environment(env, rec, at)
     }
+
     fn environments(&self) -> Result<Vec<(EnvName, EnvRecord)>, StoreError> {
         let r = self.inner.environments()?;
         self.saw(r.len());
         Ok(r)
     }
+}
+
+impl RequestStore for Counting {
     fn request(&self, env: &EnvName, name: &Certname) -> Result<Option<RequestRecord>, StoreError> {
         let r = self.inner.request(env, name)?;
         self.saw(r.is_some() as usize);
         Ok(r)
     }
+
     fn submit_request(
         &self,
         env: &EnvName,
@@ -211,6 +197,7 @@ impl Store for Counting {
     ) -> Result<SubmitOutcome, StoreError> {
         self.inner.submit_request(env, name, rec, rule)
     }
+
     fn reject_request(
         &self,
         env: &EnvName,
@@ -220,6 +207,7 @@ impl Store for Counting {
     ) -> Result<bool, StoreError> {
         self.inner.reject_request(env, name, reason, at)
     }
+
     fn update_request(
         &self,
         env: &EnvName,
@@ -232,6 +220,7 @@ impl Store for Counting {
         self.inner
             .update_request(env, name, expected, new, event, at)
     }
+
     fn cancel_request(
         &self,
         env: &EnvName,
@@ -240,86 +229,7 @@ impl Store for Counting {
     ) -> Result<bool, StoreError> {
         self.inner.cancel_request(env, name, at)
     }
-    fn issue(
-        &self,
-        env: &EnvName,
-        name: &Certname,
-        csr_der: &[u8],
-        cert: &CertRecord,
-    ) -> Result<IssueOutcome, StoreError> {
-        self.inner.issue(env, name, csr_der, cert)
-    }
-    fn submit_issued(
-        &self,
-        env: &EnvName,
-        name: &Certname,
-        rec: &RequestRecord,
-        rule: SubmitRule,
-        cert: &CertRecord,
-    ) -> Result<SubmitIssueOutcome, StoreError> {
-        self.inner.submit_issued(env, name, rec, rule, cert)
-    }
-    fn renew(
-        &self,
-        env: &EnvName,
-        name: &Certname,
-        old_serial: &[u8],
-        cert: &CertRecord,
-    ) -> Result<RenewOutcome, StoreError> {
-        self.inner.renew(env, name, old_serial, cert)
-    }
-    fn certificate(
-        &self,
-        env: &EnvName,
-        name: &Certname,
-    ) -> Result<Option<CertRecord>, StoreError> {
-        let r = self.inner.certificate(env, name)?;
-        self.saw(r.is_some() as usize);
-        Ok(r)
-    }
-    fn certname_by_serial(
-        &self,
-        env: &EnvName,
-        serial: &[u8],
-    ) -> Result<Option<Certname>, StoreError> {
-        let r = self.inner.certname_by_serial(env, serial)?;
-        self.saw(r.is_some() as usize);
-        Ok(r)
-    }
-    fn revoke(
-        &self,
-        env: &EnvName,
-        name: &Certname,
-        revocation: Revocation,
-    ) -> Result<RevokeOutcome, StoreError> {
-        self.inner.revoke(env, name, revocation)
-    }
-    fn clean(
-        &self,
-        env: &EnvName,
-        name: &Certname,
-        revocation: Revocation,
-    ) -> Result<CleanOutcome, StoreError> {
-        self.inner.clean(env, name, revocation)
-    }
-    fn clean_certified(
-        &self,
-        env: &EnvName,
-        names: &[Certname],
-        revocation: Revocation,
-    ) -> Result<Vec<CleanOutcome>, StoreError> {
-        self.inner.clean_certified(env, names, revocation)
-    }
-    fn certificates(
-        &self,
-        env: &EnvName,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<(Certname, CertSummary)>, StoreError> {
-        let r = self.inner.certificates(env, after, limit)?;
-        self.saw(r.len());
-        Ok(r)
-    }
+
     fn requests(
         &self,
         env: &EnvName,
@@ -330,35 +240,7 @@ impl Store for Counting {
         self.saw(r.len());
         Ok(r)
     }
-    fn revoked_serials(&self, env: &EnvName) -> Result<Vec<RevokedSerial>, StoreError> {
-        let r = self.inner.revoked_serials(env)?;
-        self.saw(r.len());
-        Ok(r)
-    }
-    fn crl(&self, env: &EnvName) -> Result<Option<CrlRecord>, StoreError> {
-        let r = self.inner.crl(env)?;
-        self.saw(r.is_some() as usize);
-        Ok(r)
-    }
-    fn put_crl(&self, env: &EnvName, crl: &CrlRecord) -> Result<(), StoreError> {
-        self.inner.put_crl(env, crl)
-    }
-    fn root_crl(&self) -> Result<Option<CrlRecord>, StoreError> {
-        let r = self.inner.root_crl()?;
-        self.saw(r.is_some() as usize);
-        Ok(r)
-    }
-    fn put_root_crl(&self, crl: &CrlRecord) -> Result<(), StoreError> {
-        self.inner.put_root_crl(crl)
-    }
-    fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
-        let r = self.inner.audit(after, limit)?;
-        self.saw(r.len());
-        Ok(r)
-    }
-    fn last_event_id(&self) -> Result<u64, StoreError> {
-        self.inner.last_event_id()
-    }
+
     fn due_orders(
         &self,
         env: &EnvName,
@@ -370,15 +252,152 @@ impl Store for Counting {
         self.saw(r.due.len());
         Ok(r)
     }
+}
+
+impl CertificateStore for Counting {
+    fn issue(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        csr_der: &[u8],
+        cert: &CertRecord,
+    ) -> Result<IssueOutcome, StoreError> {
+        self.inner.issue(env, name, csr_der, cert)
+    }
+
+    fn submit_issued(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        rec: &RequestRecord,
+        rule: SubmitRule,
+        cert: &CertRecord,
+    ) -> Result<SubmitIssueOutcome, StoreError> {
+        self.inner.submit_issued(env, name, rec, rule, cert)
+    }
+
+    fn renew(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        old_serial: &[u8],
+        cert: &CertRecord,
+    ) -> Result<RenewOutcome, StoreError> {
+        self.inner.renew(env, name, old_serial, cert)
+    }
+
+    fn certificate(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+    ) -> Result<Option<CertRecord>, StoreError> {
+        let r = self.inner.certificate(env, name)?;
+        self.saw(r.is_some() as usize);
+        Ok(r)
+    }
+
+    fn certname_by_serial(
+        &self,
+        env: &EnvName,
+        serial: &[u8],
+    ) -> Result<Option<Certname>, StoreError> {
+        let r = self.inner.certname_by_serial(env, serial)?;
+        self.saw(r.is_some() as usize);
+        Ok(r)
+    }
+
+    fn revoke(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        revocation: Revocation,
+    ) -> Result<RevokeOutcome, StoreError> {
+        self.inner.revoke(env, name, revocation)
+    }
+
+    fn clean(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        revocation: Revocation,
+    ) -> Result<CleanOutcome, StoreError> {
+        self.inner.clean(env, name, revocation)
+    }
+
+    fn clean_certified(
+        &self,
+        env: &EnvName,
+        names: &[Certname],
+        revocation: Revocation,
+    ) -> Result<Vec<CleanOutcome>, StoreError> {
+        self.inner.clean_certified(env, names, revocation)
+    }
+
+    fn certificates(
+        &self,
+        env: &EnvName,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(Certname, CertSummary)>, StoreError> {
+        let r = self.inner.certificates(env, after, limit)?;
+        self.saw(r.len());
+        Ok(r)
+    }
+
+    fn revoked_serials(&self, env: &EnvName) -> Result<Vec<RevokedSerial>, StoreError> {
+        let r = self.inner.revoked_serials(env)?;
+        self.saw(r.len());
+        Ok(r)
+    }
+}
+
+impl CrlStore for Counting {
+    fn crl(&self, env: &EnvName) -> Result<Option<CrlRecord>, StoreError> {
+        let r = self.inner.crl(env)?;
+        self.saw(r.is_some() as usize);
+        Ok(r)
+    }
+
+    fn put_crl(&self, env: &EnvName, crl: &CrlRecord) -> Result<(), StoreError> {
+        self.inner.put_crl(env, crl)
+    }
+
+    fn root_crl(&self) -> Result<Option<CrlRecord>, StoreError> {
+        let r = self.inner.root_crl()?;
+        self.saw(r.is_some() as usize);
+        Ok(r)
+    }
+
+    fn put_root_crl(&self, crl: &CrlRecord) -> Result<(), StoreError> {
+        self.inner.put_root_crl(crl)
+    }
+}
+
+impl AuditLog for Counting {
+    fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        let r = self.inner.audit(after, limit)?;
+        self.saw(r.len());
+        Ok(r)
+    }
+
+    fn last_event_id(&self) -> Result<u64, StoreError> {
+        self.inner.last_event_id()
+    }
+}
+
+impl Store for Counting {
     fn flush(&self) -> Result<(), StoreError> {
         self.inner.flush()
     }
+
     fn health(&self) -> Result<(), String> {
         self.inner.health()
     }
+
     fn size_on_disk(&self) -> Result<u64, StoreError> {
         self.inner.size_on_disk()
     }
+
     fn snapshot(&self) -> Result<Snapshot, StoreError> {
         self.inner.snapshot()
     }

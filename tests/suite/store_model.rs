@@ -3,8 +3,9 @@
 
 use certd::ca::{Certname, EnvName, RevocationReason};
 use certd::store::{
-    CertRecord, CrlRecord, EnvRecord, IssueOutcome, MemStore, RequestRecord, RequestState,
-    Revocation, SledStore, Store, SubmitIssueOutcome, SubmitOutcome, SubmitRule,
+    AuditLog, CertRecord, CertificateStore, CrlRecord, EnvRecord, IssueOutcome, MemStore,
+    RequestRecord, RequestState, RequestStore, Revocation, SledStore, Store, SubmitIssueOutcome,
+    SubmitOutcome, SubmitRule,
 };
 use proptest::prelude::*;
 

@@ -258,7 +258,7 @@ fn openssl_checks_the_whole_chain_with_the_crls_the_native_face_serves() {
     let snap = {
         let data = api.server.dir.clone();
         assert!(api.server.terminate().success());
-        certd::store::Store::certificate(
+        certd::store::CertificateStore::certificate(
             &certd::store::SledStore::open(&data.join("store")).unwrap(),
             &certd::ca::EnvName::production(),
             &certd::ca::Certname::parse("bad.example.com").unwrap(),

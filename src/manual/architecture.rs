@@ -39,8 +39,14 @@
 //!
 //! ## The store
 //!
-//! One trait, every change one transaction: request, certificate, serial index,
-//! revocation and audit entry together, then a flush before the answer (see
+//! [`Store`] is every capability the application needs: `EnvironmentStore`,
+//! `RequestStore` (with the due-time index of orders), `CertificateStore`, `CrlStore`
+//! and `AuditLog`, plus flush, health and a snapshot for tests. The sled implementation
+//! is in parts (`src/store/sled_store/`): `core` (the database, its trees, the order
+//! index), `tx` (one environment transaction), `commit` (group commit and the committer
+//! thread), `reopen` (after an I/O error). Every change is one transaction (request,
+//! certificate, serial index, revocation and audit entry together), then a flush before
+//! the answer (see
 //! [`choices`](super::choices), "Durability"). The sled layout is in
 //! `src/store/schema.rs`. Orders due for a remote issuer are found through a due-time
 //! index kept in the same transactions as the requests (`env/E/orders_due`, keyed by the

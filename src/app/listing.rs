@@ -324,13 +324,13 @@ impl App {
                 (Some((c, _)), Some((r, _))) => c <= r,
             };
             let obj = if take_cert {
-                let (n, c) = ci.next().expect("peeked");
+                let Some((n, c)) = ci.next() else { break };
                 if ri.peek().is_some_and(|(r, _)| *r == n) {
                     ri.next(); // the certificate's status wins over a re-submitted request
                 }
                 of_certificate(&env.name, &n, c, digest, || self.der_of(&env.name, &n))?
             } else {
-                let (n, r) = ri.next().expect("peeked");
+                let Some((n, r)) = ri.next() else { break };
                 of_request(&env.name, &n, &r, digest)
             };
             if horizon

@@ -384,7 +384,12 @@ impl App {
     /// when certd does not serve it.
     pub fn environment(&self, raw: &str) -> Result<(EnvName, Arc<EnvCa>), AppError> {
         let env = EnvName::parse(raw)?;
-        let found = self.envs.read().expect("env lock").get(&env).cloned();
+        let found = self
+            .envs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&env)
+            .cloned();
         found
             .map(|ca| (env.clone(), ca))
             .ok_or(AppError::UnknownEnvironment(env))
@@ -402,7 +407,7 @@ impl App {
             environments: self
                 .envs
                 .read()
-                .expect("env lock")
+                .unwrap_or_else(|p| p.into_inner())
                 .keys()
                 .map(|e| e.to_string())
                 .collect(),
@@ -422,7 +427,7 @@ impl App {
 
     /// The HTTPS server's certificate, key and trust anchors.
     pub fn tls_material(&self) -> Result<TlsMaterial, AppError> {
-        let envs = self.envs.read().expect("env lock");
+        let envs = self.envs.read().unwrap_or_else(|p| p.into_inner());
         let production = envs
             .get(&EnvName::production())
             .ok_or(AppError::UnknownEnvironment(EnvName::production()))?;

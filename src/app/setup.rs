@@ -62,11 +62,16 @@ pub fn setup(
     let server_name = host
         .as_deref()
         .and_then(|h| Certname::parse(h).ok())
-        .unwrap_or_else(|| Certname::parse("localhost").expect("valid"));
+        .or_else(|| Certname::parse("localhost").ok())
+        .ok_or_else(|| {
+            AppError::Pki(crate::ca::CaError::BadCertificate("no server name".into()))
+        })?;
     let mut subject = Subject::new(server_name);
     subject.dns_names.push("localhost".into());
     subject.ip_addrs.push(IpAddr::from([127, 0, 0, 1]));
-    subject.ip_addrs.push("::1".parse().expect("literal"));
+    subject
+        .ip_addrs
+        .push(IpAddr::from(std::net::Ipv6Addr::LOCALHOST));
     for name in &config.server.dns_alt_names {
         match name.parse::<IpAddr>() {
             Ok(ip) => subject.ip_addrs.push(ip),

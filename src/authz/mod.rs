@@ -136,7 +136,7 @@ impl Resolver {
 
     /// Adds (or replaces) an environment's issuer.
     pub fn add_issuer(&self, issuer: Issuer) {
-        let mut list = self.issuers.write().expect("issuer list lock");
+        let mut list = self.issuers.write().unwrap_or_else(|p| p.into_inner());
         list.retain(|i| i.environment != issuer.environment);
         list.push(issuer);
     }
@@ -158,7 +158,7 @@ impl Resolver {
         else {
             return Identity::anonymous();
         };
-        let issuers = self.issuers.read().expect("issuer list lock");
+        let issuers = self.issuers.read().unwrap_or_else(|p| p.into_inner());
         let Some(issuer) = issuers.iter().find(|i| {
             i.subject_der == info.issuer_der
                 && match (&i.key_id, &info.authority_key_id) {

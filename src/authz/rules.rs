@@ -123,6 +123,10 @@ const METHODS: &[&str] = &["GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPT
 
 impl Rules {
     /// The shipped defaults (`conf/auth.toml`, compiled in).
+    #[allow(
+        clippy::expect_used,
+        reason = "the shipped rules are compiled in; a unit test parses them"
+    )]
     pub fn builtin() -> Rules {
         Rules::parse(BUILTIN, "conf/auth.toml (built in)").expect("the shipped rules are valid")
     }

@@ -71,6 +71,10 @@ pub trait Rng: Send + Sync {
 pub struct OsRng;
 
 impl Rng for OsRng {
+    #[allow(
+        clippy::expect_used,
+        reason = "no randomness means predictable serials: stopping is the only safe answer"
+    )]
     fn fill(&self, buf: &mut [u8]) {
         // RAND_bytes only fails when the generator cannot be seeded, in which case
         // continuing would issue predictable serials: stopping is the only safe answer.

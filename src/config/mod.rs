@@ -103,7 +103,7 @@ pub struct ServerConfig {
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
-            listen: "127.0.0.1:8140".parse().expect("literal address"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8140)),
             data_dir: PathBuf::from("data"),
             dns_alt_names: Vec::new(),
             tls_key_type: KeyType::EcP256,
@@ -375,6 +375,10 @@ pub struct Config {
 }
 
 impl Default for Config {
+    #[allow(
+        clippy::expect_used,
+        reason = "the built-in defaults; the config tests build them"
+    )]
     fn default() -> Self {
         Config::from_raw(RawConfig::default(), Path::new("")).expect("defaults are valid")
     }

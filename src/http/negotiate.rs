@@ -130,8 +130,8 @@ impl Offer {
         })?;
         let (t, repr) = self.types[usize::MAX - neg_i];
         if let Repr::Fingerprint(_) = repr {
-            let range = mime::Mime::from_str(ranges[usize::MAX - neg_pos]).expect("parsed above");
-            if range.essence_str() == "x-cert/fingerprint" {
+            let range = mime::Mime::from_str(ranges[usize::MAX - neg_pos]).ok();
+            if let Some(range) = range.filter(|r| r.essence_str() == "x-cert/fingerprint") {
                 if let Some(d) = range.get_param("digest") {
                     let digest = Digest::from_str(d.as_str()).map_err(|e| {
                         Problem::new(StatusCode::BAD_REQUEST, e.code(), e.to_string())
@@ -164,7 +164,7 @@ fn quality(m: &mime::Mime) -> u16 {
 
 /// How specifically `range` matches the offered type `t`: 2 exact, 1 `type/*`, 0 `*/*`.
 fn specificity(range: &mime::Mime, t: &str) -> Option<u8> {
-    let (ty, sub) = t.split_once('/').expect("offered types are type/subtype");
+    let (ty, sub) = t.split_once('/')?;
     let (rt, rs) = (range.type_().as_str(), range.subtype().as_str());
     if rt.eq_ignore_ascii_case(ty) && rs.eq_ignore_ascii_case(sub) {
         Some(2)

@@ -86,6 +86,10 @@ pub(crate) fn u64_key(n: u64) -> [u8; 8] {
     n.to_be_bytes()
 }
 
+#[allow(
+    clippy::expect_used,
+    reason = "plain records: no maps with non-string keys, no foreign Serialize impls"
+)]
 pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     // Serialising these plain records cannot fail: no maps with non-string keys, no
     // foreign Serialize impls.

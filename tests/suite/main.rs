@@ -10,6 +10,8 @@
 //!   [`limits`];
 //! - the store against its model: [`store_model`]; the command line: [`cli`], [`bench`].
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
+
 mod common;
 
 mod bench;

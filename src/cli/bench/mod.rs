@@ -297,19 +297,19 @@ pub(super) fn pool<S>(
                             errors.fetch_add(1, Ordering::Relaxed);
                             first_error
                                 .lock()
-                                .expect("error slot")
+                                .unwrap_or_else(|p| p.into_inner())
                                 .get_or_insert(format!("{e:#}"));
                         }
                     }
                 }
-                lat.lock().expect("latencies").extend(mine);
+                lat.lock().unwrap_or_else(|p| p.into_inner()).extend(mine);
             });
         }
     });
     Pooled {
-        lat: lat.into_inner().expect("latencies"),
+        lat: lat.into_inner().unwrap_or_else(|p| p.into_inner()),
         errors: errors.into_inner(),
-        first_error: first_error.into_inner().expect("error slot"),
+        first_error: first_error.into_inner().unwrap_or_else(|p| p.into_inner()),
         elapsed: start.elapsed(),
     }
 }

@@ -25,7 +25,10 @@ pub struct Prepared {
 
 fn tag() -> String {
     let mut b = [0u8; 4];
-    openssl::rand::rand_bytes(&mut b).expect("random bytes");
+    // A run tag only: without OpenSSL's randomness, the time will do.
+    if openssl::rand::rand_bytes(&mut b).is_err() {
+        b = (std::process::id() ^ std::time::Instant::now().elapsed().subsec_nanos()).to_be_bytes();
+    }
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
@@ -100,10 +103,11 @@ fn drive(
         limit,
         || None::<Conn>,
         |conn, i| {
-            if fresh || conn.as_ref().is_none_or(Conn::closed) {
-                *conn = Some(target.connect()?);
-            }
-            let result = work(conn.as_mut().expect("connected"), i);
+            let c = match conn {
+                Some(c) if !fresh && !c.closed() => c,
+                _ => conn.insert(target.connect()?),
+            };
+            let result = work(c, i);
             if fresh || result.is_err() {
                 *conn = None;
             }

@@ -194,7 +194,10 @@ mod tests {
     #[test]
     fn names_resolve_to_what_the_file_declares_and_nothing_else_is_taken() {
         let env = resolve(r#"{"issuer": ["up", "local"], "autosign": {"policy": "vet"}}"#).unwrap();
-        assert_eq!(env.issuer.0[0].url.as_deref(), Some("http://127.0.0.1:9"));
+        match &env.issuer.0[0].backend {
+            crate::config::Backend::Cfssl(c) => assert_eq!(c.url, "http://127.0.0.1:9"),
+            other => panic!("{other:?}"),
+        }
         assert_eq!(env.autosign, Autosign::Path("/usr/local/bin/vet".into()));
         assert!(resolve(r#"{"issuer": [{"type": "local"}]}"#).is_ok());
         for bad in [

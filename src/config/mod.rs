@@ -18,7 +18,7 @@ use crate::authz::{AuthzError, Rules};
 use crate::ca::{Certname, CsrPolicy, Digest, EnvName, KeyType};
 pub use api_env::{ApiAutosign, ApiEnvSettings, IssuerRef, IssuerRefs};
 pub use duration::Duration;
-pub use issuer::{IssuerKind, IssuerSpec, Issuers};
+pub use issuer::{Backend, CfsslSpec, CommandSpec, IssuerKind, IssuerSpec, Issuers, PuppetCaSpec};
 
 /// Why a configuration could not be used.
 #[derive(Debug, Error)]

@@ -11,7 +11,7 @@ use openssl::sign::Signer;
 use reqwest::blocking::Client;
 
 use super::{short, verify_returned, Issuer, OrderRequest, Outcome, PluginMeta};
-use crate::config::IssuerSpec;
+use crate::config::CfsslSpec;
 
 /// Pause before trying again when cfssl cannot be reached.
 const RETRY_AFTER: i64 = 10;
@@ -28,8 +28,8 @@ pub struct Cfssl {
 
 impl Cfssl {
     /// From validated settings.
-    pub fn new(spec: &IssuerSpec) -> Result<Self, String> {
-        let url = spec.url.clone().ok_or("url is required")?;
+    pub fn new(spec: &CfsslSpec) -> Result<Self, String> {
+        let url = &spec.url;
         let auth_key = match &spec.auth_key {
             None => None,
             Some(hex) => Some(
@@ -48,7 +48,7 @@ impl Cfssl {
             auth_key,
             profile: spec.profile.clone(),
             client,
-            trust: super::Trust::from_file(spec.ca_file.as_deref().ok_or("ca_file is required")?)?,
+            trust: super::Trust::from_file(&spec.ca_file)?,
         })
     }
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::{first_pem_cert, short, verify_returned, Cancel, Issuer, OrderRequest, Outcome};
 use super::{Modify, PluginMeta};
-use crate::config::IssuerSpec;
+use crate::config::CommandSpec;
 
 /// Exit status meaning "not yet; ask again later".
 const EX_TEMPFAIL: i32 = 75;
@@ -128,13 +128,13 @@ pub struct CommandIssuer {
 }
 
 impl CommandIssuer {
-    /// From validated settings (`program` and `ca_file` are present).
-    pub fn new(spec: &IssuerSpec) -> Result<Self, String> {
+    /// From validated settings.
+    pub fn new(spec: &CommandSpec) -> Result<Self, String> {
         Ok(CommandIssuer {
-            program: spec.program.clone().unwrap_or_default(),
+            program: spec.program.clone(),
             args: spec.args.clone(),
             timeout: Duration::from_secs(spec.timeout.map_or(30, |d| d.as_secs()) as u64),
-            trust: super::Trust::from_file(spec.ca_file.as_deref().ok_or("ca_file is required")?)?,
+            trust: super::Trust::from_file(&spec.ca_file)?,
         })
     }
 

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use openssl::x509::X509;
 
 use crate::ca::{CaPair, CertInfo, Clock, EnvName, Rng, ValidatedCsr};
-use crate::config::{IssuerKind, IssuerSpec};
+use crate::config::{Backend, IssuerKind, IssuerSpec};
 
 pub use command::{run_bounded, RunError};
 
@@ -173,19 +173,19 @@ pub fn build(specs: &[IssuerSpec], local: LocalParts) -> Result<Vec<Configured>,
             message,
         };
         spec.validate().map_err(err)?;
-        let backend: Arc<dyn Issuer> = match spec.kind {
-            IssuerKind::Local => Arc::new(local::Local::new(
+        let backend: Arc<dyn Issuer> = match &spec.backend {
+            Backend::Local => Arc::new(local::Local::new(
                 local.ca.clone(),
                 local.clock.clone(),
                 local.rng.clone(),
             )),
-            IssuerKind::Cfssl => Arc::new(cfssl::Cfssl::new(spec).map_err(err)?),
-            IssuerKind::PuppetCa => Arc::new(puppet_ca::PuppetCa::new(spec).map_err(err)?),
-            IssuerKind::Command => Arc::new(command::CommandIssuer::new(spec).map_err(err)?),
+            Backend::Cfssl(c) => Arc::new(cfssl::Cfssl::new(c).map_err(err)?),
+            Backend::PuppetCa(p) => Arc::new(puppet_ca::PuppetCa::new(p).map_err(err)?),
+            Backend::Command(c) => Arc::new(command::CommandIssuer::new(c).map_err(err)?),
         };
         out.push(Configured {
             name,
-            kind: spec.kind,
+            kind: spec.kind(),
             spec: spec.clone(),
             backend,
         });

@@ -16,7 +16,7 @@ use reqwest::StatusCode;
 
 use super::{first_pem_cert, is_for, short, verify_returned, Cancel, Issuer, Modify, OrderRequest};
 use super::{Outcome, PluginMeta};
-use crate::config::IssuerSpec;
+use crate::config::PuppetCaSpec;
 
 /// The upstream back end.
 #[derive(Debug)]
@@ -41,12 +41,8 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, String> {
 
 impl PuppetCa {
     /// Reads the credentials and CA bundle named by validated settings.
-    pub fn new(spec: &IssuerSpec) -> Result<Self, String> {
-        let (Some(url), Some(ca), Some(cert), Some(key)) =
-            (&spec.url, &spec.ca_file, &spec.cert_file, &spec.key_file)
-        else {
-            return Err("url, ca_file, cert_file and key_file are required".into());
-        };
+    pub fn new(spec: &PuppetCaSpec) -> Result<Self, String> {
+        let (url, ca, cert, key) = (&spec.url, &spec.ca_file, &spec.cert_file, &spec.key_file);
         let mut b = super::http_client(Duration::from_secs(5), Duration::from_secs(20))
             .tls_built_in_root_certs(false);
         let bundle = read(ca)?;

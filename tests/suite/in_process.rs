@@ -7,14 +7,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use actix_web::body::{BodySize, MessageBody};
-use actix_web::dev::Service;
 use actix_web::http::{Method, StatusCode};
-use actix_web::test::{self, TestRequest};
-use actix_web::{web, HttpMessage};
 use certd::app::App;
-use certd::authz::Identity;
-use certd::ca::{build_csr, Certname, EnvName, FixedClock, KeyType, OsRng, UnixTime};
+use certd::ca::{Certname, EnvName, FixedClock, OsRng, UnixTime};
 use certd::config::Config;
 use certd::store::{
     AuditEvent, AuditLog, CertRecord, CertSummary, CertificateStore, CleanOutcome, CrlRecord,
@@ -24,114 +19,50 @@ use certd::store::{
 };
 use openssl::x509::X509;
 
-/// 2027-01-15 08:00:00 UTC: every certificate issued here starts then.
-const NOW: i64 = 1_800_000_000;
-
-/// Header naming the caller, read by the test's identity middleware: `admin` is the
-/// admin certificate setup made; anything else (or none) is anonymous.
-const AS: &str = "x-test-caller";
-
-struct Harness {
-    app: Arc<App>,
-    _dir: tempfile::TempDir,
-}
-
-impl Harness {
-    fn new(config: &str) -> Harness {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config::from_toml(config, &dir.path().join("certd.toml")).unwrap();
-        let app = App::new(
-            config,
-            DataDir::new(dir.path().join("data")),
-            Arc::new(MemStore::new()),
-            Arc::new(FixedClock::new(NOW)),
-            Arc::new(OsRng),
-        )
-        .unwrap();
-        Harness {
-            app: Arc::new(app),
-            _dir: dir,
-        }
-    }
-
-    fn admin(&self) -> Identity {
-        let pem = std::fs::read(self._dir.path().join("data/admin/admin.pem")).unwrap();
-        let der = X509::from_pem(&pem).unwrap().to_der().unwrap();
-        self.app.resolver().identify(Some(&der))
-    }
-}
-
-/// The service, with the test's identity middleware outside everything.
-macro_rules! service {
-    ($h:expr) => {{
-        let admin = $h.admin();
-        test::init_service(
-            certd::http::service(web::Data::from($h.app.clone())).wrap_fn(move |req, srv| {
-                if req.headers().get(AS).is_some_and(|v| v == "admin") {
-                    req.extensions_mut().insert(admin.clone());
-                }
-                srv.call(req)
-            }),
-        )
-        .await
-    }};
-}
-
-fn csr(name: &str) -> Vec<u8> {
-    let key = KeyType::EcP256.generate().unwrap();
-    build_csr(&key, &Certname::parse(name).unwrap(), &[]).unwrap()
-}
-
-/// A request: `method` on `uri`, as the admin when `admin`, with `body`.
-fn request(method: Method, uri: &str, admin: bool, body: impl Into<Vec<u8>>) -> TestRequest {
-    let mut r = TestRequest::default().method(method).uri(uri);
-    if admin {
-        r = r.insert_header((AS, "admin"));
-    }
-    r.set_payload(body.into())
-}
+use crate::common::inproc::{call, csr, Harness, NOW};
+use crate::inproc_service;
 
 #[actix_web::test]
 async fn a_native_face_issuance_runs_in_process_on_the_memory_store() {
-    let h = Harness::new("[ca]\nkey_type = \"ec-p256\"\n");
-    let svc = service!(h);
+    let h = Harness::new("");
+    let svc = inproc_service!(h);
     let cert = "/production/certificate/node1";
 
     // Agent: PUT the CSR (anonymous). 201, pending.
-    let put = request(
+    let put = call(
+        &svc,
         Method::PUT,
         "/production/certificate_request/node1",
-        false,
+        "",
         csr("node1"),
-    );
-    assert_eq!(
-        test::call_service(&svc, put.to_request()).await.status(),
-        StatusCode::CREATED
-    );
+        &[],
+    )
+    .await;
+    assert_eq!(put.status, StatusCode::CREATED);
     // Monitor: HEAD the certificate: not signed yet.
-    let head = test::call_service(&svc, request(Method::HEAD, cert, false, "").to_request()).await;
-    assert_eq!(head.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        call(&svc, Method::HEAD, cert, "", "", &[]).await.status,
+        StatusCode::NOT_FOUND
+    );
     // Anonymous signing is refused by the authorization rules; the admin's is 201.
-    let sign = |admin| request(Method::POST, "/production/certificate/", admin, "node1");
-    assert_eq!(
-        test::call_service(&svc, sign(false).to_request())
-            .await
-            .status(),
-        StatusCode::FORBIDDEN
-    );
-    assert_eq!(
-        test::call_service(&svc, sign(true).to_request())
-            .await
-            .status(),
-        StatusCode::CREATED
-    );
+    let sign = |who| {
+        call(
+            &svc,
+            Method::POST,
+            "/production/certificate/",
+            who,
+            "node1",
+            &[],
+        )
+    };
+    assert_eq!(sign("").await.status, StatusCode::FORBIDDEN);
+    assert_eq!(sign("admin").await.status, StatusCode::CREATED);
 
     // Agent: GET the certificate; it starts at the fixed clock's time, backdated by the
     // profile's allowance for clock skew.
-    let resp = test::call_service(&svc, request(Method::GET, cert, false, "").to_request()).await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    let pem = test::read_body(resp).await;
-    let x509 = X509::from_pem(&pem).unwrap();
+    let get = call(&svc, Method::GET, cert, "", "", &[]).await;
+    assert_eq!(get.status, StatusCode::OK);
+    let x509 = X509::from_pem(&get.body).unwrap();
     let not_before =
         openssl::asn1::Asn1Time::from_unix(NOW - certd::ca::Profile::DEFAULT_BACKDATE).unwrap();
     assert_eq!(
@@ -142,13 +73,10 @@ async fn a_native_face_issuance_runs_in_process_on_the_memory_store() {
     );
 
     // Monitor: HEAD now says signed, with GET's length (the body the HTTP layer
-    // measures for Content-Length and then leaves out).
-    let head = test::call_service(&svc, request(Method::HEAD, cert, false, "").to_request()).await;
-    assert_eq!(head.status(), StatusCode::OK);
-    assert_eq!(
-        head.response().body().size(),
-        BodySize::Sized(pem.len() as u64)
-    );
+    // measures for Content-Length, then leaves out).
+    let head = call(&svc, Method::HEAD, cert, "", "", &[]).await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert_eq!(head.body.len(), get.body.len());
 }
 
 /// A store that counts the records its reads return, over a [`MemStore`].

@@ -3,7 +3,9 @@
 //!
 //! - resources of the native face over real TLS: [`native_api`], [`environments`],
 //!   [`tenancy`], [`rules`], [`serve`], [`metrics`], [`wire`] (bytes on the wire, linted);
-//! - the same app in-process, on the memory store with a fixed clock: [`in_process`];
+//! - the same app in-process, on the memory store with a fixed clock
+//!   (`common::inproc`): every row of the native API's table, a test named after it, a
+//!   file per resource ([`rows`]); a whole issuance and the order index ([`in_process`]);
 //! - the Puppet face: [`puppet_face`], and with the real Puppet tools [`puppet_clients`];
 //! - issuers and orders, with real cfssl and downstream certd: [`issuers`];
 //! - what fails: [`crash`] (SIGKILL, SIGTERM), [`disk_full`], [`races`], [`hostile`],
@@ -28,6 +30,7 @@ mod native_api;
 mod puppet_clients;
 mod puppet_face;
 mod races;
+mod rows;
 mod rules;
 mod serve;
 mod store_model;

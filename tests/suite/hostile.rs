@@ -659,7 +659,9 @@ fn environments_from_the_api_name_only_what_the_file_declares() {
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&server.dir), 0o700, "data directory");
     assert_eq!(mode(&server.dir.join("store")), 0o700, "store");
-    for entry in walk(&server.dir.join("store")) {
+    let files = walk(&server.dir.join("store"));
+    assert!(!files.is_empty(), "the store has files");
+    for entry in files {
         assert_eq!(mode(&entry) & 0o077, 0, "{} is private", entry.display());
     }
 }

@@ -656,8 +656,13 @@ fn crls_are_reissued_before_they_expire() {
         r.headers()["etag"].to_str().unwrap().to_owned()
     };
     let first = number(&api);
-    std::thread::sleep(std::time::Duration::from_secs(4));
-    let later = number(&api);
+    // Re-issued past half its life (2 s), by the maintenance pass (every second): poll.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut later = number(&api);
+    while later == first && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        later = number(&api);
+    }
     assert_ne!(first, later, "re-issued by itself");
     // The Puppet bundle's CRLs are all current: nextUpdate in the future.
     let body = api
@@ -976,14 +981,32 @@ fn an_uploaded_root_crl_keeps_its_entries_when_certd_reissues_it() {
             .status(),
         200
     );
-    std::thread::sleep(std::time::Duration::from_millis(2500));
-    let bundle = api
-        .anon
-        .get(p(&api, "/certificate_revocation_list/ca"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    // Re-issued by the next maintenance pass (every second): poll until the root's CRL
+    // (the bundle's second) is no longer the uploaded one.
+    let root_der = |bundle: &str| -> Vec<u8> {
+        let pem = bundle
+            .split_inclusive("-----END X509 CRL-----\n")
+            .nth(1)
+            .unwrap();
+        openssl::x509::X509Crl::from_pem(pem.as_bytes())
+            .unwrap()
+            .to_der()
+            .unwrap()
+    };
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let bundle = loop {
+        let bundle = api
+            .anon
+            .get(p(&api, "/certificate_revocation_list/ca"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        if root_der(&bundle) != der || std::time::Instant::now() >= until {
+            break bundle;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     let f = dir.path().join("root-crl.pem");
     std::fs::write(
         &f,

@@ -342,8 +342,14 @@ impl App {
                 let next_due = match app.work_due_orders() {
                     Ok(n) => n,
                     Err(e) => {
+                        // Not wait_orders: a failed pass may itself have woken it (a
+                        // lane freed when its thread could not start), and the next
+                        // pass would fail at once again.
                         tracing::error!(error = %e, "order worker");
-                        None
+                        if stopping.sleep(Duration::from_secs(1)) {
+                            return;
+                        }
+                        continue;
                     }
                 };
                 let pause = next_due
@@ -434,7 +440,9 @@ impl App {
                             }
                         });
                     if let Err(e) = spawned {
-                        tracing::error!(error = %e, "order lane: cannot start a thread");
+                        return Err(AppError::Task(format!(
+                            "order lane: cannot start a thread: {e}"
+                        )));
                     }
                 }
                 if !full {

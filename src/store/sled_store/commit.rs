@@ -72,6 +72,17 @@ impl IssueQueue {
     /// The committer's loop, until the store is dropped. While the database is closed
     /// after an I/O error, it also opens it again when due.
     pub(super) fn run(&self, shared: &Shared) {
+        // However the loop ends (a panic included), later submissions are refused and
+        // queued ones hear an error (their fills are dropped) instead of waiting forever.
+        struct Exit<'a>(&'a IssueQueue);
+        impl Drop for Exit<'_> {
+            fn drop(&mut self) {
+                let mut st = self.0.lock();
+                st.closed = true;
+                st.queue.clear();
+            }
+        }
+        let _exit = Exit(self);
         loop {
             shared.reopen_if_due();
             let mut st = self.lock();

@@ -47,6 +47,7 @@ impl SledStore {
                 next_try: Instant::now(),
                 tries: 0,
                 reopened: None,
+                generation: 0,
             }),
         });
         let committer = std::thread::Builder::new()
@@ -206,7 +207,7 @@ impl RequestStore for SledStore {
     ) -> Result<bool, StoreError> {
         self.with(|core| {
             core.txn(env, |tx| {
-                if tx.remove_request(name.as_str())?.is_none() {
+                if !tx.remove_request(name.as_str())? {
                     return Ok(false);
                 }
                 tx.log(at, env, name.as_str(), EventKind::Canceled)?;
@@ -555,6 +556,16 @@ impl AuditLog for SledStore {
 
 impl Store for SledStore {
     fn flush(&self) -> Result<(), StoreError> {
+        // This thread's writes went to the database of `wrote_on`; once that one is
+        // closed (an I/O error), what they left in its memory is gone, and a flush of the
+        // database opened again from disk says nothing about them.
+        let wrote_on = self.shared.last_used();
+        let (_, now) = self.shared.current_generation()?;
+        if wrote_on.is_some_and(|g| g != now) {
+            return Err(StoreError::Unavailable(
+                "the store was opened again after an I/O error since this call's writes; they may not have been made durable".into(),
+            ));
+        }
         self.with(|core| core.flush_grouped().map_err(|e| not_durable(&e)))
     }
 

@@ -39,6 +39,15 @@ pub(super) struct OpenState {
     pub(super) tries: u32,
     /// When it was last opened again.
     pub(super) reopened: Option<Instant>,
+    /// How many times it was opened again: what a thread's writes went to.
+    pub(super) generation: u64,
+}
+
+thread_local! {
+    /// The store (by address) and database generation this thread's last call used: a
+    /// flush must not vouch for writes made on a database that was closed since (they
+    /// were in its memory only), by answering for the one opened again from disk.
+    static LAST_USED: std::cell::Cell<(usize, u64)> = const { std::cell::Cell::new((0, 0)) };
 }
 
 /// First wait before opening the database again after an I/O error; it doubles with
@@ -66,12 +75,32 @@ impl Shared {
         }
     }
 
+    /// The open database and its generation.
+    pub(super) fn current_generation(&self) -> Result<(Arc<Core>, u64), StoreError> {
+        let st = self.read();
+        match &st.core {
+            Some(core) => Ok((core.clone(), st.generation)),
+            None => Err(StoreError::Unavailable(st.why.clone())),
+        }
+    }
+
+    fn address(&self) -> usize {
+        self as *const Shared as usize
+    }
+
+    /// The generation this thread's last call on this store used, if any.
+    pub(super) fn last_used(&self) -> Option<u64> {
+        let (store, generation) = LAST_USED.with(std::cell::Cell::get);
+        (store == self.address()).then_some(generation)
+    }
+
     /// Runs `f` on the open database; an I/O error drops it (see [`Shared`]).
     pub(super) fn with<R>(
         &self,
         f: impl FnOnce(&Core) -> Result<R, StoreError>,
     ) -> Result<R, StoreError> {
-        let core = self.current()?;
+        let (core, generation) = self.current_generation()?;
+        LAST_USED.with(|c| c.set((self.address(), generation)));
         let result = f(&core);
         if let Err(StoreError::Unavailable(why)) = &result {
             self.failed(&core, why);
@@ -111,13 +140,19 @@ impl Shared {
         if self.until_reopen() != Some(Duration::ZERO) {
             return;
         }
-        let opened = Core::open(&self.dir);
+        // sled may panic on files a failed write left behind: that is a failed try too.
+        let opened = std::panic::catch_unwind(|| Core::open(&self.dir)).unwrap_or_else(|_| {
+            Err(StoreError::Engine(
+                "the storage engine panicked while opening the database".into(),
+            ))
+        });
         let mut st = self.write();
         match opened {
             Ok(core) => {
                 tracing::info!("store opened again after: {}", st.why);
                 st.core = Some(Arc::new(core));
                 st.reopened = Some(Instant::now());
+                st.generation += 1;
             }
             Err(e) => {
                 st.why = e.to_string();

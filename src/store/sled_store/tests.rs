@@ -250,3 +250,58 @@ fn after_an_io_error_the_store_is_unavailable_until_reopened_from_disk() {
     assert!(store.health().is_ok(), "not reopened");
     assert_eq!(store.environments().unwrap(), vec![(env, env_record(1))]);
 }
+
+/// A flush after the database was closed (an I/O error) and opened again does not
+/// vouch for this thread's writes made before: they were in the closed one's memory.
+#[test]
+fn a_flush_after_a_reopen_does_not_vouch_for_earlier_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let env = EnvName::parse("dev").unwrap();
+    store.put_environment(&env, &env_record(1), 1).unwrap();
+    let core = store.shared.current().unwrap();
+    store
+        .shared
+        .failed(&core, "No space left on device (os error 28)");
+    drop(core);
+    let until = Instant::now() + Duration::from_secs(10);
+    while store.health().is_err() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(store.health().is_ok(), "not reopened");
+    assert!(
+        matches!(store.flush(), Err(StoreError::Unavailable(_))),
+        "the write before the reopen is not vouched for"
+    );
+    // A write on the database opened again is flushed as usual.
+    store.put_environment(&env, &env_record(2), 2).unwrap();
+    store.flush().unwrap();
+}
+
+/// A request record that does not decode is still removed by a cancel or a clean.
+#[test]
+fn an_undecodable_request_can_still_be_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = EnvName::parse("dev").unwrap();
+    drop(SledStore::open(dir.path()).unwrap());
+    {
+        let db = sled::open(dir.path()).unwrap();
+        let requests = db.open_tree(env_tree(&env, schema::REQUESTS)).unwrap();
+        requests.insert("bad1", &b"{not json"[..]).unwrap();
+        requests.insert("bad2", &b"{not json"[..]).unwrap();
+        db.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    let bad1 = Certname::parse("bad1").unwrap();
+    assert!(store.cancel_request(&env, &bad1, 5).unwrap());
+    assert!(!store.cancel_request(&env, &bad1, 5).unwrap());
+    let revocation = Revocation {
+        revoked_at: 5,
+        reason: crate::ca::RevocationReason::CessationOfOperation,
+    };
+    let bad2 = Certname::parse("bad2").unwrap();
+    assert_eq!(
+        store.clean(&env, &bad2, revocation).unwrap(),
+        CleanOutcome::Cleaned { revoked: None }
+    );
+}

@@ -54,21 +54,25 @@ impl<'a> Tx<'a> {
         }
     }
 
-    /// Stores a request, keeping the due-time index of orders.
+    /// Stores a request, keeping the due-time index of orders. A record there that does
+    /// not decode is replaced (it has no index entry: the index leaves such records out).
     pub(super) fn put_request(&self, name: &str, rec: &RequestRecord) -> TxResult<()> {
-        let prev = self.get::<RequestRecord>(self.requests, "requests", name.as_bytes())?;
-        self.requests.insert(name, encode(rec))?;
+        let prev = self
+            .requests
+            .insert(name, encode(rec))?
+            .and_then(|v| decode::<RequestRecord>("requests", &v).ok());
         self.reindex(name, prev.as_ref(), rec.order_free_at())
     }
 
-    /// Removes a request and its index entry; returns it.
-    pub(super) fn remove_request(&self, name: &str) -> TxResult<Option<RequestRecord>> {
-        let prev = self.get::<RequestRecord>(self.requests, "requests", name.as_bytes())?;
-        if prev.is_some() {
-            self.requests.remove(name)?;
-            self.reindex(name, prev.as_ref(), None)?;
-        }
-        Ok(prev)
+    /// Removes a request and its index entry; whether there was one. A record that
+    /// does not decode is removed too.
+    pub(super) fn remove_request(&self, name: &str) -> TxResult<bool> {
+        let Some(raw) = self.requests.remove(name)? else {
+            return Ok(false);
+        };
+        let prev = decode::<RequestRecord>("requests", &raw).ok();
+        self.reindex(name, prev.as_ref(), None)?;
+        Ok(true)
     }
 
     /// Moves `name`'s index entry from `prev`'s due time to `now`.
@@ -215,7 +219,7 @@ impl<'a> Tx<'a> {
         if certified && cert.is_none() {
             return Ok(CleanOutcome::NotFound);
         }
-        let had_request = self.remove_request(name.as_str())?.is_some();
+        let had_request = self.remove_request(name.as_str())?;
         if cert.is_none() && !had_request {
             return Ok(CleanOutcome::NotFound);
         }

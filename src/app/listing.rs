@@ -8,7 +8,7 @@ use super::status::{of_certificate, of_request, StatusObject};
 use super::{App, AppError};
 use crate::ca::Certname;
 use crate::config::LimitsConfig;
-use crate::store::{CertState, CertSummary, RequestRecord, StoreError};
+use crate::store::{CertState, StoreError};
 
 /// A parsed listing query.
 #[derive(Debug, Clone)]
@@ -193,14 +193,6 @@ pub(crate) fn glob_match(pat: &[u8], name: &[u8]) -> bool {
     pat[p..].iter().all(|&c| c == b'*')
 }
 
-fn cert_state(c: &CertSummary) -> CertState {
-    CertState::of_certificate(c.revocation.is_some())
-}
-
-fn request_state(r: &RequestRecord) -> CertState {
-    CertState::of_request(&r.state)
-}
-
 /// Scans a name-ordered source from `after`, keeping what `keep` accepts, until `want`
 /// items are kept or the source ends.
 fn scan<T>(
@@ -257,7 +249,12 @@ impl App {
         let digest = self.config.ca.fingerprint_digest;
         let found = scan(
             |a, n| self.store.certificates(&env.name, a, n),
-            |name, c| q.matches(name.as_str(), cert_state(c)),
+            |name, c| {
+                q.matches(
+                    name.as_str(),
+                    CertState::of_certificate(c.revocation.is_some()),
+                )
+            },
             q.after.as_deref(),
             q.limit + 1,
         )?;
@@ -274,7 +271,7 @@ impl App {
         let digest = self.config.ca.fingerprint_digest;
         let found = scan(
             |a, n| self.store.requests(&env.name, a, n),
-            |name, r| q.matches(name.as_str(), request_state(r)),
+            |name, r| q.matches(name.as_str(), CertState::of_request(&r.state)),
             q.after.as_deref(),
             q.limit + 1,
         )?;
@@ -293,13 +290,18 @@ impl App {
         let want = q.limit + 1;
         let certs = scan(
             |a, n| self.store.certificates(&env.name, a, n),
-            |name, c| q.matches(name.as_str(), cert_state(c)),
+            |name, c| {
+                q.matches(
+                    name.as_str(),
+                    CertState::of_certificate(c.revocation.is_some()),
+                )
+            },
             q.after.as_deref(),
             want,
         )?;
         let reqs = scan(
             |a, n| self.store.requests(&env.name, a, n),
-            |name, r| q.matches(name.as_str(), request_state(r)),
+            |name, r| q.matches(name.as_str(), CertState::of_request(&r.state)),
             q.after.as_deref(),
             want,
         )?;

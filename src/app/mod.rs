@@ -411,15 +411,12 @@ impl App {
                 .keys()
                 .map(|e| e.to_string())
                 .collect(),
-            store: match self.store.health() {
-                Ok(()) => StoreStatus {
-                    ok: true,
-                    detail: None,
-                },
-                Err(why) => StoreStatus {
-                    ok: false,
-                    detail: Some(why),
-                },
+            store: {
+                let health = self.store.health();
+                StoreStatus {
+                    ok: health.is_ok(),
+                    detail: health.err(),
+                }
             },
             issuers: self.issuer_statuses(),
         }

@@ -328,15 +328,7 @@ fn puppetserver_ca_list_sign_revoke_clean_generate() {
         return;
     }
     let (api, _dir) = Api::start(CONFIG);
-    for n in ["node1", "node2", "node3"] {
-        let r = api
-            .anon
-            .put(api.url(&format!("/puppet-ca/v1/certificate_request/{n}")))
-            .body(csr_for(n).0)
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 200);
-    }
+    submit_puppet(&api, &["node1", "node2", "node3"]);
     let cli = CaCli::new(&api.server);
     let out = cli.run(&["list"]);
     assert!(out.status.success(), "{}", show(&out));
@@ -513,15 +505,7 @@ fn several_names_on_one_connection_sign_and_revoke_in_under_five_seconds() {
         return;
     }
     let (api, _dir) = Api::start(CONFIG);
-    for n in ["a", "b", "c"] {
-        let r = api
-            .anon
-            .put(api.url(&format!("/puppet-ca/v1/certificate_request/{n}")))
-            .body(csr_for(n).0)
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 200);
-    }
+    submit_puppet(&api, &["a", "b", "c"]);
     let cli = CaCli::new(&api.server);
     for (verb, want) in [("sign", "signed"), ("revoke", "revoked")] {
         let started = Instant::now();
@@ -575,4 +559,17 @@ fn a_refused_bootstrap_leaves_a_request_the_admin_can_see() {
         line.contains("invalid") && line.contains("subject alternative names"),
         "{line}"
     );
+}
+
+/// Submits a CSR for each name through the Puppet face, anonymously; each answers 200.
+fn submit_puppet(api: &Api, names: &[&str]) {
+    for n in names {
+        let r = api
+            .anon
+            .put(api.url(&format!("/puppet-ca/v1/certificate_request/{n}")))
+            .body(csr_for(n).0)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{n}");
+    }
 }

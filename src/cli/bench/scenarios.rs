@@ -25,9 +25,9 @@ pub struct Prepared {
 
 fn tag() -> String {
     let mut b = [0u8; 4];
-    // A run tag only: without OpenSSL's randomness, the time will do.
+    // A run tag only: without OpenSSL's randomness, the process id will do.
     if openssl::rand::rand_bytes(&mut b).is_err() {
-        b = (std::process::id() ^ std::time::Instant::now().elapsed().subsec_nanos()).to_be_bytes();
+        b = std::process::id().to_be_bytes();
     }
     b.iter().map(|x| format!("{x:02x}")).collect()
 }

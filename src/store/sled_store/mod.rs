@@ -559,14 +559,19 @@ impl Store for SledStore {
         // This thread's writes went to the database of `wrote_on`; once that one is
         // closed (an I/O error), what they left in its memory is gone, and a flush of the
         // database opened again from disk says nothing about them.
+        // The check and the flush use the same database, so no reopen falls between.
         let wrote_on = self.shared.last_used();
-        let (_, now) = self.shared.current_generation()?;
+        let (core, now) = self.shared.current_generation()?;
         if wrote_on.is_some_and(|g| g != now) {
             return Err(StoreError::Unavailable(
                 "the store was opened again after an I/O error since this call's writes; they may not have been made durable".into(),
             ));
         }
-        self.with(|core| core.flush_grouped().map_err(|e| not_durable(&e)))
+        let result = core.flush_grouped().map_err(|e| not_durable(&e));
+        if let Err(StoreError::Unavailable(why)) = &result {
+            self.shared.failed(&core, why);
+        }
+        result
     }
 
     fn health(&self) -> Result<(), String> {

@@ -68,11 +68,7 @@ impl Shared {
 
     /// The open database, or [`StoreError::Unavailable`] with the reason.
     pub(super) fn current(&self) -> Result<Arc<Core>, StoreError> {
-        let st = self.read();
-        match &st.core {
-            Some(core) => Ok(core.clone()),
-            None => Err(StoreError::Unavailable(st.why.clone())),
-        }
+        self.current_generation().map(|(core, _)| core)
     }
 
     /// The open database and its generation.
@@ -155,6 +151,7 @@ impl Shared {
                 st.generation += 1;
             }
             Err(e) => {
+                tracing::warn!(error = %e, "store: cannot open the database again yet");
                 st.why = e.to_string();
                 st.tries += 1;
                 st.next_try = Instant::now() + backoff(st.tries);

@@ -574,11 +574,20 @@ impl Store for SledStore {
         result
     }
 
+    /// A fixed sentence when not healthy: the engine's own words (which can name files)
+    /// are in the log, where the failure was reported.
     fn health(&self) -> Result<(), String> {
-        let core = self.shared.current().map_err(|e| e.to_string())?;
+        let closed = || {
+            "closed after an I/O error (see the server's log); it is opened again by itself"
+                .to_owned()
+        };
+        let core = self.shared.current().map_err(|_| closed())?;
         match core.meta.get(schema::KEY_SCHEMA) {
             Ok(_) => Ok(()),
-            Err(e) => Err(engine(e).to_string()),
+            Err(e) => {
+                tracing::error!(error = %e, "store health check");
+                Err("does not answer reads (see the server's log)".to_owned())
+            }
         }
     }
 

@@ -305,3 +305,19 @@ fn an_undecodable_request_can_still_be_removed() {
         CleanOutcome::Cleaned { revoked: None }
     );
 }
+
+/// What `/status` shows of a closed store is a fixed sentence: the engine's own words
+/// (which can name files, such as a lock held on `/var/lib/.../db`) go to the log.
+#[test]
+fn health_does_not_repeat_the_engines_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let core = store.shared.current().unwrap();
+    store.shared.failed(
+        &core,
+        "could not acquire lock on \"/srv/secret-path/store/db\"",
+    );
+    drop(core);
+    let why = store.health().unwrap_err();
+    assert!(!why.contains("secret-path"), "{why}");
+}

@@ -15,8 +15,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::app::{self, App, SetupOutcome};
 use crate::ca::{OsRng, SystemClock};
-use crate::config::Config;
-use crate::store::{DataDir, SledStore, Store};
+use crate::config::{Config, StoreBackend};
+use crate::store::{DataDir, PgStore, SledStore, Store};
 
 /// certd: a certificate authority served as plain HTTP resources.
 #[derive(Debug, Parser)]
@@ -44,6 +44,18 @@ enum Command {
     /// Load-test a running server (certd, or Puppet Server's CA for comparison):
     /// issue, probe, list, revoke, crl. Prints throughput and latency percentiles.
     Bench(bench::BenchArgs),
+    /// The store itself: `certd store schema` prints the PostgreSQL schema as SQL, for a
+    /// DBA to apply when certd's database user may not create tables.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Print the SQL of the PostgreSQL schema this certd uses.
+    Schema,
 }
 
 #[derive(Debug, Args)]
@@ -107,11 +119,17 @@ pub fn main() -> ExitCode {
 }
 
 /// The store of the data directory: the one place that names an engine.
-fn open_store(data: &DataDir) -> anyhow::Result<Arc<dyn Store>> {
+fn open_store(config: &Config, data: &DataDir) -> anyhow::Result<Arc<dyn Store>> {
     data.create()?;
-    let store = SledStore::open(&data.store_dir())
-        .with_context(|| format!("opening the store in {}", data.store_dir().display()))?;
-    Ok(Arc::new(store))
+    match config.store.backend {
+        StoreBackend::Sled => {
+            let store = SledStore::open(&data.store_dir())
+                .with_context(|| format!("opening the store in {}", data.store_dir().display()))?;
+            Ok(Arc::new(store))
+        }
+        // The error names host, port, database and user, and is one line.
+        StoreBackend::Postgres => Ok(Arc::new(PgStore::open(&config.store)?)),
+    }
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -121,9 +139,15 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             ca::run(args, &data, config.server.listen.port())
         }
         Command::Bench(args) => bench::run(&args),
+        Command::Store {
+            command: StoreCommand::Schema,
+        } => {
+            print!("{}", crate::store::schema_sql());
+            Ok(0)
+        }
         Command::Setup(common) => {
             let (config, data) = common.load()?;
-            let store = open_store(&data)?;
+            let store = open_store(&config, &data)?;
             let outcome = app::setup(&data, &config, store.as_ref(), &SystemClock, &OsRng)
                 .with_context(|| format!("setting up {}", data.root().display()))?;
             match outcome {
@@ -147,7 +171,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Serve(args) => {
             let (config, data) = args.common.load()?;
             let listen = args.listen.unwrap_or(config.server.listen);
-            let store = open_store(&data)?;
+            let store = open_store(&config, &data)?;
             let app = App::new(
                 config,
                 data.clone(),

@@ -6,6 +6,7 @@
 mod api_env;
 mod duration;
 mod issuer;
+mod store;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use crate::ca::{Certname, CsrPolicy, Digest, EnvName, KeyType};
 pub use api_env::{ApiAutosign, ApiEnvSettings, IssuerRef, IssuerRefs};
 pub use duration::Duration;
 pub use issuer::{Backend, CfsslSpec, CommandSpec, IssuerKind, IssuerSpec, Issuers, PuppetCaSpec};
+pub use store::{SslMode, StoreBackend, StoreConfig};
 
 /// Why a configuration could not be used.
 #[derive(Debug, Error)]
@@ -337,6 +339,7 @@ struct RawConfig {
     limits: LimitsConfig,
     authz: AuthzConfig,
     events: EventsConfig,
+    store: StoreConfig,
     issuers: BTreeMap<String, IssuerSpec>,
     autosign_policies: BTreeMap<String, PathBuf>,
     environments: BTreeMap<String, EnvConfig>,
@@ -353,6 +356,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[events]`.
     pub events: EventsConfig,
+    /// `[store]`.
+    pub store: StoreConfig,
     /// Global admin certnames.
     pub admins: Vec<Certname>,
     /// The environments whose CA may vouch for a global admin (`[authz]
@@ -469,6 +474,8 @@ impl Config {
                     .into(),
             ));
         }
+        let mut store = raw.store;
+        store.validate(dir).map_err(invalid)?;
         let mut issuers = BTreeMap::new();
         for (name, mut spec) in raw.issuers {
             if name == "local"
@@ -501,6 +508,7 @@ impl Config {
             ca: raw.ca,
             limits: raw.limits,
             events: raw.events,
+            store,
             admins,
             admin_environments,
             admin_certname,
@@ -572,6 +580,10 @@ mod tests {
             format!("{:?}", defaults.limits)
         );
         assert_eq!(
+            format!("{:?}", shipped.store),
+            format!("{:?}", defaults.store)
+        );
+        assert_eq!(
             format!("{:?}", shipped.environments[&EnvName::production()]),
             format!("{:?}", EnvConfig::default())
         );
@@ -595,6 +607,16 @@ mod tests {
             "[issuers.",
             "[autosign_policies]",
             "[environments.production]",
+            "[store]",
+            "backend",
+            "url",
+            "password_file",
+            "pool_size",
+            "statement_timeout",
+            "connect_timeout",
+            "sslmode",
+            "ssl_root_cert",
+            "key_file",
         ] {
             assert!(text.contains(key), "conf/certd.toml does not mention {key}");
         }

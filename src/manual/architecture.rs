@@ -13,7 +13,8 @@
 //! - `ca`: X.509 objects: names, CSR checks, profiles, signing, CRLs, the [`Clock`] and
 //!   [`Rng`] every time and serial comes from. Nothing else reads the system clock
 //!   (`.clippy.toml` refuses `SystemTime::now` elsewhere).
-//! - `store`: the [`Store`] trait, its sled implementation ([`SledStore`]) and the
+//! - `store`: the [`Store`] trait, its sled ([`SledStore`]) and PostgreSQL
+//!   ([`PgStore`](crate::store::PgStore), see [`postgres`](super::postgres)) implementations, and the
 //!   in-memory model ([`MemStore`]) it is property-tested against; the data directory's
 //!   files ([`DataDir`]).
 //! - `authz`: who a client certificate is (the [`Resolver`]) and the rules of
@@ -28,7 +29,8 @@
 //! ## The composition root
 //!
 //! `cli` is the one place that chooses implementations: it opens the store
-//! (`cli::open_store`, the only code that names [`SledStore`]), and hands it, the clock
+//! (`cli::open_store`, the only code that names [`SledStore`] or `PgStore`, chosen by
+//! `[store] backend`), and hands it, the clock
 //! and the RNG to [`App::new`], which sets the data directory up when it is empty and
 //! loads every environment. [`service`] builds the routes and middleware for `serve`;
 //! tests build the same [`App`] on a [`MemStore`] with a [`FixedClock`] and drive

@@ -6,6 +6,7 @@
 //!
 //! - [`architecture`]: the layers, the composition root, the store and its capabilities,
 //!   the background workers, what happens when the disk fills.
+//! - [`postgres`]: the PostgreSQL store: schema, constraints, transactions, faults.
 //! - [`api`]: environments (tenants), roles, the authorization rules, and the native
 //!   API's resources and status codes.
 //! - [`issuers`]: the issuance pipeline: approval, the built-in CA, remote CAs that answer
@@ -22,5 +23,6 @@ pub mod architecture;
 pub mod choices;
 pub mod issuers;
 pub mod performance;
+pub mod postgres;
 pub mod puppet;
 pub mod robustness;

@@ -9,6 +9,7 @@
 mod files;
 mod memory;
 mod pending;
+mod pg;
 mod records;
 mod schema;
 mod sled_store;
@@ -22,6 +23,7 @@ use crate::ca::{Certname, EnvName, UnixTime};
 pub use files::{write_file, DataDir, FilesError};
 pub use memory::MemStore;
 pub use pending::PendingIssue;
+pub use pg::{schema_sql, MigrateError, PgOpenError, PgStore, PG_SCHEMA_VERSION};
 pub use records::{
     AuditEvent, CertRecord, CertState, CertSummary, CrlRecord, EnvRecord, EventKind, Order,
     RequestRecord, RequestState, Revocation, RevokedSerial, StoredFingerprints, SubStatus,

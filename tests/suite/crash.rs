@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::common::*;
 use certd::ca::{build_csr, Certname, KeyType};
-use certd::store::{AuditLog, EventKind, SledStore};
+use certd::store::{EventKind, PgStore, SledStore, Store};
 use openssl::x509::store::X509StoreBuilder;
 use openssl::x509::{X509Crl, X509StoreContext, X509};
 use serde_json::Value;
@@ -309,10 +309,9 @@ fn check(api: &Api, ledger: &Ledger, round: usize) {
     );
 }
 
-/// The audit log on disk (read while certd is down) has ids 1..n without a gap, and an
-/// event for every acknowledged issuance and revocation.
-fn check_audit(data: &std::path::Path, ledger: &Ledger, round: usize) {
-    let store = SledStore::open(&data.join("store")).unwrap();
+/// The audit log in the store (read while certd is down) has ids 1..n without a gap, and
+/// an event for every acknowledged issuance and revocation.
+fn check_audit(store: &dyn Store, ledger: &Ledger, round: usize) {
     let audit = store.audit(0, usize::MAX).unwrap();
     for (i, ev) in audit.iter().enumerate() {
         assert_eq!(ev.id, i as u64 + 1, "round {round}: audit gap");
@@ -333,16 +332,45 @@ fn check_audit(data: &std::path::Path, ledger: &Ledger, round: usize) {
     }
 }
 
+const CRASH_CONFIG: &str = "[ca]\nkey_type = \"ec-p256\"\n[environments.auto]\nautosign = true\n";
+
 #[test]
 fn sigkill_under_load_loses_nothing_that_was_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
-    let config = "[ca]\nkey_type = \"ec-p256\"\n[environments.auto]\nautosign = true\n";
-    let mut server = Server::start(dir.path(), config);
-    let data = server.dir.clone();
+    let store_dir = dir.path().join("data/store");
+    sigkill_rounds(dir.path(), CRASH_CONFIG, KILLS, &|| {
+        Box::new(SledStore::open(&store_dir).unwrap())
+    });
+}
+
+/// The same on the PostgreSQL store: certd killed, the database (fsync on) keeps what
+/// was committed before each answer.
+#[test]
+fn sigkill_under_load_on_postgres_loses_nothing_that_was_acknowledged() {
+    let Some(pg) = crate::common::pg::Postgres::shared() else {
+        return;
+    };
+    let db = pg.database();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("{CRASH_CONFIG}{}", pg.store_toml(&db, dir.path()));
+    let cfg = pg.store_config(&db);
+    sigkill_rounds(dir.path(), &config, KILLS / 2, &|| {
+        Box::new(PgStore::open(&cfg).unwrap())
+    });
+}
+
+/// `kills` rounds of load, SIGKILL, checks of the store, restart and checks over HTTP.
+fn sigkill_rounds(
+    dir: &std::path::Path,
+    config: &str,
+    kills: usize,
+    open: &dyn Fn() -> Box<dyn Store>,
+) {
+    let mut server = Server::start(dir, config);
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let mut rng = Lcg(0x5eed);
     let mut total_ops = 0;
-    for round in 0..KILLS {
+    for round in 0..kills {
         let (cert, key) = admin(&server);
         let url = format!("https://localhost:{}", server.port);
         let stop = Arc::new(AtomicBool::new(false));
@@ -366,12 +394,9 @@ fn sigkill_under_load_loses_nothing_that_was_acknowledged() {
         total_ops += done.load(Ordering::Relaxed);
         {
             let l = ledger.lock().unwrap();
-            check_audit(&data, &l, round);
+            check_audit(open().as_ref(), &l, round);
         }
-        server = Server::start_with(
-            dir.path(),
-            &["--config", dir.path().join("certd.toml").to_str().unwrap()],
-        );
+        server = Server::start_with(dir, &["--config", dir.join("certd.toml").to_str().unwrap()]);
         let (cert, key) = admin(&server);
         let api = Api {
             anon: client(&server, None),
@@ -382,9 +407,9 @@ fn sigkill_under_load_loses_nothing_that_was_acknowledged() {
         server = api.server;
     }
     let l = ledger.lock().unwrap();
-    eprintln!("{KILLS} SIGKILLs, {total_ops} acknowledged operations: {} submitted, {} issued, {} autosigned, {} revoked", l.submitted.len(), l.issued.len(), l.autosigned.len(), l.revoked.len());
+    eprintln!("{kills} SIGKILLs, {total_ops} acknowledged operations: {} submitted, {} issued, {} autosigned, {} revoked", l.submitted.len(), l.issued.len(), l.autosigned.len(), l.revoked.len());
     assert!(
-        l.issued.len() > KILLS && l.revoked.len() > KILLS / 2 && l.autosigned.len() > KILLS,
+        l.issued.len() > kills && l.revoked.len() > kills / 2 && l.autosigned.len() > kills,
         "the load must actually exercise issuance and revocation"
     );
 }

@@ -27,6 +27,7 @@ mod issuers;
 mod limits;
 mod metrics;
 mod native_api;
+mod postgres;
 mod puppet_clients;
 mod puppet_face;
 mod races;

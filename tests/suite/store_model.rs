@@ -1,9 +1,10 @@
-//! The sled store against the in-memory model: random sequences of operations give the
-//! same outcomes and the same contents, including across a close and reopen.
+//! The sled and PostgreSQL stores against the in-memory model: random sequences of
+//! operations give the same outcomes and the same contents in all three, including across
+//! a close and reopen.
 
 use certd::ca::{Certname, EnvName, RevocationReason};
 use certd::store::{
-    AuditLog, CertRecord, CertificateStore, CrlRecord, EnvRecord, IssueOutcome, MemStore,
+    AuditLog, CertRecord, CertificateStore, CrlRecord, EnvRecord, IssueOutcome, MemStore, PgStore,
     RequestRecord, RequestState, RequestStore, Revocation, SledStore, Store, SubmitIssueOutcome,
     SubmitOutcome, SubmitRule,
 };
@@ -355,28 +356,80 @@ fn check_reads_agree(sled: &dyn Store, model: &dyn Store) {
     assert_eq!(sled.audit(3, 5).unwrap(), model.audit(3, 5).unwrap());
 }
 
+/// An empty PostgreSQL store on the shared test server: a fresh database per case would
+/// cost a checkpoint each, so one database is emptied between cases.
+fn empty_pg_store() -> Option<(PgStore, String)> {
+    use std::sync::OnceLock;
+    static DB: OnceLock<Option<String>> = OnceLock::new();
+    let pg = crate::common::pg::Postgres::shared()?;
+    let db = DB
+        .get_or_init(|| {
+            let db = pg.database();
+            // Durability is not what this test is about (crash.rs tests it): commits
+            // that wait for no WAL flush keep 256 cases quick.
+            pg.admin()
+                .batch_execute(&format!("ALTER DATABASE {db} SET synchronous_commit = off"))
+                .unwrap();
+            Some(db)
+        })
+        .clone()?;
+    let store = PgStore::open(&pg.store_config(&db)).unwrap();
+    pg.admin_of(&db)
+        .batch_execute(
+            "DELETE FROM certd_environments; DELETE FROM certd_requests;
+             DELETE FROM certd_certificates; DELETE FROM certd_revocations;
+             DELETE FROM certd_serials; DELETE FROM certd_crls; DELETE FROM certd_root_crl;
+             DELETE FROM certd_audit; DELETE FROM certd_ca_keys;
+             UPDATE certd_audit_head SET last = 0;",
+        )
+        .unwrap();
+    Some((store, db))
+}
+
+/// One PostgreSQL database at a time: the cases share it.
+static PG_CASE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
     #[test]
-    fn sled_store_matches_the_model(ops in proptest::collection::vec(op(), 1..80)) {
+    fn sled_and_postgres_stores_match_the_model(ops in proptest::collection::vec(op(), 1..80)) {
+        let _one = PG_CASE.lock().unwrap_or_else(|p| p.into_inner());
         let dir = tempfile::tempdir().unwrap();
         let mut sled = SledStore::open(dir.path()).unwrap();
+        let mut pg = empty_pg_store();
         let model = MemStore::new();
         for (i, op) in ops.iter().enumerate() {
             if let Op::Reopen = op {
                 sled.flush().unwrap();
                 drop(sled);
                 sled = SledStore::open(dir.path()).unwrap();
+                if let Some((store, db)) = pg.take() {
+                    drop(store);
+                    let cfg = crate::common::pg::Postgres::shared().unwrap().store_config(&db);
+                    pg = Some((PgStore::open(&cfg).unwrap(), db));
+                }
                 continue;
             }
             let at = 1_700_000_000 + i as i64;
-            let got = apply(&sled, op, at);
             let want = apply(&model, op, at);
-            prop_assert_eq!(got, want, "op {} {:?}", i, op);
+            let got = apply(&sled, op, at);
+            prop_assert_eq!(&got, &want, "sled: op {} {:?}", i, op);
+            if let Some((store, _)) = &pg {
+                let got = apply(store, op, at);
+                prop_assert_eq!(&got, &want, "postgres: op {} {:?}", i, op);
+            }
         }
         check_reads_agree(&sled, &model);
         prop_assert_eq!(sled.snapshot().unwrap(), model.snapshot().unwrap());
+        if let Some((store, _)) = &pg {
+            check_reads_agree(store, &model);
+            prop_assert_eq!(store.snapshot().unwrap(), model.snapshot().unwrap());
+            let audit = store.audit(0, usize::MAX).unwrap();
+            for (i, ev) in audit.iter().enumerate() {
+                prop_assert_eq!(ev.id, i as u64 + 1);
+            }
+        }
         // Audit ids are consecutive from 1.
         let audit = sled.audit(0, usize::MAX).unwrap();
         for (i, ev) in audit.iter().enumerate() {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod inproc;
+pub mod pg;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,163 @@
+//! The committer: autosigned submissions that arrive together are stored in one
+//! transaction (one commit, one WAL flush), as the sled store's committer shares one
+//! flush among them. Each waiter hears its own outcome once the commit is done.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use super::lanes::{Conn, Connector};
+use super::ops;
+use crate::ca::{Certname, EnvName};
+use crate::store::pending::IssueFill;
+use crate::store::{
+    CertRecord, PendingIssue, RequestRecord, StoreError, SubmitIssueOutcome, SubmitRule,
+};
+
+/// Most submissions in one transaction.
+const MAX_BATCH: usize = 256;
+
+/// One autosigned submission.
+pub(super) struct Submission {
+    pub(super) env: EnvName,
+    pub(super) name: Certname,
+    pub(super) rec: RequestRecord,
+    pub(super) rule: SubmitRule,
+    pub(super) cert: CertRecord,
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<(Submission, IssueFill)>,
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    up: Arc<AtomicBool>,
+}
+
+pub(super) struct Committer {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Committer {
+    pub(super) fn start(connector: Connector, up: Arc<AtomicBool>) -> Committer {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            wake: Condvar::new(),
+            up,
+        });
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("certd-pg-commit".into())
+            .spawn(move || run(&s, &connector))
+            .ok();
+        Committer {
+            shared,
+            thread: Mutex::new(thread),
+        }
+    }
+
+    pub(super) fn up(&self) -> bool {
+        self.shared.up.load(Ordering::Relaxed)
+    }
+
+    pub(super) fn submit(&self, s: Submission) -> PendingIssue {
+        let (pending, fill) = PendingIssue::pair();
+        let mut q = self.shared.lock();
+        if q.closed {
+            drop(q);
+            fill.fill(Err(StoreError::Unavailable("the store is closed".into())));
+            return pending;
+        }
+        q.items.push_back((s, fill));
+        drop(q);
+        self.shared.wake.notify_one();
+        pending
+    }
+
+    /// Commits what is queued, then stops.
+    pub(super) fn close(&self) {
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_all();
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn run(shared: &Shared, connector: &Connector) {
+    let mut conn: Option<Conn> = None;
+    loop {
+        let batch: Vec<(Submission, IssueFill)> = {
+            let mut q = shared.lock();
+            while q.items.is_empty() && !q.closed {
+                q = shared.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+            }
+            if q.items.is_empty() {
+                return;
+            }
+            let n = q.items.len().min(MAX_BATCH);
+            q.items.drain(..n).collect()
+        };
+        if conn.as_ref().is_some_and(|c| c.client.is_closed()) {
+            conn = None;
+        }
+        if conn.is_none() {
+            match connector.connect() {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    shared.up.store(false, Ordering::Relaxed);
+                    tracing::warn!(target = %connector.target, error = %e, "cannot connect to the database");
+                    let err = super::lanes::store_error(e);
+                    for (_, fill) in batch {
+                        fill.fill(Err(same(&err)));
+                    }
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        let (subs, fills): (Vec<Submission>, Vec<IssueFill>) = batch.into_iter().unzip();
+        let result = ops::write(c, |tx| {
+            subs.iter()
+                .map(|s| ops::submit_issued(tx, &s.env, &s.name, &s.rec, s.rule, &s.cert))
+                .collect::<ops::Op<Vec<SubmitIssueOutcome>>>()
+        });
+        let closed = c.client.is_closed();
+        shared.up.store(!closed, Ordering::Relaxed);
+        if closed {
+            conn = None;
+        }
+        match result {
+            Ok(outcomes) => {
+                for (fill, o) in fills.into_iter().zip(outcomes) {
+                    fill.fill(Ok(o));
+                }
+            }
+            Err(e) => {
+                for fill in fills {
+                    fill.fill(Err(same(&e)));
+                }
+            }
+        }
+    }
+}
+
+/// A copy of a store error for each waiter of a failed batch.
+fn same(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+        other => StoreError::Engine(other.to_string()),
+    }
+}

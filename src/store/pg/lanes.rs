@@ -1,0 +1,189 @@
+//! Connections and the threads that own them.
+//!
+//! The sync `postgres` client drives its connection with a runtime of its own and may not
+//! be called from inside another (an actix worker thread is one). So each connection lives
+//! on a thread of its own (a lane); a call hands its work to a free lane and waits for the
+//! answer on a plain channel, from any thread. A lane whose connection broke opens a new
+//! one for its next job, so certd reconnects by itself once the database is back.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use postgres::error::SqlState;
+use postgres::{Client, Statement};
+use postgres_openssl::MakeTlsConnector;
+
+use crate::store::StoreError;
+
+/// One open connection and the statements prepared on it.
+pub(super) struct Conn {
+    pub(super) client: Client,
+    pub(super) stmts: HashMap<&'static str, Statement>,
+}
+
+/// Opens connections: the parsed configuration, the TLS connector, and how to name the
+/// server in messages (host, port, database; never the password).
+#[derive(Clone)]
+pub(super) struct Connector {
+    pub(super) config: postgres::Config,
+    pub(super) tls: MakeTlsConnector,
+    pub(super) target: String,
+}
+
+impl Connector {
+    pub(super) fn connect(&self) -> Result<Conn, postgres::Error> {
+        let client = self.config.connect(self.tls.clone())?;
+        Ok(Conn {
+            client,
+            stmts: HashMap::new(),
+        })
+    }
+}
+
+type Job = Box<dyn FnOnce(Result<&mut Conn, StoreError>) + Send>;
+
+/// The lanes: a queue of jobs and the threads that take them.
+pub(super) struct Lanes {
+    queue: Mutex<Option<mpsc::Sender<Job>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    /// How long a caller waits for an answer before it says the store is unavailable.
+    wait: Duration,
+    /// Whether the last attempt to reach the database worked.
+    pub(super) up: Arc<AtomicBool>,
+}
+
+impl Lanes {
+    pub(super) fn start(connector: Connector, count: usize, wait: Duration) -> Lanes {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let rx = Arc::new(Mutex::new(rx));
+        let up = Arc::new(AtomicBool::new(true));
+        let threads = (0..count)
+            .map(|i| {
+                let (rx, connector, up) = (rx.clone(), connector.clone(), up.clone());
+                std::thread::Builder::new()
+                    .name(format!("certd-pg-{i}"))
+                    .spawn(move || lane(&rx, &connector, &up))
+            })
+            .filter_map(Result::ok)
+            .collect();
+        Lanes {
+            queue: Mutex::new(Some(tx)),
+            threads: Mutex::new(threads),
+            wait,
+            up,
+        }
+    }
+
+    /// Runs `f` on a lane's connection and returns its answer; `Unavailable` when no
+    /// connection could be opened or no answer came within the wait.
+    pub(super) fn call<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Conn) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let job: Job = Box::new(move |conn| {
+            let _ = tx.send(conn.and_then(f));
+        });
+        {
+            let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            let Some(q) = queue.as_ref() else {
+                return Err(StoreError::Unavailable("the store is closed".into()));
+            };
+            q.send(job)
+                .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
+        }
+        match rx.recv_timeout(self.wait) {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable(
+                "the database did not answer in time".into(),
+            )),
+        }
+    }
+
+    /// Stops taking jobs and joins the lanes (each finishes the job it has).
+    pub(super) fn close(&self) {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Lanes {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn lane(rx: &Mutex<mpsc::Receiver<Job>>, connector: &Connector, up: &AtomicBool) {
+    let mut conn: Option<Conn> = None;
+    loop {
+        let job = match rx.lock().unwrap_or_else(|p| p.into_inner()).recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        if conn.as_ref().is_some_and(|c| c.client.is_closed()) {
+            conn = None;
+        }
+        if conn.is_none() {
+            match connector.connect() {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    up.store(false, Ordering::Relaxed);
+                    tracing::warn!(target = %connector.target, error = %e, "cannot connect to the database");
+                    job(Err(unavailable(&e)));
+                    continue;
+                }
+            }
+        }
+        if let Some(c) = conn.as_mut() {
+            job(Ok(c));
+            let closed = c.client.is_closed();
+            up.store(!closed, Ordering::Relaxed);
+            if closed {
+                conn = None;
+            }
+        }
+    }
+}
+
+/// A store error for a client error: the database unreachable, restarting, or the
+/// statement canceled by its timeout is `Unavailable` (503, try again); anything else
+/// is an engine error.
+pub(super) fn store_error(e: postgres::Error) -> StoreError {
+    match e.code() {
+        None => unavailable(&e),
+        Some(code) if is_unavailable(code) => unavailable(&e),
+        Some(_) => StoreError::Engine(e.to_string()),
+    }
+}
+
+fn unavailable(e: &postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) => StoreError::Unavailable(format!("the database: {}", db.message())),
+        None => StoreError::Unavailable(format!("the database cannot be reached: {e}")),
+    }
+}
+
+fn is_unavailable(code: &SqlState) -> bool {
+    let c = code.code();
+    // 08: connection exceptions; 57: operator intervention (shutdown, canceled by the
+    // statement timeout); 53: insufficient resources (disk full, too many connections).
+    c.starts_with("08") || c.starts_with("57") || c.starts_with("53")
+}
+
+/// Whether the transaction should simply be run again (two writers collided).
+pub(super) fn is_retryable(e: &postgres::Error) -> bool {
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_SERIALIZATION_FAILURE
+            || *c == SqlState::T_R_DEADLOCK_DETECTED
+            || *c == SqlState::UNIQUE_VIOLATION
+    )
+}

@@ -1,0 +1,197 @@
+//! The schema, as numbered migrations compiled into the binary, and how a database is
+//! brought to the current one.
+//!
+//! The invariants are constraints: a serial is unique per environment (`serials`' key);
+//! a name has at most one current certificate and one request (`certificates`' and
+//! `requests`' keys); a certificate's serial is indexed (foreign key); a revocation names
+//! an issued serial (foreign key); audit ids are one total order (key, and the one-row
+//! `audit_head` every writer locks first, so ids are gapless and in commit order).
+//! Names are compared bytewise (`COLLATE "C"`), so listings page in the order the sled
+//! store and the model use.
+
+use postgres::error::SqlState;
+use postgres::Client;
+
+/// The migrations, in order; migration `i` brings the schema to version `i + 1`.
+pub(super) const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE certd_environments (
+    name text COLLATE "C" PRIMARY KEY,
+    record text NOT NULL
+);
+CREATE TABLE certd_requests (
+    env text COLLATE "C" NOT NULL,
+    certname text COLLATE "C" NOT NULL,
+    record text NOT NULL,
+    -- When its order is free to work (Unix ms): pending requests with an order only.
+    free_at bigint,
+    PRIMARY KEY (env, certname)
+);
+CREATE INDEX certd_orders_due ON certd_requests (env, free_at, certname)
+    WHERE free_at IS NOT NULL;
+CREATE TABLE certd_serials (
+    env text COLLATE "C" NOT NULL,
+    serial bytea NOT NULL,
+    certname text COLLATE "C" NOT NULL,
+    PRIMARY KEY (env, serial)
+);
+CREATE TABLE certd_certificates (
+    env text COLLATE "C" NOT NULL,
+    certname text COLLATE "C" NOT NULL,
+    serial bytea NOT NULL,
+    record text NOT NULL,
+    der bytea NOT NULL,
+    PRIMARY KEY (env, certname),
+    FOREIGN KEY (env, serial) REFERENCES certd_serials (env, serial)
+);
+CREATE TABLE certd_revocations (
+    env text COLLATE "C" NOT NULL,
+    serial bytea NOT NULL,
+    record text NOT NULL,
+    PRIMARY KEY (env, serial),
+    FOREIGN KEY (env, serial) REFERENCES certd_serials (env, serial)
+);
+CREATE INDEX certd_revocations_order ON certd_revocations (env, length(serial), serial);
+CREATE TABLE certd_crls (
+    env text COLLATE "C" PRIMARY KEY,
+    record text NOT NULL
+);
+CREATE TABLE certd_root_crl (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    record text NOT NULL
+);
+CREATE TABLE certd_audit (
+    id bigint PRIMARY KEY CHECK (id > 0),
+    at bigint NOT NULL,
+    env text COLLATE "C" NOT NULL,
+    certname text COLLATE "C" NOT NULL,
+    kind text NOT NULL,
+    detail text
+);
+CREATE TABLE certd_audit_head (
+    only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    last bigint NOT NULL CHECK (last >= 0)
+);
+INSERT INTO certd_audit_head (last) VALUES (0);
+CREATE TABLE certd_ca_keys (
+    env text COLLATE "C" NOT NULL,
+    purpose text NOT NULL,
+    nonce bytea NOT NULL,
+    sealed bytea NOT NULL,
+    PRIMARY KEY (env, purpose)
+);
+"#];
+
+/// The schema version this certd writes.
+pub const PG_SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
+
+/// Any number, the same in every certd: the advisory lock two starting nodes take, so
+/// that one migrates and the other then finds the work done.
+const MIGRATION_LOCK: i64 = 0x6365_7274_6400_0001;
+
+const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS certd_schema_version (
+    version integer PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);";
+
+/// The whole schema as SQL, for a DBA to apply by hand (`certd store schema`).
+pub fn schema_sql() -> String {
+    let mut out = String::from(
+        "-- certd's PostgreSQL schema; apply with psql as a user that may create tables,\n\
+         -- then grant certd's user SELECT, INSERT, UPDATE, DELETE on these tables.\n\
+         BEGIN;\n",
+    );
+    out.push_str(VERSION_TABLE);
+    out.push('\n');
+    for (i, m) in MIGRATIONS.iter().enumerate() {
+        out.push_str(&format!("-- migration {}\n", i + 1));
+        out.push_str(m.trim());
+        out.push('\n');
+        out.push_str(&format!(
+            "INSERT INTO certd_schema_version (version) VALUES ({});\n",
+            i + 1
+        ));
+    }
+    out.push_str("COMMIT;\n");
+    out
+}
+
+/// Why the schema could not be brought to the current version.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// The database was migrated by a newer certd.
+    #[error("the database's certd schema is version {found}, newer than this certd's {PG_SCHEMA_VERSION}; run a certd at least as new as the one that migrated it")]
+    Newer {
+        /// The version found.
+        found: i32,
+    },
+    /// The user may not create the tables.
+    #[error("the database user {user:?} may not create certd's tables ({detail}); grant it CREATE on the schema, or have a DBA apply the output of `certd store schema`")]
+    Privileges {
+        /// The database user.
+        user: String,
+        /// The server's message.
+        detail: String,
+    },
+    /// Any other failure.
+    #[error("migrating the database: {0}")]
+    Db(#[from] postgres::Error),
+}
+
+/// Brings the schema to [`PG_SCHEMA_VERSION`], under the advisory lock.
+pub(super) fn migrate(client: &mut Client, user: &str) -> Result<i32, MigrateError> {
+    client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])?;
+    let result = migrate_locked(client, user);
+    let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
+    result
+}
+
+fn migrate_locked(client: &mut Client, user: &str) -> Result<i32, MigrateError> {
+    let found = current_version(client)?;
+    if found > PG_SCHEMA_VERSION {
+        return Err(MigrateError::Newer { found });
+    }
+    if found == PG_SCHEMA_VERSION {
+        return Ok(found);
+    }
+    let privileges = |e: postgres::Error| match e.code() {
+        Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => MigrateError::Privileges {
+            user: user.to_owned(),
+            detail: e
+                .as_db_error()
+                .map(|d| d.message().to_owned())
+                .unwrap_or_else(|| e.to_string()),
+        },
+        _ => MigrateError::Db(e),
+    };
+    client.batch_execute(VERSION_TABLE).map_err(privileges)?;
+    for (i, m) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let version = i as i32 + 1;
+        let mut tx = client.transaction()?;
+        tx.batch_execute(m).map_err(privileges)?;
+        tx.execute(
+            "INSERT INTO certd_schema_version (version) VALUES ($1)",
+            &[&version],
+        )?;
+        tx.commit()?;
+        tracing::info!(version, "migrated the database schema");
+    }
+    Ok(PG_SCHEMA_VERSION)
+}
+
+/// The schema version the database holds (0: none).
+pub(super) fn current_version(client: &mut Client) -> Result<i32, postgres::Error> {
+    let exists: bool = client
+        .query_one(
+            "SELECT to_regclass('certd_schema_version') IS NOT NULL",
+            &[],
+        )?
+        .get(0);
+    if !exists {
+        return Ok(0);
+    }
+    let row = client.query_one(
+        "SELECT coalesce(max(version), 0) FROM certd_schema_version",
+        &[],
+    )?;
+    Ok(row.get(0))
+}

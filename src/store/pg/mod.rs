@@ -1,0 +1,509 @@
+//! The PostgreSQL store: every capability of [`Store`] with exactly the outcomes of the
+//! sled store, each state change one transaction, answered after its commit.
+//!
+//! Connections live on threads of their own ([`lanes`]); autosigned submissions are
+//! batched into one transaction by a committer ([`committer`]), as the sled store's
+//! committer batches them into one flush.
+
+mod committer;
+mod lanes;
+mod migrations;
+mod ops;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+use postgres::config::{Host, SslMode as PgSslMode};
+use postgres_openssl::MakeTlsConnector;
+
+use super::*;
+use crate::config::{SslMode, StoreConfig};
+use committer::Committer;
+use lanes::{Connector, Lanes};
+pub use migrations::{schema_sql, MigrateError, PG_SCHEMA_VERSION};
+
+/// Why the PostgreSQL store could not be opened; each a one-line message that names the
+/// server (host, port, database, user) and never the password.
+#[derive(Debug, thiserror::Error)]
+pub enum PgOpenError {
+    /// The configuration cannot be used.
+    #[error("[store]: {0}")]
+    Config(String),
+    /// The server could not be reached, or refused the login.
+    #[error("cannot connect to PostgreSQL at {target}: {detail}")]
+    Connect {
+        /// Host, port, database and user.
+        target: String,
+        /// Why.
+        detail: String,
+    },
+    /// The schema could not be brought to this certd's version.
+    #[error("PostgreSQL at {target}: {source}")]
+    Migrate {
+        /// Host, port, database and user.
+        target: String,
+        /// Why.
+        source: MigrateError,
+    },
+}
+
+/// The store on PostgreSQL.
+pub struct PgStore {
+    lanes: Lanes,
+    committer: Committer,
+    target: String,
+}
+
+/// The parsed connection settings, with the password and timeouts applied.
+fn connector(cfg: &StoreConfig) -> Result<Connector, PgOpenError> {
+    let mut config: postgres::Config = cfg
+        .url
+        .parse()
+        .map_err(|e| PgOpenError::Config(format!("url does not parse: {e}")))?;
+    let password = match &cfg.password_file {
+        Some(file) => Some(
+            std::fs::read_to_string(file)
+                .map_err(|e| PgOpenError::Config(format!("password_file {}: {e}", file.display())))?
+                .trim_end_matches(['\n', '\r'])
+                .to_owned(),
+        ),
+        None => std::env::var("CERTD_PG_PASSWORD").ok(),
+    };
+    if let Some(p) = password {
+        config.password(p);
+    }
+    let timeout = Duration::from_secs(cfg.statement_timeout.as_secs() as u64);
+    config
+        .connect_timeout(Duration::from_secs(cfg.connect_timeout.as_secs() as u64))
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(10))
+        .tcp_user_timeout(timeout)
+        .application_name("certd")
+        .options(&format!(
+            "-c statement_timeout={}ms -c lock_timeout={}ms -c idle_in_transaction_session_timeout={}ms",
+            timeout.as_millis(),
+            timeout.as_millis(),
+            timeout.as_millis() * 2
+        ));
+    let mut tls = SslConnector::builder(SslMethod::tls_client())
+        .map_err(|e| PgOpenError::Config(format!("TLS: {e}")))?;
+    match cfg.sslmode {
+        SslMode::Disable => {
+            config.ssl_mode(PgSslMode::Disable);
+        }
+        SslMode::Require => {
+            config.ssl_mode(PgSslMode::Require);
+            tls.set_verify(SslVerifyMode::NONE);
+        }
+        SslMode::VerifyFull => {
+            config.ssl_mode(PgSslMode::Require);
+            if let Some(ca) = &cfg.ssl_root_cert {
+                tls.set_ca_file(ca).map_err(|e| {
+                    PgOpenError::Config(format!("ssl_root_cert {}: {e}", ca.display()))
+                })?;
+            }
+            tls.set_verify(SslVerifyMode::PEER);
+        }
+    }
+    let mut tls = MakeTlsConnector::new(tls.build());
+    if cfg.sslmode == SslMode::Require {
+        tls.set_callback(|c, _| {
+            c.set_verify_hostname(false);
+            Ok(())
+        });
+    }
+    let target = describe(&config);
+    Ok(Connector {
+        config,
+        tls,
+        target,
+    })
+}
+
+/// `host:port/dbname as user`, for messages.
+fn describe(config: &postgres::Config) -> String {
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(h)) => h.clone(),
+        #[cfg(unix)]
+        Some(Host::Unix(p)) => p.display().to_string(),
+        None => "localhost".into(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "{host}:{port} (database {}, user {})",
+        config.get_dbname().unwrap_or("(default)"),
+        config.get_user().unwrap_or("(default)")
+    )
+}
+
+impl PgStore {
+    /// Connects, brings the schema to this certd's version (under an advisory lock, so
+    /// that nodes starting together migrate once), and starts the connection threads.
+    pub fn open(cfg: &StoreConfig) -> Result<PgStore, PgOpenError> {
+        let connector = connector(cfg)?;
+        let target = connector.target.clone();
+        let mut conn = connector.connect().map_err(|e| PgOpenError::Connect {
+            target: target.clone(),
+            detail: connect_detail(&e),
+        })?;
+        let user = connector.config.get_user().unwrap_or("").to_owned();
+        migrations::migrate(&mut conn.client, &user).map_err(|source| PgOpenError::Migrate {
+            target: target.clone(),
+            source,
+        })?;
+        drop(conn);
+        let wait = Duration::from_secs(cfg.statement_timeout.as_secs() as u64);
+        let lanes = Lanes::start(
+            connector.clone(),
+            cfg.pool_size.saturating_sub(1).max(1),
+            wait,
+        );
+        let committer = Committer::start(connector, lanes.up.clone());
+        Ok(PgStore {
+            lanes,
+            committer,
+            target,
+        })
+    }
+
+    /// The server, for messages and `/status` (no password).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut ops::Tx<'_, postgres::Client>) -> ops::Op<R> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        self.lanes.call(move |conn| ops::read(conn, f))
+    }
+
+    fn write<R: Send + 'static>(
+        &self,
+        f: impl FnMut(&mut ops::Tx<'_, postgres::Transaction<'_>>) -> ops::Op<R> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        self.lanes.call(move |conn| ops::write(conn, f))
+    }
+}
+
+/// A connection failure without the password (the client's messages carry none) and
+/// without the library's prefix.
+fn connect_detail(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => db.message().to_owned(),
+        None => {
+            let s = e.to_string();
+            let mut detail = s
+                .strip_prefix("error connecting to server: ")
+                .unwrap_or(&s)
+                .to_owned();
+            let mut source = std::error::Error::source(e);
+            while let Some(inner) = source {
+                let text = inner.to_string();
+                if !detail.contains(&text) {
+                    detail = format!("{detail}: {text}");
+                }
+                source = inner.source();
+            }
+            detail
+        }
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.committer.close();
+        self.lanes.close();
+    }
+}
+
+impl EnvironmentStore for PgStore {
+    fn put_environment(
+        &self,
+        env: &EnvName,
+        rec: &EnvRecord,
+        at: UnixTime,
+    ) -> Result<(), StoreError> {
+        let (env, rec) = (env.clone(), rec.clone());
+        self.write(move |tx| ops::put_environment(tx, &env, &rec, at))
+    }
+
+    fn environments(&self) -> Result<Vec<(EnvName, EnvRecord)>, StoreError> {
+        self.read(ops::environments)
+    }
+}
+
+impl RequestStore for PgStore {
+    fn request(&self, env: &EnvName, name: &Certname) -> Result<Option<RequestRecord>, StoreError> {
+        let (env, name) = (env.clone(), name.clone());
+        self.read(move |tx| ops::request(tx, &env, &name))
+    }
+
+    fn submit_request(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        rec: &RequestRecord,
+        rule: SubmitRule,
+    ) -> Result<SubmitOutcome, StoreError> {
+        let (env, name, rec) = (env.clone(), name.clone(), rec.clone());
+        self.write(move |tx| ops::submit(tx, &env, &name, &rec, rule))
+    }
+
+    fn reject_request(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        reason: &str,
+        at: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let (env, name, reason) = (env.clone(), name.clone(), reason.to_owned());
+        self.write(move |tx| ops::reject(tx, &env, &name, &reason, at))
+    }
+
+    fn update_request(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        expected: &RequestRecord,
+        new: &RequestRecord,
+        event: Option<(EventKind, Option<String>)>,
+        at: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let (env, name, expected, new) = (env.clone(), name.clone(), expected.clone(), new.clone());
+        self.write(move |tx| ops::update(tx, &env, &name, &expected, &new, &event, at))
+    }
+
+    fn cancel_request(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        at: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let (env, name) = (env.clone(), name.clone());
+        self.write(move |tx| ops::cancel(tx, &env, &name, at))
+    }
+
+    fn requests(
+        &self,
+        env: &EnvName,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(Certname, RequestRecord)>, StoreError> {
+        let (env, after) = (env.clone(), after.map(str::to_owned));
+        self.read(move |tx| ops::requests(tx, &env, after.as_deref(), limit))
+    }
+
+    fn due_orders(
+        &self,
+        env: &EnvName,
+        until_ms: i64,
+        after: Option<(i64, &str)>,
+        limit: usize,
+    ) -> Result<DueOrders, StoreError> {
+        let env = env.clone();
+        let after = after.map(|(at, n)| (at, n.to_owned()));
+        self.read(move |tx| {
+            let after = after.as_ref().map(|(at, n)| (*at, n.as_str()));
+            ops::due_orders(tx, &env, until_ms, after, limit)
+        })
+    }
+}
+
+impl CertificateStore for PgStore {
+    fn issue(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        csr_der: &[u8],
+        cert: &CertRecord,
+    ) -> Result<IssueOutcome, StoreError> {
+        let (env, name, csr, cert) = (env.clone(), name.clone(), csr_der.to_vec(), cert.clone());
+        self.write(move |tx| ops::issue(tx, &env, &name, &csr, &cert))
+    }
+
+    fn submit_issued(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        rec: &RequestRecord,
+        rule: SubmitRule,
+        cert: &CertRecord,
+    ) -> Result<SubmitIssueOutcome, StoreError> {
+        self.submit_issued_pending(env, name, rec, rule, cert)
+            .wait()
+    }
+
+    fn submit_issued_pending(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        rec: &RequestRecord,
+        rule: SubmitRule,
+        cert: &CertRecord,
+    ) -> PendingIssue {
+        self.committer.submit(committer::Submission {
+            env: env.clone(),
+            name: name.clone(),
+            rec: rec.clone(),
+            rule,
+            cert: cert.clone(),
+        })
+    }
+
+    fn renew(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        old_serial: &[u8],
+        cert: &CertRecord,
+    ) -> Result<RenewOutcome, StoreError> {
+        let (env, name, old, cert) = (env.clone(), name.clone(), old_serial.to_vec(), cert.clone());
+        self.write(move |tx| ops::renew(tx, &env, &name, &old, &cert))
+    }
+
+    fn certificate(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+    ) -> Result<Option<CertRecord>, StoreError> {
+        let (env, name) = (env.clone(), name.clone());
+        self.read(move |tx| ops::certificate(tx, &env, &name))
+    }
+
+    fn certname_by_serial(
+        &self,
+        env: &EnvName,
+        serial: &[u8],
+    ) -> Result<Option<Certname>, StoreError> {
+        let (env, serial) = (env.clone(), serial.to_vec());
+        self.read(move |tx| ops::certname_by_serial(tx, &env, &serial))
+    }
+
+    fn revoke(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        revocation: Revocation,
+    ) -> Result<RevokeOutcome, StoreError> {
+        let (env, name) = (env.clone(), name.clone());
+        self.write(move |tx| ops::revoke(tx, &env, &name, revocation))
+    }
+
+    fn clean(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+        revocation: Revocation,
+    ) -> Result<CleanOutcome, StoreError> {
+        let (env, name) = (env.clone(), name.clone());
+        self.write(move |tx| ops::clean(tx, &env, &name, revocation, false))
+    }
+
+    fn clean_certified(
+        &self,
+        env: &EnvName,
+        names: &[Certname],
+        revocation: Revocation,
+    ) -> Result<Vec<CleanOutcome>, StoreError> {
+        let (env, names) = (env.clone(), names.to_vec());
+        self.write(move |tx| {
+            // A name given twice is cleaned once: the second time finds nothing.
+            names
+                .iter()
+                .map(|name| ops::clean(tx, &env, name, revocation, true))
+                .collect()
+        })
+    }
+
+    fn certificates(
+        &self,
+        env: &EnvName,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(Certname, CertSummary)>, StoreError> {
+        let (env, after) = (env.clone(), after.map(str::to_owned));
+        self.read(move |tx| ops::certificates(tx, &env, after.as_deref(), limit))
+    }
+
+    fn revoked_serials(&self, env: &EnvName) -> Result<Vec<RevokedSerial>, StoreError> {
+        let env = env.clone();
+        self.read(move |tx| ops::revoked_serials(tx, &env))
+    }
+}
+
+impl CrlStore for PgStore {
+    fn crl(&self, env: &EnvName) -> Result<Option<CrlRecord>, StoreError> {
+        let env = env.clone();
+        self.read(move |tx| ops::crl(tx, &env))
+    }
+
+    fn put_crl(&self, env: &EnvName, crl: &CrlRecord) -> Result<(), StoreError> {
+        let (env, crl) = (env.clone(), crl.clone());
+        self.write(move |tx| ops::put_crl(tx, &env, &crl))
+    }
+
+    fn root_crl(&self) -> Result<Option<CrlRecord>, StoreError> {
+        self.read(ops::root_crl)
+    }
+
+    fn put_root_crl(&self, crl: &CrlRecord) -> Result<(), StoreError> {
+        let crl = crl.clone();
+        self.write(move |tx| ops::put_root_crl(tx, &crl))
+    }
+}
+
+impl AuditLog for PgStore {
+    fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
+        self.read(move |tx| ops::audit(tx, after, limit))
+    }
+
+    fn last_event_id(&self) -> Result<u64, StoreError> {
+        self.read(ops::last_event_id)
+    }
+}
+
+impl Store for PgStore {
+    fn flush(&self) -> Result<(), StoreError> {
+        // Every answer came after its commit (synchronous_commit as the server has it).
+        Ok(())
+    }
+
+    fn health(&self) -> Result<(), String> {
+        if !self.lanes.up.load(Ordering::Relaxed) || !self.committer.up() {
+            // Try now: the answer says whether it is back.
+            return self
+                .lanes
+                .call(|conn| {
+                    conn.client
+                        .simple_query("SELECT 1")
+                        .map_err(lanes::store_error)
+                })
+                .map(|_| ())
+                .map_err(|_| "the database cannot be reached".to_owned());
+        }
+        Ok(())
+    }
+
+    fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.read(|tx| {
+            let rows = tx.query("SELECT pg_database_size(current_database())", &[])?;
+            Ok(rows.first().map(|r| r.get::<_, i64>(0)).unwrap_or(0).max(0) as u64)
+        })
+    }
+
+    fn snapshot(&self) -> Result<Snapshot, StoreError> {
+        self.lanes.call(|conn| {
+            // A closure, not the function: it must take the transaction's lifetime.
+            #[allow(clippy::redundant_closure)]
+            ops::read_snapshot(conn, |tx| ops::snapshot(tx))
+        })
+    }
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PgStore({})", self.target)
+    }
+}

@@ -1,0 +1,873 @@
+//! The store's operations as SQL, each on one open transaction ([`Tx`]).
+//!
+//! Every writing transaction first locks the one row of `certd_audit_head`: writers take
+//! turns, each reading what the one before committed (READ COMMITTED gives every
+//! statement a fresh snapshot), so each operation decides exactly as the model decides
+//! on its maps, and audit ids are handed out gapless in commit order. The outcome is
+//! returned only after the commit.
+
+use std::collections::HashMap;
+
+use postgres::types::ToSql;
+use postgres::{Client, GenericClient, Row, Statement};
+
+use super::lanes::{is_retryable, store_error, Conn};
+use crate::ca::{Certname, EnvName, UnixTime};
+use crate::store::schema::{decode, encode};
+use crate::store::*;
+
+/// How often a transaction two writers collided in is run again.
+const RETRIES: usize = 5;
+
+/// An audit event waiting for its id.
+struct Event {
+    at: UnixTime,
+    env: String,
+    certname: String,
+    kind: EventKind,
+    detail: Option<String>,
+}
+
+/// What an operation fails with: the database's error (maybe retried), or a stored row
+/// that does not decode.
+pub(super) enum OpError {
+    Pg(postgres::Error),
+    Store(StoreError),
+}
+
+impl From<postgres::Error> for OpError {
+    fn from(e: postgres::Error) -> Self {
+        OpError::Pg(e)
+    }
+}
+
+impl From<StoreError> for OpError {
+    fn from(e: StoreError) -> Self {
+        OpError::Store(e)
+    }
+}
+
+impl From<OpError> for StoreError {
+    fn from(e: OpError) -> Self {
+        match e {
+            OpError::Pg(e) => store_error(e),
+            OpError::Store(e) => e,
+        }
+    }
+}
+
+pub(super) type Op<T> = Result<T, OpError>;
+
+/// A connection or transaction, its connection's prepared statements, and the audit
+/// events a writing transaction appends.
+pub(super) struct Tx<'a, C> {
+    c: &'a mut C,
+    stmts: &'a mut HashMap<&'static str, Statement>,
+    events: Vec<Event>,
+}
+
+/// Runs `f` in a writing transaction (the writers' lock taken first) and commits; run
+/// again when it collided with another writer.
+pub(super) fn write<R>(
+    conn: &mut Conn,
+    mut f: impl FnMut(&mut Tx<'_, postgres::Transaction<'_>>) -> Op<R>,
+) -> Result<R, StoreError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match write_once(conn, &mut f) {
+            Err(OpError::Pg(e)) if attempt < RETRIES && is_retryable(&e) => continue,
+            r => return r.map_err(StoreError::from),
+        }
+    }
+}
+
+fn write_once<R>(
+    conn: &mut Conn,
+    f: &mut impl FnMut(&mut Tx<'_, postgres::Transaction<'_>>) -> Op<R>,
+) -> Op<R> {
+    let Conn { client, stmts } = conn;
+    let mut t = client.transaction()?;
+    let (r, events) = {
+        let mut tx = Tx {
+            c: &mut t,
+            stmts: &mut *stmts,
+            events: Vec::new(),
+        };
+        tx.exec("SELECT last FROM certd_audit_head FOR UPDATE", &[])?;
+        let r = f(&mut tx)?;
+        tx.append_events()?;
+        (r, tx.events.len())
+    };
+    let _ = events;
+    t.commit()?;
+    Ok(r)
+}
+
+/// Runs `f` on the connection, outside a transaction (each statement reads what was
+/// committed when it began).
+pub(super) fn read<R>(
+    conn: &mut Conn,
+    f: impl FnOnce(&mut Tx<'_, Client>) -> Op<R>,
+) -> Result<R, StoreError> {
+    let Conn { client, stmts } = conn;
+    let mut tx = Tx {
+        c: client,
+        stmts,
+        events: Vec::new(),
+    };
+    f(&mut tx).map_err(StoreError::from)
+}
+
+/// Runs `f` in one repeatable-read snapshot (a backup, a comparison).
+pub(super) fn read_snapshot<R>(
+    conn: &mut Conn,
+    f: impl FnOnce(&mut Tx<'_, postgres::Transaction<'_>>) -> Op<R>,
+) -> Result<R, StoreError> {
+    let Conn { client, stmts } = conn;
+    let run = || -> Op<R> {
+        let mut t = client
+            .build_transaction()
+            .isolation_level(postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()?;
+        let r = {
+            let mut tx = Tx {
+                c: &mut t,
+                stmts,
+                events: Vec::new(),
+            };
+            f(&mut tx)?
+        };
+        t.commit()?;
+        Ok(r)
+    };
+    run().map_err(StoreError::from)
+}
+
+impl<C: GenericClient> Tx<'_, C> {
+    fn stmt(&mut self, sql: &'static str) -> Result<Statement, postgres::Error> {
+        if let Some(s) = self.stmts.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.c.prepare(sql)?;
+        self.stmts.insert(sql, s.clone());
+        Ok(s)
+    }
+
+    pub(super) fn query(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, postgres::Error> {
+        let s = self.stmt(sql)?;
+        self.c.query(&s, params)
+    }
+
+    pub(super) fn opt(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, postgres::Error> {
+        let s = self.stmt(sql)?;
+        self.c.query_opt(&s, params)
+    }
+
+    pub(super) fn exec(
+        &mut self,
+        sql: &'static str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, postgres::Error> {
+        let s = self.stmt(sql)?;
+        self.c.execute(&s, params)
+    }
+
+    fn log(&mut self, at: UnixTime, env: &EnvName, certname: &str, kind: EventKind) {
+        self.log_detail(at, env, certname, kind, None);
+    }
+
+    fn log_detail(
+        &mut self,
+        at: UnixTime,
+        env: &EnvName,
+        certname: &str,
+        kind: EventKind,
+        detail: Option<String>,
+    ) {
+        self.events.push(Event {
+            at,
+            env: env.to_string(),
+            certname: certname.to_owned(),
+            kind,
+            detail,
+        });
+    }
+
+    /// Appends the transaction's events with the next ids (the writers' lock is held).
+    fn append_events(&mut self) -> Result<(), postgres::Error> {
+        if self.events.is_empty() {
+            return Ok(());
+        }
+        let n = self.events.len() as i64;
+        let last: i64 = self
+            .query(
+                "UPDATE certd_audit_head SET last = last + $1 RETURNING last",
+                &[&n],
+            )?
+            .first()
+            .map(|r| r.get(0))
+            .unwrap_or(0);
+        let ids: Vec<i64> = (last - n + 1..=last).collect();
+        let ats: Vec<i64> = self.events.iter().map(|e| e.at).collect();
+        let envs: Vec<String> = self.events.iter().map(|e| e.env.clone()).collect();
+        let names: Vec<String> = self.events.iter().map(|e| e.certname.clone()).collect();
+        let kinds: Vec<String> = self.events.iter().map(|e| kind_str(e.kind)).collect();
+        let details: Vec<Option<String>> = self.events.iter().map(|e| e.detail.clone()).collect();
+        self.exec(
+            "INSERT INTO certd_audit (id, at, env, certname, kind, detail)
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])",
+            &[&ids, &ats, &envs, &names, &kinds, &details],
+        )?;
+        Ok(())
+    }
+}
+
+fn kind_str(kind: EventKind) -> String {
+    json(&kind).trim_matches('"').to_owned()
+}
+
+fn kind_of(s: &str) -> Result<EventKind, StoreError> {
+    decode("audit", format!("\"{s}\"").as_bytes())
+}
+
+pub(super) fn json<T: serde::Serialize>(v: &T) -> String {
+    String::from_utf8(encode(v)).unwrap_or_default()
+}
+
+/// The JSON record in the first column of `row`, if there is a row.
+fn record<T: serde::de::DeserializeOwned>(row: Option<Row>, tree: &str) -> Op<Option<T>> {
+    match row {
+        Some(r) => Ok(Some(decode(tree, r.get::<_, &str>(0).as_bytes())?)),
+        None => Ok(None),
+    }
+}
+
+fn certname(tree: &str, s: &str) -> Result<Certname, StoreError> {
+    Certname::parse(s).map_err(|e| StoreError::Corrupt {
+        tree: tree.to_owned(),
+        detail: format!("stored name {s:?}: {e}"),
+    })
+}
+
+// ---- requests ----
+
+fn get_request<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    name: &str,
+) -> Op<Option<RequestRecord>> {
+    let row = tx.opt(
+        "SELECT record FROM certd_requests WHERE env = $1 AND certname = $2",
+        &[&env.as_str(), &name],
+    )?;
+    record(row, "requests")
+}
+
+/// Stores a request (its due-time index column with it); returns the one replaced.
+fn put_request<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    name: &str,
+    rec: &RequestRecord,
+) -> Op<Option<RequestRecord>> {
+    let prev = get_request(tx, env, name)?;
+    tx.exec(
+        "INSERT INTO certd_requests (env, certname, record, free_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (env, certname) DO UPDATE SET record = EXCLUDED.record, free_at = EXCLUDED.free_at",
+        &[&env.as_str(), &name, &json(rec), &rec.order_free_at()],
+    )?;
+    Ok(prev)
+}
+
+fn remove_request<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    name: &str,
+) -> Op<Option<RequestRecord>> {
+    let row = tx.opt(
+        "DELETE FROM certd_requests WHERE env = $1 AND certname = $2 RETURNING record",
+        &[&env.as_str(), &name],
+    )?;
+    record(row, "requests")
+}
+
+pub(super) fn request<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    name: &Certname,
+) -> Op<Option<RequestRecord>> {
+    get_request(tx, env, name.as_str())
+}
+
+pub(super) fn submit<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    name: &Certname,
+    rec: &RequestRecord,
+    rule: SubmitRule,
+) -> Op<SubmitOutcome> {
+    if let Some(c) = cert_record(tx, env, name.as_str())? {
+        if !rule.allow_if_signed {
+            return Ok(SubmitOutcome::CertificateExists {
+                revoked: c.revocation.is_some(),
+            });
+        }
+    }
+    let prev = get_request(tx, env, name.as_str())?;
+    let pending = prev
+        .as_ref()
+        .is_some_and(|p| p.state == RequestState::Requested);
+    if pending && !rule.replace_pending {
+        return Ok(SubmitOutcome::RequestPending);
+    }
+    tx.exec(
+        "INSERT INTO certd_requests (env, certname, record, free_at) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (env, certname) DO UPDATE SET record = EXCLUDED.record, free_at = EXCLUDED.free_at",
+        &[&env.as_str(), &name.as_str(), &json(rec), &rec.order_free_at()],
+    )?;
+    let (kind, detail) = rec.submit_event(pending);
+    tx.log_detail(rec.submitted_at, env, name.as_str(), kind, detail);
+    Ok(if pending {
+        SubmitOutcome::Replaced
+    } else {
+        SubmitOutcome::Created
+    })
+}
+
+pub(super) fn reject<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    name: &Certname,
+    reason: &str,
+    at: UnixTime,
+) -> Op<bool> {
+    let Some(mut r) = get_request(tx, env, name.as_str())? else {
+        return Ok(false);
+    };
+    r.state = RequestState::Invalid {
+        reason: reason.to_owned(),
+        rule: None,
+    };
+    put_request(tx, env, name.as_str(), &r)?;
+    tx.log(at, env, name.as_str(), EventKind::Rejected);
+    Ok(true)
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn update<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    name: &Certname,
+    expected: &RequestRecord,
+    new: &RequestRecord,
+    event: &Option<(EventKind, Option<String>)>,
+    at: UnixTime,
+) -> Op<bool> {
+    if get_request(tx, env, name.as_str())?.as_ref() != Some(expected) {
+        return Ok(false);
+    }
+    put_request(tx, env, name.as_str(), new)?;
+    if let Some((kind, detail)) = event {
+        tx.log_detail(at, env, name.as_str(), *kind, detail.clone());
+    }
+    Ok(true)
+}
+
+pub(super) fn cancel<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    name: &Certname,
+    at: UnixTime,
+) -> Op<bool> {
+    let removed = remove_request(tx, env, name.as_str())?.is_some();
+    if removed {
+        tx.log(at, env, name.as_str(), EventKind::Canceled);
+    }
+    Ok(removed)
+}
+
+pub(super) fn requests<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    after: Option<&str>,
+    limit: usize,
+) -> Op<Vec<(Certname, RequestRecord)>> {
+    let limit = limit.min(i64::MAX as usize) as i64;
+    let rows = tx.query(
+        "SELECT certname, record FROM certd_requests
+         WHERE env = $1 AND ($2::text IS NULL OR certname > $2)
+         ORDER BY certname LIMIT $3",
+        &[&env.as_str(), &after, &limit],
+    )?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let name = certname("requests", r.get(0))?;
+        out.push((name, decode("requests", r.get::<_, &str>(1).as_bytes())?));
+    }
+    Ok(out)
+}
+
+pub(super) fn due_orders<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    until_ms: i64,
+    after: Option<(i64, &str)>,
+    limit: usize,
+) -> Op<DueOrders> {
+    let (after_at, after_name) = match after {
+        Some((at, n)) => (Some(at), Some(n)),
+        None => (None, None),
+    };
+    // One row beyond the page tells when the next order becomes free.
+    let fetch = limit.saturating_add(1).min(i64::MAX as usize) as i64;
+    let rows = tx.query(
+        "SELECT free_at, certname, record FROM certd_requests
+         WHERE env = $1 AND free_at IS NOT NULL
+           AND ($2::bigint IS NULL OR (free_at, certname) > ($2, $3::text COLLATE \"C\"))
+         ORDER BY free_at, certname LIMIT $4",
+        &[&env.as_str(), &after_at, &after_name, &fetch],
+    )?;
+    let mut out = DueOrders::default();
+    for r in rows {
+        let at: i64 = r.get(0);
+        if at > until_ms || out.due.len() >= limit {
+            out.next_ms = Some(at);
+            break;
+        }
+        let name = certname("requests", r.get(1))?;
+        out.due
+            .push((name, decode("requests", r.get::<_, &str>(2).as_bytes())?));
+    }
+    Ok(out)
+}
+
+// ---- certificates ----
+
+fn cert_record<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    name: &str,
+) -> Op<Option<CertRecord>> {
+    let row = tx.opt(
+        "SELECT record FROM certd_certificates WHERE env = $1 AND certname = $2",
+        &[&env.as_str(), &name],
+    )?;
+    record(row, "certificates")
+}
+
+fn serial_taken<C: GenericClient>(tx: &mut Tx<'_, C>, env: &EnvName, serial: &[u8]) -> Op<bool> {
+    Ok(tx
+        .opt(
+            "SELECT 1 FROM certd_serials WHERE env = $1 AND serial = $2",
+            &[&env.as_str(), &serial],
+        )?
+        .is_some())
+}
+
+/// Indexes the serial and makes `cert` the name's certificate.
+fn store_cert<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    name: &str,
+    cert: &CertRecord,
+) -> Op<()> {
+    tx.exec(
+        "INSERT INTO certd_serials (env, serial, certname) VALUES ($1, $2, $3)",
+        &[&env.as_str(), &cert.serial, &name],
+    )?;
+    tx.exec(
+        "INSERT INTO certd_certificates (env, certname, serial, record, der) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (env, certname) DO UPDATE
+         SET serial = EXCLUDED.serial, record = EXCLUDED.record, der = EXCLUDED.der",
+        &[&env.as_str(), &name, &cert.serial, &json(cert), &cert.der],
+    )?;
+    Ok(())
+}
+
+pub(super) fn issue<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    name: &Certname,
+    csr_der: &[u8],
+    cert: &CertRecord,
+) -> Op<IssueOutcome> {
+    let outcome = match get_request(tx, env, name.as_str())? {
+        Some(r) if r.state == RequestState::Requested => {
+            if r.csr_der != csr_der {
+                IssueOutcome::RequestChanged
+            } else if cert_record(tx, env, name.as_str())?.is_some_and(|c| c.revocation.is_none()) {
+                IssueOutcome::AlreadySigned
+            } else if serial_taken(tx, env, &cert.serial)? {
+                IssueOutcome::SerialTaken
+            } else {
+                IssueOutcome::Issued
+            }
+        }
+        _ => IssueOutcome::NoRequest,
+    };
+    if outcome == IssueOutcome::Issued {
+        remove_request(tx, env, name.as_str())?;
+        store_cert(tx, env, name.as_str(), cert)?;
+        tx.log(cert.issued_at, env, name.as_str(), EventKind::Issued);
+    }
+    Ok(outcome)
+}
+
+pub(super) fn submit_issued<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    name: &Certname,
+    rec: &RequestRecord,
+    rule: SubmitRule,
+    cert: &CertRecord,
+) -> Op<SubmitIssueOutcome> {
+    if serial_taken(tx, env, &cert.serial)? {
+        return Ok(SubmitIssueOutcome::SerialTaken);
+    }
+    Ok(match submit(tx, env, name, rec, rule)? {
+        o @ (SubmitOutcome::Created | SubmitOutcome::Replaced) => {
+            SubmitIssueOutcome::Stored(o, issue(tx, env, name, &rec.csr_der, cert)?)
+        }
+        refused => SubmitIssueOutcome::Refused(refused),
+    })
+}
+
+fn revoke_in<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    name: &str,
+    mut cert: CertRecord,
+    revocation: Revocation,
+) -> Op<()> {
+    cert.revocation = Some(revocation);
+    tx.exec(
+        "UPDATE certd_certificates SET record = $3 WHERE env = $1 AND certname = $2",
+        &[&env.as_str(), &name, &json(&cert)],
+    )?;
+    let revoked = RevokedSerial {
+        serial: cert.serial.clone(),
+        revocation,
+    };
+    tx.exec(
+        "INSERT INTO certd_revocations (env, serial, record) VALUES ($1, $2, $3)",
+        &[&env.as_str(), &cert.serial, &json(&revoked)],
+    )?;
+    tx.log(revocation.revoked_at, env, name, EventKind::Revoked);
+    Ok(())
+}
+
+pub(super) fn renew<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    name: &Certname,
+    old_serial: &[u8],
+    cert: &CertRecord,
+) -> Op<RenewOutcome> {
+    let current = cert_record(tx, env, name.as_str())?
+        .filter(|c| c.serial == old_serial && c.revocation.is_none());
+    let Some(current) = current else {
+        return Ok(RenewOutcome::NotCurrent);
+    };
+    if serial_taken(tx, env, &cert.serial)? {
+        return Ok(RenewOutcome::SerialTaken);
+    }
+    let superseded = Revocation {
+        revoked_at: cert.issued_at,
+        reason: crate::ca::RevocationReason::Superseded,
+    };
+    revoke_in(tx, env, name.as_str(), current, superseded)?;
+    store_cert(tx, env, name.as_str(), cert)?;
+    tx.log(cert.issued_at, env, name.as_str(), EventKind::Renewed);
+    Ok(RenewOutcome::Renewed)
+}
+
+pub(super) fn certificate<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    name: &Certname,
+) -> Op<Option<CertRecord>> {
+    let row = tx.opt(
+        "SELECT record, der FROM certd_certificates WHERE env = $1 AND certname = $2",
+        &[&env.as_str(), &name.as_str()],
+    )?;
+    Ok(match row {
+        Some(r) => {
+            let mut c: CertRecord = decode("certificates", r.get::<_, &str>(0).as_bytes())?;
+            c.der = r.get(1);
+            Some(c)
+        }
+        None => None,
+    })
+}
+
+pub(super) fn certname_by_serial<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    serial: &[u8],
+) -> Op<Option<Certname>> {
+    let row = tx.opt(
+        "SELECT certname FROM certd_serials WHERE env = $1 AND serial = $2",
+        &[&env.as_str(), &serial],
+    )?;
+    Ok(match row {
+        Some(r) => Some(certname("serials", r.get(0))?),
+        None => None,
+    })
+}
+
+pub(super) fn revoke<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    name: &Certname,
+    revocation: Revocation,
+) -> Op<RevokeOutcome> {
+    Ok(match cert_record(tx, env, name.as_str())? {
+        None => RevokeOutcome::NotFound,
+        Some(c) if c.revocation.is_some() => RevokeOutcome::AlreadyRevoked,
+        Some(c) => {
+            let serial = c.serial.clone();
+            revoke_in(tx, env, name.as_str(), c, revocation)?;
+            RevokeOutcome::Revoked { serial }
+        }
+    })
+}
+
+pub(super) fn clean<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    name: &Certname,
+    revocation: Revocation,
+    certified: bool,
+) -> Op<CleanOutcome> {
+    let cert = cert_record(tx, env, name.as_str())?;
+    if certified && cert.is_none() {
+        return Ok(CleanOutcome::NotFound);
+    }
+    let had_request = remove_request(tx, env, name.as_str())?.is_some();
+    if cert.is_none() && !had_request {
+        return Ok(CleanOutcome::NotFound);
+    }
+    let mut revoked = None;
+    if let Some(c) = cert {
+        if c.revocation.is_none() {
+            let serial = c.serial.clone();
+            revoke_in(tx, env, name.as_str(), c, revocation)?;
+            revoked = Some(serial);
+        }
+        tx.exec(
+            "DELETE FROM certd_certificates WHERE env = $1 AND certname = $2",
+            &[&env.as_str(), &name.as_str()],
+        )?;
+    }
+    tx.log(
+        revocation.revoked_at,
+        env,
+        name.as_str(),
+        EventKind::Cleaned,
+    );
+    Ok(CleanOutcome::Cleaned { revoked })
+}
+
+pub(super) fn certificates<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    after: Option<&str>,
+    limit: usize,
+) -> Op<Vec<(Certname, CertSummary)>> {
+    let limit = limit.min(i64::MAX as usize) as i64;
+    let rows = tx.query(
+        "SELECT certname, record FROM certd_certificates
+         WHERE env = $1 AND ($2::text IS NULL OR certname > $2)
+         ORDER BY certname LIMIT $3",
+        &[&env.as_str(), &after, &limit],
+    )?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let name = certname("certificates", r.get(0))?;
+        let text: &str = r.get(1);
+        let rec: CertRecord = decode("certificates", text.as_bytes())?;
+        if rec.fingerprints.is_some() {
+            out.push((name, rec.summary()));
+        } else {
+            // A record from before fingerprints were stored: from the DER.
+            let full = certificate(tx, env, &name)?.unwrap_or(rec);
+            out.push((name, full.summary()));
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn revoked_serials<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+) -> Op<Vec<RevokedSerial>> {
+    let rows = tx.query(
+        "SELECT record FROM certd_revocations WHERE env = $1 ORDER BY length(serial), serial",
+        &[&env.as_str()],
+    )?;
+    rows.iter()
+        .map(|r| Ok(decode("revocations", r.get::<_, &str>(0).as_bytes())?))
+        .collect()
+}
+
+// ---- environments, CRLs, audit ----
+
+pub(super) fn put_environment<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    rec: &EnvRecord,
+    at: UnixTime,
+) -> Op<()> {
+    tx.exec(
+        "INSERT INTO certd_environments (name, record) VALUES ($1, $2)
+         ON CONFLICT (name) DO UPDATE SET record = EXCLUDED.record",
+        &[&env.as_str(), &json(rec)],
+    )?;
+    tx.log(at, env, "", EventKind::Environment);
+    Ok(())
+}
+
+pub(super) fn environments<C: GenericClient>(tx: &mut Tx<'_, C>) -> Op<Vec<(EnvName, EnvRecord)>> {
+    let rows = tx.query(
+        "SELECT name, record FROM certd_environments ORDER BY name",
+        &[],
+    )?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let name: &str = r.get(0);
+        let env = EnvName::parse(name).map_err(|e| StoreError::Corrupt {
+            tree: "environments".into(),
+            detail: format!("stored name {name:?}: {e}"),
+        })?;
+        out.push((env, decode("environments", r.get::<_, &str>(1).as_bytes())?));
+    }
+    Ok(out)
+}
+
+pub(super) fn crl<C: GenericClient>(tx: &mut Tx<'_, C>, env: &EnvName) -> Op<Option<CrlRecord>> {
+    let row = tx.opt(
+        "SELECT record FROM certd_crls WHERE env = $1",
+        &[&env.as_str()],
+    )?;
+    record(row, "crls")
+}
+
+pub(super) fn put_crl<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    crl: &CrlRecord,
+) -> Op<()> {
+    tx.exec(
+        "INSERT INTO certd_crls (env, record) VALUES ($1, $2)
+         ON CONFLICT (env) DO UPDATE SET record = EXCLUDED.record",
+        &[&env.as_str(), &json(crl)],
+    )?;
+    Ok(())
+}
+
+pub(super) fn root_crl<C: GenericClient>(tx: &mut Tx<'_, C>) -> Op<Option<CrlRecord>> {
+    let row = tx.opt("SELECT record FROM certd_root_crl", &[])?;
+    record(row, "root_crl")
+}
+
+pub(super) fn put_root_crl<C: GenericClient>(tx: &mut Tx<'_, C>, crl: &CrlRecord) -> Op<()> {
+    tx.exec(
+        "INSERT INTO certd_root_crl (only_row, record) VALUES (true, $1)
+         ON CONFLICT (only_row) DO UPDATE SET record = EXCLUDED.record",
+        &[&json(crl)],
+    )?;
+    Ok(())
+}
+
+pub(super) fn audit<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    after: u64,
+    limit: usize,
+) -> Op<Vec<AuditEvent>> {
+    let after = after.min(i64::MAX as u64) as i64;
+    let limit = limit.min(i64::MAX as usize) as i64;
+    let rows = tx.query(
+        "SELECT id, at, env, certname, kind, detail FROM certd_audit
+         WHERE id > $1 ORDER BY id LIMIT $2",
+        &[&after, &limit],
+    )?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(AuditEvent {
+            id: r.get::<_, i64>(0) as u64,
+            at: r.get(1),
+            env: r.get(2),
+            certname: r.get(3),
+            kind: kind_of(r.get(4))?,
+            detail: r.get(5),
+        });
+    }
+    Ok(out)
+}
+
+pub(super) fn last_event_id<C: GenericClient>(tx: &mut Tx<'_, C>) -> Op<u64> {
+    let row = tx.opt("SELECT last FROM certd_audit_head", &[])?;
+    Ok(row.map(|r| r.get::<_, i64>(0) as u64).unwrap_or(0))
+}
+
+/// Everything, read in the caller's transaction.
+pub(super) fn snapshot<C: GenericClient>(tx: &mut Tx<'_, C>) -> Op<Snapshot> {
+    let mut s = Snapshot {
+        root_crl: root_crl(tx)?,
+        ..Snapshot::default()
+    };
+    for (env, rec) in environments(tx)? {
+        s.environments.insert(env.to_string(), rec);
+    }
+    let mut envs = std::collections::BTreeSet::new();
+    for r in tx.query(
+        "SELECT env FROM certd_requests UNION SELECT env FROM certd_serials
+         UNION SELECT env FROM certd_certificates UNION SELECT env FROM certd_crls",
+        &[],
+    )? {
+        envs.insert(r.get::<_, String>(0));
+    }
+    for name in envs {
+        let env = EnvName::parse(&name).map_err(|e| StoreError::Corrupt {
+            tree: "environments".into(),
+            detail: e.to_string(),
+        })?;
+        let mut e = EnvSnapshot::default();
+        for (n, r) in requests(tx, &env, None, usize::MAX)? {
+            if let Some(at) = r.order_free_at() {
+                e.orders_due.insert((at, n.to_string()));
+            }
+            e.requests.insert(n.to_string(), r);
+        }
+        for r in tx.query(
+            "SELECT certname FROM certd_certificates WHERE env = $1 ORDER BY certname",
+            &[&env.as_str()],
+        )? {
+            let n = certname("certificates", r.get(0))?;
+            if let Some(c) = certificate(tx, &env, &n)? {
+                e.certificates.insert(n.to_string(), c);
+            }
+        }
+        for r in tx.query(
+            "SELECT serial, certname FROM certd_serials WHERE env = $1",
+            &[&env.as_str()],
+        )? {
+            e.serials.insert(r.get(0), r.get(1));
+        }
+        e.revoked = revoked_serials(tx, &env)?;
+        e.crl = crl(tx, &env)?;
+        s.envs.insert(name, e);
+    }
+    s.audit = audit(tx, 0, usize::MAX)?;
+    Ok(s)
+}

@@ -1,0 +1,367 @@
+//! certd on PostgreSQL (a private server per test process, `common::pg`): the same CA on
+//! a database, its start-up errors, and what happens when the database goes away.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::common::pg::Postgres;
+use crate::common::*;
+use certd::ca::{build_csr, Certname, KeyType};
+
+const AUTOSIGN: &str = "[ca]\nkey_type = \"ec-p256\"\n[environments.production]\nautosign = true\n";
+
+/// Runs `certd serve` expecting it to fail at start; its stderr.
+fn start_fails(dir: &std::path::Path, config: &str) -> String {
+    let cfg = dir.join("certd.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let out = certd()
+        .current_dir(dir)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.join("data"))
+        .arg("--config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "certd started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The last line of certd's stderr (the error), which must be the only `error` line.
+fn error_line(stderr: &str) -> String {
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "one error line expected:\n{stderr}");
+    errors[0].to_owned()
+}
+
+#[test]
+fn a_ca_on_postgres_issues_revokes_and_keeps_it_all_across_a_restart() {
+    let Some(pg) = Postgres::shared() else { return };
+    let db = pg.database();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("{AUTOSIGN}{}", pg.store_toml(&db, dir.path()));
+    let server = Server::start(dir.path(), &config);
+    let (cert, key) = admin(&server);
+    let admin_c = client(&server, Some((&cert, &key)));
+    let anon = client(&server, None);
+    let key_pair = KeyType::EcP256.generate().unwrap();
+    for i in 0..20 {
+        let name = format!("pg{i}");
+        let csr = build_csr(&key_pair, &Certname::parse(&name).unwrap(), &[]).unwrap();
+        let r = anon
+            .put(server.url(&format!("/production/certificate_request/{name}")))
+            .body(csr)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201, "{name}");
+    }
+    let r = admin_c
+        .delete(server.url("/production/certificate/pg3"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let status: serde_json::Value = anon
+        .get(server.url("/status"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["store"]["ok"], true, "{status}");
+    assert!(
+        !status
+            .to_string()
+            .contains(crate::common::pg::CERTD_PASSWORD),
+        "the password is shown: {status}"
+    );
+    let before: Vec<serde_json::Value> = admin_c
+        .get(server.url("/production/certificate_statuses/*"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let crl_before = anon
+        .get(server.url("/production/certificate_revocation_list/ca"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let (status, log) = server.terminate_with_log();
+    assert!(status.success());
+    assert!(
+        !log.contains(crate::common::pg::CERTD_PASSWORD),
+        "password logged"
+    );
+
+    let server = Server::start_with(
+        dir.path(),
+        &["--config", dir.path().join("certd.toml").to_str().unwrap()],
+    );
+    let admin_c = client(&server, Some((&cert, &key)));
+    let after: Vec<serde_json::Value> = admin_c
+        .get(server.url("/production/certificate_statuses/*"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(before, after);
+    assert_eq!(after.len(), 22, "20 agents, the server and the admin");
+    let crl_after = client(&server, None)
+        .get(server.url("/production/certificate_revocation_list/ca"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    // The CRL is signed again at start (ECDSA signatures differ each time): the same
+    // entries and number.
+    let entries = |pem: &[u8]| {
+        let crl = openssl::x509::X509Crl::from_pem(pem).unwrap();
+        let serials: Vec<String> = crl
+            .get_revoked()
+            .map(|r| {
+                r.iter()
+                    .map(|e| {
+                        e.serial_number()
+                            .to_bn()
+                            .unwrap()
+                            .to_hex_str()
+                            .unwrap()
+                            .to_string()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        (serials, crl.last_update().to_string())
+    };
+    assert_eq!(entries(&crl_before), entries(&crl_after));
+    assert_eq!(entries(&crl_after).0.len(), 1);
+    let r = client(&server, None)
+        .head(server.url("/production/certificate/pg3"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 410);
+    // Everything is in the database: its tables hold the certificates.
+    let n: i64 = pg
+        .admin_of(&db)
+        .query_one("SELECT count(*) FROM certd_certificates", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 22);
+}
+
+#[test]
+fn start_up_errors_are_one_clear_line_without_the_password() {
+    let Some(pg) = Postgres::shared() else { return };
+    let dir = tempfile::tempdir().unwrap();
+
+    // Nothing listening.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "s3cret-not-shown").unwrap();
+    let cfg = format!(
+        "{FAST_CONFIG}[store]\nbackend = \"postgres\"\nurl = \"host=127.0.0.1 port={port} dbname=x user=certd\"\npassword_file = \"{}\"\n",
+        pw.display()
+    );
+    let e = error_line(&start_fails(dir.path(), &cfg));
+    assert!(
+        e.contains(&format!("127.0.0.1:{port}")) && e.contains("refused"),
+        "{e}"
+    );
+    assert!(!e.contains("s3cret"), "{e}");
+
+    // A wrong password.
+    let db = pg.database();
+    let cfg = format!(
+        "{FAST_CONFIG}[store]\nbackend = \"postgres\"\nurl = \"host=127.0.0.1 port={} dbname={db} user=certd\"\npassword_file = \"{}\"\n",
+        pg.port,
+        pw.display()
+    );
+    let e = error_line(&start_fails(dir.path(), &cfg));
+    assert!(
+        e.contains("password authentication failed")
+            && e.contains(&format!("127.0.0.1:{}", pg.port)),
+        "{e}"
+    );
+    assert!(!e.contains("s3cret"), "{e}");
+
+    // A password in the url is refused before anything is tried.
+    let cfg = format!(
+        "{FAST_CONFIG}[store]\nbackend = \"postgres\"\nurl = \"postgresql://certd:s3cret@127.0.0.1:{}/{db}\"\n",
+        pg.port
+    );
+    let e = error_line(&start_fails(dir.path(), &cfg));
+    assert!(e.contains("no password in the url"), "{e}");
+    assert!(!e.contains("s3cret"), "{e}");
+
+    // A schema newer than this certd.
+    let newer = pg.database();
+    let store_cfg = pg.store_toml(&newer, dir.path());
+    drop(certd::store::PgStore::open(&pg.store_config(&newer)).unwrap());
+    pg.admin_of(&newer)
+        .batch_execute("INSERT INTO certd_schema_version (version) VALUES (999)")
+        .unwrap();
+    let e = error_line(&start_fails(
+        dir.path(),
+        &format!("{FAST_CONFIG}{store_cfg}"),
+    ));
+    assert!(
+        e.contains("version 999") && e.contains(&format!("{}", certd::store::PG_SCHEMA_VERSION)),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_user_without_create_rights_is_told_and_a_dba_applied_schema_works() {
+    let Some(pg) = Postgres::shared() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // A database owned by the superuser: certd's role may connect, not create.
+    let db = format!("dba{}", std::process::id());
+    pg.admin()
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .unwrap();
+    let store_cfg = pg.store_toml(&db, dir.path());
+    let e = error_line(&start_fails(
+        dir.path(),
+        &format!("{FAST_CONFIG}{store_cfg}"),
+    ));
+    assert!(
+        e.contains("may not create") && e.contains("certd store schema"),
+        "{e}"
+    );
+    // The DBA applies the printed schema and grants the role its rights.
+    let out = certd().args(["store", "schema"]).output().unwrap();
+    assert!(out.status.success());
+    let sql = String::from_utf8(out.stdout).unwrap();
+    let mut admin = pg.admin_of(&db);
+    admin.batch_execute(&sql).unwrap();
+    admin
+        .batch_execute(
+            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO certd",
+        )
+        .unwrap();
+    let server = Server::start(dir.path(), &format!("{AUTOSIGN}{store_cfg}"));
+    let key = KeyType::EcP256.generate().unwrap();
+    let csr = build_csr(&key, &Certname::parse("dba1").unwrap(), &[]).unwrap();
+    let r = client(&server, None)
+        .put(server.url("/production/certificate_request/dba1"))
+        .body(csr)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+}
+
+/// 8 agents issue while the database stops at once (`pg_ctl stop -m immediate`) and
+/// comes back: 503 while it is down, never a 500, answers again within 5 s of its
+/// return, and every certificate acknowledged before, during or after is there.
+#[test]
+fn a_database_restart_under_load_gives_503s_then_recovers_losing_nothing() {
+    let Some(pg) = Postgres::start() else { return };
+    let db = pg.database();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("{AUTOSIGN}{}", pg.store_toml(&db, dir.path()));
+    let server = Server::start(dir.path(), &config);
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let codes = Arc::new(Mutex::new(std::collections::BTreeMap::<u16, usize>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let since_back = Arc::new(Mutex::new(None::<Instant>));
+    let first_after = Arc::new(Mutex::new(None::<Duration>));
+    let count = Arc::new(AtomicUsize::new(0));
+    let agents: Vec<_> = (0..8)
+        .map(|t| {
+            let (acked, codes, stop) = (acked.clone(), codes.clone(), stop.clone());
+            let (since_back, first_after, count) =
+                (since_back.clone(), first_after.clone(), count.clone());
+            let anon = client(&server, None);
+            let url = server.url("/production/certificate_request/");
+            std::thread::spawn(move || {
+                let key = KeyType::EcP256.generate().unwrap();
+                for i in 0..1_000_000 {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let name = format!("r{t}-{i}");
+                    let csr = build_csr(&key, &Certname::parse(&name).unwrap(), &[]).unwrap();
+                    let r = anon.put(format!("{url}{name}")).body(csr).send().unwrap();
+                    let code = r.status().as_u16();
+                    *codes.lock().unwrap().entry(code).or_default() += 1;
+                    match code {
+                        201 => {
+                            acked.lock().unwrap().push(name);
+                            count.fetch_add(1, Ordering::SeqCst);
+                            if let Some(back) = *since_back.lock().unwrap() {
+                                first_after.lock().unwrap().get_or_insert(back.elapsed());
+                            }
+                        }
+                        503 => {
+                            assert!(r.headers().contains_key("retry-after"));
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                        other => panic!("{name}: {other} {}", r.text().unwrap_or_default()),
+                    }
+                }
+            })
+        })
+        .collect();
+    let wait_for = |n: usize| {
+        let start = Instant::now();
+        while count.load(Ordering::SeqCst) < n {
+            assert!(start.elapsed() < Duration::from_secs(60), "no progress");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for(200);
+    pg.stop_immediate();
+    let down_at = count.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_secs(2));
+    let status: serde_json::Value = client(&server, None)
+        .get(server.url("/status"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["store"]["ok"], false, "{status}");
+    // Reads the node answers from what it holds: the CA chain.
+    let r = client(&server, None)
+        .get(server.url("/production/certificate/ca"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    pg.restart();
+    *since_back.lock().unwrap() = Some(Instant::now());
+    wait_for(down_at + 200);
+    stop.store(true, Ordering::SeqCst);
+    for a in agents {
+        a.join().expect("an agent saw a wrong answer");
+    }
+    let recovered = first_after.lock().unwrap().expect("recovered");
+    let codes = codes.lock().unwrap().clone();
+    eprintln!("answers: {codes:?}; first 201 {recovered:?} after the database was back");
+    assert!(
+        codes.get(&503).copied().unwrap_or(0) > 0,
+        "no 503 while down"
+    );
+    assert!(recovered < Duration::from_secs(5), "{recovered:?}");
+    let status: serde_json::Value = client(&server, None)
+        .get(server.url("/status"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["store"]["ok"], true, "{status}");
+    // Everything acknowledged is there, from the database itself.
+    let mut admin = pg.admin_of(&db);
+    let stored: std::collections::HashSet<String> = admin
+        .query("SELECT certname FROM certd_certificates", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let acked = acked.lock().unwrap();
+    let lost: Vec<&String> = acked.iter().filter(|n| !stored.contains(*n)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged, lost: {lost:?}",
+        acked.len()
+    );
+}

@@ -242,7 +242,7 @@ impl App {
         setup(&data, &config, store.as_ref(), clock.as_ref(), rng.as_ref())?;
         let root = CaPair::from_pem(
             &data.read(&data.root_cert())?,
-            &data.read_secret(&data.root_key())?,
+            &data.read_ca_key(crate::store::CaKey::Root)?,
         )?;
         data.make_private()?;
         // Filled from the revocations each environment's CRL is re-issued from.
@@ -400,6 +400,12 @@ impl App {
         Ok(self.environment(raw_env)?.1.chain_pem.clone())
     }
 
+    /// Whether a use case that reads one store key may run on an HTTP worker thread
+    /// (the store answers from this process).
+    pub fn reads_inline(&self) -> bool {
+        self.store.local_reads()
+    }
+
     /// Version, environments, store health.
     pub fn status(&self) -> Status {
         Status {
@@ -457,7 +463,7 @@ fn load_env(
 ) -> Result<(EnvCa, Vec<Vec<u8>>), AppError> {
     let ca = CaPair::from_pem(
         &data.read(&data.env_cert(env))?,
-        &data.read_secret(&data.env_key(env))?,
+        &data.read_ca_key(crate::store::CaKey::Issuing(env))?,
     )?;
     let issuers = crate::issuer::build(
         &settings.issuer.0,

@@ -407,6 +407,11 @@ impl App {
         body: &[u8],
         refuse_pending: bool,
     ) -> Submitting {
+        // The checks below read the store: on this (HTTP worker) thread only when that
+        // costs microseconds.
+        if !self.store.local_reads() {
+            return Submitting::NeedsThread;
+        }
         let env = match self.env_ca(raw_env) {
             Ok(env) => env,
             Err(e) => return Submitting::Done(Err(e)),

@@ -11,7 +11,7 @@ use crate::ca::{
     SerialNumber, Subject,
 };
 use crate::config::Config;
-use crate::store::{CrlRecord, DataDir, EnvRecord, Store};
+use crate::store::{CaKey, CrlRecord, DataDir, EnvRecord, Store};
 
 use super::AppError;
 
@@ -44,14 +44,14 @@ pub fn setup(
         clock,
         rng,
     )?;
-    data.write_secret(&data.root_key(), &root.key().to_pem()?)?;
+    data.write_ca_key(CaKey::Root, &root.key().to_pem()?)?;
 
     for env in config.environments.keys() {
         create_env_ca(data, config, &root, env, clock, rng)?;
     }
     let production = CaPair::from_pem(
         &data.read(&data.env_cert(&EnvName::production()))?,
-        &data.read_secret(&data.env_key(&EnvName::production()))?,
+        &data.read_ca_key(CaKey::Issuing(&EnvName::production()))?,
     )?;
 
     // The HTTPS server certificate, from the production CA.
@@ -137,7 +137,7 @@ pub(crate) fn create_env_ca(
     let issuing_pem = issuing.cert().to_pem().map_err(crate::ca::CaError::from)?;
     let mut chain = issuing_pem.clone();
     chain.extend_from_slice(&root.cert().to_pem().map_err(crate::ca::CaError::from)?);
-    data.write_secret(&data.env_key(env), &issuing.key().to_pem()?)?;
+    data.write_ca_key(CaKey::Issuing(env), &issuing.key().to_pem()?)?;
     data.write_public(&data.env_chain(env), &chain)?;
     data.write_public(&data.env_cert(env), &issuing_pem)?;
     Ok(())
@@ -226,7 +226,7 @@ pub(crate) fn ensure_env_in_store(
     if store.crl(env)?.is_none() {
         let ca = CaPair::from_pem(
             &data.read(&data.env_cert(env))?,
-            &data.read_secret(&data.env_key(env))?,
+            &data.read_ca_key(CaKey::Issuing(env))?,
         )?;
         let params = CrlParams {
             number: 0,

@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::app::{self, App, SetupOutcome};
 use crate::ca::{OsRng, SystemClock};
 use crate::config::{Config, StoreBackend};
-use crate::store::{DataDir, PgStore, SledStore, Store};
+use crate::store::{DataDir, PgStore, SealedKeys, SledStore, Store};
 
 /// certd: a certificate authority served as plain HTTP resources.
 #[derive(Debug, Parser)]
@@ -119,16 +119,25 @@ pub fn main() -> ExitCode {
 }
 
 /// The store of the data directory: the one place that names an engine.
-fn open_store(config: &Config, data: &DataDir) -> anyhow::Result<Arc<dyn Store>> {
+fn open_store(config: &Config, data: DataDir) -> anyhow::Result<(Arc<dyn Store>, DataDir)> {
     data.create()?;
     match config.store.backend {
         StoreBackend::Sled => {
             let store = SledStore::open(&data.store_dir())
                 .with_context(|| format!("opening the store in {}", data.store_dir().display()))?;
-            Ok(Arc::new(store))
+            Ok((Arc::new(store), data))
         }
-        // The error names host, port, database and user, and is one line.
-        StoreBackend::Postgres => Ok(Arc::new(PgStore::open(&config.store)?)),
+        // Each error names host, port, database and user (or the key file), in one line.
+        StoreBackend::Postgres => {
+            let store = Arc::new(PgStore::open(&config.store)?);
+            let key_file = config
+                .store
+                .key_file
+                .clone()
+                .unwrap_or_else(|| data.root().join("store.key"));
+            let keys = SealedKeys::open(store.clone(), &key_file)?;
+            Ok((store, data.with_vault(Arc::new(keys))))
+        }
     }
 }
 
@@ -147,7 +156,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Setup(common) => {
             let (config, data) = common.load()?;
-            let store = open_store(&config, &data)?;
+            let (store, data) = open_store(&config, data)?;
             let outcome = app::setup(&data, &config, store.as_ref(), &SystemClock, &OsRng)
                 .with_context(|| format!("setting up {}", data.root().display()))?;
             match outcome {
@@ -171,7 +180,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Serve(args) => {
             let (config, data) = args.common.load()?;
             let listen = args.listen.unwrap_or(config.server.listen);
-            let store = open_store(&config, &data)?;
+            let (store, data) = open_store(&config, data)?;
             let app = App::new(
                 config,
                 data.clone(),

@@ -207,12 +207,21 @@ async fn certificate(
     name: web::Path<String>,
 ) -> HttpResponse {
     let name = name.into_inner();
-    // Answered on the worker thread, as the native face's probes are
-    // (`resources::run_inline`): one store key or memory, no hop to the blocking pool.
+    // Answered on the worker thread when the store answers from this process, as the
+    // native face's probes are (`resources::run_inline`): one store key or memory.
     let result = if name == "ca" {
         app.puppet_ca_bundle()
     } else {
-        app.puppet_certificate(&name).map_err(|e| match e {
+        let lookup = {
+            let name = name.clone();
+            move |a: &App| a.puppet_certificate(&name)
+        };
+        let found = if app.reads_inline() {
+            lookup(&app)
+        } else {
+            run_raw(&app, lookup).await
+        };
+        found.map_err(|e| match e {
             AppError::InvalidInput(_) => {
                 AppError::NotFound(format!("Could not find certificate {}", echo(&name)))
             }

@@ -78,11 +78,33 @@
 //!   load): every acknowledged issuance and revocation is there, no serial twice, the
 //!   audit log gapless.
 //!
+//! ## CA keys
+//!
+//! With this backend every CA private key (the root, each environment's issuing CA,
+//! those of environments created through the API included) is a row of `certd_ca_keys`,
+//! never a file: AES-256-GCM under a 32-byte key-encryption key from `[store] key_file`
+//! (the data directory's `store.key` by default), a fresh nonce per key, and
+//! `certd CA key v1 \0 environment \0 purpose` as associated data, so that a row copied
+//! into another's place does not decrypt. The key file never enters the database; it is
+//! written (0600) when the database holds no key yet, and certd refuses to start when it
+//! is missing, readable by others, not 32 bytes, or does not decrypt the keys (each
+//! message names the file). A key is never replaced: a data directory set up anew
+//! against a database that already holds a root key is refused rather than given a
+//! second root. The TLS server and admin identities stay files of the data directory:
+//! they are the node's, not the CA's.
+//!
+//! ## Reads off the HTTP workers
+//!
+//! With sled, a certificate probe and the checks of an autosigned submission read the
+//! store on the HTTP worker thread (microseconds from sled's cache). A PostgreSQL read is
+//! a round trip, which would hold the worker; the store says so
+//! ([`Store::local_reads`](crate::store::Store::local_reads)), and those reads go to the
+//! blocking pool instead.
+//!
 //! ## Not yet
 //!
-//! CA private keys are still files in the data directory with this backend (the
-//! database does not hold them yet, encrypted or otherwise); `certd store copy` and a
-//! backup through the running server do not exist yet; a certificate is read from the
-//! database on every GET, so while the database is down a certificate GET answers 503.
+//! `certd store copy` and a backup through the running server do not exist yet; a
+//! certificate is read from the database on every GET, so while the database is down a
+//! certificate GET answers 503 (the CA chain and the CRL, held in memory, answer).
 //!
 //! [`PgStore`]: crate::store::PgStore

@@ -30,12 +30,46 @@ pub enum FilesError {
         /// Its permission bits.
         mode: u32,
     },
+    /// The CA key vault (keys kept in the database) failed.
+    #[error("CA key vault: {0}")]
+    Vault(String),
 }
 
-/// The layout of a data directory. Paths only; nothing is created until written.
+/// Which CA private key.
+#[derive(Debug, Clone, Copy)]
+pub enum CaKey<'a> {
+    /// The root CA's.
+    Root,
+    /// An environment's issuing CA's.
+    Issuing(&'a EnvName),
+}
+
+impl CaKey<'_> {
+    /// The environment it belongs to (`""` for the root) and its purpose: the row's key,
+    /// and what its encryption is bound to.
+    pub fn scope(&self) -> (String, &'static str) {
+        match self {
+            CaKey::Root => (String::new(), "root-ca"),
+            CaKey::Issuing(env) => (env.to_string(), "issuing-ca"),
+        }
+    }
+}
+
+/// Where CA private keys are kept when not as files of the data directory: the
+/// PostgreSQL store keeps them in the database, encrypted (`store::pg::keys`).
+pub trait CaKeyVault: Send + Sync + std::fmt::Debug {
+    /// The key's PEM; an error when it is not there or does not decrypt.
+    fn get(&self, key: CaKey<'_>) -> Result<Vec<u8>, FilesError>;
+    /// Stores a new key; an error when one is there already (never replaced).
+    fn put(&self, key: CaKey<'_>, pem: &[u8]) -> Result<(), FilesError>;
+}
+
+/// The layout of a data directory. Paths only; nothing is created until written. CA
+/// private keys are files here, or in a [`CaKeyVault`] when it has one.
 #[derive(Debug, Clone)]
 pub struct DataDir {
     root: PathBuf,
+    vault: Option<std::sync::Arc<dyn CaKeyVault>>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FilesError + '_ {
@@ -48,7 +82,34 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FilesError + '_ {
 impl DataDir {
     /// A data directory rooted at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        DataDir { root: root.into() }
+        DataDir {
+            root: root.into(),
+            vault: None,
+        }
+    }
+
+    /// The same directory, its CA keys kept in `vault` instead of files.
+    pub fn with_vault(mut self, vault: std::sync::Arc<dyn CaKeyVault>) -> Self {
+        self.vault = Some(vault);
+        self
+    }
+
+    /// A CA private key (PEM), from the vault or its file.
+    pub fn read_ca_key(&self, key: CaKey<'_>) -> Result<Vec<u8>, FilesError> {
+        match (&self.vault, key) {
+            (Some(v), _) => v.get(key),
+            (None, CaKey::Root) => self.read_secret(&self.root_key()),
+            (None, CaKey::Issuing(env)) => self.read_secret(&self.env_key(env)),
+        }
+    }
+
+    /// Stores a new CA private key (PEM), in the vault or as its file (0600).
+    pub fn write_ca_key(&self, key: CaKey<'_>, pem: &[u8]) -> Result<(), FilesError> {
+        match (&self.vault, key) {
+            (Some(v), _) => v.put(key, pem),
+            (None, CaKey::Root) => self.write_secret(&self.root_key(), pem),
+            (None, CaKey::Issuing(env)) => self.write_secret(&self.env_key(env), pem),
+        }
     }
 
     /// The directory itself.

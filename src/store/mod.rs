@@ -20,10 +20,10 @@ use thiserror::Error;
 
 use crate::ca::{Certname, EnvName, UnixTime};
 
-pub use files::{write_file, DataDir, FilesError};
+pub use files::{write_file, CaKey, CaKeyVault, DataDir, FilesError};
 pub use memory::MemStore;
 pub use pending::PendingIssue;
-pub use pg::{schema_sql, MigrateError, PgOpenError, PgStore, PG_SCHEMA_VERSION};
+pub use pg::{schema_sql, MigrateError, PgOpenError, PgStore, SealedKeys, PG_SCHEMA_VERSION};
 pub use records::{
     AuditEvent, CertRecord, CertState, CertSummary, CrlRecord, EnvRecord, EventKind, Order,
     RequestRecord, RequestState, Revocation, RevokedSerial, StoredFingerprints, SubStatus,
@@ -409,6 +409,13 @@ pub trait Store:
 
     /// `Ok` when the store answers reads and takes writes; else why not.
     fn health(&self) -> Result<(), String>;
+
+    /// Whether a read is answered from this process (memory or local disk, in
+    /// microseconds), so that it may run on an HTTP worker thread; false for a store
+    /// across the network, whose reads go to the blocking pool.
+    fn local_reads(&self) -> bool {
+        true
+    }
 
     /// Bytes the store takes on disk (0 for a store in memory).
     fn size_on_disk(&self) -> Result<u64, StoreError>;

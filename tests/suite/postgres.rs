@@ -365,3 +365,101 @@ fn a_database_restart_under_load_gives_503s_then_recovers_losing_nothing() {
         acked.len()
     );
 }
+
+/// With the postgres backend every CA key (the root, each issuing CA, one made at run
+/// time included) is in the database, sealed with AES-256-GCM under the key file, and
+/// bound to its place: a wrong or missing key file, or two rows swapped, stop certd with
+/// a message naming the file.
+#[test]
+fn ca_keys_live_in_the_database_sealed_and_bound_to_their_place() {
+    let Some(pg) = Postgres::shared() else { return };
+    let db = pg.database();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("{AUTOSIGN}{}", pg.store_toml(&db, dir.path()));
+    let server = Server::start(dir.path(), &config);
+    let data = dir.path().join("data");
+    let (cert, key) = admin(&server);
+    let r = client(&server, Some((&cert, &key)))
+        .put(server.url("/environments/runtime"))
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    assert!(server.terminate().success());
+
+    for file in ["ca/root.key", "ca/production/ca.key", "ca/runtime/ca.key"] {
+        assert!(!data.join(file).exists(), "{file} is a file");
+    }
+    let key_file = data.join("store.key");
+    let meta = std::fs::metadata(&key_file).unwrap();
+    assert_eq!(meta.len(), 32);
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777,
+        0o600
+    );
+    let mut sql = pg.admin_of(&db);
+    let rows: Vec<(String, String, Vec<u8>)> = sql
+        .query(
+            "SELECT env, purpose, sealed FROM certd_ca_keys ORDER BY env",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let places: Vec<(&str, &str)> = rows
+        .iter()
+        .map(|(e, p, _)| (e.as_str(), p.as_str()))
+        .collect();
+    assert_eq!(
+        places,
+        [
+            ("", "root-ca"),
+            ("production", "issuing-ca"),
+            ("runtime", "issuing-ca")
+        ]
+    );
+    for (_, _, sealed) in &rows {
+        let text = String::from_utf8_lossy(sealed);
+        assert!(
+            !text.contains("PRIVATE KEY") && !text.contains("-----"),
+            "plaintext"
+        );
+    }
+    let cfg = dir.path().join("certd.toml");
+    let start_ok = || {
+        let s = Server::start_with(dir.path(), &["--config", cfg.to_str().unwrap()]);
+        assert!(s.terminate().success());
+    };
+    start_ok();
+
+    // A wrong key file.
+    let right = std::fs::read(&key_file).unwrap();
+    let mut wrong = right.clone();
+    wrong[0] ^= 1;
+    std::fs::write(&key_file, &wrong).unwrap();
+    let e = error_line(&start_fails(dir.path(), &config));
+    assert!(
+        e.contains("store.key") && e.contains("does not decrypt"),
+        "{e}"
+    );
+    // A missing one.
+    std::fs::remove_file(&key_file).unwrap();
+    let e = error_line(&start_fails(dir.path(), &config));
+    assert!(
+        e.contains("no key file at") && e.contains("store.key"),
+        "{e}"
+    );
+    crate::common::write_private(&key_file, &right);
+    start_ok();
+
+    // The root's row and production's swapped: neither opens in the other's place.
+    sql.batch_execute(
+        "UPDATE certd_ca_keys AS a SET nonce = b.nonce, sealed = b.sealed
+         FROM certd_ca_keys AS b
+         WHERE (a.env, b.env) IN (('', 'production'), ('production', ''))",
+    )
+    .unwrap();
+    let e = error_line(&start_fails(dir.path(), &config));
+    assert!(e.contains("does not decrypt the root-ca key"), "{e}");
+}

@@ -605,9 +605,6 @@ fn opens_a_schema_1_store_and_moves_each_der_out_when_its_record_is_written() {
 
 #[test]
 fn concurrent_autosigned_submissions_commit_together_and_keep_to_themselves() {
-    // Concurrent `submit_issued` calls share transactions (one per environment and
-    // batch). Each must still get its own outcome; a submission whose record is corrupt
-    // fails alone, not the batch it shared.
     let dir = tempfile::tempdir().unwrap();
     raw_store(
         dir.path(),
@@ -618,7 +615,29 @@ fn concurrent_autosigned_submissions_commit_together_and_keep_to_themselves() {
             b"{not json".to_vec(),
         )],
     );
-    let store = std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
+    concurrent_batches(std::sync::Arc::new(SledStore::open(dir.path()).unwrap()));
+}
+
+#[test]
+fn concurrent_autosigned_submissions_on_postgres_commit_together_and_keep_to_themselves() {
+    let Some(pg) = crate::common::pg::Postgres::shared() else {
+        return;
+    };
+    let db = pg.database();
+    let store = PgStore::open(&pg.store_config(&db)).unwrap();
+    pg.admin_of(&db)
+        .batch_execute(
+            "INSERT INTO certd_requests (env, certname, record)
+             VALUES ('production', 'corrupt.example.com', '{not json')",
+        )
+        .unwrap();
+    concurrent_batches(std::sync::Arc::new(store));
+}
+
+/// Concurrent `submit_issued` calls share transactions (one per environment and batch).
+/// Each must still get its own outcome; a submission whose record is corrupt fails
+/// alone, not the batch it shared.
+fn concurrent_batches(store: std::sync::Arc<dyn Store>) {
     let rule = SubmitRule {
         allow_if_signed: false,
         replace_pending: true,

@@ -67,7 +67,10 @@ pub async fn get(
             Repr::Pem | Repr::Json => negotiated(ctype).body(chain),
         });
     }
-    let view = run_inline(&app, |a| a.certificate(&env, &name))?;
+    let view = {
+        let (env, name) = (env.clone(), name.clone());
+        run_inline(&app, move |a| a.certificate(&env, &name)).await?
+    };
     Ok(match repr {
         Repr::Pem => negotiated(ctype).body(view.pem()),
         Repr::Der => negotiated(ctype).body(view.record.der.clone()),

@@ -8,12 +8,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use super::lanes::{Conn, Connector};
-use super::ops;
+use super::{batch, ops};
 use crate::ca::{Certname, EnvName};
 use crate::store::pending::IssueFill;
-use crate::store::{
-    CertRecord, PendingIssue, RequestRecord, StoreError, SubmitIssueOutcome, SubmitRule,
-};
+use crate::store::{CertRecord, PendingIssue, RequestRecord, StoreError, SubmitRule};
 
 /// Most submissions in one transaction.
 const MAX_BATCH: usize = 256;
@@ -129,11 +127,13 @@ fn run(shared: &Shared, connector: &Connector) {
         }
         let Some(c) = conn.as_mut() else { continue };
         let (subs, fills): (Vec<Submission>, Vec<IssueFill>) = batch.into_iter().unzip();
-        let result = ops::write(c, |tx| {
-            subs.iter()
-                .map(|s| ops::submit_issued(tx, &s.env, &s.name, &s.rec, s.rule, &s.cert))
-                .collect::<ops::Op<Vec<SubmitIssueOutcome>>>()
-        });
+        let started = std::time::Instant::now();
+        let result = ops::write(c, |tx| batch::submit_issued(tx, &subs));
+        tracing::debug!(
+            submissions = subs.len(),
+            micros = started.elapsed().as_micros() as u64,
+            "committed a batch"
+        );
         let closed = c.client.is_closed();
         shared.up.store(!closed, Ordering::Relaxed);
         if closed {
@@ -142,7 +142,7 @@ fn run(shared: &Shared, connector: &Connector) {
         match result {
             Ok(outcomes) => {
                 for (fill, o) in fills.into_iter().zip(outcomes) {
-                    fill.fill(Ok(o));
+                    fill.fill(o);
                 }
             }
             Err(e) => {

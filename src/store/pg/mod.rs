@@ -5,7 +5,9 @@
 //! batched into one transaction by a committer ([`committer`]), as the sled store's
 //! committer batches them into one flush.
 
+mod batch;
 mod committer;
+mod keys;
 mod lanes;
 mod migrations;
 mod ops;
@@ -20,6 +22,7 @@ use postgres_openssl::MakeTlsConnector;
 use super::*;
 use crate::config::{SslMode, StoreConfig};
 use committer::Committer;
+pub use keys::SealedKeys;
 use lanes::{Connector, Lanes};
 pub use migrations::{schema_sql, MigrateError, PG_SCHEMA_VERSION};
 
@@ -47,6 +50,11 @@ pub enum PgOpenError {
         source: MigrateError,
     },
 }
+
+/// A sealed CA key: (nonce, ciphertext and tag).
+type Sealed = (Vec<u8>, Vec<u8>);
+/// A CA key row: (environment, purpose, nonce, ciphertext and tag).
+type KeyRow = (String, String, Vec<u8>, Vec<u8>);
 
 /// The store on PostgreSQL.
 pub struct PgStore {
@@ -81,7 +89,7 @@ fn connector(cfg: &StoreConfig) -> Result<Connector, PgOpenError> {
         .tcp_user_timeout(timeout)
         .application_name("certd")
         .options(&format!(
-            "-c statement_timeout={}ms -c lock_timeout={}ms -c idle_in_transaction_session_timeout={}ms",
+            "-c statement_timeout={}ms -c lock_timeout={}ms -c idle_in_transaction_session_timeout={}ms -c plan_cache_mode=force_custom_plan",
             timeout.as_millis(),
             timeout.as_millis(),
             timeout.as_millis() * 2
@@ -167,6 +175,53 @@ impl PgStore {
         })
     }
 
+    /// Some CA key row, if there is any: (environment, purpose, nonce, sealed key).
+    fn any_ca_key(&self) -> Result<Option<KeyRow>, StoreError> {
+        self.read(|tx| {
+            let row = tx.opt(
+                "SELECT env, purpose, nonce, sealed FROM certd_ca_keys ORDER BY env, purpose LIMIT 1",
+                &[],
+            )?;
+            Ok(row.map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))))
+        })
+    }
+
+    /// A CA key row: (nonce, sealed key).
+    fn ca_key(&self, env: &str, purpose: &str) -> Result<Option<Sealed>, StoreError> {
+        let (env, purpose) = (env.to_owned(), purpose.to_owned());
+        self.read(move |tx| {
+            let row = tx.opt(
+                "SELECT nonce, sealed FROM certd_ca_keys WHERE env = $1 AND purpose = $2",
+                &[&env, &purpose],
+            )?;
+            Ok(row.map(|r| (r.get(0), r.get(1))))
+        })
+    }
+
+    /// Stores a sealed CA key; false (nothing written) when the row exists.
+    fn insert_ca_key(
+        &self,
+        env: &str,
+        purpose: &str,
+        nonce: &[u8],
+        sealed: &[u8],
+    ) -> Result<bool, StoreError> {
+        let (env, purpose, nonce, sealed) = (
+            env.to_owned(),
+            purpose.to_owned(),
+            nonce.to_vec(),
+            sealed.to_vec(),
+        );
+        self.write(move |tx| {
+            let n = tx.exec(
+                "INSERT INTO certd_ca_keys (env, purpose, nonce, sealed) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT DO NOTHING",
+                &[&env, &purpose, &nonce, &sealed],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
     /// The server, for messages and `/status` (no password).
     pub fn target(&self) -> &str {
         &self.target
@@ -181,7 +236,7 @@ impl PgStore {
 
     fn write<R: Send + 'static>(
         &self,
-        f: impl FnMut(&mut ops::Tx<'_, postgres::Transaction<'_>>) -> ops::Op<R> + Send + 'static,
+        f: impl FnMut(&mut ops::Tx<'_, postgres::Client>) -> ops::Op<R> + Send + 'static,
     ) -> Result<R, StoreError> {
         self.lanes.call(move |conn| ops::write(conn, f))
     }
@@ -484,6 +539,10 @@ impl Store for PgStore {
                 .map_err(|_| "the database cannot be reached".to_owned());
         }
         Ok(())
+    }
+
+    fn local_reads(&self) -> bool {
+        false
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {

@@ -70,7 +70,7 @@ pub(super) struct Tx<'a, C> {
 /// again when it collided with another writer.
 pub(super) fn write<R>(
     conn: &mut Conn,
-    mut f: impl FnMut(&mut Tx<'_, postgres::Transaction<'_>>) -> Op<R>,
+    mut f: impl FnMut(&mut Tx<'_, Client>) -> Op<R>,
 ) -> Result<R, StoreError> {
     let mut attempt = 0;
     loop {
@@ -82,26 +82,34 @@ pub(super) fn write<R>(
     }
 }
 
-fn write_once<R>(
-    conn: &mut Conn,
-    f: &mut impl FnMut(&mut Tx<'_, postgres::Transaction<'_>>) -> Op<R>,
-) -> Op<R> {
+/// One attempt: `BEGIN` and the lock in one round trip, `f`, the audit events in one
+/// statement, `COMMIT`; `ROLLBACK` on any error.
+fn write_once<R>(conn: &mut Conn, f: &mut impl FnMut(&mut Tx<'_, Client>) -> Op<R>) -> Op<R> {
     let Conn { client, stmts } = conn;
-    let mut t = client.transaction()?;
-    let (r, events) = {
+    client.batch_execute("BEGIN; SELECT last FROM certd_audit_head FOR UPDATE")?;
+    let body = {
         let mut tx = Tx {
-            c: &mut t,
+            c: &mut *client,
             stmts: &mut *stmts,
             events: Vec::new(),
         };
-        tx.exec("SELECT last FROM certd_audit_head FOR UPDATE", &[])?;
-        let r = f(&mut tx)?;
-        tx.append_events()?;
-        (r, tx.events.len())
+        f(&mut tx).and_then(|r| {
+            tx.append_events()?;
+            Ok(r)
+        })
     };
-    let _ = events;
-    t.commit()?;
-    Ok(r)
+    match body {
+        Ok(r) => {
+            client.batch_execute("COMMIT")?;
+            Ok(r)
+        }
+        Err(e) => {
+            if !client.is_closed() {
+                let _ = client.batch_execute("ROLLBACK");
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Runs `f` on the connection, outside a transaction (each statement reads what was
@@ -186,7 +194,7 @@ impl<C: GenericClient> Tx<'_, C> {
         self.log_detail(at, env, certname, kind, None);
     }
 
-    fn log_detail(
+    pub(super) fn log_detail(
         &mut self,
         at: UnixTime,
         env: &EnvName,
@@ -209,24 +217,18 @@ impl<C: GenericClient> Tx<'_, C> {
             return Ok(());
         }
         let n = self.events.len() as i64;
-        let last: i64 = self
-            .query(
-                "UPDATE certd_audit_head SET last = last + $1 RETURNING last",
-                &[&n],
-            )?
-            .first()
-            .map(|r| r.get(0))
-            .unwrap_or(0);
-        let ids: Vec<i64> = (last - n + 1..=last).collect();
         let ats: Vec<i64> = self.events.iter().map(|e| e.at).collect();
         let envs: Vec<String> = self.events.iter().map(|e| e.env.clone()).collect();
         let names: Vec<String> = self.events.iter().map(|e| e.certname.clone()).collect();
         let kinds: Vec<String> = self.events.iter().map(|e| kind_str(e.kind)).collect();
         let details: Vec<Option<String>> = self.events.iter().map(|e| e.detail.clone()).collect();
         self.exec(
-            "INSERT INTO certd_audit (id, at, env, certname, kind, detail)
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])",
-            &[&ids, &ats, &envs, &names, &kinds, &details],
+            "WITH head AS (UPDATE certd_audit_head SET last = last + $1 RETURNING last)
+             INSERT INTO certd_audit (id, at, env, certname, kind, detail)
+             SELECT head.last - $1 + e.ord, e.at, e.env, e.certname, e.kind, e.detail
+             FROM head, unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])
+                  WITH ORDINALITY AS e(at, env, certname, kind, detail, ord)",
+            &[&n, &ats, &envs, &names, &kinds, &details],
         )?;
         Ok(())
     }
@@ -521,25 +523,6 @@ pub(super) fn issue<C: GenericClient>(
         tx.log(cert.issued_at, env, name.as_str(), EventKind::Issued);
     }
     Ok(outcome)
-}
-
-pub(super) fn submit_issued<C: GenericClient>(
-    tx: &mut Tx<'_, C>,
-    env: &EnvName,
-    name: &Certname,
-    rec: &RequestRecord,
-    rule: SubmitRule,
-    cert: &CertRecord,
-) -> Op<SubmitIssueOutcome> {
-    if serial_taken(tx, env, &cert.serial)? {
-        return Ok(SubmitIssueOutcome::SerialTaken);
-    }
-    Ok(match submit(tx, env, name, rec, rule)? {
-        o @ (SubmitOutcome::Created | SubmitOutcome::Replaced) => {
-            SubmitIssueOutcome::Stored(o, issue(tx, env, name, &rec.csr_der, cert)?)
-        }
-        refused => SubmitIssueOutcome::Refused(refused),
-    })
 }
 
 fn revoke_in<C: GenericClient>(

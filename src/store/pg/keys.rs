@@ -1,0 +1,172 @@
+//! CA private keys in the database, encrypted with a key-encryption key that never
+//! enters it: AES-256-GCM under the 32 bytes of `[store] key_file` (0600), a fresh
+//! 96-bit nonce per key, and the environment and purpose as associated data, so that a
+//! row moved to another environment's place (or the root's) does not decrypt.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use openssl::symm::{decrypt_aead, encrypt_aead, Cipher};
+
+use super::PgStore;
+use crate::store::{write_file, CaKey, CaKeyVault, FilesError};
+
+const KEK_LEN: usize = 32;
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+
+/// The vault: the store's `certd_ca_keys` table and the key that opens it.
+pub struct SealedKeys {
+    store: Arc<PgStore>,
+    kek: [u8; KEK_LEN],
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SealedKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key itself.
+        write!(f, "SealedKeys(key file {})", self.path.display())
+    }
+}
+
+fn aad(scope: &str, purpose: &str) -> Vec<u8> {
+    format!("certd CA key v1\0{scope}\0{purpose}").into_bytes()
+}
+
+fn vault(e: impl std::fmt::Display) -> FilesError {
+    FilesError::Vault(e.to_string())
+}
+
+impl SealedKeys {
+    /// Opens the vault with the key file at `path`. A missing file is written (32 random
+    /// bytes, 0600) when the database holds no CA key yet; otherwise a missing, unsafe,
+    /// malformed or wrong key file is refused, each with a message naming the file.
+    pub fn open(store: Arc<PgStore>, path: &Path) -> Result<SealedKeys, FilesError> {
+        let existing = store.any_ca_key().map_err(vault)?;
+        let kek = match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if existing.is_some() {
+                    return Err(vault(format!(
+                        "no key file at {}: the CA keys in the database cannot be decrypted without the key file they were written with",
+                        path.display()
+                    )));
+                }
+                let mut kek = [0u8; KEK_LEN];
+                openssl::rand::rand_bytes(&mut kek).map_err(vault)?;
+                write_file(path, &kek, 0o600)?;
+                tracing::info!(key_file = %path.display(), "wrote a new key-encryption key for the CA keys in the database");
+                kek
+            }
+            Err(e) => {
+                return Err(FilesError::Io {
+                    path: path.to_owned(),
+                    source: e,
+                })
+            }
+            Ok(meta) => {
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    return Err(FilesError::InsecureKey {
+                        path: path.to_owned(),
+                        mode,
+                    });
+                }
+                let bytes = std::fs::read(path).map_err(|source| FilesError::Io {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                <[u8; KEK_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
+                    vault(format!(
+                        "the key file {} must hold exactly {KEK_LEN} bytes (it holds {})",
+                        path.display(),
+                        bytes.len()
+                    ))
+                })?
+            }
+        };
+        let keys = SealedKeys {
+            store,
+            kek,
+            path: path.to_owned(),
+        };
+        if let Some((scope, purpose, nonce, sealed)) = existing {
+            keys.open_row(&scope, &purpose, &nonce, &sealed)?;
+        }
+        Ok(keys)
+    }
+
+    fn open_row(
+        &self,
+        scope: &str,
+        purpose: &str,
+        nonce: &[u8],
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, FilesError> {
+        let wrong = || {
+            vault(format!(
+                "the key file {} does not decrypt the {purpose} key{} in the database (a wrong key file, or a row not written for this place)",
+                self.path.display(),
+                if scope.is_empty() { String::new() } else { format!(" of {scope}") }
+            ))
+        };
+        if nonce.len() != NONCE_LEN || sealed.len() < TAG_LEN {
+            return Err(wrong());
+        }
+        let (ciphertext, tag) = sealed.split_at(sealed.len() - TAG_LEN);
+        decrypt_aead(
+            Cipher::aes_256_gcm(),
+            &self.kek,
+            Some(nonce),
+            &aad(scope, purpose),
+            ciphertext,
+            tag,
+        )
+        .map_err(|_| wrong())
+    }
+}
+
+impl CaKeyVault for SealedKeys {
+    fn get(&self, key: CaKey<'_>) -> Result<Vec<u8>, FilesError> {
+        let (scope, purpose) = key.scope();
+        match self.store.ca_key(&scope, purpose).map_err(vault)? {
+            Some((nonce, sealed)) => self.open_row(&scope, purpose, &nonce, &sealed),
+            None => Err(vault(format!(
+                "the database holds no {purpose} key{}",
+                if scope.is_empty() {
+                    String::new()
+                } else {
+                    format!(" for {scope}")
+                }
+            ))),
+        }
+    }
+
+    fn put(&self, key: CaKey<'_>, pem: &[u8]) -> Result<(), FilesError> {
+        let (scope, purpose) = key.scope();
+        let mut nonce = [0u8; NONCE_LEN];
+        openssl::rand::rand_bytes(&mut nonce).map_err(vault)?;
+        let mut tag = [0u8; TAG_LEN];
+        let mut sealed = encrypt_aead(
+            Cipher::aes_256_gcm(),
+            &self.kek,
+            Some(&nonce),
+            &aad(&scope, purpose),
+            pem,
+            &mut tag,
+        )
+        .map_err(vault)?;
+        sealed.extend_from_slice(&tag);
+        let stored = self
+            .store
+            .insert_ca_key(&scope, purpose, &nonce, &sealed)
+            .map_err(vault)?;
+        if !stored {
+            return Err(vault(format!(
+                "the database already holds a {purpose} key{}; certd never replaces one (a data directory set up anew against another installation's database?)",
+                if scope.is_empty() { String::new() } else { format!(" for {scope}") }
+            )));
+        }
+        Ok(())
+    }
+}

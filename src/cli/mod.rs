@@ -4,6 +4,7 @@
 mod bench;
 mod ca;
 mod client;
+mod store_copy;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -56,6 +57,20 @@ enum Command {
 enum StoreCommand {
     /// Print the SQL of the PostgreSQL schema this certd uses.
     Schema,
+    /// Copy this installation (its store, CA keys and data directory files) into an
+    /// empty one described by --to-config: sled to PostgreSQL to move it, or either to
+    /// sled as a backup. A sled source must not be in use by a running server; a
+    /// PostgreSQL source may be (one consistent snapshot is read).
+    Copy {
+        #[command(flatten)]
+        common: Common,
+        /// The target's configuration file (its [store] section says where)
+        #[arg(long)]
+        to_config: PathBuf,
+        /// The target's data directory [default: the target config's server.data_dir]
+        #[arg(long)]
+        to_data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -152,6 +167,28 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             command: StoreCommand::Schema,
         } => {
             print!("{}", crate::store::schema_sql());
+            Ok(0)
+        }
+        Command::Store {
+            command:
+                StoreCommand::Copy {
+                    common,
+                    to_config,
+                    to_data_dir,
+                },
+        } => {
+            let (config, data) = common.load()?;
+            let (store, data) = open_store(&config, data).context(
+                "opening the source store (a sled store must not be in use by a running certd: stop it first)",
+            )?;
+            let target = Common {
+                config: Some(to_config),
+                data_dir: to_data_dir,
+            };
+            let (to_config, to_data) = target.load()?;
+            let (to_store, to_data) =
+                open_store(&to_config, to_data).context("opening the target store")?;
+            store_copy::run((config, data, store), (to_config, to_data, to_store))?;
             Ok(0)
         }
         Command::Setup(common) => {

@@ -101,10 +101,28 @@
 //! ([`Store::local_reads`](crate::store::Store::local_reads)), and those reads go to the
 //! blocking pool instead.
 //!
+//! ## Copies and backups
+//!
+//! `certd store copy` (`src/cli/store_copy.rs`) reads one consistent snapshot of the
+//! source ([`Store::snapshot`](crate::store::Store::snapshot): on PostgreSQL one
+//! repeatable-read transaction, so it runs while certd issues), writes it into an empty
+//! target as it is ([`Store::import`](crate::store::Store::import): audit ids, serials
+//! of cleaned certificates and revocations included), moves each CA key through the
+//! target's vault or files, copies the data directory's other files (`ca/root.pem`, the
+//! mark of a set-up directory, last), then reads the target back and compares. A target
+//! that is set up or not empty is refused. A sled source must be stopped (sled allows
+//! one process); a backup of a running sled installation is not built.
+//!
+//! What a copy answers, byte for byte (`tests/suite/postgres.rs`, an RSA CA so that
+//! signatures are deterministic): statuses, request listings, chains, CRLs, events,
+//! environments, certificates, fingerprints. One thing differs between a server that
+//! has run and one just started, on any store: a running server appends revocations to
+//! its CRL in the order they came, a start lists them in serial order. The comparison
+//! is between two started servers.
+//!
 //! ## Not yet
 //!
-//! `certd store copy` and a backup through the running server do not exist yet; a
-//! certificate is read from the database on every GET, so while the database is down a
-//! certificate GET answers 503 (the CA chain and the CRL, held in memory, answer).
+//! A certificate is read from the database on every GET, so while the database is down
+//! a certificate GET answers 503 (the CA chain and the CRL, held in memory, answer).
 //!
 //! [`PgStore`]: crate::store::PgStore

@@ -620,4 +620,14 @@ impl Store for MemStore {
     fn snapshot(&self) -> Result<Snapshot, StoreError> {
         Ok(self.with(|s| s.clone()))
     }
+
+    fn import(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        self.with(|s| {
+            if *s != Snapshot::default() {
+                return Err(StoreError::NotEmpty);
+            }
+            *s = snapshot.clone();
+            Ok(())
+        })
+    }
 }

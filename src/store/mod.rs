@@ -49,6 +49,9 @@ pub enum StoreError {
         /// What was wrong.
         detail: String,
     },
+    /// An import into a store that is not empty.
+    #[error("the target store is not empty; `certd store copy` only fills an empty one")]
+    NotEmpty,
     /// The store was written by an incompatible version of certd.
     #[error("store schema version {found} is not supported (this certd uses {SCHEMA_VERSION})")]
     Schema {
@@ -420,6 +423,12 @@ pub trait Store:
     /// Bytes the store takes on disk (0 for a store in memory).
     fn size_on_disk(&self) -> Result<u64, StoreError>;
 
-    /// Everything, for tests and diagnostics.
+    /// Everything, for tests and diagnostics, and for `certd store copy` (from
+    /// PostgreSQL: one repeatable-read snapshot).
     fn snapshot(&self) -> Result<Snapshot, StoreError>;
+
+    /// Writes `snapshot` into this store as it is (audit ids included) and makes it
+    /// durable; refused, nothing written, unless the store is empty. For `certd store
+    /// copy`.
+    fn import(&self, snapshot: &Snapshot) -> Result<(), StoreError>;
 }

@@ -329,6 +329,10 @@ impl Store for Counting {
     fn snapshot(&self) -> Result<Snapshot, StoreError> {
         self.inner.snapshot()
     }
+
+    fn import(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        self.inner.import(snapshot)
+    }
 }
 
 fn pending(order: Option<Order>) -> RequestRecord {

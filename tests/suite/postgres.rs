@@ -463,3 +463,249 @@ fn ca_keys_live_in_the_database_sealed_and_bound_to_their_place() {
     let e = error_line(&start_fails(dir.path(), &config));
     assert!(e.contains("does not decrypt the root-ca key"), "{e}");
 }
+
+/// What a server answers to the read resources, for comparing two servers byte for
+/// byte: statuses, requests, certificates (PEM and fingerprint), chains, CRLs, the
+/// environments and the audit log.
+fn answers(server: &Server, envs: &[&str], names: &[&str]) -> Vec<(String, Vec<u8>)> {
+    let (cert, key) = admin(server);
+    let adm = client(server, Some((&cert, &key)));
+    let mut paths = vec!["/environments".to_owned()];
+    for env in envs {
+        for p in [
+            "certificate_statuses/*",
+            "certificate_requests/",
+            "certificate/ca",
+            "certificate_revocation_list/ca",
+            "events",
+        ] {
+            paths.push(format!("/{env}/{p}"));
+        }
+    }
+    let mut out = Vec::new();
+    for p in &paths {
+        let r = adm.get(server.url(p)).send().unwrap();
+        assert_eq!(r.status(), 200, "{p}");
+        out.push((p.clone(), r.bytes().unwrap().to_vec()));
+    }
+    for n in names {
+        let p = format!("/production/certificate/{n}");
+        let pem = adm.get(server.url(&p)).send().unwrap().bytes().unwrap();
+        let fp = adm
+            .get(server.url(&p))
+            .header("accept", "x-cert/fingerprint;digest=sha256")
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap();
+        let status = adm
+            .get(server.url(&format!("/production/certificate_status/{n}")))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap();
+        out.push((p.clone(), pem.to_vec()));
+        out.push((format!("{p} fingerprint"), fp.to_vec()));
+        out.push((format!("{p} status"), status.to_vec()));
+    }
+    out
+}
+
+fn store_copy(from: &std::path::Path, to: &std::path::Path) -> std::process::Output {
+    certd()
+        .args(["store", "copy", "--config"])
+        .arg(from.join("certd.toml"))
+        .arg("--data-dir")
+        .arg(from.join("data"))
+        .arg("--to-config")
+        .arg(to.join("certd.toml"))
+        .arg("--to-data-dir")
+        .arg(to.join("data"))
+        .output()
+        .unwrap()
+}
+
+/// A populated sled installation copied to PostgreSQL answers every read resource byte
+/// for byte as the original did (RSA: deterministic signatures, so the CRLs too); a
+/// backup of the PostgreSQL one taken while 8 agents issue holds every certificate
+/// acknowledged before it began.
+#[test]
+fn store_copy_moves_an_installation_to_postgres_and_backs_it_up_while_it_issues() {
+    let Some(pg) = Postgres::shared() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let (src, dst, back) = (
+        root.path().join("sled"),
+        root.path().join("pg"),
+        root.path().join("backup"),
+    );
+    for d in [&src, &dst, &back] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let base = "[ca]\nkey_type = \"rsa-2048\"\n[environments.production]\nautosign = true\n[environments.manual]\n";
+    std::fs::write(back.join("certd.toml"), base).unwrap();
+    let db = pg.database();
+    std::fs::write(
+        dst.join("certd.toml"),
+        format!("{base}{}", pg.store_toml(&db, &dst)),
+    )
+    .unwrap();
+
+    let server = Server::start(&src, base);
+    let (cert, key) = admin(&server);
+    let adm = client(&server, Some((&cert, &key)));
+    let anon = client(&server, None);
+    let k = KeyType::EcP256.generate().unwrap();
+    let csr = |n: &str| build_csr(&k, &Certname::parse(n).unwrap(), &[]).unwrap();
+    let mut names = Vec::new();
+    for i in 0..30 {
+        let n = format!("node{i}");
+        let r = anon
+            .put(server.url(&format!("/production/certificate_request/{n}")))
+            .body(csr(&n))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        names.push(n);
+    }
+    for n in &names[..5] {
+        let r = adm
+            .delete(server.url(&format!("/production/certificate/{n}")))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 204);
+    }
+    let r = adm
+        .put(server.url("/environments/runtime"))
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    for (env, n) in [("manual", "m1"), ("manual", "m2"), ("runtime", "r1")] {
+        let r = adm
+            .put(server.url(&format!("/{env}/certificate_request/{n}")))
+            .body(csr(n))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201, "{env} {n}");
+    }
+    assert!(server.terminate().success());
+    // What the original answers once started on its store (a running server appends
+    // revocations to its CRL in the order they came; a start lists them in serial
+    // order, so the comparison is between two started servers).
+    let server = Server::start_with(
+        &src,
+        &["--config", src.join("certd.toml").to_str().unwrap()],
+    );
+    let envs = ["production", "manual", "runtime"];
+    let some: Vec<&str> = names[3..8].iter().map(String::as_str).collect();
+    let before = answers(&server, &envs, &some);
+    assert!(server.terminate().success());
+
+    let out = store_copy(&src, &dst);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{stdout}");
+    assert!(
+        stdout.contains("3 environments")
+            && stdout.contains("32 certificates")
+            && stdout.contains("3 requests")
+            && stdout.contains("5 revocations")
+            && stdout.contains("4 CA keys")
+            && stdout.contains("verified"),
+        "{stdout}"
+    );
+    // Into a target that is not empty: refused.
+    let again = store_copy(&src, &dst);
+    assert!(!again.status.success());
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("set up already"),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(
+        !dst.join("data/ca/root.key").exists(),
+        "a key file on postgres"
+    );
+
+    let server = Server::start_with(
+        &dst,
+        &["--config", dst.join("certd.toml").to_str().unwrap()],
+    );
+    let after = answers(&server, &envs, &some);
+    for ((p, a), (_, b)) in before.iter().zip(&after) {
+        assert!(
+            a == b,
+            "{p} differs:\n{}\n{}",
+            String::from_utf8_lossy(a),
+            String::from_utf8_lossy(b)
+        );
+    }
+
+    // A backup of the running PostgreSQL installation while 8 agents issue.
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let agents: Vec<_> = (0..8)
+        .map(|t| {
+            let (stop, acked) = (stop.clone(), acked.clone());
+            let anon = client(&server, None);
+            let url = server.url("/production/certificate_request/");
+            std::thread::spawn(move || {
+                let k = KeyType::EcP256.generate().unwrap();
+                for i in 0..100_000 {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let n = format!("b{t}-{i}");
+                    let csr = build_csr(&k, &Certname::parse(&n).unwrap(), &[]).unwrap();
+                    let r = anon.put(format!("{url}{n}")).body(csr).send().unwrap();
+                    assert_eq!(r.status(), 201, "{n}");
+                    acked.lock().unwrap().push(n);
+                }
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    while acked.lock().unwrap().len() < 200 {
+        assert!(start.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let before_backup: Vec<String> = acked.lock().unwrap().clone();
+    let out = store_copy(&dst, &back);
+    let during = acked.lock().unwrap().len();
+    stop.store(true, Ordering::SeqCst);
+    for a in agents {
+        a.join().unwrap();
+    }
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!(
+        "backup: {} acknowledged before it began, {} when it ended; {}",
+        before_backup.len(),
+        during,
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+    assert!(
+        during > before_backup.len(),
+        "the agents did not issue during the backup"
+    );
+    drop(server);
+    let restored = Server::start_with(
+        &back,
+        &["--config", back.join("certd.toml").to_str().unwrap()],
+    );
+    let anon = client(&restored, None);
+    for n in &before_backup {
+        let r = anon
+            .head(restored.url(&format!("/production/certificate/{n}")))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "{n} is not in the backup");
+    }
+}

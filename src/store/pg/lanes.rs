@@ -85,6 +85,25 @@ impl Lanes {
         R: Send + 'static,
         F: FnOnce(&mut Conn) -> Result<R, StoreError> + Send + 'static,
     {
+        self.call_within(f, Some(self.wait))
+    }
+
+    /// [`Lanes::call`] for work of many statements (a snapshot, an import): the caller
+    /// waits as long as the lane works; each statement is still bounded by the server's
+    /// statement timeout.
+    pub(super) fn call_unbounded<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Conn) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.call_within(f, None)
+    }
+
+    fn call_within<R, F>(&self, f: F, wait: Option<Duration>) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Conn) -> Result<R, StoreError> + Send + 'static,
+    {
         let (tx, rx) = mpsc::sync_channel(1);
         let job: Job = Box::new(move |conn| {
             let _ = tx.send(conn.and_then(f));
@@ -97,12 +116,15 @@ impl Lanes {
             q.send(job)
                 .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
         }
-        match rx.recv_timeout(self.wait) {
-            Ok(r) => r,
-            Err(_) => Err(StoreError::Unavailable(
+        let answer = match wait {
+            Some(w) => rx.recv_timeout(w).ok(),
+            None => rx.recv().ok(),
+        };
+        answer.unwrap_or_else(|| {
+            Err(StoreError::Unavailable(
                 "the database did not answer in time".into(),
-            )),
-        }
+            ))
+        })
     }
 
     /// Stops taking jobs and joins the lanes (each finishes the job it has).

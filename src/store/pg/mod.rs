@@ -552,6 +552,13 @@ impl Store for PgStore {
         })
     }
 
+    fn import(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let snapshot = snapshot.clone();
+        // Writes many rows: no caller-side limit (the statement timeout bounds each).
+        self.lanes
+            .call_unbounded(move |conn| ops::write(conn, |tx| ops::import(tx, &snapshot)))
+    }
+
     fn snapshot(&self) -> Result<Snapshot, StoreError> {
         self.lanes.call(|conn| {
             // A closure, not the function: it must take the transaction's lifetime.

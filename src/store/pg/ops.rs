@@ -833,13 +833,12 @@ pub(super) fn snapshot<C: GenericClient>(tx: &mut Tx<'_, C>) -> Op<Snapshot> {
             e.requests.insert(n.to_string(), r);
         }
         for r in tx.query(
-            "SELECT certname FROM certd_certificates WHERE env = $1 ORDER BY certname",
+            "SELECT certname, record, der FROM certd_certificates WHERE env = $1",
             &[&env.as_str()],
         )? {
-            let n = certname("certificates", r.get(0))?;
-            if let Some(c) = certificate(tx, &env, &n)? {
-                e.certificates.insert(n.to_string(), c);
-            }
+            let mut c: CertRecord = decode("certificates", r.get::<_, &str>(1).as_bytes())?;
+            c.der = r.get(2);
+            e.certificates.insert(r.get(0), c);
         }
         for r in tx.query(
             "SELECT serial, certname FROM certd_serials WHERE env = $1",
@@ -853,4 +852,96 @@ pub(super) fn snapshot<C: GenericClient>(tx: &mut Tx<'_, C>) -> Op<Snapshot> {
     }
     s.audit = audit(tx, 0, usize::MAX)?;
     Ok(s)
+}
+
+/// How many rows one statement of an import writes.
+const IMPORT_CHUNK: usize = 1000;
+
+/// Writes a snapshot into empty tables (the caller holds the writers' lock).
+pub(super) fn import<C: GenericClient>(tx: &mut Tx<'_, C>, snap: &Snapshot) -> Op<()> {
+    let taken = tx.opt(
+        "SELECT 1 WHERE EXISTS (SELECT 1 FROM certd_environments)
+            OR EXISTS (SELECT 1 FROM certd_requests) OR EXISTS (SELECT 1 FROM certd_serials)
+            OR EXISTS (SELECT 1 FROM certd_crls) OR EXISTS (SELECT 1 FROM certd_root_crl)
+            OR EXISTS (SELECT 1 FROM certd_audit)",
+        &[],
+    )?;
+    if taken.is_some() {
+        return Err(StoreError::NotEmpty.into());
+    }
+    for (name, rec) in &snap.environments {
+        tx.exec(
+            "INSERT INTO certd_environments (name, record) VALUES ($1, $2)",
+            &[name, &json(rec)],
+        )?;
+    }
+    if let Some(crl) = &snap.root_crl {
+        put_root_crl(tx, crl)?;
+    }
+    for (env, e) in &snap.envs {
+        let requests: Vec<(&String, &RequestRecord)> = e.requests.iter().collect();
+        for chunk in requests.chunks(IMPORT_CHUNK) {
+            let names: Vec<&str> = chunk.iter().map(|(n, _)| n.as_str()).collect();
+            let recs: Vec<String> = chunk.iter().map(|(_, r)| json(*r)).collect();
+            let free: Vec<Option<i64>> = chunk.iter().map(|(_, r)| r.order_free_at()).collect();
+            tx.exec(
+                "INSERT INTO certd_requests (env, certname, record, free_at)
+                 SELECT $1, * FROM unnest($2::text[], $3::text[], $4::bigint[])",
+                &[env, &names, &recs, &free],
+            )?;
+        }
+        let serials: Vec<(&Vec<u8>, &String)> = e.serials.iter().collect();
+        for chunk in serials.chunks(IMPORT_CHUNK) {
+            let s: Vec<&[u8]> = chunk.iter().map(|(s, _)| s.as_slice()).collect();
+            let n: Vec<&str> = chunk.iter().map(|(_, n)| n.as_str()).collect();
+            tx.exec(
+                "INSERT INTO certd_serials (env, serial, certname)
+                 SELECT $1, * FROM unnest($2::bytea[], $3::text[])",
+                &[env, &s, &n],
+            )?;
+        }
+        let certs: Vec<(&String, &CertRecord)> = e.certificates.iter().collect();
+        for chunk in certs.chunks(IMPORT_CHUNK) {
+            let names: Vec<&str> = chunk.iter().map(|(n, _)| n.as_str()).collect();
+            let serials: Vec<&[u8]> = chunk.iter().map(|(_, c)| c.serial.as_slice()).collect();
+            let recs: Vec<String> = chunk.iter().map(|(_, c)| json(*c)).collect();
+            let ders: Vec<&[u8]> = chunk.iter().map(|(_, c)| c.der.as_slice()).collect();
+            tx.exec(
+                "INSERT INTO certd_certificates (env, certname, serial, record, der)
+                 SELECT $1, * FROM unnest($2::text[], $3::bytea[], $4::text[], $5::bytea[])",
+                &[env, &names, &serials, &recs, &ders],
+            )?;
+        }
+        for chunk in e.revoked.chunks(IMPORT_CHUNK) {
+            let s: Vec<&[u8]> = chunk.iter().map(|r| r.serial.as_slice()).collect();
+            let recs: Vec<String> = chunk.iter().map(json).collect();
+            tx.exec(
+                "INSERT INTO certd_revocations (env, serial, record)
+                 SELECT $1, * FROM unnest($2::bytea[], $3::text[])",
+                &[env, &s, &recs],
+            )?;
+        }
+        if let Some(crl) = &e.crl {
+            tx.exec(
+                "INSERT INTO certd_crls (env, record) VALUES ($1, $2)",
+                &[env, &json(crl)],
+            )?;
+        }
+    }
+    for chunk in snap.audit.chunks(IMPORT_CHUNK) {
+        let ids: Vec<i64> = chunk.iter().map(|e| e.id as i64).collect();
+        let ats: Vec<i64> = chunk.iter().map(|e| e.at).collect();
+        let envs: Vec<&str> = chunk.iter().map(|e| e.env.as_str()).collect();
+        let names: Vec<&str> = chunk.iter().map(|e| e.certname.as_str()).collect();
+        let kinds: Vec<String> = chunk.iter().map(|e| kind_str(e.kind)).collect();
+        let details: Vec<Option<&str>> = chunk.iter().map(|e| e.detail.as_deref()).collect();
+        tx.exec(
+            "INSERT INTO certd_audit (id, at, env, certname, kind, detail)
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])",
+            &[&ids, &ats, &envs, &names, &kinds, &details],
+        )?;
+    }
+    let last = snap.audit.last().map(|e| e.id as i64).unwrap_or(0);
+    tx.exec("UPDATE certd_audit_head SET last = $1", &[&last])?;
+    Ok(())
 }

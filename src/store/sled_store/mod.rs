@@ -648,4 +648,54 @@ impl Store for SledStore {
             Ok(snap)
         })
     }
+
+    fn import(&self, snap: &Snapshot) -> Result<(), StoreError> {
+        if self.snapshot()? != Snapshot::default() {
+            return Err(StoreError::NotEmpty);
+        }
+        self.with(|core| {
+            let put = |tree: &sled::Tree, k: &[u8], v: &[u8]| -> Result<(), StoreError> {
+                tree.insert(k, v).map(|_| ()).map_err(engine)
+            };
+            for (name, rec) in &snap.environments {
+                put(&core.environments, name.as_bytes(), &encode(rec))?;
+            }
+            if let Some(crl) = &snap.root_crl {
+                put(&core.meta, schema::KEY_ROOT_CRL, &encode(crl))?;
+            }
+            for (raw, e) in &snap.envs {
+                let env = EnvName::parse(raw).map_err(|_| StoreError::Corrupt {
+                    tree: raw.clone(),
+                    detail: "bad environment name".into(),
+                })?;
+                let t = core.env(&env)?;
+                for (n, r) in &e.requests {
+                    put(&t.requests, n.as_bytes(), &encode(r))?;
+                    if let Some(at) = r.order_free_at() {
+                        put(&t.orders_due, &schema::due_key(at, n), &[])?;
+                    }
+                }
+                for (n, c) in &e.certificates {
+                    put(&t.certificate_der, n.as_bytes(), &c.der)?;
+                    put(&t.certificates, n.as_bytes(), &encode(c))?;
+                }
+                for (serial, n) in &e.serials {
+                    put(&t.serials, &schema::serial_key(serial), n.as_bytes())?;
+                }
+                for r in &e.revoked {
+                    put(&t.revocations, &schema::serial_key(&r.serial), &encode(r))?;
+                }
+                if let Some(crl) = &e.crl {
+                    put(&t.meta, schema::KEY_CRL, &encode(crl))?;
+                }
+            }
+            for ev in &snap.audit {
+                put(&core.audit, &schema::u64_key(ev.id), &encode(ev))?;
+            }
+            let last = snap.audit.last().map(|e| e.id).unwrap_or(0);
+            put(&core.meta, schema::KEY_AUDIT_LAST, &schema::u64_key(last))?;
+            Ok(())
+        })?;
+        self.flush()
+    }
 }

@@ -212,7 +212,7 @@ impl App {
         let subject = csr.subject();
         // A CSR replacing one whose order is under way keeps the order: the worker hands
         // the new CSR to the issuer's `modify`.
-        let prev = self.store.request(&env.name, name)?;
+        let (prev, has_certificate) = self.store.request_and_has_certificate(&env.name, name)?;
         let pending = matches!(
             prev,
             Some(RequestRecord {
@@ -268,8 +268,8 @@ impl App {
         // The autosign policy is asked only about a submission that will be stored (the
         // store's transaction decides; these reads spare a policy run and a signature
         // for one that a reader can already see refused).
-        let refused = (pending && !rule.replace_pending)
-            || (!rule.allow_if_signed && self.store.certificate(&env.name, name)?.is_some());
+        let refused =
+            (pending && !rule.replace_pending) || (!rule.allow_if_signed && has_certificate);
         Ok(Prepared {
             csr,
             rec,

@@ -413,6 +413,19 @@ pub trait Store:
     /// `Ok` when the store answers reads and takes writes; else why not.
     fn health(&self) -> Result<(), String>;
 
+    /// The request of `name`, and whether `name` has a certificate: what a submission
+    /// checks before it signs (one round trip where the store is across a network).
+    fn request_and_has_certificate(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+    ) -> Result<(Option<RequestRecord>, bool), StoreError> {
+        Ok((
+            self.request(env, name)?,
+            self.certificate(env, name)?.is_some(),
+        ))
+    }
+
     /// Whether a read is answered from this process (memory or local disk, in
     /// microseconds), so that it may run on an HTTP worker thread; false for a store
     /// across the network, whose reads go to the blocking pool.

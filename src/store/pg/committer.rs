@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use super::lanes::{Conn, Connector};
-use super::{batch, ops};
+use super::batch::Pipe;
+use super::lanes::Connector;
 use crate::ca::{Certname, EnvName};
 use crate::store::pending::IssueFill;
 use crate::store::{CertRecord, PendingIssue, RequestRecord, StoreError, SubmitRule};
@@ -95,7 +95,21 @@ impl Shared {
 }
 
 fn run(shared: &Shared, connector: &Connector) {
-    let mut conn: Option<Conn> = None;
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the committer's runtime");
+            fail_all(
+                shared,
+                &StoreError::Engine(format!("committer runtime: {e}")),
+            );
+            return;
+        }
+    };
+    let mut pipe: Option<Pipe> = None;
     loop {
         let batch: Vec<(Submission, IssueFill)> = {
             let mut q = shared.lock();
@@ -108,12 +122,12 @@ fn run(shared: &Shared, connector: &Connector) {
             let n = q.items.len().min(MAX_BATCH);
             q.items.drain(..n).collect()
         };
-        if conn.as_ref().is_some_and(|c| c.client.is_closed()) {
-            conn = None;
+        if pipe.as_ref().is_some_and(Pipe::is_closed) {
+            pipe = None;
         }
-        if conn.is_none() {
-            match connector.connect() {
-                Ok(c) => conn = Some(c),
+        if pipe.is_none() {
+            match Pipe::connect(&rt, &connector.config, connector.tls.clone()) {
+                Ok(p) => pipe = Some(p),
                 Err(e) => {
                     shared.up.store(false, Ordering::Relaxed);
                     tracing::warn!(target = %connector.target, error = %e, "cannot connect to the database");
@@ -125,19 +139,19 @@ fn run(shared: &Shared, connector: &Connector) {
                 }
             }
         }
-        let Some(c) = conn.as_mut() else { continue };
+        let Some(p) = pipe.as_ref() else { continue };
         let (subs, fills): (Vec<Submission>, Vec<IssueFill>) = batch.into_iter().unzip();
         let started = std::time::Instant::now();
-        let result = ops::write(c, |tx| batch::submit_issued(tx, &subs));
+        let result = p.submit_issued(&rt, &subs);
         tracing::debug!(
             submissions = subs.len(),
             micros = started.elapsed().as_micros() as u64,
             "committed a batch"
         );
-        let closed = c.client.is_closed();
+        let closed = p.is_closed();
         shared.up.store(!closed, Ordering::Relaxed);
         if closed {
-            conn = None;
+            pipe = None;
         }
         match result {
             Ok(outcomes) => {
@@ -150,6 +164,25 @@ fn run(shared: &Shared, connector: &Connector) {
                     fill.fill(Err(same(&e)));
                 }
             }
+        }
+    }
+}
+
+/// Answers everything queued, and all that comes later, with `err` (no runtime).
+fn fail_all(shared: &Shared, err: &StoreError) {
+    loop {
+        let batch: Vec<(Submission, IssueFill)> = {
+            let mut q = shared.lock();
+            while q.items.is_empty() && !q.closed {
+                q = shared.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+            }
+            if q.items.is_empty() {
+                return;
+            }
+            q.items.drain(..).collect()
+        };
+        for (_, fill) in batch {
+            fill.fill(Err(same(err)));
         }
     }
 }

@@ -29,14 +29,14 @@ pub(super) struct Conn {
 /// server in messages (host, port, database; never the password).
 #[derive(Clone)]
 pub(super) struct Connector {
-    pub(super) config: postgres::Config,
+    pub(super) config: tokio_postgres::Config,
     pub(super) tls: MakeTlsConnector,
     pub(super) target: String,
 }
 
 impl Connector {
     pub(super) fn connect(&self) -> Result<Conn, postgres::Error> {
-        let client = self.config.connect(self.tls.clone())?;
+        let client = postgres::Config::from(self.config.clone()).connect(self.tls.clone())?;
         Ok(Conn {
             client,
             stmts: HashMap::new(),

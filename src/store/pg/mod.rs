@@ -16,8 +16,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
-use postgres::config::{Host, SslMode as PgSslMode};
 use postgres_openssl::MakeTlsConnector;
+use tokio_postgres::config::{Host, SslMode as PgSslMode};
 
 use super::*;
 use crate::config::{SslMode, StoreConfig};
@@ -65,7 +65,7 @@ pub struct PgStore {
 
 /// The parsed connection settings, with the password and timeouts applied.
 fn connector(cfg: &StoreConfig) -> Result<Connector, PgOpenError> {
-    let mut config: postgres::Config = cfg
+    let mut config: tokio_postgres::Config = cfg
         .url
         .parse()
         .map_err(|e| PgOpenError::Config(format!("url does not parse: {e}")))?;
@@ -88,8 +88,8 @@ fn connector(cfg: &StoreConfig) -> Result<Connector, PgOpenError> {
         .keepalives_idle(Duration::from_secs(10))
         .tcp_user_timeout(timeout)
         .application_name("certd")
-        .options(&format!(
-            "-c statement_timeout={}ms -c lock_timeout={}ms -c idle_in_transaction_session_timeout={}ms -c plan_cache_mode=force_custom_plan",
+        .options(format!(
+            "-c statement_timeout={}ms -c lock_timeout={}ms -c idle_in_transaction_session_timeout={}ms",
             timeout.as_millis(),
             timeout.as_millis(),
             timeout.as_millis() * 2
@@ -130,7 +130,7 @@ fn connector(cfg: &StoreConfig) -> Result<Connector, PgOpenError> {
 }
 
 /// `host:port/dbname as user`, for messages.
-fn describe(config: &postgres::Config) -> String {
+fn describe(config: &tokio_postgres::Config) -> String {
     let host = match config.get_hosts().first() {
         Some(Host::Tcp(h)) => h.clone(),
         #[cfg(unix)]
@@ -543,6 +543,15 @@ impl Store for PgStore {
 
     fn local_reads(&self) -> bool {
         false
+    }
+
+    fn request_and_has_certificate(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+    ) -> Result<(Option<RequestRecord>, bool), StoreError> {
+        let (env, name) = (env.clone(), name.clone());
+        self.read(move |tx| ops::request_and_has_certificate(tx, &env, &name))
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {

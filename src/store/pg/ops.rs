@@ -20,13 +20,47 @@ use crate::store::*;
 const RETRIES: usize = 5;
 
 /// An audit event waiting for its id.
-struct Event {
-    at: UnixTime,
-    env: String,
-    certname: String,
-    kind: EventKind,
-    detail: Option<String>,
+pub(super) struct Event {
+    pub(super) at: UnixTime,
+    pub(super) env: String,
+    pub(super) certname: String,
+    pub(super) kind: EventKind,
+    pub(super) detail: Option<String>,
 }
+
+impl Event {
+    pub(super) fn new(
+        at: UnixTime,
+        env: &EnvName,
+        certname: &str,
+        kind: EventKind,
+        detail: Option<String>,
+    ) -> Event {
+        Event {
+            at,
+            env: env.to_string(),
+            certname: certname.to_owned(),
+            kind,
+            detail,
+        }
+    }
+
+    /// The kind as stored (its snake_case name).
+    pub(super) fn kind_str(&self) -> String {
+        kind_str(self.kind)
+    }
+}
+
+/// The writers' lock: the one row every writing transaction locks first.
+pub(super) const LOCK_SQL: &str = "SELECT last FROM certd_audit_head FOR UPDATE";
+
+/// Appends `$1` events (the arrays `$2`..`$6`) with the next ids, in one statement.
+pub(super) const APPEND_EVENTS_SQL: &str =
+    "WITH head AS (UPDATE certd_audit_head SET last = last + $1 RETURNING last)
+     INSERT INTO certd_audit (id, at, env, certname, kind, detail)
+     SELECT head.last - $1 + e.ord, e.at, e.env, e.certname, e.kind, e.detail
+     FROM head, unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])
+          WITH ORDINALITY AS e(at, env, certname, kind, detail, ord)";
 
 /// What an operation fails with: the database's error (maybe retried), or a stored row
 /// that does not decode.
@@ -86,7 +120,7 @@ pub(super) fn write<R>(
 /// statement, `COMMIT`; `ROLLBACK` on any error.
 fn write_once<R>(conn: &mut Conn, f: &mut impl FnMut(&mut Tx<'_, Client>) -> Op<R>) -> Op<R> {
     let Conn { client, stmts } = conn;
-    client.batch_execute("BEGIN; SELECT last FROM certd_audit_head FOR UPDATE")?;
+    client.batch_execute(&format!("BEGIN; {LOCK_SQL}"))?;
     let body = {
         let mut tx = Tx {
             c: &mut *client,
@@ -202,13 +236,8 @@ impl<C: GenericClient> Tx<'_, C> {
         kind: EventKind,
         detail: Option<String>,
     ) {
-        self.events.push(Event {
-            at,
-            env: env.to_string(),
-            certname: certname.to_owned(),
-            kind,
-            detail,
-        });
+        self.events
+            .push(Event::new(at, env, certname, kind, detail));
     }
 
     /// Appends the transaction's events with the next ids (the writers' lock is held).
@@ -223,11 +252,7 @@ impl<C: GenericClient> Tx<'_, C> {
         let kinds: Vec<String> = self.events.iter().map(|e| kind_str(e.kind)).collect();
         let details: Vec<Option<String>> = self.events.iter().map(|e| e.detail.clone()).collect();
         self.exec(
-            "WITH head AS (UPDATE certd_audit_head SET last = last + $1 RETURNING last)
-             INSERT INTO certd_audit (id, at, env, certname, kind, detail)
-             SELECT head.last - $1 + e.ord, e.at, e.env, e.certname, e.kind, e.detail
-             FROM head, unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])
-                  WITH ORDINALITY AS e(at, env, certname, kind, detail, ord)",
+            APPEND_EVENTS_SQL,
             &[&n, &ats, &envs, &names, &kinds, &details],
         )?;
         Ok(())
@@ -309,6 +334,27 @@ pub(super) fn request<C: GenericClient>(
     name: &Certname,
 ) -> Op<Option<RequestRecord>> {
     get_request(tx, env, name.as_str())
+}
+
+/// The request of `name` and whether it has a certificate, in one statement.
+pub(super) fn request_and_has_certificate<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    name: &Certname,
+) -> Op<(Option<RequestRecord>, bool)> {
+    let row = tx.opt(
+        "SELECT (SELECT record FROM certd_requests WHERE env = $1 AND certname = $2),
+                EXISTS (SELECT 1 FROM certd_certificates WHERE env = $1 AND certname = $2)",
+        &[&env.as_str(), &name.as_str()],
+    )?;
+    let Some(row) = row else {
+        return Ok((None, false));
+    };
+    let rec = match row.get::<_, Option<&str>>(0) {
+        Some(text) => Some(decode("requests", text.as_bytes())?),
+        None => None,
+    };
+    Ok((rec, row.get(1)))
 }
 
 pub(super) fn submit<C: GenericClient>(

@@ -111,16 +111,8 @@ fn run(shared: &Shared, connector: &Connector) {
     };
     let mut pipe: Option<Pipe> = None;
     loop {
-        let batch: Vec<(Submission, IssueFill)> = {
-            let mut q = shared.lock();
-            while q.items.is_empty() && !q.closed {
-                q = shared.wake.wait(q).unwrap_or_else(|p| p.into_inner());
-            }
-            if q.items.is_empty() {
-                return;
-            }
-            let n = q.items.len().min(MAX_BATCH);
-            q.items.drain(..n).collect()
+        let Some(batch) = next_batch(shared, MAX_BATCH) else {
+            return;
         };
         if pipe.as_ref().is_some_and(Pipe::is_closed) {
             pipe = None;
@@ -168,18 +160,24 @@ fn run(shared: &Shared, connector: &Connector) {
     }
 }
 
+/// Waits for submissions and takes at most `max`; None once closed and drained.
+fn next_batch(shared: &Shared, max: usize) -> Option<Vec<(Submission, IssueFill)>> {
+    let mut q = shared.lock();
+    while q.items.is_empty() && !q.closed {
+        q = shared.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+    }
+    if q.items.is_empty() {
+        return None;
+    }
+    let n = q.items.len().min(max);
+    Some(q.items.drain(..n).collect())
+}
+
 /// Answers everything queued, and all that comes later, with `err` (no runtime).
 fn fail_all(shared: &Shared, err: &StoreError) {
     loop {
-        let batch: Vec<(Submission, IssueFill)> = {
-            let mut q = shared.lock();
-            while q.items.is_empty() && !q.closed {
-                q = shared.wake.wait(q).unwrap_or_else(|p| p.into_inner());
-            }
-            if q.items.is_empty() {
-                return;
-            }
-            q.items.drain(..).collect()
+        let Some(batch) = next_batch(shared, usize::MAX) else {
+            return;
         };
         for (_, fill) in batch {
             fill.fill(Err(same(err)));

@@ -709,3 +709,33 @@ fn store_copy_moves_an_installation_to_postgres_and_backs_it_up_while_it_issues(
         assert_eq!(r.status(), 200, "{n} is not in the backup");
     }
 }
+
+/// Nodes starting together on a new database migrate it once: the advisory lock makes
+/// the others wait and then find the schema current.
+#[test]
+fn nodes_starting_together_migrate_once() {
+    let Some(pg) = Postgres::shared() else { return };
+    let db = pg.database();
+    let cfg = pg.store_config(&db);
+    let barrier = Arc::new(std::sync::Barrier::new(6));
+    let opens: Vec<_> = (0..6)
+        .map(|_| {
+            let (cfg, barrier) = (cfg.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                certd::store::PgStore::open(&cfg).map(drop)
+            })
+        })
+        .collect();
+    for o in opens {
+        o.join().unwrap().expect("every node starts");
+    }
+    let versions: Vec<i32> = pg
+        .admin_of(&db)
+        .query("SELECT version FROM certd_schema_version", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, [certd::store::PG_SCHEMA_VERSION]);
+}

@@ -111,16 +111,22 @@ pub(super) fn run(
     let envs = env_names(&src_config, &snap, &src_data)?;
     let mut keys = vec![CaKey::Root];
     keys.extend(envs.iter().map(CaKey::Issuing));
-    for key in &keys {
-        let pem = src_data.read_ca_key(*key).context("reading a CA key")?;
+    let pems = keys
+        .iter()
+        .map(|key| src_data.read_ca_key(*key))
+        .collect::<Result<Vec<_>, _>>()
+        .context("reading the CA keys")?;
+    // The store first (refused, nothing written, if the target is not empty), then the
+    // keys, then the files with the set-up mark last.
+    dst.import(&snap).context("writing the target store")?;
+    for (key, pem) in keys.iter().zip(&pems) {
         dst_data
-            .write_ca_key(*key, &pem)
+            .write_ca_key(*key, pem)
             .context("writing a CA key")?;
     }
     let mut skip = vec![src_data.store_dir(), src_data.root().join("store.key")];
     skip.push(src_data.root_key());
     skip.extend(envs.iter().map(|e| src_data.env_key(e)));
-    dst.import(&snap).context("writing the target store")?;
     copy_files(src_data.root(), dst_data.root(), &skip)?;
 
     // Verify: the target holds what was read, and its keys are the source's.

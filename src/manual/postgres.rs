@@ -56,16 +56,27 @@
 //! are held: one for the committer, the rest for lanes. Each connection sets
 //! `statement_timeout`, `lock_timeout` and `idle_in_transaction_session_timeout` from
 //! `[store] statement_timeout`, and TCP keepalives and `tcp_user_timeout`, so that a
-//! database that vanished is noticed. A call waits at most `statement_timeout` for its
-//! answer.
+//! database that vanished is noticed. A call waits at most `statement_timeout` for a
+//! lane to take its work; work no lane has started by then is dropped and the caller
+//! told 503, while work already started is waited for (its statements are bounded by
+//! the server's timeouts): so a 503 from a call means nothing of it was done, never
+//! "done after all". A writing transaction whose `BEGIN` or lock fails is rolled back
+//! at once, so its connection is not left inside an aborted transaction. The committer
+//! gives a batch at most `statement_timeout`; one that takes longer is abandoned with
+//! its connection (the server rolls it back) and its waiters told 503. `/status` checks
+//! the database on the blocking pool, not on an HTTP worker. The password is read once
+//! (from `password_file`, which must be 0600, or `CERTD_PG_PASSWORD`, then removed from
+//! the environment so that programs certd starts do not inherit it).
 //!
 //! ## Faults
 //!
 //! - Unreachable at start, a wrong password, a newer schema, no privileges: certd exits
 //!   with one line naming host, port, database and user, never the password (a password
 //!   in `url` is refused when the configuration is read).
-//! - Lost while serving: a connection or operator-intervention error (SQLSTATE classes
-//!   08, 57, 53) is `StoreError::Unavailable`: writes answer 503 `store-unavailable` with
+//! - Lost while serving: a connection error, or SQLSTATE class 08 (connection), 57
+//!   (shutdown, statement timeout), 53 (resources), 25 (a read-only standby), 40
+//!   (collisions left after the retries) or 55P03 (lock timeout), is
+//!   `StoreError::Unavailable`: writes answer 503 `store-unavailable` with
 //!   `Retry-After` (plain text on the Puppet face), `/status` shows the store not ok, and
 //!   reads certd holds in memory (the CA chain, the CRL) go on answering. A lane whose
 //!   connection broke opens a new one for its next job, so certd reconnects by itself.
@@ -86,7 +97,9 @@
 //! (the data directory's `store.key` by default), a fresh nonce per key, and
 //! `certd CA key v1 \0 environment \0 purpose` as associated data, so that a row copied
 //! into another's place does not decrypt. The key file never enters the database; it is
-//! written (0600) when the database holds no key yet, and certd refuses to start when it
+//! written (0600; created beside it and linked into place, never over an existing
+//! one, so two nodes starting together with one key file agree) when the database holds
+//! no key yet, and certd refuses to start when it
 //! is missing, readable by others, not 32 bytes, or does not decrypt the keys (each
 //! message names the file). A key is never replaced: a data directory set up anew
 //! against a database that already holds a root key is refused rather than given a

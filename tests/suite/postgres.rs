@@ -158,7 +158,7 @@ fn start_up_errors_are_one_clear_line_without_the_password() {
     let port = closed.local_addr().unwrap().port();
     drop(closed);
     let pw = dir.path().join("pw");
-    std::fs::write(&pw, "s3cret-not-shown").unwrap();
+    write_private(&pw, b"s3cret-not-shown");
     let cfg = format!(
         "{FAST_CONFIG}[store]\nbackend = \"postgres\"\nurl = \"host=127.0.0.1 port={port} dbname=x user=certd\"\npassword_file = \"{}\"\n",
         pw.display()
@@ -181,6 +181,15 @@ fn start_up_errors_are_one_clear_line_without_the_password() {
     assert!(
         e.contains("password authentication failed")
             && e.contains(&format!("127.0.0.1:{}", pg.port)),
+        "{e}"
+    );
+    assert!(!e.contains("s3cret"), "{e}");
+
+    // A password file others may read.
+    std::fs::set_permissions(&pw, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let e = error_line(&start_fails(dir.path(), &cfg));
+    assert!(
+        e.contains("password_file") && e.contains("chmod 600"),
         "{e}"
     );
     assert!(!e.contains("s3cret"), "{e}");
@@ -738,4 +747,36 @@ fn nodes_starting_together_migrate_once() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(versions, [certd::store::PG_SCHEMA_VERSION]);
+}
+
+/// A write that cannot take the writers' lock within the statement timeout is told the
+/// store is unavailable (503), and leaves no transaction open behind it: the next write
+/// on the same connection works.
+#[test]
+fn a_write_that_times_out_on_the_lock_leaves_its_connection_usable() {
+    use certd::store::{CrlStore, PgStore};
+    let Some(pg) = Postgres::shared() else { return };
+    let db = pg.database();
+    // pool_size 2: one lane, so both writes use the same connection.
+    let store = PgStore::open(&pg.store_config(&db)).unwrap();
+    let crl = certd::store::CrlRecord {
+        number: 1,
+        this_update: 0,
+        next_update: 1,
+        entries: 0,
+        der: Vec::new(),
+    };
+    let mut holder = pg.admin_of(&db);
+    let mut held = holder.transaction().unwrap();
+    held.batch_execute("SELECT last FROM certd_audit_head FOR UPDATE")
+        .unwrap();
+    let e = store.put_root_crl(&crl).unwrap_err();
+    assert!(
+        matches!(e, certd::store::StoreError::Unavailable(_)),
+        "{e:?}"
+    );
+    held.rollback().unwrap();
+    store
+        .put_root_crl(&crl)
+        .expect("the connection is usable again");
 }

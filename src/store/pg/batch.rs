@@ -59,6 +59,8 @@ const PUT_CERTS_SQL: &str = "INSERT INTO certd_certificates (env, certname, seri
 /// The committer's connection and its prepared statements.
 pub(super) struct Pipe {
     client: Client,
+    /// An attempt ran out of time: the connection is in an unknown state.
+    timed_out: bool,
     lock: Statement,
     lookup: Statement,
     delete_request: Statement,
@@ -102,6 +104,7 @@ impl Pipe {
                 .await?;
             Ok(Pipe {
                 client,
+                timed_out: false,
                 lock,
                 lookup,
                 delete_request,
@@ -113,23 +116,39 @@ impl Pipe {
         })
     }
 
+    /// Whether the connection is gone, or was given up on mid-batch.
     pub(super) fn is_closed(&self) -> bool {
-        self.client.is_closed()
+        self.timed_out || self.client.is_closed()
     }
 
     /// Stores each submission as `CertificateStore::submit_issued` would, in order; a
     /// submission for a name whose stored row does not decode fails alone.
+    ///
+    /// An attempt that takes longer than `limit` (the database stopped answering) is
+    /// abandoned: the connection is closed, so the server rolls the transaction back,
+    /// and the batch is told the store is unavailable. (Were the `COMMIT` itself the
+    /// statement cut off, the batch may have been stored: the 503 then means "maybe",
+    /// and a resubmission finds the certificate.)
     pub(super) fn submit_issued(
-        &self,
+        &mut self,
         rt: &Runtime,
         subs: &[Submission],
+        limit: std::time::Duration,
     ) -> Result<Vec<Result<SubmitIssueOutcome, StoreError>>, StoreError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match rt.block_on(self.attempt(subs)) {
-                Err(OpError::Pg(e)) if attempt < RETRIES && is_retryable(&e) => continue,
-                r => return r.map_err(StoreError::from),
+            let outcome =
+                rt.block_on(async { tokio::time::timeout(limit, self.attempt(subs)).await });
+            match outcome {
+                Err(_) => {
+                    self.timed_out = true;
+                    return Err(StoreError::Unavailable(
+                        "the database did not answer in time".into(),
+                    ));
+                }
+                Ok(Err(OpError::Pg(e))) if attempt < RETRIES && is_retryable(&e) => continue,
+                Ok(r) => return r.map_err(StoreError::from),
             }
         }
     }

@@ -43,17 +43,31 @@ pub(super) struct Committer {
 }
 
 impl Committer {
-    pub(super) fn start(connector: Connector, up: Arc<AtomicBool>) -> Committer {
+    /// Starts the committer thread; a batch not committed within `limit` (plus the
+    /// time to connect) is abandoned with its connection, its waiters told unavailable.
+    pub(super) fn start(connector: Connector, limit: std::time::Duration) -> Committer {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
-            up,
+            up: Arc::new(AtomicBool::new(true)),
         });
         let s = shared.clone();
         let thread = std::thread::Builder::new()
             .name("certd-pg-commit".into())
-            .spawn(move || run(&s, &connector))
-            .ok();
+            .spawn(move || {
+                // However the thread ends (a panic included), nothing queued or queued
+                // later waits for it.
+                let _closed = CloseOnExit(&s);
+                run(&s, &connector, limit)
+            });
+        let thread = match thread {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the committer thread");
+                shared.lock().closed = true;
+                None
+            }
+        };
         Committer {
             shared,
             thread: Mutex::new(thread),
@@ -88,13 +102,29 @@ impl Committer {
     }
 }
 
+/// Closes the queue and answers what is in it, when the committer thread ends.
+struct CloseOnExit<'a>(&'a Shared);
+
+impl Drop for CloseOnExit<'_> {
+    fn drop(&mut self) {
+        let left: Vec<(Submission, IssueFill)> = {
+            let mut q = self.0.lock();
+            q.closed = true;
+            q.items.drain(..).collect()
+        };
+        for (_, fill) in left {
+            fill.fill(Err(StoreError::Unavailable("the store is closed".into())));
+        }
+    }
+}
+
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-fn run(shared: &Shared, connector: &Connector) {
+fn run(shared: &Shared, connector: &Connector, limit: std::time::Duration) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -131,10 +161,10 @@ fn run(shared: &Shared, connector: &Connector) {
                 }
             }
         }
-        let Some(p) = pipe.as_ref() else { continue };
+        let Some(p) = pipe.as_mut() else { continue };
         let (subs, fills): (Vec<Submission>, Vec<IssueFill>) = batch.into_iter().unzip();
         let started = std::time::Instant::now();
-        let result = p.submit_issued(&rt, &subs);
+        let result = p.submit_issued(&rt, &subs, limit);
         tracing::debug!(
             submissions = subs.len(),
             micros = started.elapsed().as_micros() as u64,

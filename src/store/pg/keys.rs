@@ -38,6 +38,40 @@ fn vault(e: impl std::fmt::Display) -> FilesError {
     FilesError::Vault(e.to_string())
 }
 
+/// Writes a new key file, never over one: the file is made complete beside it, then
+/// linked into place, which fails if another process (a node starting at the same
+/// time, with the same key file) got there first; then the file in place is the key.
+fn create_kek(path: &Path) -> Result<[u8; KEK_LEN], FilesError> {
+    let mut kek = [0u8; KEK_LEN];
+    openssl::rand::rand_bytes(&mut kek).map_err(vault)?;
+    let tmp = path.with_extension(format!("new-{}", std::process::id()));
+    write_file(&tmp, &kek, 0o600)?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => {
+            tracing::info!(key_file = %path.display(), "wrote a new key-encryption key for the CA keys in the database");
+            Ok(kek)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let bytes = std::fs::read(path).map_err(|source| FilesError::Io {
+                path: path.to_owned(),
+                source,
+            })?;
+            <[u8; KEK_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
+                vault(format!(
+                    "the key file {} is not {KEK_LEN} bytes",
+                    path.display()
+                ))
+            })
+        }
+        Err(source) => Err(FilesError::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
 impl SealedKeys {
     /// Opens the vault with the key file at `path`. A missing file is written (32 random
     /// bytes, 0600) when the database holds no CA key yet; otherwise a missing, unsafe,
@@ -52,11 +86,7 @@ impl SealedKeys {
                         path.display()
                     )));
                 }
-                let mut kek = [0u8; KEK_LEN];
-                openssl::rand::rand_bytes(&mut kek).map_err(vault)?;
-                write_file(path, &kek, 0o600)?;
-                tracing::info!(key_file = %path.display(), "wrote a new key-encryption key for the CA keys in the database");
-                kek
+                create_kek(path)?
             }
             Err(e) => {
                 return Err(FilesError::Io {

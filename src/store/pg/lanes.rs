@@ -44,7 +44,19 @@ impl Connector {
     }
 }
 
-type Job = Box<dyn FnOnce(Result<&mut Conn, StoreError>) + Send>;
+type Run = Box<dyn FnOnce(Result<&mut Conn, StoreError>) + Send>;
+
+/// A job's claim: a lane starts it only if its caller has not given up on it, and a
+/// caller gives up only on a job no lane has started, so that a caller told
+/// "unavailable" knows nothing of its call was done.
+const QUEUED: u8 = 0;
+const STARTED: u8 = 1;
+const ABANDONED: u8 = 2;
+
+struct Job {
+    claim: Arc<std::sync::atomic::AtomicU8>,
+    run: Run,
+}
 
 /// The lanes: a queue of jobs and the threads that take them.
 pub(super) struct Lanes {
@@ -105,9 +117,13 @@ impl Lanes {
         F: FnOnce(&mut Conn) -> Result<R, StoreError> + Send + 'static,
     {
         let (tx, rx) = mpsc::sync_channel(1);
-        let job: Job = Box::new(move |conn| {
-            let _ = tx.send(conn.and_then(f));
-        });
+        let claim = Arc::new(std::sync::atomic::AtomicU8::new(QUEUED));
+        let job = Job {
+            claim: claim.clone(),
+            run: Box::new(move |conn| {
+                let _ = tx.send(conn.and_then(f));
+            }),
+        };
         {
             let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             let Some(q) = queue.as_ref() else {
@@ -116,15 +132,27 @@ impl Lanes {
             q.send(job)
                 .map_err(|_| StoreError::Unavailable("the store is closed".into()))?;
         }
-        let answer = match wait {
-            Some(w) => rx.recv_timeout(w).ok(),
-            None => rx.recv().ok(),
+        let gone = || StoreError::Unavailable("the store is closed".into());
+        let Some(w) = wait else {
+            return rx.recv().unwrap_or_else(|_| Err(gone()));
         };
-        answer.unwrap_or_else(|| {
-            Err(StoreError::Unavailable(
-                "the database did not answer in time".into(),
-            ))
-        })
+        match rx.recv_timeout(w) {
+            Ok(r) => r,
+            Err(_) => {
+                let abandoned = claim
+                    .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok();
+                if abandoned {
+                    Err(StoreError::Unavailable(
+                        "the database did not answer in time".into(),
+                    ))
+                } else {
+                    // Under way: its outcome is what happened (the server's statement,
+                    // lock and TCP timeouts bound it).
+                    rx.recv().unwrap_or_else(|_| Err(gone()))
+                }
+            }
+        }
     }
 
     /// Stops taking jobs and joins the lanes (each finishes the job it has).
@@ -150,6 +178,14 @@ fn lane(rx: &Mutex<mpsc::Receiver<Job>>, connector: &Connector, up: &AtomicBool)
             Ok(job) => job,
             Err(_) => return,
         };
+        let claimed = job
+            .claim
+            .compare_exchange(QUEUED, STARTED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if !claimed {
+            continue;
+        }
+        let job = job.run;
         if conn.as_ref().is_some_and(|c| c.client.is_closed()) {
             conn = None;
         }
@@ -175,15 +211,26 @@ fn lane(rx: &Mutex<mpsc::Receiver<Job>>, connector: &Connector, up: &AtomicBool)
     }
 }
 
-/// A store error for a client error: the database unreachable, restarting, or the
-/// statement canceled by its timeout is `Unavailable` (503, try again); anything else
-/// is an engine error.
+/// A store error for a client error: the database unreachable, restarting, read-only,
+/// out of resources, a statement canceled by its timeout, or writers that kept colliding
+/// is `Unavailable` (503, try again); anything else is an engine error.
 pub(super) fn store_error(e: postgres::Error) -> StoreError {
     match e.code() {
-        None => unavailable(&e),
         Some(code) if is_unavailable(code) => unavailable(&e),
         Some(_) => StoreError::Engine(e.to_string()),
+        None if e.is_closed() || io_error(&e) => unavailable(&e),
+        // A client-side failure (a row of the wrong type): a bug, not an outage.
+        None => StoreError::Engine(e.to_string()),
     }
+}
+
+/// Whether the failure came from the connection (I/O, a timeout, a refused connect).
+fn io_error(e: &postgres::Error) -> bool {
+    let text = e.to_string();
+    std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
+        || text.starts_with("error connecting")
+        || text.starts_with("error communicating")
+        || text.contains("timeout")
 }
 
 fn unavailable(e: &postgres::Error) -> StoreError {
@@ -196,8 +243,15 @@ fn unavailable(e: &postgres::Error) -> StoreError {
 fn is_unavailable(code: &SqlState) -> bool {
     let c = code.code();
     // 08: connection exceptions; 57: operator intervention (shutdown, canceled by the
-    // statement timeout); 53: insufficient resources (disk full, too many connections).
-    c.starts_with("08") || c.starts_with("57") || c.starts_with("53")
+    // statement timeout); 53: insufficient resources (disk full, too many connections);
+    // 25: transaction state (a read-only standby after a failover); 40: serialization
+    // failures and deadlocks left after the retries; 55P03: a lock not obtained in time.
+    c.starts_with("08")
+        || c.starts_with("57")
+        || c.starts_with("53")
+        || c.starts_with("25")
+        || c.starts_with("40")
+        || c == "55P03"
 }
 
 /// Whether the transaction should simply be run again (two writers collided).

@@ -70,14 +70,33 @@ fn connector(cfg: &StoreConfig) -> Result<Connector, PgOpenError> {
         .parse()
         .map_err(|e| PgOpenError::Config(format!("url does not parse: {e}")))?;
     let password = match &cfg.password_file {
-        Some(file) => Some(
-            std::fs::read_to_string(file)
-                .map_err(|e| PgOpenError::Config(format!("password_file {}: {e}", file.display())))?
-                .trim_end_matches(['\n', '\r'])
-                .to_owned(),
-        ),
+        Some(file) => {
+            use std::os::unix::fs::PermissionsExt;
+            let bad = |e: &dyn std::fmt::Display| {
+                PgOpenError::Config(format!("password_file {}: {e}", file.display()))
+            };
+            let mode = std::fs::metadata(file)
+                .map_err(|e| bad(&e))?
+                .permissions()
+                .mode();
+            if mode & 0o077 != 0 {
+                return Err(bad(&format_args!(
+                    "has mode {:o}; a password file must not be readable by group or others (chmod 600)",
+                    mode & 0o777
+                )));
+            }
+            Some(
+                std::fs::read_to_string(file)
+                    .map_err(|e| bad(&e))?
+                    .trim_end_matches(['\n', '\r'])
+                    .to_owned(),
+            )
+        }
         None => std::env::var("CERTD_PG_PASSWORD").ok(),
     };
+    // Read once; programs certd starts (autosign policies, command issuers, openssl)
+    // must not inherit it.
+    std::env::remove_var("CERTD_PG_PASSWORD");
     if let Some(p) = password {
         config.password(p);
     }
@@ -167,7 +186,7 @@ impl PgStore {
             cfg.pool_size.saturating_sub(1).max(1),
             wait,
         );
-        let committer = Committer::start(connector, lanes.up.clone());
+        let committer = Committer::start(connector, wait);
         Ok(PgStore {
             lanes,
             committer,
@@ -569,7 +588,7 @@ impl Store for PgStore {
     }
 
     fn snapshot(&self) -> Result<Snapshot, StoreError> {
-        self.lanes.call(|conn| {
+        self.lanes.call_unbounded(|conn| {
             // A closure, not the function: it must take the transaction's lifetime.
             #[allow(clippy::redundant_closure)]
             ops::read_snapshot(conn, |tx| ops::snapshot(tx))

@@ -120,7 +120,13 @@ pub(super) fn write<R>(
 /// statement, `COMMIT`; `ROLLBACK` on any error.
 fn write_once<R>(conn: &mut Conn, f: &mut impl FnMut(&mut Tx<'_, Client>) -> Op<R>) -> Op<R> {
     let Conn { client, stmts } = conn;
-    client.batch_execute(&format!("BEGIN; {LOCK_SQL}"))?;
+    if let Err(e) = client.batch_execute(&format!("BEGIN; {LOCK_SQL}")) {
+        // The lock may have failed inside the transaction: leave none open.
+        if !client.is_closed() {
+            let _ = client.batch_execute("ROLLBACK");
+        }
+        return Err(e.into());
+    }
     let body = {
         let mut tx = Tx {
             c: &mut *client,
@@ -173,6 +179,8 @@ pub(super) fn read_snapshot<R>(
             .isolation_level(postgres::IsolationLevel::RepeatableRead)
             .read_only(true)
             .start()?;
+        // Whole tables: not bounded by the per-statement timeout of requests.
+        t.batch_execute("SET LOCAL statement_timeout = 0")?;
         let r = {
             let mut tx = Tx {
                 c: &mut t,
@@ -905,6 +913,7 @@ const IMPORT_CHUNK: usize = 1000;
 
 /// Writes a snapshot into empty tables (the caller holds the writers' lock).
 pub(super) fn import<C: GenericClient>(tx: &mut Tx<'_, C>, snap: &Snapshot) -> Op<()> {
+    tx.c.batch_execute("SET LOCAL statement_timeout = 0")?;
     let taken = tx.opt(
         "SELECT 1 WHERE EXISTS (SELECT 1 FROM certd_environments)
             OR EXISTS (SELECT 1 FROM certd_requests) OR EXISTS (SELECT 1 FROM certd_serials)

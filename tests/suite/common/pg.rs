@@ -252,7 +252,7 @@ impl Postgres {
     /// password in a file written into `dir`.
     pub fn store_toml(&self, db: &str, dir: &Path) -> String {
         let pw = dir.join("pg-password");
-        std::fs::write(&pw, CERTD_PASSWORD).unwrap();
+        super::write_private(&pw, CERTD_PASSWORD.as_bytes());
         format!(
             "[store]\nbackend = \"postgres\"\nurl = \"host=127.0.0.1 port={} dbname={db} user=certd\"\npassword_file = \"{}\"\nstatement_timeout = \"2s\"\n",
             self.port,
@@ -276,7 +276,7 @@ impl Postgres {
     fn password_file(&self) -> PathBuf {
         let p = self.dir.path().join("certd-password");
         if !p.exists() {
-            std::fs::write(&p, CERTD_PASSWORD).unwrap();
+            super::write_private(&p, CERTD_PASSWORD.as_bytes());
         }
         p
     }

@@ -194,14 +194,7 @@ impl DataDir {
 
     /// Reads a private key file, refusing one that group or others may read.
     pub fn read_secret(&self, path: &Path) -> Result<Vec<u8>, FilesError> {
-        let mode = fs::metadata(path).map_err(io(path))?.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(FilesError::InsecureKey {
-                path: path.to_owned(),
-                mode,
-            });
-        }
-        self.read(path)
+        read_secret(path)
     }
 
     /// Makes the data directory private: every directory in it 0700 and every file of
@@ -244,6 +237,18 @@ impl DataDir {
     pub fn write_secret(&self, path: &Path, bytes: &[u8]) -> Result<(), FilesError> {
         write_atomic(path, bytes, 0o600)
     }
+}
+
+/// Reads a private file, refusing one that group or others may read.
+pub fn read_secret(path: &Path) -> Result<Vec<u8>, FilesError> {
+    let mode = fs::metadata(path).map_err(io(path))?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(FilesError::InsecureKey {
+            path: path.to_owned(),
+            mode,
+        });
+    }
+    fs::read(path).map_err(io(path))
 }
 
 /// Writes any file atomically with `mode` (0600 for keys): temporary file, fsync,

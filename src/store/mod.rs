@@ -20,7 +20,7 @@ use thiserror::Error;
 
 use crate::ca::{Certname, EnvName, UnixTime};
 
-pub use files::{write_file, CaKey, CaKeyVault, DataDir, FilesError};
+pub use files::{read_secret, write_file, CaKey, CaKeyVault, DataDir, FilesError};
 pub use memory::MemStore;
 pub use pending::PendingIssue;
 pub use pg::{schema_sql, MigrateError, PgOpenError, PgStore, SealedKeys, PG_SCHEMA_VERSION};

@@ -3,14 +3,13 @@
 //! 96-bit nonce per key, and the environment and purpose as associated data, so that a
 //! row moved to another environment's place (or the root's) does not decrypt.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use openssl::symm::{decrypt_aead, encrypt_aead, Cipher};
 
 use super::PgStore;
-use crate::store::{write_file, CaKey, CaKeyVault, FilesError};
+use crate::store::{read_secret, write_file, CaKey, CaKeyVault, FilesError};
 
 const KEK_LEN: usize = 32;
 const NONCE_LEN: usize = 12;
@@ -53,23 +52,25 @@ fn create_kek(path: &Path) -> Result<[u8; KEK_LEN], FilesError> {
             tracing::info!(key_file = %path.display(), "wrote a new key-encryption key for the CA keys in the database");
             Ok(kek)
         }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let bytes = std::fs::read(path).map_err(|source| FilesError::Io {
-                path: path.to_owned(),
-                source,
-            })?;
-            <[u8; KEK_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
-                vault(format!(
-                    "the key file {} is not {KEK_LEN} bytes",
-                    path.display()
-                ))
-            })
-        }
+        // Another process's key, in place first: that one is the key.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_kek(path),
         Err(source) => Err(FilesError::Io {
             path: path.to_owned(),
             source,
         }),
     }
+}
+
+/// The key file: private, and exactly 32 bytes.
+fn read_kek(path: &Path) -> Result<[u8; KEK_LEN], FilesError> {
+    let bytes = read_secret(path)?;
+    <[u8; KEK_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
+        vault(format!(
+            "the key file {} must hold exactly {KEK_LEN} bytes (it holds {})",
+            path.display(),
+            bytes.len()
+        ))
+    })
 }
 
 impl SealedKeys {
@@ -88,32 +89,7 @@ impl SealedKeys {
                 }
                 create_kek(path)?
             }
-            Err(e) => {
-                return Err(FilesError::Io {
-                    path: path.to_owned(),
-                    source: e,
-                })
-            }
-            Ok(meta) => {
-                let mode = meta.permissions().mode() & 0o777;
-                if mode & 0o077 != 0 {
-                    return Err(FilesError::InsecureKey {
-                        path: path.to_owned(),
-                        mode,
-                    });
-                }
-                let bytes = std::fs::read(path).map_err(|source| FilesError::Io {
-                    path: path.to_owned(),
-                    source,
-                })?;
-                <[u8; KEK_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
-                    vault(format!(
-                        "the key file {} must hold exactly {KEK_LEN} bytes (it holds {})",
-                        path.display(),
-                        bytes.len()
-                    ))
-                })?
-            }
+            _ => read_kek(path)?,
         };
         let keys = SealedKeys {
             store,

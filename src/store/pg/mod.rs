@@ -70,28 +70,14 @@ fn connector(cfg: &StoreConfig) -> Result<Connector, PgOpenError> {
         .parse()
         .map_err(|e| PgOpenError::Config(format!("url does not parse: {e}")))?;
     let password = match &cfg.password_file {
-        Some(file) => {
-            use std::os::unix::fs::PermissionsExt;
-            let bad = |e: &dyn std::fmt::Display| {
+        // Refused when group or others may read it, as key files are.
+        Some(file) => Some(
+            String::from_utf8_lossy(&crate::store::read_secret(file).map_err(|e| {
                 PgOpenError::Config(format!("password_file {}: {e}", file.display()))
-            };
-            let mode = std::fs::metadata(file)
-                .map_err(|e| bad(&e))?
-                .permissions()
-                .mode();
-            if mode & 0o077 != 0 {
-                return Err(bad(&format_args!(
-                    "has mode {:o}; a password file must not be readable by group or others (chmod 600)",
-                    mode & 0o777
-                )));
-            }
-            Some(
-                std::fs::read_to_string(file)
-                    .map_err(|e| bad(&e))?
-                    .trim_end_matches(['\n', '\r'])
-                    .to_owned(),
-            )
-        }
+            })?)
+            .trim_end_matches(['\n', '\r'])
+            .to_owned(),
+        ),
         None => std::env::var("CERTD_PG_PASSWORD").ok(),
     };
     // Read once; programs certd starts (autosign policies, command issuers, openssl)

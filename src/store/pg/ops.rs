@@ -308,20 +308,20 @@ fn get_request<C: GenericClient>(
     record(row, "requests")
 }
 
-/// Stores a request (its due-time index column with it); returns the one replaced.
+/// Stores a request, its due-time index column with it (the callers have read the
+/// one it replaces).
 fn put_request<C: GenericClient>(
     tx: &mut Tx<'_, C>,
     env: &EnvName,
     name: &str,
     rec: &RequestRecord,
-) -> Op<Option<RequestRecord>> {
-    let prev = get_request(tx, env, name)?;
+) -> Op<()> {
     tx.exec(
         "INSERT INTO certd_requests (env, certname, record, free_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (env, certname) DO UPDATE SET record = EXCLUDED.record, free_at = EXCLUDED.free_at",
         &[&env.as_str(), &name, &json(rec), &rec.order_free_at()],
     )?;
-    Ok(prev)
+    Ok(())
 }
 
 fn remove_request<C: GenericClient>(
@@ -386,11 +386,7 @@ pub(super) fn submit<C: GenericClient>(
     if pending && !rule.replace_pending {
         return Ok(SubmitOutcome::RequestPending);
     }
-    tx.exec(
-        "INSERT INTO certd_requests (env, certname, record, free_at) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (env, certname) DO UPDATE SET record = EXCLUDED.record, free_at = EXCLUDED.free_at",
-        &[&env.as_str(), &name.as_str(), &json(rec), &rec.order_free_at()],
-    )?;
+    put_request(tx, env, name.as_str(), rec)?;
     let (kind, detail) = rec.submit_event(pending);
     tx.log_detail(rec.submitted_at, env, name.as_str(), kind, detail);
     Ok(if pending {

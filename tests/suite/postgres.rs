@@ -780,3 +780,46 @@ fn a_write_that_times_out_on_the_lock_leaves_its_connection_usable() {
         .put_root_crl(&crl)
         .expect("the connection is usable again");
 }
+
+/// The database password given in `CERTD_PG_PASSWORD` is not passed on to the programs
+/// certd runs (here an autosign policy that records its environment).
+#[test]
+fn programs_certd_runs_do_not_inherit_the_database_password() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(pg) = Postgres::shared() else { return };
+    let db = pg.database();
+    let dir = tempfile::tempdir().unwrap();
+    let seen = dir.path().join("policy-env");
+    let policy = dir.path().join("policy.sh");
+    std::fs::write(
+        &policy,
+        format!("#!/bin/sh\nenv > '{}'\nexit 0\n", seen.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&policy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = format!(
+        "{FAST_CONFIG}[environments.production]\nautosign = \"{}\"\n[store]\nbackend = \"postgres\"\nurl = \"host=127.0.0.1 port={} dbname={db} user=certd\"\n",
+        policy.display(),
+        pg.port
+    );
+    std::fs::write(dir.path().join("certd.toml"), &config).unwrap();
+    let server = Server::start_env(
+        dir.path(),
+        &["--config", dir.path().join("certd.toml").to_str().unwrap()],
+        &[("CERTD_PG_PASSWORD", crate::common::pg::CERTD_PASSWORD)],
+    );
+    let key = KeyType::EcP256.generate().unwrap();
+    let csr = build_csr(&key, &Certname::parse("envcheck").unwrap(), &[]).unwrap();
+    let r = client(&server, None)
+        .put(server.url("/production/certificate_request/envcheck"))
+        .body(csr)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "the policy ran and signed");
+    let env = std::fs::read_to_string(&seen).unwrap();
+    assert!(!env.is_empty());
+    assert!(
+        !env.contains("CERTD_PG_PASSWORD") && !env.contains(crate::common::pg::CERTD_PASSWORD),
+        "{env}"
+    );
+}

@@ -57,22 +57,39 @@ impl App {
     pub fn certificate(&self, raw_env: &str, raw_name: &str) -> Result<CertificateView, AppError> {
         let env = self.env_ca(raw_env)?;
         let name = certname(raw_name)?;
-        match self.store.certificate(&env.name, &name)? {
-            None => Err(AppError::NotFound(format!("no certificate for {name}"))),
-            Some(CertRecord {
-                revocation: Some(r),
-                ..
-            }) => Err(AppError::Revoked {
-                certname: name,
-                revoked_at: r.revoked_at,
-                reason: r.reason.name(),
-            }),
-            Some(record) => Ok(CertificateView {
-                env: env.name.clone(),
-                certname: name,
-                record,
-            }),
-        }
+        let found = self.store.certificate(&env.name, &name)?;
+        certificate_view(&env, name, found)
+    }
+
+    /// [`App::certificate`] if the store can answer without waiting on the network;
+    /// `None`: call [`App::certificate`] where blocking is allowed.
+    pub fn certificate_now(
+        &self,
+        raw_env: &str,
+        raw_name: &str,
+    ) -> Option<Result<CertificateView, AppError>> {
+        self.certificate_read_now(self.env_ca(raw_env), raw_name, certificate_view)
+    }
+
+    /// Reads the certificate of `raw_name` in `env` if the store can answer without
+    /// waiting on the network, and makes `answer` of it; `None` when only a read that
+    /// may block can tell.
+    pub(super) fn certificate_read_now<T>(
+        &self,
+        env: Result<std::sync::Arc<EnvCa>, AppError>,
+        raw_name: &str,
+        answer: impl FnOnce(&EnvCa, Certname, Option<CertRecord>) -> Result<T, AppError>,
+    ) -> Option<Result<T, AppError>> {
+        let (env, name) = match env.and_then(|e| Ok((e, certname(raw_name)?))) {
+            Ok(found) => found,
+            Err(e) => return Some(Err(e)),
+        };
+        let found = self.store.certificate_now(&env.name, &name)?;
+        Some(
+            found
+                .map_err(AppError::from)
+                .and_then(|f| answer(&env, name, f)),
+        )
     }
 
     /// The issuing CA certificate of an environment (the `ca` name), DER.
@@ -477,4 +494,28 @@ pub(super) fn cert_record(der: &[u8], now: i64) -> Result<CertRecord, AppError> 
         revocation: None,
         fingerprints: Some(crate::store::StoredFingerprints::of_der(der)),
     })
+}
+
+/// What `GET certificate/{name}` answers for what the store holds.
+fn certificate_view(
+    env: &EnvCa,
+    name: Certname,
+    found: Option<CertRecord>,
+) -> Result<CertificateView, AppError> {
+    match found {
+        None => Err(AppError::NotFound(format!("no certificate for {name}"))),
+        Some(CertRecord {
+            revocation: Some(r),
+            ..
+        }) => Err(AppError::Revoked {
+            certname: name,
+            revoked_at: r.revoked_at,
+            reason: r.reason.name(),
+        }),
+        Some(record) => Ok(CertificateView {
+            env: env.name.clone(),
+            certname: name,
+            record,
+        }),
+    }
 }

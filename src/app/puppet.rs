@@ -283,12 +283,19 @@ impl App {
     pub fn puppet_certificate(&self, raw_name: &str) -> Result<(Vec<u8>, UnixTime), AppError> {
         let env = self.puppet_env()?;
         let name = certname(raw_name)?;
-        let c = self
-            .store
-            .certificate(&env.name, &name)?
-            .ok_or_else(|| AppError::NotFound(format!("Could not find certificate {name}")))?;
-        let pem = crate::ca::pem_encode("CERTIFICATE", &c.der);
-        Ok((pem, c.issued_at))
+        let found = self.store.certificate(&env.name, &name)?;
+        puppet_certificate_file(&name, found)
+    }
+
+    /// [`App::puppet_certificate`] if the store can answer without waiting on the
+    /// network; `None`: call that where blocking is allowed.
+    pub fn puppet_certificate_now(
+        &self,
+        raw_name: &str,
+    ) -> Option<Result<(Vec<u8>, UnixTime), AppError>> {
+        self.certificate_read_now(self.puppet_env(), raw_name, |_, name, found| {
+            puppet_certificate_file(&name, found)
+        })
     }
 
     /// `GET certificate/ca`: the bundle (issuing CA first, root last) and its mtime.
@@ -627,6 +634,16 @@ impl App {
         crls.insert(cn(&root), puppet_date(root_next));
         Ok(Expirations { ca_certs, crls })
     }
+}
+
+/// The certificate file Puppet serves (revoked ones too) and when it was issued.
+fn puppet_certificate_file(
+    name: &Certname,
+    found: Option<crate::store::CertRecord>,
+) -> Result<(Vec<u8>, UnixTime), AppError> {
+    let c =
+        found.ok_or_else(|| AppError::NotFound(format!("Could not find certificate {name}")))?;
+    Ok((crate::ca::pem_encode("CERTIFICATE", &c.der), c.issued_at))
 }
 
 #[cfg(test)]

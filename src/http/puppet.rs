@@ -207,19 +207,17 @@ async fn certificate(
     name: web::Path<String>,
 ) -> HttpResponse {
     let name = name.into_inner();
-    // Answered on the worker thread when the store answers from this process, as the
-    // native face's probes are (`resources::run_inline`): one store key or memory.
+    // Answered on the worker thread when the store can answer without the network (one
+    // local key, or its cache), as the native face's is.
     let result = if name == "ca" {
         app.puppet_ca_bundle()
     } else {
-        let lookup = {
-            let name = name.clone();
-            move |a: &App| a.puppet_certificate(&name)
-        };
-        let found = if app.reads_inline() {
-            lookup(&app)
-        } else {
-            run_raw(&app, lookup).await
+        let found = match app.puppet_certificate_now(&name) {
+            Some(found) => found,
+            None => {
+                let name = name.clone();
+                run_raw(&app, move |a: &App| a.puppet_certificate(&name)).await
+            }
         };
         found.map_err(|e| match e {
             AppError::InvalidInput(_) => {

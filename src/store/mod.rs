@@ -433,6 +433,18 @@ pub trait Store:
         true
     }
 
+    /// [`CertificateStore::certificate`] if this process can answer it without waiting
+    /// on the network (where reads are local, or from a cache); `None` when only a read
+    /// that may block can tell. What `GET certificate/{name}` tries on an HTTP worker
+    /// thread first.
+    fn certificate_now(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+    ) -> Option<Result<Option<CertRecord>, StoreError>> {
+        self.local_reads().then(|| self.certificate(env, name))
+    }
+
     /// Bytes the store takes on disk (0 for a store in memory).
     fn size_on_disk(&self) -> Result<u64, StoreError>;
 

@@ -11,6 +11,31 @@ use certd::ca::{build_csr, Certname, KeyType};
 
 const AUTOSIGN: &str = "[ca]\nkey_type = \"ec-p256\"\n[environments.production]\nautosign = true\n";
 
+/// An autosigning ECDSA CA on a new database of `pg`: (database, directory, server).
+fn autosigning_server(pg: &Postgres) -> (String, tempfile::TempDir, Server) {
+    let db = pg.database();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("{AUTOSIGN}{}", pg.store_toml(&db, dir.path()));
+    let server = Server::start(dir.path(), &config);
+    (db, dir, server)
+}
+
+/// Submits a CSR for `name` to production, expecting it signed at once (201).
+fn submit_autosigned(
+    server: &Server,
+    anon: &reqwest::blocking::Client,
+    key: &certd::ca::PrivateKey,
+    name: &str,
+) {
+    let csr = build_csr(key, &Certname::parse(name).unwrap(), &[]).unwrap();
+    let r = anon
+        .put(server.url(&format!("/production/certificate_request/{name}")))
+        .body(csr)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{name}");
+}
+
 /// Runs `certd serve` expecting it to fail at start; its stderr.
 fn start_fails(dir: &std::path::Path, config: &str) -> String {
     let cfg = dir.join("certd.toml");
@@ -37,23 +62,13 @@ fn error_line(stderr: &str) -> String {
 #[test]
 fn a_ca_on_postgres_issues_revokes_and_keeps_it_all_across_a_restart() {
     let Some(pg) = Postgres::shared() else { return };
-    let db = pg.database();
-    let dir = tempfile::tempdir().unwrap();
-    let config = format!("{AUTOSIGN}{}", pg.store_toml(&db, dir.path()));
-    let server = Server::start(dir.path(), &config);
+    let (db, dir, server) = autosigning_server(pg);
     let (cert, key) = admin(&server);
     let admin_c = client(&server, Some((&cert, &key)));
     let anon = client(&server, None);
     let key_pair = KeyType::EcP256.generate().unwrap();
     for i in 0..20 {
-        let name = format!("pg{i}");
-        let csr = build_csr(&key_pair, &Certname::parse(&name).unwrap(), &[]).unwrap();
-        let r = anon
-            .put(server.url(&format!("/production/certificate_request/{name}")))
-            .body(csr)
-            .send()
-            .unwrap();
-        assert_eq!(r.status(), 201, "{name}");
+        submit_autosigned(&server, &anon, &key_pair, &format!("pg{i}"));
     }
     let r = admin_c
         .delete(server.url("/production/certificate/pg3"))
@@ -266,10 +281,7 @@ fn a_user_without_create_rights_is_told_and_a_dba_applied_schema_works() {
 #[test]
 fn a_database_restart_under_load_gives_503s_then_recovers_losing_nothing() {
     let Some(pg) = Postgres::start() else { return };
-    let db = pg.database();
-    let dir = tempfile::tempdir().unwrap();
-    let config = format!("{AUTOSIGN}{}", pg.store_toml(&db, dir.path()));
-    let server = Server::start(dir.path(), &config);
+    let (db, _dir, server) = autosigning_server(&pg);
     let acked = Arc::new(Mutex::new(Vec::new()));
     let codes = Arc::new(Mutex::new(std::collections::BTreeMap::<u16, usize>::new()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -375,6 +387,90 @@ fn a_database_restart_under_load_gives_503s_then_recovers_losing_nothing() {
     );
 }
 
+/// What a node holds it keeps answering while the database is away: a certificate read
+/// before is served (native and Puppet faces, GET and HEAD, the same bytes); one never
+/// read is 503. And what it holds never hides a change: a revocation and a renewal by a
+/// clean and a new submission are seen by the next read.
+#[test]
+fn certificates_read_before_the_database_went_away_are_still_served() {
+    let Some(pg) = Postgres::start() else { return };
+    let (_, _dir, server) = autosigning_server(&pg);
+    let anon = client(&server, None);
+    let (cert, key) = admin(&server);
+    let admin = client(&server, Some((&cert, &key)));
+    let agent_key = KeyType::EcP256.generate().unwrap();
+    let submit = |name: &str| submit_autosigned(&server, &anon, &agent_key, name);
+    let get = |path: &str| {
+        let r = anon.get(server.url(path)).send().unwrap();
+        (r.status().as_u16(), r.bytes().unwrap().to_vec())
+    };
+    let head = |path: &str| {
+        anon.head(server.url(path))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    for name in ["kept1", "kept2", "unread", "revoked", "renamed"] {
+        submit(name);
+    }
+    let mut held = Vec::new();
+    for path in [
+        "/production/certificate/kept1",
+        "/production/certificate/kept2",
+        "/puppet-ca/v1/certificate/kept1",
+    ] {
+        let (code, body) = get(path);
+        assert_eq!(code, 200, "{path}");
+        held.push((path, body));
+    }
+    // Read, then changed: the next read sees the change, not what was read.
+    assert_eq!(get("/production/certificate/revoked").0, 200);
+    let r = admin
+        .delete(server.url("/production/certificate/revoked"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(head("/production/certificate/revoked"), 410);
+    let (_, before) = get("/production/certificate/renamed");
+    let r = admin
+        .put(server.url("/puppet-ca/v1/clean"))
+        .json(&serde_json::json!({"certnames": ["renamed"]}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().unwrap_or_default());
+    assert_eq!(head("/production/certificate/renamed"), 404);
+    submit("renamed");
+    let (code, after) = get("/production/certificate/renamed");
+    assert_eq!(code, 200);
+    assert_ne!(before, after, "the cleaned certificate was served again");
+
+    pg.stop_immediate();
+    for (path, body) in &held {
+        let (code, now) = get(path);
+        assert_eq!(code, 200, "{path} while the database is down");
+        assert_eq!(&now, body, "{path}");
+    }
+    assert_eq!(head("/production/certificate/kept2"), 200);
+    assert_eq!(head("/production/certificate/revoked"), 410);
+    let r = anon
+        .get(server.url("/production/certificate/unread"))
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        503,
+        "a certificate never read needs the database"
+    );
+    assert!(r.headers().contains_key("retry-after"));
+    pg.restart();
+    let start = Instant::now();
+    while get("/production/certificate/unread").0 != 200 {
+        assert!(start.elapsed() < Duration::from_secs(10), "not back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// With the postgres backend every CA key (the root, each issuing CA, one made at run
 /// time included) is in the database, sealed with AES-256-GCM under the key file, and
 /// bound to its place: a wrong or missing key file, or two rows swapped, stop certd with
@@ -382,10 +478,8 @@ fn a_database_restart_under_load_gives_503s_then_recovers_losing_nothing() {
 #[test]
 fn ca_keys_live_in_the_database_sealed_and_bound_to_their_place() {
     let Some(pg) = Postgres::shared() else { return };
-    let db = pg.database();
-    let dir = tempfile::tempdir().unwrap();
+    let (db, dir, server) = autosigning_server(pg);
     let config = format!("{AUTOSIGN}{}", pg.store_toml(&db, dir.path()));
-    let server = Server::start(dir.path(), &config);
     let data = dir.path().join("data");
     let (cert, key) = admin(&server);
     let r = client(&server, Some((&cert, &key)))

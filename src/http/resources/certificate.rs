@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
-use super::{negotiated, only, page_response, query, run, run_inline};
+use super::{negotiated, only, page_response, query, run};
 use crate::app::{App, ListQuery, Signing};
 use crate::ca::Digest;
 use crate::http::body;
@@ -67,9 +67,10 @@ pub async fn get(
             Repr::Pem | Repr::Json => negotiated(ctype).body(chain),
         });
     }
-    let view = {
-        let (env, name) = (env.clone(), name.clone());
-        run_inline(&app, move |a| a.certificate(&env, &name)).await?
+    // On the worker thread when the store can answer without the network.
+    let view = match app.certificate_now(&env, &name) {
+        Some(found) => found?,
+        None => run(&app, move |a| a.certificate(&env, &name)).await?,
     };
     Ok(match repr {
         Repr::Pem => negotiated(ctype).body(view.pem()),

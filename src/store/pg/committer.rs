@@ -8,6 +8,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use super::batch::Pipe;
+use super::cache::CertCache;
 use super::lanes::Connector;
 use crate::ca::{Certname, EnvName};
 use crate::store::pending::IssueFill;
@@ -45,7 +46,14 @@ pub(super) struct Committer {
 impl Committer {
     /// Starts the committer thread; a batch not committed within `limit` (plus the
     /// time to connect) is abandoned with its connection, its waiters told unavailable.
-    pub(super) fn start(connector: Connector, limit: std::time::Duration) -> Committer {
+    /// The certificates of each batch leave `cache` once its transaction has ended
+    /// (fills held off for `settle` when its outcome is unknown).
+    pub(super) fn start(
+        connector: Connector,
+        limit: std::time::Duration,
+        cache: Arc<CertCache>,
+        settle: std::time::Duration,
+    ) -> Committer {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
@@ -58,7 +66,7 @@ impl Committer {
                 // However the thread ends (a panic included), nothing queued or queued
                 // later waits for it.
                 let _closed = CloseOnExit(&s);
-                run(&s, &connector, limit)
+                run(&s, &connector, limit, &cache, settle)
             });
         let thread = match thread {
             Ok(t) => Some(t),
@@ -124,7 +132,13 @@ impl Shared {
     }
 }
 
-fn run(shared: &Shared, connector: &Connector, limit: std::time::Duration) {
+fn run(
+    shared: &Shared,
+    connector: &Connector,
+    limit: std::time::Duration,
+    cache: &CertCache,
+    settle: std::time::Duration,
+) {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -170,6 +184,13 @@ fn run(shared: &Shared, connector: &Connector, limit: std::time::Duration) {
             micros = started.elapsed().as_micros() as u64,
             "committed a batch"
         );
+        for s in &subs {
+            let names = std::iter::once(&s.name);
+            match &result {
+                Ok(_) => cache.remove(&s.env, names),
+                Err(_) => cache.remove_uncertain(&s.env, names, settle),
+            }
+        }
         let closed = p.is_closed();
         shared.up.store(!closed, Ordering::Relaxed);
         if closed {

@@ -6,6 +6,7 @@
 //! committer batches them into one flush.
 
 mod batch;
+mod cache;
 mod committer;
 mod keys;
 mod lanes;
@@ -13,6 +14,7 @@ mod migrations;
 mod ops;
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
@@ -21,6 +23,7 @@ use tokio_postgres::config::{Host, SslMode as PgSslMode};
 
 use super::*;
 use crate::config::{SslMode, StoreConfig};
+use cache::CertCache;
 use committer::Committer;
 pub use keys::SealedKeys;
 use lanes::{Connector, Lanes};
@@ -60,6 +63,11 @@ type KeyRow = (String, String, Vec<u8>, Vec<u8>);
 pub struct PgStore {
     lanes: Lanes,
     committer: Committer,
+    /// Certificates read, so that `GET certificate` needs no round trip.
+    cache: Arc<CertCache>,
+    /// How long a write may still be ending on the server after its caller heard of a
+    /// failure (statement and idle-in-transaction timeouts).
+    settle: Duration,
     target: String,
 }
 
@@ -172,10 +180,14 @@ impl PgStore {
             cfg.pool_size.saturating_sub(1).max(1),
             wait,
         );
-        let committer = Committer::start(connector, wait);
+        let cache = Arc::new(CertCache::new(cache::CACHE_BYTES));
+        let settle = wait * 3;
+        let committer = Committer::start(connector, wait, cache.clone(), settle);
         Ok(PgStore {
             lanes,
             committer,
+            cache,
+            settle,
             target,
         })
     }
@@ -244,6 +256,25 @@ impl PgStore {
         f: impl FnMut(&mut ops::Tx<'_, postgres::Client>) -> ops::Op<R> + Send + 'static,
     ) -> Result<R, StoreError> {
         self.lanes.call(move |conn| ops::write(conn, f))
+    }
+
+    /// [`PgStore::write`] of a change to the certificates of `names`: they leave the
+    /// cache once the transaction has ended, on the lane, before the caller hears.
+    fn write_certs<R: Send + 'static>(
+        &self,
+        env: &EnvName,
+        names: Vec<Certname>,
+        f: impl FnMut(&mut ops::Tx<'_, postgres::Client>) -> ops::Op<R> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (cache, env, settle) = (self.cache.clone(), env.clone(), self.settle);
+        self.lanes.call(move |conn| {
+            let r = ops::write(conn, f);
+            match &r {
+                Ok(_) => cache.remove(&env, &names),
+                Err(_) => cache.remove_uncertain(&env, &names, settle),
+            }
+            r
+        })
     }
 }
 
@@ -379,8 +410,10 @@ impl CertificateStore for PgStore {
         csr_der: &[u8],
         cert: &CertRecord,
     ) -> Result<IssueOutcome, StoreError> {
-        let (env, name, csr, cert) = (env.clone(), name.clone(), csr_der.to_vec(), cert.clone());
-        self.write(move |tx| ops::issue(tx, &env, &name, &csr, &cert))
+        let (e, n, csr, cert) = (env.clone(), name.clone(), csr_der.to_vec(), cert.clone());
+        self.write_certs(env, vec![name.clone()], move |tx| {
+            ops::issue(tx, &e, &n, &csr, &cert)
+        })
     }
 
     fn submit_issued(
@@ -419,8 +452,10 @@ impl CertificateStore for PgStore {
         old_serial: &[u8],
         cert: &CertRecord,
     ) -> Result<RenewOutcome, StoreError> {
-        let (env, name, old, cert) = (env.clone(), name.clone(), old_serial.to_vec(), cert.clone());
-        self.write(move |tx| ops::renew(tx, &env, &name, &old, &cert))
+        let (e, n, old, cert) = (env.clone(), name.clone(), old_serial.to_vec(), cert.clone());
+        self.write_certs(env, vec![name.clone()], move |tx| {
+            ops::renew(tx, &e, &n, &old, &cert)
+        })
     }
 
     fn certificate(
@@ -428,8 +463,16 @@ impl CertificateStore for PgStore {
         env: &EnvName,
         name: &Certname,
     ) -> Result<Option<CertRecord>, StoreError> {
-        let (env, name) = (env.clone(), name.clone());
-        self.read(move |tx| ops::certificate(tx, &env, &name))
+        if let Some(rec) = self.cache.get(env, name) {
+            return Ok(Some(rec));
+        }
+        let seen = self.cache.generation();
+        let (e, n) = (env.clone(), name.clone());
+        let found = self.read(move |tx| ops::certificate(tx, &e, &n))?;
+        if let Some(rec) = &found {
+            self.cache.fill(seen, env, name, rec);
+        }
+        Ok(found)
     }
 
     fn certname_by_serial(
@@ -447,8 +490,10 @@ impl CertificateStore for PgStore {
         name: &Certname,
         revocation: Revocation,
     ) -> Result<RevokeOutcome, StoreError> {
-        let (env, name) = (env.clone(), name.clone());
-        self.write(move |tx| ops::revoke(tx, &env, &name, revocation))
+        let (e, n) = (env.clone(), name.clone());
+        self.write_certs(env, vec![name.clone()], move |tx| {
+            ops::revoke(tx, &e, &n, revocation)
+        })
     }
 
     fn clean(
@@ -457,8 +502,10 @@ impl CertificateStore for PgStore {
         name: &Certname,
         revocation: Revocation,
     ) -> Result<CleanOutcome, StoreError> {
-        let (env, name) = (env.clone(), name.clone());
-        self.write(move |tx| ops::clean(tx, &env, &name, revocation, false))
+        let (e, n) = (env.clone(), name.clone());
+        self.write_certs(env, vec![name.clone()], move |tx| {
+            ops::clean(tx, &e, &n, revocation, false)
+        })
     }
 
     fn clean_certified(
@@ -467,12 +514,11 @@ impl CertificateStore for PgStore {
         names: &[Certname],
         revocation: Revocation,
     ) -> Result<Vec<CleanOutcome>, StoreError> {
-        let (env, names) = (env.clone(), names.to_vec());
-        self.write(move |tx| {
+        let (e, ns) = (env.clone(), names.to_vec());
+        self.write_certs(env, names.to_vec(), move |tx| {
             // A name given twice is cleaned once: the second time finds nothing.
-            names
-                .iter()
-                .map(|name| ops::clean(tx, &env, name, revocation, true))
+            ns.iter()
+                .map(|name| ops::clean(tx, &e, name, revocation, true))
                 .collect()
         })
     }
@@ -550,6 +596,14 @@ impl Store for PgStore {
         false
     }
 
+    fn certificate_now(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+    ) -> Option<Result<Option<CertRecord>, StoreError>> {
+        self.cache.get(env, name).map(|rec| Ok(Some(rec)))
+    }
+
     fn request_and_has_certificate(
         &self,
         env: &EnvName,
@@ -569,8 +623,11 @@ impl Store for PgStore {
     fn import(&self, snapshot: &Snapshot) -> Result<(), StoreError> {
         let snapshot = snapshot.clone();
         // Writes many rows: no caller-side limit (the statement timeout bounds each).
-        self.lanes
-            .call_unbounded(move |conn| ops::write(conn, |tx| ops::import(tx, &snapshot)))
+        let r = self
+            .lanes
+            .call_unbounded(move |conn| ops::write(conn, |tx| ops::import(tx, &snapshot)));
+        self.cache.clear();
+        r
     }
 
     fn snapshot(&self) -> Result<Snapshot, StoreError> {

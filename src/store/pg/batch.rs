@@ -7,7 +7,8 @@
 //! lookup or an insert from arrays, so its cached generic plan is right whatever the
 //! tables held when it was made (a join with the unnested names, planned anew each time
 //! to stay safe, spent 43% of the server's CPU in the planner). A failed statement aborts the transaction, and the
-//! `COMMIT` after it then rolls it back. Each statement waits for the one before it, so
+//! `COMMIT` after it then rolls it back; one the client refused before sending it turns
+//! the `COMMIT` into a `ROLLBACK` ([`commit_after`]). Each statement waits for the one before it, so
 //! the lock is held before the read's snapshot is taken.
 //!
 //! Measured, ECDSA CA, 8 keep-alive agents: one statement per submission and step, 827
@@ -19,7 +20,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 
-use futures_util::future::{join3, join_all, try_join, try_join3};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures_util::future::{join, join3, join_all, try_join, try_join3};
 use postgres_openssl::MakeTlsConnector;
 use tokio::runtime::Runtime;
 use tokio_postgres::types::ToSql;
@@ -71,7 +74,8 @@ pub(super) struct Pipe {
 }
 
 /// A statement under way on the pipelined connection.
-type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T, tokio_postgres::Error>> + Send + 'a>>;
+type Pending<'a, T, E = tokio_postgres::Error> =
+    Pin<Box<dyn Future<Output = Result<T, E>> + Send + 'a>>;
 
 impl Pipe {
     /// Opens the connection (its driver a task of `rt`) and prepares the statements.
@@ -213,6 +217,8 @@ impl Pipe {
             .iter()
             .map(|(env, rows)| WriteParams::of(env, rows))
             .collect();
+        let audit = AuditParams::of(&events);
+        let audit_refs = audit.refs();
         let mut writes: Vec<Pending<'_, u64>> = Vec::new();
         for p in &params {
             for name in &p.gone {
@@ -256,27 +262,20 @@ impl Pipe {
                 }));
             }
         }
-        let audit = AuditParams::of(&events);
-        let audit_refs = audit.refs();
-        let appended = async {
-            if events.is_empty() {
-                Ok(0)
-            } else {
+        if !events.is_empty() {
+            writes.push(Box::pin(async {
                 self.client.execute(&self.audit, &audit_refs).await
-            }
-        };
-        let (written, appended, committed) = join3(
-            join_all(writes),
-            appended,
-            self.client.batch_execute("COMMIT"),
-        )
+            }));
+        }
+        let (written, ended) = commit_after(writes, |commit| {
+            self.client
+                .batch_execute(if commit { "COMMIT" } else { "ROLLBACK" })
+        })
         .await;
-        // A failed write or append aborted the transaction: its COMMIT rolled back.
         for w in written {
             w?;
         }
-        appended?;
-        committed?;
+        ended?;
         Ok(out)
     }
 
@@ -287,6 +286,35 @@ impl Pipe {
         }
         OpError::Pg(e)
     }
+}
+
+/// Runs `writes` and then ends the transaction with `end`, pipelined: every write is
+/// polled, and so sent, before `end` is called. A failed write the server saw aborted
+/// the transaction, so a `COMMIT` after it rolls back; a write the client refused before
+/// sending it (it failed on its first poll: an encoding error) left nothing on the server
+/// to abort, so `end` is told to roll back (`false`) instead of committing what went.
+/// Either way no batch commits without all its writes.
+async fn commit_after<'a, T, E, C>(
+    writes: Vec<Pending<'a, T, E>>,
+    end: impl FnOnce(bool) -> C,
+) -> (Vec<Result<T, E>>, Result<(), E>)
+where
+    C: Future<Output = Result<(), E>>,
+{
+    let refused = AtomicBool::new(false);
+    let watched = join_all(writes.into_iter().map(|w| {
+        let refused = &refused;
+        async move {
+            let r = w.await;
+            if r.is_err() {
+                refused.store(true, Ordering::Relaxed);
+            }
+            r
+        }
+    }));
+    // A join polls in order: this first runs after every write's first poll.
+    let ending = async { end(!refused.load(Ordering::Relaxed)).await };
+    join(watched, ending).await
 }
 
 /// A submission's lookup (its name's request and certificate, whether its serial is
@@ -465,5 +493,66 @@ impl AuditParams {
             &self.kinds,
             &self.details,
         ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::task::Poll;
+
+    type Write = Pin<Box<dyn Future<Output = Result<u64, String>> + Send>>;
+
+    /// Runs `commit_after` on `writes`; what `end` was told (true: commit).
+    fn ending(writes: Vec<Write>) -> (Vec<Result<u64, String>>, bool) {
+        let told = Mutex::new(None);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (written, ended) = rt.block_on(commit_after(writes, |commit| {
+            *told.lock().unwrap() = Some(commit);
+            futures_util::future::ready(Ok(()))
+        }));
+        assert!(ended.is_ok());
+        let told = told.lock().unwrap().expect("end was called");
+        (written, told)
+    }
+
+    /// A write that answers only after the end was sent, as the server's answers come.
+    fn answered_later(r: Result<u64, String>) -> Write {
+        let mut polled = false;
+        let mut r = Some(r);
+        Box::pin(futures_util::future::poll_fn(move |cx| {
+            if polled {
+                Poll::Ready(r.take().unwrap())
+            } else {
+                polled = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }))
+    }
+
+    #[test]
+    fn a_write_refused_before_it_was_sent_rolls_the_batch_back() {
+        let refused: Write = Box::pin(futures_util::future::ready(Err("encoding".into())));
+        let (written, commit) = ending(vec![answered_later(Ok(1)), refused]);
+        assert!(
+            !commit,
+            "a COMMIT followed a write that never reached the server"
+        );
+        assert!(written[1].is_err());
+    }
+
+    #[test]
+    fn writes_the_server_answers_are_followed_by_commit() {
+        let (written, commit) = ending(vec![answered_later(Ok(1)), answered_later(Ok(2))]);
+        assert!(commit);
+        assert_eq!(written, vec![Ok(1), Ok(2)]);
+        // A write the server refuses aborted the transaction there: its COMMIT rolls back.
+        let (written, commit) = ending(vec![answered_later(Err("unique".into()))]);
+        assert!(commit);
+        assert!(written[0].is_err());
     }
 }

@@ -2,6 +2,7 @@
 //! `http` and `cli` call these; this module calls `ca`, `store` and `authz`.
 
 pub mod autosign;
+mod backup;
 mod certificates;
 mod crl;
 mod environments;
@@ -26,6 +27,7 @@ use crate::ca::{CaError, CaPair, CertInfo, Certname, Clock, EnvName, Rng, UnixTi
 use crate::config::{Config, EnvConfig};
 use crate::store::{DataDir, FilesError, Store, StoreError};
 
+pub use backup::{copy_installation, BackupMade, BackupStoreOpener, CopyCounts, Installation};
 pub use certificates::{CertificateView, Issued, Signing};
 pub use crl::CrlView;
 pub use environments::{EnvChange, EnvView};
@@ -216,6 +218,9 @@ pub struct App {
     metrics: metrics::Metrics,
     /// The issuer lanes ("env/issuer") with an order being worked now.
     order_lanes: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Backups through the server, when `[store] backup_dir` is set and the composition
+    /// root said how to open their stores ([`App::with_backups`]).
+    backups: Option<backup::Backups>,
 }
 
 /// One admitted signing; releases its place when dropped.
@@ -335,6 +340,7 @@ impl App {
             orders_signal: (std::sync::Mutex::new(0), std::sync::Condvar::new()),
             metrics: metrics::Metrics::default(),
             order_lanes: std::sync::Mutex::new(std::collections::HashSet::new()),
+            backups: None,
         })
     }
 

@@ -225,7 +225,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 Arc::new(SystemClock),
                 Arc::new(OsRng),
             )
-            .with_context(|| format!("opening {}", data.root().display()))?;
+            .with_context(|| format!("opening {}", data.root().display()))?
+            // A backup is a data directory on sled, whichever store this one is on.
+            .with_backups(Box::new(|data: &DataDir| {
+                let store = SledStore::open(&data.store_dir())?;
+                Ok(Arc::new(store) as Arc<dyn Store>)
+            }));
             let app = Arc::new(app);
             let workers = app
                 .spawn_workers()

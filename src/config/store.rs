@@ -61,6 +61,10 @@ pub struct StoreConfig {
     /// in the database; relative to the configuration file's directory, or the data
     /// directory's `store.key` when absent. Never stored in the database.
     pub key_file: Option<PathBuf>,
+    /// Where `POST /backups` writes backups (each a complete sled data directory);
+    /// relative to the configuration file's directory. Absent: no backups through the
+    /// server.
+    pub backup_dir: Option<PathBuf>,
 }
 
 impl Default for StoreConfig {
@@ -75,6 +79,7 @@ impl Default for StoreConfig {
             sslmode: SslMode::Disable,
             ssl_root_cert: None,
             key_file: None,
+            backup_dir: None,
         }
     }
 }
@@ -87,6 +92,7 @@ impl StoreConfig {
             &mut self.password_file,
             &mut self.ssl_root_cert,
             &mut self.key_file,
+            &mut self.backup_dir,
         ]
         .into_iter()
         .flatten()

@@ -28,12 +28,15 @@ pub use identity::Caller;
 
 /// Every route, registered in one place. A method a resource does not support is a 405.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    use resources::{certificate, crl, environments, events, method_not_allowed, request, status};
+    use resources::{
+        backups, certificate, crl, environments, events, method_not_allowed, request, status,
+    };
     let resource = |path: &str| web::resource(path).default_service(web::to(method_not_allowed));
     cfg.configure(puppet::routes);
     cfg.service(resource("/status").route(web::get().to(status::server)))
         .service(resource("/metrics").route(web::get().to(metrics::metrics)))
         .service(resource("/environments").route(web::get().to(environments::list)))
+        .service(resource("/backups").route(web::post().to(backups::create)))
         .service(
             resource("/environments/{env}")
                 .route(web::get().to(environments::get))

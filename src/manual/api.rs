@@ -19,6 +19,10 @@
 //! together; one more is 409 `too-many-environments`. A new environment's client certificates work at once: the next TLS handshake
 //! switches to a context whose verify store holds the new CA (OpenSSL's servername
 //! callback runs for every ClientHello, with or without SNI).
+//! Global admins also take a backup of the running server: `POST /backups` writes one
+//! into `[store] backup_dir` on the server's host (201 with its path and counts; 409
+//! `backups-not-configured` without one; see [`postgres`](super::postgres), "Copies and
+//! backups").
 //! Roles, per environment (`tests/suite/tenancy.rs` checks 10 callers × 14 endpoints × 2
 //! environments against a written table, among them a global admin's name signed by a
 //! tenant's CA and a renewed node's pre-renewal certificate after the node's revocation):

@@ -144,7 +144,19 @@
 //! target's vault or files, copies the data directory's other files (`ca/root.pem`, the
 //! mark of a set-up directory, last), then reads the target back and compares. A target
 //! that is set up or not empty is refused. A sled source must be stopped (sled allows
-//! one process); a backup of a running sled installation is not built.
+//! one process).
+//!
+//! A running server is backed up through itself: `POST /backups` (global admins; the
+//! resource exists when `[store] backup_dir` is set) runs the same copy
+//! ([`copy_installation`](crate::app::copy_installation), `src/app/backup.rs`) from the
+//! server's own store and data directory into a new sled data directory there, named
+//! `NAME.partial` until it is complete and checked, then renamed. Nothing of the request
+//! names the place. The CA keys stay on the host: a backup that streamed them over
+//! HTTP would serve private keys, which certd never does. sled has no consistent read
+//! of several trees, so a snapshot holds a lock every sled write takes shared
+//! (`Core::writers`): writes wait while it reads. `tests/suite/backup.rs` takes one
+//! while 8 agents issue; without that lock its snapshot held certificates whose events
+//! were not in its audit log (3 runs of 3).
 //!
 //! What a copy answers, byte for byte (`tests/suite/postgres.rs`, an RSA CA so that
 //! signatures are deterministic): statuses, request listings, chains, CRLs, events,

@@ -9,13 +9,14 @@
 //! - the Puppet face: [`puppet_face`], and with the real Puppet tools [`puppet_clients`];
 //! - issuers and orders, with real cfssl and downstream certd: [`issuers`];
 //! - what fails: [`crash`] (SIGKILL, SIGTERM), [`disk_full`], [`races`], [`hostile`],
-//!   [`limits`];
+//!   [`limits`]; backups of a running server: [`backup`];
 //! - the store against its model: [`store_model`]; the command line: [`cli`], [`bench`].
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
 mod common;
 
+mod backup;
 mod bench;
 mod cli;
 mod crash;

@@ -1,6 +1,7 @@
 //! Thin handlers, one module per resource. Each extracts, runs one use case of `app` on
 //! a blocking thread (store I/O and signing must not stall the executor), and renders.
 
+pub mod backups;
 pub mod certificate;
 pub mod crl;
 pub mod environments;

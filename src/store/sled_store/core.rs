@@ -21,6 +21,10 @@ pub(super) struct Core {
     pub(super) audit: Tree,
     pub(super) envs: RwLock<HashMap<EnvName, Arc<EnvTrees>>>,
     pub(super) commit: GroupCommit,
+    /// Held shared by every write, exclusively by a snapshot: sled reads no consistent
+    /// view of several trees, so a snapshot (a backup of a running server) keeps
+    /// writers out while it reads.
+    pub(super) writers: RwLock<()>,
 }
 
 /// sled's page cache size.
@@ -140,11 +144,17 @@ impl Core {
             db,
             envs: RwLock::new(HashMap::new()),
             commit: GroupCommit::default(),
+            writers: RwLock::new(()),
         })
     }
 }
 
 impl Core {
+    /// What every write holds (see [`Core::writers`]).
+    pub(super) fn writing(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.writers.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub(super) fn env(&self, env: &EnvName) -> Result<Arc<EnvTrees>, StoreError> {
         if let Some(t) = self.envs.read().unwrap_or_else(|p| p.into_inner()).get(env) {
             return Ok(t.clone());
@@ -177,6 +187,7 @@ impl Core {
         f: impl Fn(&Tx) -> TxResult<R>,
     ) -> Result<R, StoreError> {
         let t = self.env(env)?;
+        let _writing = self.writing();
         (
             &t.requests,
             &t.orders_due,

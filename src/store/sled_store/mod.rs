@@ -92,6 +92,7 @@ impl EnvironmentStore for SledStore {
         at: UnixTime,
     ) -> Result<(), StoreError> {
         self.with(|core| {
+            let _writing = core.writing();
             (&core.environments, &core.audit, &core.meta)
                 .transaction(|(envs, audit, meta)| {
                     envs.insert(env.as_str(), encode(rec))?;
@@ -501,7 +502,9 @@ impl CrlStore for SledStore {
 
     fn put_crl(&self, env: &EnvName, crl: &CrlRecord) -> Result<(), StoreError> {
         self.with(|core| {
-            core.env(env)?
+            let trees = core.env(env)?;
+            let _writing = core.writing();
+            trees
                 .meta
                 .insert(schema::KEY_CRL, encode(crl))
                 .map_err(engine)?;
@@ -520,6 +523,7 @@ impl CrlStore for SledStore {
 
     fn put_root_crl(&self, crl: &CrlRecord) -> Result<(), StoreError> {
         self.with(|core| {
+            let _writing = core.writing();
             core.meta
                 .insert(schema::KEY_ROOT_CRL, encode(crl))
                 .map_err(engine)?;
@@ -597,6 +601,8 @@ impl Store for SledStore {
 
     fn snapshot(&self) -> Result<Snapshot, StoreError> {
         self.with(|core| {
+            // Writers wait until it is read: one consistent view (see `Core::writers`).
+            let _alone = core.writers.write().unwrap_or_else(|p| p.into_inner());
             let mut snap = Snapshot {
                 root_crl: self.root_crl()?,
                 ..Snapshot::default()
@@ -654,6 +660,7 @@ impl Store for SledStore {
             return Err(StoreError::NotEmpty);
         }
         self.with(|core| {
+            let _writing = core.writing();
             let put = |tree: &sled::Tree, k: &[u8], v: &[u8]| -> Result<(), StoreError> {
                 tree.insert(k, v).map(|_| ()).map_err(engine)
             };

@@ -466,3 +466,50 @@ pub fn write_private(path: &Path, bytes: &[u8]) {
         .unwrap();
     std::io::Write::write_all(&mut f, bytes).unwrap();
 }
+
+/// What a server answers to the read resources, for comparing two servers byte for
+/// byte: statuses, requests, certificates (PEM and fingerprint), chains, CRLs, the
+/// environments and the audit log.
+pub fn answers(server: &Server, envs: &[&str], names: &[&str]) -> Vec<(String, Vec<u8>)> {
+    let (cert, key) = admin(server);
+    let adm = client(server, Some((&cert, &key)));
+    let mut paths = vec!["/environments".to_owned()];
+    for env in envs {
+        for p in [
+            "certificate_statuses/*",
+            "certificate_requests/",
+            "certificate/ca",
+            "certificate_revocation_list/ca",
+            "events",
+        ] {
+            paths.push(format!("/{env}/{p}"));
+        }
+    }
+    let mut out = Vec::new();
+    for p in &paths {
+        let r = adm.get(server.url(p)).send().unwrap();
+        assert_eq!(r.status(), 200, "{p}");
+        out.push((p.clone(), r.bytes().unwrap().to_vec()));
+    }
+    for n in names {
+        let p = format!("/production/certificate/{n}");
+        let pem = adm.get(server.url(&p)).send().unwrap().bytes().unwrap();
+        let fp = adm
+            .get(server.url(&p))
+            .header("accept", "x-cert/fingerprint;digest=sha256")
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap();
+        let status = adm
+            .get(server.url(&format!("/production/certificate_status/{n}")))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap();
+        out.push((p.clone(), pem.to_vec()));
+        out.push((format!("{p} fingerprint"), fp.to_vec()));
+        out.push((format!("{p} status"), status.to_vec()));
+    }
+    out
+}

@@ -117,8 +117,8 @@
 //! `GET`/`HEAD certificate/{name}` (both faces) first asks
 //! [`Store::certificate_now`](crate::store::Store::certificate_now): the PostgreSQL store
 //! answers it from a certificate cache (`src/store/pg/cache.rs`, at most 16 MiB, filled
-//! by reads, entries dropped at random when full) on the worker thread, and only a miss
-//! goes to the database. So a probe costs what it costs on sled, and certificates read
+//! by reads and by the certificates an autosigned batch stored, entries dropped at random
+//! when full) on the worker thread, and only a miss goes to the database. So a probe costs what it costs on sled, and certificates read
 //! before the database went away keep being served while it is away (one never read is
 //! 503); the CA chain and the CRL are held in memory anyway.
 //!
@@ -127,7 +127,9 @@
 //! drops the names it touched once its transaction has ended, on the connection's
 //! thread, before its caller hears; a read that missed fills the cache only if no such
 //! drop happened while it read (a generation count), so a row read before a commit
-//! never lands after it; and a write whose outcome is unknown (the connection broke,
+//! never lands after it; an autosigned batch keeps the certificates it stored only if no
+//! other write ended while it ran (one that committed after it, a revocation of the same
+//! name, may already have dropped the name); and a write whose outcome is unknown (the connection broke,
 //! so it may still commit on the server) stops fills for three statement timeouts.
 //! `tests/suite/store_model.rs` reads every certificate after every operation, against
 //! the model. Several nodes writing one database each need the others' changes: that

@@ -108,6 +108,44 @@ impl CertCache {
         }
     }
 
+    /// After a write that ended, begun when [`generation`](Self::generation) gave `seen`:
+    /// each name's certificate is now the one given (`Some`: what the write stored) or
+    /// unknown (`None`: forgotten). What was stored is kept only if no other write ended
+    /// while this one ran (one that committed after it may have changed the name);
+    /// either way reads under way do not fill (the generation moves).
+    pub(super) fn settle<'a>(
+        &self,
+        seen: u64,
+        outcomes: impl IntoIterator<Item = (&'a EnvName, &'a Certname, Option<&'a CertRecord>)>,
+    ) {
+        let mut inner = self.write();
+        let keep = inner.generation == seen && inner.fills_from.is_none_or(|t| Instant::now() >= t);
+        inner.generation += 1;
+        for (env, name, rec) in outcomes {
+            let size = rec.map(|r| cost(name.as_str(), r));
+            let previous = match rec {
+                Some(rec) if keep && size.is_some_and(|s| s <= self.capacity / 16) => {
+                    if inner.bytes + size.unwrap_or(0) > self.capacity {
+                        evict(&mut inner, self.capacity / 4);
+                    }
+                    inner.bytes += size.unwrap_or(0);
+                    inner
+                        .map
+                        .entry(env.as_str().to_owned())
+                        .or_default()
+                        .insert(name.as_str().to_owned(), rec.clone())
+                }
+                _ => inner
+                    .map
+                    .get_mut(env.as_str())
+                    .and_then(|m| m.remove(name.as_str())),
+            };
+            if let Some(p) = previous {
+                inner.bytes = inner.bytes.saturating_sub(cost(name.as_str(), &p));
+            }
+        }
+    }
+
     /// Forgets the certificates of `names` (in `env`): after a write that ended.
     pub(super) fn remove<'a>(&self, env: &EnvName, names: impl IntoIterator<Item = &'a Certname>) {
         let mut inner = self.write();
@@ -207,6 +245,26 @@ mod tests {
         c.fill(seen, &env, &name, &rec(2));
         assert_eq!(c.get(&env, &name).map(|r| r.serial), Some(vec![2]));
         c.remove(&env, [&name]);
+        assert!(c.get(&env, &name).is_none());
+        assert_eq!(c.bytes(), 0);
+    }
+
+    #[test]
+    fn a_write_keeps_what_it_stored_unless_another_ended_meanwhile() {
+        let c = CertCache::new(CACHE_BYTES);
+        let (env, name) = names();
+        let other = Certname::parse("b.example").unwrap();
+        let begun = c.generation();
+        c.settle(begun, [(&env, &name, Some(&rec(1))), (&env, &other, None)]);
+        assert_eq!(c.get(&env, &name).map(|r| r.serial), Some(vec![1]));
+        // A read that began before the write ended does not fill over it.
+        let reading = begun;
+        c.fill(reading, &env, &name, &rec(0));
+        assert_eq!(c.get(&env, &name).map(|r| r.serial), Some(vec![1]));
+        // Another write ended while this one ran: what this one stored may be older.
+        let begun = c.generation();
+        c.remove(&env, [&other]);
+        c.settle(begun, [(&env, &name, Some(&rec(2)))]);
         assert!(c.get(&env, &name).is_none());
         assert_eq!(c.bytes(), 0);
     }

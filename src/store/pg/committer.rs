@@ -12,7 +12,10 @@ use super::cache::CertCache;
 use super::lanes::Connector;
 use crate::ca::{Certname, EnvName};
 use crate::store::pending::IssueFill;
-use crate::store::{CertRecord, PendingIssue, RequestRecord, StoreError, SubmitRule};
+use crate::store::{
+    CertRecord, IssueOutcome, PendingIssue, RequestRecord, StoreError, SubmitIssueOutcome,
+    SubmitRule,
+};
 
 /// Most submissions in one transaction.
 const MAX_BATCH: usize = 256;
@@ -178,17 +181,28 @@ fn run(
         let Some(p) = pipe.as_mut() else { continue };
         let (subs, fills): (Vec<Submission>, Vec<IssueFill>) = batch.into_iter().unzip();
         let started = std::time::Instant::now();
+        let begun = cache.generation();
         let result = p.submit_issued(&rt, &subs, limit);
         tracing::debug!(
             submissions = subs.len(),
             micros = started.elapsed().as_micros() as u64,
             "committed a batch"
         );
-        for s in &subs {
-            let names = std::iter::once(&s.name);
-            match &result {
-                Ok(_) => cache.remove(&s.env, names),
-                Err(_) => cache.remove_uncertain(&s.env, names, settle),
+        // The certificates stored go into the cache (the agent's GET that follows
+        // needs no round trip), unless another write ended meanwhile.
+        match &result {
+            Ok(outcomes) => cache.settle(
+                begun,
+                subs.iter().zip(outcomes).map(|(s, o)| {
+                    let stored =
+                        matches!(o, Ok(SubmitIssueOutcome::Stored(_, IssueOutcome::Issued)));
+                    (&s.env, &s.name, stored.then_some(&s.cert))
+                }),
+            ),
+            Err(_) => {
+                for s in &subs {
+                    cache.remove_uncertain(&s.env, [&s.name], settle);
+                }
             }
         }
         let closed = p.is_closed();

@@ -17,6 +17,13 @@ use crate::store::{
     SubmitRule,
 };
 
+/// Longest the committer waits for a batch to fill up to the last one's size. Measured
+/// (PG and sled in one `certd bench` invocation, medians of 3 runs): ECDSA CA, 8
+/// keep-alive agents, 0 → 2,458/s, 500 µs → 2,647/s, 1 ms → 2,562/s, 1.5 ms → 2,567/s
+/// (±80/s between invocations); RSA-4096 CA, new connection per agent, 0.79× sled → 0.81×,
+/// 0.87×, 0.85×. Fewer, larger transactions cost the database less per certificate.
+const COMPANY_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
+
 /// Most submissions in one transaction.
 const MAX_BATCH: usize = 256;
 
@@ -157,10 +164,12 @@ fn run(
         }
     };
     let mut pipe: Option<Pipe> = None;
+    let mut last = 1;
     loop {
-        let Some(batch) = next_batch(shared, MAX_BATCH) else {
+        let Some(batch) = next_batch(shared, MAX_BATCH, Some((last, COMPANY_WAIT))) else {
             return;
         };
+        last = batch.len();
         if pipe.as_ref().is_some_and(Pipe::is_closed) {
             pipe = None;
         }
@@ -225,14 +234,34 @@ fn run(
     }
 }
 
-/// Waits for submissions and takes at most `max`; None once closed and drained.
-fn next_batch(shared: &Shared, max: usize) -> Option<Vec<(Submission, IssueFill)>> {
+/// Waits for submissions and takes at most `max`; None once closed and drained. With
+/// `company`, waits up to that long for as many submissions as the last batch had
+/// (`last`), as the sled committer does.
+fn next_batch(
+    shared: &Shared,
+    max: usize,
+    company: Option<(usize, std::time::Duration)>,
+) -> Option<Vec<(Submission, IssueFill)>> {
     let mut q = shared.lock();
     while q.items.is_empty() && !q.closed {
         q = shared.wake.wait(q).unwrap_or_else(|p| p.into_inner());
     }
     if q.items.is_empty() {
         return None;
+    }
+    if let Some((last, wait)) = company {
+        let until = std::time::Instant::now() + wait;
+        while q.items.len() < last.min(max) && !q.closed {
+            let now = std::time::Instant::now();
+            if now >= until {
+                break;
+            }
+            q = shared
+                .wake
+                .wait_timeout(q, until - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
     }
     let n = q.items.len().min(max);
     Some(q.items.drain(..n).collect())
@@ -241,7 +270,7 @@ fn next_batch(shared: &Shared, max: usize) -> Option<Vec<(Submission, IssueFill)
 /// Answers everything queued, and all that comes later, with `err` (no runtime).
 fn fail_all(shared: &Shared, err: &StoreError) {
     loop {
-        let Some(batch) = next_batch(shared, usize::MAX) else {
+        let Some(batch) = next_batch(shared, usize::MAX, None) else {
             return;
         };
         for (_, fill) in batch {

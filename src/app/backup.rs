@@ -242,7 +242,9 @@ impl App {
 
     /// `POST /backups`: copies this installation, while it serves, into a new directory
     /// of `[store] backup_dir` (written as `NAME.partial`, renamed once complete and
-    /// checked, so that a directory without the suffix is a whole backup).
+    /// checked, so that a directory without the suffix is a whole backup; partial ones a
+    /// crash left are removed by the next backup). One at a time: 409
+    /// `backup-in-progress` while one is written.
     pub fn backup(&self) -> Result<BackupMade, AppError> {
         let Some(backups) = &self.backups else {
             return Err(AppError::Conflict {
@@ -250,15 +252,42 @@ impl App {
                 detail: "no [store] backup_dir is configured".into(),
             });
         };
-        let _one = backups.one.lock().unwrap_or_else(|p| p.into_inner());
-        std::fs::create_dir_all(&backups.dir).map_err(|e| io(&backups.dir, e))?;
-        // Inside the data directory, each backup would copy the ones before it.
+        // One at a time; a second while one runs is refused, not queued (a client that
+        // retries would otherwise fill the disk with copies).
+        let _one = match backups.one.try_lock() {
+            Ok(one) => one,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => {
+                return Err(AppError::Conflict {
+                    code: "backup-in-progress",
+                    detail: "a backup is being written; ask again once it is done".into(),
+                })
+            }
+        };
+        // Inside the data directory, each backup would copy the ones before it: checked
+        // on the names as configured, then (links resolved) once the directory exists.
+        let inside = || AppError::Conflict {
+            code: "backups-not-configured",
+            detail: "[store] backup_dir is inside the data directory".into(),
+        };
         let canonical = |p: &Path| std::fs::canonicalize(p).map_err(|e| io(p, e));
-        if canonical(&backups.dir)?.starts_with(canonical(self.data.root())?) {
-            return Err(AppError::Conflict {
-                code: "backups-not-configured",
-                detail: "[store] backup_dir is inside the data directory".into(),
-            });
+        let data_root = canonical(self.data.root())?;
+        if backups.dir.starts_with(self.data.root()) || backups.dir.starts_with(&data_root) {
+            return Err(inside());
+        }
+        std::fs::create_dir_all(&backups.dir).map_err(|e| io(&backups.dir, e))?;
+        if canonical(&backups.dir)?.starts_with(&data_root) {
+            return Err(inside());
+        }
+        // What a backup cut short (a crash) left: it holds CA keys, and is no backup.
+        if let Ok(entries) = std::fs::read_dir(&backups.dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with("certd-backup-") && name.ends_with(".partial") {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
         }
         let stamp = crate::ca::format_utc(self.clock.now(), "Z").replace([':', '-'], "");
         let mut suffix = [0u8; 4];

@@ -116,7 +116,7 @@
 //!
 //! `GET`/`HEAD certificate/{name}` (both faces) first asks
 //! [`Store::certificate_now`](crate::store::Store::certificate_now): the PostgreSQL store
-//! answers it from a certificate cache (`src/store/pg/cache.rs`, at most 16 MiB, filled
+//! answers it from a certificate cache (`src/store/pg/cache.rs`, at most 8 MiB, filled
 //! by reads and by the certificates an autosigned batch stored, entries dropped at random
 //! when full) on the worker thread, and only a miss goes to the database. So a probe costs what it costs on sled, and certificates read
 //! before the database went away keep being served while it is away (one never read is
@@ -125,16 +125,20 @@
 //! The cache is right because this process sees every write: each write that changes a
 //! certificate (issue, an autosigned batch, renew, revoke, clean, bulk clean, import)
 //! drops the names it touched once its transaction has ended, on the connection's
-//! thread, before its caller hears; a read that missed fills the cache only if no such
+//! thread (an import: on its caller's, everything), before its caller hears; a read that missed fills the cache only if no such
 //! drop happened while it read (a generation count), so a row read before a commit
 //! never lands after it; an autosigned batch keeps the certificates it stored only if no
 //! other write ended while it ran (one that committed after it, a revocation of the same
-//! name, may already have dropped the name); and a write whose outcome is unknown (the connection broke,
-//! so it may still commit on the server) stops fills for three statement timeouts.
+//! name, may already have dropped the name); and a write whose outcome is unknown (the
+//! connection broke, so it may still commit on the server) stops fills for three
+//! statement timeouts, for every read begun before they are over. A write the server
+//! refused rolled back: it only drops its names.
 //! `tests/suite/store_model.rs` reads every certificate after every operation, against
 //! the model. Several nodes writing one database each need the others' changes: that
 //! is the several-nodes work (a change sequence each node follows), not built yet; until
-//! then run one node per database.
+//! then run one node per database. Nothing enforces it: a second node's revocation is
+//! not seen by the first node's cache, as it is not by its CRL and TLS refusal set
+//! (both held in memory per node, before the cache too).
 //!
 //! ## Copies and backups
 //!

@@ -20,8 +20,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::pin::Pin;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use futures_util::future::{join, join3, join_all, try_join, try_join3};
 use postgres_openssl::MakeTlsConnector;
 use tokio::runtime::Runtime;
@@ -288,33 +286,40 @@ impl Pipe {
     }
 }
 
-/// Runs `writes` and then ends the transaction with `end`, pipelined: every write is
-/// polled, and so sent, before `end` is called. A failed write the server saw aborted
+/// Runs `writes` and then ends the transaction with `end`, pipelined: each write is
+/// polled once, in order, before `end` is even called (the client sends a statement on
+/// its first poll, so every write is on the wire ahead of the `COMMIT`; a write sent
+/// after it would run outside the transaction). A failed write the server saw aborted
 /// the transaction, so a `COMMIT` after it rolls back; a write the client refused before
 /// sending it (it failed on its first poll: an encoding error) left nothing on the server
 /// to abort, so `end` is told to roll back (`false`) instead of committing what went.
-/// Either way no batch commits without all its writes.
+/// Either way no batch commits without all its writes. (`join_all` polls more than 30
+/// futures through `FuturesUnordered`, which may stop a round early: not relied on.)
 async fn commit_after<'a, T, E, C>(
-    writes: Vec<Pending<'a, T, E>>,
+    mut writes: Vec<Pending<'a, T, E>>,
     end: impl FnOnce(bool) -> C,
 ) -> (Vec<Result<T, E>>, Result<(), E>)
 where
     C: Future<Output = Result<(), E>>,
 {
-    let refused = AtomicBool::new(false);
-    let watched = join_all(writes.into_iter().map(|w| {
-        let refused = &refused;
-        async move {
-            let r = w.await;
-            if r.is_err() {
-                refused.store(true, Ordering::Relaxed);
+    let mut done: Vec<Option<Result<T, E>>> = writes.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        for (w, d) in writes.iter_mut().zip(done.iter_mut()) {
+            if let std::task::Poll::Ready(r) = w.as_mut().poll(cx) {
+                *d = Some(r);
             }
-            r
+        }
+        std::task::Poll::Ready(())
+    })
+    .await;
+    let refused = done.iter().any(|d| matches!(d, Some(Err(_))));
+    let rest = join_all(writes.into_iter().zip(done).map(|(w, d)| async move {
+        match d {
+            Some(r) => r,
+            None => w.await,
         }
     }));
-    // A join polls in order: this first runs after every write's first poll.
-    let ending = async { end(!refused.load(Ordering::Relaxed)).await };
-    join(watched, ending).await
+    join(rest, end(!refused)).await
 }
 
 /// A submission's lookup (its name's request and certificate, whether its serial is
@@ -543,6 +548,55 @@ mod tests {
             "a COMMIT followed a write that never reached the server"
         );
         assert!(written[1].is_err());
+    }
+
+    /// A write that sends itself on its first poll, and tells whether the end had been
+    /// called by then (it would have been sent after the COMMIT).
+    fn sends_first(
+        ended: &std::sync::Arc<Mutex<bool>>,
+        late: &std::sync::Arc<Mutex<usize>>,
+    ) -> Write {
+        let (ended, late) = (ended.clone(), late.clone());
+        let mut sent = false;
+        Box::pin(futures_util::future::poll_fn(move |cx| {
+            if !sent {
+                sent = true;
+                if *ended.lock().unwrap() {
+                    *late.lock().unwrap() += 1;
+                }
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            } else {
+                Poll::Ready(Ok(1))
+            }
+        }))
+    }
+
+    #[test]
+    fn every_write_is_sent_before_the_end_however_many() {
+        for n in [1, 30, 31, 40, 300] {
+            let ended = std::sync::Arc::new(Mutex::new(false));
+            let late = std::sync::Arc::new(Mutex::new(0));
+            let writes: Vec<Write> = (0..n).map(|_| sends_first(&ended, &late)).collect();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            let (written, ended_ok) = rt.block_on(commit_after(writes, |commit| {
+                *ended.lock().unwrap() = true;
+                futures_util::future::ready(if commit {
+                    Ok(())
+                } else {
+                    Err("rolled back".to_owned())
+                })
+            }));
+            assert!(ended_ok.is_ok());
+            assert_eq!(written.len(), n);
+            assert_eq!(
+                *late.lock().unwrap(),
+                0,
+                "{n} writes: some were sent after the end"
+            );
+        }
     }
 
     #[test]

@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 use crate::ca::{Certname, EnvName};
 use crate::store::CertRecord;
 
-/// Bytes of certificates kept at most (DER, names and the record's fixed part).
-pub(super) const CACHE_BYTES: usize = 16 << 20;
+/// Bytes of certificates kept at most (DER, names and the record's fixed part): some
+/// 5,000 to 8,000 certificates, what agents fetch right after their PUT and what
+/// monitors probe, within the 64 MB an idle certd keeps to.
+pub(super) const CACHE_BYTES: usize = 8 << 20;
 
 #[derive(Default)]
 struct Inner {
@@ -77,23 +79,28 @@ impl CertCache {
             .cloned()
     }
 
-    /// To be taken before a read that may [`fill`](Self::fill).
-    pub(super) fn generation(&self) -> u64 {
-        self.read().generation
+    /// To be taken before a read that may [`fill`](Self::fill), or a write that may
+    /// [`settle`](Self::settle) what it stored; `None` while fills are held off (a read
+    /// begun then may see a row older than a commit still to come).
+    pub(super) fn generation(&self) -> Option<u64> {
+        let inner = self.read();
+        match inner.fills_from {
+            Some(t) if Instant::now() < t => None,
+            _ => Some(inner.generation),
+        }
     }
 
     /// Keeps `rec`, read from the database after [`generation`](Self::generation) gave
     /// `seen`, unless a write ended since.
-    pub(super) fn fill(&self, seen: u64, env: &EnvName, name: &Certname, rec: &CertRecord) {
+    pub(super) fn fill(&self, seen: Option<u64>, env: &EnvName, name: &Certname, rec: &CertRecord) {
         let size = cost(name.as_str(), rec);
         if size > self.capacity / 16 {
             return;
         }
         let mut inner = self.write();
-        if inner.generation != seen || inner.fills_from.is_some_and(|t| Instant::now() < t) {
+        if seen != Some(inner.generation) {
             return;
         }
-        inner.fills_from = None;
         if inner.bytes + size > self.capacity {
             evict(&mut inner, self.capacity / 4);
         }
@@ -115,11 +122,11 @@ impl CertCache {
     /// either way reads under way do not fill (the generation moves).
     pub(super) fn settle<'a>(
         &self,
-        seen: u64,
+        seen: Option<u64>,
         outcomes: impl IntoIterator<Item = (&'a EnvName, &'a Certname, Option<&'a CertRecord>)>,
     ) {
         let mut inner = self.write();
-        let keep = inner.generation == seen && inner.fills_from.is_none_or(|t| Instant::now() >= t);
+        let keep = seen == Some(inner.generation);
         inner.generation += 1;
         for (env, name, rec) in outcomes {
             let size = rec.map(|r| cost(name.as_str(), r));
@@ -148,37 +155,33 @@ impl CertCache {
 
     /// Forgets the certificates of `names` (in `env`): after a write that ended.
     pub(super) fn remove<'a>(&self, env: &EnvName, names: impl IntoIterator<Item = &'a Certname>) {
-        let mut inner = self.write();
-        inner.generation += 1;
-        let mut freed = 0;
-        if let Some(m) = inner.map.get_mut(env.as_str()) {
-            for name in names {
-                if let Some(p) = m.remove(name.as_str()) {
-                    freed += cost(name.as_str(), &p);
-                }
-            }
-        }
-        inner.bytes = inner.bytes.saturating_sub(freed);
+        forget(&mut self.write(), env, names);
     }
 
-    /// After a write whose outcome is unknown: forgets `names` and keeps nothing new for
-    /// `hold` (by then the server has ended the transaction either way).
+    /// After a write whose outcome is unknown (it may still commit on the server):
+    /// forgets `names` and keeps nothing read from now until `hold` has passed (by then
+    /// the server has ended the transaction either way).
     pub(super) fn remove_uncertain<'a>(
         &self,
         env: &EnvName,
         names: impl IntoIterator<Item = &'a Certname>,
         hold: Duration,
     ) {
-        self.remove(env, names);
-        self.write().fills_from = Some(Instant::now() + hold);
+        let mut inner = self.write();
+        forget(&mut inner, env, names);
+        inner.fills_from = Some(Instant::now() + hold);
     }
 
-    /// Forgets everything (after an import).
-    pub(super) fn clear(&self) {
+    /// Forgets everything (after an import); with `hold`, as
+    /// [`remove_uncertain`](Self::remove_uncertain).
+    pub(super) fn clear(&self, hold: Option<Duration>) {
         let mut inner = self.write();
         inner.generation += 1;
         inner.map.clear();
         inner.bytes = 0;
+        if let Some(hold) = hold {
+            inner.fills_from = Some(Instant::now() + hold);
+        }
     }
 
     /// Bytes held, for tests.
@@ -186,6 +189,20 @@ impl CertCache {
     fn bytes(&self) -> usize {
         self.read().bytes
     }
+}
+
+/// Forgets `names` and moves the generation (reads under way do not fill).
+fn forget<'a>(inner: &mut Inner, env: &EnvName, names: impl IntoIterator<Item = &'a Certname>) {
+    inner.generation += 1;
+    let mut freed = 0;
+    if let Some(m) = inner.map.get_mut(env.as_str()) {
+        for name in names {
+            if let Some(p) = m.remove(name.as_str()) {
+                freed += cost(name.as_str(), &p);
+            }
+        }
+    }
+    inner.bytes = inner.bytes.saturating_sub(freed);
 }
 
 /// Drops entries (in the map's order, which follows the names' hashes: as good as
@@ -273,8 +290,11 @@ mod tests {
     fn an_uncertain_write_stops_fills_for_a_while() {
         let c = CertCache::new(CACHE_BYTES);
         let (env, name) = names();
-        c.remove_uncertain(&env, [&name], Duration::from_secs(60));
+        // A read begun before the hold ends does not fill, even once it has ended.
+        c.remove_uncertain(&env, [&name], Duration::from_millis(50));
         let seen = c.generation();
+        assert_eq!(seen, None);
+        std::thread::sleep(Duration::from_millis(60));
         c.fill(seen, &env, &name, &rec(1));
         assert!(c.get(&env, &name).is_none());
         c.remove_uncertain(&env, [&name], Duration::ZERO);

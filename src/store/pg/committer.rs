@@ -208,9 +208,16 @@ fn run(
                     (&s.env, &s.name, stored.then_some(&s.cert))
                 }),
             ),
-            Err(_) => {
+            // Cut off: it may still commit on the server.
+            Err(StoreError::Unavailable(_)) => {
                 for s in &subs {
                     cache.remove_uncertain(&s.env, [&s.name], settle);
+                }
+            }
+            // Rolled back by the server.
+            Err(_) => {
+                for s in &subs {
+                    cache.remove(&s.env, [&s.name]);
                 }
             }
         }

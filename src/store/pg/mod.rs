@@ -270,8 +270,10 @@ impl PgStore {
         self.lanes.call(move |conn| {
             let r = ops::write(conn, f);
             match &r {
-                Ok(_) => cache.remove(&env, &names),
-                Err(_) => cache.remove_uncertain(&env, &names, settle),
+                // Cut off: it may still commit on the server.
+                Err(StoreError::Unavailable(_)) => cache.remove_uncertain(&env, &names, settle),
+                // Committed, or rolled back by the server.
+                _ => cache.remove(&env, &names),
             }
             r
         })
@@ -626,7 +628,8 @@ impl Store for PgStore {
         let r = self
             .lanes
             .call_unbounded(move |conn| ops::write(conn, |tx| ops::import(tx, &snapshot)));
-        self.cache.clear();
+        let uncertain = matches!(r, Err(StoreError::Unavailable(_)));
+        self.cache.clear(uncertain.then_some(self.settle));
         r
     }
 

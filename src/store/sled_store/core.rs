@@ -23,7 +23,8 @@ pub(super) struct Core {
     pub(super) commit: GroupCommit,
     /// Held shared by every write, exclusively by a snapshot: sled reads no consistent
     /// view of several trees, so a snapshot (a backup of a running server) keeps
-    /// writers out while it reads.
+    /// writers out while it reads. Never take it twice on one thread: a reader waits
+    /// behind a waiting snapshot, so the second would wait for the first.
     pub(super) writers: RwLock<()>,
 }
 

@@ -272,9 +272,12 @@ pub struct LimitsConfig {
     /// Longest `regex=` or `certname=` pattern in a listing, in bytes.
     #[serde(deserialize_with = "positive")]
     pub max_pattern_bytes: usize,
-    /// Largest page of a listing (`limit=`), and the default page size; also how many
-    /// records a streamed Puppet-face listing reads at a time.
+    /// Largest page of a listing (`limit=`), and the default page size.
     pub max_page: usize,
+    /// How many records a streamed Puppet-face listing (`certificate_statuses`) reads
+    /// and sends at a time: its memory, and its round trips to a database.
+    #[serde(deserialize_with = "positive")]
+    pub stream_page: usize,
     /// Largest total size of a request's headers, in bytes (431 beyond).
     #[serde(deserialize_with = "positive")]
     pub max_header_bytes: usize,
@@ -299,6 +302,7 @@ impl Default for LimitsConfig {
             max_csr_bytes: 16 * 1024,
             max_pattern_bytes: 256,
             max_page: 1000,
+            stream_page: 2500,
             max_header_bytes: 16 * 1024,
             max_pending_signings: 64,
             max_environments: 100,

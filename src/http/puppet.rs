@@ -485,7 +485,7 @@ async fn statuses(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
     if cursor == StatusCursor::Done {
         return resp.body(head);
     }
-    // Larger listings are streamed (chunked), a page (`limits.max_page` records) at a
+    // Larger listings are streamed (chunked), a page (`limits.stream_page` records) at a
     // time, each read and encoded on the blocking pool while the one before is sent:
     // memory stays at two pages however many certificates there are. An error after the
     // first page can only end the connection early, and does.
@@ -537,7 +537,7 @@ fn statuses_chunk(
         out.push(b'[');
     }
     loop {
-        let page = app.config().limits.max_page;
+        let page = app.config().limits.stream_page;
         let (items, next) = app.puppet_statuses_page(state, cursor, page)?;
         // A status is 900-odd bytes of JSON: size the chunk once instead of doubling it.
         out.reserve(items.len() * 1024);

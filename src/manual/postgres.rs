@@ -190,14 +190,16 @@
 //! ~0.4 ms per small transaction nowhere to hide. A GET alone was a round trip through
 //! a connection thread; the cache brought it from 0.25× sled to 1.0–1.25×.
 //!
-//! A listing of 100,000 statuses reads 100 pages of 1,000 certificates, one query each
+//! A listing of 100,000 statuses reads 40 chunks of 2,500 certificates
+//! (`[limits] stream_page`; it was `max_page`'s 1,000), one query each
 //! (keyset: `certname > $2`; the empty name before the first page, so that the cached
 //! generic plan keeps the bound in the index scan: `$2 IS NULL OR certname > $2` made
 //! it a filter, and the last page read every row, 86 ms). Rows are decoded as they
 //! arrive (`query_raw`), straight into summaries: 639 ms became 480–535 ms, against
-//! sled's 380. What is left is latency, not CPU (a third of both cores idle while a
-//! listing runs): with 5,000-row pages it is 414 ms. Reading the next page while one is
-//! encoded, on a thread of its own, made both stores slower on two cores (tried).
+//! sled's 380. What was left was latency, not CPU (a third of both cores idle while a
+//! listing ran): in 2,500-record chunks it is 414–443 ms (sled 391–411). Reading the
+//! next page while one is encoded, on a thread of its own, made both stores slower on
+//! two cores (tried).
 //!
 //! ## Not yet
 //!

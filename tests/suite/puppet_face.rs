@@ -1033,7 +1033,7 @@ fn an_uploaded_root_crl_keeps_its_entries_when_certd_reissues_it() {
 fn large_status_listings_stream_page_by_page_with_filters() {
     // Pages of 3 records: 4 requests, 8 certificates (3 of them revoked) span several
     // reads of each source, and `state=` filters leave some reads empty.
-    let (api, _dir) = Api::start(&format!("{CONFIG}[limits]\nmax_page = 3\n"));
+    let (api, _dir) = Api::start(&format!("{CONFIG}[limits]\nstream_page = 3\n"));
     let mut want: Vec<(String, &str)> = Vec::new();
     for i in 0..4 {
         let n = format!("req-{i}");

@@ -204,6 +204,15 @@
 //! ## Not yet
 //!
 //! Several nodes on one database (the cache above is one node's). While the database is
-//! down, a certificate this node never read answers 503.
+//! down, a certificate this node never issued or read answers 503.
+//!
+//! What the several-nodes work can build on: every write transaction first locks the
+//! audit log's head row (`SELECT last FROM certd_audit_head FOR UPDATE`), and every
+//! change to a certificate logs an event in it, so audit ids are given in commit order
+//! with no gaps: the log is already a change sequence a node can follow (`id > last`)
+//! without missing a commit that took a lower id later, and after a lost connection it
+//! catches up from its last id. Following it gives "within the poll interval"; a GET
+//! that must see another node's revocation at once needs a check of the log's head
+//! before a cached answer (one small query shared by the GETs waiting at that moment).
 //!
 //! [`PgStore`]: crate::store::PgStore

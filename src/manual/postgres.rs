@@ -136,9 +136,14 @@
 //! `tests/suite/store_model.rs` reads every certificate after every operation, against
 //! the model. Several nodes writing one database each need the others' changes: that
 //! is the several-nodes work (a change sequence each node follows), not built yet; until
-//! then run one node per database. Nothing enforces it: a second node's revocation is
-//! not seen by the first node's cache, as it is not by its CRL and TLS refusal set
-//! (both held in memory per node, before the cache too).
+//! then run one node per database. So that a second node (or a `certd store copy`
+//! reading) cannot make the cache lie, every store holds a shared advisory lock on a
+//! connection of its own and counts the holders every 500 ms (`src/store/pg/peers.rs`):
+//! while it is not alone its cache is empty and off (a warning is logged), and on again
+//! once it is. A second node is thus seen at once by itself and within 500 ms by the
+//! first; what stays per node is the CRL and the TLS refusal set (held in memory), which
+//! the several-nodes work brings in step. When that connection is lost the cache keeps
+//! serving (the database is away for writes anyway) and starts empty once it is back.
 //!
 //! ## Copies and backups
 //!

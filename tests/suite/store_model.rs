@@ -847,3 +847,54 @@ fn the_postgres_certificate_cache_never_hides_an_acknowledged_write() {
     }
     eprintln!("{reads} concurrent reads");
 }
+
+/// Two PostgreSQL stores on one database (two nodes, not supported yet): the cache of
+/// one cannot see the other's writes, so while another store is connected it is off. A
+/// certificate one store cached and the other revoked reads revoked on the first once
+/// the peers have been counted; alone again, the cache serves again.
+#[test]
+fn a_second_store_on_the_database_turns_the_certificate_cache_off() {
+    let Some(pg) = crate::common::pg::Postgres::shared() else {
+        return;
+    };
+    let db = pg.database();
+    let a = PgStore::open(&pg.store_config(&db)).unwrap();
+    let prod = env(0);
+    let rule = SubmitRule {
+        allow_if_signed: false,
+        replace_pending: true,
+    };
+    let n = name(1);
+    let mut cert = issued(1, 0, 7);
+    cert.serial = vec![9, 9];
+    a.submit_issued(&prod, &n, &request(1, 7), rule, &cert)
+        .unwrap();
+    // Cached by the batch: A answers without a read.
+    assert!(a.certificate_now(&prod, &n).is_some());
+    let b = PgStore::open(&pg.store_config(&db)).unwrap();
+    // B counts at once: its own cache is off from the start.
+    assert!(b.certificate_now(&prod, &n).is_none());
+    b.certificate(&prod, &n).unwrap();
+    assert!(
+        b.certificate_now(&prod, &n).is_none(),
+        "B kept what it read"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let revocation = Revocation {
+        revoked_at: 8,
+        reason: RevocationReason::KeyCompromise,
+    };
+    b.revoke(&prod, &n, revocation).unwrap();
+    let seen = a.certificate(&prod, &n).unwrap().unwrap();
+    assert!(
+        seen.revocation.is_some(),
+        "A served what it cached before B came"
+    );
+    drop(b);
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    a.certificate(&prod, &n).unwrap();
+    assert!(
+        a.certificate_now(&prod, &n).is_some(),
+        "alone again, A caches"
+    );
+}

@@ -30,6 +30,9 @@ struct Inner {
     generation: u64,
     /// No fill before then (a write's outcome was unknown).
     fills_from: Option<Instant>,
+    /// Another process may write the database (another node, a `certd store copy`):
+    /// nothing is served or kept, since its writes do not pass through here.
+    shared: bool,
 }
 
 /// See the module.
@@ -72,7 +75,11 @@ impl CertCache {
 
     /// The cached certificate of `name`.
     pub(super) fn get(&self, env: &EnvName, name: &Certname) -> Option<CertRecord> {
-        self.read()
+        let inner = self.read();
+        if inner.shared {
+            return None;
+        }
+        inner
             .map
             .get(env.as_str())
             .and_then(|m| m.get(name.as_str()))
@@ -85,6 +92,7 @@ impl CertCache {
     pub(super) fn generation(&self) -> Option<u64> {
         let inner = self.read();
         match inner.fills_from {
+            _ if inner.shared => None,
             Some(t) if Instant::now() < t => None,
             _ => Some(inner.generation),
         }
@@ -182,6 +190,19 @@ impl CertCache {
         if let Some(hold) = hold {
             inner.fills_from = Some(Instant::now() + hold);
         }
+    }
+
+    /// Whether this process is the only one connected to the database as a certd
+    /// store (see `peers`). Not alone: everything is forgotten, and nothing is served or
+    /// kept until it is alone again.
+    pub(super) fn set_alone(&self, alone: bool) {
+        let mut inner = self.write();
+        if !alone {
+            inner.generation += 1;
+            inner.map.clear();
+            inner.bytes = 0;
+        }
+        inner.shared = !alone;
     }
 
     /// Bytes held, for tests.

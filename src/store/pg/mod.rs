@@ -12,6 +12,7 @@ mod keys;
 mod lanes;
 mod migrations;
 mod ops;
+mod peers;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -68,6 +69,8 @@ pub struct PgStore {
     /// How long a write may still be ending on the server after its caller heard of a
     /// failure (statement and idle-in-transaction timeouts).
     settle: Duration,
+    /// Turns the cache off while another process uses the database.
+    _peers: peers::Peers,
     target: String,
 }
 
@@ -182,12 +185,14 @@ impl PgStore {
         );
         let cache = Arc::new(CertCache::new(cache::CACHE_BYTES));
         let settle = wait * 3;
+        let peers = peers::watch(connector.clone(), cache.clone());
         let committer = Committer::start(connector, wait, cache.clone(), settle);
         Ok(PgStore {
             lanes,
             committer,
             cache,
             settle,
+            _peers: peers,
             target,
         })
     }

@@ -3,7 +3,7 @@
 //! server into `[store] backup_dir`.
 
 use std::collections::BTreeSet;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::{App, AppError};
 use crate::ca::EnvName;
 use crate::config::Config;
-use crate::store::{write_file, CaKey, DataDir, FilesError, Snapshot, Store, StoreError};
+use crate::store::{io_error, CaKey, DataDir, Snapshot, Store, StoreError};
 
 /// What was copied, counted in the target after the copy.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -87,13 +87,6 @@ fn refused(detail: String) -> AppError {
     }
 }
 
-fn io(path: &Path, e: std::io::Error) -> AppError {
-    AppError::Files(FilesError::Io {
-        path: path.to_owned(),
-        source: e,
-    })
-}
-
 /// The environments that have a CA: the configured ones and those made through the API.
 fn env_names(config: &Config, snap: &Snapshot, data: &DataDir) -> Result<Vec<EnvName>, AppError> {
     let mut names: BTreeSet<EnvName> = config.environments.keys().cloned().collect();
@@ -106,43 +99,6 @@ fn env_names(config: &Config, snap: &Snapshot, data: &DataDir) -> Result<Vec<Env
         })?);
     }
     Ok(names.into_iter().filter(|e| data.has_env(e)).collect())
-}
-
-/// Copies the data directory's files but `skip` (the store and the CA keys, which go
-/// through the target's vault or files), keeping each file's mode; `ca/root.pem`, the
-/// mark of a set-up directory, last.
-fn copy_files(from: &Path, to: &Path, skip: &[PathBuf]) -> Result<(), AppError> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let path = entry?.path();
-            let meta = std::fs::symlink_metadata(&path)?;
-            if meta.is_dir() {
-                walk(&path, out)?;
-            } else if meta.is_file() {
-                out.push(path);
-            }
-        }
-        Ok(())
-    }
-    let mut files = Vec::new();
-    walk(from, &mut files).map_err(|e| io(from, e))?;
-    let marker = from.join("ca/root.pem");
-    files.retain(|f| !skip.iter().any(|s| f.starts_with(s)) && *f != marker);
-    files.push(marker);
-    for file in files {
-        let rel = file.strip_prefix(from).unwrap_or(&file);
-        if rel.extension().is_some_and(|e| e == "tmp") {
-            continue;
-        }
-        let mode = std::fs::metadata(&file)
-            .map_err(|e| io(&file, e))?
-            .permissions()
-            .mode()
-            & 0o777;
-        let bytes = std::fs::read(&file).map_err(|e| io(&file, e))?;
-        write_file(&to.join(rel), &bytes, mode)?;
-    }
-    Ok(())
 }
 
 /// Copies `source` into `target` (whose data directory is not set up and whose store is
@@ -188,7 +144,7 @@ pub fn copy_installation(
     skip.push(src_data.root_key());
     skip.extend(envs.iter().map(|e| src_data.env_key(e)));
     skip.push(dst_data.root().to_owned());
-    copy_files(src_data.root(), dst_data.root(), &skip)?;
+    src_data.copy_files_into(dst_data, &skip)?;
 
     let copied = target.store.snapshot()?;
     if copied != snap {
@@ -270,12 +226,12 @@ impl App {
             code: "backups-not-configured",
             detail: "[store] backup_dir is inside the data directory".into(),
         };
-        let canonical = |p: &Path| std::fs::canonicalize(p).map_err(|e| io(p, e));
+        let canonical = |p: &Path| std::fs::canonicalize(p).map_err(io_error(p));
         let data_root = canonical(self.data.root())?;
         if backups.dir.starts_with(self.data.root()) || backups.dir.starts_with(&data_root) {
             return Err(inside());
         }
-        std::fs::create_dir_all(&backups.dir).map_err(|e| io(&backups.dir, e))?;
+        std::fs::create_dir_all(&backups.dir).map_err(io_error(&backups.dir))?;
         if canonical(&backups.dir)?.starts_with(&data_root) {
             return Err(inside());
         }
@@ -304,11 +260,11 @@ impl App {
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&partial)
-            .map_err(|e| io(&partial, e))?;
+            .map_err(io_error(&partial))?;
         let made = self.backup_into(backups, &partial);
         match made {
             Ok(counts) => {
-                std::fs::rename(&partial, &done).map_err(|e| io(&done, e))?;
+                std::fs::rename(&partial, &done).map_err(io_error(&done))?;
                 tracing::info!(path = %done.display(), %counts, "backup written");
                 Ok(BackupMade { path: done, counts })
             }

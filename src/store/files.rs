@@ -72,7 +72,8 @@ pub struct DataDir {
     vault: Option<std::sync::Arc<dyn CaKeyVault>>,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FilesError + '_ {
+/// A `map_err` for an I/O error on `path`.
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FilesError + '_ {
     move |source| FilesError::Io {
         path: path.to_owned(),
         source,
@@ -175,6 +176,44 @@ impl DataDir {
     /// `store/`, the sled database.
     pub fn store_dir(&self) -> PathBuf {
         self.root.join("store")
+    }
+
+    /// Copies the data directory's files but `skip` (the store and the CA keys, which go
+    /// through the target's vault or files), keeping each file's mode; `ca/root.pem`, the
+    /// mark of a set-up directory, last.
+    pub fn copy_files_into(&self, to: &DataDir, skip: &[PathBuf]) -> Result<(), FilesError> {
+        let (from, to) = (self.root(), to.root());
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+            for entry in std::fs::read_dir(dir)? {
+                let path = entry?.path();
+                let meta = std::fs::symlink_metadata(&path)?;
+                if meta.is_dir() {
+                    walk(&path, out)?;
+                } else if meta.is_file() {
+                    out.push(path);
+                }
+            }
+            Ok(())
+        }
+        let mut files = Vec::new();
+        walk(from, &mut files).map_err(io(from))?;
+        let marker = from.join("ca/root.pem");
+        files.retain(|f| !skip.iter().any(|s| f.starts_with(s)) && *f != marker);
+        files.push(marker);
+        for file in files {
+            let rel = file.strip_prefix(from).unwrap_or(&file);
+            if rel.extension().is_some_and(|e| e == "tmp") {
+                continue;
+            }
+            let mode = std::fs::metadata(&file)
+                .map_err(io(&file))?
+                .permissions()
+                .mode()
+                & 0o777;
+            let bytes = std::fs::read(&file).map_err(io(&file))?;
+            write_file(&to.join(rel), &bytes, mode)?;
+        }
+        Ok(())
     }
 
     /// Whether setup has completed here.

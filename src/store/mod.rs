@@ -20,6 +20,7 @@ use thiserror::Error;
 
 use crate::ca::{Certname, EnvName, UnixTime};
 
+pub(crate) use files::io as io_error;
 pub use files::{read_secret, write_file, CaKey, CaKeyVault, DataDir, FilesError};
 pub use memory::MemStore;
 pub use pending::PendingIssue;

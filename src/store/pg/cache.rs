@@ -101,16 +101,28 @@ impl CertCache {
     /// Keeps `rec`, read from the database after [`generation`](Self::generation) gave
     /// `seen`, unless a write ended since.
     pub(super) fn fill(&self, seen: Option<u64>, env: &EnvName, name: &Certname, rec: &CertRecord) {
+        let mut inner = self.write();
+        if seen == Some(inner.generation) {
+            self.put(&mut inner, env, name, rec);
+        }
+    }
+
+    /// Keeps `rec` for `name`, making room if needed; one too large for the cache is
+    /// not kept, and what was kept for the name before is forgotten.
+    fn put(&self, inner: &mut Inner, env: &EnvName, name: &Certname, rec: &CertRecord) {
         let size = cost(name.as_str(), rec);
         if size > self.capacity / 16 {
-            return;
-        }
-        let mut inner = self.write();
-        if seen != Some(inner.generation) {
+            if let Some(p) = inner
+                .map
+                .get_mut(env.as_str())
+                .and_then(|m| m.remove(name.as_str()))
+            {
+                inner.bytes = inner.bytes.saturating_sub(cost(name.as_str(), &p));
+            }
             return;
         }
         if inner.bytes + size > self.capacity {
-            evict(&mut inner, self.capacity / 4);
+            evict(inner, self.capacity / 4);
         }
         let previous = inner
             .map
@@ -137,26 +149,9 @@ impl CertCache {
         let keep = seen == Some(inner.generation);
         inner.generation += 1;
         for (env, name, rec) in outcomes {
-            let size = rec.map(|r| cost(name.as_str(), r));
-            let previous = match rec {
-                Some(rec) if keep && size.is_some_and(|s| s <= self.capacity / 16) => {
-                    if inner.bytes + size.unwrap_or(0) > self.capacity {
-                        evict(&mut inner, self.capacity / 4);
-                    }
-                    inner.bytes += size.unwrap_or(0);
-                    inner
-                        .map
-                        .entry(env.as_str().to_owned())
-                        .or_default()
-                        .insert(name.as_str().to_owned(), rec.clone())
-                }
-                _ => inner
-                    .map
-                    .get_mut(env.as_str())
-                    .and_then(|m| m.remove(name.as_str())),
-            };
-            if let Some(p) = previous {
-                inner.bytes = inner.bytes.saturating_sub(cost(name.as_str(), &p));
+            match rec {
+                Some(rec) if keep => self.put(&mut inner, env, name, rec),
+                _ => forget(&mut inner, env, [name]),
             }
         }
     }

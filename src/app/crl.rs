@@ -91,12 +91,13 @@ pub(super) fn rebuild(
     locked(env, store, config, clock, new, false)
 }
 
-/// At start (or when an environment is reloaded): the CRL made from every stored
+/// At start (or when an environment is loaded): the CRL made from every stored
 /// revocation. When the stored record lists as many as there are (revocations are only
 /// ever added), this is the same CRL, signed again with its number and dates, and the
 /// store is left alone; otherwise a revocation became durable without a CRL listing it
-/// (a crash between the two) and the CRL is re-issued with the next number. Returns the
-/// revoked serials.
+/// (a crash between the two, or another node's revocation) and the CRL is re-issued
+/// with the next free number, as it is while other nodes share the store (they serve
+/// the stored number's CRL, signed by them). Returns the revoked serials.
 pub(super) fn load(
     env: &EnvCa,
     store: &dyn Store,
@@ -152,43 +153,66 @@ fn rebuild_locked(
             cache.loaded = true;
         }
     }
-    let (number, this_update, next_update, listed) = {
-        let view = env.crl.read().unwrap_or_else(|p| p.into_inner());
-        let r = &view.record;
-        (r.number, r.this_update, r.next_update, r.entries)
-    };
+    let stored = env
+        .crl
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .record
+        .clone();
     // At load, a stored record that lists every revocation is the same CRL: sign it
-    // again as it was. Otherwise issue the next one, dated now.
-    let keep = keep_if_complete && listed == cache.serials.len() as u64;
-    let params = if keep {
-        CrlParams {
+    // again as it was. Not while another node serves it: an ECDSA signature (and the
+    // entries' order) would differ from that node's, under one number.
+    if keep_if_complete && stored.entries == cache.serials.len() as u64 && !store.others_connected()
+    {
+        let params = CrlParams {
+            number: stored.number,
+            this_update: stored.this_update,
+            next_update: stored.next_update,
+        };
+        let der = assemble_crl(&env.ca, &cache.der, &params)?;
+        let record = CrlRecord { der, ..stored };
+        *env.crl.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(CrlView::new(record));
+        return Ok(added);
+    }
+    let mut number = stored.number + 1;
+    let now = clock.now();
+    // The number is durable before anyone can see this CRL, and taken only if no CRL of
+    // the environment has it or a higher one (another node's, say): so no number is
+    // ever used for two different CRLs, crash or not. Taken, the next one past it.
+    let mut tries = 0;
+    let (der, meta) = loop {
+        let params = CrlParams {
             number,
-            this_update,
-            next_update,
-        }
-    } else {
-        let now = clock.now();
-        CrlParams {
-            number: number + 1,
             this_update: now,
             next_update: now + config.ca.crl_next_update.as_secs(),
+        };
+        let der = assemble_crl(&env.ca, &cache.der, &params)?;
+        let meta = CrlRecord {
+            number,
+            this_update: now,
+            next_update: params.next_update,
+            entries: cache.serials.len() as u64,
+            der: Vec::new(),
+        };
+        if store.put_crl(&env.name, &meta)? {
+            break (der, meta);
         }
+        tries += 1;
+        let stored = store.crl(&env.name)?.map_or(0, |r| r.number);
+        if tries >= 16 {
+            return Err(AppError::Conflict {
+                code: "crl-number-taken",
+                detail: format!(
+                    "CRL number {number} of {} was taken 16 times over (stored: {stored})",
+                    env.name
+                ),
+            });
+        }
+        number = number.max(stored) + 1;
     };
-    let der = assemble_crl(&env.ca, &cache.der, &params)?;
-    let meta = CrlRecord {
-        number: params.number,
-        this_update: params.this_update,
-        next_update: params.next_update,
-        entries: cache.serials.len() as u64,
-        der: Vec::new(),
-    };
-    if !keep {
-        // The number is durable before anyone can see this CRL, so that no number is
-        // ever used for two different CRLs, crash or not. (With the revocation's own
-        // flush just before or after, group commit makes this cheap.)
-        store.put_crl(&env.name, &meta)?;
-        store.flush()?;
-    }
+    // With the revocation's own flush just before or after, group commit makes this
+    // cheap.
+    store.flush()?;
     let record = CrlRecord { der, ..meta };
     *env.crl.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(CrlView::new(record));
     Ok(added)

@@ -75,6 +75,55 @@ impl App {
         self.view(&env)
     }
 
+    /// Serves `name` with `api`'s settings (as the store holds them; created by another
+    /// node, or changed there), in place of what was served.
+    pub(super) fn install_environment(
+        &self,
+        name: &EnvName,
+        api: ApiEnvSettings,
+    ) -> Result<(), AppError> {
+        let settings = api
+            .resolve(&self.config)
+            .map_err(|detail| AppError::BadRequest {
+                code: "invalid-settings",
+                detail: format!("environment {name}: {detail}"),
+            })?;
+        let mut envs = self.envs.write().unwrap_or_else(|p| p.into_inner());
+        self.install_locked(&mut envs, name, settings, api)?;
+        Ok(())
+    }
+
+    /// Loads `name` (its CA from the data directory or vault, its CRL re-issued from the
+    /// store) and serves it, under the lock on the environments; the CA's client
+    /// certificates are trusted from now on.
+    fn install_locked(
+        &self,
+        envs: &mut std::collections::BTreeMap<EnvName, Arc<super::EnvCa>>,
+        name: &EnvName,
+        settings: EnvConfig,
+        api: ApiEnvSettings,
+    ) -> Result<Arc<super::EnvCa>, AppError> {
+        let (mut loaded, serials) = load_env(
+            &self.data,
+            self.store.as_ref(),
+            &self.config,
+            name,
+            settings,
+            &self.clock,
+            &self.rng,
+        )?;
+        loaded.api_settings = Some(api);
+        self.revoked.extend(serials);
+        let loaded = Arc::new(loaded);
+        let new = envs.insert(name.clone(), loaded.clone()).is_none();
+        if new {
+            self.resolver.add_issuer(issuer_of(name, &loaded.ca)?);
+            self.trust_generation
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        Ok(loaded)
+    }
+
     /// `PUT /environments/{env}` with JSON settings (the keys of an
     /// `[environments.<name>]` table): creates the environment and its issuing CA, or
     /// replaces the settings of one created this way. Environments declared in the
@@ -111,6 +160,8 @@ impl App {
             code: "bad-json",
             detail: e.to_string(),
         })?;
+        // What other nodes sharing the store did first: one may have created it.
+        self.follow_changes()?;
         // One environment change at a time.
         let mut envs = self.envs.write().unwrap_or_else(|p| p.into_inner());
         let now = self.now();
@@ -158,25 +209,8 @@ impl App {
             now,
         )?;
         self.store.flush()?;
-        let (mut loaded, serials) = load_env(
-            &self.data,
-            self.store.as_ref(),
-            &self.config,
-            &name,
-            settings,
-            &self.clock,
-            &self.rng,
-        )?;
-        loaded.api_settings = Some(api);
-        self.revoked.extend(serials);
-        let loaded = Arc::new(loaded);
-        self.resolver.add_issuer(issuer_of(&name, &loaded.ca)?);
+        let loaded = self.install_locked(&mut envs, &name, settings, api)?;
         let view = self.view(&loaded)?;
-        envs.insert(name.clone(), loaded);
-        if change == EnvChange::Created {
-            self.trust_generation
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        }
         tracing::info!(env = %name, ?change, "environment changed through the API");
         Ok((change, view))
     }

@@ -192,6 +192,14 @@ impl App {
             "certd_store_size_bytes {}",
             self.store.size_on_disk().unwrap_or(0)
         );
+        if self.store.shared() {
+            let applied = self.applied_change();
+            let head = self.store.last_event_id().unwrap_or(applied);
+            out.push_str("# HELP certd_changes_applied The last change (audit id) of the shared store applied on this node.\n# TYPE certd_changes_applied gauge\n");
+            let _ = writeln!(out, "certd_changes_applied {applied}");
+            out.push_str("# HELP certd_changes_lag Changes in the shared store not yet applied on this node.\n# TYPE certd_changes_lag gauge\n");
+            let _ = writeln!(out, "certd_changes_lag {}", head.saturating_sub(applied));
+        }
         out
     }
 }

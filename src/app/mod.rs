@@ -4,6 +4,7 @@
 pub mod autosign;
 mod backup;
 mod certificates;
+mod changes;
 mod crl;
 mod environments;
 mod listing;
@@ -29,6 +30,7 @@ use crate::store::{DataDir, FilesError, Store, StoreError};
 
 pub use backup::{copy_installation, BackupMade, BackupStoreOpener, CopyCounts, Installation};
 pub use certificates::{CertificateView, Issued, Signing};
+pub use changes::ClusterStatus;
 pub use crl::CrlView;
 pub use environments::{EnvChange, EnvView};
 pub use listing::{ListQuery, Page};
@@ -171,6 +173,9 @@ pub struct Status {
     pub store: StoreStatus,
     /// Each environment's issuers and whether they take orders now.
     pub issuers: Vec<IssuerStatus>,
+    /// Where the store is shared by several nodes: this node and the others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterStatus>,
 }
 
 /// Store part of [`Status`].
@@ -221,6 +226,8 @@ pub struct App {
     /// Backups through the server, when `[store] backup_dir` is set and the composition
     /// root said how to open their stores ([`App::with_backups`]).
     backups: Option<backup::Backups>,
+    /// This node's place in the change sequence of a store other nodes share.
+    feed: changes::Feed,
 }
 
 /// One admitted signing; releases its place when dropped.
@@ -250,6 +257,15 @@ impl App {
             &data.read_ca_key(crate::store::CaKey::Root)?,
         )?;
         data.make_private()?;
+        // Changes after this one are applied by the feed; those before are loaded now.
+        let applied = store.last_event_id()?;
+        // Every environment's chain here and in the vault (where there is one): those
+        // another node created are written here, this node's are shared.
+        let mut known: Vec<EnvName> = config.environments.keys().cloned().collect();
+        known.extend(store.environments()?.into_iter().map(|(e, _)| e));
+        known.sort();
+        known.dedup();
+        data.share(&known)?;
         // Filled from the revocations each environment's CRL is re-issued from.
         let revoked = RevokedSerials::new();
         let mut envs = BTreeMap::new();
@@ -320,6 +336,12 @@ impl App {
         if let Some(cn) = server.common_name.and_then(|cn| Certname::parse(&cn).ok()) {
             own_names.push(cn);
         }
+        let feed = changes::Feed::new(
+            applied,
+            node_id(&config),
+            clock.now(),
+            changes::config_digest(&config),
+        );
         Ok(App {
             config,
             data,
@@ -341,6 +363,7 @@ impl App {
             metrics: metrics::Metrics::default(),
             order_lanes: std::sync::Mutex::new(std::collections::HashSet::new()),
             backups: None,
+            feed,
         })
     }
 
@@ -431,6 +454,7 @@ impl App {
                 }
             },
             issuers: self.issuer_statuses(),
+            cluster: self.store.shared().then(|| self.cluster_status()),
         }
     }
 
@@ -625,6 +649,22 @@ fn take_slot(counter: &Arc<std::sync::atomic::AtomicUsize>, limit: usize) -> Opt
         {
             return Some(SigningSlot(counter.clone()));
         }
+    }
+}
+
+/// `[server] node_id`, or the host name and the port listened on (the process id when
+/// the port is picked at start).
+fn node_id(config: &Config) -> String {
+    if let Some(id) = &config.server.node_id {
+        return id.clone();
+    }
+    let host = hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into());
+    match config.server.listen.port() {
+        0 => format!("{host}/{}", std::process::id()),
+        port => format!("{host}:{port}"),
     }
 }
 

@@ -22,6 +22,9 @@ pub enum SetupOutcome {
     Created,
     /// The directory was already set up; nothing changed.
     AlreadySetUp,
+    /// The store is another node's installation: its files were written from the
+    /// vault (the CA certificates and the server identity; no admin identity).
+    Joined,
 }
 
 /// Sets up `data` (and the store's first records) unless it already is.
@@ -34,6 +37,13 @@ pub fn setup(
 ) -> Result<SetupOutcome, AppError> {
     if data.is_set_up() {
         return Ok(SetupOutcome::AlreadySetUp);
+    }
+    if data.can_join()? {
+        let envs: Vec<EnvName> = store.environments()?.into_iter().map(|(e, _)| e).collect();
+        data.share(&envs)?;
+        if data.is_set_up() {
+            return Ok(SetupOutcome::Joined);
+        }
     }
     // A short random tag tells this installation's root apart from any other's.
     let tag = SerialNumber::random(rng).to_string();
@@ -114,6 +124,9 @@ pub fn setup(
         &data.root_cert(),
         &root.cert().to_pem().map_err(crate::ca::CaError::from)?,
     )?;
+    // Where the keys are in a vault, the other nodes' way in.
+    let envs: Vec<EnvName> = config.environments.keys().cloned().collect();
+    data.share(&envs)?;
     Ok(SetupOutcome::Created)
 }
 
@@ -140,6 +153,7 @@ pub(crate) fn create_env_ca(
     data.write_ca_key(CaKey::Issuing(env), &issuing.key().to_pem()?)?;
     data.write_public(&data.env_chain(env), &chain)?;
     data.write_public(&data.env_cert(env), &issuing_pem)?;
+    data.share(std::slice::from_ref(env))?;
     Ok(())
 }
 
@@ -159,6 +173,10 @@ pub(crate) fn record_own_certificates(
         (data.admin_cert(), data.admin_key()),
         (data.server_cert(), data.server_key()),
     ] {
+        if !cert_path.is_file() {
+            // A node that joined through the vault has no admin identity of its own.
+            continue;
+        }
         let der = openssl::x509::X509::from_pem(&data.read(&cert_path)?)
             .and_then(|c| c.to_der())
             .map_err(crate::ca::CaError::from)?;

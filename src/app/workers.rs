@@ -80,6 +80,9 @@ impl App {
         threads.push(self.spawn_maintenance(stop.clone())?);
         threads.extend(self.spawn_order_worker(stop.clone())?);
         threads.extend(self.spawn_webhooks(stop.clone())?);
+        if self.store.shared() {
+            threads.push(self.spawn_feed(stop.clone())?);
+        }
         Ok(Workers {
             app: Arc::clone(self),
             stop,

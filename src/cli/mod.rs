@@ -205,6 +205,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                         data.server_cert().display(),
                         data.admin_cert().display());
                 }
+                SetupOutcome::Joined => {
+                    println!(
+                        "set up {} from the installation in the database (its CA certificates and server identity)",
+                        data.root().display()
+                    );
+                }
                 SetupOutcome::AlreadySetUp => {
                     println!(
                         "{} is already set up; nothing changed",
@@ -215,8 +221,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Serve(args) => {
-            let (config, data) = args.common.load()?;
+            let (mut config, data) = args.common.load()?;
             let listen = args.listen.unwrap_or(config.server.listen);
+            config.server.listen = listen;
             let (store, data) = open_store(&config, data)?;
             let app = App::new(
                 config,

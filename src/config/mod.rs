@@ -100,6 +100,9 @@ pub struct ServerConfig {
     /// Most connections open at once, per worker thread.
     #[serde(deserialize_with = "positive")]
     pub max_connections: usize,
+    /// This node's name among the nodes sharing one store (`/status`); by default the
+    /// host name and the port.
+    pub node_id: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -114,6 +117,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::secs(10),
             body_timeout: Duration::secs(10),
             max_connections: 10_000,
+            node_id: None,
         }
     }
 }

@@ -7,6 +7,8 @@
 //! - [`architecture`]: the layers, the composition root, the store and its capabilities,
 //!   the background workers, what happens when the disk fills.
 //! - [`postgres`]: the PostgreSQL store: schema, constraints, transactions, faults.
+//! - [`cluster`]: several nodes on one database: joining, the change sequence each
+//!   follows, CRL numbers, what each node shows of the others.
 //! - [`api`]: environments (tenants), roles, the authorization rules, and the native
 //!   API's resources and status codes.
 //! - [`issuers`]: the issuance pipeline: approval, the built-in CA, remote CAs that answer
@@ -21,6 +23,7 @@
 pub mod api;
 pub mod architecture;
 pub mod choices;
+pub mod cluster;
 pub mod issuers;
 pub mod performance;
 pub mod postgres;

@@ -134,16 +134,15 @@
 //! statement timeouts, for every read begun before they are over. A write the server
 //! refused rolled back: it only drops its names.
 //! `tests/suite/store_model.rs` reads every certificate after every operation, against
-//! the model. Several nodes writing one database each need the others' changes: that
-//! is the several-nodes work (a change sequence each node follows), not built yet; until
-//! then run one node per database. So that a second node (or a `certd store copy`
-//! reading) cannot make the cache lie, every store holds a shared advisory lock on a
-//! connection of its own and counts the holders every 500 ms (`src/store/pg/peers.rs`):
-//! while it is not alone its cache is empty and off (a warning is logged), and on again
-//! once it is. A second node is thus seen at once by itself and within 500 ms by the
-//! first; what stays per node is the CRL and the TLS refusal set (held in memory), which
-//! the several-nodes work brings in step. When that connection is lost the cache keeps
-//! serving (the database is away for writes anyway) and starts empty once it is back.
+//! the model. So that another node (or a `certd store copy` reading) cannot make the
+//! cache lie, every store holds a shared advisory lock on a connection of its own and
+//! counts the holders every 500 ms (`src/store/pg/peers.rs`): while it is not alone its
+//! cache is empty and off, and on again once it is. A node that finds others when it
+//! opens waits two counts before it serves, so every other node has turned its cache off
+//! before this one writes. What each node keeps in memory (the CRL, the TLS refusal set,
+//! the environments) follows the others' changes through the audit log
+//! (`manual::cluster`). When that connection is lost the cache keeps serving (the
+//! database is away for writes anyway) and starts empty once it is back.
 //!
 //! ## Copies and backups
 //!
@@ -208,16 +207,9 @@
 //!
 //! ## Not yet
 //!
-//! Several nodes on one database (the cache above is one node's). While the database is
-//! down, a certificate this node never issued or read answers 503.
-//!
-//! What the several-nodes work can build on: every write transaction first locks the
-//! audit log's head row (`SELECT last FROM certd_audit_head FOR UPDATE`), and every
-//! change to a certificate logs an event in it, so audit ids are given in commit order
-//! with no gaps: the log is already a change sequence a node can follow (`id > last`)
-//! without missing a commit that took a lower id later, and after a lost connection it
-//! catches up from its last id. Following it gives "within the poll interval"; a GET
-//! that must see another node's revocation at once needs a check of the log's head
-//! before a cached answer (one small query shared by the GETs waiting at that moment).
+//! While the database is down, a certificate this node never issued or read answers
+//! 503. With several nodes the cache is off; keeping it on would need a check of the
+//! log's head before each cached answer (one small query shared by the GETs waiting at
+//! that moment), so that a GET never misses another node's commit.
 //!
 //! [`PgStore`]: crate::store::PgStore

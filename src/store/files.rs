@@ -55,13 +55,71 @@ impl CaKey<'_> {
     }
 }
 
-/// Where CA private keys are kept when not as files of the data directory: the
-/// PostgreSQL store keeps them in the database, encrypted (`store::pg::keys`).
+/// What else every node of an installation shares through the vault, beside the CA keys:
+/// the files a node whose data directory is empty writes from it before it serves
+/// ([`DataDir::share`]), so that adding a node takes the configuration and the key file
+/// and nothing else. All nodes serve one TLS identity (the name the load balancer is
+/// reached by is in it), and every environment's chain.
+#[derive(Debug, Clone, Copy)]
+pub enum Shared<'a> {
+    /// `ca/root.pem`: the root CA certificate (the mark of a set-up directory).
+    RootCert,
+    /// An environment's `chain.pem` (its `ca.pem` is the chain's first certificate).
+    Chain(&'a EnvName),
+    /// `tls/server.key`.
+    ServerKey,
+    /// `tls/server.pem`.
+    ServerCert,
+}
+
+impl Shared<'_> {
+    fn scope(&self) -> (String, &'static str) {
+        match self {
+            Shared::RootCert => (String::new(), "root-cert"),
+            Shared::Chain(env) => (env.to_string(), "chain"),
+            Shared::ServerKey => (String::new(), "server-key"),
+            Shared::ServerCert => (String::new(), "server-cert"),
+        }
+    }
+}
+
+/// Where CA private keys are kept when not as files of the data directory, with the
+/// [`Shared`] files: the PostgreSQL store keeps them in the database, encrypted
+/// (`store::pg::keys`). Rows are named by scope (an environment, or `""`) and purpose;
+/// none is ever replaced.
 pub trait CaKeyVault: Send + Sync + std::fmt::Debug {
+    /// A row's bytes; `None` when there is none; an error when it does not decrypt.
+    fn find(&self, scope: &str, purpose: &str) -> Result<Option<Vec<u8>>, FilesError>;
+    /// Stores a new row; false, nothing written, when there is one already.
+    fn insert(&self, scope: &str, purpose: &str, bytes: &[u8]) -> Result<bool, FilesError>;
+
     /// The key's PEM; an error when it is not there or does not decrypt.
-    fn get(&self, key: CaKey<'_>) -> Result<Vec<u8>, FilesError>;
+    fn get(&self, key: CaKey<'_>) -> Result<Vec<u8>, FilesError> {
+        let (scope, purpose) = key.scope();
+        self.find(&scope, purpose)?.ok_or_else(|| {
+            FilesError::Vault(format!("the database holds no {purpose} key{}", of(&scope)))
+        })
+    }
+
     /// Stores a new key; an error when one is there already (never replaced).
-    fn put(&self, key: CaKey<'_>, pem: &[u8]) -> Result<(), FilesError>;
+    fn put(&self, key: CaKey<'_>, pem: &[u8]) -> Result<(), FilesError> {
+        let (scope, purpose) = key.scope();
+        if self.insert(&scope, purpose, pem)? {
+            return Ok(());
+        }
+        Err(FilesError::Vault(format!(
+            "the database already holds a {purpose} key{}; certd never replaces one (a data directory set up anew against another installation's database, or two first nodes started at once: start this one again)",
+            of(&scope)
+        )))
+    }
+}
+
+fn of(scope: &str) -> String {
+    if scope.is_empty() {
+        String::new()
+    } else {
+        format!(" for {scope}")
+    }
 }
 
 /// The layout of a data directory. Paths only; nothing is created until written. CA
@@ -111,6 +169,73 @@ impl DataDir {
             (None, CaKey::Root) => self.write_secret(&self.root_key(), pem),
             (None, CaKey::Issuing(env)) => self.write_secret(&self.env_key(env), pem),
         }
+    }
+
+    /// Whether a node could join an installation through the vault: it holds the root
+    /// CA certificate that another node shared.
+    pub fn can_join(&self) -> Result<bool, FilesError> {
+        let Some(vault) = &self.vault else {
+            return Ok(false);
+        };
+        let (scope, purpose) = Shared::RootCert.scope();
+        if vault.find(&scope, purpose)?.is_some() {
+            return Ok(true);
+        }
+        let (scope, purpose) = CaKey::Root.scope();
+        if vault.find(&scope, purpose)?.is_some() {
+            return Err(FilesError::Vault(
+                "the database holds a root CA key but not its certificate: another node is setting it up now (start this one again in a moment), or it was set up by an older certd (start a node that has the data directory first)".into(),
+            ));
+        }
+        Ok(false)
+    }
+
+    /// Makes the [`Shared`] files (of `envs`, with the root's and the server's) the same
+    /// here and in the vault: a file the vault lacks is stored there, a file this
+    /// directory lacks is written from it; `ca/root.pem` last, so that a node joining
+    /// with an empty directory is set up only once it has everything. Without a vault,
+    /// nothing.
+    pub fn share(&self, envs: &[EnvName]) -> Result<(), FilesError> {
+        let Some(vault) = &self.vault else {
+            return Ok(());
+        };
+        let mut items = vec![Shared::ServerKey, Shared::ServerCert];
+        items.extend(envs.iter().map(Shared::Chain));
+        items.push(Shared::RootCert);
+        for item in items {
+            let (scope, purpose) = item.scope();
+            let path = match item {
+                Shared::RootCert => self.root_cert(),
+                Shared::Chain(env) => self.env_chain(env),
+                Shared::ServerKey => self.server_key(),
+                Shared::ServerCert => self.server_cert(),
+            };
+            if path.is_file() {
+                if vault.find(&scope, purpose)?.is_none() {
+                    let bytes = match item {
+                        Shared::ServerKey => self.read_secret(&path)?,
+                        _ => self.read(&path)?,
+                    };
+                    vault.insert(&scope, purpose, &bytes)?;
+                }
+                continue;
+            }
+            let Some(bytes) = vault.find(&scope, purpose)? else {
+                continue;
+            };
+            match item {
+                Shared::ServerKey => self.write_secret(&path, &bytes)?,
+                Shared::Chain(env) => {
+                    let first = first_pem(&bytes).ok_or_else(|| {
+                        FilesError::Vault(format!("the chain of {env} in the database is not PEM"))
+                    })?;
+                    self.write_public(&path, &bytes)?;
+                    self.write_public(&self.env_cert(env), first)?;
+                }
+                _ => self.write_public(&path, &bytes)?,
+            }
+        }
+        Ok(())
     }
 
     /// The directory itself.
@@ -276,6 +401,18 @@ impl DataDir {
     pub fn write_secret(&self, path: &Path, bytes: &[u8]) -> Result<(), FilesError> {
         write_atomic(path, bytes, 0o600)
     }
+}
+
+/// The first PEM block of `pem`, through its END line and newline.
+fn first_pem(pem: &[u8]) -> Option<&[u8]> {
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    let at = pem.windows(END.len()).position(|w| w == END)? + END.len();
+    let at = if pem.get(at) == Some(&b'\n') {
+        at + 1
+    } else {
+        at
+    };
+    Some(&pem[..at])
 }
 
 /// Reads a private file, refusing one that group or others may read.

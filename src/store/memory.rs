@@ -572,9 +572,15 @@ impl CrlStore for MemStore {
         Ok(self.with(|s| s.envs.get(env.as_str()).and_then(|e| e.crl.clone())))
     }
 
-    fn put_crl(&self, env: &EnvName, crl: &CrlRecord) -> Result<(), StoreError> {
-        self.with(|s| env_mut(s, env).crl = Some(crl.clone()));
-        Ok(())
+    fn put_crl(&self, env: &EnvName, crl: &CrlRecord) -> Result<bool, StoreError> {
+        Ok(self.with(|s| {
+            let slot = &mut env_mut(s, env).crl;
+            let newer = slot.as_ref().is_none_or(|c| c.number < crl.number);
+            if newer {
+                *slot = Some(crl.clone());
+            }
+            newer
+        }))
     }
 
     fn root_crl(&self) -> Result<Option<CrlRecord>, StoreError> {

@@ -21,13 +21,13 @@ use thiserror::Error;
 use crate::ca::{Certname, EnvName, UnixTime};
 
 pub(crate) use files::io as io_error;
-pub use files::{read_secret, write_file, CaKey, CaKeyVault, DataDir, FilesError};
+pub use files::{read_secret, write_file, CaKey, CaKeyVault, DataDir, FilesError, Shared};
 pub use memory::MemStore;
 pub use pending::PendingIssue;
 pub use pg::{schema_sql, MigrateError, PgOpenError, PgStore, SealedKeys, PG_SCHEMA_VERSION};
 pub use records::{
-    AuditEvent, CertRecord, CertState, CertSummary, CrlRecord, EnvRecord, EventKind, Order,
-    RequestRecord, RequestState, Revocation, RevokedSerial, StoredFingerprints, SubStatus,
+    AuditEvent, CertRecord, CertState, CertSummary, CrlRecord, EnvRecord, EventKind, NodeRecord,
+    Order, RequestRecord, RequestState, Revocation, RevokedSerial, StoredFingerprints, SubStatus,
 };
 pub use schema::SCHEMA_VERSION;
 pub use sled_store::SledStore;
@@ -375,6 +375,23 @@ pub trait CertificateStore: Send + Sync {
 
     /// Every revoked serial of the environment, in serial order.
     fn revoked_serials(&self, env: &EnvName) -> Result<Vec<RevokedSerial>, StoreError>;
+
+    /// The revoked serials that were issued to `name` (what another node's revocation,
+    /// renewal or clean of it added). By default read through every revocation: stores
+    /// that serve several nodes index it.
+    fn revoked_serials_of(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+    ) -> Result<Vec<RevokedSerial>, StoreError> {
+        let mut out = Vec::new();
+        for r in self.revoked_serials(env)? {
+            if self.certname_by_serial(env, &r.serial)?.as_ref() == Some(name) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// The cached CRLs.
@@ -382,8 +399,9 @@ pub trait CrlStore: Send + Sync {
     /// The cached CRL.
     fn crl(&self, env: &EnvName) -> Result<Option<CrlRecord>, StoreError>;
 
-    /// Replaces the cached CRL.
-    fn put_crl(&self, env: &EnvName, crl: &CrlRecord) -> Result<(), StoreError>;
+    /// Replaces the cached CRL if the stored one has a lower number (or there is none);
+    /// false, nothing written, when its number is as high (another node took it).
+    fn put_crl(&self, env: &EnvName, crl: &CrlRecord) -> Result<bool, StoreError>;
 
     /// The root CA's CRL (it lists revoked issuing CAs; Puppet agents need one for every
     /// CA of the chain).
@@ -444,6 +462,34 @@ pub trait Store:
         name: &Certname,
     ) -> Option<Result<Option<CertRecord>, StoreError>> {
         self.local_reads().then(|| self.certificate(env, name))
+    }
+
+    /// Whether other processes (the other nodes of a cluster) may write this store while
+    /// this one does; then the change feed follows what they do.
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// Whether another process (another node) uses the store now, as last seen.
+    fn others_connected(&self) -> bool {
+        false
+    }
+
+    /// Waits until another process may have changed the store since the count `seen`
+    /// was returned, or `timeout` has passed; the count now. A hint that wakes the
+    /// change feed early (the feed reads the audit log either way); by default, only the
+    /// wait.
+    fn wait_for_change(&self, seen: u64, timeout: std::time::Duration) -> u64 {
+        std::thread::sleep(timeout);
+        seen
+    }
+
+    /// Records this node's heartbeat and returns every node seen within `recent_ms`
+    /// (by the store's clock where it has one), this one included. A store that serves
+    /// one process only knows this one.
+    fn heartbeat(&self, node: &NodeRecord, recent_ms: i64) -> Result<Vec<NodeRecord>, StoreError> {
+        let _ = recent_ms;
+        Ok(vec![node.clone()])
     }
 
     /// Bytes the store takes on disk (0 for a store in memory).

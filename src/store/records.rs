@@ -329,6 +329,23 @@ pub struct RevokedSerial {
     pub revocation: Revocation,
 }
 
+/// A node of the cluster as its last heartbeat left it in the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Its id (`[server] node_id`, or host name and port).
+    pub id: String,
+    /// certd's version there.
+    pub version: String,
+    /// When it started (Unix seconds).
+    pub started_at: UnixTime,
+    /// When it last beat (Unix ms; the store's clock where it has one).
+    pub seen_ms: i64,
+    /// The last audit event id whose change it applied.
+    pub applied: u64,
+    /// A digest of the configuration that must agree across nodes.
+    pub config_digest: String,
+}
+
 /// An environment known to the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnvRecord {

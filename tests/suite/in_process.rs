@@ -286,7 +286,7 @@ impl CrlStore for Counting {
         Ok(r)
     }
 
-    fn put_crl(&self, env: &EnvName, crl: &CrlRecord) -> Result<(), StoreError> {
+    fn put_crl(&self, env: &EnvName, crl: &CrlRecord) -> Result<bool, StoreError> {
         self.inner.put_crl(env, crl)
     }
 

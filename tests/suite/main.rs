@@ -10,6 +10,7 @@
 //! - issuers and orders, with real cfssl and downstream certd: [`issuers`];
 //! - what fails: [`crash`] (SIGKILL, SIGTERM), [`disk_full`], [`races`], [`hostile`],
 //!   [`limits`]; backups of a running server: [`backup`];
+//! - several nodes on one PostgreSQL database: [`cluster`];
 //! - the store against its model: [`store_model`]; the command line: [`cli`], [`bench`].
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
@@ -19,6 +20,7 @@ mod common;
 mod backup;
 mod bench;
 mod cli;
+mod cluster;
 mod crash;
 mod disk_full;
 mod environments;

@@ -510,7 +510,7 @@ fn ca_keys_live_in_the_database_sealed_and_bound_to_their_place() {
     let mut sql = pg.admin_of(&db);
     let rows: Vec<(String, String, Vec<u8>)> = sql
         .query(
-            "SELECT env, purpose, sealed FROM certd_ca_keys ORDER BY env",
+            "SELECT env, purpose, sealed FROM certd_ca_keys ORDER BY env, purpose",
             &[],
         )
         .unwrap()
@@ -525,7 +525,12 @@ fn ca_keys_live_in_the_database_sealed_and_bound_to_their_place() {
         places,
         [
             ("", "root-ca"),
+            ("", "root-cert"),
+            ("", "server-cert"),
+            ("", "server-key"),
+            ("production", "chain"),
             ("production", "issuing-ca"),
+            ("runtime", "chain"),
             ("runtime", "issuing-ca")
         ]
     );
@@ -533,7 +538,7 @@ fn ca_keys_live_in_the_database_sealed_and_bound_to_their_place() {
         let text = String::from_utf8_lossy(sealed);
         assert!(
             !text.contains("PRIVATE KEY") && !text.contains("-----"),
-            "plaintext"
+            "plaintext (keys, and the certificates shared with joining nodes, are sealed)"
         );
     }
     let cfg = dir.path().join("certd.toml");
@@ -800,7 +805,10 @@ fn nodes_starting_together_migrate_once() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [certd::store::PG_SCHEMA_VERSION]);
+    assert_eq!(
+        versions,
+        (1..=certd::store::PG_SCHEMA_VERSION).collect::<Vec<_>>()
+    );
 }
 
 /// A write that cannot take the writers' lock within the statement timeout is told the

@@ -200,6 +200,11 @@ impl CertCache {
         inner.shared = !alone;
     }
 
+    /// Whether the last count found other holders (see `peers`).
+    pub(super) fn is_shared(&self) -> bool {
+        self.read().shared
+    }
+
     /// Bytes held, for tests.
     #[cfg(test)]
     fn bytes(&self) -> usize {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use openssl::symm::{decrypt_aead, encrypt_aead, Cipher};
 
 use super::PgStore;
-use crate::store::{read_secret, write_file, CaKey, CaKeyVault, FilesError};
+use crate::store::{read_secret, write_file, CaKeyVault, FilesError};
 
 const KEK_LEN: usize = 32;
 const NONCE_LEN: usize = 12;
@@ -133,23 +133,14 @@ impl SealedKeys {
 }
 
 impl CaKeyVault for SealedKeys {
-    fn get(&self, key: CaKey<'_>) -> Result<Vec<u8>, FilesError> {
-        let (scope, purpose) = key.scope();
-        match self.store.ca_key(&scope, purpose).map_err(vault)? {
-            Some((nonce, sealed)) => self.open_row(&scope, purpose, &nonce, &sealed),
-            None => Err(vault(format!(
-                "the database holds no {purpose} key{}",
-                if scope.is_empty() {
-                    String::new()
-                } else {
-                    format!(" for {scope}")
-                }
-            ))),
+    fn find(&self, scope: &str, purpose: &str) -> Result<Option<Vec<u8>>, FilesError> {
+        match self.store.ca_key(scope, purpose).map_err(vault)? {
+            Some((nonce, sealed)) => self.open_row(scope, purpose, &nonce, &sealed).map(Some),
+            None => Ok(None),
         }
     }
 
-    fn put(&self, key: CaKey<'_>, pem: &[u8]) -> Result<(), FilesError> {
-        let (scope, purpose) = key.scope();
+    fn insert(&self, scope: &str, purpose: &str, bytes: &[u8]) -> Result<bool, FilesError> {
         let mut nonce = [0u8; NONCE_LEN];
         openssl::rand::rand_bytes(&mut nonce).map_err(vault)?;
         let mut tag = [0u8; TAG_LEN];
@@ -157,22 +148,14 @@ impl CaKeyVault for SealedKeys {
             Cipher::aes_256_gcm(),
             &self.kek,
             Some(&nonce),
-            &aad(&scope, purpose),
-            pem,
+            &aad(scope, purpose),
+            bytes,
             &mut tag,
         )
         .map_err(vault)?;
         sealed.extend_from_slice(&tag);
-        let stored = self
-            .store
-            .insert_ca_key(&scope, purpose, &nonce, &sealed)
-            .map_err(vault)?;
-        if !stored {
-            return Err(vault(format!(
-                "the database already holds a {purpose} key{}; certd never replaces one (a data directory set up anew against another installation's database?)",
-                if scope.is_empty() { String::new() } else { format!(" for {scope}") }
-            )));
-        }
-        Ok(())
+        self.store
+            .insert_ca_key(scope, purpose, &nonce, &sealed)
+            .map_err(vault)
     }
 }

@@ -36,7 +36,14 @@ pub(super) struct Connector {
 
 impl Connector {
     pub(super) fn connect(&self) -> Result<Conn, postgres::Error> {
-        let client = postgres::Config::from(self.config.clone()).connect(self.tls.clone())?;
+        self.connect_as("certd")
+    }
+
+    /// A connection named `name` in `pg_stat_activity` (`application_name`).
+    pub(super) fn connect_as(&self, name: &str) -> Result<Conn, postgres::Error> {
+        let mut config = postgres::Config::from(self.config.clone());
+        config.application_name(name);
+        let client = config.connect(self.tls.clone())?;
         Ok(Conn {
             client,
             stmts: HashMap::new(),

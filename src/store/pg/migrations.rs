@@ -13,7 +13,8 @@ use postgres::error::SqlState;
 use postgres::Client;
 
 /// The migrations, in order; migration `i` brings the schema to version `i + 1`.
-pub(super) const MIGRATIONS: &[&str] = &[r#"
+pub(super) const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE certd_environments (
     name text COLLATE "C" PRIMARY KEY,
     record text NOT NULL
@@ -79,7 +80,16 @@ CREATE TABLE certd_ca_keys (
     sealed bytea NOT NULL,
     PRIMARY KEY (env, purpose)
 );
-"#];
+"#,
+    r#"
+CREATE TABLE certd_nodes (
+    id text COLLATE "C" PRIMARY KEY,
+    seen_ms bigint NOT NULL,
+    record text NOT NULL
+);
+CREATE INDEX certd_serials_by_name ON certd_serials (env, certname);
+"#,
+];
 
 /// The schema version this certd writes.
 pub const PG_SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;

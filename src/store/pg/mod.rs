@@ -69,8 +69,11 @@ pub struct PgStore {
     /// How long a write may still be ending on the server after its caller heard of a
     /// failure (statement and idle-in-transaction timeouts).
     settle: Duration,
-    /// Turns the cache off while another process uses the database.
+    /// Turns the cache off while another process uses the database, and listens for
+    /// other nodes' changes.
     _peers: peers::Peers,
+    /// Bumped when another node may have changed something.
+    changes: Arc<peers::Changes>,
     target: String,
 }
 
@@ -185,7 +188,8 @@ impl PgStore {
         );
         let cache = Arc::new(CertCache::new(cache::CACHE_BYTES));
         let settle = wait * 3;
-        let peers = peers::watch(connector.clone(), cache.clone());
+        let changes = Arc::new(peers::Changes::default());
+        let peers = peers::watch(connector.clone(), cache.clone(), changes.clone());
         let committer = Committer::start(connector, wait, cache.clone(), settle);
         Ok(PgStore {
             lanes,
@@ -193,6 +197,7 @@ impl PgStore {
             cache,
             settle,
             _peers: peers,
+            changes,
             target,
         })
     }
@@ -544,6 +549,15 @@ impl CertificateStore for PgStore {
         let env = env.clone();
         self.read(move |tx| ops::revoked_serials(tx, &env))
     }
+
+    fn revoked_serials_of(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+    ) -> Result<Vec<RevokedSerial>, StoreError> {
+        let (env, name) = (env.clone(), name.clone());
+        self.read(move |tx| ops::revoked_serials_of(tx, &env, &name))
+    }
 }
 
 impl CrlStore for PgStore {
@@ -552,7 +566,7 @@ impl CrlStore for PgStore {
         self.read(move |tx| ops::crl(tx, &env))
     }
 
-    fn put_crl(&self, env: &EnvName, crl: &CrlRecord) -> Result<(), StoreError> {
+    fn put_crl(&self, env: &EnvName, crl: &CrlRecord) -> Result<bool, StoreError> {
         let (env, crl) = (env.clone(), crl.clone());
         self.write(move |tx| ops::put_crl(tx, &env, &crl))
     }
@@ -601,6 +615,24 @@ impl Store for PgStore {
 
     fn local_reads(&self) -> bool {
         false
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    fn others_connected(&self) -> bool {
+        self.cache.is_shared()
+    }
+
+    fn wait_for_change(&self, seen: u64, timeout: Duration) -> u64 {
+        self.changes.wait(seen, timeout)
+    }
+
+    fn heartbeat(&self, node: &NodeRecord, recent_ms: i64) -> Result<Vec<NodeRecord>, StoreError> {
+        let node = node.clone();
+        // Each statement on its own (no writers' lock): a heartbeat is no audited change.
+        self.read(move |tx| ops::heartbeat(tx, &node, recent_ms))
     }
 
     fn certificate_now(

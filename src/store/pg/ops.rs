@@ -54,13 +54,16 @@ impl Event {
 /// The writers' lock: the one row every writing transaction locks first.
 pub(super) const LOCK_SQL: &str = "SELECT last FROM certd_audit_head FOR UPDATE";
 
-/// Appends `$1` events (the arrays `$2`..`$6`) with the next ids, in one statement.
+/// Appends `$1` events (the arrays `$2`..`$6`) with the next ids, in one statement, and
+/// notifies the other nodes' change feeds (delivered at the commit, if there is one).
 pub(super) const APPEND_EVENTS_SQL: &str =
-    "WITH head AS (UPDATE certd_audit_head SET last = last + $1 RETURNING last)
-     INSERT INTO certd_audit (id, at, env, certname, kind, detail)
-     SELECT head.last - $1 + e.ord, e.at, e.env, e.certname, e.kind, e.detail
-     FROM head, unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])
-          WITH ORDINALITY AS e(at, env, certname, kind, detail, ord)";
+    "WITH head AS (UPDATE certd_audit_head SET last = last + $1 RETURNING last),
+     appended AS (
+         INSERT INTO certd_audit (id, at, env, certname, kind, detail)
+         SELECT head.last - $1 + e.ord, e.at, e.env, e.certname, e.kind, e.detail
+         FROM head, unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])
+              WITH ORDINALITY AS e(at, env, certname, kind, detail, ord))
+     SELECT pg_notify('certd_changes', last::text) FROM head";
 
 /// What an operation fails with: the database's error (maybe retried), or a stored row
 /// that does not decode.
@@ -781,6 +784,56 @@ pub(super) fn revoked_serials<C: GenericClient>(
     Ok(out)
 }
 
+pub(super) fn revoked_serials_of<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    name: &Certname,
+) -> Op<Vec<RevokedSerial>> {
+    let rows = tx.query(
+        "SELECT r.record FROM certd_serials s
+         JOIN certd_revocations r ON r.env = s.env AND r.serial = s.serial
+         WHERE s.env = $1 AND s.certname = $2
+         ORDER BY length(r.serial), r.serial",
+        &[&env.as_str(), &name.as_str()],
+    )?;
+    rows.iter()
+        .map(|r| decode("revocations", r.get::<_, &str>(0).as_bytes()).map_err(OpError::Store))
+        .collect()
+}
+
+/// Upserts `node`, seen now by the database's clock, and returns the nodes seen within
+/// `recent_ms` of it.
+pub(super) fn heartbeat<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    node: &NodeRecord,
+    recent_ms: i64,
+) -> Op<Vec<NodeRecord>> {
+    let now_ms: i64 = tx
+        .query(
+            "SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint",
+            &[],
+        )?
+        .first()
+        .map(|r| r.get(0))
+        .unwrap_or(0);
+    let mine = NodeRecord {
+        seen_ms: now_ms,
+        ..node.clone()
+    };
+    tx.exec(
+        "INSERT INTO certd_nodes (id, seen_ms, record) VALUES ($1, $2, $3)
+         ON CONFLICT (id) DO UPDATE SET seen_ms = EXCLUDED.seen_ms, record = EXCLUDED.record",
+        &[&mine.id, &now_ms, &json(&mine)],
+    )?;
+    let rows = tx.query(
+        "SELECT record FROM certd_nodes WHERE seen_ms >= $1 ORDER BY id",
+        &[&(now_ms - recent_ms)],
+    )?;
+    rows.iter()
+        .map(|r| decode("nodes", r.get::<_, &str>(0).as_bytes()).map_err(OpError::Store))
+        .collect()
+}
+
 // ---- environments, CRLs, audit ----
 
 pub(super) fn put_environment<C: GenericClient>(
@@ -827,13 +880,15 @@ pub(super) fn put_crl<C: GenericClient>(
     tx: &mut Tx<'_, C>,
     env: &EnvName,
     crl: &CrlRecord,
-) -> Op<()> {
-    tx.exec(
+) -> Op<bool> {
+    let number = crl.number as i64;
+    let n = tx.exec(
         "INSERT INTO certd_crls (env, record) VALUES ($1, $2)
-         ON CONFLICT (env) DO UPDATE SET record = EXCLUDED.record",
-        &[&env.as_str(), &json(crl)],
+         ON CONFLICT (env) DO UPDATE SET record = EXCLUDED.record
+         WHERE (certd_crls.record::jsonb->>'number')::bigint < $3",
+        &[&env.as_str(), &json(crl), &number],
     )?;
-    Ok(())
+    Ok(n == 1)
 }
 
 pub(super) fn root_crl<C: GenericClient>(tx: &mut Tx<'_, C>) -> Op<Option<CrlRecord>> {

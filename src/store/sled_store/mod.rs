@@ -500,15 +500,29 @@ impl CrlStore for SledStore {
         }
     }
 
-    fn put_crl(&self, env: &EnvName, crl: &CrlRecord) -> Result<(), StoreError> {
+    fn put_crl(&self, env: &EnvName, crl: &CrlRecord) -> Result<bool, StoreError> {
         self.with(|core| {
             let trees = core.env(env)?;
             let _writing = core.writing();
-            trees
-                .meta
-                .insert(schema::KEY_CRL, encode(crl))
-                .map_err(engine)?;
-            Ok(())
+            let new = encode(crl);
+            // Compare-and-swap, so that a lower number never replaces a higher one.
+            let mut current = trees.meta.get(schema::KEY_CRL).map_err(engine)?;
+            loop {
+                if let Some(bytes) = &current {
+                    let stored: CrlRecord = decode("meta", bytes)?;
+                    if stored.number >= crl.number {
+                        return Ok(false);
+                    }
+                }
+                match trees
+                    .meta
+                    .compare_and_swap(schema::KEY_CRL, current, Some(new.clone()))
+                    .map_err(engine)?
+                {
+                    Ok(()) => return Ok(true),
+                    Err(e) => current = e.current,
+                }
+            }
         })
     }
 

@@ -1,0 +1,298 @@
+//! The change feed: what other nodes sharing the store did, applied here, and this
+//! node's heartbeat.
+//!
+//! Every change is in the audit log, whose ids are one total order, committed in order
+//! (`store`). Each node follows it from the id it read when it started, woken by the
+//! store's hint ([`Store::wait_for_change`]: PostgreSQL's LISTEN/NOTIFY) and reading it
+//! every [`POLL`] anyway, so a lost notification (a connection that was down, a pooler
+//! that does not pass them) delays a change by one poll at most. Of each event it applies
+//! what this process keeps in memory:
+//!
+//! - a revocation, renewal or clean: the name's revoked serials join the handshake's
+//!   refusal set and the environment's CRL (one re-issue per environment per batch of
+//!   events, with a number no node used);
+//! - an environment: one another node created is served (its chain from the vault),
+//!   one whose settings changed is loaded with the new ones.
+//!
+//! Certificates and requests need nothing: they are read from the store at every request
+//! (a node's certificate cache is off while other nodes use the store). Applying this
+//! node's own events again changes nothing (serials are sets).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{App, AppError};
+use crate::ca::{Certname, EnvName};
+use crate::store::{AuditEvent, EventKind, NodeRecord};
+
+/// How often the audit log is read when no notification came.
+pub(super) const POLL: Duration = Duration::from_millis(250);
+
+/// The least time between two reads of the audit log, so that a busy cluster's
+/// notifications (one per commit) are taken in batches.
+const GAP: Duration = Duration::from_millis(25);
+
+/// How often this node beats.
+const BEAT: Duration = Duration::from_secs(1);
+
+/// A node counts as seen when it beat within this long.
+const RECENT_MS: i64 = 10_000;
+
+/// Events read at a time.
+const PAGE: usize = 1000;
+
+/// Where this node is in the change sequence, and whom it has seen.
+pub(super) struct Feed {
+    /// The last audit id whose change is applied here.
+    applied: AtomicU64,
+    /// This node's id.
+    pub(super) node_id: String,
+    /// When it started (Unix seconds).
+    started_at: crate::ca::UnixTime,
+    /// The digest of the configuration the nodes must agree on.
+    config_digest: String,
+    /// The nodes seen at the last heartbeat (this one included).
+    nodes: RwLock<Vec<NodeRecord>>,
+}
+
+impl Feed {
+    pub(super) fn new(
+        applied: u64,
+        node_id: String,
+        started_at: crate::ca::UnixTime,
+        config_digest: String,
+    ) -> Feed {
+        Feed {
+            applied: AtomicU64::new(applied),
+            node_id,
+            started_at,
+            config_digest,
+            nodes: RwLock::new(Vec::new()),
+        }
+    }
+}
+
+/// `/status`'s `cluster`: this node and those seen.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterStatus {
+    /// This node's id.
+    pub node_id: String,
+    /// The last change (audit id) applied here.
+    pub applied: u64,
+    /// The digest of the configuration the nodes must agree on (environments declared in
+    /// the file, CA settings, authorization rules, admins).
+    pub config_digest: String,
+    /// Nodes that beat within the last ten seconds, with the change each applied.
+    pub nodes: Vec<NodeRecord>,
+    /// Ids of the nodes seen whose configuration digest differs from this node's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub config_differs: Vec<String>,
+}
+
+/// The digest of the configuration every node must share: declared environments, CA
+/// settings, rules, admins (their debug forms; secrets enter only the digest).
+pub(super) fn config_digest(config: &crate::config::Config) -> String {
+    let text = format!(
+        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
+        config.environments,
+        config.ca,
+        config.rules_origin,
+        config.admins,
+        config.admin_environments,
+        config.issuers
+    );
+    let digest = openssl::sha::sha256(text.as_bytes());
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl App {
+    /// The last change (audit id) applied here.
+    pub fn applied_change(&self) -> u64 {
+        self.feed.applied.load(Ordering::SeqCst)
+    }
+
+    /// This node and the nodes seen at the last heartbeat.
+    pub fn cluster_status(&self) -> ClusterStatus {
+        let nodes = self
+            .feed
+            .nodes
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let config_differs = nodes
+            .iter()
+            .filter(|n| n.config_digest != self.feed.config_digest)
+            .map(|n| n.id.clone())
+            .collect();
+        ClusterStatus {
+            node_id: self.feed.node_id.clone(),
+            applied: self.applied_change(),
+            config_digest: self.feed.config_digest.clone(),
+            nodes,
+            config_differs,
+        }
+    }
+
+    /// Applies every change logged since the last one applied; returns how many events
+    /// were read.
+    pub fn follow_changes(&self) -> Result<usize, AppError> {
+        let mut total = 0;
+        loop {
+            let after = self.applied_change();
+            let events = self.store.audit(after, PAGE)?;
+            let Some(last) = events.last().map(|e| e.id) else {
+                return Ok(total);
+            };
+            self.apply(&events)?;
+            self.feed.applied.fetch_max(last, Ordering::SeqCst);
+            total += events.len();
+            if events.len() < PAGE {
+                return Ok(total);
+            }
+        }
+    }
+
+    fn apply(&self, events: &[AuditEvent]) -> Result<(), AppError> {
+        let mut envs = BTreeSet::new();
+        let mut revoked: BTreeMap<EnvName, BTreeSet<Certname>> = BTreeMap::new();
+        for e in events {
+            let Ok(env) = EnvName::parse(&e.env) else {
+                continue;
+            };
+            match e.kind {
+                EventKind::Environment => {
+                    envs.insert(env);
+                }
+                EventKind::Revoked | EventKind::Renewed | EventKind::Cleaned => {
+                    if let Ok(name) = Certname::parse(&e.certname) {
+                        revoked.entry(env).or_default().insert(name);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for env in envs {
+            self.follow_environment(&env)?;
+        }
+        for (env, names) in revoked {
+            let Ok((_, ca)) = self.environment(env.as_str()) else {
+                continue;
+            };
+            let mut new = Vec::new();
+            for name in &names {
+                new.extend(
+                    self.store
+                        .revoked_serials_of(&env, name)?
+                        .into_iter()
+                        .filter(|r| !self.revoked.contains(&r.serial)),
+                );
+            }
+            if !new.is_empty() {
+                self.rebuild_crl(&ca, Some(&new))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Serves `env` as the store now has it, if another node created it or changed its
+    /// settings through the API (environments declared in this node's file are this
+    /// node's business).
+    fn follow_environment(&self, env: &EnvName) -> Result<(), AppError> {
+        if self.config.environments.contains_key(env) {
+            return Ok(());
+        }
+        let Some((_, rec)) = self
+            .store
+            .environments()?
+            .into_iter()
+            .find(|(n, _)| n == env)
+        else {
+            return Ok(());
+        };
+        let Some(json) = rec.settings else {
+            return Ok(());
+        };
+        let current = self
+            .envs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(env)
+            .map(|e| e.api_settings.as_ref().map(serde_json::to_string));
+        if let Some(Some(Ok(served))) = &current {
+            if *served == json {
+                return Ok(());
+            }
+        }
+        self.data.share(std::slice::from_ref(env))?;
+        let api: crate::config::ApiEnvSettings =
+            serde_json::from_str(&json).map_err(|e| AppError::BadRequest {
+                code: "invalid-settings",
+                detail: format!("environment {env} in the store: {e}"),
+            })?;
+        self.install_environment(env, api)?;
+        tracing::info!(env = %env, "serving an environment another node created or changed");
+        Ok(())
+    }
+
+    /// Records this node's heartbeat and keeps the nodes seen.
+    fn beat(&self) -> Result<(), AppError> {
+        let me = NodeRecord {
+            id: self.feed.node_id.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            started_at: self.feed.started_at,
+            seen_ms: 0,
+            applied: self.applied_change(),
+            config_digest: self.feed.config_digest.clone(),
+        };
+        let nodes = self.store.heartbeat(&me, RECENT_MS)?;
+        for n in &nodes {
+            if n.config_digest != self.feed.config_digest {
+                tracing::warn!(node = %n.id, "this node's configuration differs from that node's (environments, CA settings, rules or admins): the nodes must share one configuration");
+            }
+        }
+        *self.feed.nodes.write().unwrap_or_else(|p| p.into_inner()) = nodes;
+        Ok(())
+    }
+
+    /// The feed's thread: follows the changes and beats until `stop`.
+    pub(super) fn spawn_feed(
+        self: &Arc<Self>,
+        stop: Arc<super::workers::Stop>,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let app = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("certd-changes".into())
+            .spawn(move || {
+                let mut seen = 0;
+                let mut last_beat: Option<std::time::Instant> = None;
+                let mut failing = false;
+                while !stop.stopped() {
+                    match app.follow_changes() {
+                        Ok(_) => failing = false,
+                        Err(e) if !failing => {
+                            failing = true;
+                            tracing::warn!(error = %e, "following other nodes' changes failed; trying again");
+                        }
+                        Err(_) => {}
+                    }
+                    if last_beat.is_none_or(|t| t.elapsed() >= BEAT) {
+                        last_beat = Some(std::time::Instant::now());
+                        if let Err(e) = app.beat() {
+                            tracing::debug!(error = %e, "heartbeat failed");
+                        }
+                    }
+                    let read_at = std::time::Instant::now();
+                    seen = app.store.wait_for_change(seen, POLL);
+                    // Under load every commit notifies: read at most every GAP.
+                    let waited = read_at.elapsed();
+                    if waited < GAP {
+                        stop.sleep(GAP - waited);
+                    }
+                }
+            })
+    }
+}

@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use super::{App, AppError};
 use crate::ca::{Certname, EnvName};
-use crate::store::{AuditEvent, EventKind, NodeRecord};
+use crate::store::{AuditEvent, EventKind, Lease, NodeRecord};
 
 /// How often the audit log is read when no notification came.
 pub(super) const POLL: Duration = Duration::from_millis(250);
@@ -55,8 +55,8 @@ pub(super) struct Feed {
     started_at: crate::ca::UnixTime,
     /// The digest of the configuration the nodes must agree on.
     config_digest: String,
-    /// The nodes seen at the last heartbeat (this one included).
-    nodes: RwLock<Vec<NodeRecord>>,
+    /// The nodes seen at the last heartbeat (this one included), and the leases then.
+    nodes: RwLock<(Vec<NodeRecord>, Vec<Lease>)>,
 }
 
 impl Feed {
@@ -71,7 +71,7 @@ impl Feed {
             node_id,
             started_at,
             config_digest,
-            nodes: RwLock::new(Vec::new()),
+            nodes: RwLock::new((Vec::new(), Vec::new())),
         }
     }
 }
@@ -91,6 +91,9 @@ pub struct ClusterStatus {
     /// Ids of the nodes seen whose configuration digest differs from this node's.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub config_differs: Vec<String>,
+    /// The leases (each webhook's feed, the CRL refresh): who holds each, until when,
+    /// and its cursor, as of the last heartbeat.
+    pub leases: Vec<Lease>,
 }
 
 /// The digest of the configuration every node must share: declared environments, CA
@@ -117,7 +120,7 @@ impl App {
 
     /// This node and the nodes seen at the last heartbeat.
     pub fn cluster_status(&self) -> ClusterStatus {
-        let nodes = self
+        let (nodes, leases) = self
             .feed
             .nodes
             .read()
@@ -134,6 +137,7 @@ impl App {
             config_digest: self.feed.config_digest.clone(),
             nodes,
             config_differs,
+            leases,
         }
     }
 
@@ -254,7 +258,8 @@ impl App {
                 tracing::warn!(node = %n.id, "this node's configuration differs from that node's (environments, CA settings, rules or admins): the nodes must share one configuration");
             }
         }
-        *self.feed.nodes.write().unwrap_or_else(|p| p.into_inner()) = nodes;
+        let leases = self.store.leases()?;
+        *self.feed.nodes.write().unwrap_or_else(|p| p.into_inner()) = (nodes, leases);
         Ok(())
     }
 

@@ -88,7 +88,29 @@ pub(super) fn rebuild(
     clock: &dyn Clock,
     new: Option<&[RevokedSerial]>,
 ) -> Result<Vec<Vec<u8>>, AppError> {
-    locked(env, store, config, clock, new, false)
+    locked(env, store, config, clock, new, Why::Append)
+}
+
+/// Why a CRL is issued: it decides what may be kept and what is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Why {
+    /// Revocations were added (or none: re-read).
+    Append,
+    /// The environment was loaded: a complete stored CRL may be signed again as it was.
+    Load,
+    /// Its lifetime is half over: where nodes share the store, the DER is stored too, so
+    /// that the others serve it instead of signing their own.
+    Refresh,
+}
+
+/// Re-issues `env`'s CRL as it lists now, before it expires.
+pub(super) fn refresh(
+    env: &EnvCa,
+    store: &dyn Store,
+    config: &Config,
+    clock: &dyn Clock,
+) -> Result<Vec<Vec<u8>>, AppError> {
+    locked(env, store, config, clock, Some(&[]), Why::Refresh)
 }
 
 /// At start (or when an environment is loaded): the CRL made from every stored
@@ -104,7 +126,7 @@ pub(super) fn load(
     config: &Config,
     clock: &dyn Clock,
 ) -> Result<Vec<Vec<u8>>, AppError> {
-    locked(env, store, config, clock, None, true)
+    locked(env, store, config, clock, None, Why::Load)
 }
 
 fn locked(
@@ -113,10 +135,10 @@ fn locked(
     config: &Config,
     clock: &dyn Clock,
     new: Option<&[RevokedSerial]>,
-    keep_if_complete: bool,
+    why: Why,
 ) -> Result<Vec<Vec<u8>>, AppError> {
     let mut cache = env.crl_rebuild.lock().unwrap_or_else(|p| p.into_inner());
-    let result = rebuild_locked(env, &mut cache, store, config, clock, new, keep_if_complete);
+    let result = rebuild_locked(env, &mut cache, store, config, clock, new, why);
     if result.is_err() {
         // Whatever was appended may not be on a stored CRL: start over next time.
         cache.loaded = false;
@@ -131,7 +153,7 @@ fn rebuild_locked(
     config: &Config,
     clock: &dyn Clock,
     new: Option<&[RevokedSerial]>,
-    keep_if_complete: bool,
+    why: Why,
 ) -> Result<Vec<Vec<u8>>, AppError> {
     let mut added = Vec::new();
     match new {
@@ -162,7 +184,7 @@ fn rebuild_locked(
     // At load, a stored record that lists every revocation is the same CRL: sign it
     // again as it was. Not while another node serves it: an ECDSA signature (and the
     // entries' order) would differ from that node's, under one number.
-    if keep_if_complete && stored.entries == cache.serials.len() as u64 && !store.others_connected()
+    if why == Why::Load && stored.entries == cache.serials.len() as u64 && !store.others_connected()
     {
         let params = CrlParams {
             number: stored.number,
@@ -192,7 +214,11 @@ fn rebuild_locked(
             this_update: now,
             next_update: params.next_update,
             entries: cache.serials.len() as u64,
-            der: Vec::new(),
+            der: if why == Why::Refresh && store.shared() {
+                der.clone()
+            } else {
+                Vec::new()
+            },
         };
         if store.put_crl(&env.name, &meta)? {
             break (der, meta);
@@ -255,6 +281,16 @@ pub(super) fn ensure_root(
     Ok(())
 }
 
+/// The lease whose holder re-issues the CRLs before they expire, where nodes share the
+/// store.
+const CRL_LEASE: &str = "crl refresh";
+
+/// Seconds between two maintenance passes: an eighth of the CRL lifetime, between one
+/// second and one hour.
+fn maintenance_every(config: &Config) -> u64 {
+    (config.ca.crl_next_update.as_secs() / 8).clamp(1, 3600) as u64
+}
+
 /// A CRL is re-issued once half of its lifetime has passed, so that no client ever
 /// holds one that expires (Puppet 7 never does this; users lost whole fleets to it).
 fn due(record: &CrlRecord, now: UnixTime) -> bool {
@@ -265,6 +301,15 @@ impl App {
     /// Re-issues every CRL (each environment's and the root's) past half its lifetime.
     /// Returns how many were re-issued.
     pub fn refresh_crls(&self) -> Result<usize, AppError> {
+        if self.store.shared() {
+            let ttl_ms = 3 * maintenance_every(&self.config) as i64 * 1000;
+            let lease = self
+                .store
+                .take_lease(CRL_LEASE, &self.feed.node_id, ttl_ms, 0)?;
+            if lease.is_none() {
+                return self.adopt_crls();
+            }
+        }
         let now = self.clock.now();
         let mut n = 0;
         for env in self.env_list() {
@@ -276,7 +321,9 @@ impl App {
                 .clone();
             if due(&record, now) {
                 // Re-signs what is listed; nothing new.
-                self.rebuild_crl(&env, Some(&[]))?;
+                let serials =
+                    refresh(&env, self.store.as_ref(), &self.config, self.clock.as_ref())?;
+                self.revoked.extend(serials);
                 n += 1;
             }
         }
@@ -307,6 +354,50 @@ impl App {
         Ok(n)
     }
 
+    /// Where another node holds the refresh lease: serves each CRL it stored (whole,
+    /// signed by the environment's CA) that is newer and lists as many as this node's.
+    /// Returns how many were taken.
+    fn adopt_crls(&self) -> Result<usize, AppError> {
+        let mut n = 0;
+        for env in self.env_list() {
+            let Some(stored) = self.store.crl(&env.name)? else {
+                continue;
+            };
+            let mine = env.crl_view().record.clone();
+            let signed = || {
+                openssl::x509::X509Crl::from_der(&stored.der)
+                    .ok()
+                    .and_then(|c| env.ca.cert().public_key().ok().map(|k| (c, k)))
+                    .and_then(|(c, k)| c.verify(&k).ok())
+                    .unwrap_or(false)
+            };
+            if stored.number > mine.number
+                && stored.entries >= mine.entries
+                && !stored.der.is_empty()
+                && signed()
+            {
+                let _rebuild = env.crl_rebuild.lock().unwrap_or_else(|p| p.into_inner());
+                *env.crl.write().unwrap_or_else(|p| p.into_inner()) =
+                    Arc::new(CrlView::new(stored));
+                n += 1;
+            }
+        }
+        if let Some(stored) = self.store.root_crl()? {
+            let mine = self
+                .root_crl
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .record
+                .number;
+            if stored.number > mine {
+                *self.root_crl.write().unwrap_or_else(|p| p.into_inner()) =
+                    Arc::new(CrlView::new(stored));
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// Runs [`App::refresh_crls`] periodically on a background thread until stopped:
     /// every eighth of the CRL lifetime, between one second and one hour.
     pub(super) fn spawn_maintenance(
@@ -314,7 +405,7 @@ impl App {
         stop: Arc<super::workers::Stop>,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         let app = Arc::clone(self);
-        let every = (self.config.ca.crl_next_update.as_secs() / 8).clamp(1, 3600) as u64;
+        let every = maintenance_every(&self.config);
         std::thread::Builder::new()
             .name("certd-maintenance".into())
             .spawn(move || {

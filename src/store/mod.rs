@@ -26,8 +26,9 @@ pub use memory::MemStore;
 pub use pending::PendingIssue;
 pub use pg::{schema_sql, MigrateError, PgOpenError, PgStore, SealedKeys, PG_SCHEMA_VERSION};
 pub use records::{
-    AuditEvent, CertRecord, CertState, CertSummary, CrlRecord, EnvRecord, EventKind, NodeRecord,
-    Order, RequestRecord, RequestState, Revocation, RevokedSerial, StoredFingerprints, SubStatus,
+    AuditEvent, CertRecord, CertState, CertSummary, CrlRecord, EnvRecord, EventKind, Lease,
+    NodeRecord, Order, RequestRecord, RequestState, Revocation, RevokedSerial, StoredFingerprints,
+    SubStatus,
 };
 pub use schema::SCHEMA_VERSION;
 pub use sled_store::SledStore;
@@ -490,6 +491,38 @@ pub trait Store:
     fn heartbeat(&self, node: &NodeRecord, recent_ms: i64) -> Result<Vec<NodeRecord>, StoreError> {
         let _ = recent_ms;
         Ok(vec![node.clone()])
+    }
+
+    /// Gives the lease `name` to `holder` for `ttl_ms` (by the store's clock) when it is
+    /// free, expired or `holder`'s already (renewed); a new lease starts at `cursor`.
+    /// `None` when another node holds it. A store that serves one process only grants
+    /// every lease and keeps no cursor (its work starts where the caller says).
+    fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: i64,
+        cursor: u64,
+    ) -> Result<Option<Lease>, StoreError> {
+        let _ = ttl_ms;
+        Ok(Some(Lease {
+            name: name.to_owned(),
+            holder: holder.to_owned(),
+            until_ms: i64::MAX,
+            cursor,
+        }))
+    }
+
+    /// Moves the cursor of `holder`'s lease `name` to `cursor`, fenced: false, nothing
+    /// written, when `holder` no longer holds it (expired, or taken over).
+    fn advance_lease(&self, name: &str, holder: &str, cursor: u64) -> Result<bool, StoreError> {
+        let _ = (name, holder, cursor);
+        Ok(true)
+    }
+
+    /// Every lease, for `/status` (none where leases are not kept).
+    fn leases(&self) -> Result<Vec<Lease>, StoreError> {
+        Ok(Vec::new())
     }
 
     /// Bytes the store takes on disk (0 for a store in memory).

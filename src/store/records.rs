@@ -329,6 +329,20 @@ pub struct RevokedSerial {
     pub revocation: Revocation,
 }
 
+/// A named lease with a cursor (a webhook's feed, the CRL refresh): which node holds it
+/// until when, and how far its work got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// What it is for (`webhook <url>`, `crl refresh`).
+    pub name: String,
+    /// The node holding it.
+    pub holder: String,
+    /// Until when (Unix ms, by the store's clock).
+    pub until_ms: i64,
+    /// How far the holder's work got (the last event delivered, for a webhook).
+    pub cursor: u64,
+}
+
 /// A node of the cluster as its last heartbeat left it in the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeRecord {

@@ -14,12 +14,12 @@ use crate::common::pg::Postgres;
 use crate::common::*;
 use certd::ca::{build_csr, Certname, KeyType};
 
-const AUTOSIGN: &str = "[ca]\nkey_type = \"ec-p256\"\n[environments.production]\nautosign = true\n";
+const AUTOSIGN: &str = "[environments.production]\nautosign = true\n";
 
 /// N nodes on one new database, sharing one key file; node 0 set the installation up,
 /// the others joined with empty data directories.
-struct Cluster {
-    nodes: Vec<Server>,
+pub(crate) struct Cluster {
+    pub(crate) nodes: Vec<Server>,
     _dirs: Vec<tempfile::TempDir>,
     _shared: tempfile::TempDir,
     db: String,
@@ -27,11 +27,26 @@ struct Cluster {
 
 impl Cluster {
     fn start(pg: &Postgres, n: usize) -> Cluster {
+        Cluster::start_with(pg, n, "", "")
+    }
+
+    /// With `ca` (keys of `[ca]`) and `extra` (whole tables) in every node's
+    /// configuration.
+    fn start_with(pg: &Postgres, n: usize, ca: &str, extra: &str) -> Cluster {
+        Cluster::start_config(
+            pg,
+            n,
+            &format!("[ca]\nkey_type = \"ec-p256\"\n{ca}{AUTOSIGN}{extra}"),
+        )
+    }
+
+    /// With `tables` as every node's configuration, before its `[store]`.
+    pub(crate) fn start_config(pg: &Postgres, n: usize, tables: &str) -> Cluster {
         let db = pg.database();
         let shared = tempfile::tempdir().unwrap();
         let key = shared.path().join("certd-store.key");
         let config = format!(
-            "{AUTOSIGN}{}key_file = \"{}\"\n",
+            "{tables}{}key_file = \"{}\"\n",
             pg.store_toml(&db, shared.path()),
             key.display()
         );
@@ -51,7 +66,7 @@ impl Cluster {
     }
 
     /// The installation's admin identity (node 0's: the joined nodes have none).
-    fn admin(&self) -> (PathBuf, PathBuf) {
+    pub(crate) fn admin(&self) -> (PathBuf, PathBuf) {
         admin(&self.nodes[0])
     }
 
@@ -95,6 +110,20 @@ fn enroll(
     std::fs::write(&cert_path, r.bytes().unwrap()).unwrap();
     write_private(&key_path, &key);
     (cert_path, key_path)
+}
+
+/// [`enroll`]s `{prefix}{i}` for each `i` of `range` through the nodes in turn.
+fn enroll_over(
+    c: &Cluster,
+    anon: &[reqwest::blocking::Client],
+    prefix: &str,
+    range: std::ops::Range<usize>,
+    dir: &Path,
+) {
+    let n = c.nodes.len();
+    for i in range {
+        enroll(&c.nodes[i % n], &anon[i % n], &format!("{prefix}{i}"), dir);
+    }
 }
 
 fn status(node: &Server) -> serde_json::Value {
@@ -327,14 +356,7 @@ fn revocations_spread_over_the_nodes_never_put_one_crl_number_on_two_crls() {
     let c = Arc::new(Cluster::start(pg, 3));
     let anon = c.anon_clients();
     let dir = tempfile::tempdir().unwrap();
-    for i in 0..30 {
-        enroll(
-            &c.nodes[i % 3],
-            &anon[i % 3],
-            &format!("burst{i}"),
-            dir.path(),
-        );
-    }
+    enroll_over(&c, &anon, "burst", 0..30, dir.path());
     // Every CRL any node serves while 30 revocations land on the three at once.
     let done = Arc::new(AtomicBool::new(false));
     let watcher = {
@@ -535,5 +557,517 @@ fn a_follower_misses_no_event_while_two_nodes_write() {
     assert!(
         all.windows(2).all(|w| w[1] == w[0] + 1),
         "the log has a gap"
+    );
+}
+
+/// Kills `node` as a crash would (SIGKILL; its process is reaped when dropped).
+fn sigkill(node: &Server) {
+    let (ok, _, err) =
+        run(std::process::Command::new("kill").args(["-KILL", &node.child.id().to_string()]));
+    assert!(ok, "{err}");
+    std::thread::sleep(Duration::from_millis(200));
+}
+
+/// The index of the node holding lease `name`, by `/status` of the nodes in `alive`.
+fn lease_holder(c: &Cluster, alive: &[usize], name: &str) -> Option<usize> {
+    let ids: Vec<String> = alive
+        .iter()
+        .map(|&i| {
+            status(&c.nodes[i])["cluster"]["node_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let s = status(&c.nodes[alive[0]]);
+    let holder = s["cluster"]["leases"]
+        .as_array()?
+        .iter()
+        .find(|l| l["name"] == name)?["holder"]
+        .as_str()?
+        .to_owned();
+    ids.iter().position(|id| *id == holder).map(|k| alive[k])
+}
+
+fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let until = Instant::now() + limit;
+    loop {
+        if let Some(t) = f() {
+            return Some(t);
+        }
+        if Instant::now() > until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The event ids a webhook receiver got (repeats once).
+fn received_ids(got: &std::sync::Mutex<Vec<serde_json::Value>>) -> BTreeSet<u64> {
+    got.lock()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_u64().unwrap())
+        .collect()
+}
+
+/// The production events' ids after `after`, read through `node`.
+fn event_ids(node: &Server, admin: &reqwest::blocking::Client, after: u64) -> Vec<u64> {
+    let mut all = Vec::new();
+    let mut cursor = after;
+    loop {
+        let page: Vec<serde_json::Value> = admin
+            .get(node.url(&format!("/production/events?after={cursor}")))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let Some(last) = page.last() else { return all };
+        cursor = last["id"].as_u64().unwrap();
+        all.extend(page.iter().map(|e| e["id"].as_u64().unwrap()));
+    }
+}
+
+/// A webhook is fed by one node at a time; SIGKILL that node mid-stream and the other
+/// takes its lease over and resumes from the stored cursor: the receiver gets every
+/// event (repeats allowed), each POST naming its event in `X-Certd-Event-Id`.
+#[test]
+fn a_webhook_is_fed_by_one_node_and_taken_over_when_that_node_dies() {
+    let Some(pg) = Postgres::shared() else { return };
+    let (hook, got) = webhook_receiver();
+    let c = Cluster::start_with(pg, 2, "", &format!("[events]\nwebhooks = [\"{hook}\"]\n"));
+    let lease = format!("webhook {hook}");
+    let (cert, key) = c.admin();
+    let admin1 = client(&c.nodes[1], Some((&cert, &key)));
+    let base = event_ids(&c.nodes[1], &admin1, 0)
+        .last()
+        .copied()
+        .unwrap_or(0);
+    let anon = c.anon_clients();
+    let dir = tempfile::tempdir().unwrap();
+    enroll_over(&c, &anon, "hook", 0..10, dir.path());
+    let holder = wait_for(Duration::from_secs(10), || {
+        lease_holder(&c, &[0, 1], &lease)
+    })
+    .expect("a node holds the webhook's lease");
+    let survivor = 1 - holder;
+    sigkill(&c.nodes[holder]);
+    let killed = Instant::now();
+    let admin = client(&c.nodes[survivor], Some((&cert, &key)));
+    for i in 10..20 {
+        enroll(
+            &c.nodes[survivor],
+            &anon[survivor],
+            &format!("hook{i}"),
+            dir.path(),
+        );
+    }
+    let want: BTreeSet<u64> = event_ids(&c.nodes[survivor], &admin, base)
+        .into_iter()
+        .collect();
+    assert!(want.len() >= 40, "{} events", want.len());
+    let complete = wait_for(Duration::from_secs(40), || {
+        want.is_subset(&received_ids(&got)).then_some(())
+    });
+    let received = got.lock().unwrap().clone();
+    let ids: Vec<u64> = received.iter().map(|e| e["id"].as_u64().unwrap()).collect();
+    assert!(
+        complete.is_some(),
+        "events never delivered: {:?}",
+        want.iter().filter(|i| !ids.contains(i)).collect::<Vec<_>>()
+    );
+    for e in &received {
+        assert_eq!(
+            e["header_event_id"].as_str(),
+            Some(e["id"].as_u64().unwrap().to_string().as_str()),
+            "{e}"
+        );
+    }
+    // As of the survivor's next heartbeat.
+    assert!(wait_for(Duration::from_secs(5), || {
+        (lease_holder(&c, &[survivor], &lease) == Some(survivor)).then_some(())
+    })
+    .is_some());
+    let repeats = ids.len() - ids.iter().collect::<BTreeSet<_>>().len();
+    eprintln!(
+        "webhook: {} events delivered, {repeats} repeats, every one after the kill within {:?}",
+        want.len(),
+        killed.elapsed()
+    );
+}
+
+/// The CRLs' re-issue before `nextUpdate` is one node's (the lease holder's), the other
+/// serving the same CRL; when the holder dies the other takes the lease and the CRL
+/// never runs out.
+#[test]
+fn the_crl_refresh_is_one_nodes_and_another_takes_it_over() {
+    let Some(pg) = Postgres::shared() else { return };
+    // A 16 s CRL: a maintenance pass every 2 s, a re-issue every 8 s.
+    let c = Cluster::start_with(pg, 2, "crl_next_update = \"16s\"\n", "");
+    let anon = c.anon_clients();
+    let sample = |i: usize| {
+        let (pem, _) = production_crl(&c.nodes[i], &anon[i]);
+        let crl = openssl::x509::X509Crl::from_pem(&pem).unwrap();
+        let now = openssl::asn1::Asn1Time::days_from_now(0).unwrap();
+        let next = crl.next_update().expect("nextUpdate");
+        assert!(
+            *next > now,
+            "node {i} serves an expired CRL; its log:\n{}",
+            c.nodes[i].stderr()
+        );
+        (crl_number(&pem), pem)
+    };
+    // Within 20 s the holder re-issues and the other node serves its very CRL.
+    let start_number = sample(0).0.max(sample(1).0);
+    let shared = wait_for(Duration::from_secs(20), || {
+        let (a, b) = (sample(0), sample(1));
+        (a.0 > start_number && a == b).then_some(a.0)
+    });
+    assert!(shared.is_some(), "the nodes never served one re-issued CRL");
+    let holder = wait_for(Duration::from_secs(5), || {
+        lease_holder(&c, &[0, 1], "crl refresh")
+    })
+    .expect("a node holds the CRL refresh lease");
+    let survivor = 1 - holder;
+    sigkill(&c.nodes[holder]);
+    let killed = Instant::now();
+    // The survivor takes the lease (3 passes: 6 s) and re-issues: never expired.
+    let taken = wait_for(Duration::from_secs(20), || {
+        sample(survivor);
+        (lease_holder(&c, &[survivor], "crl refresh") == Some(survivor)).then(Instant::now)
+    })
+    .expect("the survivor took the CRL refresh lease");
+    let before = sample(survivor).0;
+    let reissued = wait_for(Duration::from_secs(20), || {
+        let (n, _) = sample(survivor);
+        (n > before).then_some(n)
+    });
+    assert!(reissued.is_some(), "the survivor did not re-issue");
+    eprintln!(
+        "CRL refresh: lease taken over {:?} after the kill; the CRL never expired",
+        taken - killed
+    );
+}
+
+/// Every page of an admin listing (`Link: <...>; rel="next"` followed), as JSON values.
+fn listing(base: &str, admin: &reqwest::blocking::Client, path: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut next = Some(format!("{base}{path}"));
+    while let Some(url) = next.take() {
+        let r = admin.get(&url).send().unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+        next = r
+            .headers()
+            .get("link")
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| l.split_once('<'))
+            .and_then(|(_, rest)| rest.split_once('>'))
+            .map(|(u, _)| {
+                if u.starts_with("http") {
+                    u.to_owned()
+                } else {
+                    format!("{base}{u}")
+                }
+            });
+        out.extend(r.json::<Vec<serde_json::Value>>().unwrap());
+    }
+    out
+}
+
+/// A random index below `n`.
+fn pick(n: usize) -> usize {
+    let mut b = [0u8; 8];
+    openssl::rand::rand_bytes(&mut b).unwrap();
+    (u64::from_le_bytes(b) % n as u64) as usize
+}
+
+/// Three nodes, 8 agents round-robin over them (autosigned PUTs, and an admin revoking
+/// now and then), a random node SIGKILLed every 2 s for 20 rounds and started again.
+/// Afterwards nothing acknowledged is lost: every certificate answered 201 is served by
+/// every node, every revocation answered 204 is 410 on every node and on every node's
+/// CRL; no serial twice; every node lists the same; the log has no gap; the webhook got
+/// every event.
+#[test]
+fn nodes_killed_at_random_under_load_lose_nothing_acknowledged() {
+    let Some(pg) = Postgres::shared() else { return };
+    let (hook, got) = webhook_receiver();
+    let c = Cluster::start_with(pg, 3, "", &format!("[events]\nwebhooks = [\"{hook}\"]\n"));
+    let (cert, key) = c.admin();
+    let anon = client(&c.nodes[0], None);
+    let admin = client(&c.nodes[0], Some((&cert, &key)));
+    let base_url = |port: u16| format!("https://localhost:{port}");
+    let ports = Arc::new(std::sync::RwLock::new(
+        c.nodes.iter().map(|n| n.port).collect::<Vec<u16>>(),
+    ));
+    let first_event = event_ids(&c.nodes[0], &admin, 0)
+        .last()
+        .copied()
+        .unwrap_or(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    // Agents: (issued names, revoked names), as acknowledged.
+    let agents: Vec<_> = (0..8)
+        .map(|a| {
+            let (ports, stop, anon, admin) =
+                (ports.clone(), stop.clone(), anon.clone(), admin.clone());
+            std::thread::spawn(move || {
+                let key = KeyType::EcP256.generate().unwrap();
+                let (mut issued, mut revoked, mut tried) = (Vec::new(), Vec::new(), Vec::new());
+                let mut turn = a;
+                for i in 0.. {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    turn += 1;
+                    let port = ports.read().unwrap()[turn % 3];
+                    let url = format!("https://localhost:{port}");
+                    if i % 10 == 9 && !issued.is_empty() {
+                        let name: &String = &issued[pick(issued.len())];
+                        if revoked.contains(name) {
+                            continue;
+                        }
+                        let r = admin
+                            .delete(format!("{url}/production/certificate/{name}"))
+                            .send();
+                        if r.is_ok_and(|r| r.status() == 204) {
+                            revoked.push(name.clone());
+                        } else {
+                            // Maybe committed by a node killed before it answered.
+                            tried.push(name.clone());
+                        }
+                        continue;
+                    }
+                    let name = format!("ag{a}n{i}");
+                    let csr = build_csr(&key, &Certname::parse(&name).unwrap(), &[]).unwrap();
+                    let r = anon
+                        .put(format!("{url}/production/certificate_request/{name}"))
+                        .body(csr)
+                        .send();
+                    match r {
+                        Ok(r) if r.status() == 201 => issued.push(name),
+                        // A node going away, or the store unavailable: not acknowledged.
+                        _ => std::thread::sleep(Duration::from_millis(20)),
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                (issued, revoked, tried)
+            })
+        })
+        .collect();
+    // The killer: 20 rounds.
+    let mut nodes = c.nodes;
+    let config = std::fs::read_to_string(&nodes[0].config).unwrap();
+    for round in 0..20 {
+        std::thread::sleep(Duration::from_secs(2));
+        let k = pick(3);
+        sigkill(&nodes[k]);
+        let dir = nodes[k].dir.parent().unwrap().to_owned();
+        let restarted = Server::start(&dir, &config);
+        ports.write().unwrap()[k] = restarted.port;
+        nodes[k] = restarted;
+        eprintln!("round {round}: node {k} killed and started again");
+    }
+    stop.store(true, Ordering::SeqCst);
+    let (mut issued, mut revoked, mut tried) = (Vec::new(), Vec::new(), BTreeSet::new());
+    for a in agents {
+        let (i, r, t) = a.join().unwrap();
+        issued.extend(i);
+        revoked.extend(r);
+        tried.extend(t);
+    }
+    assert!(issued.len() > 200, "only {} issued", issued.len());
+    // Give the feeds a second (revocations on every node's CRL > 1 s).
+    std::thread::sleep(Duration::from_millis(1200));
+    let revoked_set: BTreeSet<&String> = revoked.iter().collect();
+    let mut serials = BTreeMap::new();
+    // What node 0 answered for each name, which every other node must answer too.
+    let mut answered: BTreeMap<String, u16> = BTreeMap::new();
+    for (k, node) in nodes.iter().enumerate() {
+        let url = base_url(node.port);
+        let anon = client(node, None);
+        for name in &issued {
+            let r = anon
+                .get(format!("{url}/production/certificate/{name}"))
+                .send()
+                .unwrap();
+            let status = r.status().as_u16();
+            let want = if revoked_set.contains(name) { 410 } else { 200 };
+            // A revocation whose answer was lost may or may not have been committed.
+            if !tried.contains(name) || revoked_set.contains(name) {
+                assert_eq!(status, want, "node {k}: {name}");
+            }
+            assert_eq!(
+                *answered.entry(name.clone()).or_insert(status),
+                status,
+                "node {k}: {name}"
+            );
+            if k == 0 && status == 200 {
+                let pem = r.bytes().unwrap();
+                let x = openssl::x509::X509::from_pem(&pem).unwrap();
+                let serial = x
+                    .serial_number()
+                    .to_bn()
+                    .unwrap()
+                    .to_hex_str()
+                    .unwrap()
+                    .to_string();
+                assert!(
+                    serials.insert(serial, name.clone()).is_none(),
+                    "serial twice"
+                );
+            }
+        }
+    }
+    // Identical listings, and no serial twice in them.
+    let admin_of = |node: &Server| client(node, Some((&cert, &key)));
+    let lists: Vec<Vec<serde_json::Value>> = nodes
+        .iter()
+        .map(|n| listing(&base_url(n.port), &admin_of(n), "/production/certificate/"))
+        .collect();
+    assert_eq!(lists[0], lists[1]);
+    assert_eq!(lists[0], lists[2]);
+    // Every node's CRL lists every acknowledged revocation.
+    let revoked_serials: BTreeSet<String> = lists[0]
+        .iter()
+        .filter(|s| revoked_set.contains(&s["name"].as_str().unwrap().to_owned()))
+        .map(|s| {
+            s["serial_number"]
+                .as_str()
+                .unwrap_or_default()
+                .to_ascii_uppercase()
+        })
+        .collect();
+    assert_eq!(
+        revoked_serials.len(),
+        revoked_set.len(),
+        "{:?}",
+        lists[0].first()
+    );
+    for (k, node) in nodes.iter().enumerate() {
+        let (pem, _) = production_crl(node, &client(node, None));
+        let crl = openssl::x509::X509Crl::from_pem(&pem).unwrap();
+        let listed: BTreeSet<String> = crl_serials_hex(&crl)
+            .into_iter()
+            .map(|h| h.trim_start_matches('0').to_owned())
+            .collect();
+        let missing: Vec<_> = revoked_serials.difference(&listed).collect();
+        assert!(missing.is_empty(), "node {k}'s CRL lacks {missing:?}");
+    }
+    // The log has no gap, and the webhook got every event after the first start.
+    let ids = event_ids(&nodes[0], &admin_of(&nodes[0]), 0);
+    assert!(
+        ids.windows(2).all(|w| w[1] == w[0] + 1),
+        "the log has a gap"
+    );
+    let want: BTreeSet<u64> = ids.into_iter().filter(|&i| i > first_event).collect();
+    let delivered = wait_for(Duration::from_secs(60), || {
+        let have = received_ids(&got);
+        want.is_subset(&have).then_some(have.len())
+    });
+    let have = received_ids(&got);
+    assert!(
+        delivered.is_some(),
+        "the webhook missed {} of {} events, from {:?}",
+        want.difference(&have).count(),
+        want.len(),
+        want.difference(&have).next()
+    );
+    eprintln!(
+        "20 kills: {} certificates and {} revocations acknowledged, none lost; {} events, all delivered",
+        issued.len(),
+        revoked.len(),
+        want.len()
+    );
+}
+
+/// A `command` issuer whose first call hangs: the node making it is SIGKILLed while it
+/// holds the order's lease; the other node takes the order once the lease (60 s) has
+/// run out and completes it, with exactly one certificate.
+#[test]
+fn an_order_held_by_a_node_that_dies_is_completed_by_another() {
+    let Some(pg) = Postgres::shared() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, ca_key) = make_ca(dir.path(), "cluster command CA");
+    let script = dir.path().join("sign.sh");
+    let calls = dir.path().join("calls");
+    write_program(
+        &script,
+        &format!(
+            "#!/bin/sh\nset -e\ncat > {d}/req-$$.pem\necho \"$CERTD_ACTION $PPID\" >> {calls}\n\
+             if [ $(wc -l < {calls}) -lt 2 ]; then sleep 30; exit 75; fi\n\
+             openssl x509 -req -in {d}/req-$$.pem -CA {ca} -CAkey {key} -CAcreateserial -days 1 2>/dev/null\n",
+            d = dir.path().display(),
+            calls = calls.display(),
+            ca = ca.display(),
+            key = ca_key.display(),
+        ),
+    );
+    let c = Cluster::start_config(
+        pg,
+        2,
+        &format!(
+            "[ca]\nkey_type = \"ec-p256\"\n[environments.cmd.issuer]\ntype = \"command\"\nprogram = \"{}\"\nca_file = \"{}\"\ntimeout = \"60s\"\n",
+            script.display(),
+            ca.display()
+        ),
+    );
+    let (cert, key) = c.admin();
+    let admins: Vec<_> = c
+        .nodes
+        .iter()
+        .map(|n| client(n, Some((&cert, &key))))
+        .collect();
+    let (csr, _) = csr_for("leased");
+    let r = admins[0]
+        .put(c.nodes[0].url("/cmd/certificate_request/leased"))
+        .body(csr)
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let r = admins[0]
+        .post(c.nodes[0].url("/cmd/certificate/"))
+        .body("leased")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    // The node that called the issuer first (the script's parent) holds the lease.
+    let caller = wait_for(Duration::from_secs(20), || {
+        let text = std::fs::read_to_string(&calls).ok()?;
+        let pid: u32 = text
+            .lines()
+            .next()?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        c.nodes.iter().position(|n| n.child.id() == pid)
+    })
+    .expect("a node called the issuer");
+    sigkill(&c.nodes[caller]);
+    let killed = Instant::now();
+    let other = 1 - caller;
+    let done = wait_for(Duration::from_secs(150), || {
+        let r = admins[other]
+            .head(c.nodes[other].url("/cmd/certificate/leased"))
+            .send()
+            .ok()?;
+        (r.status() == 200).then(Instant::now)
+    })
+    .expect("the order was never completed");
+    let events: Vec<serde_json::Value> = admins[other]
+        .get(c.nodes[other].url("/cmd/events"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let issued = events
+        .iter()
+        .filter(|e| e["certname"] == "leased" && e["kind"] == "issued")
+        .count();
+    assert_eq!(issued, 1, "{events:?}");
+    let text = std::fs::read_to_string(&calls).unwrap();
+    assert_eq!(text.lines().count(), 2, "{text}");
+    eprintln!(
+        "order taken over and completed {:?} after its node was killed (lease 60 s)",
+        done - killed
     );
 }

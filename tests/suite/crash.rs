@@ -273,21 +273,7 @@ fn check(api: &Api, ledger: &Ledger, round: usize) {
         crl.verify(&chain[0].public_key().unwrap()).unwrap(),
         "round {round}: CRL signature"
     );
-    let listed: BTreeSet<String> = crl
-        .get_revoked()
-        .map(|r| {
-            r.iter()
-                .map(|e| {
-                    e.serial_number()
-                        .to_bn()
-                        .unwrap()
-                        .to_hex_str()
-                        .unwrap()
-                        .to_string()
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let listed: BTreeSet<String> = crl_serials_hex(&crl).into_iter().collect();
     let revoked: BTreeSet<String> = statuses
         .iter()
         .filter(|v| v["state"] == "revoked")

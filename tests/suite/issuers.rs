@@ -4,11 +4,10 @@
 //! upstream down (backoff, readiness, error after the budget); cancel and modify reaching
 //! the upstream; the event log and webhooks; a real `cfssl serve`; an external command.
 
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -120,42 +119,6 @@ poll_interval = "1s"
         cert = cert.display(),
         key = key.display(),
     )
-}
-
-/// A webhook receiver on loopback: records each JSON body POSTed to it.
-fn webhook_receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let sink = got.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().take(1000) {
-            let Ok(mut stream) = stream else { continue };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut len = 0;
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                    len = v.trim().parse().unwrap_or(0);
-                }
-                if line == "\r\n" {
-                    break;
-                }
-            }
-            let mut body = vec![0; len];
-            if reader.read_exact(&mut body).is_ok() {
-                if let Ok(v) = serde_json::from_slice(&body) {
-                    sink.lock().unwrap().push(v);
-                }
-            }
-            let _ = stream
-                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-        }
-    });
-    (url, got)
 }
 
 fn kinds_for(events: &[Value], name: &str) -> Vec<String> {
@@ -645,9 +608,9 @@ fn a_command_issuer_that_asks_to_be_called_again() {
     let (ca, ca_key) = make_ca(dir.path(), "command test CA");
     let script = dir.path().join("sign.sh");
     let calls = dir.path().join("calls");
-    std::fs::write(
+    write_program(
         &script,
-        format!(
+        &format!(
             "#!/bin/sh\nset -e\ncat > {d}/req.pem\necho \"$CERTD_ACTION $CERTD_CERTNAME\" >> {calls}\n\
              if [ $(wc -l < {calls}) -lt 2 ]; then echo 'queued for review' >&2; exit 75; fi\n\
              openssl x509 -req -in {d}/req.pem -CA {ca} -CAkey {key} -CAcreateserial -days 1 2>/dev/null\n",
@@ -656,10 +619,7 @@ fn a_command_issuer_that_asks_to_be_called_again() {
             ca = ca.display(),
             key = ca_key.display(),
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let config = format!(
         "{FAST_CONFIG}\n[environments.cmd.issuer]\ntype = \"command\"\nprogram = \"{}\"\nca_file = \"{}\"\ntimeout = \"10s\"\n",
         script.display(),
@@ -707,9 +667,9 @@ fn a_remote_issuers_certificate_is_checked_before_it_is_served() {
     std::fs::write(d.join("leaf.ext"), "basicConstraints=CA:FALSE\n").unwrap();
     // The certname picks the misbehaviour.
     let script = d.join("sign.sh");
-    std::fs::write(
+    write_program(
         &script,
-        format!(
+        &format!(
             r#"#!/bin/sh
 set -e
 cat > {d}/$CERTD_CERTNAME.csr
@@ -730,10 +690,7 @@ esac
             other = other.display(),
             other_key = other_key.display(),
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let config = format!(
         "{FAST_CONFIG}\n[environments.cmd]\ncert_ttl = \"30d\"\n[environments.cmd.issuer]\ntype = \"command\"\nprogram = \"{}\"\nca_file = \"{}\"\ntimeout = \"10s\"\nretry_budget = \"1h\"\n",
         script.display(),
@@ -905,18 +862,15 @@ fn a_stuck_upstream_does_not_hold_other_environments_orders() {
         }
     });
     let script = d.join("sign.sh");
-    std::fs::write(
+    write_program(
         &script,
-        format!(
+        &format!(
             "#!/bin/sh\ncat > {d}/req.pem\nopenssl x509 -req -in {d}/req.pem -CA {ca} -CAkey {key} -CAcreateserial -days 1 2>/dev/null\n",
             d = d.display(),
             ca = ca.display(),
             key = ca_key.display()
         ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let config = format!(
         "{FAST_CONFIG}\n[environments.stuck.issuer]\ntype = \"cfssl\"\nurl = \"http://127.0.0.1:{stuck}\"\nca_file = \"{ca}\"\n\
          [environments.quick.issuer]\ntype = \"command\"\nprogram = \"{script}\"\nca_file = \"{ca}\"\n",

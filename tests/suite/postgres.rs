@@ -130,21 +130,7 @@ fn a_ca_on_postgres_issues_revokes_and_keeps_it_all_across_a_restart() {
     // entries and number.
     let entries = |pem: &[u8]| {
         let crl = openssl::x509::X509Crl::from_pem(pem).unwrap();
-        let serials: Vec<String> = crl
-            .get_revoked()
-            .map(|r| {
-                r.iter()
-                    .map(|e| {
-                        e.serial_number()
-                            .to_bn()
-                            .unwrap()
-                            .to_hex_str()
-                            .unwrap()
-                            .to_string()
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+        let serials = crl_serials_hex(&crl);
         (serials, crl.last_update().to_string())
     };
     assert_eq!(entries(&crl_before), entries(&crl_after));

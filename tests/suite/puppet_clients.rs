@@ -123,6 +123,15 @@ struct CaCli {
 
 impl CaCli {
     fn new(server: &Server) -> CaCli {
+        CaCli::with_admin(
+            server,
+            &server.dir.join("admin/admin.pem"),
+            &server.dir.join("admin/admin.key"),
+        )
+    }
+
+    /// Through `server` with the admin identity `cert`, `key` (another node's).
+    fn with_admin(server: &Server, cert: &Path, key: &Path) -> CaCli {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         // The CLI checks the server against the CA bundle and its CRLs, like an agent.
@@ -133,15 +142,14 @@ impl CaCli {
             .bytes()
             .unwrap();
         std::fs::write(d.join("crl.pem"), crl).unwrap();
-        let data = &server.dir;
         std::fs::write(
             d.join("puppet.conf"),
             format!(
                 "[main]\ncertname = certd-admin\nserver = localhost\nca_server = localhost\nca_port = {}\nssldir = {}\nhostcert = {}\nhostprivkey = {}\nlocalcacert = {}\nhostcrl = {}\n",
                 server.port,
                 d.join("ssl").display(),
-                data.join("admin/admin.pem").display(),
-                data.join("admin/admin.key").display(),
+                cert.display(),
+                key.display(),
                 server.chain().display(),
                 d.join("crl.pem").display()
             ),
@@ -572,4 +580,78 @@ fn submit_puppet(api: &Api, names: &[&str]) {
             .unwrap();
         assert_eq!(r.status(), 200, "{n}");
     }
+}
+
+/// One cluster, three nodes: the agent submits to one and waits, the CLI signs through
+/// another (with the installation's admin identity), and a third serves the certificate
+/// the agent got.
+#[test]
+fn the_puppet_clients_work_across_the_nodes_of_a_cluster() {
+    let _one = serial();
+    if !have_agent() || !have_cli() {
+        return;
+    }
+    let Some(pg) = crate::common::pg::Postgres::shared() else {
+        return;
+    };
+    let c = crate::cluster::Cluster::start_config(pg, 3, CONFIG);
+    let (admin_cert, admin_key) = c.admin();
+    let agent = Agent::new(&c.nodes[0], "cluster-agent");
+    let waiting = agent
+        .bootstrap(&["--waitforcert", "1", "--maxwaitforcert", "90"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let admin1 = client(&c.nodes[1], Some((&admin_cert, &admin_key)));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let r = admin1
+            .get(c.nodes[1].url("/production/certificate_status/cluster-agent"))
+            .send()
+            .unwrap();
+        if r.status() == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 1 never saw the agent's CSR"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let cli = CaCli::with_admin(&c.nodes[1], &admin_cert, &admin_key);
+    let out = cli.run(&["sign", "--certname", "cluster-agent"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let out = output_within_child(waiting, 60);
+    assert!(out.status.success(), "{}", show(&out));
+    let got = std::fs::read(agent.cert()).unwrap();
+    let served = client(&c.nodes[2], None)
+        .get(c.nodes[2].url("/puppet-ca/v1/certificate/cluster-agent"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert_eq!(
+        openssl::x509::X509::from_pem(&got)
+            .unwrap()
+            .to_der()
+            .unwrap(),
+        openssl::x509::X509::from_pem(&served)
+            .unwrap()
+            .to_der()
+            .unwrap()
+    );
+    let out = CaCli::with_admin(&c.nodes[2], &admin_cert, &admin_key).run(&["list", "--all"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cluster-agent"));
+}
+
+/// Waits up to `secs` for a spawned child, then kills it; its output.
+fn output_within_child(mut child: std::process::Child, secs: u64) -> Output {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = child.kill();
+    child.wait_with_output().unwrap()
 }

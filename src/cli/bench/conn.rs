@@ -16,6 +16,11 @@ pub struct Target {
     pub host: String,
     /// Port.
     pub port: u16,
+    /// More ports on the same host: the other nodes of a cluster, connected to in turn
+    /// with `port` (each new connection goes to the next).
+    more_ports: Vec<u16>,
+    /// Connections opened, for the turn.
+    opened: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Name to verify in the server certificate (and to send as SNI).
     pub server_name: String,
     /// Verifies the server's chain against `ca` (`connect_verified`).
@@ -54,6 +59,8 @@ impl Target {
         Ok(Target {
             host: host.to_owned(),
             port,
+            more_ports: Vec::new(),
+            opened: std::sync::Arc::default(),
             server_name: if host == "127.0.0.1" {
                 "localhost".into()
             } else {
@@ -62,6 +69,13 @@ impl Target {
             verifying: connector(true)?,
             quick: connector(false)?,
         })
+    }
+
+    /// The same target on more ports of its host (the other nodes of a cluster): each
+    /// connection goes to the next port in turn.
+    pub fn with_more_ports(mut self, ports: &[u16]) -> Target {
+        self.more_ports = ports.to_vec();
+        self
     }
 
     /// Opens a TLS connection whose server chain is verified against the target's `ca`
@@ -79,7 +93,15 @@ impl Target {
     }
 
     fn open(&self, connector: &SslConnector) -> io::Result<Conn> {
-        let tcp = TcpStream::connect((self.host.as_str(), self.port))?;
+        let turn = self
+            .opened
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % (1 + self.more_ports.len());
+        let port = match turn {
+            0 => self.port,
+            k => self.more_ports[k - 1],
+        };
+        let tcp = TcpStream::connect((self.host.as_str(), port))?;
         tcp.set_nodelay(true)?;
         tcp.set_read_timeout(Some(Duration::from_secs(60)))?;
         let tls = connector
@@ -87,7 +109,7 @@ impl Target {
             .map_err(|e| io::Error::other(format!("TLS: {e}")))?;
         Ok(Conn {
             reader: BufReader::with_capacity(64 * 1024, tls),
-            host: format!("{}:{}", self.server_name, self.port),
+            host: format!("{}:{}", self.server_name, port),
             closed: false,
         })
     }

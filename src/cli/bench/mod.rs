@@ -57,10 +57,11 @@ pub struct BenchArgs {
     /// What to measure.
     #[arg(value_enum)]
     pub scenario: Scenario,
-    /// A server: `URL[,face=native|puppet][,env=NAME][,ca=FILE][,cert=FILE][,key=FILE]`.
-    /// Give two to compare them (the ratio printed is first / second). Without ca/cert/key,
-    /// `--data-dir`'s production chain and admin identity are used. Every scenario but
-    /// `sign` needs one.
+    /// A server: `URL[,face=native|puppet][,env=NAME][,ca=FILE][,cert=FILE][,key=FILE]
+    /// [,nodes=PORT:PORT...]`. `nodes`: the other nodes of a cluster on the URL's host,
+    /// each new connection going to the next node in turn. Give two to compare them (the
+    /// ratio printed is first / second). Without ca/cert/key, `--data-dir`'s production
+    /// chain and admin identity are used. Every scenario but `sign` needs one.
     #[arg(long = "target")]
     pub targets: Vec<String>,
     /// Data directory whose CA chain and admin certificate to use by default.
@@ -152,6 +153,7 @@ fn parse_target(spec: &str, data_dir: Option<&PathBuf>) -> anyhow::Result<Endpoi
     let mut ca = data_dir.map(|d| d.join("ca/production/chain.pem"));
     let mut cert = data_dir.map(|d| d.join("admin/admin.pem"));
     let mut key = data_dir.map(|d| d.join("admin/admin.key"));
+    let mut more_ports = Vec::new();
     for p in parts {
         let (k, v) = p
             .split_once('=')
@@ -162,6 +164,13 @@ fn parse_target(spec: &str, data_dir: Option<&PathBuf>) -> anyhow::Result<Endpoi
             "ca" => ca = Some(PathBuf::from(v)),
             "cert" => cert = Some(PathBuf::from(v)),
             "key" => key = Some(PathBuf::from(v)),
+            "nodes" => {
+                more_ports = v
+                    .split(':')
+                    .map(|p| p.parse::<u16>())
+                    .collect::<Result<_, _>>()
+                    .with_context(|| format!("nodes={v}: ports separated by ':'"))?
+            }
             other => bail!("unknown target option {other}"),
         }
     }
@@ -170,8 +179,8 @@ fn parse_target(spec: &str, data_dir: Option<&PathBuf>) -> anyhow::Result<Endpoi
         _ => None,
     };
     Ok(Endpoint {
-        anon: Target::new(&host, port, ca.as_deref(), None)?,
-        admin: Target::new(&host, port, ca.as_deref(), identity)?,
+        anon: Target::new(&host, port, ca.as_deref(), None)?.with_more_ports(&more_ports),
+        admin: Target::new(&host, port, ca.as_deref(), identity)?.with_more_ports(&more_ports),
         url,
         face,
         env,

@@ -224,7 +224,11 @@ fn lane(rx: &Mutex<mpsc::Receiver<Job>>, connector: &Connector, up: &AtomicBool)
 pub(super) fn store_error(e: postgres::Error) -> StoreError {
     match e.code() {
         Some(code) if is_unavailable(code) => unavailable(&e),
-        Some(_) => StoreError::Engine(e.to_string()),
+        // The server's message says what (a constraint, a permission, a bad statement).
+        Some(_) => StoreError::Engine(match e.as_db_error() {
+            Some(db) => format!("{}: {}", db.code().code(), db.message()),
+            None => e.to_string(),
+        }),
         None if e.is_closed() || io_error(&e) => unavailable(&e),
         // A client-side failure (a row of the wrong type): a bug, not an outage.
         None => StoreError::Engine(e.to_string()),

@@ -88,6 +88,12 @@ CREATE TABLE certd_nodes (
     record text NOT NULL
 );
 CREATE INDEX certd_serials_by_name ON certd_serials (env, certname);
+CREATE TABLE certd_leases (
+    name text COLLATE "C" PRIMARY KEY,
+    holder text NOT NULL,
+    until_ms bigint NOT NULL,
+    cursor bigint NOT NULL CHECK (cursor >= 0)
+);
 "#,
 ];
 

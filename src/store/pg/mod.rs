@@ -629,6 +629,27 @@ impl Store for PgStore {
         self.changes.wait(seen, timeout)
     }
 
+    fn take_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl_ms: i64,
+        cursor: u64,
+    ) -> Result<Option<Lease>, StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        // One statement, atomic on its own: no writers' lock (a lease is no audited change).
+        self.read(move |tx| ops::take_lease(tx, &name, &holder, ttl_ms, cursor))
+    }
+
+    fn advance_lease(&self, name: &str, holder: &str, cursor: u64) -> Result<bool, StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.read(move |tx| ops::advance_lease(tx, &name, &holder, cursor))
+    }
+
+    fn leases(&self) -> Result<Vec<Lease>, StoreError> {
+        self.read(ops::leases)
+    }
+
     fn heartbeat(&self, node: &NodeRecord, recent_ms: i64) -> Result<Vec<NodeRecord>, StoreError> {
         let node = node.clone();
         // Each statement on its own (no writers' lock): a heartbeat is no audited change.

@@ -834,6 +834,71 @@ pub(super) fn heartbeat<C: GenericClient>(
         .collect()
 }
 
+/// The database's clock, Unix ms (a macro, so that statements stay literals).
+macro_rules! now_ms {
+    () => {
+        "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+    };
+}
+
+fn lease_of(r: &Row) -> Lease {
+    Lease {
+        name: r.get(0),
+        holder: r.get(1),
+        until_ms: r.get(2),
+        cursor: r.get::<_, i64>(3).max(0) as u64,
+    }
+}
+
+/// One statement: the lease is granted when free, expired or the holder's.
+pub(super) fn take_lease<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    name: &str,
+    holder: &str,
+    ttl_ms: i64,
+    cursor: u64,
+) -> Op<Option<Lease>> {
+    let rows = tx.query(
+        concat!(
+            "INSERT INTO certd_leases AS l (name, holder, until_ms, cursor)
+             VALUES ($1, $2, ",
+            now_ms!(),
+            " + $3, $4)
+             ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, until_ms = EXCLUDED.until_ms
+             WHERE l.holder = EXCLUDED.holder OR l.until_ms < ",
+            now_ms!(),
+            " RETURNING name, holder, until_ms, cursor"
+        ),
+        &[&name, &holder, &ttl_ms, &(cursor as i64)],
+    )?;
+    Ok(rows.first().map(lease_of))
+}
+
+pub(super) fn advance_lease<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    name: &str,
+    holder: &str,
+    cursor: u64,
+) -> Op<bool> {
+    let n = tx.exec(
+        concat!(
+            "UPDATE certd_leases SET cursor = $3
+             WHERE name = $1 AND holder = $2 AND until_ms >= ",
+            now_ms!()
+        ),
+        &[&name, &holder, &(cursor as i64)],
+    )?;
+    Ok(n == 1)
+}
+
+pub(super) fn leases<C: GenericClient>(tx: &mut Tx<'_, C>) -> Op<Vec<Lease>> {
+    let rows = tx.query(
+        "SELECT name, holder, until_ms, cursor FROM certd_leases ORDER BY name",
+        &[],
+    )?;
+    Ok(rows.iter().map(lease_of).collect())
+}
+
 // ---- environments, CRLs, audit ----
 
 pub(super) fn put_environment<C: GenericClient>(

@@ -513,3 +513,75 @@ pub fn answers(server: &Server, envs: &[&str], names: &[&str]) -> Vec<(String, V
     }
     out
 }
+
+/// A webhook receiver on loopback: records each JSON body POSTed to it, with the
+/// `X-Certd-Event-Id` header's value as `"header_event_id"`.
+pub fn webhook_receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(100_000) {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let mut len = 0;
+            let mut event_id = None;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    break;
+                }
+                let lower = line.to_ascii_lowercase();
+                if let Some(v) = lower.strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+                if let Some(v) = lower.strip_prefix("x-certd-event-id:") {
+                    event_id = Some(v.trim().to_owned());
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; len];
+            if reader.read_exact(&mut body).is_ok() {
+                if let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&body) {
+                    v["header_event_id"] = serde_json::Value::from(event_id);
+                    sink.lock().unwrap().push(v);
+                }
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (url, got)
+}
+
+/// The serials a CRL lists, in its order, as uppercase hex without leading zeros.
+pub fn crl_serials_hex(crl: &openssl::x509::X509CrlRef) -> Vec<String> {
+    crl.get_revoked()
+        .map(|r| {
+            r.iter()
+                .map(|e| {
+                    e.serial_number()
+                        .to_bn()
+                        .unwrap()
+                        .to_hex_str()
+                        .unwrap()
+                        .to_string()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Writes `text` to `path` as a program (mode 0755).
+pub fn write_program(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}

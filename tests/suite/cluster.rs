@@ -934,6 +934,8 @@ fn nodes_killed_at_random_under_load_lose_nothing_acknowledged() {
                 .as_str()
                 .unwrap_or_default()
                 .to_ascii_uppercase()
+                .trim_start_matches('0')
+                .to_owned()
         })
         .collect();
     assert_eq!(

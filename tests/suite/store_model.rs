@@ -898,3 +898,57 @@ fn a_second_store_on_the_database_turns_the_certificate_cache_off() {
         "alone again, A caches"
     );
 }
+
+/// Two stores on one database (two nodes), each keeping its certificate cache: right
+/// after every write acknowledged by one, the other's read gives what was written, even
+/// for a name it had just read (and cached). 240 writes: issue, revoke, clean in turn.
+#[test]
+fn a_store_beside_another_never_serves_a_certificate_the_other_changed() {
+    let Some(pg) = crate::common::pg::Postgres::shared() else {
+        return;
+    };
+    let db = pg.database();
+    let a = PgStore::open(&pg.store_config(&db)).unwrap();
+    let b = PgStore::open(&pg.store_config(&db)).unwrap();
+    let prod = env(0);
+    let rule = SubmitRule {
+        allow_if_signed: false,
+        replace_pending: true,
+    };
+    let revocation = Revocation {
+        revoked_at: 8,
+        reason: RevocationReason::KeyCompromise,
+    };
+    let mut serial = 0u16;
+    for i in 0..240u32 {
+        let (writer, reader) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let n = name((i % 6) as u8);
+        // The reader holds the name's certificate as it is now (or its absence).
+        reader.certificate(&prod, &n).unwrap();
+        reader.certificate(&prod, &n).unwrap();
+        let want = match writer.certificate(&prod, &n).unwrap() {
+            None => {
+                serial += 1;
+                let mut cert = issued((i % 6) as u8, 0, i as i64);
+                cert.serial = serial.to_be_bytes().to_vec();
+                writer
+                    .submit_issued(&prod, &n, &request((i % 6) as u8, i as i64), rule, &cert)
+                    .unwrap();
+                Some((cert.serial, false))
+            }
+            Some(c) if c.revocation.is_none() => {
+                writer.revoke(&prod, &n, revocation).unwrap();
+                Some((c.serial, true))
+            }
+            Some(_) => {
+                writer.clean(&prod, &n, revocation).unwrap();
+                None
+            }
+        };
+        let got = reader
+            .certificate(&prod, &n)
+            .unwrap()
+            .map(|c| (c.serial, c.revocation.is_some()));
+        assert_eq!(got, want, "write {i}: the other store's read");
+    }
+}

@@ -53,8 +53,11 @@ pub(super) struct Feed {
     pub(super) node_id: String,
     /// When it started (Unix seconds).
     started_at: crate::ca::UnixTime,
-    /// The digest of the configuration the nodes must agree on.
+    /// The digest of the configuration the nodes must agree on, and its parts'.
     config_digest: String,
+    config_parts: BTreeMap<String, String>,
+    /// The differences last logged, by node.
+    warned: std::sync::Mutex<BTreeMap<String, Vec<String>>>,
     /// The nodes seen at the last heartbeat (this one included), and the leases then.
     nodes: RwLock<(Vec<NodeRecord>, Vec<Lease>)>,
 }
@@ -64,13 +67,17 @@ impl Feed {
         applied: u64,
         node_id: String,
         started_at: crate::ca::UnixTime,
-        config_digest: String,
+        config: &crate::config::Config,
     ) -> Feed {
+        let config_parts = config_parts(config);
+        let config_digest = digest(&format!("{config_parts:?}"));
         Feed {
             applied: AtomicU64::new(applied),
             node_id,
             started_at,
             config_digest,
+            config_parts,
+            warned: std::sync::Mutex::default(),
             nodes: RwLock::new((Vec::new(), Vec::new())),
         }
     }
@@ -88,28 +95,68 @@ pub struct ClusterStatus {
     pub config_digest: String,
     /// Nodes that beat within the last ten seconds, with the change each applied.
     pub nodes: Vec<NodeRecord>,
-    /// Ids of the nodes seen whose configuration digest differs from this node's.
+    /// The nodes seen whose configuration differs from this node's, and in which parts.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub config_differs: Vec<String>,
+    pub config_differs: Vec<ConfigDiffers>,
     /// The leases (each webhook's feed, the CRL refresh): who holds each, until when,
     /// and its cursor, as of the last heartbeat.
     pub leases: Vec<Lease>,
 }
 
-/// The digest of the configuration every node must share: declared environments, CA
-/// settings, rules, admins (their debug forms; secrets enter only the digest).
-pub(super) fn config_digest(config: &crate::config::Config) -> String {
-    let text = format!(
-        "{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}",
-        config.environments,
-        config.ca,
-        config.rules_origin,
-        config.admins,
-        config.admin_environments,
-        config.issuers
-    );
-    let digest = openssl::sha::sha256(text.as_bytes());
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+/// A node whose configuration differs from this node's.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigDiffers {
+    /// Its id.
+    pub node: String,
+    /// The parts that differ (`environments`, `ca`, `rules`, `admins`, `issuers`).
+    pub parts: Vec<String>,
+}
+
+/// The configuration every node must share, part by part, each as a digest of its debug
+/// form (secrets enter only the digest).
+fn config_parts(config: &crate::config::Config) -> BTreeMap<String, String> {
+    [
+        ("environments", format!("{:?}", config.environments)),
+        ("ca", format!("{:?}", config.ca)),
+        ("rules", format!("{:?}", config.rules)),
+        (
+            "admins",
+            format!("{:?} {:?}", config.admins, config.admin_environments),
+        ),
+        ("issuers", format!("{:?}", config.issuers)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), digest(&v)))
+    .collect()
+}
+
+fn digest(text: &str) -> String {
+    openssl::sha::sha256(text.as_bytes())[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Feed {
+    /// The parts of `node`'s configuration that differ from this node's.
+    fn differs(&self, node: &NodeRecord) -> Option<ConfigDiffers> {
+        if node.config_digest == self.config_digest {
+            return None;
+        }
+        let mut parts: Vec<String> = self
+            .config_parts
+            .iter()
+            .filter(|(k, v)| node.config_parts.get(*k) != Some(v))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if parts.is_empty() {
+            parts.push("(unknown: that node does not say)".into());
+        }
+        Some(ConfigDiffers {
+            node: node.id.clone(),
+            parts,
+        })
+    }
 }
 
 impl App {
@@ -126,11 +173,7 @@ impl App {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let config_differs = nodes
-            .iter()
-            .filter(|n| n.config_digest != self.feed.config_digest)
-            .map(|n| n.id.clone())
-            .collect();
+        let config_differs = nodes.iter().filter_map(|n| self.feed.differs(n)).collect();
         ClusterStatus {
             node_id: self.feed.node_id.clone(),
             applied: self.applied_change(),
@@ -251,13 +294,17 @@ impl App {
             seen_ms: 0,
             applied: self.applied_change(),
             config_digest: self.feed.config_digest.clone(),
+            config_parts: self.feed.config_parts.clone(),
         };
         let nodes = self.store.heartbeat(&me, RECENT_MS)?;
-        for n in &nodes {
-            if n.config_digest != self.feed.config_digest {
-                tracing::warn!(node = %n.id, "this node's configuration differs from that node's (environments, CA settings, rules or admins): the nodes must share one configuration");
+        let mut warned = self.feed.warned.lock().unwrap_or_else(|p| p.into_inner());
+        for d in nodes.iter().filter_map(|n| self.feed.differs(n)) {
+            if warned.get(&d.node) != Some(&d.parts) {
+                tracing::warn!(node = %d.node, differs = %d.parts.join(", "), "this node's configuration differs from that node's: the nodes must share one configuration");
+                warned.insert(d.node, d.parts);
             }
         }
+        drop(warned);
         let leases = self.store.leases()?;
         *self.feed.nodes.write().unwrap_or_else(|p| p.into_inner()) = (nodes, leases);
         Ok(())

@@ -30,7 +30,7 @@ use crate::store::{DataDir, FilesError, Store, StoreError};
 
 pub use backup::{copy_installation, BackupMade, BackupStoreOpener, CopyCounts, Installation};
 pub use certificates::{CertificateView, Issued, Signing};
-pub use changes::ClusterStatus;
+pub use changes::{ClusterStatus, ConfigDiffers};
 pub use crl::CrlView;
 pub use environments::{EnvChange, EnvView};
 pub use listing::{ListQuery, Page};
@@ -336,12 +336,7 @@ impl App {
         if let Some(cn) = server.common_name.and_then(|cn| Certname::parse(&cn).ok()) {
             own_names.push(cn);
         }
-        let feed = changes::Feed::new(
-            applied,
-            node_id(&config),
-            clock.now(),
-            changes::config_digest(&config),
-        );
+        let feed = changes::Feed::new(applied, node_id(&config), clock.now(), &config);
         Ok(App {
             config,
             data,

@@ -358,6 +358,10 @@ pub struct NodeRecord {
     pub applied: u64,
     /// A digest of the configuration that must agree across nodes.
     pub config_digest: String,
+    /// The same, part by part (`environments`, `ca`, `rules`, `admins`, `issuers`), so
+    /// that a difference can be named.
+    #[serde(default)]
+    pub config_parts: std::collections::BTreeMap<String, String>,
 }
 
 /// An environment known to the store.

@@ -91,25 +91,7 @@ fn enroll(
     name: &str,
     dir: &Path,
 ) -> (PathBuf, PathBuf) {
-    let (csr, key) = csr_for(name);
-    let r = anon
-        .put(node.url(&format!("/production/certificate_request/{name}")))
-        .body(csr)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201, "{name}");
-    let r = anon
-        .get(node.url(&format!("/production/certificate/{name}")))
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200, "{name}");
-    let (cert_path, key_path) = (
-        dir.join(format!("{name}.pem")),
-        dir.join(format!("{name}.key")),
-    );
-    std::fs::write(&cert_path, r.bytes().unwrap()).unwrap();
-    write_private(&key_path, &key);
-    (cert_path, key_path)
+    enroll_at(&format!("https://localhost:{}", node.port), anon, name, dir)
 }
 
 /// [`enroll`]s `{prefix}{i}` for each `i` of `range` through the nodes in turn.
@@ -124,6 +106,14 @@ fn enroll_over(
     for i in range {
         enroll(&c.nodes[i % n], &anon[i % n], &format!("{prefix}{i}"), dir);
     }
+}
+
+fn status_at(url: &str, anon: &reqwest::blocking::Client) -> serde_json::Value {
+    anon.get(format!("{url}/status"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
 }
 
 fn status(node: &Server) -> serde_json::Value {
@@ -190,6 +180,41 @@ fn a_node_joins_with_the_configuration_and_the_key_file_only() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// A node started with another configuration than the cluster's (here, one more
+/// global admin): every node's `/status` names it and the part that differs, and it logs
+/// the difference once.
+#[test]
+fn a_node_with_another_configuration_is_named_with_what_differs() {
+    let Some(pg) = Postgres::shared() else { return };
+    let c = Cluster::start(pg, 1);
+    let config = std::fs::read_to_string(&c.nodes[0].config).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let odd = Server::start(
+        dir.path(),
+        &format!("[authz]\nadmins = [\"ops-1\"]\n{config}"),
+    );
+    let odd_id = status(&odd)["cluster"]["node_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let named = wait_for(Duration::from_secs(10), || {
+        let s = status(&c.nodes[0]);
+        let d = s["cluster"]["config_differs"].as_array()?.clone();
+        d.iter()
+            .find(|d| d["node"] == odd_id.as_str())
+            .map(|d| d["parts"].clone())
+    })
+    .expect("node 0 does not name the odd node");
+    assert_eq!(named, serde_json::json!(["admins"]));
+    let (_, log) = odd.terminate_with_log();
+    assert_eq!(
+        log.matches("configuration differs").count(),
+        1,
+        "logged once:\n{log}"
+    );
+    assert!(log.contains("differs=admins"), "{log}");
 }
 
 #[test]
@@ -613,11 +638,16 @@ fn received_ids(got: &std::sync::Mutex<Vec<serde_json::Value>>) -> BTreeSet<u64>
 
 /// The production events' ids after `after`, read through `node`.
 fn event_ids(node: &Server, admin: &reqwest::blocking::Client, after: u64) -> Vec<u64> {
+    event_ids_at(&format!("https://localhost:{}", node.port), admin, after)
+}
+
+/// [`event_ids`] through a node by URL.
+fn event_ids_at(url: &str, admin: &reqwest::blocking::Client, after: u64) -> Vec<u64> {
     let mut all = Vec::new();
     let mut cursor = after;
     loop {
         let page: Vec<serde_json::Value> = admin
-            .get(node.url(&format!("/production/events?after={cursor}")))
+            .get(format!("{url}/production/events?after={cursor}"))
             .send()
             .unwrap()
             .json()
@@ -1072,4 +1102,327 @@ fn an_order_held_by_a_node_that_dies_is_completed_by_another() {
         "order taken over and completed {:?} after its node was killed (lease 60 s)",
         done - killed
     );
+}
+
+/// A test network made with `ip netns`: the database's address on this host's loopback
+/// interface (10.77.0.1), and per node a namespace joined to this host by a veth pair
+/// (10.77.K.2 there, 10.77.K.1 here), routing to the database through it. Removed
+/// when dropped.
+struct TestNet {
+    tag: String,
+    nodes: usize,
+}
+
+fn ip(args: &[&str]) -> Result<(), String> {
+    let (ok, _, err) = run(std::process::Command::new("ip").args(args));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("ip {}: {err}", args.join(" ")))
+    }
+}
+
+impl TestNet {
+    fn make(nodes: usize) -> Result<TestNet, String> {
+        let tag = format!("cd{}", std::process::id() % 100_000);
+        let net = TestNet { tag, nodes: 0 };
+        ip(&["addr", "add", "10.77.0.1/32", "dev", "lo"])?;
+        let mut net = net;
+        for k in 1..=nodes {
+            let (ns, here, there) = (
+                net.ns(k),
+                format!("{}v{k}", net.tag),
+                format!("{}p{k}", net.tag),
+            );
+            ip(&["netns", "add", &ns])?;
+            net.nodes = k;
+            ip(&["link", "add", &here, "type", "veth", "peer", "name", &there])?;
+            ip(&["link", "set", &there, "netns", &ns])?;
+            ip(&["addr", "add", &format!("10.77.{k}.1/24"), "dev", &here])?;
+            ip(&["link", "set", &here, "up"])?;
+            let inside = |args: &[&str]| {
+                let mut all = vec!["netns", "exec", &ns, "ip"];
+                all.extend_from_slice(args);
+                ip(&all)
+            };
+            inside(&["addr", "add", &format!("10.77.{k}.2/24"), "dev", &there])?;
+            inside(&["link", "set", &there, "up"])?;
+            inside(&["link", "set", "lo", "up"])?;
+            inside(&[
+                "route",
+                "add",
+                "10.77.0.1/32",
+                "via",
+                &format!("10.77.{k}.1"),
+            ])?;
+        }
+        Ok(net)
+    }
+
+    fn ns(&self, k: usize) -> String {
+        format!("{}n{k}", self.tag)
+    }
+
+    /// Cuts node `k` off from the database (its packets to it are dropped), or joins it
+    /// again.
+    fn cut(&self, k: usize, off: bool) {
+        let how = if off { "blackhole" } else { "via" };
+        let ns = self.ns(k);
+        let mut args = vec!["netns", "exec", &ns, "ip", "route", "replace"];
+        let gw = format!("10.77.{k}.1");
+        if off {
+            args.extend_from_slice(&[how, "10.77.0.1/32"]);
+        } else {
+            args.extend_from_slice(&["10.77.0.1/32", how, &gw]);
+        }
+        ip(&args).unwrap();
+    }
+}
+
+impl Drop for TestNet {
+    fn drop(&mut self) {
+        for k in 1..=self.nodes {
+            let _ = ip(&["netns", "del", &self.ns(k)]);
+            let _ = ip(&["link", "del", &format!("{}v{k}", self.tag)]);
+        }
+        let _ = ip(&["addr", "del", "10.77.0.1/32", "dev", "lo"]);
+    }
+}
+
+/// Node `k` (1-based) of a test network, in its namespace, on 10.77.K.2.
+fn start_in(net: &TestNet, k: usize, dir: &Path, config: &str) -> Server {
+    let cfg = dir.join("certd.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let data = dir.join("data");
+    let mut cmd = std::process::Command::new("ip");
+    cmd.args(["netns", "exec", &net.ns(k)])
+        .arg(env!("CARGO_BIN_EXE_certd"))
+        .current_dir(dir)
+        .args(["serve", "--listen", &format!("10.77.{k}.2:0"), "--data-dir"])
+        .arg(&data)
+        .arg("--config")
+        .arg(&cfg);
+    Server::spawn(cmd, data, cfg)
+}
+
+/// Two nodes and the database each on a test host of their own (network namespaces);
+/// agents write through both; node 2 is cut off from the database for 8 s mid-load.
+/// While cut off it acknowledges no write (503), its webhook lease is taken over; once
+/// joined again it catches up by itself (it serves what node 1 issued and refuses what
+/// node 1 revoked meanwhile). Afterwards nothing acknowledged is lost.
+#[test]
+fn a_node_cut_off_from_the_database_acknowledges_nothing_and_catches_up() {
+    let required = std::env::var("CERTD_REQUIRE_EXTERNAL").is_ok_and(|v| v == "1");
+    let net = match TestNet::make(2) {
+        Ok(net) => net,
+        Err(e) if !required => {
+            eprintln!("skipped: this machine does not let the test make network namespaces: {e}");
+            return;
+        }
+        Err(e) => panic!("network namespaces: {e}"),
+    };
+    let Some(pg) = Postgres::start_on(Some("10.77.0.1")) else {
+        return;
+    };
+    let db = pg.database();
+    let shared = tempfile::tempdir().unwrap();
+    let (hook, got) = webhook_receiver_on("10.77.0.1");
+    let config = format!(
+        "[server]\ndns_alt_names = [\"10.77.1.2\", \"10.77.2.2\"]\n[ca]\nkey_type = \"ec-p256\"\n{AUTOSIGN}[events]\nwebhooks = [\"{hook}\"]\n{}key_file = \"{}\"\n",
+        pg.store_toml(&db, shared.path()).replace("host=127.0.0.1", "host=10.77.0.1"),
+        shared.path().join("store.key").display()
+    );
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let one = start_in(&net, 1, dirs[0].path(), &config);
+    let two = start_in(&net, 2, dirs[1].path(), &config);
+    let urls = [
+        format!("https://10.77.1.2:{}", one.port),
+        format!("https://10.77.2.2:{}", two.port),
+    ];
+    let (cert, key) = admin(&one);
+    let anon = client(&one, None);
+    let admin_c = client(&one, Some((&cert, &key)));
+    let first_event = event_ids_at(&urls[0], &admin_c, 0)
+        .last()
+        .copied()
+        .unwrap_or(0);
+    let stop = Arc::new(AtomicBool::new(false));
+    let cut_window = Arc::new(std::sync::Mutex::new(None::<(Instant, Option<Instant>)>));
+    let agents: Vec<_> = (0..4)
+        .map(|a| {
+            let (stop, anon, urls, window) =
+                (stop.clone(), anon.clone(), urls.clone(), cut_window.clone());
+            std::thread::spawn(move || {
+                let key = KeyType::EcP256.generate().unwrap();
+                let mut issued = Vec::new();
+                let mut acked_by_cut_node = 0;
+                for i in 0.. {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let k = (a + i) % 2;
+                    let name = format!("p{a}n{i}");
+                    let csr = build_csr(&key, &Certname::parse(&name).unwrap(), &[]).unwrap();
+                    let sent = Instant::now();
+                    let r = anon
+                        .put(format!("{}/production/certificate_request/{name}", urls[k]))
+                        .body(csr)
+                        .send();
+                    if let Ok(r) = r {
+                        if r.status() == 201 {
+                            issued.push(name);
+                            // Sent after the cut began and answered before it ended: a
+                            // write node 2 could not have committed.
+                            let w = *window.lock().unwrap();
+                            if k == 1
+                                && w.is_some_and(|(from, to)| {
+                                    sent > from + Duration::from_secs(3)
+                                        && to.is_none_or(|t| Instant::now() < t)
+                                })
+                            {
+                                acked_by_cut_node += 1;
+                            }
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                (issued, acked_by_cut_node)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(3));
+    // Cut off.
+    net.cut(2, true);
+    *cut_window.lock().unwrap() = Some((Instant::now(), None));
+    // Meanwhile node 1 revokes one of the certificates node 2 has served.
+    let victim = "victim";
+    let (vcert, vkey) = enroll_at(&urls[0], &anon, victim, shared.path());
+    std::thread::sleep(Duration::from_secs(4));
+    // Node 2 refuses writes: 503 (after at most a statement timeout).
+    let (csr, _) = csr_for("during-cut");
+    let r = anon
+        .put(format!(
+            "{}/production/certificate_request/during-cut",
+            urls[1]
+        ))
+        .body(csr)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 503, "a write on the cut-off node");
+    let r = admin_c
+        .delete(format!("{}/production/certificate/{victim}", urls[0]))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    // By now (8 s, past the 6 s webhook lease) node 1 holds every lease.
+    let webhook_lease = format!("webhook {hook}");
+    let one_id = status_at(&urls[0], &anon)["cluster"]["node_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let holds = wait_for(Duration::from_secs(6), || {
+        let s = status_at(&urls[0], &anon);
+        let leases = s["cluster"]["leases"].as_array()?.clone();
+        leases
+            .iter()
+            .find(|l| l["name"] == webhook_lease.as_str())
+            .is_some_and(|l| l["holder"] == one_id.as_str())
+            .then_some(())
+    });
+    assert!(
+        holds.is_some(),
+        "node 1 did not take the webhook's lease over"
+    );
+    // Joined again.
+    net.cut(2, false);
+    let joined = Instant::now();
+    if let Some(w) = cut_window.lock().unwrap().as_mut() {
+        w.1 = Some(joined);
+    }
+    // It catches up by itself: the revocation made meanwhile is refused by its handshake.
+    let caught_up = wait_for(Duration::from_secs(15), || {
+        let holder = client(&two, Some((&vcert, &vkey)));
+        match holder.get(format!("{}/status", urls[1])).send() {
+            Err(_) => Some(joined.elapsed()),
+            Ok(r) if r.status() == 403 => Some(joined.elapsed()),
+            Ok(_) => None,
+        }
+    })
+    .expect("node 2 never refused the certificate revoked while it was cut off");
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, Ordering::SeqCst);
+    let mut issued = Vec::new();
+    let mut impossible = 0;
+    for a in agents {
+        let (i, n) = a.join().unwrap();
+        issued.extend(i);
+        impossible += n;
+    }
+    assert_eq!(impossible, 0, "node 2 acknowledged writes while cut off");
+    // Nothing acknowledged is lost; both nodes answer alike.
+    for url in &urls {
+        for name in &issued {
+            let r = anon
+                .get(format!("{url}/production/certificate/{name}"))
+                .send()
+                .unwrap();
+            assert_eq!(r.status(), 200, "{url}: {name}");
+        }
+        let r = anon
+            .head(format!("{url}/production/certificate/{victim}"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 410, "{url}: {victim}");
+    }
+    let lists: Vec<_> = urls
+        .iter()
+        .map(|u| listing(u, &admin_c, "/production/certificate/"))
+        .collect();
+    assert_eq!(lists[0], lists[1]);
+    let ids = event_ids_at(&urls[0], &admin_c, 0);
+    assert!(
+        ids.windows(2).all(|w| w[1] == w[0] + 1),
+        "the log has a gap"
+    );
+    let want: BTreeSet<u64> = ids.into_iter().filter(|&i| i > first_event).collect();
+    let delivered = wait_for(Duration::from_secs(30), || {
+        want.is_subset(&received_ids(&got)).then_some(())
+    });
+    assert!(delivered.is_some(), "the webhook missed events");
+    eprintln!(
+        "partition: {} certificates acknowledged, none lost; node 2 refused the revoked certificate {:?} after it was joined again; {} events delivered",
+        issued.len(),
+        caught_up,
+        want.len()
+    );
+    drop((one, two));
+}
+
+/// [`enroll`] through a node by its URL.
+fn enroll_at(
+    url: &str,
+    anon: &reqwest::blocking::Client,
+    name: &str,
+    dir: &Path,
+) -> (PathBuf, PathBuf) {
+    let (csr, key) = csr_for(name);
+    let r = anon
+        .put(format!("{url}/production/certificate_request/{name}"))
+        .body(csr)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{name}");
+    let pem = anon
+        .get(format!("{url}/production/certificate/{name}"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let (c, k) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&c, pem).unwrap();
+    write_private(&k, &key);
+    (c, k)
 }

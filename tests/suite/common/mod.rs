@@ -87,8 +87,10 @@ impl Server {
                 )
             });
         let port = line
-            .strip_prefix("listening on https://127.0.0.1:")
+            .strip_prefix("listening on https://")
+            .and_then(|a| a.rsplit_once(':'))
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .1
             .parse()
             .unwrap();
         Server {
@@ -520,8 +522,18 @@ pub fn webhook_receiver() -> (
     String,
     std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
 ) {
+    webhook_receiver_on("127.0.0.1")
+}
+
+/// As [`webhook_receiver`], listening on `addr` (an address of a test network).
+pub fn webhook_receiver_on(
+    addr: &str,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
     use std::io::{Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = std::net::TcpListener::bind((addr, 0)).unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
     let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = got.clone();

@@ -83,7 +83,7 @@ pub struct Postgres {
 /// at once, as a crash; `start`: start again) and stops it when stdin closes.
 const CONTROL: &str = r#"
 start() {
-  "$BIN/postgres" -D "$DATA" -p "$PORT" -c listen_addresses=127.0.0.1 \
+  "$BIN/postgres" -D "$DATA" -p "$PORT" -c listen_addresses="$LISTEN" \
     -c unix_socket_directories="$DATA" -c max_connections=200 -c shared_buffers=64MB \
     >>"$DATA/server.log" 2>&1 &
   pg=$!
@@ -109,6 +109,12 @@ fn free_port() -> u16 {
 impl Postgres {
     /// A new server (a few seconds: initdb), or None when PostgreSQL is not installed.
     pub fn start() -> Option<Postgres> {
+        Postgres::start_on(None)
+    }
+
+    /// As [`Postgres::start`], also listening on `also` (an address of a test network
+    /// the test made) and taking password logins from `10.0.0.0/8`.
+    pub fn start_on(also: Option<&str>) -> Option<Postgres> {
         let bin = available()?;
         let dir = tempfile::Builder::new()
             .prefix("certd-pg")
@@ -150,9 +156,20 @@ impl Postgres {
             "initdb: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut listen = "127.0.0.1".to_owned();
+        if let Some(addr) = also {
+            listen = format!("{listen},{addr}");
+            use std::io::Write;
+            let mut hba = std::fs::OpenOptions::new()
+                .append(true)
+                .open(data.join("pg_hba.conf"))
+                .unwrap();
+            writeln!(hba, "host all all 10.0.0.0/8 scram-sha-256").unwrap();
+        }
         let port = free_port();
         let mut child = as_postgres_user(Path::new("/bin/sh"))
             .args(["-c", CONTROL])
+            .env("LISTEN", &listen)
             .env("BIN", &bin)
             .env("DATA", &data)
             .env("PORT", port.to_string())

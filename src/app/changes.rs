@@ -3,8 +3,8 @@
 //!
 //! Every change is in the audit log, whose ids are one total order, committed in order
 //! (`store`). Each node follows it from the id it read when it started, woken by the
-//! store's hint ([`Store::wait_for_change`]: PostgreSQL's LISTEN/NOTIFY) and reading it
-//! every [`POLL`] anyway, so a lost notification (a connection that was down, a pooler
+//! store's hint ([`NodeStore::wait_for_change`]: PostgreSQL's LISTEN/NOTIFY) and
+//! reading it every [`POLL`] anyway, so a lost notification (a connection that was down, a pooler
 //! that does not pass them) delays a change by one poll at most. Of each event it applies
 //! what this process keeps in memory:
 //!
@@ -17,6 +17,8 @@
 //! Certificates and requests need nothing: they are read from the store at every request
 //! (a node's certificate cache is off while other nodes use the store). Applying this
 //! node's own events again changes nothing (serials are sets).
+//!
+//! [`NodeStore::wait_for_change`]: crate::store::NodeStore::wait_for_change
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -275,14 +277,26 @@ impl App {
             }
         }
         self.data.share(std::slice::from_ref(env))?;
-        let api: crate::config::ApiEnvSettings =
-            serde_json::from_str(&json).map_err(|e| AppError::BadRequest {
+        let installed = serde_json::from_str::<crate::config::ApiEnvSettings>(&json)
+            .map_err(|e| AppError::BadRequest {
                 code: "invalid-settings",
                 detail: format!("environment {env} in the store: {e}"),
-            })?;
-        self.install_environment(env, api)?;
-        tracing::info!(env = %env, "serving an environment another node created or changed");
-        Ok(())
+            })
+            .and_then(|api| self.install_environment(env, api));
+        match installed {
+            Ok(()) => {
+                tracing::info!(env = %env, "serving an environment another node created or changed");
+                Ok(())
+            }
+            // The store or the vault: try again with the next read of the log.
+            Err(e @ (AppError::Store(_) | AppError::Files(_))) => Err(e),
+            // Settings this node cannot serve (another configuration): said, and passed
+            // over, so that the changes after it are still applied.
+            Err(e) => {
+                tracing::warn!(env = %env, error = %e, "an environment another node created or changed is not served here");
+                Ok(())
+            }
+        }
     }
 
     /// Records this node's heartbeat and keeps the nodes seen.

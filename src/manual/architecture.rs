@@ -42,8 +42,9 @@
 //! ## The store
 //!
 //! [`Store`] is every capability the application needs: `EnvironmentStore`,
-//! `RequestStore` (with the due-time index of orders), `CertificateStore`, `CrlStore`
-//! and `AuditLog`, plus flush, health and a snapshot for tests. The sled implementation
+//! `RequestStore` (with the due-time index of orders), `CertificateStore`, `CrlStore`,
+//! `AuditLog` and `NodeStore` (what nodes sharing one store need: heartbeats, leases, a
+//! change hint; `manual::cluster`), plus flush, health and a snapshot for tests. The sled implementation
 //! is in parts (`src/store/sled_store/`): `core` (the database, its trees, the order
 //! index), `tx` (one environment transaction), `commit` (group commit and the committer
 //! thread), `reopen` (after an I/O error). Every change is one transaction (request,

@@ -37,7 +37,10 @@
 //!   environment's CRL, re-issued once per environment per batch read;
 //! - an environment event serves an environment another node created (its chain from
 //!   the vault, its CA key from the database) or loads its new settings; the TLS
-//!   verify store takes its CA at once.
+//!   verify store takes its CA at once. Settings this node cannot serve (an autosign
+//!   policy or issuer its configuration lacks) are logged and passed over, so that the
+//!   changes after them are still applied; a store or vault failure is tried again
+//!   with the next read.
 //!
 //! Every write's transaction also runs `pg_notify('certd_changes', id)`, delivered at
 //! its commit. The node's watch connection (the one that holds the store's shared
@@ -80,8 +83,8 @@
 //!
 //! A lease is a row of `certd_leases` (name, holder, until, cursor), taken in one
 //! statement when it is free, expired or the taker's own (renewed), by the database's
-//! clock, so nodes' clocks do not matter ([`Store::take_lease`]); the cursor moves only
-//! while the holder holds it ([`Store::advance_lease`]: fenced).
+//! clock, so nodes' clocks do not matter ([`NodeStore::take_lease`]); the cursor moves only
+//! while the holder holds it ([`NodeStore::advance_lease`]: fenced).
 //!
 //! - **Webhooks** (`src/app/webhooks.rs`): each is fed by the holder of `webhook <url>`
 //!   (6 s, renewed every 2 s), from the lease's cursor, which moves past an event only
@@ -203,5 +206,5 @@
 //!
 //! [`SetupOutcome::Joined`]: crate::app::SetupOutcome::Joined
 //! [`CrlStore::put_crl`]: crate::store::CrlStore::put_crl
-//! [`Store::take_lease`]: crate::store::Store::take_lease
-//! [`Store::advance_lease`]: crate::store::Store::advance_lease
+//! [`NodeStore::take_lease`]: crate::store::NodeStore::take_lease
+//! [`NodeStore::advance_lease`]: crate::store::NodeStore::advance_lease

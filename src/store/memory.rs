@@ -610,6 +610,8 @@ impl AuditLog for MemStore {
     }
 }
 
+impl NodeStore for MemStore {}
+
 impl Store for MemStore {
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())

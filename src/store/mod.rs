@@ -421,50 +421,10 @@ pub trait AuditLog: Send + Sync {
     fn last_event_id(&self) -> Result<u64, StoreError>;
 }
 
-/// The persistence interface: every capability, plus durability and health.
-/// Methods are synchronous (sled is); async callers run them on a blocking
-/// thread. Mutations are atomic; [`Store::flush`] makes them durable.
-pub trait Store:
-    EnvironmentStore + RequestStore + CertificateStore + CrlStore + AuditLog + Send + Sync
-{
-    /// Makes every change so far durable.
-    fn flush(&self) -> Result<(), StoreError>;
-
-    /// `Ok` when the store answers reads and takes writes; else why not.
-    fn health(&self) -> Result<(), String>;
-
-    /// The request of `name`, and whether `name` has a certificate: what a submission
-    /// checks before it signs (one round trip where the store is across a network).
-    fn request_and_has_certificate(
-        &self,
-        env: &EnvName,
-        name: &Certname,
-    ) -> Result<(Option<RequestRecord>, bool), StoreError> {
-        Ok((
-            self.request(env, name)?,
-            self.certificate(env, name)?.is_some(),
-        ))
-    }
-
-    /// Whether a read is answered from this process (memory or local disk, in
-    /// microseconds), so that it may run on an HTTP worker thread; false for a store
-    /// across the network, whose reads go to the blocking pool.
-    fn local_reads(&self) -> bool {
-        true
-    }
-
-    /// [`CertificateStore::certificate`] if this process can answer it without waiting
-    /// on the network (where reads are local, or from a cache); `None` when only a read
-    /// that may block can tell. What `GET certificate/{name}` tries on an HTTP worker
-    /// thread first.
-    fn certificate_now(
-        &self,
-        env: &EnvName,
-        name: &Certname,
-    ) -> Option<Result<Option<CertRecord>, StoreError>> {
-        self.local_reads().then(|| self.certificate(env, name))
-    }
-
+/// What nodes sharing one store need of it: whether it is shared, a hint that another
+/// node changed something, heartbeats and leases. A store that serves one process keeps
+/// the defaults: not shared, every lease granted, only this node seen.
+pub trait NodeStore: Send + Sync {
     /// Whether other processes (the other nodes of a cluster) may write this store while
     /// this one does; then the change feed follows what they do.
     fn shared(&self) -> bool {
@@ -523,6 +483,51 @@ pub trait Store:
     /// Every lease, for `/status` (none where leases are not kept).
     fn leases(&self) -> Result<Vec<Lease>, StoreError> {
         Ok(Vec::new())
+    }
+}
+
+/// The persistence interface: every capability, plus durability and health.
+/// Methods are synchronous (sled is); async callers run them on a blocking
+/// thread. Mutations are atomic; [`Store::flush`] makes them durable.
+pub trait Store:
+    EnvironmentStore + RequestStore + CertificateStore + CrlStore + AuditLog + NodeStore + Send + Sync
+{
+    /// Makes every change so far durable.
+    fn flush(&self) -> Result<(), StoreError>;
+
+    /// `Ok` when the store answers reads and takes writes; else why not.
+    fn health(&self) -> Result<(), String>;
+
+    /// The request of `name`, and whether `name` has a certificate: what a submission
+    /// checks before it signs (one round trip where the store is across a network).
+    fn request_and_has_certificate(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+    ) -> Result<(Option<RequestRecord>, bool), StoreError> {
+        Ok((
+            self.request(env, name)?,
+            self.certificate(env, name)?.is_some(),
+        ))
+    }
+
+    /// Whether a read is answered from this process (memory or local disk, in
+    /// microseconds), so that it may run on an HTTP worker thread; false for a store
+    /// across the network, whose reads go to the blocking pool.
+    fn local_reads(&self) -> bool {
+        true
+    }
+
+    /// [`CertificateStore::certificate`] if this process can answer it without waiting
+    /// on the network (where reads are local, or from a cache); `None` when only a read
+    /// that may block can tell. What `GET certificate/{name}` tries on an HTTP worker
+    /// thread first.
+    fn certificate_now(
+        &self,
+        env: &EnvName,
+        name: &Certname,
+    ) -> Option<Result<Option<CertRecord>, StoreError>> {
+        self.local_reads().then(|| self.certificate(env, name))
     }
 
     /// Bytes the store takes on disk (0 for a store in memory).

@@ -217,6 +217,62 @@ fn a_node_with_another_configuration_is_named_with_what_differs() {
     assert!(log.contains("differs=admins"), "{log}");
 }
 
+/// An environment created on a node whose configuration names an autosign policy the
+/// other node's lacks: the other node says it does not serve it, and still applies the
+/// changes after it (a revocation made next is refused by its handshake).
+#[test]
+fn an_environment_a_node_cannot_serve_does_not_stop_its_feed() {
+    let Some(pg) = Postgres::shared() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.sh");
+    write_program(&policy, "#!/bin/sh\nexit 0\n");
+    let c = Cluster::start(pg, 2);
+    let config = std::fs::read_to_string(&c.nodes[0].config).unwrap();
+    // Node 0 again, with the policy.
+    let richer = tempfile::tempdir().unwrap();
+    let with_policy = Server::start(
+        richer.path(),
+        &format!(
+            "{config}[autosign_policies]\nyes = \"{}\"\n",
+            policy.display()
+        ),
+    );
+    let (cert, key) = c.admin();
+    let admin = client(&with_policy, Some((&cert, &key)));
+    let r = admin
+        .put(with_policy.url("/environments/policed"))
+        .body(r#"{"autosign": {"policy": "yes"}}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().unwrap());
+    let anon = c.anon_clients();
+    let (vcert, vkey) = enroll(&c.nodes[0], &anon[0], "after-policed", dir.path());
+    let r = client(&c.nodes[0], Some((&cert, &key)))
+        .delete(c.nodes[0].url("/production/certificate/after-policed"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let refused = wait_for(Duration::from_secs(5), || {
+        match client(&c.nodes[1], Some((&vcert, &vkey)))
+            .get(c.nodes[1].url("/status"))
+            .send()
+        {
+            Err(_) => Some(()),
+            Ok(r) if r.status() == 403 => Some(()),
+            Ok(_) => None,
+        }
+    });
+    assert!(
+        refused.is_some(),
+        "node 1's feed stopped at the environment it cannot serve"
+    );
+    let r = anon[1]
+        .get(c.nodes[1].url("/policed/certificate/ca"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}
+
 #[test]
 fn a_certificate_signed_on_one_node_is_served_by_the_next_at_once() {
     let Some(pg) = Postgres::shared() else { return };

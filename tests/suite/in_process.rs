@@ -14,8 +14,9 @@ use certd::config::Config;
 use certd::store::{
     AuditEvent, AuditLog, CertRecord, CertSummary, CertificateStore, CleanOutcome, CrlRecord,
     CrlStore, DataDir, DueOrders, EnvRecord, EnvironmentStore, EventKind, IssueOutcome, MemStore,
-    Order, RenewOutcome, RequestRecord, RequestState, RequestStore, Revocation, RevokeOutcome,
-    RevokedSerial, Snapshot, Store, StoreError, SubmitIssueOutcome, SubmitOutcome, SubmitRule,
+    NodeStore, Order, RenewOutcome, RequestRecord, RequestState, RequestStore, Revocation,
+    RevokeOutcome, RevokedSerial, Snapshot, Store, StoreError, SubmitIssueOutcome, SubmitOutcome,
+    SubmitRule,
 };
 use openssl::x509::X509;
 
@@ -312,6 +313,8 @@ impl AuditLog for Counting {
         self.inner.last_event_id()
     }
 }
+
+impl NodeStore for Counting {}
 
 impl Store for Counting {
     fn flush(&self) -> Result<(), StoreError> {

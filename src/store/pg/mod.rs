@@ -591,32 +591,7 @@ impl AuditLog for PgStore {
     }
 }
 
-impl Store for PgStore {
-    fn flush(&self) -> Result<(), StoreError> {
-        // Every answer came after its commit (synchronous_commit as the server has it).
-        Ok(())
-    }
-
-    fn health(&self) -> Result<(), String> {
-        if !self.lanes.up.load(Ordering::Relaxed) || !self.committer.up() {
-            // Try now: the answer says whether it is back.
-            return self
-                .lanes
-                .call(|conn| {
-                    conn.client
-                        .simple_query("SELECT 1")
-                        .map_err(lanes::store_error)
-                })
-                .map(|_| ())
-                .map_err(|_| "the database cannot be reached".to_owned());
-        }
-        Ok(())
-    }
-
-    fn local_reads(&self) -> bool {
-        false
-    }
-
+impl NodeStore for PgStore {
     fn shared(&self) -> bool {
         true
     }
@@ -654,6 +629,33 @@ impl Store for PgStore {
         let node = node.clone();
         // Each statement on its own (no writers' lock): a heartbeat is no audited change.
         self.read(move |tx| ops::heartbeat(tx, &node, recent_ms))
+    }
+}
+
+impl Store for PgStore {
+    fn flush(&self) -> Result<(), StoreError> {
+        // Every answer came after its commit (synchronous_commit as the server has it).
+        Ok(())
+    }
+
+    fn health(&self) -> Result<(), String> {
+        if !self.lanes.up.load(Ordering::Relaxed) || !self.committer.up() {
+            // Try now: the answer says whether it is back.
+            return self
+                .lanes
+                .call(|conn| {
+                    conn.client
+                        .simple_query("SELECT 1")
+                        .map_err(lanes::store_error)
+                })
+                .map(|_| ())
+                .map_err(|_| "the database cannot be reached".to_owned());
+        }
+        Ok(())
+    }
+
+    fn local_reads(&self) -> bool {
+        false
     }
 
     fn certificate_now(

@@ -572,6 +572,8 @@ impl AuditLog for SledStore {
     }
 }
 
+impl NodeStore for SledStore {}
+
 impl Store for SledStore {
     fn flush(&self) -> Result<(), StoreError> {
         // This thread's writes went to the database of `wrote_on`; once that one is

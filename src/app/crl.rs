@@ -1,6 +1,6 @@
 //! The CRL of an environment: re-issued after every revocation (a bulk clean is one
-//! re-issue) by appending to the encoded entries kept in memory, served with
-//! validators. The store keeps the revocations and, of the CRL, only its number and
+//! re-issue; revocations that come while one is signed are signed together by the
+//! next) by appending to the encoded entries kept in memory, served with validators. The store keeps the revocations and, of the CRL, only its number and
 //! dates: at start (and when an environment is reloaded) the CRL is re-issued from the
 //! revocations with the next number, so it can never be older than they are.
 
@@ -80,7 +80,9 @@ fn entry(r: &RevokedSerial) -> Result<CrlEntry, CaError> {
 /// `new`: the revocations just committed, appended to the entries kept in memory; `None`
 /// (and the first time after start) reads every revocation from the store. Rebuilds are
 /// serialised per environment, so the last one written lists every revocation committed
-/// before it started. Returns the serials newly listed.
+/// before it started; revocations that come while one is signed wait and are signed
+/// together by the next. Returns the serials newly listed (or, for a call whose
+/// revocations another call signed, those).
 pub(super) fn rebuild(
     env: &EnvCa,
     store: &dyn Store,
@@ -137,11 +139,25 @@ fn locked(
     new: Option<&[RevokedSerial]>,
     why: Why,
 ) -> Result<Vec<Vec<u8>>, AppError> {
+    // Revocations queue for the next rebuild, which takes every one queued: those that
+    // come while one is signed are signed together, once, by whoever holds the lock next.
+    let pending = || env.crl_pending.lock().unwrap_or_else(|p| p.into_inner());
+    let own: Vec<RevokedSerial> = new.map(<[RevokedSerial]>::to_vec).unwrap_or_default();
+    pending().extend(own.iter().cloned());
     let mut cache = env.crl_rebuild.lock().unwrap_or_else(|p| p.into_inner());
-    let result = rebuild_locked(env, &mut cache, store, config, clock, new, why);
+    let queued = std::mem::take(&mut *pending());
+    if !own.is_empty() && queued.is_empty() {
+        // A rebuild that held the lock before this one took these and signed a CRL
+        // listing them (one that failed would have queued them again).
+        return Ok(own.into_iter().map(|r| r.serial).collect());
+    }
+    let batch = new.map(|_| queued.as_slice());
+    let result = rebuild_locked(env, &mut cache, store, config, clock, batch, why);
     if result.is_err() {
-        // Whatever was appended may not be on a stored CRL: start over next time.
+        // Whatever was appended may not be on a stored CRL: start over next time, and
+        // queue these again for the callers waiting.
         cache.loaded = false;
+        pending().extend(queued);
     }
     result
 }

@@ -143,6 +143,8 @@ pub struct EnvCa {
     /// Serialises CRL rebuilds so that the last one written lists every revocation, and
     /// keeps the encoded entries between them.
     crl_rebuild: std::sync::Mutex<crl::CrlEntries>,
+    /// Revocations waiting for the next rebuild (see `crl::rebuild`).
+    crl_pending: std::sync::Mutex<Vec<crate::store::RevokedSerial>>,
     /// Who signs here, in order of preference (`supports` picks).
     pub issuers: Vec<crate::issuer::Configured>,
     /// The settings as the API gave them, for an environment created through it.
@@ -519,6 +521,7 @@ fn load_env(
         settings,
         crl: RwLock::new(Arc::new(CrlView::new(record))),
         crl_rebuild: std::sync::Mutex::new(crl::CrlEntries::default()),
+        crl_pending: std::sync::Mutex::new(Vec::new()),
         issuers,
         api_settings: None,
     };

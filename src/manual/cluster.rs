@@ -71,8 +71,12 @@
 //! A CRL's number is stored before the CRL is served, with a compare-and-set: stored
 //! only if the stored number is lower ([`CrlStore::put_crl`]). A node that finds its number taken signs again
 //! with the next free one. So two CRLs never carry one number, whichever nodes made
-//! them: 30 revocations spread over 3 nodes at once: 19–29 distinct CRLs seen, no number
-//! seen on two different ones, and each node's final CRL listing all 30. A node that
+//! them: 30 revocations by 10 admins at once over 3 nodes: no number seen on two
+//! different CRLs, and each node's final CRL listing all 30. Re-signings are coalesced:
+//! revocations that come while a node signs its CRL wait and are signed together by the
+//! next rebuild, and a node's feed re-signs once per batch of others' revocations. The
+//! numbers used count the CRLs signed: 27–30 in all for those 30 revocations on the
+//! three nodes (45–47 before revocations waiting on one node were signed together). A node that
 //! starts alone and finds the stored CRL complete signs it again with its number and
 //! dates, as a single node does; one that starts beside others issues the next number
 //! (signing the stored one again would put a second ECDSA signature, and maybe another
@@ -200,8 +204,8 @@
 //! ## Not yet
 //!
 //! - `GET`/`HEAD` and issuance at 0.8× one node (above).
-//! - Re-signings of a burst of revocations are one per node per batch the feed reads,
-//!   not coalesced across nodes.
+//! - Re-signings are coalesced per node, not across nodes: each node signs its own CRL
+//!   (above).
 //! - Order leases are by each node's clock (the others' leases by the database's).
 //!
 //! [`SetupOutcome::Joined`]: crate::app::SetupOutcome::Joined

@@ -76,7 +76,7 @@ fn a_schema_2_store_gets_its_order_index_built() {
     }
     // Make it what certd wrote before: no index, no mark, schema 2.
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = when_free(|| sled::open(dir.path()));
         db.drop_tree(env_tree(&env, schema::ORDERS_DUE)).unwrap();
         db.open_tree(env_tree(&env, schema::ENV_META))
             .unwrap()
@@ -88,7 +88,7 @@ fn a_schema_2_store_gets_its_order_index_built() {
             .unwrap();
         db.flush().unwrap();
     }
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = when_free(|| SledStore::open(dir.path()));
     let due = store.due_orders(&env, 7_000, None, 10).unwrap();
     assert_eq!(due.due, vec![(name, rec)]);
     assert_eq!(
@@ -285,13 +285,13 @@ fn an_undecodable_request_can_still_be_removed() {
     let env = EnvName::parse("dev").unwrap();
     drop(SledStore::open(dir.path()).unwrap());
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = when_free(|| sled::open(dir.path()));
         let requests = db.open_tree(env_tree(&env, schema::REQUESTS)).unwrap();
         requests.insert("bad1", &b"{not json"[..]).unwrap();
         requests.insert("bad2", &b"{not json"[..]).unwrap();
         db.flush().unwrap();
     }
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = when_free(|| SledStore::open(dir.path()));
     let bad1 = Certname::parse("bad1").unwrap();
     assert!(store.cancel_request(&env, &bad1, 5).unwrap());
     assert!(!store.cancel_request(&env, &bad1, 5).unwrap());
@@ -320,4 +320,17 @@ fn health_does_not_repeat_the_engines_words() {
     drop(core);
     let why = store.health().unwrap_err();
     assert!(!why.contains("secret-path"), "{why}");
+}
+
+/// Opens what a store or database dropped just before held: sled lets go of its file
+/// lock from a background thread, a moment after the drop.
+fn when_free<T, E: std::fmt::Debug>(open: impl Fn() -> Result<T, E>) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match open() {
+            Ok(t) => return t,
+            Err(e) if std::time::Instant::now() > deadline => panic!("still held: {e:?}"),
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(10)),
+        }
+    }
 }

@@ -265,16 +265,15 @@ impl App {
         let Some(json) = rec.settings else {
             return Ok(());
         };
-        let current = self
+        let served = self
             .envs
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(env)
-            .map(|e| e.api_settings.as_ref().map(serde_json::to_string));
-        if let Some(Some(Ok(served))) = &current {
-            if *served == json {
-                return Ok(());
-            }
+            .and_then(|e| e.api_settings.as_ref())
+            .and_then(|a| serde_json::to_string(a).ok());
+        if served.as_deref() == Some(json.as_str()) {
+            return Ok(());
         }
         self.data.share(std::slice::from_ref(env))?;
         let installed = serde_json::from_str::<crate::config::ApiEnvSettings>(&json)

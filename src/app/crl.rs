@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use super::{App, AppError, EnvCa};
 use crate::ca::{
-    assemble_crl, build_crl, encode_crl_entry, CaError, Clock, CrlEntry, CrlParams, SerialNumber,
-    UnixTime,
+    assemble_crl, build_crl, crl_signed_by, encode_crl_entry, CaError, Clock, CrlEntry, CrlParams,
+    SerialNumber, UnixTime,
 };
 use crate::config::Config;
 use crate::store::{CrlRecord, RevokedSerial, Store};
@@ -191,12 +191,7 @@ fn rebuild_locked(
             cache.loaded = true;
         }
     }
-    let stored = env
-        .crl
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .record
-        .clone();
+    let stored = env.crl_view().record.clone();
     // At load, a stored record that lists every revocation is the same CRL: sign it
     // again as it was. Not while another node serves it: an ECDSA signature (and the
     // entries' order) would differ from that node's, under one number.
@@ -329,12 +324,7 @@ impl App {
         let now = self.clock.now();
         let mut n = 0;
         for env in self.env_list() {
-            let record = env
-                .crl
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .record
-                .clone();
+            let record = env.crl_view().record.clone();
             if due(&record, now) {
                 // Re-signs what is listed; nothing new.
                 let serials =
@@ -380,17 +370,9 @@ impl App {
                 continue;
             };
             let mine = env.crl_view().record.clone();
-            let signed = || {
-                openssl::x509::X509Crl::from_der(&stored.der)
-                    .ok()
-                    .and_then(|c| env.ca.cert().public_key().ok().map(|k| (c, k)))
-                    .and_then(|(c, k)| c.verify(&k).ok())
-                    .unwrap_or(false)
-            };
             if stored.number > mine.number
                 && stored.entries >= mine.entries
-                && !stored.der.is_empty()
-                && signed()
+                && crl_signed_by(&stored.der, env.ca.cert())
             {
                 let _rebuild = env.crl_rebuild.lock().unwrap_or_else(|p| p.into_inner());
                 *env.crl.write().unwrap_or_else(|p| p.into_inner()) =

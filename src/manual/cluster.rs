@@ -42,29 +42,32 @@
 //!   changes after them are still applied; a store or vault failure is tried again
 //!   with the next read.
 //!
-//! Every write's transaction also runs `pg_notify('certd_changes', id)`, delivered at
-//! its commit. The node's watch connection (the one that holds the store's shared
+//! A transaction that changes what other nodes hold in memory (a revocation, renewal or
+//! clean, an environment, an issue in place of a revoked certificate) also runs
+//! `pg_notify('certd_changes', '')`, delivered at its commit. The node's watch connection (the one that holds the store's shared
 //! advisory lock, `src/store/pg/peers.rs`) listens, and a notification wakes the feed.
 //! Notifications are lost while that connection is down and do not pass through
 //! transaction poolers, so the feed also reads the log every 250 ms: a lost one delays a
 //! change by one poll, and a node that was away catches up from its last id. Under load
-//! the feed reads at most every 25 ms (each commit notifies).
+//! the feed reads at most every 25 ms.
 //!
 //! Measured (3 nodes, 100 tries, a fifth of them with the revoking node's peer's watch
 //! connection cut by `pg_terminate_backend` just before): a revocation acknowledged on
-//! one node is refused by the next node's TLS handshake after p50 23 ms, p99 265 ms
-//! (the cut tries are the slow ones: one poll); an environment created on one node was
-//! served by the other after 27–44 ms.
+//! one node is refused by the next node's TLS handshake after p50 32 ms, p99 76 ms,
+//! max 220 ms; an environment created on one node was served by the other after
+//! 27–44 ms.
 //!
-//! ## What is read from the database every time
+//! ## Certificates: each node's cache, and the fence
 //!
-//! Certificates, requests and listings are not kept per node while other nodes use the
-//! database: each node's certificate cache is off (it counts the store's holders every
-//! 500 ms; a node that finds others when it opens waits two counts before it serves, so
-//! no older node still caches what the new one changes). So after a 201 on one node a
-//! `GET` or `HEAD` on another answers from the committed row: 1,000 autosigned PUTs on
-//! one node each followed by a GET on the next, 0 not found; a HEAD right after a
-//! revoke on another node is 410.
+//! Each node keeps a certificate cache while it holds a read lease, and a write that
+//! changes a certificate another node may hold is acknowledged only once every node
+//! with a live lease has followed it (`manual::postgres`, "the certificate cache";
+//! `src/store/pg/readers.rs`). Requests and listings are read from the database every
+//! time. So after a 201 on one node a `GET` or `HEAD` on another answers what was
+//! written: 1,000 autosigned PUTs on one node each followed by a GET on the next, 0 not
+//! found; a HEAD right after a revoke on another node is 410. A node killed stops
+//! holding writes back with its backend; a node cut off from the database holds back
+//! the others' revocations, renewals and cleans until its lease (1 s) has run out.
 //!
 //! ## CRL numbers
 //!
@@ -166,26 +169,27 @@
 //!
 //! | work | 3 nodes | 1 node | ratio | target |
 //! |---|---|---|---|---|
-//! | ECDSA issuance, 8 keep-alive agents | 1,416–1,438/s, p99 11.2–12.3 ms | 2,546–2,597/s, p99 5.9–6.4 ms | 0.55–0.56× | ≥ 0.8×, p99 ≤ 10 ms: **not met** |
-//! | same, all agents on one node of the three | 1,916/s, p99 9.0 ms | 2,247/s | 0.85× | |
-//! | `GET certificate` | 9,087/s | 50,855/s | 0.18× | ≥ 0.8×: **not met** |
-//! | `HEAD certificate` | 9,133/s | 49,130/s | 0.19× | ≥ 0.8×: **not met** |
-//! | revocation refused by another node's handshake | p50 23–24 ms, p99 265 ms | | | p99 ≤ 1 s: met |
+//! | ECDSA issuance, 8 keep-alive agents | 1,422–1,589/s, p99 10.1–12.9 ms | 2,174–2,437/s, p99 6.3–7.6 ms | 0.65–0.66× | ≥ 0.8×, p99 ≤ 10 ms: **not met** |
+//! | `GET certificate` | 34,180–40,197/s | 43,268–46,854/s | 0.77–0.91× (median 0.79×) | ≥ 0.8×: **at the edge** |
+//! | same, all connections on one node of the three | 45,732/s | 44,220/s | 1.03× | |
+//! | `HEAD certificate` | 29,840–38,280/s | 43,810–49,940/s | 0.68–0.77× | ≥ 0.8×: **not met** |
+//! | revocation refused by another node's handshake | p50 32 ms, p99 76 ms | | | p99 ≤ 1 s: met |
 //!
 //! Where it goes:
 //!
-//! - A single node answers `GET` from its certificate cache on the HTTP worker; while
-//!   nodes share the database every `GET` is a read of it (a thread hop and a round
-//!   trip). Serving the cache after following the log past a head read shared by the
-//!   requests waiting at that moment was built and measured: correct, but 0.23× for
-//!   `GET` and issuance fell to 0.47× (each read paid a round trip and a read of the
-//!   others' events). Not kept. Reaching 0.8× needs the writes to pay instead: a node
-//!   acknowledges a change only once every node holding a cache lease has dropped it
-//!   (or that lease ran out).
+//! - `GET` and `HEAD` are answered from each node's certificate cache, as on one node:
+//!   with all connections on one node of the three it is 1.03×, so following the log
+//!   costs nothing measurable; spread over three processes on two cores it is ~0.8×.
+//!   Before the read leases each `GET` went to the database (0.18×). A head read before
+//!   each cached answer, shared by the requests waiting at that moment, was tried
+//!   first: 0.23×, and issuance fell to 0.47×. Not kept: the writes pay now, and only
+//!   those that change a certificate another node may hold (a revocation is refused
+//!   by the other nodes' handshakes after p50 32 ms, 23–24 ms before the fence).
 //! - Issuance spread over three nodes makes three times as many, smaller, write
 //!   transactions (each committer batches what its own agents send), on two cores that
 //!   now run three certd processes. With all agents on one node of the three it is
-//!   0.85×: following the log and the heartbeats cost little.
+//!   0.85×: following the log and the heartbeats cost little. (From 0.55×: the agent's
+//!   `GET` after its `PUT` is a cache hit again.)
 //! - Notifications: every commit notifying cost 20% (0.48×); only revocations,
 //!   renewals, cleans and environment changes notify now.
 //!
@@ -203,7 +207,7 @@
 //!
 //! ## Not yet
 //!
-//! - `GET`/`HEAD` and issuance at 0.8× one node (above).
+//! - Issuance at 0.8× one node, and `HEAD` spread over three processes (above).
 //! - Re-signings are coalesced per node, not across nodes: each node signs its own CRL
 //!   (above).
 //! - Order leases are by each node's clock (the others' leases by the database's).

@@ -119,10 +119,10 @@
 //! answers it from a certificate cache (`src/store/pg/cache.rs`, at most 8 MiB, filled
 //! by reads and by the certificates an autosigned batch stored, entries dropped at random
 //! when full) on the worker thread, and only a miss goes to the database. So a probe costs what it costs on sled, and certificates read
-//! before the database went away keep being served while it is away (one never read is
-//! 503); the CA chain and the CRL are held in memory anyway.
+//! before the database went away keep being served while it is away, within the lease
+//! below (one never read is 503); the CA chain and the CRL are held in memory anyway.
 //!
-//! The cache is right because this process sees every write: each write that changes a
+//! The cache is right for this process's own writes because each write that changes a
 //! certificate (issue, an autosigned batch, renew, revoke, clean, bulk clean, import)
 //! drops the names it touched once its transaction has ended, on the connection's
 //! thread (an import: on its caller's, everything), before its caller hears; a read that missed fills the cache only if no such
@@ -134,15 +134,35 @@
 //! statement timeouts, for every read begun before they are over. A write the server
 //! refused rolled back: it only drops its names.
 //! `tests/suite/store_model.rs` reads every certificate after every operation, against
-//! the model. So that another node (or a `certd store copy` reading) cannot make the
-//! cache lie, every store holds a shared advisory lock on a connection of its own and
-//! counts the holders every 500 ms (`src/store/pg/peers.rs`): while it is not alone its
-//! cache is empty and off, and on again once it is. A node that finds others when it
-//! opens waits two counts before it serves, so every other node has turned its cache off
-//! before this one writes. What each node keeps in memory (the CRL, the TLS refusal set,
-//! the environments) follows the others' changes through the audit log
-//! (`manual::cluster`). When that connection is lost the cache keeps serving (the
-//! database is away for writes anyway) and starts empty once it is back.
+//! the model.
+//!
+//! Other processes write the database too (other nodes): their writes reach this cache
+//! by read leases and a fence (`src/store/pg/readers.rs`). A store serves from its cache
+//! only while it holds a lease, a row of `certd_readers` with an expiry by the
+//! database's clock (1 s while other readers are seen, 30 s alone), the audit id up to
+//! which it has followed the others, and the backend of its watch connection. Its watch
+//! thread follows the audit log (woken by notifications, at least every 100 ms): each
+//! issued, renewed, revoked or cleaned certificate leaves the cache (its own batches'
+//! events are passed over: what they stored is current), then it reports the id reached
+//! and renews the lease (at least every 250 ms). A write that changes a certificate row
+//! another node may hold (a revocation, a renewal, a clean, an issue in place of a
+//! revoked certificate) notifies at its commit and waits, before its caller hears, until
+//! every other reader whose lease runs and whose backend lives has reported its id: one
+//! thread per store asks for all writers waiting, every 2 ms while any is. A reader that
+//! does not follow within the statement timeout makes the write answer 503 (committed,
+//! but not confirmed everywhere). A reader whose lease ran out serves nothing, and
+//! starts empty under its next lease, so what a fence did not wait for cannot be served.
+//! A killed node's backend ends with it, and writers stop waiting for it at once; a node
+//! stopped cleanly deletes its row. A new certificate for a name without one needs no
+//! fence: no cache can hold the name.
+//!
+//! When the watch connection is lost, a store that saw other readers stops serving at
+//! once (writers no longer wait for it); one alone serves out its lease (30 s), so that
+//! certificates it holds keep being served while the database is away. The price: a
+//! node that comes while a lone node is cut off from the database (its backend still
+//! alive) waits for that lease on its first fenced write, and one that comes while the
+//! lone node's database connection is down does not wait for it at all, so the lone
+//! node may serve a certificate changed meanwhile until it is back and has followed.
 //!
 //! ## Copies and backups
 //!
@@ -208,8 +228,7 @@
 //! ## Not yet
 //!
 //! While the database is down, a certificate this node never issued or read answers
-//! 503. With several nodes the cache is off; keeping it on would need a check of the
-//! log's head before each cached answer (one small query shared by the GETs waiting at
-//! that moment), so that a GET never misses another node's commit.
+//! 503, and one it holds is served for the rest of its lease (30 s alone, none beside
+//! other nodes) and then 503.
 //!
 //! [`PgStore`]: crate::store::PgStore

@@ -441,6 +441,9 @@ fn certificates_read_before_the_database_went_away_are_still_served() {
     pg.stop_immediate();
     for (path, body) in &held {
         let (code, now) = get(path);
+        if code != 200 {
+            eprintln!("{}", server.stderr());
+        }
         assert_eq!(code, 200, "{path} while the database is down");
         assert_eq!(&now, body, "{path}");
     }

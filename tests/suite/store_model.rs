@@ -5,8 +5,8 @@
 use certd::ca::{Certname, EnvName, RevocationReason};
 use certd::store::{
     AuditLog, CertRecord, CertificateStore, CrlRecord, EnvRecord, IssueOutcome, MemStore, PgStore,
-    RequestRecord, RequestState, RequestStore, Revocation, SledStore, Store, SubmitIssueOutcome,
-    SubmitOutcome, SubmitRule,
+    RequestRecord, RequestState, RequestStore, Revocation, SledStore, Store, StoreError,
+    SubmitIssueOutcome, SubmitOutcome, SubmitRule,
 };
 use proptest::prelude::*;
 
@@ -848,12 +848,14 @@ fn the_postgres_certificate_cache_never_hides_an_acknowledged_write() {
     eprintln!("{reads} concurrent reads");
 }
 
-/// Two PostgreSQL stores on one database (two nodes, not supported yet): the cache of
-/// one cannot see the other's writes, so while another store is connected it is off. A
-/// certificate one store cached and the other revoked reads revoked on the first once
-/// the peers have been counted; alone again, the cache serves again.
+/// Two PostgreSQL stores on one database (two nodes) each keep their certificate cache,
+/// and a write of one that changes a certificate the other holds is acknowledged only
+/// once the other has followed it: a revocation, and an issue in place of the revoked
+/// certificate. A reader whose lease runs with a live backend holds writes back (the
+/// write is answered unavailable when it does not follow); one whose backend is gone (a
+/// killed node) does not.
 #[test]
-fn a_second_store_on_the_database_turns_the_certificate_cache_off() {
+fn stores_beside_each_other_cache_and_follow_each_others_writes() {
     let Some(pg) = crate::common::pg::Postgres::shared() else {
         return;
     };
@@ -861,7 +863,7 @@ fn a_second_store_on_the_database_turns_the_certificate_cache_off() {
     let a = PgStore::open(&pg.store_config(&db)).unwrap();
     let prod = env(0);
     let rule = SubmitRule {
-        allow_if_signed: false,
+        allow_if_signed: true,
         replace_pending: true,
     };
     let n = name(1);
@@ -869,39 +871,105 @@ fn a_second_store_on_the_database_turns_the_certificate_cache_off() {
     cert.serial = vec![9, 9];
     a.submit_issued(&prod, &n, &request(1, 7), rule, &cert)
         .unwrap();
-    // Cached by the batch: A answers without a read.
-    assert!(a.certificate_now(&prod, &n).is_some());
     let b = PgStore::open(&pg.store_config(&db)).unwrap();
-    // B counts at once: its own cache is off from the start.
-    assert!(b.certificate_now(&prod, &n).is_none());
+    // Both serve from their caches: A what it stored, B what it read.
+    assert!(a.certificate_now(&prod, &n).is_some(), "A beside B");
     b.certificate(&prod, &n).unwrap();
     assert!(
-        b.certificate_now(&prod, &n).is_none(),
+        b.certificate_now(&prod, &n).is_some(),
         "B kept what it read"
     );
-    std::thread::sleep(std::time::Duration::from_millis(1200));
     let revocation = Revocation {
         revoked_at: 8,
         reason: RevocationReason::KeyCompromise,
     };
     b.revoke(&prod, &n, revocation).unwrap();
-    let seen = a.certificate(&prod, &n).unwrap().unwrap();
+    // Acknowledged: A has followed it, before any read of A's.
+    let held = a.certificate_now(&prod, &n).map(|r| r.unwrap().unwrap());
     assert!(
-        seen.revocation.is_some(),
-        "A served what it cached before B came"
+        held.is_none_or(|c| c.revocation.is_some()),
+        "A still holds the certificate B revoked"
     );
-    drop(b);
-    std::thread::sleep(std::time::Duration::from_millis(1200));
-    a.certificate(&prod, &n).unwrap();
+    assert!(a
+        .certificate(&prod, &n)
+        .unwrap()
+        .unwrap()
+        .revocation
+        .is_some());
+    // B holds the revoked certificate; A issues a new one in its place.
+    b.certificate(&prod, &n).unwrap();
+    assert!(b.certificate_now(&prod, &n).is_some());
+    let mut again = issued(1, 0, 9);
+    again.serial = vec![9, 10];
+    a.submit_issued(&prod, &n, &request(1, 9), rule, &again)
+        .unwrap();
+    let held = b.certificate_now(&prod, &n).map(|r| r.unwrap().unwrap());
     assert!(
-        a.certificate_now(&prod, &n).is_some(),
-        "alone again, A caches"
+        held.is_none_or(|c| c.serial == again.serial),
+        "B still holds the revoked certificate A replaced"
+    );
+
+    // A reader that does not follow, with a live backend (this test's connection): a
+    // revocation waits for it, and is answered unavailable; without the backend (a killed
+    // node) it is not waited for.
+    let mut admin = pg.admin_of(&db);
+    let pid: i32 = admin
+        .query_one("SELECT pg_backend_pid()", &[])
+        .unwrap()
+        .get(0);
+    admin
+        .execute(
+            "INSERT INTO certd_readers (reader, until_ms, applied, pid)
+             VALUES ('stuck', (extract(epoch from clock_timestamp()) * 1000)::bigint + 60000, 0, $1)",
+            &[&pid],
+        )
+        .unwrap();
+    let other = name(2);
+    let mut third = issued(2, 0, 10);
+    third.serial = vec![9, 11];
+    a.submit_issued(&prod, &other, &request(2, 10), rule, &third)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let r = a.revoke(&prod, &other, revocation);
+    assert!(
+        matches!(r, Err(StoreError::Unavailable(_))),
+        "a reader that does not follow: {r:?}"
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    // The same for a batch that issues in place of the revoked certificate; one that
+    // issues for a new name does not wait (no cache can hold it).
+    let mut fourth = issued(2, 0, 11);
+    fourth.serial = vec![9, 12];
+    let r = a.submit_issued(&prod, &other, &request(2, 11), rule, &fourth);
+    assert!(
+        matches!(r, Err(StoreError::Unavailable(_))),
+        "a reader that does not follow, a batch: {r:?}"
+    );
+    let started = std::time::Instant::now();
+    let mut fifth = issued(3, 0, 12);
+    fifth.serial = vec![9, 13];
+    a.submit_issued(&prod, &name(3), &request(3, 12), rule, &fifth)
+        .unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    admin
+        .execute(
+            "UPDATE certd_readers SET pid = 0 WHERE reader = 'stuck'",
+            &[],
+        )
+        .unwrap();
+    let started = std::time::Instant::now();
+    a.clean(&prod, &other, revocation).unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "waited {:?} for a reader without a backend",
+        started.elapsed()
     );
 }
 
 /// Two stores on one database (two nodes), each keeping its certificate cache: right
 /// after every write acknowledged by one, the other's read gives what was written, even
-/// for a name it had just read (and cached). 240 writes: issue, revoke, clean in turn.
+/// for a name it had just read (and cached). 240 writes: issue, revoke, then a new
+/// certificate in place of the revoked one or a clean.
 #[test]
 fn a_store_beside_another_never_serves_a_certificate_the_other_changed() {
     let Some(pg) = crate::common::pg::Postgres::shared() else {
@@ -939,6 +1007,20 @@ fn a_store_beside_another_never_serves_a_certificate_the_other_changed() {
             Some(c) if c.revocation.is_none() => {
                 writer.revoke(&prod, &n, revocation).unwrap();
                 Some((c.serial, true))
+            }
+            // Revoked: a new certificate in its place, or cleaned, in turn.
+            Some(_) if (i / 6) % 2 == 0 => {
+                serial += 1;
+                let mut cert = issued((i % 6) as u8, 0, i as i64);
+                cert.serial = serial.to_be_bytes().to_vec();
+                let replace = SubmitRule {
+                    allow_if_signed: true,
+                    ..rule
+                };
+                writer
+                    .submit_issued(&prod, &n, &request((i % 6) as u8, i as i64), replace, &cert)
+                    .unwrap();
+                Some((cert.serial, false))
             }
             Some(_) => {
                 writer.clean(&prod, &n, revocation).unwrap();

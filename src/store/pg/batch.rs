@@ -28,7 +28,7 @@ use tokio_postgres::{Client, Row, Statement};
 
 use super::committer::Submission;
 use super::lanes::is_retryable;
-use super::ops::{json, Event, OpError, APPEND_EVENTS_SQL, LOCK_SQL};
+use super::ops::{json, Event, OpError, APPEND_EVENTS_SQL, LOCK_SQL, NOTIFY_SQL};
 use crate::ca::EnvName;
 use crate::store::schema::decode;
 use crate::store::{
@@ -56,6 +56,17 @@ const PUT_CERTS_SQL: &str = "INSERT INTO certd_certificates (env, certname, seri
      SELECT $1, * FROM unnest($2::text[], $3::bytea[], $4::text[], $5::bytea[])
      ON CONFLICT (env, certname) DO UPDATE
      SET serial = EXCLUDED.serial, record = EXCLUDED.record, der = EXCLUDED.der";
+
+/// What a batch's commit did.
+pub(super) struct Committed {
+    /// Each submission's outcome, in order.
+    pub(super) outcomes: Vec<Result<SubmitIssueOutcome, StoreError>>,
+    /// The audit ids of its events (first, last).
+    pub(super) ids: Option<(u64, u64)>,
+    /// When certificates other nodes may hold were replaced: the batch's last audit id,
+    /// and which submissions replaced one.
+    pub(super) fence: Option<(u64, Vec<bool>)>,
+}
 
 /// The committer's connection and its prepared statements.
 pub(super) struct Pipe {
@@ -136,7 +147,7 @@ impl Pipe {
         rt: &Runtime,
         subs: &[Submission],
         limit: std::time::Duration,
-    ) -> Result<Vec<Result<SubmitIssueOutcome, StoreError>>, StoreError> {
+    ) -> Result<Committed, StoreError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -155,10 +166,7 @@ impl Pipe {
         }
     }
 
-    async fn attempt(
-        &self,
-        subs: &[Submission],
-    ) -> Result<Vec<Result<SubmitIssueOutcome, StoreError>>, OpError> {
+    async fn attempt(&self, subs: &[Submission]) -> Result<Committed, OpError> {
         let mut envs: Vec<(EnvName, Rows)> = Vec::new();
         for s in subs {
             if !envs.iter().any(|(e, _)| *e == s.env) {
@@ -217,6 +225,14 @@ impl Pipe {
             .collect();
         let audit = AuditParams::of(&events);
         let audit_refs = audit.refs();
+        let replaced: Vec<bool> = subs
+            .iter()
+            .map(|s| {
+                envs.iter()
+                    .any(|(e, rows)| *e == s.env && rows.replaced.contains(s.name.as_str()))
+            })
+            .collect();
+        let fenced = replaced.contains(&true);
         let mut writes: Vec<Pending<'_, u64>> = Vec::new();
         for p in &params {
             for name in &p.gone {
@@ -260,9 +276,16 @@ impl Pipe {
                 }));
             }
         }
+        if fenced {
+            // Other nodes' readers follow at once (`readers.rs`).
+            writes.push(Box::pin(async {
+                self.client.execute(NOTIFY_SQL, &[]).await
+            }));
+        }
         if !events.is_empty() {
             writes.push(Box::pin(async {
-                self.client.execute(&self.audit, &audit_refs).await
+                let row = self.client.query_one(&self.audit, &audit_refs).await?;
+                Ok(row.get::<_, i64>(0).max(0) as u64)
             }));
         }
         let (written, ended) = commit_after(writes, |commit| {
@@ -270,11 +293,17 @@ impl Pipe {
                 .batch_execute(if commit { "COMMIT" } else { "ROLLBACK" })
         })
         .await;
+        let mut last = 0;
         for w in written {
-            w?;
+            last = w?;
         }
         ended?;
-        Ok(out)
+        let n = events.len() as u64;
+        Ok(Committed {
+            outcomes: out,
+            ids: (n > 0 && last >= n).then(|| (last - n + 1, last)),
+            fence: fenced.then_some((last, replaced)),
+        })
     }
 
     /// Rolls back after a failed statement; the error to report.
@@ -355,6 +384,8 @@ struct Rows {
     new_serials: Vec<(Vec<u8>, String)>,
     /// Names whose stored row does not decode: their submissions fail alone.
     corrupt: BTreeMap<String, String>,
+    /// Names whose certificate (a revoked one) is replaced: other nodes may hold it.
+    replaced: BTreeSet<String>,
 }
 
 /// One submission's outcome on the rows as the ones before it left them.
@@ -402,7 +433,13 @@ fn decide(s: &Submission, rows: &mut Rows, events: &mut Vec<Event>) -> SubmitIss
         if rows.requests.remove(name).is_some() {
             rows.put_requests.insert(name.to_owned(), None);
         }
-        rows.certificates.insert(name.to_owned(), s.cert.clone());
+        if rows
+            .certificates
+            .insert(name.to_owned(), s.cert.clone())
+            .is_some()
+        {
+            rows.replaced.insert(name.to_owned());
+        }
         rows.put_certificates
             .insert(name.to_owned(), s.cert.clone());
         rows.serials.insert(s.cert.serial.clone());

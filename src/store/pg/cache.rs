@@ -2,11 +2,13 @@
 //! `GET`/`HEAD certificate/{name}` is answered without a round trip, and keeps being
 //! answered while the database is away.
 //!
-//! It is right because this process sees every write that changes a certificate: each
-//! one removes the names it touched once its transaction has ended (committed, rolled
-//! back or broken), before its caller hears of it. A read that missed fills the cache only
-//! if no such removal happened while it read (a generation count), so an older row read
-//! before a commit never lands after it. A write whose outcome is not known (the
+//! It is right because every write that changes a certificate is applied to it before
+//! the write's caller hears of it: this process's own writes remove the names they
+//! touched once their transaction has ended (committed, rolled back or broken); other
+//! processes' writes wait until this one has followed them, while it holds a read lease
+//! (`readers.rs`), and without a lease nothing is served. A read that missed fills the
+//! cache only if no removal happened while it read (a generation count), so an older row
+//! read before a commit never lands after it. A write whose outcome is not known (the
 //! connection broke) may still be committing on the server: fills stop for a while.
 
 use std::collections::HashMap;
@@ -30,9 +32,18 @@ struct Inner {
     generation: u64,
     /// No fill before then (a write's outcome was unknown).
     fills_from: Option<Instant>,
-    /// Another process may write the database (another node, a `certd store copy`):
-    /// nothing is served or kept, since its writes do not pass through here.
-    shared: bool,
+    /// The read lease: nothing is served or kept from then on (or without one), since
+    /// other nodes' writes no longer wait for this one.
+    serve_until: Option<Instant>,
+    /// The audit ids (first, last) of this process's writes that stored what they wrote
+    /// here: [`CertCache::follow`] passes over them.
+    own: Vec<(u64, u64)>,
+}
+
+impl Inner {
+    fn leased(&self) -> bool {
+        self.serve_until.is_some_and(|t| Instant::now() < t)
+    }
 }
 
 /// See the module.
@@ -76,7 +87,7 @@ impl CertCache {
     /// The cached certificate of `name`.
     pub(super) fn get(&self, env: &EnvName, name: &Certname) -> Option<CertRecord> {
         let inner = self.read();
-        if inner.shared {
+        if !inner.leased() {
             return None;
         }
         inner
@@ -92,7 +103,7 @@ impl CertCache {
     pub(super) fn generation(&self) -> Option<u64> {
         let inner = self.read();
         match inner.fills_from {
-            _ if inner.shared => None,
+            _ if !inner.leased() => None,
             Some(t) if Instant::now() < t => None,
             _ => Some(inner.generation),
         }
@@ -143,9 +154,11 @@ impl CertCache {
     pub(super) fn settle<'a>(
         &self,
         seen: Option<u64>,
+        ids: Option<(u64, u64)>,
         outcomes: impl IntoIterator<Item = (&'a EnvName, &'a Certname, Option<&'a CertRecord>)>,
     ) {
         let mut inner = self.write();
+        inner.own.extend(ids);
         let keep = seen == Some(inner.generation);
         inner.generation += 1;
         for (env, name, rec) in outcomes {
@@ -154,6 +167,31 @@ impl CertCache {
                 _ => forget(&mut inner, env, [name]),
             }
         }
+    }
+
+    /// Forgets the certificates `changes` name (audit id, environment, certname: other
+    /// writers' changes, followed up to `head`); its own writes it passes over. A name
+    /// this process could not have cached (it does not parse) empties it.
+    pub(super) fn follow<'a>(
+        &self,
+        changes: impl IntoIterator<Item = (u64, &'a str, &'a str)>,
+        head: u64,
+    ) {
+        let mut inner = self.write();
+        for (id, env, name) in changes {
+            if inner.own.iter().any(|(lo, hi)| (*lo..=*hi).contains(&id)) {
+                continue;
+            }
+            match (EnvName::parse(env), Certname::parse(name)) {
+                (Ok(env), Ok(name)) => forget(&mut inner, &env, [&name]),
+                _ => {
+                    inner.generation += 1;
+                    inner.map.clear();
+                    inner.bytes = 0;
+                }
+            }
+        }
+        inner.own.retain(|(_, hi)| *hi > head);
     }
 
     /// Forgets the certificates of `names` (in `env`): after a write that ended.
@@ -187,22 +225,22 @@ impl CertCache {
         }
     }
 
-    /// Whether this process is the only one connected to the database as a certd
-    /// store (see `peers`). Not alone: everything is forgotten, and nothing is served or
-    /// kept until it is alone again.
-    pub(super) fn set_alone(&self, alone: bool) {
+    /// A read lease was renewed (its statement begun before `until`): serves until
+    /// then. After a time without one it starts empty, and reads begun before do not
+    /// fill: writes fenced meanwhile did not wait for this process.
+    pub(super) fn lease(&self, until: Instant) {
         let mut inner = self.write();
-        if !alone {
+        if !inner.leased() {
             inner.generation += 1;
             inner.map.clear();
             inner.bytes = 0;
         }
-        inner.shared = !alone;
+        inner.serve_until = Some(until);
     }
 
-    /// Whether the last count found other holders (see `peers`).
-    pub(super) fn is_shared(&self) -> bool {
-        self.read().shared
+    /// Stops serving now, until the next lease.
+    pub(super) fn lapse(&self) {
+        self.write().serve_until = None;
     }
 
     /// Bytes held, for tests.
@@ -269,9 +307,44 @@ mod tests {
         )
     }
 
+    /// A cache under a lease for the test's length.
+    fn leased(capacity: usize) -> CertCache {
+        let c = CertCache::new(capacity);
+        c.lease(Instant::now() + Duration::from_secs(60));
+        c
+    }
+
+    #[test]
+    fn nothing_is_served_or_kept_without_a_lease() {
+        let c = CertCache::new(CACHE_BYTES);
+        let (env, name) = names();
+        let seen = c.generation();
+        assert_eq!(seen, None);
+        c.fill(seen, &env, &name, &rec(1));
+        c.lease(Instant::now() + Duration::from_secs(60));
+        assert!(c.get(&env, &name).is_none());
+        let seen = c.generation();
+        c.fill(seen, &env, &name, &rec(1));
+        assert!(c.get(&env, &name).is_some());
+        // Lapsed: not served; a read begun under the old lease does not fill the new one,
+        // which starts empty.
+        let before = c.generation();
+        c.lapse();
+        assert!(c.get(&env, &name).is_none());
+        c.lease(Instant::now() + Duration::from_secs(60));
+        assert!(c.get(&env, &name).is_none(), "a new lease starts empty");
+        c.fill(before, &env, &name, &rec(2));
+        assert!(c.get(&env, &name).is_none());
+        // Renewed in time: kept.
+        let seen = c.generation();
+        c.fill(seen, &env, &name, &rec(3));
+        c.lease(Instant::now() + Duration::from_secs(60));
+        assert_eq!(c.get(&env, &name).map(|r| r.serial), Some(vec![3]));
+    }
+
     #[test]
     fn a_read_that_overlapped_a_write_does_not_fill() {
-        let c = CertCache::new(CACHE_BYTES);
+        let c = leased(CACHE_BYTES);
         let (env, name) = names();
         let seen = c.generation();
         // The write ends while the read is under way...
@@ -287,13 +360,22 @@ mod tests {
         assert_eq!(c.bytes(), 0);
     }
 
-    #[test]
-    fn a_write_keeps_what_it_stored_unless_another_ended_meanwhile() {
-        let c = CertCache::new(CACHE_BYTES);
+    /// A leased cache and two names of one environment.
+    fn two_names() -> (CertCache, EnvName, Certname, Certname) {
         let (env, name) = names();
         let other = Certname::parse("b.example").unwrap();
+        (leased(CACHE_BYTES), env, name, other)
+    }
+
+    #[test]
+    fn a_write_keeps_what_it_stored_unless_another_ended_meanwhile() {
+        let (c, env, name, other) = two_names();
         let begun = c.generation();
-        c.settle(begun, [(&env, &name, Some(&rec(1))), (&env, &other, None)]);
+        c.settle(
+            begun,
+            None,
+            [(&env, &name, Some(&rec(1))), (&env, &other, None)],
+        );
         assert_eq!(c.get(&env, &name).map(|r| r.serial), Some(vec![1]));
         // A read that began before the write ended does not fill over it.
         let reading = begun;
@@ -302,14 +384,46 @@ mod tests {
         // Another write ended while this one ran: what this one stored may be older.
         let begun = c.generation();
         c.remove(&env, [&other]);
-        c.settle(begun, [(&env, &name, Some(&rec(2)))]);
+        c.settle(begun, None, [(&env, &name, Some(&rec(2)))]);
         assert!(c.get(&env, &name).is_none());
         assert_eq!(c.bytes(), 0);
     }
 
     #[test]
+    fn following_forgets_what_others_changed_and_passes_over_its_own_writes() {
+        let (c, env, name, other) = two_names();
+        let begun = c.generation();
+        // This process's batch stored both names, with audit ids 4 and 5.
+        c.settle(
+            begun,
+            Some((4, 5)),
+            [(&env, &name, Some(&rec(1))), (&env, &other, Some(&rec(2)))],
+        );
+        c.follow(
+            [
+                (4, "production", "a.example"),
+                (5, "production", "b.example"),
+            ],
+            5,
+        );
+        assert!(c.get(&env, &name).is_some(), "its own write");
+        assert!(c.get(&env, &other).is_some(), "its own write");
+        // Another node's change to one of them, past the own range (now forgotten).
+        let seen = c.generation();
+        c.follow([(6, "production", "b.example")], 6);
+        assert!(c.get(&env, &other).is_none());
+        assert!(c.get(&env, &name).is_some());
+        // A read begun before that does not fill.
+        c.fill(seen, &env, &other, &rec(2));
+        assert!(c.get(&env, &other).is_none());
+        // Ids 4 and 5 are no longer passed over.
+        c.follow([(5, "production", "a.example")], 7);
+        assert!(c.get(&env, &name).is_none());
+    }
+
+    #[test]
     fn an_uncertain_write_stops_fills_for_a_while() {
-        let c = CertCache::new(CACHE_BYTES);
+        let c = leased(CACHE_BYTES);
         let (env, name) = names();
         // A read begun before the hold ends does not fill, even once it has ended.
         c.remove_uncertain(&env, [&name], Duration::from_millis(50));
@@ -327,7 +441,7 @@ mod tests {
     #[test]
     fn it_stays_within_its_size() {
         let cap = 64 * 1024;
-        let c = CertCache::new(cap);
+        let c = leased(cap);
         let env = EnvName::parse("production").unwrap();
         for i in 0..1000 {
             let name = Certname::parse(&format!("n{i}")).unwrap();

@@ -7,9 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use super::batch::Pipe;
+use super::batch::{Committed, Pipe};
 use super::cache::CertCache;
 use super::lanes::Connector;
+use super::readers::Fence;
 use crate::ca::{Certname, EnvName};
 use crate::store::pending::IssueFill;
 use crate::store::{
@@ -61,15 +62,16 @@ pub(super) struct Committer {
 }
 
 impl Committer {
-    /// Starts the committer thread; a batch not committed within `limit` (plus the
-    /// time to connect) is abandoned with its connection, its waiters told unavailable.
-    /// The certificates of each batch leave `cache` once its transaction has ended
-    /// (fills held off for `settle` when its outcome is unknown).
+    /// Starts the committer thread; a batch not committed within `limits.wait` (plus
+    /// the time to connect) is abandoned with its connection, its waiters told
+    /// unavailable. The certificates of each batch leave `cache` once its transaction
+    /// has ended (fills held off for `limits.settle` when its outcome is unknown); a
+    /// batch that replaced certificates other nodes may hold waits at `fence` for them.
     pub(super) fn start(
         connector: Connector,
-        limit: std::time::Duration,
+        limits: Limits,
         cache: Arc<CertCache>,
-        settle: std::time::Duration,
+        fence: Arc<Fence>,
     ) -> Committer {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
@@ -83,7 +85,7 @@ impl Committer {
                 // However the thread ends (a panic included), nothing queued or queued
                 // later waits for it.
                 let _closed = CloseOnExit(&s);
-                run(&s, &connector, limit, &cache, settle)
+                run(&s, &connector, limits, &cache, &fence)
             });
         let thread = match thread {
             Ok(t) => Some(t),
@@ -149,13 +151,18 @@ impl Shared {
     }
 }
 
-fn run(
-    shared: &Shared,
-    connector: &Connector,
-    limit: std::time::Duration,
-    cache: &CertCache,
-    settle: std::time::Duration,
-) {
+/// How long a batch may take, and how long a broken one may still be ending on the server.
+#[derive(Clone, Copy)]
+pub(super) struct Limits {
+    pub(super) wait: std::time::Duration,
+    pub(super) settle: std::time::Duration,
+}
+
+fn run(shared: &Shared, connector: &Connector, limits: Limits, cache: &CertCache, fence: &Fence) {
+    let Limits {
+        wait: limit,
+        settle,
+    } = limits;
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -209,8 +216,9 @@ fn run(
         // The certificates stored go into the cache (the agent's GET that follows
         // needs no round trip), unless another write ended meanwhile.
         match &result {
-            Ok(outcomes) => cache.settle(
+            Ok(Committed { outcomes, ids, .. }) => cache.settle(
                 begun,
+                *ids,
                 subs.iter().zip(outcomes).map(|(s, o)| {
                     let stored =
                         matches!(o, Ok(SubmitIssueOutcome::Stored(_, IssueOutcome::Issued)));
@@ -236,9 +244,17 @@ fn run(
             pipe = None;
         }
         match result {
-            Ok(outcomes) => {
-                for (fill, o) in fills.into_iter().zip(outcomes) {
-                    fill.fill(o);
+            Ok(Committed {
+                outcomes, fence: f, ..
+            }) => {
+                // Replaced certificates are answered once other nodes have followed.
+                let unseen =
+                    f.and_then(|(id, replaced)| fence.wait(id, limit).err().map(|e| (e, replaced)));
+                for (i, (fill, o)) in fills.into_iter().zip(outcomes).enumerate() {
+                    match &unseen {
+                        Some((e, replaced)) if replaced[i] => fill.fill(Err(same(e))),
+                        _ => fill.fill(o),
+                    }
                 }
             }
             Err(e) => {

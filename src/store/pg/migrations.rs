@@ -95,6 +95,14 @@ CREATE TABLE certd_leases (
     cursor bigint NOT NULL CHECK (cursor >= 0)
 );
 "#,
+    r#"
+CREATE TABLE certd_readers (
+    reader text COLLATE "C" PRIMARY KEY,
+    until_ms bigint NOT NULL,
+    applied bigint NOT NULL CHECK (applied >= 0),
+    pid integer NOT NULL
+);
+"#,
 ];
 
 /// The schema version this certd writes.

@@ -13,6 +13,7 @@ mod lanes;
 mod migrations;
 mod ops;
 mod peers;
+mod readers;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -69,9 +70,13 @@ pub struct PgStore {
     /// How long a write may still be ending on the server after its caller heard of a
     /// failure (statement and idle-in-transaction timeouts).
     settle: Duration,
-    /// Turns the cache off while another process uses the database, and listens for
-    /// other nodes' changes.
-    _peers: peers::Peers,
+    /// Counts the other processes on the database, follows their changes (the cache's
+    /// read lease), and listens for them.
+    peers: peers::Peers,
+    /// Where writes of certificates other nodes may cache wait for them.
+    fence: Arc<readers::Fence>,
+    /// How long a write waits there.
+    wait: Duration,
     /// Bumped when another node may have changed something.
     changes: Arc<peers::Changes>,
     target: String,
@@ -189,14 +194,28 @@ impl PgStore {
         let cache = Arc::new(CertCache::new(cache::CACHE_BYTES));
         let settle = wait * 3;
         let changes = Arc::new(peers::Changes::default());
-        let peers = peers::watch(connector.clone(), cache.clone(), changes.clone());
-        let committer = Committer::start(connector, wait, cache.clone(), settle);
+        let me = reader_name();
+        let fence = Arc::new(readers::Fence::start(connector.clone(), me.clone()));
+        let peers = peers::watch(
+            connector.clone(),
+            cache.clone(),
+            changes.clone(),
+            readers::Follower::new(me),
+        );
+        let committer = Committer::start(
+            connector,
+            committer::Limits { wait, settle },
+            cache.clone(),
+            fence.clone(),
+        );
         Ok(PgStore {
             lanes,
             committer,
             cache,
             settle,
-            _peers: peers,
+            peers,
+            fence,
+            wait,
             changes,
             target,
         })
@@ -269,7 +288,8 @@ impl PgStore {
     }
 
     /// [`PgStore::write`] of a change to the certificates of `names`: they leave the
-    /// cache once the transaction has ended, on the lane, before the caller hears.
+    /// cache once the transaction has ended, on the lane, and other nodes that may cache
+    /// them have followed the change (the fence), before the caller hears.
     fn write_certs<R: Send + 'static>(
         &self,
         env: &EnvName,
@@ -277,17 +297,31 @@ impl PgStore {
         f: impl FnMut(&mut ops::Tx<'_, postgres::Client>) -> ops::Op<R> + Send + 'static,
     ) -> Result<R, StoreError> {
         let (cache, env, settle) = (self.cache.clone(), env.clone(), self.settle);
+        let (fence, wait) = (self.fence.clone(), self.wait);
         self.lanes.call(move |conn| {
-            let r = ops::write(conn, f);
+            let r = ops::write_fenced(conn, f);
             match &r {
                 // Cut off: it may still commit on the server.
                 Err(StoreError::Unavailable(_)) => cache.remove_uncertain(&env, &names, settle),
                 // Committed, or rolled back by the server.
                 _ => cache.remove(&env, &names),
             }
-            r
+            let (r, fenced) = r?;
+            if let Some(id) = fenced {
+                fence.wait(id, wait)?;
+            }
+            Ok(r)
         })
     }
+}
+
+/// This store's name among the readers (`readers.rs`): the host's process id and a
+/// random part, so that a restarted process is a new reader.
+fn reader_name() -> String {
+    let mut nonce = [0u8; 6];
+    let _ = openssl::rand::rand_bytes(&mut nonce);
+    let hex: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{} {hex}", std::process::id())
 }
 
 /// A connection failure without the password (the client's messages carry none) and
@@ -597,7 +631,7 @@ impl NodeStore for PgStore {
     }
 
     fn others_connected(&self) -> bool {
-        self.cache.is_shared()
+        self.peers.others()
     }
 
     fn wait_for_change(&self, seen: u64, timeout: Duration) -> u64 {

@@ -65,7 +65,7 @@ pub(super) const APPEND_EVENTS_SQL: &str =
      SELECT last FROM head";
 
 /// Wakes the other nodes' change feeds, at the commit (if there is one).
-const NOTIFY_SQL: &str = "SELECT pg_notify('certd_changes', '')";
+pub(super) const NOTIFY_SQL: &str = "SELECT pg_notify('certd_changes', '')";
 
 /// Whether other nodes keep something in memory that an event of `kind` changes (the
 /// TLS refusal set and the CRL; the environments): a transaction with one wakes their
@@ -115,14 +115,40 @@ pub(super) struct Tx<'a, C> {
     c: &'a mut C,
     stmts: &'a mut HashMap<&'static str, Statement>,
     events: Vec<Event>,
+    /// A certificate row another node may hold in its cache was changed (`readers.rs`).
+    changes_cached: bool,
+    /// The last audit id appended.
+    last: Option<u64>,
+}
+
+impl<'a, C> Tx<'a, C> {
+    fn new(c: &'a mut C, stmts: &'a mut HashMap<&'static str, Statement>) -> Self {
+        Tx {
+            c,
+            stmts,
+            events: Vec::new(),
+            changes_cached: false,
+            last: None,
+        }
+    }
 }
 
 /// Runs `f` in a writing transaction (the writers' lock taken first) and commits; run
 /// again when it collided with another writer.
 pub(super) fn write<R>(
     conn: &mut Conn,
-    mut f: impl FnMut(&mut Tx<'_, Client>) -> Op<R>,
+    f: impl FnMut(&mut Tx<'_, Client>) -> Op<R>,
 ) -> Result<R, StoreError> {
+    write_fenced(conn, f).map(|(r, _)| r)
+}
+
+/// [`write`], and when the transaction changed a certificate row that other nodes may
+/// hold in their caches, its last audit id: what they must have applied before anyone
+/// hears of the change (`readers.rs`).
+pub(super) fn write_fenced<R>(
+    conn: &mut Conn,
+    mut f: impl FnMut(&mut Tx<'_, Client>) -> Op<R>,
+) -> Result<(R, Option<u64>), StoreError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -135,7 +161,10 @@ pub(super) fn write<R>(
 
 /// One attempt: `BEGIN` and the lock in one round trip, `f`, the audit events in one
 /// statement, `COMMIT`; `ROLLBACK` on any error.
-fn write_once<R>(conn: &mut Conn, f: &mut impl FnMut(&mut Tx<'_, Client>) -> Op<R>) -> Op<R> {
+fn write_once<R>(
+    conn: &mut Conn,
+    f: &mut impl FnMut(&mut Tx<'_, Client>) -> Op<R>,
+) -> Op<(R, Option<u64>)> {
     let Conn { client, stmts } = conn;
     if let Err(e) = client.batch_execute(&format!("BEGIN; {LOCK_SQL}")) {
         // The lock may have failed inside the transaction: leave none open.
@@ -145,14 +174,10 @@ fn write_once<R>(conn: &mut Conn, f: &mut impl FnMut(&mut Tx<'_, Client>) -> Op<
         return Err(e.into());
     }
     let body = {
-        let mut tx = Tx {
-            c: &mut *client,
-            stmts: &mut *stmts,
-            events: Vec::new(),
-        };
+        let mut tx = Tx::new(&mut *client, &mut *stmts);
         f(&mut tx).and_then(|r| {
             tx.append_events()?;
-            Ok(r)
+            Ok((r, tx.last.filter(|_| tx.changes_cached)))
         })
     };
     match body {
@@ -176,11 +201,7 @@ pub(super) fn read<R>(
     f: impl FnOnce(&mut Tx<'_, Client>) -> Op<R>,
 ) -> Result<R, StoreError> {
     let Conn { client, stmts } = conn;
-    let mut tx = Tx {
-        c: client,
-        stmts,
-        events: Vec::new(),
-    };
+    let mut tx = Tx::new(client, stmts);
     f(&mut tx).map_err(StoreError::from)
 }
 
@@ -199,11 +220,7 @@ pub(super) fn read_snapshot<R>(
         // Whole tables: not bounded by the per-statement timeout of requests.
         t.batch_execute("SET LOCAL statement_timeout = 0")?;
         let r = {
-            let mut tx = Tx {
-                c: &mut t,
-                stmts,
-                events: Vec::new(),
-            };
+            let mut tx = Tx::new(&mut t, stmts);
             f(&mut tx)?
         };
         t.commit()?;
@@ -293,11 +310,16 @@ impl<C: GenericClient> Tx<'_, C> {
         let names: Vec<String> = self.events.iter().map(|e| e.certname.clone()).collect();
         let kinds: Vec<String> = self.events.iter().map(|e| kind_str(e.kind)).collect();
         let details: Vec<Option<String>> = self.events.iter().map(|e| e.detail.clone()).collect();
-        self.exec(
-            APPEND_EVENTS_SQL,
-            &[&n, &ats, &envs, &names, &kinds, &details],
-        )?;
-        if self.events.iter().any(|e| wakes_peers(e.kind)) {
+        let last: i64 = self
+            .query(
+                APPEND_EVENTS_SQL,
+                &[&n, &ats, &envs, &names, &kinds, &details],
+            )?
+            .first()
+            .map(|r| r.get(0))
+            .unwrap_or(0);
+        self.last = Some(last.max(0) as u64);
+        if self.changes_cached || self.events.iter().any(|e| wakes_peers(e.kind)) {
             self.query(NOTIFY_SQL, &[])?;
         }
         Ok(())
@@ -565,13 +587,16 @@ fn serial_taken<C: GenericClient>(tx: &mut Tx<'_, C>, env: &EnvName, serial: &[u
         .is_some())
 }
 
-/// Indexes the serial and makes `cert` the name's certificate.
+/// Indexes the serial and makes `cert` the name's certificate (`replaces`: in place of
+/// one stored).
 fn store_cert<C: GenericClient>(
     tx: &mut Tx<'_, C>,
     env: &EnvName,
     name: &str,
     cert: &CertRecord,
+    replaces: bool,
 ) -> Op<()> {
+    tx.changes_cached |= replaces;
     tx.exec(
         "INSERT INTO certd_serials (env, serial, certname) VALUES ($1, $2, $3)",
         &[&env.as_str(), &cert.serial, &name],
@@ -592,11 +617,14 @@ pub(super) fn issue<C: GenericClient>(
     csr_der: &[u8],
     cert: &CertRecord,
 ) -> Op<IssueOutcome> {
+    let mut replaces = false;
     let outcome = match get_request(tx, env, name.as_str())? {
         Some(r) if r.state == RequestState::Requested => {
+            let current = cert_record(tx, env, name.as_str())?;
+            replaces = current.is_some();
             if r.csr_der != csr_der {
                 IssueOutcome::RequestChanged
-            } else if cert_record(tx, env, name.as_str())?.is_some_and(|c| c.revocation.is_none()) {
+            } else if current.is_some_and(|c| c.revocation.is_none()) {
                 IssueOutcome::AlreadySigned
             } else if serial_taken(tx, env, &cert.serial)? {
                 IssueOutcome::SerialTaken
@@ -608,7 +636,7 @@ pub(super) fn issue<C: GenericClient>(
     };
     if outcome == IssueOutcome::Issued {
         remove_request(tx, env, name.as_str())?;
-        store_cert(tx, env, name.as_str(), cert)?;
+        store_cert(tx, env, name.as_str(), cert, replaces)?;
         tx.log(cert.issued_at, env, name.as_str(), EventKind::Issued);
     }
     Ok(outcome)
@@ -622,6 +650,7 @@ fn revoke_in<C: GenericClient>(
     revocation: Revocation,
 ) -> Op<()> {
     cert.revocation = Some(revocation);
+    tx.changes_cached = true;
     tx.exec(
         "UPDATE certd_certificates SET record = $3 WHERE env = $1 AND certname = $2",
         &[&env.as_str(), &name, &json(&cert)],
@@ -658,7 +687,7 @@ pub(super) fn renew<C: GenericClient>(
         reason: crate::ca::RevocationReason::Superseded,
     };
     revoke_in(tx, env, name.as_str(), current, superseded)?;
-    store_cert(tx, env, name.as_str(), cert)?;
+    store_cert(tx, env, name.as_str(), cert, true)?;
     tx.log(cert.issued_at, env, name.as_str(), EventKind::Renewed);
     Ok(RenewOutcome::Renewed)
 }
@@ -736,6 +765,7 @@ pub(super) fn clean<C: GenericClient>(
             revoke_in(tx, env, name.as_str(), c, revocation)?;
             revoked = Some(serial);
         }
+        tx.changes_cached = true;
         tx.exec(
             "DELETE FROM certd_certificates WHERE env = $1 AND certname = $2",
             &[&env.as_str(), &name.as_str()],

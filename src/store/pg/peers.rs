@@ -1,11 +1,8 @@
-//! The watch connection: whether another process uses the database as a certd store: every `PgStore` holds a
-//! shared advisory lock on a connection of its own, and counts the holders every
-//! [`EVERY`]. The certificate cache is right only while this process sees every write
-//! (`cache.rs`); with another holder (another node, or a `certd store copy` reading) it
-//! is turned off within one interval, and on again once this process is alone. A store
-//! that finds others when it opens waits two intervals before it is used, so that no
-//! other node's cache still holds what its first writes change. The same connection
-//! listens on [`CHANNEL`], to wake the change feed ([`Changes`]).
+//! The watch connection: one per store, on a thread of its own. It listens on
+//! [`CHANNEL`] to wake the change feed ([`Changes`]) and the cache's follower
+//! (`readers.rs`), which it steps at least every [`STEP`]. And it says whether another
+//! process uses the database as a certd store: every `PgStore` holds a shared advisory
+//! lock on this connection, and the holders are counted every [`EVERY`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -16,16 +13,17 @@ use postgres::fallible_iterator::FallibleIterator;
 
 use super::cache::CertCache;
 use super::lanes::{Conn, Connector};
+use super::readers::Follower;
 
-/// How often the holders are counted.
+/// How often the holders are counted (and a lost connection made again).
 pub(super) const EVERY: Duration = Duration::from_millis(500);
+
+/// How long the thread waits for a notification before it steps the follower anyway.
+const STEP: Duration = Duration::from_millis(100);
 
 /// The advisory lock every certd store holds shared ("certd" and a 2; the migrations'
 /// exclusive lock is the 1).
 const KEY: i64 = 0x6365_7274_6400_0002;
-
-const NOT_ALONE: &str =
-    "another certd uses this database: the certificate cache is off while it does";
 
 const TAKE_SQL: &str = "SELECT pg_advisory_lock_shared($1)";
 const MINE_SQL: &str = "SELECT 1 FROM pg_locks
@@ -36,9 +34,10 @@ const COUNT_SQL: &str = "SELECT count(*) FROM pg_locks
        AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
        AND classid::bigint = $1 AND objid::bigint = $2";
 
-/// The thread that counts; stopped when dropped.
+/// The thread; stopped when dropped (giving its read lease back).
 pub(super) struct Peers {
     stop: Arc<AtomicBool>,
+    others: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -73,53 +72,85 @@ impl Changes {
     }
 }
 
-/// Takes the lock and counts once (so that the cache is right from the first request),
-/// then keeps counting on a thread, which also listens for changes.
-pub(super) fn watch(connector: Connector, cache: Arc<CertCache>, changes: Arc<Changes>) -> Peers {
+/// Takes the lock, counts, follows and takes a read lease once (so that the cache
+/// serves from the first request), then goes on on a thread.
+pub(super) fn watch(
+    connector: Connector,
+    cache: Arc<CertCache>,
+    changes: Arc<Changes>,
+    mut follower: Follower,
+) -> Peers {
+    let others = Arc::new(AtomicBool::new(false));
     let mut conn = connector.connect_as(&watch_name()).ok();
-    let mut alone = conn.as_mut().map(take_and_count).unwrap_or(None);
-    cache.set_alone(alone == Some(true));
-    if alone == Some(false) {
-        tracing::info!("{NOT_ALONE}");
-        // The others count every EVERY: once this has passed twice, each has turned its
-        // cache off, and none serves a certificate this node is about to change.
-        std::thread::sleep(2 * EVERY + Duration::from_millis(100));
+    let mut counted: Option<Instant> = Some(Instant::now());
+    if let Some(c) = conn.as_mut() {
+        let alone = take_and_count(c);
+        others.store(alone == Some(false), Ordering::Relaxed);
+        if follower.step(c, &cache, true).is_err() {
+            conn = None;
+        }
     }
     let stop = Arc::new(AtomicBool::new(false));
     let thread = {
-        let stop = stop.clone();
+        let (stop, others) = (stop.clone(), others.clone());
         std::thread::Builder::new()
             .name("certd-pg-watch".into())
             .spawn(move || {
+                let mut tried = Instant::now();
                 while !stop.load(Ordering::SeqCst) {
-                    listen_for(&mut conn, EVERY, &stop, &changes);
-                    if stop.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    if conn.as_ref().is_none_or(|c| c.client.is_closed()) {
-                        // Lost: while it is away the cache keeps serving what it holds
-                        // (writes fail anyway); once back, what others may have written
-                        // meanwhile is unknown, so it starts empty.
-                        conn = connector.connect_as(&watch_name()).ok();
-                        if conn.is_none() {
-                            continue;
-                        }
-                        cache.clear(None);
+                    let heard = listen(&mut conn, STEP, &stop);
+                    if heard == Some(true) {
                         changes.bump();
                     }
-                    let now = conn.as_mut().and_then(take_and_count);
-                    if now.is_some() && now != alone {
-                        if now == Some(false) {
-                            tracing::info!("{NOT_ALONE}");
-                        }
-                        cache.set_alone(now == Some(true));
-                        alone = now;
+                    if stop.load(Ordering::SeqCst) {
+                        break;
                     }
+                    if heard.is_none() || conn.as_ref().is_none_or(|c| c.client.is_closed()) {
+                        if conn.take().is_some() {
+                            follower.lost(&cache);
+                        }
+                        if tried.elapsed() < EVERY {
+                            continue;
+                        }
+                        tried = Instant::now();
+                        conn = connector.connect_as(&watch_name()).ok();
+                        let Some(c) = conn.as_mut() else { continue };
+                        // Notifications sent while it was away are lost: look now.
+                        changes.bump();
+                        counted = None;
+                        if take_and_count(c).is_none() {
+                            continue;
+                        }
+                    }
+                    let Some(c) = conn.as_mut() else { continue };
+                    if follower.step(c, &cache, heard == Some(true)).is_err() {
+                        continue;
+                    }
+                    if counted.is_none_or(|t| t.elapsed() >= EVERY) {
+                        counted = Some(Instant::now());
+                        if let Some(alone) = take_and_count(c) {
+                            others.store(!alone, Ordering::Relaxed);
+                        }
+                    }
+                }
+                if let Some(c) = conn.as_mut() {
+                    follower.release(c);
                 }
             })
             .ok()
     };
-    Peers { stop, thread }
+    Peers {
+        stop,
+        others,
+        thread,
+    }
+}
+
+impl Peers {
+    /// Whether the last count found other processes using the database as a store.
+    pub(super) fn others(&self) -> bool {
+        self.others.load(Ordering::Relaxed)
+    }
 }
 
 /// The watch connection's `application_name`: with the process id, so that an operator
@@ -128,34 +159,22 @@ fn watch_name() -> String {
     format!("certd watch {}", std::process::id())
 }
 
-/// Passes `span` taking the notifications that arrive on `conn` (in steps short enough
-/// to see `stop` soon), bumping `changes` for those that did.
-fn listen_for(conn: &mut Option<Conn>, span: Duration, stop: &AtomicBool, changes: &Changes) {
-    const STEP: Duration = Duration::from_millis(100);
-    let until = Instant::now() + span;
-    while !stop.load(Ordering::SeqCst) {
-        let left = until.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return;
-        }
-        let Some(c) = conn.as_mut().filter(|c| !c.client.is_closed()) else {
-            std::thread::park_timeout(left.min(STEP));
-            continue;
-        };
-        let mut notes = c.client.notifications();
-        let mut got = match notes.timeout_iter(left.min(STEP)).next() {
-            Ok(Some(_)) => true,
-            Err(_) => return,
-            Ok(None) => false,
-        };
-        // Those that came with it, without waiting.
-        while let Ok(Some(_)) = notes.iter().next() {
-            got = true;
-        }
-        if got {
-            changes.bump();
-        }
+/// Waits up to `span` for notifications on `conn`, returning as soon as some came
+/// (taking those that came with them): whether any did; `None` when the connection is
+/// gone.
+fn listen(conn: &mut Option<Conn>, span: Duration, stop: &AtomicBool) -> Option<bool> {
+    let c = conn.as_mut().filter(|c| !c.client.is_closed())?;
+    if stop.load(Ordering::SeqCst) {
+        return Some(false);
     }
+    let mut notes = c.client.notifications();
+    let got = match notes.timeout_iter(span).next() {
+        Ok(Some(_)) => true,
+        Err(_) => return None,
+        Ok(None) => false,
+    };
+    while let Ok(Some(_)) = notes.iter().next() {}
+    Some(got)
 }
 
 /// Holds the lock (taken again on a new connection) and says whether this is the only

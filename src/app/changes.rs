@@ -14,9 +14,10 @@
 //! - an environment: one another node created is served (its chain from the vault),
 //!   one whose settings changed is loaded with the new ones.
 //!
-//! Certificates and requests need nothing: they are read from the store at every request
-//! (a node's certificate cache is off while other nodes use the store). Applying this
-//! node's own events again changes nothing (serials are sets).
+//! Certificates and requests need nothing here: requests are read from the store at
+//! every request, and the store keeps its certificate cache in step with the others'
+//! writes itself (read leases and a fence, `manual::postgres`). Applying this node's
+//! own events again changes nothing (serials are sets).
 //!
 //! [`NodeStore::wait_for_change`]: crate::store::NodeStore::wait_for_change
 

@@ -133,8 +133,15 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The store of the data directory: the one place that names an engine.
-fn open_store(config: &Config, data: DataDir) -> anyhow::Result<(Arc<dyn Store>, DataDir)> {
+/// The store of the data directory: the one place that names an engine. `serving`: for
+/// the server, whose read lease on PostgreSQL is named by the host and the data
+/// directory, so that a restarted server takes its lease back at once (other commands
+/// get one of their own).
+fn open_store(
+    config: &Config,
+    data: DataDir,
+    serving: bool,
+) -> anyhow::Result<(Arc<dyn Store>, DataDir)> {
     data.create()?;
     match config.store.backend {
         StoreBackend::Sled => {
@@ -144,7 +151,17 @@ fn open_store(config: &Config, data: DataDir) -> anyhow::Result<(Arc<dyn Store>,
         }
         // Each error names host, port, database and user (or the key file), in one line.
         StoreBackend::Postgres => {
-            let store = Arc::new(PgStore::open(&config.store)?);
+            let store = Arc::new(if serving {
+                let host = hostname::get()
+                    .ok()
+                    .and_then(|h| h.into_string().ok())
+                    .unwrap_or_default();
+                let dir = std::fs::canonicalize(data.root())
+                    .unwrap_or_else(|_| data.root().to_path_buf());
+                PgStore::open_as(&config.store, &format!("{host} {}", dir.display()))?
+            } else {
+                PgStore::open(&config.store)?
+            });
             let key_file = config
                 .store
                 .key_file
@@ -178,7 +195,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 },
         } => {
             let (config, data) = common.load()?;
-            let (store, data) = open_store(&config, data).context(
+            let (store, data) = open_store(&config, data, false).context(
                 "opening the source store (a sled store must not be in use by a running certd: stop it first)",
             )?;
             let target = Common {
@@ -187,13 +204,13 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             };
             let (to_config, to_data) = target.load()?;
             let (to_store, to_data) =
-                open_store(&to_config, to_data).context("opening the target store")?;
+                open_store(&to_config, to_data, false).context("opening the target store")?;
             store_copy::run((config, data, store), (to_config, to_data, to_store))?;
             Ok(0)
         }
         Command::Setup(common) => {
             let (config, data) = common.load()?;
-            let (store, data) = open_store(&config, data)?;
+            let (store, data) = open_store(&config, data, false)?;
             let outcome = app::setup(&data, &config, store.as_ref(), &SystemClock, &OsRng)
                 .with_context(|| format!("setting up {}", data.root().display()))?;
             match outcome {
@@ -224,7 +241,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let (mut config, data) = args.common.load()?;
             let listen = args.listen.unwrap_or(config.server.listen);
             config.server.listen = listen;
-            let (store, data) = open_store(&config, data)?;
+            let (store, data) = open_store(&config, data, true)?;
             let app = App::new(
                 config,
                 data.clone(),

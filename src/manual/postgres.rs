@@ -144,25 +144,34 @@
 //! thread follows the audit log (woken by notifications, at least every 100 ms): each
 //! issued, renewed, revoked or cleaned certificate leaves the cache (its own batches'
 //! events are passed over: what they stored is current), then it reports the id reached
-//! and renews the lease (at least every 250 ms). A write that changes a certificate row
-//! another node may hold (a revocation, a renewal, a clean, an issue in place of a
-//! revoked certificate) notifies at its commit and waits, before its caller hears, until
-//! every other reader whose lease runs and whose backend lives has reported its id: one
-//! thread per store asks for all writers waiting, every 2 ms while any is. A reader that
-//! does not follow within the statement timeout makes the write answer 503 (committed,
-//! but not confirmed everywhere). A reader whose lease ran out serves nothing, and
-//! starts empty under its next lease, so what a fence did not wait for cannot be served.
-//! A killed node's backend ends with it, and writers stop waiting for it at once; a node
-//! stopped cleanly deletes its row. A new certificate for a name without one needs no
-//! fence: no cache can hold the name.
+//! and renews the lease (every 250 ms, and at once after a notification; without
+//! waiting for the WAL's flush: a renewal lost in a crash only shortens the lease).
 //!
-//! When the watch connection is lost, a store that saw other readers stops serving at
-//! once (writers no longer wait for it); one alone serves out its lease (30 s), so that
-//! certificates it holds keep being served while the database is away. The price: a
-//! node that comes while a lone node is cut off from the database (its backend still
-//! alive) waits for that lease on its first fenced write, and one that comes while the
-//! lone node's database connection is down does not wait for it at all, so the lone
-//! node may serve a certificate changed meanwhile until it is back and has followed.
+//! A write that changes a certificate row another node may hold (a revocation, a
+//! renewal, a clean, an issue in place of a revoked certificate) makes its last audit id
+//! the fenced id (a column of the audit head row every writer locks), notifies at its
+//! commit, and waits before its caller hears until every other live reader has reported
+//! that id: one thread per store asks for all the writers waiting, every 2 ms while any
+//! is. Every other write waits the same way for the fenced id it found under the lock,
+//! and so does a read of certificates from the database for the one it found after
+//! reading: the outcome may rest on that change (a revocation found done, a name found
+//! free), and no node may answer from its cache what was already answered changed. Both
+//! are usually at once, the fence having seen the id applied. A reader counts while its
+//! lease runs and its watch backend lives; a lease taken alone counts until it ends,
+//! backend or not, since a lone node serves on without its connection. A server's lease
+//! is named by its host and data directory, so a restarted server takes it back at once.
+//! Waiting longer than the statement timeout answers 503: a change is then stored but not
+//! acknowledged. A reader whose lease ran out serves nothing, and starts empty under its
+//! next lease. A node stopped cleanly deletes its row; leases ended an hour ago are
+//! deleted by the next store to start.
+//!
+//! What this costs when a node cannot be reached: beside others (1 s leases), a node cut
+//! off from the database holds back the others' writes that need the fence for up to
+//! 1 s; a node that was alone (30 s) and is cut off, or was killed and not restarted, holds
+//! them back for up to 30 s once another node has come (503 after the statement timeout,
+//! the change stored). When its connection is lost, a node that saw others stops serving
+//! its cache at once; one alone serves out its lease, so that the certificates it holds
+//! keep being served while the database is away.
 //!
 //! ## Copies and backups
 //!

@@ -909,48 +909,58 @@ fn stores_beside_each_other_cache_and_follow_each_others_writes() {
         "B still holds the revoked certificate A replaced"
     );
 
-    // A reader that does not follow, with a live backend (this test's connection): a
-    // revocation waits for it, and is answered unavailable; without the backend (a killed
-    // node) it is not waited for.
+    // A reader that has followed up to now and then stops, with a live backend (this
+    // test's connection). A revocation waits for it and is answered unavailable (it is
+    // stored). So is everything whose outcome rests on it until the reader follows: the
+    // same revocation again (found done), a batch that issues in the name, a read of
+    // the name from the database. Issuing for a name no cache can hold rests on nothing
+    // and does not wait, as long as no change waits.
     let mut admin = pg.admin_of(&db);
     let pid: i32 = admin
         .query_one("SELECT pg_backend_pid()", &[])
         .unwrap()
         .get(0);
-    admin
-        .execute(
-            "INSERT INTO certd_readers (reader, until_ms, applied, pid)
-             VALUES ('stuck', (extract(epoch from clock_timestamp()) * 1000)::bigint + 60000, 0, $1)",
-            &[&pid],
-        )
-        .unwrap();
+    let stuck = |admin: &mut postgres::Client, pid: i32, alone: bool| {
+        admin
+            .execute(
+                "INSERT INTO certd_readers (reader, until_ms, applied, pid, alone)
+                 SELECT 'stuck', (extract(epoch from clock_timestamp()) * 1000)::bigint + 60000,
+                        last, $1, $2 FROM certd_audit_head
+                 ON CONFLICT (reader) DO UPDATE
+                 SET until_ms = EXCLUDED.until_ms, applied = EXCLUDED.applied,
+                     pid = EXCLUDED.pid, alone = EXCLUDED.alone",
+                &[&pid, &alone],
+            )
+            .unwrap();
+    };
+    stuck(&mut admin, pid, false);
     let other = name(2);
     let mut third = issued(2, 0, 10);
     third.serial = vec![9, 11];
+    let started = std::time::Instant::now();
     a.submit_issued(&prod, &other, &request(2, 10), rule, &third)
         .unwrap();
-    let started = std::time::Instant::now();
-    let r = a.revoke(&prod, &other, revocation);
-    assert!(
-        matches!(r, Err(StoreError::Unavailable(_))),
-        "a reader that does not follow: {r:?}"
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    let unavailable = |what: &str, r: Result<(), StoreError>| {
+        assert!(
+            matches!(r, Err(StoreError::Unavailable(_))),
+            "{what}, beside a reader that does not follow: {r:?}"
+        );
+    };
+    unavailable(
+        "a revocation",
+        a.revoke(&prod, &other, revocation).map(drop),
     );
-    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
-    // The same for a batch that issues in place of the revoked certificate; one that
-    // issues for a new name does not wait (no cache can hold it).
+    unavailable(
+        "the revocation again",
+        b.revoke(&prod, &other, revocation).map(drop),
+    );
+    unavailable("a read", b.certificate(&prod, &other).map(drop));
     let mut fourth = issued(2, 0, 11);
     fourth.serial = vec![9, 12];
     let r = a.submit_issued(&prod, &other, &request(2, 11), rule, &fourth);
-    assert!(
-        matches!(r, Err(StoreError::Unavailable(_))),
-        "a reader that does not follow, a batch: {r:?}"
-    );
-    let started = std::time::Instant::now();
-    let mut fifth = issued(3, 0, 12);
-    fifth.serial = vec![9, 13];
-    a.submit_issued(&prod, &name(3), &request(3, 12), rule, &fifth)
-        .unwrap();
-    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    unavailable("an issue in place of the revoked one", r.map(drop));
+    // Gone with its backend: not waited for; a lease taken alone is, backend or not.
     admin
         .execute(
             "UPDATE certd_readers SET pid = 0 WHERE reader = 'stuck'",
@@ -963,6 +973,15 @@ fn stores_beside_each_other_cache_and_follow_each_others_writes() {
         started.elapsed() < std::time::Duration::from_secs(1),
         "waited {:?} for a reader without a backend",
         started.elapsed()
+    );
+    stuck(&mut admin, 0, true);
+    let mut fifth = issued(3, 0, 12);
+    fifth.serial = vec![9, 13];
+    a.submit_issued(&prod, &name(3), &request(3, 12), rule, &fifth)
+        .unwrap();
+    unavailable(
+        "a revocation",
+        a.revoke(&prod, &name(3), revocation).map(drop),
     );
 }
 

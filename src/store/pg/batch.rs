@@ -63,9 +63,10 @@ pub(super) struct Committed {
     pub(super) outcomes: Vec<Result<SubmitIssueOutcome, StoreError>>,
     /// The audit ids of its events (first, last).
     pub(super) ids: Option<(u64, u64)>,
-    /// When certificates other nodes may hold were replaced: the batch's last audit id,
-    /// and which submissions replaced one.
-    pub(super) fence: Option<(u64, Vec<bool>)>,
+    /// The audit id other nodes' caches must have followed before the outcomes are
+    /// answered: the batch's last when it replaced certificates they may hold, else the
+    /// fenced id it found (`ops::write_fenced`).
+    pub(super) fence: Option<u64>,
 }
 
 /// The committer's connection and its prepared statements.
@@ -192,13 +193,18 @@ impl Pipe {
             lookups,
         )
         .await;
-        let first = begun
-            .and(locked.map(drop))
-            .and_then(|()| found.into_iter().collect::<Result<Vec<Row>, _>>());
-        let found = match first {
-            Ok(found) => found,
+        let first = begun.and(locked).and_then(|head| {
+            let rows = found.into_iter().collect::<Result<Vec<Row>, _>>()?;
+            Ok((head, rows))
+        });
+        let (head, found) = match first {
+            Ok(first) => first,
             Err(e) => return Err(self.abandon(e).await),
         };
+        let fenced_before = head
+            .first()
+            .map(|r| r.get::<_, i64>(1).max(0) as u64)
+            .unwrap_or(0);
         for (row, s) in found.into_iter().zip(subs) {
             if let Some((_, rows)) = envs.iter_mut().find(|(e, _)| *e == s.env) {
                 absorb(rows, s, &row);
@@ -223,8 +229,6 @@ impl Pipe {
             .iter()
             .map(|(env, rows)| WriteParams::of(env, rows))
             .collect();
-        let audit = AuditParams::of(&events);
-        let audit_refs = audit.refs();
         let replaced: Vec<bool> = subs
             .iter()
             .map(|s| {
@@ -233,6 +237,8 @@ impl Pipe {
             })
             .collect();
         let fenced = replaced.contains(&true);
+        let audit = AuditParams::of(&events, fenced);
+        let audit_refs = audit.refs();
         let mut writes: Vec<Pending<'_, u64>> = Vec::new();
         for p in &params {
             for name in &p.gone {
@@ -299,10 +305,11 @@ impl Pipe {
         }
         ended?;
         let n = events.len() as u64;
+        let fence = if fenced { last } else { 0 }.max(fenced_before);
         Ok(Committed {
             outcomes: out,
             ids: (n > 0 && last >= n).then(|| (last - n + 1, last)),
-            fence: fenced.then_some((last, replaced)),
+            fence: (fence > 0).then_some(fence),
         })
     }
 
@@ -512,11 +519,14 @@ struct AuditParams {
     names: Vec<String>,
     kinds: Vec<String>,
     details: Vec<Option<String>>,
+    /// The last event's id becomes the fenced id.
+    fenced: bool,
 }
 
 impl AuditParams {
-    fn of(events: &[Event]) -> AuditParams {
+    fn of(events: &[Event], fenced: bool) -> AuditParams {
         AuditParams {
+            fenced,
             n: events.len() as i64,
             ats: events.iter().map(|e| e.at).collect(),
             envs: events.iter().map(|e| e.env.clone()).collect(),
@@ -526,7 +536,7 @@ impl AuditParams {
         }
     }
 
-    fn refs(&self) -> [&(dyn ToSql + Sync); 6] {
+    fn refs(&self) -> [&(dyn ToSql + Sync); 7] {
         [
             &self.n,
             &self.ats,
@@ -534,6 +544,7 @@ impl AuditParams {
             &self.names,
             &self.kinds,
             &self.details,
+            &self.fenced,
         ]
     }
 }

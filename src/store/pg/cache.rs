@@ -1,6 +1,6 @@
 //! The certificate cache: certificates read from the database, kept in memory so that
 //! `GET`/`HEAD certificate/{name}` is answered without a round trip, and keeps being
-//! answered while the database is away.
+//! answered while the database is away (within the read lease, `readers.rs`).
 //!
 //! It is right because every write that changes a certificate is applied to it before
 //! the write's caller hears of it: this process's own writes remove the names they

@@ -247,13 +247,17 @@ fn run(shared: &Shared, connector: &Connector, limits: Limits, cache: &CertCache
             Ok(Committed {
                 outcomes, fence: f, ..
             }) => {
-                // Replaced certificates are answered once other nodes have followed.
-                let unseen =
-                    f.and_then(|(id, replaced)| fence.wait(id, limit).err().map(|e| (e, replaced)));
-                for (i, (fill, o)) in fills.into_iter().zip(outcomes).enumerate() {
-                    match &unseen {
-                        Some((e, replaced)) if replaced[i] => fill.fill(Err(same(e))),
-                        _ => fill.fill(o),
+                // Answered once other nodes' caches have followed what they rest on.
+                match f.map(|id| fence.wait(id, limit)) {
+                    Some(Err(e)) => {
+                        for fill in fills {
+                            fill.fill(Err(same(&e)));
+                        }
+                    }
+                    _ => {
+                        for (fill, o) in fills.into_iter().zip(outcomes) {
+                            fill.fill(o);
+                        }
                     }
                 }
             }

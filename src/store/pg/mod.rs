@@ -173,6 +173,13 @@ impl PgStore {
     /// Connects, brings the schema to this certd's version (under an advisory lock, so
     /// that nodes starting together migrate once), and starts the connection threads.
     pub fn open(cfg: &StoreConfig) -> Result<PgStore, PgOpenError> {
+        PgStore::open_as(cfg, &reader_name())
+    }
+
+    /// [`PgStore::open`] for a server: `reader` names its read lease (`readers.rs`), the
+    /// same across its restarts, so that a restarted server takes its lease back at
+    /// once. Two live processes must never share one.
+    pub fn open_as(cfg: &StoreConfig, reader: &str) -> Result<PgStore, PgOpenError> {
         let connector = connector(cfg)?;
         let target = connector.target.clone();
         let mut conn = connector.connect().map_err(|e| PgOpenError::Connect {
@@ -194,7 +201,7 @@ impl PgStore {
         let cache = Arc::new(CertCache::new(cache::CACHE_BYTES));
         let settle = wait * 3;
         let changes = Arc::new(peers::Changes::default());
-        let me = reader_name();
+        let me = reader.to_owned();
         let fence = Arc::new(readers::Fence::start(connector.clone(), me.clone()));
         let peers = peers::watch(
             connector.clone(),
@@ -280,11 +287,37 @@ impl PgStore {
         self.lanes.call(move |conn| ops::read(conn, f))
     }
 
+    /// A writing transaction, answered once other nodes' caches have followed what its
+    /// outcome rests on (the fence).
     fn write<R: Send + 'static>(
         &self,
         f: impl FnMut(&mut ops::Tx<'_, postgres::Client>) -> ops::Op<R> + Send + 'static,
     ) -> Result<R, StoreError> {
-        self.lanes.call(move |conn| ops::write(conn, f))
+        let (fence, wait) = (self.fence.clone(), self.wait);
+        self.lanes.call(move |conn| {
+            let (r, fenced) = ops::write_fenced(conn, f)?;
+            if let Some(id) = fenced {
+                fence.wait(id, wait)?;
+            }
+            Ok(r)
+        })
+    }
+
+    /// A read of certificates, answered once other nodes' caches have followed every
+    /// change it may have seen (so that no node then answers from its cache what this
+    /// read saw changed).
+    fn read_certs<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut ops::Tx<'_, postgres::Client>) -> ops::Op<R> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (fence, wait) = (self.fence.clone(), self.wait);
+        self.lanes.call(move |conn| {
+            let (r, fenced) = ops::read(conn, |tx| Ok((f(tx)?, ops::fenced(tx)?)))?;
+            if fenced > 0 {
+                fence.wait(fenced, wait)?;
+            }
+            Ok(r)
+        })
     }
 
     /// [`PgStore::write`] of a change to the certificates of `names`: they leave the
@@ -315,13 +348,20 @@ impl PgStore {
     }
 }
 
-/// This store's name among the readers (`readers.rs`): the host's process id and a
-/// random part, so that a restarted process is a new reader.
+/// A store's name among the readers (`readers.rs`) when it is not a node's: the host,
+/// the process id and a random part.
 fn reader_name() -> String {
-    let mut nonce = [0u8; 6];
-    let _ = openssl::rand::rand_bytes(&mut nonce);
-    let hex: String = nonce.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{} {hex}", std::process::id())
+    let host = hostname::get()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    let mut nonce = [0u8; 8];
+    let random = match openssl::rand::rand_bytes(&mut nonce) {
+        Ok(()) => nonce.iter().map(|b| format!("{b:02x}")).collect(),
+        // The host and process still tell live processes apart.
+        Err(_) => String::from("-"),
+    };
+    format!("{host} {} {random}", std::process::id())
 }
 
 /// A connection failure without the password (the client's messages carry none) and
@@ -514,7 +554,7 @@ impl CertificateStore for PgStore {
         }
         let seen = self.cache.generation();
         let (e, n) = (env.clone(), name.clone());
-        let found = self.read(move |tx| ops::certificate(tx, &e, &n))?;
+        let found = self.read_certs(move |tx| ops::certificate(tx, &e, &n))?;
         if let Some(rec) = &found {
             self.cache.fill(seen, env, name, rec);
         }
@@ -576,7 +616,7 @@ impl CertificateStore for PgStore {
         limit: usize,
     ) -> Result<Vec<(Certname, CertSummary)>, StoreError> {
         let (env, after) = (env.clone(), after.map(str::to_owned));
-        self.read(move |tx| ops::certificates(tx, &env, after.as_deref(), limit))
+        self.read_certs(move |tx| ops::certificates(tx, &env, after.as_deref(), limit))
     }
 
     fn revoked_serials(&self, env: &EnvName) -> Result<Vec<RevokedSerial>, StoreError> {

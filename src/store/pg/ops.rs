@@ -51,12 +51,16 @@ impl Event {
     }
 }
 
-/// The writers' lock: the one row every writing transaction locks first.
-pub(super) const LOCK_SQL: &str = "SELECT last FROM certd_audit_head FOR UPDATE";
+/// The writers' lock: the one row every writing transaction locks first. It gives the
+/// last fenced id (`readers.rs`): what every other node's cache must have followed
+/// before this transaction's outcome, which may rest on that change, is answered.
+pub(super) const LOCK_SQL: &str = "SELECT last, fenced FROM certd_audit_head FOR UPDATE";
 
-/// Appends `$1` events (the arrays `$2`..`$6`) with the next ids, in one statement.
-pub(super) const APPEND_EVENTS_SQL: &str =
-    "WITH head AS (UPDATE certd_audit_head SET last = last + $1 RETURNING last),
+/// Appends `$1` events (the arrays `$2`..`$6`) with the next ids, in one statement; with
+/// `$7`, the last of them is the fenced id from now on.
+pub(super) const APPEND_EVENTS_SQL: &str = "WITH head AS (UPDATE certd_audit_head
+                   SET last = last + $1, fenced = CASE WHEN $7 THEN last + $1 ELSE fenced END
+                   RETURNING last),
      appended AS (
          INSERT INTO certd_audit (id, at, env, certname, kind, detail)
          SELECT head.last - $1 + e.ord, e.at, e.env, e.certname, e.kind, e.detail
@@ -71,7 +75,8 @@ pub(super) const NOTIFY_SQL: &str = "SELECT pg_notify('certd_changes', '')";
 /// TLS refusal set and the CRL; the environments): a transaction with one wakes their
 /// feeds at once. Issuance does not notify (each notification costs every listener a
 /// wake-up, ~20% of issuance throughput over 3 nodes: measured); its events reach the
-/// feeds by their poll, and the certificates are read from the database anyway.
+/// feeds by their poll. (A write that changes a certificate another node may cache
+/// notifies too, for its fence: `readers.rs`.)
 fn wakes_peers(kind: EventKind) -> bool {
     matches!(
         kind,
@@ -117,6 +122,8 @@ pub(super) struct Tx<'a, C> {
     events: Vec<Event>,
     /// A certificate row another node may hold in its cache was changed (`readers.rs`).
     changes_cached: bool,
+    /// The fenced id when the writers' lock was taken.
+    fenced_before: u64,
     /// The last audit id appended.
     last: Option<u64>,
 }
@@ -128,6 +135,7 @@ impl<'a, C> Tx<'a, C> {
             stmts,
             events: Vec::new(),
             changes_cached: false,
+            fenced_before: 0,
             last: None,
         }
     }
@@ -142,9 +150,10 @@ pub(super) fn write<R>(
     write_fenced(conn, f).map(|(r, _)| r)
 }
 
-/// [`write`], and when the transaction changed a certificate row that other nodes may
-/// hold in their caches, its last audit id: what they must have applied before anyone
-/// hears of the change (`readers.rs`).
+/// [`write`], and the audit id every other node's cache must have followed before anyone
+/// hears of the outcome (`readers.rs`): the transaction's last, when it changed a
+/// certificate row that other nodes may hold, else the last fenced id it found (its
+/// outcome may rest on that change: a revocation found done, a name found free).
 pub(super) fn write_fenced<R>(
     conn: &mut Conn,
     mut f: impl FnMut(&mut Tx<'_, Client>) -> Op<R>,
@@ -166,18 +175,29 @@ fn write_once<R>(
     f: &mut impl FnMut(&mut Tx<'_, Client>) -> Op<R>,
 ) -> Op<(R, Option<u64>)> {
     let Conn { client, stmts } = conn;
-    if let Err(e) = client.batch_execute(&format!("BEGIN; {LOCK_SQL}")) {
-        // The lock may have failed inside the transaction: leave none open.
-        if !client.is_closed() {
-            let _ = client.batch_execute("ROLLBACK");
+    let fenced_before = match client.simple_query(&format!("BEGIN; {LOCK_SQL}")) {
+        Ok(messages) => messages
+            .iter()
+            .find_map(|m| match m {
+                postgres::SimpleQueryMessage::Row(r) => r.get(1)?.parse::<u64>().ok(),
+                _ => None,
+            })
+            .unwrap_or(0),
+        Err(e) => {
+            // The lock may have failed inside the transaction: leave none open.
+            if !client.is_closed() {
+                let _ = client.batch_execute("ROLLBACK");
+            }
+            return Err(e.into());
         }
-        return Err(e.into());
-    }
+    };
     let body = {
         let mut tx = Tx::new(&mut *client, &mut *stmts);
+        tx.fenced_before = fenced_before;
         f(&mut tx).and_then(|r| {
             tx.append_events()?;
-            Ok((r, tx.last.filter(|_| tx.changes_cached)))
+            let own = tx.last.filter(|_| tx.changes_cached).unwrap_or(0);
+            Ok((r, Some(own.max(tx.fenced_before)).filter(|id| *id > 0)))
         })
     };
     match body {
@@ -310,10 +330,11 @@ impl<C: GenericClient> Tx<'_, C> {
         let names: Vec<String> = self.events.iter().map(|e| e.certname.clone()).collect();
         let kinds: Vec<String> = self.events.iter().map(|e| kind_str(e.kind)).collect();
         let details: Vec<Option<String>> = self.events.iter().map(|e| e.detail.clone()).collect();
+        let fenced = self.changes_cached;
         let last: i64 = self
             .query(
                 APPEND_EVENTS_SQL,
-                &[&n, &ats, &envs, &names, &kinds, &details],
+                &[&n, &ats, &envs, &names, &kinds, &details, &fenced],
             )?
             .first()
             .map(|r| r.get(0))
@@ -709,6 +730,12 @@ pub(super) fn certificate<C: GenericClient>(
         }
         None => None,
     })
+}
+
+/// The last fenced id (`readers.rs`), read after what it must cover.
+pub(super) fn fenced<C: GenericClient>(tx: &mut Tx<'_, C>) -> Op<u64> {
+    let row = tx.opt("SELECT fenced FROM certd_audit_head", &[])?;
+    Ok(row.map(|r| r.get::<_, i64>(0).max(0) as u64).unwrap_or(0))
 }
 
 pub(super) fn certname_by_serial<C: GenericClient>(

@@ -81,7 +81,7 @@ pub(super) fn watch(
     mut follower: Follower,
 ) -> Peers {
     let others = Arc::new(AtomicBool::new(false));
-    let mut conn = connector.connect_as(&watch_name()).ok();
+    let mut conn = connect(&connector);
     let mut counted: Option<Instant> = Some(Instant::now());
     if let Some(c) = conn.as_mut() {
         let alone = take_and_count(c);
@@ -110,10 +110,11 @@ pub(super) fn watch(
                             follower.lost(&cache);
                         }
                         if tried.elapsed() < EVERY {
+                            std::thread::park_timeout(STEP);
                             continue;
                         }
                         tried = Instant::now();
-                        conn = connector.connect_as(&watch_name()).ok();
+                        conn = connect(&connector);
                         let Some(c) = conn.as_mut() else { continue };
                         // Notifications sent while it was away are lost: look now.
                         changes.bump();
@@ -151,6 +152,18 @@ impl Peers {
     pub(super) fn others(&self) -> bool {
         self.others.load(Ordering::Relaxed)
     }
+}
+
+/// Opens the watch connection. Its only writes are the read lease's renewals, which
+/// need not wait for the WAL to reach the disk: one lost in a crash of the database
+/// only shortens the lease in the database, and the crash ends this connection, which
+/// (beside other nodes) stops the cache at once.
+fn connect(connector: &Connector) -> Option<Conn> {
+    let mut conn = connector.connect_as(&watch_name()).ok()?;
+    conn.client
+        .batch_execute("SET synchronous_commit = off")
+        .ok()?;
+    Some(conn)
 }
 
 /// The watch connection's `application_name`: with the process id, so that an operator

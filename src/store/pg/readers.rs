@@ -9,14 +9,18 @@
 //! renews the lease, at least every [`RENEW`] and at once after a notification.
 //!
 //! A write that changed a certificate row another node may hold (a revocation, a renewal,
-//! a clean, an issue in place of a revoked certificate) notifies at its commit and, before
-//! anyone hears of it, waits at the [`Fence`] until every other reader whose lease runs
-//! and whose watch backend lives has applied its id. A reader whose lease ran out serves
-//! nothing from its cache, and empties it before it serves again under a new lease, so a
-//! write fenced while it had no lease cannot be hidden by what it held. A reader killed
-//! takes its backend with it, so writers do not wait for its lease to end.
-//!
-//! A new certificate for a name that had none needs no fence: no cache can hold the name.
+//! a clean, an issue in place of a revoked certificate) makes its last audit id the
+//! fenced id (a column of the audit head, which every writer locks), notifies at its
+//! commit and, before anyone hears of it, waits at the [`Fence`] until every other live
+//! reader has applied that id. Every other write, and every read of certificates from the
+//! database, waits for the fenced id it found, since its outcome may rest on that change
+//! (a revocation found done, a name found free): usually at once, as the fence already
+//! saw it applied. A reader counts while its lease runs and its watch backend lives, or,
+//! for a lease taken alone, until it ends: a reader alone serves on without its
+//! connection. A reader whose lease ran out serves nothing from its cache, and empties it
+//! before it serves again under a new lease, so what a fence did not wait for cannot be
+//! served. A reader killed beside others takes its backend with it, and writers stop
+//! waiting for it at once.
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -39,6 +43,9 @@ pub(super) const RENEW: Duration = Duration::from_millis(250);
 /// How long writers ask the fence again while a reader is behind.
 const ASK_EVERY: Duration = Duration::from_millis(2);
 
+/// How long the fence waits before it connects again after a failure.
+const RETRY_AFTER: Duration = Duration::from_millis(100);
+
 /// The share of a lease this process serves from its cache: the rest covers the two
 /// clocks running at different rates (the lease ends by the database's clock, service
 /// by this process's).
@@ -54,24 +61,32 @@ const HEAD_SQL: &str = "SELECT last FROM certd_audit_head";
 const CHANGED_SQL: &str = "SELECT id, env, certname FROM certd_audit
      WHERE id > $1 AND id <= $2 AND kind = ANY($3) ORDER BY id";
 
+/// Renews this reader's lease (`$4`: taken alone) and counts the other live readers.
 const RENEW_SQL: &str =
     "WITH now AS (SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint AS ms),
      mine AS (
-         INSERT INTO certd_readers (reader, until_ms, applied, pid)
-         SELECT $1, now.ms + $2, $3, pg_backend_pid() FROM now
+         INSERT INTO certd_readers (reader, until_ms, applied, pid, alone)
+         SELECT $1, now.ms + $2, $3, pg_backend_pid(), $4 FROM now
          ON CONFLICT (reader) DO UPDATE
-         SET until_ms = EXCLUDED.until_ms, applied = EXCLUDED.applied, pid = EXCLUDED.pid)
+         SET until_ms = EXCLUDED.until_ms, applied = EXCLUDED.applied, pid = EXCLUDED.pid,
+             alone = EXCLUDED.alone)
      SELECT count(*) FROM certd_readers r, now
      WHERE r.reader <> $1 AND r.until_ms > now.ms
-       AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = r.pid)";
+       AND (r.alone OR EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = r.pid))";
+
+/// Leases that ended an hour ago or more (readers gone for good).
+const PRUNE_SQL: &str = "DELETE FROM certd_readers
+     WHERE until_ms < (extract(epoch from clock_timestamp()) * 1000)::bigint - 3600000";
 
 const RELEASE_SQL: &str = "DELETE FROM certd_readers WHERE reader = $1";
 
-/// The least id the other live readers have applied (`$2` when there is none).
+/// The least id the other live readers have applied (`$2` when there is none). A lease
+/// taken alone counts until it ends, whether its backend lives or not: such a reader
+/// serves on without its connection.
 const BEHIND_SQL: &str = "SELECT coalesce(min(r.applied), $2) FROM certd_readers r
      WHERE r.reader <> $1
        AND r.until_ms > (extract(epoch from clock_timestamp()) * 1000)::bigint
-       AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = r.pid)";
+       AND (r.alone OR EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = r.pid))";
 
 /// This process's reader: its name, what it has applied, its lease.
 pub(super) struct Follower {
@@ -92,26 +107,27 @@ impl Follower {
         }
     }
 
-    /// Follows the log and renews the lease when due (or `now`); an error means the
-    /// connection is no good.
+    /// Follows the log and renews the lease (reporting the id followed) when due, or
+    /// `now` (after a notification: a writer may be waiting at its fence); an error
+    /// means the connection is no good.
     pub(super) fn step(
         &mut self,
         conn: &mut Conn,
         cache: &CertCache,
         now: bool,
     ) -> Result<(), StoreError> {
-        let moved = self.follow(conn, cache)?;
+        self.follow(conn, cache)?;
         let due = self.renewed.is_none_or(|t| t.elapsed() >= RENEW);
-        if moved || due || now {
+        if due || now {
             self.renew(conn, cache)?;
         }
         Ok(())
     }
 
-    /// Forgets the names of the certificate changes after what was applied; whether the
-    /// applied id moved. The first call only learns where the log is (the cache holds
-    /// nothing yet that a change before could have touched).
-    fn follow(&mut self, conn: &mut Conn, cache: &CertCache) -> Result<bool, StoreError> {
+    /// Forgets the names of the certificate changes after what was applied. The first
+    /// call only learns where the log is (the cache holds nothing yet that a change
+    /// before could have touched).
+    fn follow(&mut self, conn: &mut Conn, cache: &CertCache) -> Result<(), StoreError> {
         let head: i64 = conn
             .client
             .query_one(HEAD_SQL, &[])
@@ -119,11 +135,18 @@ impl Follower {
             .get(0);
         let head = head.max(0) as u64;
         let Some(applied) = self.applied.filter(|a| *a <= head) else {
+            if self.applied.is_some() {
+                // The log went back (a restore, a failover that lost commits): what was
+                // followed no longer says what the cache holds.
+                cache.clear(None);
+            } else {
+                let _ = conn.client.execute(PRUNE_SQL, &[]);
+            }
             self.applied = Some(head);
-            return Ok(true);
+            return Ok(());
         };
         if applied == head {
-            return Ok(false);
+            return Ok(());
         }
         let kinds: Vec<&str> = CHANGES_CERTS.to_vec();
         let rows = conn
@@ -136,7 +159,7 @@ impl Follower {
             head,
         );
         self.applied = Some(head);
-        Ok(true)
+        Ok(())
     }
 
     /// Reports the applied id and extends the lease; the cache serves until a share of
@@ -146,12 +169,18 @@ impl Follower {
             return Ok(());
         };
         let ttl = if self.others { TTL_SHARED } else { TTL_ALONE };
+        let alone = !self.others;
         let started = Instant::now();
         let others: i64 = conn
             .client
             .query_one(
                 RENEW_SQL,
-                &[&self.me, &(ttl.as_millis() as i64), &(applied as i64)],
+                &[
+                    &self.me,
+                    &(ttl.as_millis() as i64),
+                    &(applied as i64),
+                    &alone,
+                ],
             )
             .map_err(store_error)?
             .get(0);
@@ -296,7 +325,13 @@ fn ask(shared: &FenceShared, connector: &Connector, me: &str) {
                     continue;
                 }
             }
-            _ => conn = None,
+            _ => {
+                conn = None;
+                drop(st);
+                // Not every 2 ms against a database that refuses.
+                std::thread::sleep(RETRY_AFTER);
+                continue;
+            }
         }
         drop(st);
         std::thread::sleep(ASK_EVERY);

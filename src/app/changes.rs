@@ -45,6 +45,11 @@ const BEAT: Duration = Duration::from_secs(1);
 /// A node counts as seen when it beat within this long.
 const RECENT_MS: i64 = 10_000;
 
+/// How far this node's clock may be from the database's before it says so: order leases
+/// and due times are by each node's clock (`LEASE_MS`, 60 s), so nodes whose clocks
+/// differ by more take over each other's orders that much early or late.
+const CLOCK_OFFSET_WARN_MS: i64 = 1_000;
+
 /// Events read at a time.
 const PAGE: usize = 1000;
 
@@ -63,6 +68,10 @@ pub(super) struct Feed {
     warned: std::sync::Mutex<BTreeMap<String, Vec<String>>>,
     /// The nodes seen at the last heartbeat (this one included), and the leases then.
     nodes: RwLock<(Vec<NodeRecord>, Vec<Lease>)>,
+    /// The store's clock minus this node's at the last heartbeat, and whether a large
+    /// one was logged.
+    clock_offset_ms: std::sync::atomic::AtomicI64,
+    offset_warned: std::sync::atomic::AtomicBool,
 }
 
 impl Feed {
@@ -82,6 +91,8 @@ impl Feed {
             config_parts,
             warned: std::sync::Mutex::default(),
             nodes: RwLock::new((Vec::new(), Vec::new())),
+            clock_offset_ms: std::sync::atomic::AtomicI64::new(0),
+            offset_warned: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -104,6 +115,10 @@ pub struct ClusterStatus {
     /// The leases (each webhook's feed, the CRL refresh): who holds each, until when,
     /// and its cursor, as of the last heartbeat.
     pub leases: Vec<Lease>,
+    /// The database's clock minus this node's, in ms, at the last heartbeat (within
+    /// half its round trip). Order leases are by each node's clock: offsets that differ
+    /// by seconds between nodes are logged, and should be fixed (NTP).
+    pub clock_offset_ms: i64,
 }
 
 /// A node whose configuration differs from this node's.
@@ -113,6 +128,12 @@ pub struct ConfigDiffers {
     pub node: String,
     /// The parts that differ (`environments`, `ca`, `rules`, `admins`, `issuers`).
     pub parts: Vec<String>,
+}
+
+/// The store's clock minus this node's, from a reading `store_ms` taken between this
+/// node's `before_ms` and `after_ms` (off by at most half the difference).
+fn clock_offset(before_ms: i64, store_ms: i64, after_ms: i64) -> i64 {
+    store_ms - (before_ms + (after_ms - before_ms) / 2)
 }
 
 /// The configuration every node must share, part by part, each as a digest of its debug
@@ -184,6 +205,7 @@ impl App {
             nodes,
             config_differs,
             leases,
+            clock_offset_ms: self.feed.clock_offset_ms.load(Ordering::Relaxed),
         }
     }
 
@@ -310,7 +332,17 @@ impl App {
             config_digest: self.feed.config_digest.clone(),
             config_parts: self.feed.config_parts.clone(),
         };
+        let before = self.clock.now_ms();
         let nodes = self.store.heartbeat(&me, RECENT_MS)?;
+        let after = self.clock.now_ms();
+        if let Some(seen) = nodes.iter().find(|n| n.id == me.id) {
+            let offset = clock_offset(before, seen.seen_ms, after);
+            self.feed.clock_offset_ms.store(offset, Ordering::Relaxed);
+            let large = offset.abs() > CLOCK_OFFSET_WARN_MS;
+            if large != self.feed.offset_warned.swap(large, Ordering::Relaxed) && large {
+                tracing::warn!(offset_ms = offset, "this node's clock differs from the database's by more than a second: order leases and due times are by each node's clock");
+            }
+        }
         let mut warned = self.feed.warned.lock().unwrap_or_else(|p| p.into_inner());
         for d in nodes.iter().filter_map(|n| self.feed.differs(n)) {
             if warned.get(&d.node) != Some(&d.parts) {
@@ -360,5 +392,20 @@ impl App {
                     }
                 }
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clock_offset;
+
+    #[test]
+    fn the_clock_offset_is_taken_against_the_middle_of_the_round_trip() {
+        // The store read 1,000,050 while this node's clock went from 1,000,000 to
+        // 1,000,100: the clocks agree.
+        assert_eq!(clock_offset(1_000_000, 1_000_050, 1_000_100), 0);
+        // The store is 2 s ahead, then 3 s behind.
+        assert_eq!(clock_offset(1_000_000, 1_002_010, 1_000_020), 2_000);
+        assert_eq!(clock_offset(1_000_000, 997_010, 1_000_020), -3_000);
     }
 }

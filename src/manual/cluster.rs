@@ -158,8 +158,10 @@
 //! `/status` shows `cluster`: this node's id, the change it applied, the nodes seen in
 //! the last 10 s with theirs, `config_differs` (each node whose configuration is not
 //! this node's, with the parts that differ; logged once per difference: a node started
-//! with one more global admin is named with `admins`), and the leases (holder, until, cursor) as of the last
-//! beat. `/metrics` has `certd_changes_applied` and `certd_changes_lag` (changes in the
+//! with one more global admin is named with `admins`), the leases (holder, until,
+//! cursor) as of the last beat, and `clock_offset_ms`: the database's clock minus this
+//! node's, measured at each beat (within half its round trip), logged once when it
+//! passes 1 s. `/metrics` has `certd_changes_applied` and `certd_changes_lag` (changes in the
 //! log not yet applied here). A node's id is `[server] node_id`, or the host name and
 //! port (the process id when the port is picked at start). A node started again with
 //! the same id takes its own leases back at once; two live nodes must never share one.
@@ -218,7 +220,10 @@
 //!   holds every write back, not only those on names it may cache).
 //! - Re-signings are coalesced per node, not across nodes: each node signs its own CRL
 //!   (above).
-//! - Order leases are by each node's clock (the others' leases by the database's).
+//! - Order leases are by each node's clock (the others' leases by the database's): a
+//!   node whose clock is ahead takes over a dead node's orders that much early (the
+//!   results stay fenced; the issuer may be asked twice). The offset to the database's
+//!   clock is shown and logged, not corrected.
 //!
 //! [`SetupOutcome::Joined`]: crate::app::SetupOutcome::Joined
 //! [`CrlStore::put_crl`]: crate::store::CrlStore::put_crl

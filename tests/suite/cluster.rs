@@ -166,6 +166,9 @@ fn a_node_joins_with_the_configuration_and_the_key_file_only() {
             .unwrap_or_default();
         if ids.len() == 2 {
             assert!(s["cluster"].get("config_differs").is_none(), "{s}");
+            // One machine, one clock: the offset to the database's is the round trip's.
+            let offset = s["cluster"]["clock_offset_ms"].as_i64().unwrap();
+            assert!(offset.abs() < 1_000, "{s}");
             assert!(ids.contains(
                 &status(second)["cluster"]["node_id"]
                     .as_str()

@@ -61,16 +61,16 @@
 //!
 //! Each node keeps a certificate cache while it holds a read lease, and a write that
 //! changes a certificate another node may hold is acknowledged only once every node
-//! with a live lease has followed it; every other write and every certificate read from
-//! the database waits for the last such change it found (`manual::postgres`, "the
-//! certificate cache"; `src/store/pg/readers.rs`). Requests and listings of requests are
+//! with a live lease has followed it; every other write on that name and every read of
+//! it from the database waits for the same (`manual::postgres`, "the certificate cache";
+//! `src/store/pg/readers.rs`). Requests and listings of requests are
 //! read from the database every time. So after a 201 on one node a `GET` or `HEAD` on
 //! another answers what was written: 1,000 autosigned PUTs on one node each followed by
 //! a GET on the next, 0 not found; a HEAD right after a revoke on another node is 410.
 //! A node killed stops holding writes back with its backend. A node cut off from the
-//! database holds back the others' writes that rest on a certificate change until its
-//! lease has run out (1 s), or answered 503 after the statement timeout if its lease was
-//! taken alone (30 s).
+//! database holds back the others' writes on names changed meanwhile until its lease has
+//! run out (1 s), or answered 503 after the statement timeout if its lease was taken
+//! alone (30 s).
 //!
 //! ## CRL numbers
 //!
@@ -215,9 +215,6 @@
 //!
 //! - Issuance at 0.8× one node, and `GET`/`HEAD` spread over three processes on two
 //!   cores (above).
-//! - Fences per name: a write waits for the last certificate change anywhere that is
-//!   still being followed, not only for its own names' (a node that cannot be reached
-//!   holds every write back, not only those on names it may cache).
 //! - Re-signings are coalesced per node, not across nodes: each node signs its own CRL
 //!   (above).
 //! - Order leases are by each node's clock (the others' leases by the database's): a

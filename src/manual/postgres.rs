@@ -149,14 +149,16 @@
 //!
 //! A write that changes a certificate row another node may hold (a revocation, a
 //! renewal, a clean, an issue in place of a revoked certificate) makes its last audit id
-//! the fenced id (a column of the audit head row every writer locks), notifies at its
-//! commit, and waits before its caller hears until every other live reader has reported
-//! that id: one thread per store asks for all the writers waiting, every 2 ms while any
-//! is. Every other write waits the same way for the fenced id it found under the lock,
-//! and so does a read of certificates from the database for the one it found after
-//! reading: the outcome may rest on that change (a revocation found done, a name found
-//! free), and no node may answer from its cache what was already answered changed. Both
-//! are usually at once, the fence having seen the id applied. A reader counts while its
+//! the name's fence (a row of `certd_cert_fences`, and the audit head's `fenced`, the
+//! last of all), notifies at its commit, and waits before its caller hears until every
+//! other live reader has reported that id: one thread per store asks for all the
+//! writers waiting, every 2 ms while any is. Every write that looks at a name's
+//! certificate row waits the same way for the name's fence, read under the writers'
+//! lock, and so does a read of a certificate (or of whether a name has one) from the
+//! database; a listing of certificates waits for the last fence of all. The outcome may
+//! rest on that change (a revocation found done, a name found free), and no node may
+//! answer from its cache what was already answered changed. All usually at once, the
+//! fence having seen the id applied; names no change touched wait for nothing. A reader counts while its
 //! lease runs and its watch backend lives; a lease taken alone counts until it ends,
 //! backend or not, since a lone node serves on without its connection. A server's lease
 //! is named by its host and data directory, so a restarted server takes it back at once.
@@ -166,10 +168,10 @@
 //! deleted by the next store to start.
 //!
 //! What this costs when a node cannot be reached: beside others (1 s leases), a node cut
-//! off from the database holds back the others' writes that need the fence for up to
-//! 1 s; a node that was alone (30 s) and is cut off, or was killed and not restarted, holds
-//! them back for up to 30 s once another node has come (503 after the statement timeout,
-//! the change stored). When its connection is lost, a node that saw others stops serving
+//! off from the database holds back the others' writes on names changed meanwhile for
+//! up to 1 s; a node that was alone (30 s) and is cut off, or was killed and not
+//! restarted, holds them back for up to 30 s once another node has come (503 after the
+//! statement timeout, the change stored). When its connection is lost, a node that saw others stops serving
 //! its cache at once; one alone serves out its lease, so that the certificates it holds
 //! keep being served while the database is away.
 //!

@@ -28,7 +28,7 @@ use tokio_postgres::{Client, Row, Statement};
 
 use super::committer::Submission;
 use super::lanes::is_retryable;
-use super::ops::{json, Event, OpError, APPEND_EVENTS_SQL, LOCK_SQL, NOTIFY_SQL};
+use super::ops::{json, Event, OpError, APPEND_EVENTS_SQL, LOCK_SQL, NOTIFY_SQL, PUT_FENCES_SQL};
 use crate::ca::EnvName;
 use crate::store::schema::decode;
 use crate::store::{
@@ -39,12 +39,13 @@ use crate::store::{
 /// How often a batch that collided with another writer is run again.
 const RETRIES: usize = 5;
 
-/// A submission's name's request and certificate, and whether its serial is taken: three
-/// primary-key lookups in one statement.
+/// A submission's name's request and certificate, whether its serial is taken, and the
+/// name's fence (`readers.rs`): four primary-key lookups in one statement.
 const LOOKUP_SQL: &str = "SELECT
        (SELECT record FROM certd_requests WHERE env = $1 AND certname = $2),
        (SELECT record FROM certd_certificates WHERE env = $1 AND certname = $2),
-       EXISTS (SELECT 1 FROM certd_serials WHERE env = $1 AND serial = $3)";
+       EXISTS (SELECT 1 FROM certd_serials WHERE env = $1 AND serial = $3),
+       (SELECT id FROM certd_cert_fences WHERE env = $1 AND certname = $2)";
 const DELETE_REQUEST_SQL: &str = "DELETE FROM certd_requests WHERE env = $1 AND certname = $2";
 const PUT_REQUESTS_SQL: &str = "INSERT INTO certd_requests (env, certname, record, free_at)
      SELECT $1, * FROM unnest($2::text[], $3::text[], $4::bigint[])
@@ -201,10 +202,18 @@ impl Pipe {
             Ok(first) => first,
             Err(e) => return Err(self.abandon(e).await),
         };
-        let fenced_before = head
+        // The batch's ids follow the head it locked; its outcomes rest on the fences of
+        // the names it read.
+        let head = head
             .first()
-            .map(|r| r.get::<_, i64>(1).max(0) as u64)
+            .map(|r| r.get::<_, i64>(0).max(0) as u64)
             .unwrap_or(0);
+        let rests_on = found
+            .iter()
+            .filter_map(|r| r.get::<_, Option<i64>>(3))
+            .max()
+            .unwrap_or(0)
+            .max(0) as u64;
         for (row, s) in found.into_iter().zip(subs) {
             if let Some((_, rows)) = envs.iter_mut().find(|(e, _)| *e == s.env) {
                 absorb(rows, s, &row);
@@ -237,7 +246,14 @@ impl Pipe {
             })
             .collect();
         let fenced = replaced.contains(&true);
+        let last = head + events.len() as u64;
         let audit = AuditParams::of(&events, fenced);
+        let fences: Vec<(String, Vec<String>)> = envs
+            .iter()
+            .filter(|(_, rows)| !rows.replaced.is_empty())
+            .map(|(env, rows)| (env.to_string(), rows.replaced.iter().cloned().collect()))
+            .collect();
+        let last_i64 = last as i64;
         let audit_refs = audit.refs();
         let mut writes: Vec<Pending<'_, u64>> = Vec::new();
         for p in &params {
@@ -288,6 +304,15 @@ impl Pipe {
                 self.client.execute(NOTIFY_SQL, &[]).await
             }));
         }
+        for (env, names) in &fences {
+            let envs = vec![env.as_str(); names.len()];
+            let last = &last_i64;
+            writes.push(Box::pin(async move {
+                self.client
+                    .execute(PUT_FENCES_SQL, &[&envs, names, last])
+                    .await
+            }));
+        }
         if !events.is_empty() {
             writes.push(Box::pin(async {
                 let row = self.client.query_one(&self.audit, &audit_refs).await?;
@@ -299,13 +324,18 @@ impl Pipe {
                 .batch_execute(if commit { "COMMIT" } else { "ROLLBACK" })
         })
         .await;
-        let mut last = 0;
+        let mut appended = 0;
         for w in written {
-            last = w?;
+            appended = w?;
         }
         ended?;
+        if !events.is_empty() && appended != last {
+            return Err(OpError::Store(StoreError::Engine(format!(
+                "the audit log's head moved under the writers' lock ({last} expected, {appended})"
+            ))));
+        }
         let n = events.len() as u64;
-        let fence = if fenced { last } else { 0 }.max(fenced_before);
+        let fence = if fenced { last } else { 0 }.max(rests_on);
         Ok(Committed {
             outcomes: out,
             ids: (n > 0 && last >= n).then(|| (last - n + 1, last)),

@@ -104,6 +104,12 @@ CREATE TABLE certd_readers (
     alone boolean NOT NULL
 );
 ALTER TABLE certd_audit_head ADD COLUMN fenced bigint NOT NULL DEFAULT 0;
+CREATE TABLE certd_cert_fences (
+    env text COLLATE "C" NOT NULL,
+    certname text COLLATE "C" NOT NULL,
+    id bigint NOT NULL,
+    PRIMARY KEY (env, certname)
+);
 "#,
 ];
 

@@ -312,9 +312,9 @@ impl PgStore {
     ) -> Result<R, StoreError> {
         let (fence, wait) = (self.fence.clone(), self.wait);
         self.lanes.call(move |conn| {
-            let (r, fenced) = ops::read(conn, |tx| Ok((f(tx)?, ops::fenced(tx)?)))?;
-            if fenced > 0 {
-                fence.wait(fenced, wait)?;
+            let (r, rests_on) = ops::read(conn, |tx| Ok((f(tx)?, tx.rests_on())))?;
+            if rests_on > 0 {
+                fence.wait(rests_on, wait)?;
             }
             Ok(r)
         })
@@ -746,7 +746,7 @@ impl Store for PgStore {
         name: &Certname,
     ) -> Result<(Option<RequestRecord>, bool), StoreError> {
         let (env, name) = (env.clone(), name.clone());
-        self.read(move |tx| ops::request_and_has_certificate(tx, &env, &name))
+        self.read_certs(move |tx| ops::request_and_has_certificate(tx, &env, &name))
     }
 
     fn size_on_disk(&self) -> Result<u64, StoreError> {

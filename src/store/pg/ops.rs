@@ -51,13 +51,11 @@ impl Event {
     }
 }
 
-/// The writers' lock: the one row every writing transaction locks first. It gives the
-/// last fenced id (`readers.rs`): what every other node's cache must have followed
-/// before this transaction's outcome, which may rest on that change, is answered.
-pub(super) const LOCK_SQL: &str = "SELECT last, fenced FROM certd_audit_head FOR UPDATE";
+/// The writers' lock: the one row every writing transaction locks first.
+pub(super) const LOCK_SQL: &str = "SELECT last FROM certd_audit_head FOR UPDATE";
 
 /// Appends `$1` events (the arrays `$2`..`$6`) with the next ids, in one statement; with
-/// `$7`, the last of them is the fenced id from now on.
+/// `$7`, the last of them is the last fenced id (`readers.rs`) from now on.
 pub(super) const APPEND_EVENTS_SQL: &str = "WITH head AS (UPDATE certd_audit_head
                    SET last = last + $1, fenced = CASE WHEN $7 THEN last + $1 ELSE fenced END
                    RETURNING last),
@@ -67,6 +65,12 @@ pub(super) const APPEND_EVENTS_SQL: &str = "WITH head AS (UPDATE certd_audit_hea
          FROM head, unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])
               WITH ORDINALITY AS e(at, env, certname, kind, detail, ord))
      SELECT last FROM head";
+
+/// Makes `$3` the fence of each certificate row named (`$1`, `$2`): the id of its last
+/// change that another node's cache may have to follow (`readers.rs`).
+pub(super) const PUT_FENCES_SQL: &str = "INSERT INTO certd_cert_fences (env, certname, id)
+     SELECT e, n, $3 FROM unnest($1::text[], $2::text[]) AS t(e, n)
+     ON CONFLICT (env, certname) DO UPDATE SET id = EXCLUDED.id";
 
 /// Wakes the other nodes' change feeds, at the commit (if there is one).
 pub(super) const NOTIFY_SQL: &str = "SELECT pg_notify('certd_changes', '')";
@@ -120,10 +124,12 @@ pub(super) struct Tx<'a, C> {
     c: &'a mut C,
     stmts: &'a mut HashMap<&'static str, Statement>,
     events: Vec<Event>,
-    /// A certificate row another node may hold in its cache was changed (`readers.rs`).
-    changes_cached: bool,
-    /// The fenced id when the writers' lock was taken.
-    fenced_before: u64,
+    /// Names whose certificate row, which another node may hold in its cache, was
+    /// changed (`readers.rs`).
+    changed: Vec<(String, String)>,
+    /// The fence of each certificate row read (the id of its last such change): what
+    /// every other node's cache must have followed before the outcome is answered.
+    rests_on: u64,
     /// The last audit id appended.
     last: Option<u64>,
 }
@@ -134,8 +140,8 @@ impl<'a, C> Tx<'a, C> {
             c,
             stmts,
             events: Vec::new(),
-            changes_cached: false,
-            fenced_before: 0,
+            changed: Vec::new(),
+            rests_on: 0,
             last: None,
         }
     }
@@ -152,8 +158,9 @@ pub(super) fn write<R>(
 
 /// [`write`], and the audit id every other node's cache must have followed before anyone
 /// hears of the outcome (`readers.rs`): the transaction's last, when it changed a
-/// certificate row that other nodes may hold, else the last fenced id it found (its
-/// outcome may rest on that change: a revocation found done, a name found free).
+/// certificate row that other nodes may hold, and at least the fence of every
+/// certificate row it read (its outcome may rest on that change: a revocation found
+/// done, a name found free).
 pub(super) fn write_fenced<R>(
     conn: &mut Conn,
     mut f: impl FnMut(&mut Tx<'_, Client>) -> Op<R>,
@@ -175,29 +182,18 @@ fn write_once<R>(
     f: &mut impl FnMut(&mut Tx<'_, Client>) -> Op<R>,
 ) -> Op<(R, Option<u64>)> {
     let Conn { client, stmts } = conn;
-    let fenced_before = match client.simple_query(&format!("BEGIN; {LOCK_SQL}")) {
-        Ok(messages) => messages
-            .iter()
-            .find_map(|m| match m {
-                postgres::SimpleQueryMessage::Row(r) => r.get(1)?.parse::<u64>().ok(),
-                _ => None,
-            })
-            .unwrap_or(0),
-        Err(e) => {
-            // The lock may have failed inside the transaction: leave none open.
-            if !client.is_closed() {
-                let _ = client.batch_execute("ROLLBACK");
-            }
-            return Err(e.into());
+    if let Err(e) = client.batch_execute(&format!("BEGIN; {LOCK_SQL}")) {
+        // The lock may have failed inside the transaction: leave none open.
+        if !client.is_closed() {
+            let _ = client.batch_execute("ROLLBACK");
         }
-    };
+        return Err(e.into());
+    }
     let body = {
         let mut tx = Tx::new(&mut *client, &mut *stmts);
-        tx.fenced_before = fenced_before;
         f(&mut tx).and_then(|r| {
             tx.append_events()?;
-            let own = tx.last.filter(|_| tx.changes_cached).unwrap_or(0);
-            Ok((r, Some(own.max(tx.fenced_before)).filter(|id| *id > 0)))
+            Ok((r, Some(tx.rests_on).filter(|id| *id > 0)))
         })
     };
     match body {
@@ -303,6 +299,25 @@ impl<C: GenericClient> Tx<'_, C> {
         self.c.execute(&s, params)
     }
 
+    /// What was read rests on a change with this fence (none: no fence yet).
+    fn rests_on_fence(&mut self, id: Option<i64>) {
+        self.rests_on = self.rests_on.max(id.unwrap_or(0).max(0) as u64);
+    }
+
+    /// The fence every other node's cache must have followed before what was read or
+    /// written here is answered (0: none).
+    pub(super) fn rests_on(&self) -> u64 {
+        self.rests_on
+    }
+
+    /// The certificate row of `name` changed in a way another node's cache must follow.
+    fn changed_cert(&mut self, env: &EnvName, name: &str) {
+        let key = (env.to_string(), name.to_owned());
+        if !self.changed.contains(&key) {
+            self.changed.push(key);
+        }
+    }
+
     fn log(&mut self, at: UnixTime, env: &EnvName, certname: &str, kind: EventKind) {
         self.log_detail(at, env, certname, kind, None);
     }
@@ -330,7 +345,7 @@ impl<C: GenericClient> Tx<'_, C> {
         let names: Vec<String> = self.events.iter().map(|e| e.certname.clone()).collect();
         let kinds: Vec<String> = self.events.iter().map(|e| kind_str(e.kind)).collect();
         let details: Vec<Option<String>> = self.events.iter().map(|e| e.detail.clone()).collect();
-        let fenced = self.changes_cached;
+        let fenced = !self.changed.is_empty();
         let last: i64 = self
             .query(
                 APPEND_EVENTS_SQL,
@@ -339,8 +354,15 @@ impl<C: GenericClient> Tx<'_, C> {
             .first()
             .map(|r| r.get(0))
             .unwrap_or(0);
-        self.last = Some(last.max(0) as u64);
-        if self.changes_cached || self.events.iter().any(|e| wakes_peers(e.kind)) {
+        let last = last.max(0) as u64;
+        self.last = Some(last);
+        if fenced {
+            let envs: Vec<String> = self.changed.iter().map(|(e, _)| e.clone()).collect();
+            let names: Vec<String> = self.changed.iter().map(|(_, n)| n.clone()).collect();
+            self.exec(PUT_FENCES_SQL, &[&envs, &names, &(last as i64)])?;
+            self.rests_on = self.rests_on.max(last);
+        }
+        if fenced || self.events.iter().any(|e| wakes_peers(e.kind)) {
             self.query(NOTIFY_SQL, &[])?;
         }
         Ok(())
@@ -432,12 +454,14 @@ pub(super) fn request_and_has_certificate<C: GenericClient>(
 ) -> Op<(Option<RequestRecord>, bool)> {
     let row = tx.opt(
         "SELECT (SELECT record FROM certd_requests WHERE env = $1 AND certname = $2),
-                EXISTS (SELECT 1 FROM certd_certificates WHERE env = $1 AND certname = $2)",
+                EXISTS (SELECT 1 FROM certd_certificates WHERE env = $1 AND certname = $2),
+                (SELECT id FROM certd_cert_fences WHERE env = $1 AND certname = $2)",
         &[&env.as_str(), &name.as_str()],
     )?;
     let Some(row) = row else {
         return Ok((None, false));
     };
+    tx.rests_on_fence(row.get(2));
     let rec = match row.get::<_, Option<&str>>(0) {
         Some(text) => Some(decode("requests", text.as_bytes())?),
         None => None,
@@ -587,16 +611,23 @@ pub(super) fn due_orders<C: GenericClient>(
 
 // ---- certificates ----
 
+/// The name's certificate row; the transaction rests on its fence from now on.
 fn cert_record<C: GenericClient>(
     tx: &mut Tx<'_, C>,
     env: &EnvName,
     name: &str,
 ) -> Op<Option<CertRecord>> {
     let row = tx.opt(
-        "SELECT record FROM certd_certificates WHERE env = $1 AND certname = $2",
+        "SELECT (SELECT record FROM certd_certificates WHERE env = $1 AND certname = $2),
+                (SELECT id FROM certd_cert_fences WHERE env = $1 AND certname = $2)",
         &[&env.as_str(), &name],
     )?;
-    record(row, "certificates")
+    let Some(row) = row else { return Ok(None) };
+    tx.rests_on_fence(row.get(1));
+    match row.get::<_, Option<&str>>(0) {
+        Some(text) => Ok(Some(decode("certificates", text.as_bytes())?)),
+        None => Ok(None),
+    }
 }
 
 fn serial_taken<C: GenericClient>(tx: &mut Tx<'_, C>, env: &EnvName, serial: &[u8]) -> Op<bool> {
@@ -617,7 +648,9 @@ fn store_cert<C: GenericClient>(
     cert: &CertRecord,
     replaces: bool,
 ) -> Op<()> {
-    tx.changes_cached |= replaces;
+    if replaces {
+        tx.changed_cert(env, name);
+    }
     tx.exec(
         "INSERT INTO certd_serials (env, serial, certname) VALUES ($1, $2, $3)",
         &[&env.as_str(), &cert.serial, &name],
@@ -671,7 +704,7 @@ fn revoke_in<C: GenericClient>(
     revocation: Revocation,
 ) -> Op<()> {
     cert.revocation = Some(revocation);
-    tx.changes_cached = true;
+    tx.changed_cert(env, name);
     tx.exec(
         "UPDATE certd_certificates SET record = $3 WHERE env = $1 AND certname = $2",
         &[&env.as_str(), &name, &json(&cert)],
@@ -719,12 +752,16 @@ pub(super) fn certificate<C: GenericClient>(
     name: &Certname,
 ) -> Op<Option<CertRecord>> {
     let row = tx.opt(
-        "SELECT record, der FROM certd_certificates WHERE env = $1 AND certname = $2",
+        "SELECT c.record, c.der, (SELECT id FROM certd_cert_fences WHERE env = $1 AND certname = $2)
+         FROM (SELECT 1) AS one
+         LEFT JOIN certd_certificates c ON c.env = $1 AND c.certname = $2",
         &[&env.as_str(), &name.as_str()],
     )?;
-    Ok(match row {
-        Some(r) => {
-            let mut c: CertRecord = decode("certificates", r.get::<_, &str>(0).as_bytes())?;
+    let Some(r) = row else { return Ok(None) };
+    tx.rests_on_fence(r.get(2));
+    Ok(match r.get::<_, Option<&str>>(0) {
+        Some(text) => {
+            let mut c: CertRecord = decode("certificates", text.as_bytes())?;
             c.der = r.get(1);
             Some(c)
         }
@@ -732,10 +769,12 @@ pub(super) fn certificate<C: GenericClient>(
     })
 }
 
-/// The last fenced id (`readers.rs`), read after what it must cover.
-pub(super) fn fenced<C: GenericClient>(tx: &mut Tx<'_, C>) -> Op<u64> {
+/// The transaction rests on the last fence of all (`readers.rs`), read after what it
+/// must cover (a listing of many certificates).
+fn rests_on_all<C: GenericClient>(tx: &mut Tx<'_, C>) -> Op<()> {
     let row = tx.opt("SELECT fenced FROM certd_audit_head", &[])?;
-    Ok(row.map(|r| r.get::<_, i64>(0).max(0) as u64).unwrap_or(0))
+    tx.rests_on_fence(row.map(|r| r.get::<_, i64>(0)));
+    Ok(())
 }
 
 pub(super) fn certname_by_serial<C: GenericClient>(
@@ -792,7 +831,7 @@ pub(super) fn clean<C: GenericClient>(
             revoke_in(tx, env, name.as_str(), c, revocation)?;
             revoked = Some(serial);
         }
-        tx.changes_cached = true;
+        tx.changed_cert(env, name.as_str());
         tx.exec(
             "DELETE FROM certd_certificates WHERE env = $1 AND certname = $2",
             &[&env.as_str(), &name.as_str()],
@@ -838,6 +877,7 @@ pub(super) fn certificates<C: GenericClient>(
             summary.fingerprints = full.summary().fingerprints;
         }
     }
+    rests_on_all(tx)?;
     Ok(out)
 }
 

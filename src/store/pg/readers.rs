@@ -10,12 +10,12 @@
 //!
 //! A write that changed a certificate row another node may hold (a revocation, a renewal,
 //! a clean, an issue in place of a revoked certificate) makes its last audit id the
-//! fenced id (a column of the audit head, which every writer locks), notifies at its
-//! commit and, before anyone hears of it, waits at the [`Fence`] until every other live
-//! reader has applied that id. Every other write, and every read of certificates from the
-//! database, waits for the fenced id it found, since its outcome may rest on that change
-//! (a revocation found done, a name found free): usually at once, as the fence already
-//! saw it applied. A reader counts while its lease runs and its watch backend lives, or,
+//! name's fence (`certd_cert_fences`; and the last fence of all, in the audit head),
+//! notifies at its commit and, before anyone hears of it, waits at the [`Fence`] until
+//! every other live reader has applied that id. Every write or read that looks at a
+//! name's certificate row waits for the name's fence, since its outcome may rest on that
+//! change (a revocation found done, a name found free), and a listing of certificates
+//! for the last fence of all: usually at once, as the fence already saw it applied. A reader counts while its lease runs and its watch backend lives, or,
 //! for a lease taken alone, until it ends: a reader alone serves on without its
 //! connection. A reader whose lease ran out serves nothing from its cache, and empties it
 //! before it serves again under a new lease, so what a fence did not wait for cannot be

@@ -656,10 +656,7 @@ fn node_id(config: &Config) -> String {
     if let Some(id) = &config.server.node_id {
         return id.clone();
     }
-    let host = hostname::get()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into());
+    let host = crate::config::host_name().unwrap_or_else(|| "localhost".into());
     match config.server.listen.port() {
         0 => format!("{host}/{}", std::process::id()),
         port => format!("{host}:{port}"),

@@ -65,10 +65,7 @@ pub fn setup(
     )?;
 
     // The HTTPS server certificate, from the production CA.
-    let host = hostname::get()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .map(|h| h.to_ascii_lowercase());
+    let host = crate::config::host_name().map(|h| h.to_ascii_lowercase());
     let server_name = host
         .as_deref()
         .and_then(|h| Certname::parse(h).ok())

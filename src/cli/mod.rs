@@ -152,10 +152,7 @@ fn open_store(
         // Each error names host, port, database and user (or the key file), in one line.
         StoreBackend::Postgres => {
             let store = Arc::new(if serving {
-                let host = hostname::get()
-                    .ok()
-                    .and_then(|h| h.into_string().ok())
-                    .unwrap_or_default();
+                let host = crate::config::host_name().unwrap_or_default();
                 let dir = std::fs::canonicalize(data.root())
                     .unwrap_or_else(|_| data.root().to_path_buf());
                 PgStore::open_as(&config.store, &format!("{host} {}", dir.display()))?

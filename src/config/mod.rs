@@ -22,6 +22,11 @@ pub use duration::Duration;
 pub use issuer::{Backend, CfsslSpec, CommandSpec, IssuerKind, IssuerSpec, Issuers, PuppetCaSpec};
 pub use store::{SslMode, StoreBackend, StoreConfig};
 
+/// This machine's host name, when it has one that is UTF-8.
+pub fn host_name() -> Option<String> {
+    hostname::get().ok().and_then(|h| h.into_string().ok())
+}
+
 /// Why a configuration could not be used.
 #[derive(Debug, Error)]
 pub enum ConfigError {

@@ -65,9 +65,9 @@ pub(super) struct Committed {
     /// The audit ids of its events (first, last).
     pub(super) ids: Option<(u64, u64)>,
     /// The audit id other nodes' caches must have followed before the outcomes are
-    /// answered: the batch's last when it replaced certificates they may hold, else the
-    /// fenced id it found (`ops::write_fenced`).
-    pub(super) fence: Option<u64>,
+    /// answered (0: none): the batch's last when it replaced certificates they may hold,
+    /// and at least the fences of the names it read (`ops::write_fenced`).
+    pub(super) fence: u64,
 }
 
 /// The committer's connection and its prepared statements.
@@ -339,7 +339,7 @@ impl Pipe {
         Ok(Committed {
             outcomes: out,
             ids: (n > 0 && last >= n).then(|| (last - n + 1, last)),
-            fence: (fence > 0).then_some(fence),
+            fence,
         })
     }
 

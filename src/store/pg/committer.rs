@@ -248,13 +248,13 @@ fn run(shared: &Shared, connector: &Connector, limits: Limits, cache: &CertCache
                 outcomes, fence: f, ..
             }) => {
                 // Answered once other nodes' caches have followed what they rest on.
-                match f.map(|id| fence.wait(id, limit)) {
-                    Some(Err(e)) => {
+                match fence.wait(f, limit) {
+                    Err(e) => {
                         for fill in fills {
                             fill.fill(Err(same(&e)));
                         }
                     }
-                    _ => {
+                    Ok(()) => {
                         for (fill, o) in fills.into_iter().zip(outcomes) {
                             fill.fill(o);
                         }

@@ -295,10 +295,8 @@ impl PgStore {
     ) -> Result<R, StoreError> {
         let (fence, wait) = (self.fence.clone(), self.wait);
         self.lanes.call(move |conn| {
-            let (r, fenced) = ops::write_fenced(conn, f)?;
-            if let Some(id) = fenced {
-                fence.wait(id, wait)?;
-            }
+            let (r, rests_on) = ops::write_fenced(conn, f)?;
+            fence.wait(rests_on, wait)?;
             Ok(r)
         })
     }
@@ -313,9 +311,7 @@ impl PgStore {
         let (fence, wait) = (self.fence.clone(), self.wait);
         self.lanes.call(move |conn| {
             let (r, rests_on) = ops::read(conn, |tx| Ok((f(tx)?, tx.rests_on())))?;
-            if rests_on > 0 {
-                fence.wait(rests_on, wait)?;
-            }
+            fence.wait(rests_on, wait)?;
             Ok(r)
         })
     }
@@ -339,10 +335,8 @@ impl PgStore {
                 // Committed, or rolled back by the server.
                 _ => cache.remove(&env, &names),
             }
-            let (r, fenced) = r?;
-            if let Some(id) = fenced {
-                fence.wait(id, wait)?;
-            }
+            let (r, rests_on) = r?;
+            fence.wait(rests_on, wait)?;
             Ok(r)
         })
     }
@@ -351,10 +345,7 @@ impl PgStore {
 /// A store's name among the readers (`readers.rs`) when it is not a node's: the host,
 /// the process id and a random part.
 fn reader_name() -> String {
-    let host = hostname::get()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_default();
+    let host = crate::config::host_name().unwrap_or_default();
     let mut nonce = [0u8; 8];
     let random = match openssl::rand::rand_bytes(&mut nonce) {
         Ok(()) => nonce.iter().map(|b| format!("{b:02x}")).collect(),

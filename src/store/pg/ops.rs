@@ -157,14 +157,14 @@ pub(super) fn write<R>(
 }
 
 /// [`write`], and the audit id every other node's cache must have followed before anyone
-/// hears of the outcome (`readers.rs`): the transaction's last, when it changed a
+/// hears of the outcome (`readers.rs`; 0: none): the transaction's last, when it changed a
 /// certificate row that other nodes may hold, and at least the fence of every
 /// certificate row it read (its outcome may rest on that change: a revocation found
 /// done, a name found free).
 pub(super) fn write_fenced<R>(
     conn: &mut Conn,
     mut f: impl FnMut(&mut Tx<'_, Client>) -> Op<R>,
-) -> Result<(R, Option<u64>), StoreError> {
+) -> Result<(R, u64), StoreError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -180,7 +180,7 @@ pub(super) fn write_fenced<R>(
 fn write_once<R>(
     conn: &mut Conn,
     f: &mut impl FnMut(&mut Tx<'_, Client>) -> Op<R>,
-) -> Op<(R, Option<u64>)> {
+) -> Op<(R, u64)> {
     let Conn { client, stmts } = conn;
     if let Err(e) = client.batch_execute(&format!("BEGIN; {LOCK_SQL}")) {
         // The lock may have failed inside the transaction: leave none open.
@@ -193,7 +193,7 @@ fn write_once<R>(
         let mut tx = Tx::new(&mut *client, &mut *stmts);
         f(&mut tx).and_then(|r| {
             tx.append_events()?;
-            Ok((r, Some(tx.rests_on).filter(|id| *id > 0)))
+            Ok((r, tx.rests_on))
         })
     };
     match body {

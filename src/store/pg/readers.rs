@@ -261,7 +261,8 @@ impl Fence {
         Fence { shared, thread }
     }
 
-    /// Waits until every other live reader has applied `id`, for at most `limit`;
+    /// Waits until every other live reader has applied `id` (none for 0), for at most
+    /// `limit`;
     /// `Unavailable` when that could not be seen (the write is committed, but its
     /// outcome may not be visible everywhere yet).
     pub(super) fn wait(&self, id: u64, limit: Duration) -> Result<(), StoreError> {

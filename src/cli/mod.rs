@@ -134,9 +134,9 @@ pub fn main() -> ExitCode {
 }
 
 /// The store of the data directory: the one place that names an engine. `serving`: for
-/// the server, whose read lease on PostgreSQL is named by the host and the data
-/// directory, so that a restarted server takes its lease back at once (other commands
-/// get one of their own).
+/// the server, whose read lease on PostgreSQL is named by the host, the port and the data
+/// directory (no two live servers share all three), so that a restarted server takes
+/// its lease back at once (other commands get one of their own).
 fn open_store(
     config: &Config,
     data: DataDir,
@@ -155,7 +155,8 @@ fn open_store(
                 let host = crate::config::host_name().unwrap_or_default();
                 let dir = std::fs::canonicalize(data.root())
                     .unwrap_or_else(|_| data.root().to_path_buf());
-                PgStore::open_as(&config.store, &format!("{host} {}", dir.display()))?
+                let port = config.server.listen.port();
+                PgStore::open_as(&config.store, &format!("{host}:{port} {}", dir.display()))?
             } else {
                 PgStore::open(&config.store)?
             });

@@ -53,7 +53,8 @@
 //! not be called from inside another runtime (an actix worker is one). So each connection
 //! lives on a thread of its own (a lane, `src/store/pg/lanes.rs`): a call hands its work
 //! to a free lane and waits on a plain channel, from any thread. `pool_size` connections
-//! are held: one for the committer, the rest for lanes. Each connection sets
+//! are held: one for the committer, the rest for lanes; and two more, the watch
+//! connection and the fence's (`readers.rs`). Each connection sets
 //! `statement_timeout`, `lock_timeout` and `idle_in_transaction_session_timeout` from
 //! `[store] statement_timeout`, and TCP keepalives and `tcp_user_timeout`, so that a
 //! database that vanished is noticed. A call waits at most `statement_timeout` for a
@@ -155,7 +156,10 @@
 //! writers waiting, every 2 ms while any is. Every write that looks at a name's
 //! certificate row waits the same way for the name's fence, read under the writers'
 //! lock, and so does a read of a certificate (or of whether a name has one) from the
-//! database; a listing of certificates waits for the last fence of all. The outcome may
+//! database; a listing of certificates waits for the last fence of all, and a page of
+//! events (the change feed, webhooks, the events resource) for the fenced events in it
+//! (marked in the log). Waits happen on the caller's thread, a batch's on a thread of
+//! its own while the next batch commits: no connection waits. The outcome may
 //! rest on that change (a revocation found done, a name found free), and no node may
 //! answer from its cache what was already answered changed. All usually at once, the
 //! fence having seen the id applied; names no change touched wait for nothing. A reader counts while its
@@ -241,5 +245,9 @@
 //! While the database is down, a certificate this node never issued or read answers
 //! 503, and one it holds is served for the rest of its lease (30 s alone, none beside
 //! other nodes) and then 503.
+//!
+//! A database that goes back in time under running nodes (a failover that lost commits,
+//! a restore): each cache is emptied when its follower sees the log's head go back, but
+//! the fences remember what they saw followed. Restart the nodes after such a change.
 //!
 //! [`PgStore`]: crate::store::PgStore

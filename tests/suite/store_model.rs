@@ -913,8 +913,8 @@ fn stores_beside_each_other_cache_and_follow_each_others_writes() {
     // test's connection). A revocation waits for it and is answered unavailable (it is
     // stored). So is everything whose outcome rests on it until the reader follows: the
     // same revocation again (found done), a batch that issues in the name, a read of
-    // the name from the database, a listing. Issuing for a name no cache can hold rests
-    // on nothing and does not wait.
+    // the name from the database, a listing, the events. Issuing for a name no cache can
+    // hold rests on nothing and does not wait.
     let mut admin = pg.admin_of(&db);
     let pid: i32 = admin
         .query_one("SELECT pg_backend_pid()", &[])
@@ -960,7 +960,12 @@ fn stores_beside_each_other_cache_and_follow_each_others_writes() {
     fourth.serial = vec![9, 12];
     let r = a.submit_issued(&prod, &other, &request(2, 11), rule, &fourth);
     unavailable("an issue in place of the revoked one", r.map(drop));
+    assert!(
+        a.certificate_now(&prod, &other).is_none(),
+        "the issuing store serves the new certificate before the fence"
+    );
     unavailable("a listing", b.certificates(&prod, None, 100).map(drop));
+    unavailable("the events", b.audit(0, 1000).map(drop));
     // Another name rests on nothing: issued at once, beside the change still waiting.
     let started = std::time::Instant::now();
     let mut sixth = issued(4, 0, 12);

@@ -158,7 +158,60 @@ pub(super) struct Limits {
     pub(super) settle: std::time::Duration,
 }
 
-fn run(shared: &Shared, connector: &Connector, limits: Limits, cache: &CertCache, fence: &Fence) {
+/// Outcomes of a batch that rest on a fence not yet passed, until when they may wait.
+struct Fenced {
+    id: u64,
+    until: std::time::Instant,
+    fills: Vec<(IssueFill, Result<SubmitIssueOutcome, StoreError>)>,
+}
+
+impl Fenced {
+    /// Waits at the fence (until `until`), then answers: the outcomes, or unavailable.
+    fn answer(self, fence: &Fence) {
+        let left = self
+            .until
+            .saturating_duration_since(std::time::Instant::now());
+        match fence.wait(self.id, left) {
+            Ok(()) => {
+                for (fill, o) in self.fills {
+                    fill.fill(o);
+                }
+            }
+            Err(e) => {
+                for (fill, _) in self.fills {
+                    fill.fill(Err(same(&e)));
+                }
+            }
+        }
+    }
+}
+
+/// The thread that answers the outcomes waiting at the fence, in turn; it ends when
+/// the committer does.
+fn spawn_waiter(fence: Arc<Fence>) -> std::sync::mpsc::Sender<Fenced> {
+    let (tx, rx) = std::sync::mpsc::channel::<Fenced>();
+    let spawned = std::thread::Builder::new()
+        .name("certd-pg-fenced".into())
+        .spawn(move || {
+            for w in rx {
+                w.answer(&fence);
+            }
+        });
+    if let Err(e) = spawned {
+        // The receiver is gone with the closure: each batch answers on its own thread.
+        tracing::error!(error = %e, "cannot start the fence's waiting thread");
+    }
+    tx
+}
+
+fn run(
+    shared: &Shared,
+    connector: &Connector,
+    limits: Limits,
+    cache: &CertCache,
+    fence: &Arc<Fence>,
+) {
+    let waiter = spawn_waiter(fence.clone());
     let Limits {
         wait: limit,
         settle,
@@ -216,13 +269,20 @@ fn run(shared: &Shared, connector: &Connector, limits: Limits, cache: &CertCache
         // The certificates stored go into the cache (the agent's GET that follows
         // needs no round trip), unless another write ended meanwhile.
         match &result {
-            Ok(Committed { outcomes, ids, .. }) => cache.settle(
+            // One in place of a certificate other nodes may hold is not kept: a read
+            // goes to the database, and waits for their caches to follow.
+            Ok(Committed {
+                outcomes,
+                ids,
+                replaced,
+                ..
+            }) => cache.settle(
                 begun,
                 *ids,
-                subs.iter().zip(outcomes).map(|(s, o)| {
+                subs.iter().zip(outcomes).zip(replaced).map(|((s, o), r)| {
                     let stored =
                         matches!(o, Ok(SubmitIssueOutcome::Stored(_, IssueOutcome::Issued)));
-                    (&s.env, &s.name, stored.then_some(&s.cert))
+                    (&s.env, &s.name, (stored && !r).then_some(&s.cert))
                 }),
             ),
             // Cut off: it may still commit on the server.
@@ -245,19 +305,26 @@ fn run(shared: &Shared, connector: &Connector, limits: Limits, cache: &CertCache
         }
         match result {
             Ok(Committed {
-                outcomes, fence: f, ..
+                outcomes, fences, ..
             }) => {
-                // Answered once other nodes' caches have followed what they rest on.
-                match fence.wait(f, limit) {
-                    Err(e) => {
-                        for fill in fills {
-                            fill.fill(Err(same(&e)));
-                        }
+                // Answered once other nodes' caches have followed what each rests on:
+                // at once, or by the waiting thread, while the next batch commits.
+                let mut waiting = Fenced {
+                    id: 0,
+                    until: std::time::Instant::now() + limit,
+                    fills: Vec::new(),
+                };
+                for ((fill, o), id) in fills.into_iter().zip(outcomes).zip(fences) {
+                    if fence.passed(id) {
+                        fill.fill(o);
+                    } else {
+                        waiting.id = waiting.id.max(id);
+                        waiting.fills.push((fill, o));
                     }
-                    Ok(()) => {
-                        for (fill, o) in fills.into_iter().zip(outcomes) {
-                            fill.fill(o);
-                        }
+                }
+                if !waiting.fills.is_empty() {
+                    if let Err(std::sync::mpsc::SendError(w)) = waiter.send(waiting) {
+                        w.answer(fence);
                     }
                 }
             }

@@ -104,6 +104,7 @@ CREATE TABLE certd_readers (
     alone boolean NOT NULL
 );
 ALTER TABLE certd_audit_head ADD COLUMN fenced bigint NOT NULL DEFAULT 0;
+ALTER TABLE certd_audit ADD COLUMN fenced boolean NOT NULL DEFAULT false;
 CREATE TABLE certd_cert_fences (
     env text COLLATE "C" NOT NULL,
     certname text COLLATE "C" NOT NULL,

@@ -288,17 +288,15 @@ impl PgStore {
     }
 
     /// A writing transaction, answered once other nodes' caches have followed what its
-    /// outcome rests on (the fence).
+    /// outcome rests on (the fence: waited for on the caller's thread, so that no lane
+    /// and its connection wait).
     fn write<R: Send + 'static>(
         &self,
         f: impl FnMut(&mut ops::Tx<'_, postgres::Client>) -> ops::Op<R> + Send + 'static,
     ) -> Result<R, StoreError> {
-        let (fence, wait) = (self.fence.clone(), self.wait);
-        self.lanes.call(move |conn| {
-            let (r, rests_on) = ops::write_fenced(conn, f)?;
-            fence.wait(rests_on, wait)?;
-            Ok(r)
-        })
+        let (r, rests_on) = self.lanes.call(move |conn| ops::write_fenced(conn, f))?;
+        self.fence.wait(rests_on, self.wait)?;
+        Ok(r)
     }
 
     /// A read of certificates, answered once other nodes' caches have followed every
@@ -308,12 +306,11 @@ impl PgStore {
         &self,
         f: impl FnOnce(&mut ops::Tx<'_, postgres::Client>) -> ops::Op<R> + Send + 'static,
     ) -> Result<R, StoreError> {
-        let (fence, wait) = (self.fence.clone(), self.wait);
-        self.lanes.call(move |conn| {
-            let (r, rests_on) = ops::read(conn, |tx| Ok((f(tx)?, tx.rests_on())))?;
-            fence.wait(rests_on, wait)?;
-            Ok(r)
-        })
+        let (r, rests_on) = self
+            .lanes
+            .call(move |conn| ops::read(conn, |tx| Ok((f(tx)?, tx.rests_on()))))?;
+        self.fence.wait(rests_on, self.wait)?;
+        Ok(r)
     }
 
     /// [`PgStore::write`] of a change to the certificates of `names`: they leave the
@@ -326,8 +323,7 @@ impl PgStore {
         f: impl FnMut(&mut ops::Tx<'_, postgres::Client>) -> ops::Op<R> + Send + 'static,
     ) -> Result<R, StoreError> {
         let (cache, env, settle) = (self.cache.clone(), env.clone(), self.settle);
-        let (fence, wait) = (self.fence.clone(), self.wait);
-        self.lanes.call(move |conn| {
+        let (r, rests_on) = self.lanes.call(move |conn| {
             let r = ops::write_fenced(conn, f);
             match &r {
                 // Cut off: it may still commit on the server.
@@ -335,10 +331,10 @@ impl PgStore {
                 // Committed, or rolled back by the server.
                 _ => cache.remove(&env, &names),
             }
-            let (r, rests_on) = r?;
-            fence.wait(rests_on, wait)?;
-            Ok(r)
-        })
+            r
+        })?;
+        self.fence.wait(rests_on, self.wait)?;
+        Ok(r)
     }
 }
 
@@ -648,7 +644,9 @@ impl CrlStore for PgStore {
 
 impl AuditLog for PgStore {
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
-        self.read(move |tx| ops::audit(tx, after, limit))
+        // The change feed, webhooks and the events resource: none shows a change to a
+        // certificate before other nodes' caches have followed it.
+        self.read_certs(move |tx| ops::audit(tx, after, limit))
     }
 
     fn last_event_id(&self) -> Result<u64, StoreError> {

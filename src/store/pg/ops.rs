@@ -55,13 +55,13 @@ impl Event {
 pub(super) const LOCK_SQL: &str = "SELECT last FROM certd_audit_head FOR UPDATE";
 
 /// Appends `$1` events (the arrays `$2`..`$6`) with the next ids, in one statement; with
-/// `$7`, the last of them is the last fenced id (`readers.rs`) from now on.
+/// `$7`, they are fenced (`readers.rs`), and the last of them is the last fence of all.
 pub(super) const APPEND_EVENTS_SQL: &str = "WITH head AS (UPDATE certd_audit_head
                    SET last = last + $1, fenced = CASE WHEN $7 THEN last + $1 ELSE fenced END
                    RETURNING last),
      appended AS (
-         INSERT INTO certd_audit (id, at, env, certname, kind, detail)
-         SELECT head.last - $1 + e.ord, e.at, e.env, e.certname, e.kind, e.detail
+         INSERT INTO certd_audit (id, at, env, certname, kind, detail, fenced)
+         SELECT head.last - $1 + e.ord, e.at, e.env, e.certname, e.kind, e.detail, $7
          FROM head, unnest($2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[])
               WITH ORDINALITY AS e(at, env, certname, kind, detail, ord))
      SELECT last FROM head";
@@ -1092,12 +1092,16 @@ pub(super) fn audit<C: GenericClient>(
     let after = after.min(i64::MAX as u64) as i64;
     let limit = limit.min(i64::MAX as usize) as i64;
     let rows = tx.query(
-        "SELECT id, at, env, certname, kind, detail FROM certd_audit
+        "SELECT id, at, env, certname, kind, detail, fenced FROM certd_audit
          WHERE id > $1 ORDER BY id LIMIT $2",
         &[&after, &limit],
     )?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
+        // A change other nodes' caches may still be following: the page rests on it.
+        if r.get::<_, bool>(6) {
+            tx.rests_on_fence(Some(r.get(0)));
+        }
         out.push(AuditEvent {
             id: r.get::<_, i64>(0) as u64,
             at: r.get(1),

@@ -15,9 +15,11 @@
 //! every other live reader has applied that id. Every write or read that looks at a
 //! name's certificate row waits for the name's fence, since its outcome may rest on that
 //! change (a revocation found done, a name found free), and a listing of certificates
-//! for the last fence of all: usually at once, as the fence already saw it applied. A reader counts while its lease runs and its watch backend lives, or,
-//! for a lease taken alone, until it ends: a reader alone serves on without its
-//! connection. A reader whose lease ran out serves nothing from its cache, and empties it
+//! for the last fence of all, and a page of events for the fenced ones in it: usually at
+//! once, as the fence already saw it applied. Waits are on the caller's thread (a batch's
+//! on a thread of its own), never on a connection's. A reader counts while its lease runs
+//! and its watch backend lives, or, for a lease taken alone, until it ends: a reader
+//! alone serves on without its connection. A reader whose lease ran out serves nothing from its cache, and empties it
 //! before it serves again under a new lease, so what a fence did not wait for cannot be
 //! served. A reader killed beside others takes its backend with it, and writers stop
 //! waiting for it at once.
@@ -259,6 +261,11 @@ impl Fence {
             .spawn(move || ask(&s, &connector, &me))
             .ok();
         Fence { shared, thread }
+    }
+
+    /// Whether every other live reader had applied `id` at the last answer (0: always).
+    pub(super) fn passed(&self, id: u64) -> bool {
+        self.shared.lock().cleared >= id
     }
 
     /// Waits until every other live reader has applied `id` (none for 0), for at most

@@ -67,11 +67,10 @@
 //! read from the database every time. So after a 201 on one node a `GET` or `HEAD` on
 //! another answers what was written: 1,000 autosigned PUTs on one node each followed by
 //! a GET on the next, 0 not found; a HEAD right after a revoke on another node is 410.
-//! A node killed beside others stops holding anything back with its backend. A node cut
-//! off from the database (or killed while it was alone, and not started again) holds
-//! back the others' writes and reads on names changed meanwhile, and listings, until its
-//! lease has run out (1 s), or they answer 503 after the statement timeout if its lease
-//! was taken alone (30 s).
+//! A node killed stops holding anything back with its backend. A node cut off from the
+//! database (its backend alive) holds back the others' writes and reads on names changed
+//! meanwhile, and listings, until its lease has run out (1 s), or they answer 503 after
+//! the statement timeout if its lease was taken alone (30 s).
 //!
 //! ## CRL numbers
 //!

@@ -162,22 +162,27 @@
 //! its own while the next batch commits: no connection waits. The outcome may
 //! rest on that change (a revocation found done, a name found free), and no node may
 //! answer from its cache what was already answered changed. All usually at once, the
-//! fence having seen the id applied; names no change touched wait for nothing. A reader counts while its
-//! lease runs and its watch backend lives; a lease taken alone counts until it ends,
-//! backend or not, since a lone node serves on without its connection. A server's lease
-//! is named by its host and data directory, so a restarted server takes it back at once.
+//! fence having seen the id applied; names no change touched wait for nothing. A reader
+//! counts while its lease runs and its watch backend lives: a killed node holds nobody
+//! back (counting a crashed lone node's lease until it ended made a `certd store copy`
+//! or a node started elsewhere wait 30 s, found by the SIGKILL test). A server's lease
+//! is named by its host, port and data directory, so a restarted server takes it back
+//! at once.
 //! Waiting longer than the statement timeout answers 503: a change is then stored but not
 //! acknowledged. A reader whose lease ran out serves nothing, and starts empty under its
 //! next lease. A node stopped cleanly deletes its row; leases ended an hour ago are
 //! deleted by the next store to start.
 //!
 //! What this costs when a node cannot be reached: beside others (1 s leases), a node cut
-//! off from the database holds back the others' writes on names changed meanwhile for
-//! up to 1 s; a node that was alone (30 s) and is cut off, or was killed and not
-//! restarted, holds them back for up to 30 s once another node has come (503 after the
-//! statement timeout, the change stored). When its connection is lost, a node that saw others stops serving
-//! its cache at once; one alone serves out its lease, so that the certificates it holds
-//! keep being served while the database is away.
+//! off from the database (its backend still alive) holds back the others' writes and
+//! reads on names changed meanwhile for up to 1 s; one that was alone (30 s) and is cut
+//! off holds them back for up to 30 s once another node has come (503 after the
+//! statement timeout, the change stored). When its connection is lost, a node that saw
+//! others stops serving its cache at once; one alone serves out its lease, so that the
+//! certificates it holds keep being served while the database is away. The gap this
+//! leaves: a node that comes while a lone node's connection is broken (its backend gone,
+//! so not waited for) may have a change acknowledged that the lone node does not see
+//! until it is connected again and has followed (at most the rest of its lease).
 //!
 //! ## Copies and backups
 //!

@@ -100,8 +100,7 @@ CREATE TABLE certd_readers (
     reader text COLLATE "C" PRIMARY KEY,
     until_ms bigint NOT NULL,
     applied bigint NOT NULL CHECK (applied >= 0),
-    pid integer NOT NULL,
-    alone boolean NOT NULL
+    pid integer NOT NULL
 );
 ALTER TABLE certd_audit_head ADD COLUMN fenced bigint NOT NULL DEFAULT 0;
 ALTER TABLE certd_audit ADD COLUMN fenced boolean NOT NULL DEFAULT false;

@@ -18,11 +18,11 @@
 //! for the last fence of all, and a page of events for the fenced ones in it: usually at
 //! once, as the fence already saw it applied. Waits are on the caller's thread (a batch's
 //! on a thread of its own), never on a connection's. A reader counts while its lease runs
-//! and its watch backend lives, or, for a lease taken alone, until it ends: a reader
-//! alone serves on without its connection. A reader whose lease ran out serves nothing from its cache, and empties it
-//! before it serves again under a new lease, so what a fence did not wait for cannot be
-//! served. A reader killed beside others takes its backend with it, and writers stop
-//! waiting for it at once.
+//! and its watch backend lives: a reader killed takes its backend with it, and writers
+//! stop waiting for it at once (a lone node that crashed holds nobody back). A reader
+//! whose lease ran out serves nothing from its cache, and empties it before it serves
+//! again under a new lease, so what a fence did not wait for cannot be served. A reader
+//! alone serves on without its connection, for the rest of its lease (below).
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -63,18 +63,17 @@ const HEAD_SQL: &str = "SELECT last FROM certd_audit_head";
 const CHANGED_SQL: &str = "SELECT id, env, certname FROM certd_audit
      WHERE id > $1 AND id <= $2 AND kind = ANY($3) ORDER BY id";
 
-/// Renews this reader's lease (`$4`: taken alone) and counts the other live readers.
+/// Renews this reader's lease and counts the other live readers.
 const RENEW_SQL: &str =
     "WITH now AS (SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint AS ms),
      mine AS (
-         INSERT INTO certd_readers (reader, until_ms, applied, pid, alone)
-         SELECT $1, now.ms + $2, $3, pg_backend_pid(), $4 FROM now
+         INSERT INTO certd_readers (reader, until_ms, applied, pid)
+         SELECT $1, now.ms + $2, $3, pg_backend_pid() FROM now
          ON CONFLICT (reader) DO UPDATE
-         SET until_ms = EXCLUDED.until_ms, applied = EXCLUDED.applied, pid = EXCLUDED.pid,
-             alone = EXCLUDED.alone)
+         SET until_ms = EXCLUDED.until_ms, applied = EXCLUDED.applied, pid = EXCLUDED.pid)
      SELECT count(*) FROM certd_readers r, now
      WHERE r.reader <> $1 AND r.until_ms > now.ms
-       AND (r.alone OR EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = r.pid))";
+       AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = r.pid)";
 
 /// Leases that ended an hour ago or more (readers gone for good).
 const PRUNE_SQL: &str = "DELETE FROM certd_readers
@@ -82,13 +81,12 @@ const PRUNE_SQL: &str = "DELETE FROM certd_readers
 
 const RELEASE_SQL: &str = "DELETE FROM certd_readers WHERE reader = $1";
 
-/// The least id the other live readers have applied (`$2` when there is none). A lease
-/// taken alone counts until it ends, whether its backend lives or not: such a reader
-/// serves on without its connection.
+/// The least id the other live readers have applied (`$2` when there is none): those
+/// whose lease runs and whose watch backend lives.
 const BEHIND_SQL: &str = "SELECT coalesce(min(r.applied), $2) FROM certd_readers r
      WHERE r.reader <> $1
        AND r.until_ms > (extract(epoch from clock_timestamp()) * 1000)::bigint
-       AND (r.alone OR EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = r.pid))";
+       AND EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = r.pid)";
 
 /// This process's reader: its name, what it has applied, its lease.
 pub(super) struct Follower {
@@ -171,18 +169,12 @@ impl Follower {
             return Ok(());
         };
         let ttl = if self.others { TTL_SHARED } else { TTL_ALONE };
-        let alone = !self.others;
         let started = Instant::now();
         let others: i64 = conn
             .client
             .query_one(
                 RENEW_SQL,
-                &[
-                    &self.me,
-                    &(ttl.as_millis() as i64),
-                    &(applied as i64),
-                    &alone,
-                ],
+                &[&self.me, &(ttl.as_millis() as i64), &(applied as i64)],
             )
             .map_err(store_error)?
             .get(0);

@@ -53,8 +53,8 @@
 //!
 //! Measured (3 nodes, 100 tries, a fifth of them with the revoking node's peer's watch
 //! connection cut by `pg_terminate_backend` just before): a revocation acknowledged on
-//! one node is refused by the next node's TLS handshake after p50 27–32 ms, p99
-//! 76–255 ms (two runs); an environment created on one node was served by the other
+//! one node is refused by the next node's TLS handshake after p50 27–40 ms, p99
+//! 76–264 ms (five runs); an environment created on one node was served by the other
 //! after 27–44 ms.
 //!
 //! ## Certificates: each node's cache, and the fence
@@ -178,7 +178,7 @@
 //! | `GET certificate` | 34,180–41,284/s | 43,268–49,303/s | 0.72–0.91× (median of 8: 0.78×) | ≥ 0.8×: **not met, at the edge** |
 //! | same, all connections on one node of the three | 45,732/s | 44,220/s | 1.03× | |
 //! | `HEAD certificate` | 29,840–38,280/s | 43,810–49,986/s | 0.68–0.77× (median of 4: 0.75×) | ≥ 0.8×: **not met** |
-//! | revocation refused by another node's handshake | p50 27–32 ms, p99 76–255 ms | | | p99 ≤ 1 s: met |
+//! | revocation refused by another node's handshake | p50 27–40 ms, p99 76–264 ms | | | p99 ≤ 1 s: met |
 //!
 //! Where it goes:
 //!
@@ -190,7 +190,7 @@
 //!   first: 0.23×, and issuance fell to 0.47×. Not kept: the writes pay now, and only
 //!   those that change a certificate another node may hold, or rest on one still
 //!   being followed (a revocation is refused by the other nodes' handshakes after p50
-//!   27–32 ms, 23–24 ms before the fence).
+//!   27–40 ms, 23–24 ms before the fence).
 //! - Issuance spread over three nodes makes three times as many, smaller, write
 //!   transactions (each committer batches what its own agents send), on two cores that
 //!   now run three certd processes. With all agents on one node of the three it is

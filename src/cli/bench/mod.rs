@@ -59,8 +59,8 @@ pub struct BenchArgs {
     pub scenario: Scenario,
     /// A server: `URL[,face=native|puppet][,env=NAME][,ca=FILE][,cert=FILE][,key=FILE]
     /// [,nodes=PORT:PORT...]`. `nodes`: the other nodes of a cluster on the URL's host,
-    /// each new connection going to the next node in turn. Give two to compare them (the
-    /// ratio printed is first / second). Without ca/cert/key, `--data-dir`'s production
+    /// each new connection going to the next node in turn. Give two or more to compare
+    /// them (a ratio is printed for each but the last: it / the last). Without ca/cert/key, `--data-dir`'s production
     /// chain and admin identity are used. Every scenario but `sign` needs one.
     #[arg(long = "target")]
     pub targets: Vec<String>,
@@ -90,6 +90,10 @@ pub struct BenchArgs {
     /// probe: HEAD instead of GET.
     #[arg(long)]
     pub head: bool,
+    /// probe: fetch this existing certificate instead of issuing one first (to compare
+    /// servers that each hold it, for instance independent copies of one installation).
+    #[arg(long)]
+    pub probe_name: Option<String>,
     /// probe: present the client certificate (default: anonymous).
     #[arg(long)]
     pub with_client_cert: bool,
@@ -341,10 +345,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
         return sign::run(args);
     }
     if args.targets.is_empty() {
-        bail!("give a --target (or two to compare)");
-    }
-    if args.targets.len() > 2 {
-        bail!("give one --target, or two to compare");
+        bail!("give a --target (or two or more to compare)");
     }
     if args.warmup > 0 && matches!(args.scenario, Scenario::Revoke) {
         bail!("--warmup is for issue, probe, crl and list");
@@ -406,15 +407,17 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<u8> {
             runs.len()
         );
     }
-    if per_target.len() == 2 {
-        let a = median(per_target[0].iter().map(|r| r.rate).collect());
-        let b = median(per_target[1].iter().map(|r| r.rate).collect());
-        println!(
-            "ratio    {} / {} = {:.2}x throughput",
-            endpoints[0].url,
-            endpoints[1].url,
-            a / b.max(1e-9)
-        );
+    if let Some((last, others)) = per_target.split_last() {
+        let b = median(last.iter().map(|r| r.rate).collect());
+        for (i, runs) in others.iter().enumerate() {
+            let a = median(runs.iter().map(|r| r.rate).collect());
+            println!(
+                "ratio    {} / {} = {:.2}x throughput",
+                endpoints[i].url,
+                endpoints[endpoints.len() - 1].url,
+                a / b.max(1e-9)
+            );
+        }
     }
     let errors: usize =
         warmup_errors + per_target.iter().flatten().map(|r| r.errors).sum::<usize>();

@@ -186,8 +186,10 @@ pub fn prepare(args: &BenchArgs, e: &Endpoint) -> anyhow::Result<Prepared> {
             }
         }
         Scenario::Probe => {
-            let names = populate(args, e, &format!("bench-{t}-probe"), 1)?;
-            p.probe_name = names[0].clone();
+            p.probe_name = match &args.probe_name {
+                Some(name) => name.clone(),
+                None => populate(args, e, &format!("bench-{t}-probe"), 1)?.remove(0),
+            };
         }
         Scenario::List => {
             populate(args, e, &format!("bench-{t}-list"), args.populate)?;

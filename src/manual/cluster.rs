@@ -69,7 +69,7 @@
 //! a GET on the next, 0 not found; a HEAD right after a revoke on another node is 410.
 //! A node killed stops holding anything back with its backend. A node cut off from the
 //! database (its backend alive) holds back the others' writes and reads on names changed
-//! meanwhile, and listings, until its lease has run out (1 s), or they answer 503 after
+//! meanwhile, and listings, until its lease has run out (2 s), or they answer 503 after
 //! the statement timeout if its lease was taken alone (30 s).
 //!
 //! ## CRL numbers

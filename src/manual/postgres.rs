@@ -140,7 +140,7 @@
 //! Other processes write the database too (other nodes): their writes reach this cache
 //! by read leases and a fence (`src/store/pg/readers.rs`). A store serves from its cache
 //! only while it holds a lease, a row of `certd_readers` with an expiry by the
-//! database's clock (1 s while other readers are seen, 30 s alone), the audit id up to
+//! database's clock (2 s while other readers are seen, 30 s alone), the audit id up to
 //! which it has followed the others, and the backend of its watch connection. Its watch
 //! thread follows the audit log (woken by notifications, at least every 100 ms): each
 //! issued, renewed, revoked or cleaned certificate leaves the cache (its own batches'
@@ -173,9 +173,9 @@
 //! next lease. A node stopped cleanly deletes its row; leases ended an hour ago are
 //! deleted by the next store to start.
 //!
-//! What this costs when a node cannot be reached: beside others (1 s leases), a node cut
+//! What this costs when a node cannot be reached: beside others (2 s leases), a node cut
 //! off from the database (its backend still alive) holds back the others' writes and
-//! reads on names changed meanwhile for up to 1 s; one that was alone (30 s) and is cut
+//! reads on names changed meanwhile for up to 2 s; one that was alone (30 s) and is cut
 //! off holds them back for up to 30 s once another node has come (503 after the
 //! statement timeout, the change stored). When its connection is lost, a node that saw
 //! others stops serving its cache at once; one alone serves out its lease, so that the

@@ -109,6 +109,12 @@ fn submitted(name: &Certname, outcome: SubmitOutcome) -> Result<Submitted, AppEr
                 CertState::of_certificate(revoked)
             ),
         }),
+        // Asked for by a submission that read nothing, which `App::submit_as` submits
+        // again after the read; not answered otherwise.
+        SubmitOutcome::NotNew => Err(AppError::Conflict {
+            code: "already-requested",
+            detail: format!("{name} already has a request or a certificate"),
+        }),
     }
 }
 
@@ -128,6 +134,13 @@ impl App {
     /// Submission with either face's duplicate rule: the native face replaces a pending
     /// request (200); Puppet's (`refuse_pending`) refuses it like a signed one. After a
     /// stored submission the environment's autosign policy may sign it at once.
+    ///
+    /// With a store whose reads cost a round trip, a name the policy signs by its name
+    /// alone is first submitted without reading what the name has, as a new name (an
+    /// agent's first request): the store refuses it, writing nothing, if the name has a
+    /// request or a certificate, and it is submitted again after the read. (Measured on
+    /// PostgreSQL, ECDSA CA, 8 keep-alive agents: 2,245-2,358/s with the read, 2,710-2,723/s
+    /// without.) A name that is not new costs a signature more.
     pub(super) fn submit_as(
         &self,
         who: &Identity,
@@ -138,22 +151,60 @@ impl App {
     ) -> Result<Submitted, AppError> {
         let env = self.env_ca(raw_env)?;
         let name = certname(raw_name)?;
+        if !self.store.local_reads() && self.signs_by_name(&env, &name) {
+            if let Some(done) = self.submit_read(who, &env, &name, body, refuse_pending, false)? {
+                return Ok(done);
+            }
+        }
+        match self.submit_read(who, &env, &name, body, refuse_pending, true)? {
+            Some(done) => Ok(done),
+            None => submitted(&name, SubmitOutcome::NotNew),
+        }
+    }
+
+    /// Whether the environment's autosign policy signs `name` on its name alone (`true`
+    /// or globs, decided without a timeout; never a global admin's name).
+    fn signs_by_name(&self, env: &EnvCa, name: &Certname) -> bool {
+        matches!(
+            env.settings.autosign,
+            crate::config::Autosign::All(true) | crate::config::Autosign::Globs(_)
+        ) && !self.config.is_global_admin_name(name)
+            && super::autosign::decide(
+                &env.settings.autosign,
+                std::time::Duration::ZERO,
+                name,
+                &[],
+                &self.allowlists,
+            )
+    }
+
+    /// [`App::submit_as`] after reading what the name has (`read`), or as a new name:
+    /// `None` when the store found it was not.
+    fn submit_read(
+        &self,
+        who: &Identity,
+        env: &EnvCa,
+        name: &Certname,
+        body: &[u8],
+        refuse_pending: bool,
+        read: bool,
+    ) -> Result<Option<Submitted>, AppError> {
         let Prepared {
             csr,
             rec,
             rule,
             modifies,
             refused,
-        } = match self.prepare(who, &env, &name, body, refuse_pending) {
+        } = match self.prepare(who, env, name, body, refuse_pending, read) {
             Ok(p) => p,
             Err(AppError::InvalidInput(e)) if e.is_policy_refusal() => {
-                self.keep_refused(&env, &name, body, &e)?;
+                self.keep_refused(env, name, body, &e)?;
                 return Err(AppError::InvalidInput(e));
             }
             Err(e) => return Err(e),
         };
         // A global admin's certificate is signed by an admin, never by a policy.
-        let autosign = !modifies && !refused && !self.config.is_global_admin_name(&name) && {
+        let autosign = !modifies && !refused && !self.config.is_global_admin_name(name) && {
             let timeout =
                 std::time::Duration::from_secs(env.settings.autosign_timeout.as_secs() as u64);
             // A program or file policy runs within the bound on policy runs (503 beyond).
@@ -164,41 +215,48 @@ impl App {
             super::autosign::decide(
                 &env.settings.autosign,
                 timeout,
-                &name,
+                name,
                 &csr.to_pem(),
                 &self.allowlists,
             )
         };
         if autosign {
             // Signed in process: the request and its certificate in one transaction.
-            if let Some(outcome) = self.submit_signed(&env, &name, &rec, rule, &csr)? {
-                return submitted(&name, outcome);
+            match self.submit_signed(env, name, &rec, rule, &csr)? {
+                Some(SubmitOutcome::NotNew) => return Ok(None),
+                Some(outcome) => return submitted(name, outcome).map(Some),
+                None => {}
             }
         }
-        let outcome = self.store.submit_request(&env.name, &name, &rec, rule)?;
-        let done = submitted(&name, outcome)?;
+        let outcome = self.store.submit_request(&env.name, name, &rec, rule)?;
+        if outcome == SubmitOutcome::NotNew {
+            return Ok(None);
+        }
+        let done = submitted(name, outcome)?;
         if modifies {
             self.store.flush()?;
             self.wake_orders();
-            return Ok(Submitted::Replaced);
+            return Ok(Some(Submitted::Replaced));
         }
         if autosign {
             // An issuer that answers later: the approval starts its order. It answers
             // only once what it did is durable, and that one flush covers the request
             // too. When it fails, the request stays and is made durable here.
-            if let Err(e) = self.approve(&env, &name, None, Some(csr)) {
+            if let Err(e) = self.approve(env, name, None, Some(csr)) {
                 self.store.flush()?;
                 return Err(e);
             }
         } else {
             self.store.flush()?;
         }
-        Ok(done)
+        Ok(Some(done))
     }
 
     /// The checks and reads every submission starts with: the CSR validated under the
     /// environment's policy, the request record to store, the duplicate rule, whether it
     /// modifies an order under way, and whether a reader can already see it refused.
+    /// Without `read`, as for a name with neither a request nor a certificate, and the
+    /// rule is for a new name only.
     fn prepare(
         &self,
         who: &Identity,
@@ -206,13 +264,18 @@ impl App {
         name: &Certname,
         body: &[u8],
         refuse_pending: bool,
+        read: bool,
     ) -> Result<Prepared, AppError> {
         self.check_reserved(env, name)?;
         let csr = ValidatedCsr::parse(body, name, &env.settings.csr_policy(&self.config.limits))?;
         let subject = csr.subject();
         // A CSR replacing one whose order is under way keeps the order: the worker hands
         // the new CSR to the issuer's `modify`.
-        let (prev, has_certificate) = self.store.request_and_has_certificate(&env.name, name)?;
+        let (prev, has_certificate) = if read {
+            self.store.request_and_has_certificate(&env.name, name)?
+        } else {
+            (None, false)
+        };
         let pending = matches!(
             prev,
             Some(RequestRecord {
@@ -264,6 +327,7 @@ impl App {
         let rule = SubmitRule {
             allow_if_signed: env.settings.allow_duplicate_certs,
             replace_pending,
+            new_only: !read,
         };
         // The autosign policy is asked only about a submission that will be stored (the
         // store's transaction decides; these reads spare a policy run and a signature
@@ -308,6 +372,7 @@ impl App {
         let rule = SubmitRule {
             allow_if_signed: false,
             replace_pending: false,
+            new_only: false,
         };
         match self.store.submit_request(&env.name, name, &rec, rule)? {
             SubmitOutcome::Created | SubmitOutcome::Replaced => {
@@ -416,30 +481,16 @@ impl App {
             Ok(env) => env,
             Err(e) => return Submitting::Done(Err(e)),
         };
-        if !matches!(
-            env.settings.autosign,
-            crate::config::Autosign::All(true) | crate::config::Autosign::Globs(_)
-        ) {
-            return Submitting::NeedsThread;
-        }
         let name = match certname(raw_name) {
             Ok(name) => name,
             Err(e) => return Submitting::Done(Err(e)),
         };
-        // Globs and `true` are decided from the name alone (no timeout applies), so a
-        // name they do not sign goes to the whole path before its CSR is checked.
-        if self.config.is_global_admin_name(&name)
-            || !super::autosign::decide(
-                &env.settings.autosign,
-                std::time::Duration::ZERO,
-                &name,
-                &[],
-                &self.allowlists,
-            )
-        {
+        // A name the policy does not sign by its name alone goes to the whole path
+        // before its CSR is checked.
+        if !self.signs_by_name(&env, &name) {
             return Submitting::NeedsThread;
         }
-        let p = match self.prepare(who, &env, &name, body, refuse_pending) {
+        let p = match self.prepare(who, &env, &name, body, refuse_pending, true) {
             Ok(p) => p,
             // Kept as an invalid request: a store write, on a thread that may block.
             Err(AppError::InvalidInput(e)) if e.is_policy_refusal() => {

@@ -205,6 +205,7 @@ pub(crate) fn record_own_certificates(
         let rule = SubmitRule {
             allow_if_signed: false,
             replace_pending: true,
+            new_only: false,
         };
         match store.submit_issued(&env, &name, &rec, rule, &record)? {
             SubmitIssueOutcome::Stored(_, IssueOutcome::Issued) => recorded.push(name),

@@ -80,6 +80,11 @@ fn submit(
     rule: SubmitRule,
 ) -> SubmitOutcome {
     let e = env_mut(s, env);
+    if rule.new_only
+        && (e.certificates.contains_key(name.as_str()) || e.requests.contains_key(name.as_str()))
+    {
+        return SubmitOutcome::NotNew;
+    }
     if let Some(c) = e.certificates.get(name.as_str()) {
         if !rule.allow_if_signed {
             return SubmitOutcome::CertificateExists {

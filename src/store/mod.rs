@@ -76,6 +76,9 @@ pub enum SubmitOutcome {
         /// Whether that certificate is revoked.
         revoked: bool,
     },
+    /// The name has a request or a certificate and the rule was for a new name only
+    /// ([`SubmitRule::new_only`]); nothing written.
+    NotNew,
 }
 
 /// When [`RequestStore::submit_request`] refuses, decided inside its transaction.
@@ -86,6 +89,10 @@ pub struct SubmitRule {
     /// Replace a pending request (the native face); when false a pending request
     /// refuses the submission (the Puppet face).
     pub replace_pending: bool,
+    /// Refuse (`NotNew`) if the name has a request or a certificate, whatever its state:
+    /// the submitter read neither and decided as for a new name (a store whose reads
+    /// cost a round trip spares that read for an agent's first request).
+    pub new_only: bool,
 }
 
 /// Result of [`CertificateStore::issue`].

@@ -393,6 +393,7 @@ fn one_order_worker_pass_reads_the_due_orders_not_every_pending_request() {
     let rule = SubmitRule {
         allow_if_signed: false,
         replace_pending: true,
+        new_only: false,
     };
     let now_ms = NOW * 1000;
     for i in 0..100_000 {

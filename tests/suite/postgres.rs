@@ -874,3 +874,79 @@ fn programs_certd_runs_do_not_inherit_the_database_password() {
         "{env}"
     );
 }
+
+/// What a series of submissions for names that are not new answers, and the events it
+/// leaves: (status, error code) per step, then (kind, certname) per event.
+type Answers = (Vec<(u16, String)>, Vec<(String, String)>);
+
+fn submissions_for_names_not_new(server: &Server) -> Answers {
+    let (cert, key) = admin(server);
+    let admin_c = client(server, Some((&cert, &key)));
+    let anon = client(server, None);
+    let put = |path: &str, name: &str, sans: &[String]| {
+        let k = KeyType::EcP256.generate().unwrap();
+        let csr = build_csr(&k, &Certname::parse(name).unwrap(), sans).unwrap();
+        let r = anon.put(server.url(path)).body(csr).send().unwrap();
+        let status = r.status().as_u16();
+        let body = r.text().unwrap();
+        let code = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["code"].as_str().map(str::to_owned))
+            .unwrap_or(body);
+        (status, code)
+    };
+    let native = |name: &str| format!("/production/certificate_request/{name}");
+    let mut steps = vec![put(&native("n1"), "n1", &[])];
+    steps.push(put(&native("n1"), "n1", &[]));
+    steps.push(put(
+        "/puppet-ca/v1/certificate_request/n1?environment=production",
+        "n1",
+        &[],
+    ));
+    let r = admin_c
+        .delete(server.url("/production/certificate/n1"))
+        .send()
+        .unwrap();
+    steps.push((r.status().as_u16(), String::new()));
+    steps.push(put(&native("n1"), "n1", &[]));
+    // Refused by the policy (kept as an invalid request), then a CSR it allows.
+    steps.push(put(&native("n2"), "n2", &["alt.example.com".to_owned()]));
+    steps.push(put(&native("n2"), "n2", &[]));
+    let events: Vec<serde_json::Value> = admin_c
+        .get(server.url("/production/events?after=0"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let events = events
+        .iter()
+        .map(|e| {
+            let s = |k: &str| e[k].as_str().unwrap_or_default().to_owned();
+            (s("kind"), s("certname"))
+        })
+        .filter(|(_, name)| name.starts_with('n'))
+        .collect();
+    (steps, events)
+}
+
+/// A store whose reads cost a round trip submits a name that autosign signs by name
+/// unread, as new, and again after the read when the store finds it is not: the answers
+/// and the events are sled's, with nothing written by the first try.
+#[test]
+fn submissions_for_names_not_new_answer_on_postgres_as_on_sled() {
+    let Some(pg) = Postgres::shared() else { return };
+    let sled_dir = tempfile::tempdir().unwrap();
+    let sled = Server::start(sled_dir.path(), AUTOSIGN);
+    let on_sled = submissions_for_names_not_new(&sled);
+    drop(sled);
+    let (_db, _dir, server) = autosigning_server(pg);
+    let on_pg = submissions_for_names_not_new(&server);
+    assert_eq!(
+        on_sled.0.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
+        [201, 409, 400, 204, 409, 400, 201],
+        "{on_sled:?}"
+    );
+    assert_eq!(on_sled.0[1].1, "already-signed");
+    assert_eq!(on_sled.0[4].1, "already-revoked");
+    assert_eq!(on_pg, on_sled);
+}

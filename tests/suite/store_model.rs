@@ -18,6 +18,8 @@ enum Op {
         csr: u8,
         allow: bool,
         replace: bool,
+        /// `SubmitRule::new_only`.
+        new_only: bool,
     },
     Reject {
         env: u8,
@@ -47,6 +49,7 @@ enum Op {
         csr: u8,
         allow: bool,
         replace: bool,
+        new_only: bool,
         serial: u8,
     },
     Renew {
@@ -83,12 +86,12 @@ fn op() -> impl Strategy<Value = Op> {
     let e = 0u8..2;
     let n = 0u8..2;
     prop_oneof![
-        4 => (e.clone(), n.clone(), 0u8..2, any::<bool>(), any::<bool>()).prop_map(|(env, name, csr, allow, replace)| Op::Submit { env, name, csr, allow, replace }),
+        4 => (e.clone(), n.clone(), 0u8..2, any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(env, name, csr, allow, replace, new_only)| Op::Submit { env, name, csr, allow, replace, new_only }),
         1 => (e.clone(), n.clone()).prop_map(|(env, name)| Op::Reject { env, name }),
         1 => (e.clone(), n.clone()).prop_map(|(env, name)| Op::Cancel { env, name }),
         2 => (e.clone(), n.clone(), 0u32..4, any::<bool>()).prop_map(|(env, name, attempts, stale)| Op::Order { env, name, attempts, stale }),
         4 => (e.clone(), n.clone(), 0u8..2, 0u8..8).prop_map(|(env, name, csr, serial)| Op::Issue { env, name, csr, serial }),
-        3 => (e.clone(), n.clone(), 0u8..2, any::<bool>(), any::<bool>(), 0u8..8).prop_map(|(env, name, csr, allow, replace, serial)| Op::SubmitIssued { env, name, csr, allow, replace, serial }),
+        3 => (e.clone(), n.clone(), 0u8..2, any::<bool>(), any::<bool>(), any::<bool>(), 0u8..8).prop_map(|(env, name, csr, allow, replace, new_only, serial)| Op::SubmitIssued { env, name, csr, allow, replace, new_only, serial }),
         2 => (e.clone(), n.clone(), 0u8..8, 0u8..8).prop_map(|(env, name, old, serial)| Op::Renew { env, name, old, serial }),
         2 => (e.clone(), n.clone(), any::<bool>()).prop_map(|(env, name, reason)| Op::Revoke { env, name, reason }),
         1 => (e.clone(), n.clone()).prop_map(|(env, name)| Op::Clean { env, name }),
@@ -154,6 +157,7 @@ fn apply(store: &dyn Store, op: &Op, at: i64) -> String {
             csr: c,
             allow,
             replace,
+            new_only,
         } => {
             let rec = request(c, at);
             format!(
@@ -165,7 +169,8 @@ fn apply(store: &dyn Store, op: &Op, at: i64) -> String {
                         &rec,
                         SubmitRule {
                             allow_if_signed: allow,
-                            replace_pending: replace
+                            replace_pending: replace,
+                            new_only,
                         }
                     )
                     .unwrap()
@@ -239,11 +244,13 @@ fn apply(store: &dyn Store, op: &Op, at: i64) -> String {
             csr: c,
             allow,
             replace,
+            new_only,
             serial,
         } => {
             let rule = SubmitRule {
                 allow_if_signed: allow,
                 replace_pending: replace,
+                new_only,
             };
             let cert = issued(n, serial, at);
             format!(
@@ -489,6 +496,7 @@ fn concurrent_issues_of_one_request_give_one_certificate() {
             SubmitRule {
                 allow_if_signed: false,
                 replace_pending: true,
+                new_only: false,
             },
         )
         .unwrap();
@@ -641,6 +649,7 @@ fn concurrent_batches(store: std::sync::Arc<dyn Store>) {
     let rule = SubmitRule {
         allow_if_signed: false,
         replace_pending: true,
+        new_only: false,
     };
     const THREADS: u8 = 8;
     const EACH: u8 = 40;
@@ -719,6 +728,7 @@ fn a_submission_queued_behind_a_batch_is_never_left_waiting() {
     let rule = SubmitRule {
         allow_if_signed: false,
         replace_pending: true,
+        new_only: false,
     };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -771,6 +781,7 @@ fn the_postgres_certificate_cache_never_hides_an_acknowledged_write() {
     let rule = SubmitRule {
         allow_if_signed: true,
         replace_pending: true,
+        new_only: false,
     };
     let prod = env(0);
     const NAMES: u8 = 6;
@@ -865,6 +876,7 @@ fn stores_beside_each_other_cache_and_follow_each_others_writes() {
     let rule = SubmitRule {
         allow_if_signed: true,
         replace_pending: true,
+        new_only: false,
     };
     let n = name(1);
     let mut cert = issued(1, 0, 7);
@@ -1008,6 +1020,7 @@ fn a_store_beside_another_never_serves_a_certificate_the_other_changed() {
     let rule = SubmitRule {
         allow_if_signed: false,
         replace_pending: true,
+        new_only: false,
     };
     let revocation = Revocation {
         revoked_at: 8,

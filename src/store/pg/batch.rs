@@ -456,6 +456,10 @@ fn decide(s: &Submission, rows: &mut Rows, events: &mut Vec<Event>) -> SubmitIss
     if rows.serials.contains(&s.cert.serial) {
         return SubmitIssueOutcome::SerialTaken;
     }
+    if s.rule.new_only && (rows.certificates.contains_key(name) || rows.requests.contains_key(name))
+    {
+        return SubmitIssueOutcome::Refused(SubmitOutcome::NotNew);
+    }
     if let Some(c) = rows.certificates.get(name) {
         if !s.rule.allow_if_signed {
             return SubmitIssueOutcome::Refused(SubmitOutcome::CertificateExists {

@@ -476,14 +476,18 @@ pub(super) fn submit<C: GenericClient>(
     rec: &RequestRecord,
     rule: SubmitRule,
 ) -> Op<SubmitOutcome> {
-    if let Some(c) = cert_record(tx, env, name.as_str())? {
+    let cert = cert_record(tx, env, name.as_str())?;
+    let prev = get_request(tx, env, name.as_str())?;
+    if rule.new_only && (cert.is_some() || prev.is_some()) {
+        return Ok(SubmitOutcome::NotNew);
+    }
+    if let Some(c) = cert {
         if !rule.allow_if_signed {
             return Ok(SubmitOutcome::CertificateExists {
                 revoked: c.revocation.is_some(),
             });
         }
     }
-    let prev = get_request(tx, env, name.as_str())?;
     let pending = prev
         .as_ref()
         .is_some_and(|p| p.state == RequestState::Requested);

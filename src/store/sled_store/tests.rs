@@ -68,6 +68,7 @@ fn a_schema_2_store_gets_its_order_index_built() {
     let rule = SubmitRule {
         allow_if_signed: false,
         replace_pending: true,
+        new_only: false,
     };
     {
         let store = SledStore::open(dir.path()).unwrap();
@@ -145,6 +146,7 @@ fn concurrent_submissions_are_committed_in_shared_batches_each_with_its_outcome(
     let rule = SubmitRule {
         allow_if_signed: false,
         replace_pending: true,
+        new_only: false,
     };
     const THREADS: u16 = 8;
     const EACH: u16 = 25;

@@ -113,6 +113,12 @@ impl<'a> Tx<'a> {
         rec: &RequestRecord,
         rule: SubmitRule,
     ) -> TxResult<SubmitOutcome> {
+        if rule.new_only {
+            let key = name.as_str().as_bytes();
+            if self.certificates.get(key)?.is_some() || self.requests.get(key)?.is_some() {
+                return Ok(SubmitOutcome::NotNew);
+            }
+        }
         if !rule.allow_if_signed {
             if let Some(cert) =
                 self.get::<CertRecord>(self.certificates, "certificates", name.as_str().as_bytes())?

@@ -214,6 +214,7 @@ impl PgStore {
             committer::Limits { wait, settle },
             cache.clone(),
             fence.clone(),
+            peers.others_flag(),
         );
         Ok(PgStore {
             lanes,

@@ -152,6 +152,11 @@ impl Peers {
     pub(super) fn others(&self) -> bool {
         self.others.load(Ordering::Relaxed)
     }
+
+    /// What [`Peers::others`] reads, for a thread of the store to read as it goes.
+    pub(super) fn others_flag(&self) -> Arc<AtomicBool> {
+        self.others.clone()
+    }
 }
 
 /// Opens the watch connection. Its only writes are the read lease's renewals, which

@@ -116,8 +116,8 @@ pub struct ClusterStatus {
     /// and its cursor, as of the last heartbeat.
     pub leases: Vec<Lease>,
     /// The database's clock minus this node's, in ms, at the last heartbeat (within
-    /// half its round trip). Order leases are by each node's clock: offsets that differ
-    /// by seconds between nodes are logged, and should be fixed (NTP).
+    /// half its round trip): order due times and leases are kept by this node's clock
+    /// corrected by it. An offset over a second is logged (the node's clock wants NTP).
     pub clock_offset_ms: i64,
 }
 
@@ -128,6 +128,16 @@ pub struct ConfigDiffers {
     pub node: String,
     /// The parts that differ (`environments`, `ca`, `rules`, `admins`, `issuers`).
     pub parts: Vec<String>,
+}
+
+impl App {
+    /// Now, in ms, for order due times and leases: by the store's clock where the store
+    /// is shared (this node's, corrected by the offset its last heartbeat measured, off
+    /// by at most half that beat's round trip), since every node compares them; by this
+    /// node's otherwise (the offset stays 0).
+    pub(super) fn order_now_ms(&self) -> i64 {
+        self.clock.now_ms() + self.feed.clock_offset_ms.load(Ordering::Relaxed)
+    }
 }
 
 /// The store's clock minus this node's, from a reading `store_ms` taken between this
@@ -335,12 +345,15 @@ impl App {
         let before = self.clock.now_ms();
         let nodes = self.store.heartbeat(&me, RECENT_MS)?;
         let after = self.clock.now_ms();
-        if let Some(seen) = nodes.iter().find(|n| n.id == me.id) {
+        // A beat slower than a second would place the store's clock too loosely: the
+        // last offset stands.
+        let seen = nodes.iter().find(|n| n.id == me.id);
+        if let Some(seen) = seen.filter(|_| after - before <= 1_000) {
             let offset = clock_offset(before, seen.seen_ms, after);
             self.feed.clock_offset_ms.store(offset, Ordering::Relaxed);
             let large = offset.abs() > CLOCK_OFFSET_WARN_MS;
             if large != self.feed.offset_warned.swap(large, Ordering::Relaxed) && large {
-                tracing::warn!(offset_ms = offset, "this node's clock differs from the database's by more than a second: order leases and due times are by each node's clock");
+                tracing::warn!(offset_ms = offset, "this node's clock differs from the database's by more than a second (order leases and due times are corrected by it)");
             }
         }
         let mut warned = self.feed.warned.lock().unwrap_or_else(|p| p.into_inner());

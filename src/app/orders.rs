@@ -154,7 +154,7 @@ impl App {
             plugin_meta: PluginMeta::new(),
             approved_at: now,
             started_at: 0,
-            due_ms: self.clock.now_ms(),
+            due_ms: self.order_now_ms(),
             attempts: 0,
             failures: 0,
             validity,
@@ -353,7 +353,7 @@ impl App {
                     }
                 };
                 let pause = next_due
-                    .map(|due| (due - app.clock.now_ms()).clamp(10, 1000))
+                    .map(|due| (due - app.order_now_ms()).clamp(10, 1000))
                     .unwrap_or(1000);
                 app.wait_orders(seen, Duration::from_millis(pause as u64));
             })?;
@@ -406,7 +406,7 @@ impl App {
         for env in self.env_list() {
             let mut after: Option<(i64, Certname)> = None;
             loop {
-                let now = self.clock.now_ms();
+                let now = self.order_now_ms();
                 let page = self.store.due_orders(
                     &env.name,
                     now,
@@ -460,7 +460,7 @@ impl App {
         };
         let mut leased = rec.clone();
         let mut lease = order.clone();
-        lease.lease_until_ms = self.clock.now_ms() + LEASE_MS;
+        lease.lease_until_ms = self.order_now_ms() + LEASE_MS;
         leased.order = Some(lease.clone());
         if !self
             .store
@@ -486,7 +486,7 @@ impl App {
         if order.started_at == 0 {
             if let Err(m) = self.readiness_of(&env.name, issuer) {
                 let (parked, changed) =
-                    orders::park_not_ready(&lease, &m, self.clock.now_ms(), NOT_READY_PAUSE);
+                    orders::park_not_ready(&lease, &m, self.order_now_ms(), NOT_READY_PAUSE);
                 return self.keep_order(env, name, &leased, parked, changed);
             }
         }
@@ -516,7 +516,7 @@ impl App {
         match orders::apply(
             &with_meta,
             outcome,
-            self.clock.now_ms(),
+            self.order_now_ms(),
             policy(issuer),
             jitter,
         ) {

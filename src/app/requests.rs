@@ -307,7 +307,7 @@ impl App {
                 ..
             }) if !refuse_pending => {
                 o.modified = true;
-                o.due_ms = self.clock.now_ms();
+                o.due_ms = self.order_now_ms();
                 o.lease_until_ms = 0;
                 Some(o)
             }

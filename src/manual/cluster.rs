@@ -112,7 +112,12 @@
 //!   served an expired CRL.
 //! - **Orders** carry a lease in their record (`manual::issuers`), taken and given back
 //!   by compare-and-set on the whole record, so a node that lost it cannot write over
-//!   the new holder's result. That lease is by the node's clock, and 60 s. Measured: a
+//!   the new holder's result. That lease is 60 s, and it and the orders' due times are
+//!   kept by the database's clock as each node estimates it: its own corrected by the
+//!   offset its heartbeat measures (within half the beat's round trip; a beat slower
+//!   than a second leaves the last offset), so a node whose clock is an hour ahead
+//!   asks for the orders due now, not for those due within the hour
+//!   (`in_process::a_node_keeps_order_times_by_the_shared_stores_clock`). Measured: a
 //!   `command` issuer whose first call hangs, the node making it SIGKILLed; the other
 //!   node took the order when the lease ran out and completed it 55 s after the kill,
 //!   one `issued` event, the program called twice in all.
@@ -247,10 +252,9 @@
 //!   share nothing fall short on these two cores as well).
 //! - Re-signings are coalesced per node, not across nodes: each node signs its own CRL
 //!   (above).
-//! - Order leases are by each node's clock (the others' leases by the database's): a
-//!   node whose clock is ahead takes over a dead node's orders that much early (the
-//!   results stay fenced; the issuer may be asked twice). The offset to the database's
-//!   clock is shown and logged, not corrected.
+//! - Order times follow the database's clock as measured at each beat (within half its
+//!   round trip), not the database's clock itself: the rest of an offset's error moves
+//!   a takeover that much early or late (the results stay fenced).
 //!
 //! [`SetupOutcome::Joined`]: crate::app::SetupOutcome::Joined
 //! [`CrlStore::put_crl`]: crate::store::CrlStore::put_crl

@@ -14,9 +14,9 @@ use certd::config::Config;
 use certd::store::{
     AuditEvent, AuditLog, CertRecord, CertSummary, CertificateStore, CleanOutcome, CrlRecord,
     CrlStore, DataDir, DueOrders, EnvRecord, EnvironmentStore, EventKind, IssueOutcome, MemStore,
-    NodeStore, Order, RenewOutcome, RequestRecord, RequestState, RequestStore, Revocation,
-    RevokeOutcome, RevokedSerial, Snapshot, Store, StoreError, SubmitIssueOutcome, SubmitOutcome,
-    SubmitRule,
+    NodeRecord, NodeStore, Order, RenewOutcome, RequestRecord, RequestState, RequestStore,
+    Revocation, RevokeOutcome, RevokedSerial, Snapshot, Store, StoreError, SubmitIssueOutcome,
+    SubmitOutcome, SubmitRule,
 };
 use openssl::x509::X509;
 
@@ -85,6 +85,10 @@ async fn a_native_face_issuance_runs_in_process_on_the_memory_store() {
 struct Counting {
     inner: MemStore,
     read: AtomicUsize,
+    /// Shared, as a database is, whose clock reads this (ms): what heartbeats see.
+    db_ms: Option<i64>,
+    /// The `until_ms` of the last `due_orders`.
+    until_ms: std::sync::atomic::AtomicI64,
 }
 
 impl Counting {
@@ -179,6 +183,7 @@ impl RequestStore for Counting {
     ) -> Result<DueOrders, StoreError> {
         let r = self.inner.due_orders(env, until_ms, after, limit)?;
         self.saw(r.due.len());
+        self.until_ms.store(until_ms, Ordering::SeqCst);
         Ok(r)
     }
 }
@@ -314,7 +319,19 @@ impl AuditLog for Counting {
     }
 }
 
-impl NodeStore for Counting {}
+impl NodeStore for Counting {
+    fn shared(&self) -> bool {
+        self.db_ms.is_some()
+    }
+
+    fn heartbeat(&self, node: &NodeRecord, recent_ms: i64) -> Result<Vec<NodeRecord>, StoreError> {
+        let mut seen = self.inner.heartbeat(node, recent_ms)?;
+        for n in &mut seen {
+            n.seen_ms = self.db_ms.unwrap_or(n.seen_ms);
+        }
+        Ok(seen)
+    }
+}
 
 impl Store for Counting {
     fn flush(&self) -> Result<(), StoreError> {
@@ -456,4 +473,46 @@ fn one_order_worker_pass_reads_the_due_orders_not_every_pending_request() {
     store.read.store(0, Ordering::SeqCst);
     assert_eq!(app.work_due_orders().unwrap(), Some(now_ms + 3_600_000));
     assert_eq!(store.read.load(Ordering::SeqCst), 0);
+}
+
+/// Order due times and leases are compared by every node that shares the store, so a
+/// node keeps them by the store's clock (its own corrected by the offset its heartbeat
+/// measures), not by its own: a node whose clock runs an hour ahead asks for the orders
+/// due by the database's now, not for those due within the next hour.
+#[test]
+fn a_node_keeps_order_times_by_the_shared_stores_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::from_toml(
+        "[ca]\nkey_type = \"ec-p256\"\n",
+        &dir.path().join("certd.toml"),
+    )
+    .unwrap();
+    let db_ms = NOW * 1000 - 3_600_000;
+    let store = Arc::new(Counting {
+        db_ms: Some(db_ms),
+        ..Counting::default()
+    });
+    let app = Arc::new(
+        App::new(
+            config,
+            DataDir::new(dir.path().join("data")),
+            store.clone(),
+            Arc::new(FixedClock::new(NOW)),
+            Arc::new(OsRng),
+        )
+        .unwrap(),
+    );
+    let workers = app.spawn_workers().unwrap();
+    let offset = (0..200).find_map(|_| {
+        let offset = app.status().cluster.map(|c| c.clock_offset_ms);
+        if offset == Some(-3_600_000) {
+            return offset;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        None
+    });
+    assert_eq!(offset, Some(-3_600_000), "the heartbeat's offset");
+    app.work_due_orders().unwrap();
+    workers.stop(std::time::Duration::from_secs(5));
+    assert_eq!(store.until_ms.load(Ordering::SeqCst), db_ms);
 }

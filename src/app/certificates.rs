@@ -245,7 +245,17 @@ impl App {
             Ok(i) => i,
             Err(e) => return self.store_unsigned(env, name, rec, rule, e),
         };
-        let _slot = match self.signing_slot() {
+        // A submission made unread (`App::submit_as`) does not wait for a slot: it may
+        // be for a name that is not new, which the read refuses without signing.
+        let slot = if rule.new_only {
+            match self.try_signing_slot() {
+                Some(slot) => Ok(slot),
+                None => return Ok(Some(SubmitOutcome::NotNew)),
+            }
+        } else {
+            self.signing_slot()
+        };
+        let _slot = match slot {
             Ok(slot) => slot,
             Err(e) => return self.store_unsigned(env, name, rec, rule, e),
         };

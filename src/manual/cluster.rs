@@ -214,7 +214,8 @@
 //!
 //! - `GET` and `HEAD` are answered from each node's certificate cache, as on one node:
 //!   with all connections on one node of the three it is 1.03×, so following the log
-//!   costs nothing measurable; spread over three processes on two cores it is 0.78×.
+//!   costs nothing measurable; spread over three processes on two cores it is
+//!   0.81–0.97× (the control: 0.77–0.84×).
 //!   Before the read leases each `GET` went to the database (0.18×). A head read before
 //!   each cached answer, shared by the requests waiting at that moment, was tried
 //!   first: 0.23×, and issuance fell to 0.47×. Not kept: the writes pay now, and only
@@ -223,14 +224,14 @@
 //!   27–40 ms, 23–24 ms before the fence).
 //! - Issuance spread over three nodes makes three times as many, smaller, write
 //!   transactions (each committer batches what its own agents send), on two cores that
-//!   now run three certd processes. They take turns on the writers' lock; beside other
-//!   nodes a committer waits for its recent peak of company (`committer.rs`, `RECENT`):
-//!   0.66–0.69× → 0.69–0.75×.
+//!   now run three certd processes. With all agents on one node of the three it is
+//!   0.85×: following the log and the heartbeats cost little. (From 0.55×: the agent's
+//!   `GET` after its `PUT` is a cache hit again.) The batches take turns on the writers'
+//!   lock; beside other nodes a committer waits for its recent peak of company
+//!   (`committer.rs`, `RECENT`): 0.66–0.69× → 0.69–0.75×.
 //! - Leases: 1 s leases lapsed about once a second under a saturated GET load (renewals
 //!   due every 250 ms came up to 770 ms apart), emptying caches (GET max 190–750 ms);
-//!   2 s leases lapse about once in five runs (GET max 7–14 ms): 0.78× → 0.81–0.97×. With all agents on one node of the three it is
-//!   0.85×: following the log and the heartbeats cost little. (From 0.55×: the agent's
-//!   `GET` after its `PUT` is a cache hit again.)
+//!   2 s leases lapse about once in five runs (GET max 7–14 ms): 0.78× → 0.81–0.97×.
 //! - Notifications: every commit notifying cost 20% (0.48×); only revocations,
 //!   renewals, cleans and environment changes notify now.
 //!

@@ -1073,3 +1073,50 @@ fn a_store_beside_another_never_serves_a_certificate_the_other_changed() {
         assert_eq!(got, want, "write {i}: the other store's read");
     }
 }
+
+/// A submission the store refuses as not new writes nothing, so the name's cached
+/// certificate stays served from the cache (an agent repeating its PUT must not send
+/// every GET of its certificate to the database).
+#[test]
+fn a_refused_submission_leaves_the_postgres_certificate_cache_alone() {
+    let Some(pg) = crate::common::pg::Postgres::shared() else {
+        return;
+    };
+    let db = pg.database();
+    let store = PgStore::open(&pg.store_config(&db)).unwrap();
+    let prod = env(0);
+    let n = name(1);
+    let rule = |new_only| SubmitRule {
+        allow_if_signed: false,
+        replace_pending: true,
+        new_only,
+    };
+    let cert = issued(1, 0, 7);
+    let first = store
+        .submit_issued(&prod, &n, &request(1, 7), rule(true), &cert)
+        .unwrap();
+    assert_eq!(
+        first,
+        SubmitIssueOutcome::Stored(SubmitOutcome::Created, IssueOutcome::Issued)
+    );
+    assert_eq!(
+        store.certificate_now(&prod, &n).unwrap().unwrap(),
+        Some(cert.clone())
+    );
+    let mut again = issued(1, 1, 8);
+    again.serial = vec![9, 9];
+    for (new_only, refused) in [
+        (true, SubmitOutcome::NotNew),
+        (false, SubmitOutcome::CertificateExists { revoked: false }),
+    ] {
+        let r = store
+            .submit_issued(&prod, &n, &request(0, 8), rule(new_only), &again)
+            .unwrap();
+        assert_eq!(r, SubmitIssueOutcome::Refused(refused));
+        assert_eq!(
+            store.certificate_now(&prod, &n).map(Result::unwrap),
+            Some(Some(cert.clone())),
+            "the cache forgot the certificate after {refused:?}"
+        );
+    }
+}

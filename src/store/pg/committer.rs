@@ -290,7 +290,8 @@ fn run(
             "committed a batch"
         );
         // The certificates stored go into the cache (the agent's GET that follows
-        // needs no round trip), unless another write ended meanwhile.
+        // needs no round trip), unless another write ended meanwhile. A refused
+        // submission wrote nothing: what is cached for its name stays.
         match &result {
             // One in place of a certificate other nodes may hold is not kept: a read
             // goes to the database, and waits for their caches to follow.
@@ -302,11 +303,20 @@ fn run(
             }) => cache.settle(
                 begun,
                 *ids,
-                subs.iter().zip(outcomes).zip(replaced).map(|((s, o), r)| {
-                    let stored =
-                        matches!(o, Ok(SubmitIssueOutcome::Stored(_, IssueOutcome::Issued)));
-                    (&s.env, &s.name, (stored && !r).then_some(&s.cert))
-                }),
+                subs.iter()
+                    .zip(outcomes)
+                    .zip(replaced)
+                    .filter(|((_, o), _)| {
+                        !matches!(
+                            o,
+                            Ok(SubmitIssueOutcome::Refused(_) | SubmitIssueOutcome::SerialTaken)
+                        )
+                    })
+                    .map(|((s, o), r)| {
+                        let stored =
+                            matches!(o, Ok(SubmitIssueOutcome::Stored(_, IssueOutcome::Issued)));
+                        (&s.env, &s.name, (stored && !r).then_some(&s.cert))
+                    }),
             ),
             // Cut off: it may still commit on the server.
             Err(StoreError::Unavailable(_)) => {

@@ -476,17 +476,19 @@ pub(super) fn submit<C: GenericClient>(
     rec: &RequestRecord,
     rule: SubmitRule,
 ) -> Op<SubmitOutcome> {
-    let cert = cert_record(tx, env, name.as_str())?;
-    let prev = get_request(tx, env, name.as_str())?;
-    if rule.new_only && (cert.is_some() || prev.is_some()) {
-        return Ok(SubmitOutcome::NotNew);
-    }
-    if let Some(c) = cert {
+    if let Some(c) = cert_record(tx, env, name.as_str())? {
+        if rule.new_only {
+            return Ok(SubmitOutcome::NotNew);
+        }
         if !rule.allow_if_signed {
             return Ok(SubmitOutcome::CertificateExists {
                 revoked: c.revocation.is_some(),
             });
         }
+    }
+    let prev = get_request(tx, env, name.as_str())?;
+    if rule.new_only && prev.is_some() {
+        return Ok(SubmitOutcome::NotNew);
     }
     let pending = prev
         .as_ref()

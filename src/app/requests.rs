@@ -154,11 +154,13 @@ impl App {
     ) -> Result<Submitted, AppError> {
         let env = self.env_ca(raw_env)?;
         let name = certname(raw_name)?;
-        let cached = matches!(
-            self.store.certificate_now(&env.name, &name),
-            Some(Ok(Some(_)))
-        );
-        if !self.store.local_reads() && !cached && self.signs_by_name(&env, &name) {
+        let unread = !self.store.local_reads()
+            && self.signs_by_name(&env, &name)
+            && !matches!(
+                self.store.certificate_now(&env.name, &name),
+                Some(Ok(Some(_)))
+            );
+        if unread {
             if let Some(done) = self.submit_read(who, &env, &name, body, refuse_pending, false)? {
                 return Ok(done);
             }

@@ -234,8 +234,8 @@
 //! the store writes nothing if the name has a request or a certificate, and
 //! [`App::submit_as`](crate::app::App) submits it again after the read. A name that is
 //! not new costs one signature more. Measured, PostgreSQL and sled in one invocation,
-//! medians of 3: 2,245–2,358/s (0.59–0.62× sled) with the read, 2,473–2,794/s
-//! (0.71–0.74×, 3 invocations) without; RSA-4096, new connection per agent, 0.77–0.80× →
+//! medians of 3: 2,245–2,358/s (0.59–0.62× sled) with the read, 2,473–2,933/s
+//! (0.71–0.74×, 5 invocations) without; RSA-4096, new connection per agent, 0.77–0.80× →
 //! 0.85–0.87× on the same (slower) day.
 //! RSA-4096 with a new connection per agent stays short of 0.9× sled: two RSA private
 //! operations per certificate (the handshake and the signature) leave the database's

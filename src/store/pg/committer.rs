@@ -32,7 +32,7 @@ const COMPANY_WAIT: std::time::Duration = std::time::Duration::from_millis(1);
 /// Waiting only for as many as the last batch had kept batches at 1.4 certificates on
 /// average over 3 nodes (8 agents): the size fed itself. Measured, ECDSA CA, 8
 /// keep-alive agents, 3 nodes against one, same invocation, medians of 3 runs:
-/// 0.66–0.69× one node (3 invocations) → 0.69–0.75× (5). Alone the last batch's size
+/// 0.66–0.69× one node (3 invocations) → 0.69–0.76× (7). Alone the last batch's size
 /// stands: one node waiting for the peak too measured 0–9% slower (within this
 /// machine's drift, but never faster).
 const RECENT: usize = 8;

@@ -208,7 +208,11 @@ impl App {
         };
         for _ in 0..SIGN_ATTEMPTS {
             let record = self.sign_here(issuer, &order)?;
-            match self.store.issue(&env.name, &name, &req.csr_der, &record)? {
+            let outcome = self.store.issue(&env.name, &name, &req.csr_der, &record)?;
+            if outcome != IssueOutcome::Issued {
+                self.metrics.discarded(env.name.as_str());
+            }
+            match outcome {
                 IssueOutcome::Issued => {
                     self.store.flush()?;
                     return self.issued(env, name, &record, &issuer.name);
@@ -274,8 +278,14 @@ impl App {
                 .store
                 .submit_issued(&env.name, name, rec, rule, &record)?
             {
-                SubmitIssueOutcome::SerialTaken => continue,
-                SubmitIssueOutcome::Refused(refused) => return Ok(Some(refused)),
+                SubmitIssueOutcome::SerialTaken => {
+                    self.metrics.discarded(env.name.as_str());
+                    continue;
+                }
+                SubmitIssueOutcome::Refused(refused) => {
+                    self.metrics.discarded(env.name.as_str());
+                    return Ok(Some(refused));
+                }
                 SubmitIssueOutcome::Stored(submitted, issued) => {
                     // Durable already: submit_issued flushed it.
                     return self
@@ -303,10 +313,16 @@ impl App {
                 self.issued(env, name.clone(), record, issuer)?;
                 Ok(submitted)
             }
-            IssueOutcome::AlreadySigned => Err(already_signed(name)),
-            other => Err(AppError::Pki(CaError::BadCertificate(format!(
-                "the request just stored could not be issued: {other:?}"
-            )))),
+            IssueOutcome::AlreadySigned => {
+                self.metrics.discarded(env.name.as_str());
+                Err(already_signed(name))
+            }
+            other => {
+                self.metrics.discarded(env.name.as_str());
+                Err(AppError::Pki(CaError::BadCertificate(format!(
+                    "the request just stored could not be issued: {other:?}"
+                ))))
+            }
         }
     }
 

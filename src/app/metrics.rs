@@ -1,5 +1,6 @@
 //! `/metrics` (Prometheus text format 0.0.4): request counts and latency histograms per
-//! route, method and status; certificates issued per environment and issuer; each
+//! route, method and status; certificates issued per environment and issuer, and those
+//! signed but not stored per environment; each
 //! environment's CRL size and age; the store's size on disk.
 //!
 //! Labels come from bounded sets only (route patterns, not paths), so a scan of random
@@ -29,6 +30,7 @@ struct Histogram {
 pub struct Metrics {
     requests: Mutex<BTreeMap<(String, String, u16), Histogram>>,
     issued: Mutex<BTreeMap<(String, String), u64>>,
+    discarded: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Metrics {
@@ -55,6 +57,17 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry((env.to_owned(), issuer.to_owned()))
+            .or_default() += 1;
+    }
+
+    /// Counts one certificate signed here and then not stored (its serial was taken, or
+    /// the store refused what it went with); it was never served.
+    pub(super) fn discarded(&self, env: &str) {
+        *self
+            .discarded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(env.to_owned())
             .or_default() += 1;
     }
 }
@@ -141,6 +154,21 @@ impl App {
                 "certd_certificates_issued_total{{environment=\"{}\",issuer=\"{}\"}} {n}",
                 esc(env),
                 esc(issuer)
+            );
+        }
+        out.push_str("# HELP certd_signatures_discarded_total Certificates signed here and then not stored (the serial was taken, or the name turned out to have a request or a certificate), by environment.\n# TYPE certd_signatures_discarded_total counter\n");
+        for (env, n) in self
+            .metrics
+            .discarded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(env, _)| visible(env))
+        {
+            let _ = writeln!(
+                out,
+                "certd_signatures_discarded_total{{environment=\"{}\"}} {n}",
+                esc(env)
             );
         }
         let now = self.now();

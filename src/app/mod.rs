@@ -37,7 +37,7 @@ pub use listing::{ListQuery, Page};
 pub use metrics::Metrics;
 pub use orders::{EventView, IssuerStatus};
 pub use puppet::{Expirations, PuppetStatus, SignReport, StatusCursor, PUPPET_ENV};
-pub use requests::{InFlight, RequestView, Submitted, Submitting};
+pub use requests::{Finished, InFlight, RequestView, Submitted, Submitting};
 pub use setup::{setup, SetupOutcome};
 pub use status::{rfc3339, DesiredState, StatusObject};
 pub use workers::Workers;

@@ -269,7 +269,18 @@ impl App {
         raw_name: &str,
         body: &[u8],
     ) -> Result<Submitted, AppError> {
-        self.submit_as(who, PUPPET_ENV, raw_name, body, true)
+        self.submit_as(who, PUPPET_ENV, raw_name, body, true, false)
+    }
+
+    /// [`App::puppet_submit`] made again (see [`App::submit_again`]).
+    pub fn puppet_submit_again(
+        &self,
+        who: &Identity,
+        raw_name: &str,
+        body: &[u8],
+        read_first: bool,
+    ) -> Result<Submitted, AppError> {
+        self.submit_as(who, PUPPET_ENV, raw_name, body, true, read_first)
     }
 
     /// [`App::puppet_submit`] started on a thread that must not block (see
@@ -573,7 +584,11 @@ impl App {
                 self.rng.as_ref(),
             )?;
             let record = super::certificates::cert_record(&der, self.now())?;
-            match self.store.renew(&env.name, name, serial, &record)? {
+            let outcome = self.store.renew(&env.name, name, serial, &record)?;
+            if outcome != crate::store::RenewOutcome::Renewed {
+                self.metrics.discarded(env.name.as_str());
+            }
+            match outcome {
                 crate::store::RenewOutcome::Renewed => {
                     let superseded = crate::store::RevokedSerial {
                         serial: serial.clone(),

@@ -37,11 +37,20 @@ pub struct InFlight {
     issuer: String,
 }
 
+/// How a submission begun on a worker thread ended there ([`InFlight::finish`]).
+pub enum Finished {
+    /// What [`App::submit`] would answer.
+    Done(Result<Submitted, AppError>),
+    /// Nothing was stored; the submission must be made again on a thread that may
+    /// block ([`App::submit_again`]): `read_first` when it was made unread and the
+    /// name turned out not to be new, otherwise because the serial was taken.
+    Again { read_first: bool },
+}
+
 impl InFlight {
     /// Awaits the commit (durable when it answers), then answers as [`App::submit`]
-    /// would; `None` when the serial turned out to be taken (nothing was stored) and
-    /// the submission must be made again.
-    pub async fn finish(self, app: &App) -> Option<Result<Submitted, AppError>> {
+    /// would, or says that the submission must be made again.
+    pub async fn finish(self, app: &App) -> Finished {
         let InFlight {
             pending,
             _slot,
@@ -50,15 +59,25 @@ impl InFlight {
             record,
             issuer,
         } = self;
-        let outcome = match pending.await {
-            Ok(SubmitIssueOutcome::SerialTaken) => return None,
+        let outcome = pending.await;
+        if matches!(
+            outcome,
+            Ok(SubmitIssueOutcome::SerialTaken | SubmitIssueOutcome::Refused(_))
+        ) {
+            app.metrics.discarded(env.name.as_str());
+        }
+        let outcome = match outcome {
+            Ok(SubmitIssueOutcome::SerialTaken) => return Finished::Again { read_first: false },
+            Ok(SubmitIssueOutcome::Refused(SubmitOutcome::NotNew)) => {
+                return Finished::Again { read_first: true }
+            }
             Ok(SubmitIssueOutcome::Refused(refused)) => Ok(refused),
             Ok(SubmitIssueOutcome::Stored(submitted, issued)) => {
                 app.stored_and_issued(&env, &name, &record, &issuer, submitted, issued)
             }
             Err(e) => Err(e.into()),
         };
-        Some(outcome.and_then(|o| self::submitted(&name, o)))
+        Finished::Done(outcome.and_then(|o| self::submitted(&name, o)))
     }
 }
 
@@ -128,7 +147,20 @@ impl App {
         raw_name: &str,
         body: &[u8],
     ) -> Result<Submitted, AppError> {
-        self.submit_as(who, raw_env, raw_name, body, false)
+        self.submit_as(who, raw_env, raw_name, body, false, false)
+    }
+
+    /// [`App::submit`] after [`App::submit_start`] began it and it must be made again
+    /// ([`Finished::Again`]), or needed a thread (`read_first` false).
+    pub fn submit_again(
+        &self,
+        who: &Identity,
+        raw_env: &str,
+        raw_name: &str,
+        body: &[u8],
+        read_first: bool,
+    ) -> Result<Submitted, AppError> {
+        self.submit_as(who, raw_env, raw_name, body, false, read_first)
     }
 
     /// Submission with either face's duplicate rule: the native face replaces a pending
@@ -143,7 +175,8 @@ impl App {
     /// Not for a name whose certificate this node holds in its cache. (Measured on
     /// PostgreSQL, ECDSA CA, 8 keep-alive agents, medians of 3 runs: 2,245–2,358/s with
     /// the read, 2,473–2,794/s without.) A name that is not new costs a signature more;
-    /// nothing else of it is kept or served.
+    /// nothing else of it is kept or served. `read_first`: reads first anyway, for a
+    /// submission [`App::submit_start`] already made unread.
     pub(super) fn submit_as(
         &self,
         who: &Identity,
@@ -151,10 +184,12 @@ impl App {
         raw_name: &str,
         body: &[u8],
         refuse_pending: bool,
+        read_first: bool,
     ) -> Result<Submitted, AppError> {
         let env = self.env_ca(raw_env)?;
         let name = certname(raw_name)?;
-        let unread = !self.store.local_reads()
+        let unread = !read_first
+            && !self.store.local_reads()
             && self.signs_by_name(&env, &name)
             && !matches!(
                 self.store.certificate_now(&env.name, &name),
@@ -458,7 +493,9 @@ impl App {
     /// [`App::submit`] started on a thread that must not block (an HTTP worker): an
     /// autosigned submission that an in-process issuer signs is checked, signed, and
     /// handed to the store to commit, and the caller awaits [`InFlight::finish`]; it
-    /// costs CPU only (reads come from the store's cache). Anything that may block (a
+    /// costs CPU only (reads come from the store's cache; with a store whose reads cost
+    /// a round trip, none is made: it is submitted unread as in [`App::submit`], and
+    /// made again reading first if the name is not new). Anything that may block (a
     /// policy executable or allowlist file, storing a request that waits for an admin,
     /// an issuer that answers later, every signing slot taken, a failed signature, a
     /// refusal) answers [`Submitting::NeedsThread`] before anything is stored, and the
@@ -482,11 +519,6 @@ impl App {
         body: &[u8],
         refuse_pending: bool,
     ) -> Submitting {
-        // The checks below read the store: on this (HTTP worker) thread only when that
-        // costs microseconds.
-        if !self.store.local_reads() {
-            return Submitting::NeedsThread;
-        }
         let env = match self.env_ca(raw_env) {
             Ok(env) => env,
             Err(e) => return Submitting::Done(Err(e)),
@@ -500,7 +532,19 @@ impl App {
         if !self.signs_by_name(&env, &name) {
             return Submitting::NeedsThread;
         }
-        let p = match self.prepare(who, &env, &name, body, refuse_pending, true) {
+        // The checks below read the store: on this (HTTP worker) thread only when that
+        // costs microseconds. Otherwise the submission is made unread, as in
+        // `App::submit_as`, or on a thread that may block.
+        let read = self.store.local_reads();
+        if !read
+            && matches!(
+                self.store.certificate_now(&env.name, &name),
+                Some(Ok(Some(_)))
+            )
+        {
+            return Submitting::NeedsThread;
+        }
+        let p = match self.prepare(who, &env, &name, body, refuse_pending, read) {
             Ok(p) => p,
             // Kept as an invalid request: a store write, on a thread that may block.
             Err(AppError::InvalidInput(e)) if e.is_policy_refusal() => {
@@ -675,12 +719,10 @@ mod tests {
 
         // Autosigned: signed here, committed by the store, durable when it answers.
         match app.submit_start(&anon, "production", "first", &csr("first")) {
-            Submitting::Committing(f) => {
-                assert_eq!(
-                    block_on((*f).finish(&app)).unwrap().unwrap(),
-                    Submitted::Created
-                )
-            }
+            Submitting::Committing(f) => match block_on((*f).finish(&app)) {
+                Finished::Done(done) => assert_eq!(done.unwrap(), Submitted::Created),
+                Finished::Again { .. } => panic!("a new name's serial is free"),
+            },
             _ => panic!("an autosigned submission is signed on the worker path"),
         }
         assert!(app.certificate("production", "first").is_ok());
@@ -688,7 +730,10 @@ mod tests {
         // Signed with the serial "first" has: the commit refuses it with nothing stored,
         // and the caller is told to submit it again.
         match app.submit_start(&anon, "production", "second", &csr("second")) {
-            Submitting::Committing(f) => assert!(block_on((*f).finish(&app)).is_none()),
+            Submitting::Committing(f) => assert!(matches!(
+                block_on((*f).finish(&app)),
+                Finished::Again { read_first: false }
+            )),
             _ => panic!("an autosigned submission is signed on the worker path"),
         }
         assert!(matches!(

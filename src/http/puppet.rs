@@ -290,7 +290,11 @@ async fn put_request(
     let name = name.into_inner();
     let who = caller.0;
     let start = app.puppet_submit_start(&who, &name, &bytes);
-    match submission(&app, start, move |a| a.puppet_submit(&who, &name, &bytes)).await {
+    match submission(&app, start, move |a, read_first| {
+        a.puppet_submit_again(&who, &name, &bytes, read_first)
+    })
+    .await
+    {
         Ok(_) => plain(StatusCode::OK, ""),
         Err(e) => answer(&req, e, StatusCode::BAD_REQUEST),
     }

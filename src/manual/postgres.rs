@@ -113,7 +113,11 @@
 //! store on the HTTP worker thread (microseconds from sled's cache). A PostgreSQL read is
 //! a round trip, which would hold the worker; the store says so
 //! ([`Store::local_reads`](crate::store::Store::local_reads)), and those reads go to the
-//! blocking pool instead.
+//! blocking pool instead. An autosigned submission that needs no read (below, under
+//! Performance: a name the policy signs by its name, not in the certificate cache) is
+//! checked and signed on the worker as on sled, and its commit awaited there without
+//! holding a thread; found not new, it is made again on the blocking pool, reading
+//! first (never signed unread twice: `/metrics` counts each signature discarded).
 //!
 //! `GET`/`HEAD certificate/{name}` (both faces) first asks
 //! [`Store::certificate_now`](crate::store::Store::certificate_now): the PostgreSQL store
@@ -237,10 +241,19 @@
 //! medians of 3: 2,245–2,358/s (0.59–0.62× sled) with the read, 2,473–2,933/s
 //! (0.71–0.74×, 5 invocations) without; RSA-4096, new connection per agent, 0.77–0.80× →
 //! 0.85–0.87× on the same (slower) day.
-//! RSA-4096 with a new connection per agent stays short of 0.9× sled: two RSA private
-//! operations per certificate (the handshake and the signature) leave the database's
-//! ~0.4 ms per small transaction nowhere to hide. A GET alone was a round trip through
-//! a connection thread; the cache brought it from 0.25× sled to 1.0–1.25×.
+//!
+//! That unread submission still ran on the blocking pool: a hop there and back, and up
+//! to one signing thread per agent. Measured with `perf record -a` during RSA-4096 runs
+//! (new connection per agent, 8 agents; per certificate, in samples at 499 Hz over both
+//! cores): certd's own CPU was the same on both stores (1.23 and 1.21), but the
+//! machine sat idle 0.13 on PostgreSQL against 0.03 on sled, and PostgreSQL took 0.15.
+//! With `synchronous_commit` off the ratio stayed 0.82×: not the disk (an `fdatasync`
+//! here takes 0.1 ms) but the hops, on two cores already full. Started on the worker,
+//! awaited there as on sled, it measured (the new and the old binary against sled in
+//! one invocation, medians of 3, 5 invocations, target order swapped in 2): RSA-4096
+//! 0.89–0.92× sled (the old 0.82–0.90×), ECDSA with keep-alive 3,048–3,158/s, 0.79–0.82×
+//! (the old 2,610–2,779/s, 0.68–0.75×). A GET alone was a round trip through a
+//! connection thread; the cache brought it from 0.25× sled to 1.0–1.25×.
 //!
 //! A listing of 100,000 statuses reads 40 chunks of 2,500 certificates
 //! (`[limits] stream_page`; it was `max_page`'s 1,000), one query each

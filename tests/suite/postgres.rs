@@ -929,18 +929,39 @@ fn submissions_for_names_not_new(server: &Server) -> Answers {
     (steps, events)
 }
 
+/// The server's count of certificates it signed and did not store.
+fn discarded_signatures(server: &Server) -> u64 {
+    let (cert, key) = admin(server);
+    let text = client(server, Some((&cert, &key)))
+        .get(server.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix("certd_signatures_discarded_total{environment=\"production\"} ")
+        })
+        .map_or(0, |n| n.parse().unwrap())
+}
+
 /// A store whose reads cost a round trip submits a name that autosign signs by name
 /// unread, as new, and again after the read when the store finds it is not: the answers
-/// and the events are sled's, with nothing written by the first try.
+/// and the events are sled's, with nothing written by the first try, and one signature
+/// discarded per such name.
 #[test]
 fn submissions_for_names_not_new_answer_on_postgres_as_on_sled() {
     let Some(pg) = Postgres::shared() else { return };
     let sled_dir = tempfile::tempdir().unwrap();
     let sled = Server::start(sled_dir.path(), AUTOSIGN);
     let on_sled = submissions_for_names_not_new(&sled);
+    assert_eq!(discarded_signatures(&sled), 0);
     drop(sled);
     let (_db, _dir, server) = autosigning_server(pg);
     let on_pg = submissions_for_names_not_new(&server);
+    // One signature thrown away per submission found not new (the revoked n1, the n2
+    // kept as invalid), whichever thread made it unread: never signed unread twice.
+    assert_eq!(discarded_signatures(&server), 2);
     assert_eq!(
         on_sled.0.iter().map(|(s, _)| *s).collect::<Vec<_>>(),
         [201, 409, 400, 204, 409, 400, 201],

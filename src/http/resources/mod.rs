@@ -14,7 +14,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse, HttpResponseBuilder};
 
 use super::Problem;
-use crate::app::{App, AppError, Page, Submitted, Submitting};
+use crate::app::{App, AppError, Finished, Page, Submitted, Submitting};
 
 /// Any path no route matches.
 pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, Problem> {
@@ -68,9 +68,9 @@ pub(crate) async fn submission<F>(
     whole: F,
 ) -> Result<Submitted, AppError>
 where
-    F: FnOnce(&App) -> Result<Submitted, AppError> + Send + 'static,
+    F: FnOnce(&App, bool) -> Result<Submitted, AppError> + Send + 'static,
 {
-    match start {
+    let read_first = match start {
         Submitting::Done(outcome) => return outcome,
         Submitting::Committing(in_flight) => {
             // A task of its own, so that a client that hangs up mid-commit does not cancel
@@ -79,14 +79,14 @@ where
             let finished =
                 actix_web::rt::spawn(async move { (*in_flight).finish(&owned).await }).await;
             match finished {
-                Ok(Some(outcome)) => return outcome,
-                Ok(None) => {}
+                Ok(Finished::Done(outcome)) => return outcome,
+                Ok(Finished::Again { read_first }) => read_first,
                 Err(e) => return Err(AppError::Task(e.to_string())),
             }
         }
-        Submitting::NeedsThread => {}
-    }
-    run_raw(app, whole).await
+        Submitting::NeedsThread => false,
+    };
+    run_raw(app, move |a| whole(a, read_first)).await
 }
 
 /// Runs a use case that reads at most one key of the store and never writes or

@@ -42,7 +42,10 @@ pub async fn put(
     let location = format!("/{env}/certificate_request/{name}");
     let who = caller.0;
     let start = app.submit_start(&who, &env, &name, &bytes);
-    let outcome = submission(&app, start, move |a| a.submit(&who, &env, &name, &bytes)).await?;
+    let outcome = submission(&app, start, move |a, read_first| {
+        a.submit_again(&who, &env, &name, &bytes, read_first)
+    })
+    .await?;
     Ok(match outcome {
         Submitted::Created => HttpResponse::Created()
             .insert_header((header::LOCATION, location))

@@ -250,10 +250,15 @@
 //! With `synchronous_commit` off the ratio stayed 0.82×: not the disk (an `fdatasync`
 //! here takes 0.1 ms) but the hops, on two cores already full. Started on the worker,
 //! awaited there as on sled, it measured (the new and the old binary against sled in
-//! one invocation, medians of 3, 5 invocations, target order swapped in 2): RSA-4096
-//! 0.89–0.92× sled (the old 0.82–0.90×), ECDSA with keep-alive 3,048–3,158/s, 0.79–0.82×
-//! (the old 2,610–2,779/s, 0.68–0.75×). A GET alone was a round trip through a
-//! connection thread; the cache brought it from 0.25× sled to 1.0–1.25×.
+//! one invocation, medians of 3; a later target measures up to 0.06 better, so both
+//! orders were run): RSA-4096 0.89–0.92× sled in 5 invocations (the old 0.82–0.90×),
+//! ECDSA with keep-alive 3,048–3,158/s, 0.79–0.82× in 3 (the old 2,610–2,779/s,
+//! 0.68–0.75×). Against sled alone, both orders: RSA-4096 0.84–0.91× (median 0.88×, 9
+//! invocations), ECDSA 3,200–3,356/s (0.82–0.87×, 4). What is left of the RSA gap is
+//! PostgreSQL's CPU: 0.21 samples per certificate to sled's 0.00, idle cores now alike
+//! (2.8% and 4.2%); most of it in the kernel (a loopback round trip per statement, the
+//! WAL flush) for batches of 1.6 certificates on average. A GET alone was a round trip
+//! through a connection thread; the cache brought it from 0.25× sled to 1.0–1.25×.
 //!
 //! A listing of 100,000 statuses reads 40 chunks of 2,500 certificates
 //! (`[limits] stream_page`; it was `max_page`'s 1,000), one query each

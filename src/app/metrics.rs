@@ -60,8 +60,9 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    /// Counts one certificate signed here and then not stored (its serial was taken, or
-    /// the store refused what it went with); it was never served.
+    /// Counts one certificate signed here that the store then refused as the name's
+    /// certificate (its serial was taken, or the name's request or certificate did not
+    /// allow it); it was never served. A write that failed is not counted.
     pub(super) fn discarded(&self, env: &str) {
         *self
             .discarded
@@ -156,7 +157,7 @@ impl App {
                 esc(issuer)
             );
         }
-        out.push_str("# HELP certd_signatures_discarded_total Certificates signed here and then not stored (the serial was taken, or the name turned out to have a request or a certificate), by environment.\n# TYPE certd_signatures_discarded_total counter\n");
+        out.push_str("# HELP certd_signatures_discarded_total Certificates signed here that the store then refused as the name's certificate, storing nothing of them (the serial was taken; the name's request or certificate did not allow it), by environment.\n# TYPE certd_signatures_discarded_total counter\n");
         for (env, n) in self
             .metrics
             .discarded

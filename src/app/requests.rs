@@ -128,8 +128,9 @@ fn submitted(name: &Certname, outcome: SubmitOutcome) -> Result<Submitted, AppEr
                 CertState::of_certificate(revoked)
             ),
         }),
-        // Asked for by a submission that read nothing, which `App::submit_as` submits
-        // again after the read; not answered otherwise.
+        // Asked for by a submission that read nothing, which is made again after the
+        // read (`App::submit_as`, or `Finished::Again` after `App::submit_start`); not
+        // answered otherwise.
         SubmitOutcome::NotNew => Err(AppError::Conflict {
             code: "already-requested",
             detail: format!("{name} already has a request or a certificate"),
@@ -498,8 +499,10 @@ impl App {
     /// made again reading first if the name is not new). Anything that may block (a
     /// policy executable or allowlist file, storing a request that waits for an admin,
     /// an issuer that answers later, every signing slot taken, a failed signature, a
-    /// refusal) answers [`Submitting::NeedsThread`] before anything is stored, and the
-    /// caller runs the whole submission on a thread that may block instead.
+    /// refusal a read shows) answers [`Submitting::NeedsThread`] before anything is
+    /// stored, and the caller runs the whole submission on a thread that may block
+    /// instead; so it does after [`Finished::Again`] (a serial taken, a name submitted
+    /// unread that was not new: the store refused it with nothing stored).
     pub fn submit_start(
         &self,
         who: &Identity,

@@ -117,7 +117,7 @@
 //! Performance: a name the policy signs by its name, not in the certificate cache) is
 //! checked and signed on the worker as on sled, and its commit awaited there without
 //! holding a thread; found not new, it is made again on the blocking pool, reading
-//! first (never signed unread twice: `/metrics` counts each signature discarded).
+//! first (never made unread again: `/metrics` counts each signature discarded).
 //!
 //! `GET`/`HEAD certificate/{name}` (both faces) first asks
 //! [`Store::certificate_now`](crate::store::Store::certificate_now): the PostgreSQL store

@@ -61,7 +61,9 @@ where
 /// ([`App::submit_start`]): an autosigned one is signed there and then awaited while the
 /// store commits it, so no blocking-pool thread is held through the commit (two thread
 /// hand-offs fewer per certificate). Anything else runs whole, as `whole`, on the
-/// blocking pool; so does a submission whose serial turned out taken (nothing stored).
+/// blocking pool; so does one the store refused with nothing stored
+/// ([`Finished::Again`]: its serial was taken, or, submitted unread, its name was not
+/// new, and `whole` is told to read first).
 pub(crate) async fn submission<F>(
     app: &web::Data<App>,
     start: Submitting,
@@ -70,23 +72,26 @@ pub(crate) async fn submission<F>(
 where
     F: FnOnce(&App, bool) -> Result<Submitted, AppError> + Send + 'static,
 {
-    let read_first = match start {
-        Submitting::Done(outcome) => return outcome,
+    match start {
+        Submitting::Done(outcome) => outcome,
         Submitting::Committing(in_flight) => {
-            // A task of its own, so that a client that hangs up mid-commit does not cancel
-            // what follows the commit (the issuance's log line and metrics).
+            // A task of its own, so that a client that hangs up mid-commit cancels
+            // neither what follows the commit (the issuance's log line and metrics) nor
+            // the submission made again.
             let owned = app.clone();
-            let finished =
-                actix_web::rt::spawn(async move { (*in_flight).finish(&owned).await }).await;
-            match finished {
-                Ok(Finished::Done(outcome)) => return outcome,
-                Ok(Finished::Again { read_first }) => read_first,
-                Err(e) => return Err(AppError::Task(e.to_string())),
-            }
+            actix_web::rt::spawn(async move {
+                match (*in_flight).finish(&owned).await {
+                    Finished::Done(outcome) => outcome,
+                    Finished::Again { read_first } => {
+                        run_raw(&owned, move |a| whole(a, read_first)).await
+                    }
+                }
+            })
+            .await
+            .map_err(|e| AppError::Task(e.to_string()))?
         }
-        Submitting::NeedsThread => false,
-    };
-    run_raw(app, move |a| whole(a, read_first)).await
+        Submitting::NeedsThread => run_raw(app, move |a| whole(a, false)).await,
+    }
 }
 
 /// Runs a use case that reads at most one key of the store and never writes or

@@ -13,6 +13,7 @@ mod orders;
 mod puppet;
 mod requests;
 mod setup;
+mod started;
 mod status;
 mod webhooks;
 mod workers;
@@ -37,8 +38,9 @@ pub use listing::{ListQuery, Page};
 pub use metrics::Metrics;
 pub use orders::{EventView, IssuerStatus};
 pub use puppet::{Expirations, PuppetStatus, SignReport, StatusCursor, PUPPET_ENV};
-pub use requests::{Finished, InFlight, RequestView, Submitted, Submitting};
+pub use requests::{RequestView, Submitted};
 pub use setup::{setup, SetupOutcome};
+pub use started::{Finished, InFlight, Submitting};
 pub use status::{rfc3339, DesiredState, StatusObject};
 pub use workers::Workers;
 

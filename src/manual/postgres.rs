@@ -250,8 +250,8 @@
 //! With `synchronous_commit` off the ratio stayed 0.82×: not the disk (an `fdatasync`
 //! here takes 0.1 ms) but the hops, on two cores already full. Started on the worker,
 //! awaited there as on sled, it measured (the new and the old binary against sled in
-//! one invocation, medians of 3; a later target measures up to 0.06 better, so both
-//! orders were run): RSA-4096 0.89–0.92× sled in 5 invocations (the old 0.82–0.90×),
+//! one invocation, medians of 3; a later target measured 0.02–0.04 better, so both
+//! orders were run, and `certd bench` now starts each run with the next target): RSA-4096 0.89–0.92× sled in 5 invocations (the old 0.82–0.90×),
 //! ECDSA with keep-alive 3,048–3,158/s, 0.79–0.82× in 3 (the old 2,610–2,779/s,
 //! 0.68–0.75×). Against sled alone, both orders: RSA-4096 0.84–0.91× (median 0.88×, 9
 //! invocations), ECDSA 3,200–3,356/s (0.82–0.87×, 4). What is left of the RSA gap is

@@ -1,7 +1,7 @@
 //! `/metrics` (Prometheus text format 0.0.4): request counts and latency histograms per
 //! route, method and status; certificates issued per environment and issuer, and those
-//! signed but not stored per environment; each
-//! environment's CRL size and age; the store's size on disk.
+//! signed but not stored per environment; each environment's CRL size and age; the
+//! store's size on disk.
 //!
 //! Labels come from bounded sets only (route patterns, not paths), so a scan of random
 //! URLs cannot grow the registry: every unmatched path is one `route="unmatched"`.

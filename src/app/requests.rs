@@ -493,7 +493,7 @@ impl App {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::sync::Arc;
 
     use super::*;
@@ -501,7 +501,8 @@ mod tests {
     use crate::config::Config;
     use crate::store::{DataDir, MemStore};
 
-    fn csr(name: &str) -> Vec<u8> {
+    /// A CSR for `name` with a new P-256 key.
+    pub(in crate::app) fn csr(name: &str) -> Vec<u8> {
         let key = KeyType::EcP256.generate().unwrap();
         build_csr(&key, &Certname::parse(name).unwrap(), &[]).unwrap()
     }

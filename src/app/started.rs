@@ -165,7 +165,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::ca::{build_csr, KeyType, Rng, SystemClock};
+    use crate::app::requests::tests::csr;
+    use crate::ca::{Rng, SystemClock};
     use crate::config::Config;
     use crate::store::{DataDir, MemStore, Store};
 
@@ -194,11 +195,6 @@ mod tests {
             }
             std::thread::park();
         }
-    }
-
-    fn csr(name: &str) -> Vec<u8> {
-        let key = KeyType::EcP256.generate().unwrap();
-        build_csr(&key, &Certname::parse(name).unwrap(), &[]).unwrap()
     }
 
     #[test]

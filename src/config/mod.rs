@@ -64,6 +64,20 @@ fn positive<'de, D: serde::Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
     Ok(n)
 }
 
+/// Most HTTP worker threads a node may be given.
+const MAX_WORKERS: usize = 256;
+
+/// A worker count, when given: 1 to [`MAX_WORKERS`].
+fn workers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    let n = positive(d)?;
+    if n > MAX_WORKERS {
+        return Err(serde::de::Error::custom(format!(
+            "must be at most {MAX_WORKERS}"
+        )));
+    }
+    Ok(Some(n))
+}
+
 /// Webhook URLs: each an http:// or https:// URL that parses, checked while the file is
 /// read.
 fn webhook_urls<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -105,6 +119,10 @@ pub struct ServerConfig {
     /// Most connections open at once, per worker thread.
     #[serde(deserialize_with = "positive")]
     pub max_connections: usize,
+    /// HTTP worker threads; by default one per core. Several nodes sharing one machine's
+    /// cores each take their share.
+    #[serde(deserialize_with = "workers")]
+    pub workers: Option<usize>,
     /// This node's name among the nodes sharing one store (`/status`); by default the
     /// host name and the port.
     pub node_id: Option<String>,
@@ -122,6 +140,7 @@ impl Default for ServerConfig {
             request_timeout: Duration::secs(10),
             body_timeout: Duration::secs(10),
             max_connections: 10_000,
+            workers: None,
             node_id: None,
         }
     }
@@ -608,6 +627,8 @@ mod tests {
             "tls_key_type",
             "keep_alive",
             "shutdown_timeout",
+            "workers",
+            "node_id",
             "key_type",
             "root_ttl",
             "issuing_ttl",

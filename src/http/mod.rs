@@ -119,7 +119,11 @@ pub async fn serve(
     let server_cfg = app.config().server.clone();
     let data = web::Data::from(app.clone());
     let resolver = app.resolver();
-    let server = HttpServer::new(move || service(data.clone()))
+    let mut server = HttpServer::new(move || service(data.clone()));
+    if let Some(n) = server_cfg.workers {
+        server = server.workers(n);
+    }
+    let server = server
         .on_connect(identity::on_connect(resolver))
         .keep_alive(Duration::from_secs(server_cfg.keep_alive.as_secs() as u64))
         .client_request_timeout(Duration::from_secs(

@@ -431,6 +431,42 @@ fn a_malformed_config_stops_the_server_with_the_line() {
     );
 }
 
+/// `[server] workers` sets how many HTTP worker threads serve (nodes sharing one
+/// machine's cores each take their share); unset, one per core.
+#[test]
+fn server_workers_sets_the_http_worker_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), "[server]\nworkers = 7\n");
+    let status = client(&server, None)
+        .get(server.url("/status"))
+        .send()
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    // Each worker is a thread that actix names "actix-rt|system:N" (Linux keeps 15
+    // characters); they start together, so the count settles at once.
+    let task = std::path::PathBuf::from(format!("/proc/{}/task", server.child.id()));
+    let workers = || {
+        std::fs::read_dir(&task)
+            .unwrap()
+            .filter_map(Result::ok)
+            .filter(|t| {
+                std::fs::read_to_string(t.path().join("comm"))
+                    .is_ok_and(|c| c.starts_with("actix-rt|system"))
+            })
+            .count()
+    };
+    let mut seen = workers();
+    for _ in 0..50 {
+        if seen == 7 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        seen = workers();
+    }
+    assert_eq!(seen, 7, "HTTP worker threads");
+}
+
 /// Issue 24, finding 9: hostile values that used to be taken silently, or failed later
 /// with an opaque message, stop the server at once with the key and its line.
 #[test]
@@ -443,6 +479,8 @@ fn hostile_config_values_stop_the_server_with_the_line() {
         ("[limits]\nmax_pending_signings = 0\n", "max_pending_signings"),
         ("[limits]\nmax_csr_bytes = 0\n", "max_csr_bytes"),
         ("[server]\nmax_connections = 0\n", "max_connections"),
+        ("[server]\nworkers = 0\n", "workers"),
+        ("[server]\nworkers = 100000\n", "workers"),
         ("[events]\nwebhooks = [\"http://exa mple/\"]\n", "webhooks"),
         ("[ca]\nroot_ttl = \"99999999y\"\n", "root_ttl"),
         ("[ca]\ncrl_next_update = \"99999999y\"\n", "crl_next_update"),

@@ -260,6 +260,24 @@
 //! WAL flush) for batches of 1.6 certificates on average. A GET alone was a round trip
 //! through a connection thread; the cache brought it from 0.25× sled to 1.0–1.25×.
 //!
+//! Two things PostgreSQL did for every batch that it need not, found with
+//! `pg_stat_statements` over runs of 2,000–3,000 RSA-4096 certificates. A certificate
+//! row of an RSA-4096 CA (2,084 bytes) is past the 2 KB at which PostgreSQL compresses a
+//! row and moves its widest value to the table's TOAST relation: each insert wrote two
+//! rows and two index entries. Kept whole up to a page (`toast_tuple_target`, migration
+//! 4, also for requests, which pass 2 KB with a few alternative names), the
+//! certificates' insert took 51 µs a statement instead of 97, and the WAL fell from 16.4
+//! to 12.2 records (3,635 to 2,970 bytes) a certificate. The price is on the rare
+//! writes: a revocation rewrites the whole row, where the out-of-line value was kept. And the audit append, a
+//! data-modifying CTE, was planned anew at every batch (1,188 plans in 1,186 calls,
+//! 53 µs each, more than it took to run), while the batch held the writers' lock: the
+//! committer's connection now always takes the generic plan (`plan_cache_mode`), and
+//! it planned it twice, once per connection. RSA-4096 against sled, same invocation,
+//! medians of 3: **0.88–0.92×, median 0.915×, in 6 invocations** (PostgreSQL 554–615/s,
+//! sled 619–670/s), and 0.90–0.95× in 4 more with the previous binary as a third target
+//! (which measured 0.86–0.94× there); 8 of the 10 at 0.9× or more. Over three nodes the
+//! shorter turns on the lock show (`manual::cluster`).
+//!
 //! A listing of 100,000 statuses reads 40 chunks of 2,500 certificates
 //! (`[limits] stream_page`; it was `max_page`'s 1,000), one query each
 //! (keyset: `certname > $2`; the empty name before the first page, so that the cached

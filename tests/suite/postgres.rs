@@ -976,3 +976,59 @@ fn submissions_for_names_not_new_answer_on_postgres_as_on_sled() {
     assert_eq!(on_sled.0[4].1, "already-revoked");
     assert_eq!(on_pg, on_sled);
 }
+
+/// An RSA-4096 CA's certificate rows and the rows of pending RSA-4096 requests (2 KB and
+/// more, above PostgreSQL's default TOAST threshold) are kept whole in their tables'
+/// pages: storing one is one row, not a row plus a TOAST row and its index entry, and
+/// reading one is one lookup.
+#[test]
+fn certificate_and_request_rows_stay_in_their_tables() {
+    let Some(pg) = Postgres::shared() else { return };
+    let db = pg.database();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[ca]\nkey_type = \"rsa-4096\"\n[environments.production]\nautosign = false\nallow_subject_alt_names = true\n{}",
+        pg.store_toml(&db, dir.path())
+    );
+    let server = Server::start(dir.path(), &config);
+    let anon = client(&server, None);
+    let (cert, admin_key) = admin(&server);
+    let admin_c = client(&server, Some((&cert, &admin_key)));
+    let key = KeyType::Rsa4096.generate().unwrap();
+    // The pending one with the alternative names a web server's agent asks for.
+    let sans: Vec<String> = (0..12).map(|i| format!("www{i}.pending.example")).collect();
+    for (name, sans) in [("pending.example", &sans[..]), ("signed.example", &[])] {
+        let csr = build_csr(&key, &Certname::parse(name).unwrap(), sans).unwrap();
+        let r = anon
+            .put(server.url(&format!("/production/certificate_request/{name}")))
+            .body(csr)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201, "{name} pending");
+    }
+    let r = admin_c
+        .post(server.url("/production/certificate/"))
+        .body("signed.example")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "signed");
+    let mut db_admin = pg.admin_of(&db);
+    for table in ["certd_certificates", "certd_requests"] {
+        let row = db_admin
+            .query_one(
+                &format!(
+                    "SELECT (SELECT max(pg_column_size(t.*)) FROM {table} t),
+                            pg_relation_size(c.reltoastrelid)
+                     FROM pg_class c WHERE c.relname = '{table}'"
+                ),
+                &[],
+            )
+            .unwrap();
+        let (widest, toasted): (i32, i64) = (row.get(0), row.get(1));
+        assert!(
+            widest > 2032,
+            "{table}: rows of {widest} bytes test nothing"
+        );
+        assert_eq!(toasted, 0, "{table}: rows of {widest} bytes moved to TOAST");
+    }
+}

@@ -1374,6 +1374,8 @@ fn a_listing_that_cannot_read_a_certificate_fails_instead_of_blanking_its_finger
         server,
     };
     assert_eq!(problem_code(list(&api)), (500, "internal".into()));
-    let log = api.server.stderr();
+    let log = api
+        .server
+        .stderr_with("no DER for fp-lost", std::time::Duration::from_secs(10));
     assert!(log.contains("no DER for fp-lost"), "{log}");
 }

@@ -152,6 +152,23 @@ impl Server {
             .collect::<Vec<_>>()
             .join("\n")
     }
+
+    /// What the server has written to stderr since last asked, waiting up to `within`
+    /// for a line containing `needle`: the log is written by a thread of its own, a
+    /// moment after the answer it tells of.
+    pub fn stderr_with(&self, needle: &str, within: Duration) -> String {
+        let rx = self.stderr_lines.lock().unwrap();
+        let deadline = std::time::Instant::now() + within;
+        let mut lines: Vec<String> = rx.try_iter().collect();
+        while !lines.iter().any(|l| l.contains(needle)) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => lines.push(line),
+                Err(_) => break,
+            }
+        }
+        lines.join("\n")
+    }
 }
 
 impl Drop for Server {

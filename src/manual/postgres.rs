@@ -273,10 +273,10 @@
 //! 53 µs each, more than it took to run), while the batch held the writers' lock: the
 //! committer's connection now always takes the generic plan (`plan_cache_mode`), and
 //! it planned it twice, once per connection. RSA-4096 against sled, same invocation,
-//! medians of 3: **0.88–0.92×, median 0.915×, in 6 invocations** (PostgreSQL 554–615/s,
-//! sled 619–670/s), and 0.90–0.95× in 4 more with the previous binary as a third target
-//! (which measured 0.86–0.94× there); 8 of the 10 at 0.9× or more. Over three nodes the
-//! shorter turns on the lock show (`manual::cluster`).
+//! medians of 3: **0.87–0.94×, median 0.91×, in 11 invocations** (PostgreSQL
+//! 505–615/s, sled 540–670/s), and 0.90–0.95× in 4 more with the previous binary as a
+//! third target (which measured 0.86–0.94× there); 12 of the 15 at 0.9× or more. Over
+//! three nodes the shorter turns on the lock show (`manual::cluster`).
 //!
 //! A listing of 100,000 statuses reads 40 chunks of 2,500 certificates
 //! (`[limits] stream_page`; it was `max_page`'s 1,000), one query each

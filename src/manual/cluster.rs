@@ -191,7 +191,7 @@
 //!
 //! "One worker per node" is `[server] workers = 1` on each of the three (the one node
 //! keeps its default, one per core: two). The control is the point: three processes
-//! that share nothing reach 0.67–0.92× of one on two cores (which also run the database
+//! that share nothing reach 0.67–0.95× of one on two cores (which also run the database
 //! and the load generator), so the targets measure that first and coordination second.
 //! What coordination costs on top, the cluster against the control in the same
 //! invocations: issuance 0.90–1.06× with one worker per node (it was 0.88–0.97× before

@@ -15,6 +15,12 @@
 //! create tables gets a message saying so and naming `certd store schema`, which prints
 //! the whole schema as SQL for a DBA to apply (then grant the user SELECT, INSERT,
 //! UPDATE, DELETE on the tables; `tests/suite/postgres.rs` does exactly that).
+//! Storage settings, which change how rows are kept and not what they hold, are not
+//! migrations: certd applies them after migrating where it owns the tables, and
+//! otherwise logs the `ALTER TABLE` a DBA may run (`STORAGE`; below, under
+//! Performance). A database a DBA set up for an earlier schema version is not migrated
+//! by a user that may not create tables; `certd store schema` prints every migration,
+//! for an empty database.
 //!
 //! The invariants are constraints, not code:
 //!
@@ -264,19 +270,24 @@
 //! `pg_stat_statements` over runs of 2,000–3,000 RSA-4096 certificates. A certificate
 //! row of an RSA-4096 CA (2,084 bytes) is past the 2 KB at which PostgreSQL compresses a
 //! row and moves its widest value to the table's TOAST relation: each insert wrote two
-//! rows and two index entries. Kept whole up to a page (`toast_tuple_target`, migration
-//! 4, also for requests, which pass 2 KB with a few alternative names), the
-//! certificates' insert took 51 µs a statement instead of 97, and the WAL fell from 16.4
-//! to 12.2 records (3,635 to 2,970 bytes) a certificate. The price is on the rare
-//! writes: a revocation rewrites the whole row, where the out-of-line value was kept. And the audit append, a
-//! data-modifying CTE, was planned anew at every batch (1,188 plans in 1,186 calls,
-//! 53 µs each, more than it took to run), while the batch held the writers' lock: the
-//! committer's connection now always takes the generic plan (`plan_cache_mode`), and
-//! it planned it twice, once per connection. RSA-4096 against sled, same invocation,
-//! medians of 3: **0.87–0.94×, median 0.91×, in 11 invocations** (PostgreSQL
-//! 505–615/s, sled 540–670/s), and 0.90–0.95× in 4 more with the previous binary as a
-//! third target (which measured 0.86–0.94× there); 12 of the 15 at 0.9× or more. Over
-//! three nodes the shorter turns on the lock show (`manual::cluster`).
+//! rows and two index entries. Kept whole up to a page (`toast_tuple_target`, also for
+//! requests, which pass 2 KB with a few alternative names), the certificates' insert
+//! took 51 µs a statement instead of 97, and the WAL fell from 16.4 to 12.2 records
+//! (3,635 to 2,970 bytes) a certificate. It is a storage setting, not a migration:
+//! certd sets it at start where it owns the tables, `certd store schema` prints it for
+//! a DBA, and a certd of the same schema without it reads the tables as before. The
+//! price: the table of an RSA-4096 CA is some three times larger, so a listing, which
+//! reads no DER, reads that many more pages (not measured since with an RSA-4096 CA;
+//! an ECDSA CA's rows, ~1 KB, were never moved out), and a revocation rewrites the
+//! whole row. And the audit append, a data-modifying CTE, was
+//! planned anew at every batch (1,188 plans in 1,186 calls, 53 µs each, more than it
+//! took to run), while the batch held the writers' lock: the committer's connection
+//! takes generic plans only (`plan_cache_mode`), and it is planned once per
+//! connection. RSA-4096 against sled, same invocation, medians of 3: **0.87–0.94×,
+//! median 0.91×, in 11 invocations** (PostgreSQL 505–615/s, sled 540–670/s), and
+//! 0.90–0.95× in 4 more with the previous binary as a third target (which measured
+//! 0.86–0.94× there); 12 of the 15 at 0.9× or more. Over three nodes the shorter turns
+//! on the lock show (`manual::cluster`).
 //!
 //! A listing of 100,000 statuses reads 40 chunks of 2,500 certificates
 //! (`[limits] stream_page`; it was `max_page`'s 1,000), one query each

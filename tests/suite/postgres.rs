@@ -250,6 +250,11 @@ fn a_user_without_create_rights_is_told_and_a_dba_applied_schema_works() {
             "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO certd",
         )
         .unwrap();
+    // A storage setting the schema of an earlier certd lacked: certd, not the tables'
+    // owner, cannot set it, starts all the same, and says what the DBA may run.
+    admin
+        .batch_execute("ALTER TABLE certd_certificates RESET (toast_tuple_target)")
+        .unwrap();
     let server = Server::start(dir.path(), &format!("{AUTOSIGN}{store_cfg}"));
     let key = KeyType::EcP256.generate().unwrap();
     let csr = build_csr(&key, &Certname::parse("dba1").unwrap(), &[]).unwrap();
@@ -259,6 +264,9 @@ fn a_user_without_create_rights_is_told_and_a_dba_applied_schema_works() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 201);
+    let wanted = "ALTER TABLE certd_certificates SET (toast_tuple_target=8160)";
+    let log = server.stderr_with(wanted, Duration::from_secs(10));
+    assert!(log.contains(wanted), "{log}");
 }
 
 /// 8 agents issue while the database stops at once (`pg_ctl stop -m immediate`) and

@@ -4,12 +4,14 @@
 //! batch touches go in one flush; the outcomes are decided in order on those rows
 //! (exactly as one submission after another would decide); the writes of every change,
 //! the audit events and `COMMIT` go in the second. Every statement is a primary-key
-//! lookup or an insert from arrays, so its cached generic plan is right whatever the
-//! tables held when it was made (a join with the unnested names, planned anew each time
-//! to stay safe, spent 43% of the server's CPU in the planner). A failed statement aborts the transaction, and the
-//! `COMMIT` after it then rolls it back; one the client refused before sending it turns
-//! the `COMMIT` into a `ROLLBACK` ([`commit_after`]). Each statement waits for the one before it, so
-//! the lock is held before the read's snapshot is taken.
+//! lookup or an insert from arrays, so a generic plan suits it once its tables hold some
+//! rows (one made while they were nearly empty is replaced: `committer.rs`,
+//! `REPLAN_AT`), and the connection takes generic plans only (a join with the unnested
+//! names, planned anew each time to stay safe, spent 43% of the server's CPU in the
+//! planner). A failed statement aborts the transaction, and the `COMMIT` after it then
+//! rolls it back; one the client refused before sending it turns the `COMMIT` into a
+//! `ROLLBACK` ([`commit_after`]). Each statement waits for the one before it, so the
+//! lock is held before the read's snapshot is taken.
 //!
 //! Measured, ECDSA CA, 8 keep-alive agents: one statement per submission and step, 827
 //! certificates/s against sled's 3,964/s; one read and one write per batch but a round
@@ -105,7 +107,7 @@ impl Pipe {
             rt.spawn(async move {
                 let _ = connection.await;
             });
-            // Each statement's generic plan is right (module doc); left to choose, the
+            // Generic plans suit these statements (module doc); left to choose, the
             // server planned the audit append anew at every batch, under the writers'
             // lock (53 us a batch, more than it took to run). A server before
             // PostgreSQL 12 has no such setting and chooses for itself; a connection

@@ -111,15 +111,17 @@ CREATE TABLE certd_cert_fences (
     PRIMARY KEY (env, certname)
 );
 "#,
-    // A certificate row of an RSA-4096 CA, or a request with a few alternative names,
-    // is past the 2 KB at which PostgreSQL compresses a row and moves part of it out:
-    // kept whole up to a page, storing one is one row and one index entry, not two of
-    // each (RSA-4096 issuance: the certificates' insert 97 -> 51 us a statement, WAL
-    // records 16 -> 12 a certificate).
-    r#"
-ALTER TABLE certd_certificates SET (toast_tuple_target = 8160);
-ALTER TABLE certd_requests SET (toast_tuple_target = 8160);
-"#,
+];
+
+/// Storage settings: how rows are kept, not what they hold, so not migrations (a certd
+/// of an earlier schema reads the tables the same, and a schema a DBA applied need not
+/// be applied again for them). A certificate row of an RSA-4096 CA, or a request with a
+/// few alternative names, is past the 2 KB at which PostgreSQL compresses a row and
+/// moves part of it out: kept whole up to a page, storing one is one row and one index
+/// entry, not two of each.
+const STORAGE: &[(&str, &str)] = &[
+    ("certd_certificates", "toast_tuple_target=8160"),
+    ("certd_requests", "toast_tuple_target=8160"),
 ];
 
 /// The schema version this certd writes.
@@ -152,6 +154,10 @@ pub fn schema_sql() -> String {
             i + 1
         ));
     }
+    out.push_str("-- storage settings\n");
+    for (table, option) in STORAGE {
+        out.push_str(&format!("ALTER TABLE {table} SET ({option});\n"));
+    }
     out.push_str("COMMIT;\n");
     out
 }
@@ -182,8 +188,39 @@ pub enum MigrateError {
 pub(super) fn migrate(client: &mut Client, user: &str) -> Result<i32, MigrateError> {
     client.execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])?;
     let result = migrate_locked(client, user);
+    if result.is_ok() {
+        set_storage(client);
+    }
     let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK]);
     result
+}
+
+/// Applies [`STORAGE`] where it is not set yet. A user that does not own the tables (a
+/// schema a DBA applied) or a server without the setting keeps them as they are, and
+/// the log names what to run.
+fn set_storage(client: &mut Client) {
+    for (table, option) in STORAGE {
+        let set = client
+            .query_one(
+                "SELECT coalesce(reloptions, '{}') @> ARRAY[$2::text]
+                 FROM pg_class WHERE oid = to_regclass($1)",
+                &[table, option],
+            )
+            .map(|row| row.get::<_, bool>(0));
+        let sql = format!("ALTER TABLE {table} SET ({option})");
+        let outcome = match set {
+            Ok(true) => continue,
+            Ok(false) => client.batch_execute(&sql),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = outcome {
+            let detail = e
+                .as_db_error()
+                .map(|d| d.message().to_owned())
+                .unwrap_or_else(|| e.to_string());
+            tracing::warn!(%detail, "{table} keeps its storage settings; a DBA may run: {sql}");
+        }
+    }
 }
 
 fn migrate_locked(client: &mut Client, user: &str) -> Result<i32, MigrateError> {

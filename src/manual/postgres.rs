@@ -283,10 +283,10 @@
 //! planned anew at every batch (1,188 plans in 1,186 calls, 53 µs each, more than it
 //! took to run), while the batch held the writers' lock: the committer's connection
 //! takes generic plans only (`plan_cache_mode`), and it is planned once per
-//! connection. RSA-4096 against sled, same invocation, medians of 3: **0.87–0.94×,
-//! median 0.91×, in 11 invocations** (PostgreSQL 505–615/s, sled 540–670/s), and
+//! connection. RSA-4096 against sled, same invocation, medians of 3: **0.85–0.95×,
+//! median 0.91×, in 14 invocations** (PostgreSQL 505–616/s, sled 540–670/s), and
 //! 0.90–0.95× in 4 more with the previous binary as a third target (which measured
-//! 0.86–0.94× there); 12 of the 15 at 0.9× or more. Over three nodes the shorter turns
+//! 0.86–0.94× there); 14 of the 18 at 0.9× or more. Over three nodes the shorter turns
 //! on the lock show (`manual::cluster`).
 //!
 //! A listing of 100,000 statuses reads 40 chunks of 2,500 certificates

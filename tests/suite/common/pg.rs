@@ -1,7 +1,7 @@
 //! A private PostgreSQL server for the tests: `initdb` into a temporary directory, the
 //! server on a free loopback port, run as an unprivileged user when the tests run as
-//! root (PostgreSQL refuses root), and stopped when the test process ends (its control
-//! pipe closes). Each test takes a database of its own.
+//! root (PostgreSQL refuses root), and stopped, its directory removed, when the test
+//! process ends (its control pipe closes). Each test takes a database of its own.
 //!
 //! Absent PostgreSQL skips a test, unless `CERTD_REQUIRE_EXTERNAL=1` (set by `.ci/run`).
 
@@ -80,8 +80,13 @@ pub struct Postgres {
 }
 
 /// The control script: starts the server, then obeys lines on stdin (`immediate`: stop
-/// at once, as a crash; `start`: start again) and stops it when stdin closes.
+/// at once, as a crash; `start`: start again), and when stdin closes stops it and removes
+/// its directory: the shared server lives in a static, which is never dropped, and a
+/// test process killed drops nothing either. It ignores the signals a terminal or a
+/// test runner sends the whole process group, so that it lives to clean up (the server
+/// takes its own).
 const CONTROL: &str = r#"
+trap '' INT TERM HUP
 start() {
   "$BIN/postgres" -D "$DATA" -p "$PORT" -c listen_addresses="$LISTEN" \
     -c unix_socket_directories="$DATA" -c max_connections=200 -c shared_buffers=64MB \
@@ -97,6 +102,7 @@ while read -r cmd; do
 done
 kill -INT "$pg" 2>/dev/null
 wait "$pg"
+rm -rf "${TOP:?}"
 "#;
 
 fn free_port() -> u16 {
@@ -173,6 +179,7 @@ impl Postgres {
             .env("BIN", &bin)
             .env("DATA", &data)
             .env("PORT", port.to_string())
+            .env("TOP", dir.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -45,8 +45,9 @@ enum Command {
     /// Load-test a running server (certd, or Puppet Server's CA for comparison):
     /// issue, probe, list, revoke, crl. Prints throughput and latency percentiles.
     Bench(bench::BenchArgs),
-    /// The store itself: `certd store schema` prints the PostgreSQL schema as SQL, for a
-    /// DBA to apply when certd's database user may not create tables.
+    /// The store itself: `certd store schema [--from N]` prints the PostgreSQL schema as
+    /// SQL, for a DBA to apply when certd's database user may not create or migrate
+    /// tables.
     Store {
         #[command(subcommand)]
         command: StoreCommand,
@@ -55,8 +56,13 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum StoreCommand {
-    /// Print the SQL of the PostgreSQL schema this certd uses.
-    Schema,
+    /// Print the SQL of the PostgreSQL schema this certd uses, for a DBA to apply.
+    Schema {
+        /// The schema version the database holds (certd's refusal to start names it):
+        /// print only the migrations after it
+        #[arg(long, default_value_t = 0)]
+        from: i32,
+    },
     /// Copy this installation (its store, CA keys and data directory files) into an
     /// empty one described by --to-config: sled to PostgreSQL to move it, or either to
     /// sled as a backup. A sled source must not be in use by a running server; a
@@ -179,9 +185,15 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Bench(args) => bench::run(&args),
         Command::Store {
-            command: StoreCommand::Schema,
+            command: StoreCommand::Schema { from },
         } => {
-            print!("{}", crate::store::schema_sql());
+            let sql = crate::store::schema_sql(from).with_context(|| {
+                format!(
+                    "no schema version {from} in this certd (it knows 0 to {})",
+                    crate::store::PG_SCHEMA_VERSION
+                )
+            })?;
+            print!("{sql}");
             Ok(0)
         }
         Command::Store {

@@ -19,8 +19,12 @@
 //! migrations: certd applies them after migrating where it owns the tables, and
 //! otherwise logs the `ALTER TABLE` a DBA may run (`STORAGE`; below, under
 //! Performance). A database a DBA set up for an earlier schema version is not migrated
-//! by a user that may not create tables; `certd store schema` prints every migration,
-//! for an empty database.
+//! by a user that does not own its tables either: the message then names `certd store
+//! schema --from N`, N the version the database holds, which prints only the migrations
+//! after it (and the storage settings); the DBA applies it and grants the user the new
+//! tables too. What is printed first checks that the database holds version N (0 for
+//! the whole schema), so applied to another it fails and, one transaction, changes
+//! nothing.
 //!
 //! The invariants are constraints, not code:
 //!

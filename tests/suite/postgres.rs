@@ -281,6 +281,95 @@ fn a_user_without_create_rights_is_told_and_a_dba_applied_schema_works() {
     assert!(log.contains(wanted), "{log}");
 }
 
+/// A database a DBA set up for a schema two versions before this certd's: a user that
+/// may not change tables is told which command prints what the database lacks, what it
+/// prints refuses a database at another version, and the DBA's applying it (and
+/// granting the new tables) is all the upgrade takes.
+#[test]
+fn a_dba_applied_schema_of_an_earlier_certd_is_brought_up_to_date() {
+    let Some(pg) = Postgres::shared() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("dbaold{}", std::process::id());
+    pg.admin()
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .unwrap();
+    let schema = |from: i32| {
+        let out = certd()
+            .args(["store", "schema", "--from", &from.to_string()])
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8(out.stdout).unwrap())
+    };
+    let grant = "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO certd";
+    let version = |admin: &mut postgres::Client| -> i32 {
+        admin
+            .query_one("SELECT max(version) FROM certd_schema_version", &[])
+            .unwrap()
+            .get(0)
+    };
+    // The schema as an earlier certd printed it: all but the last two migrations.
+    let now = certd::store::PG_SCHEMA_VERSION;
+    let old = now - 2;
+    assert!(
+        old >= 1,
+        "this test wants a schema of three versions or more"
+    );
+    let (ok, whole) = schema(0);
+    assert!(ok);
+    let cut = whole
+        .find(&format!("-- migration {}\n", old + 1))
+        .expect("a migration's marker");
+    let mut admin = pg.admin_of(&db);
+    admin
+        .batch_execute(&format!("{}COMMIT;\n", &whole[..cut]))
+        .unwrap();
+    admin.batch_execute(grant).unwrap();
+    assert_eq!(version(&mut admin), old);
+    let store_cfg = pg.store_toml(&db, dir.path());
+    let e = error_line(&start_fails(
+        dir.path(),
+        &format!("{FAST_CONFIG}{store_cfg}"),
+    ));
+    let command = format!("certd store schema --from {old}");
+    assert!(e.contains("may not migrate") && e.contains(&command), "{e}");
+    // What another version lacks, and the whole schema, refuse this database and leave
+    // it as it was.
+    for from in [0, old + 1] {
+        let (ok, sql) = schema(from);
+        assert!(ok);
+        let e = admin.batch_execute(&sql).unwrap_err();
+        assert!(
+            format!("{e:?}").contains(&format!("does not hold schema version {from}")),
+            "{e:?}"
+        );
+        admin.batch_execute("ROLLBACK").unwrap();
+        assert_eq!(version(&mut admin), old);
+    }
+    // What the message names brings it up to date.
+    let (ok, rest) = schema(old);
+    assert!(ok);
+    assert!(
+        !rest.contains(&format!("-- migration {old}\n"))
+            && rest.contains(&format!("-- migration {now}\n")),
+        "{rest}"
+    );
+    admin.batch_execute(&rest).unwrap();
+    admin.batch_execute(grant).unwrap();
+    assert_eq!(version(&mut admin), now);
+    let server = Server::start(dir.path(), &format!("{AUTOSIGN}{store_cfg}"));
+    let key = KeyType::EcP256.generate().unwrap();
+    let csr = build_csr(&key, &Certname::parse("dba2").unwrap(), &[]).unwrap();
+    let r = client(&server, None)
+        .put(server.url("/production/certificate_request/dba2"))
+        .body(csr)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // A version this certd does not know prints nothing.
+    let (ok, out) = schema(now + 1);
+    assert!(!ok && out.is_empty());
+}
+
 /// 8 agents issue while the database stops at once (`pg_ctl stop -m immediate`) and
 /// comes back: 503 while it is down, never a 500, answers again within 5 s of its
 /// return, and every certificate acknowledged before, during or after is there.

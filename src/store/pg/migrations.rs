@@ -136,16 +136,39 @@ const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS certd_schema_version (
     applied_at timestamptz NOT NULL DEFAULT now()
 );";
 
-/// The whole schema as SQL, for a DBA to apply by hand (`certd store schema`).
-pub fn schema_sql() -> String {
-    let mut out = String::from(
-        "-- certd's PostgreSQL schema; apply with psql as a user that may create tables,\n\
-         -- then grant certd's user SELECT, INSERT, UPDATE, DELETE on these tables.\n\
+/// The schema as SQL, for a DBA to apply by hand: every migration after version `from`
+/// (0: an empty database, `certd store schema`; the version a database holds, `certd
+/// store schema --from N`, to bring it to this certd's), then the storage settings. It
+/// first checks that the database holds version `from`, so that applied to another it
+/// changes nothing. `None` for a version this certd does not know.
+pub fn schema_sql(from: i32) -> Option<String> {
+    if !(0..=PG_SCHEMA_VERSION).contains(&from) {
+        return None;
+    }
+    let mut out = match from {
+        0 => format!("-- certd's PostgreSQL schema, version {PG_SCHEMA_VERSION}"),
+        PG_SCHEMA_VERSION => {
+            format!("-- certd's PostgreSQL schema is at version {from}: storage settings only")
+        }
+        _ => format!("-- certd's PostgreSQL schema from version {from} to {PG_SCHEMA_VERSION}"),
+    };
+    out.push_str(
+        ".\n-- Apply with psql as the owner of certd's tables (or a user that may create them\n\
+         -- on an empty database), then grant certd's user SELECT, INSERT, UPDATE, DELETE\n\
+         -- on all of them (again after an upgrade: a migration may add tables).\n\
          BEGIN;\n",
     );
     out.push_str(VERSION_TABLE);
     out.push('\n');
-    for (i, m) in MIGRATIONS.iter().enumerate() {
+    out.push_str(&format!(
+        "DO $check$ BEGIN\n  \
+           IF (SELECT coalesce(max(version), 0) FROM certd_schema_version) <> {from} THEN\n    \
+             RAISE EXCEPTION 'certd: this database does not hold schema version {from}; \
+             `certd store schema --from N` prints what one at version N lacks';\n  \
+           END IF;\n\
+         END $check$;\n"
+    ));
+    for (i, m) in MIGRATIONS.iter().enumerate().skip(from as usize) {
         out.push_str(&format!("-- migration {}\n", i + 1));
         out.push_str(m.trim());
         out.push('\n');
@@ -159,7 +182,17 @@ pub fn schema_sql() -> String {
         out.push_str(&format!("ALTER TABLE {table} SET ({option});\n"));
     }
     out.push_str("COMMIT;\n");
-    out
+    Some(out)
+}
+
+/// What a user that may not change the schema of a database at version `at` is told
+/// (after its name): what it may not do, the server's `detail`, and what to have done.
+fn privileges_text(at: &i32, detail: &str) -> String {
+    if *at == 0 {
+        format!("may not create certd's tables ({detail}); grant it CREATE on the schema, or have a DBA apply the output of `certd store schema`")
+    } else {
+        format!("may not migrate certd's tables from schema version {at} to {PG_SCHEMA_VERSION} ({detail}); make it their owner, or have a DBA apply the output of `certd store schema --from {at}`")
+    }
 }
 
 /// Why the schema could not be brought to the current version.
@@ -171,11 +204,13 @@ pub enum MigrateError {
         /// The version found.
         found: i32,
     },
-    /// The user may not create the tables.
-    #[error("the database user {user:?} may not create certd's tables ({detail}); grant it CREATE on the schema, or have a DBA apply the output of `certd store schema`")]
+    /// The user may not create the tables, or migrate them.
+    #[error("the database user {user:?} {}", privileges_text(.at, .detail))]
     Privileges {
         /// The database user.
         user: String,
+        /// The version the database holds.
+        at: i32,
         /// The server's message.
         detail: String,
     },
@@ -231,9 +266,11 @@ fn migrate_locked(client: &mut Client, user: &str) -> Result<i32, MigrateError> 
     if found == PG_SCHEMA_VERSION {
         return Ok(found);
     }
-    let privileges = |e: postgres::Error| match e.code() {
+    // `at`: the version before the migration that failed (each commits on its own).
+    let privileges = |e: postgres::Error, at: i32| match e.code() {
         Some(c) if *c == SqlState::INSUFFICIENT_PRIVILEGE => MigrateError::Privileges {
             user: user.to_owned(),
+            at,
             detail: e
                 .as_db_error()
                 .map(|d| d.message().to_owned())
@@ -241,11 +278,14 @@ fn migrate_locked(client: &mut Client, user: &str) -> Result<i32, MigrateError> 
         },
         _ => MigrateError::Db(e),
     };
-    client.batch_execute(VERSION_TABLE).map_err(privileges)?;
+    client
+        .batch_execute(VERSION_TABLE)
+        .map_err(|e| privileges(e, found))?;
     for (i, m) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let version = i as i32 + 1;
         let mut tx = client.transaction()?;
-        tx.batch_execute(m).map_err(privileges)?;
+        tx.batch_execute(m)
+            .map_err(|e| privileges(e, version - 1))?;
         tx.execute(
             "INSERT INTO certd_schema_version (version) VALUES ($1)",
             &[&version],
@@ -272,4 +312,30 @@ pub(super) fn current_version(client: &mut Client) -> Result<i32, postgres::Erro
         &[],
     )?;
     Ok(row.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{schema_sql, MIGRATIONS, PG_SCHEMA_VERSION};
+
+    #[test]
+    fn the_printed_schema_holds_the_migrations_after_the_version_given() {
+        for from in 0..=PG_SCHEMA_VERSION {
+            let sql = schema_sql(from).unwrap();
+            for v in 1..=PG_SCHEMA_VERSION {
+                assert_eq!(
+                    sql.contains(&format!("-- migration {v}\n")),
+                    v > from,
+                    "from {from}, migration {v}"
+                );
+            }
+            assert!(sql.contains(&format!("<> {from} THEN")), "{sql}");
+            assert!(
+                sql.starts_with("-- ") && sql.ends_with("COMMIT;\n"),
+                "{sql}"
+            );
+        }
+        assert_eq!(MIGRATIONS.len() as i32, PG_SCHEMA_VERSION);
+        assert!(schema_sql(-1).is_none() && schema_sql(PG_SCHEMA_VERSION + 1).is_none());
+    }
 }

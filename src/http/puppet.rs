@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::resources::{run_raw, submission};
 use super::{body, Caller};
-use crate::app::{App, AppError, StatusCursor, PUPPET_ENV};
+use crate::app::{App, AppError, PuppetStatus, StatusCursor, PUPPET_ENV};
 use crate::ca::UnixTime;
 use crate::store::CertState;
 
@@ -476,10 +476,7 @@ async fn statuses(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
             .into_iter()
             .find(|c| c.as_str() == s)
     });
-    let first = run_raw(&app, move |a| {
-        statuses_chunk(a, state, StatusCursor::start(), true)
-    })
-    .await;
+    let first = run_raw(&app, move |a| first_statuses(a, state)).await;
     let (head, cursor) = match first {
         Ok(c) => c,
         Err(e) => return answer(&req, e, StatusCode::CONFLICT),
@@ -490,23 +487,39 @@ async fn statuses(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
         return resp.body(head);
     }
     // Larger listings are streamed (chunked), a page (`limits.stream_page` records) at a
-    // time, each read and encoded on the blocking pool while the one before is sent:
-    // memory stays at two pages however many certificates there are. An error after the
-    // first page can only end the connection early, and does.
-    let ahead = next_page(&app, state, cursor);
+    // time, in three steps that overlap: a page is read (the store, on the blocking
+    // pool) while the one before it is encoded (the pool too) and the one before that
+    // is sent. The next read starts as soon as a read ends, since its cursor is then
+    // known. Memory stays at three pages however many certificates there are. An error
+    // after the first page can only end the connection early, and does.
+    let ahead = read_page(&app, state, cursor);
     let rest = futures_util::stream::unfold(Some(ahead), move |pending| {
         let app = app.clone();
         async move {
-            match pending?.await {
-                Ok((bytes, StatusCursor::Done)) => Some((Ok(web::Bytes::from(bytes)), None)),
-                Ok((bytes, next)) => {
-                    let ahead = next_page(&app, state, next);
-                    Some((Ok(web::Bytes::from(bytes)), Some(ahead)))
+            let mut pending = pending?;
+            let failed = |e: AppError| {
+                tracing::warn!(error = %e, "status listing ended early");
+                Some((Err(actix_web::error::ErrorInternalServerError(e)), None))
+            };
+            loop {
+                let (items, next) = match pending.await {
+                    Ok(page) => page,
+                    Err(e) => return failed(e),
+                };
+                let last = next == StatusCursor::Done;
+                // A filter may leave a page empty: a chunk never is, but the last.
+                if items.is_empty() && !last {
+                    pending = read_page(&app, state, next);
+                    continue;
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "status listing ended early");
-                    Some((Err(actix_web::error::ErrorInternalServerError(e)), None))
-                }
+                let ahead = (!last).then(|| read_page(&app, state, next));
+                let encoded = web::block(move || encode_statuses(&items, last))
+                    .await
+                    .map_err(|e| AppError::Task(e.to_string()));
+                return match encoded {
+                    Ok(bytes) => Some((Ok(web::Bytes::from(bytes)), ahead)),
+                    Err(e) => failed(e),
+                };
             }
         }
     });
@@ -514,39 +527,51 @@ async fn statuses(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
     resp.streaming(head.chain(rest))
 }
 
-/// Starts reading and encoding the listing page at `cursor` on the blocking pool now,
-/// not when the returned future is first polled, so that it overlaps sending the page
-/// before it.
-fn next_page(
-    app: &web::Data<App>,
-    state: Option<CertState>,
-    cursor: StatusCursor,
-) -> impl std::future::Future<Output = Result<(Vec<u8>, StatusCursor), AppError>> {
+/// A listing page after the first chunk. Starts reading it on the blocking pool now,
+/// not when the returned future is first polled, so that it overlaps encoding and
+/// sending the pages before it.
+type PageRead = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(Vec<PuppetStatus>, StatusCursor), AppError>>>,
+>;
+
+fn read_page(app: &web::Data<App>, state: Option<CertState>, cursor: StatusCursor) -> PageRead {
+    let page = app.config().limits.stream_page;
     let app = app.clone().into_inner();
-    let pending = web::block(move || statuses_chunk(&app, state, cursor, false));
-    async move { pending.await.map_err(|e| AppError::Task(e.to_string()))? }
+    let pending = web::block(move || app.puppet_statuses_page(state, cursor, page));
+    Box::pin(async move { pending.await.map_err(|e| AppError::Task(e.to_string()))? })
 }
 
-/// The JSON of one or more pages of a status listing, from `cursor`: pages are read
-/// until one yields something (a filter may leave a page empty) or the listing ends,
-/// so a chunk is never empty. `opening` starts the array; the last chunk closes it.
-fn statuses_chunk(
+/// The JSON of a chunk after the first: each status after a comma, and the array's end
+/// if `last`.
+fn encode_statuses(items: &[PuppetStatus], last: bool) -> Vec<u8> {
+    // A status is 900-odd bytes of JSON: size the chunk once instead of doubling it.
+    let mut out = Vec::with_capacity(items.len() * 1024 + 1);
+    for item in items {
+        out.push(b',');
+        item.write_json(&mut out);
+    }
+    if last {
+        out.push(b']');
+    }
+    out
+}
+
+/// The listing's first chunk: the array's start and the statuses of its first pages
+/// until one yields something (a filter may leave a page empty) or the listing ends
+/// (then the array's end too); and where it goes on.
+fn first_statuses(
     app: &App,
     state: Option<CertState>,
-    mut cursor: StatusCursor,
-    opening: bool,
 ) -> Result<(Vec<u8>, StatusCursor), AppError> {
-    let mut out = Vec::new();
-    if opening {
-        out.push(b'[');
-    }
+    let mut out = vec![b'['];
+    let mut cursor = StatusCursor::start();
     loop {
         let page = app.config().limits.stream_page;
         let (items, next) = app.puppet_statuses_page(state, cursor, page)?;
         // A status is 900-odd bytes of JSON: size the chunk once instead of doubling it.
         out.reserve(items.len() * 1024);
         for item in &items {
-            if out.len() > 1 || !opening {
+            if out.len() > 1 {
                 out.push(b',');
             }
             item.write_json(&mut out);

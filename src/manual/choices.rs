@@ -39,9 +39,10 @@
 //!   durable without a CRL (a crash between the two). A new CRL's number is flushed before
 //!   the CRL is served, so no number is used for two different CRLs.
 //! - **Streamed Puppet listings.** `certificate_statuses` longer than one page
-//!   (`limits.max_page`, default 1,000) is sent chunked, a page at a time, so a listing of
-//!   any size holds one page in memory; an error after the first page ends the connection
-//!   early (the status line has gone). Not a snapshot: a certificate issued during a
+//!   (`limits.stream_page`, default 2,500) is sent chunked, a page at a time, so a
+//!   listing of any size holds at most three pages in memory (one read, one encoded, one
+//!   sent); an error after the first page ends the connection early (the status line
+//!   has gone). Not a snapshot: a certificate issued during a
 //!   listing may or may not appear, as on Puppet Server.
 //! - **CRL encoding.** The openssl crate has no CRL builder. certd encodes the
 //!   TBSCertList with the RustCrypto `x509-cert`/`der` types and signs it with OpenSSL

@@ -1113,6 +1113,54 @@ fn large_status_listings_stream_page_by_page_with_filters() {
 }
 
 #[test]
+fn a_streamed_listing_that_fails_after_its_first_page_is_cut_short() {
+    // Pages of 3: a record past the first page that does not decode. The answer has
+    // begun (200), so the listing can only end the connection before the array's end:
+    // the client sees a listing it cannot take for whole, never a short one that parses.
+    let config = format!("{CONFIG}[limits]\nstream_page = 3\n");
+    let (api, dir) = Api::start(&config);
+    for i in 0..8 {
+        api.issue(&format!("node-{i}"));
+    }
+    let data = api.server.dir.clone();
+    api.server.terminate();
+    {
+        let db = sled::open(data.join("store")).unwrap();
+        let certs = db.open_tree("env/production/certificates").unwrap();
+        assert!(certs
+            .insert("node-7", &b"not a record"[..])
+            .unwrap()
+            .is_some());
+        db.flush().unwrap();
+    }
+    let server = Server::start(dir.path(), &config);
+    let (cert, key) = admin(&server);
+    let api = Api {
+        anon: client(&server, None),
+        admin: client(&server, Some((&cert, &key))),
+        server,
+    };
+    let r = api
+        .admin
+        .get(p(&api, "/certificate_statuses/any"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.json::<Vec<Value>>().is_err(),
+        "a listing cut short parsed"
+    );
+    let log = api.server.stderr_with(
+        "status listing ended early",
+        std::time::Duration::from_secs(10),
+    );
+    assert!(log.contains("status listing ended early"), "{log}");
+    // The server goes on answering.
+    let r = api.anon.get(api.server.url("/status")).send().unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[test]
 fn bulk_clean_of_hundreds_of_names_spans_store_batches_and_puts_every_serial_on_the_crl() {
     // 600 names (the store takes a few hundred per transaction): three certificates, one
     // already revoked, one named twice in different batches; a pending request (left

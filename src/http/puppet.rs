@@ -527,13 +527,14 @@ async fn statuses(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
     resp.streaming(head.chain(rest))
 }
 
-/// A listing page after the first chunk. Starts reading it on the blocking pool now,
-/// not when the returned future is first polled, so that it overlaps encoding and
-/// sending the pages before it.
+/// A listing page being read: its statuses, and where the listing goes on.
 type PageRead = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<(Vec<PuppetStatus>, StatusCursor), AppError>>>,
 >;
 
+/// Reads the listing page at `cursor` (after the first chunk). It starts on the blocking
+/// pool now, not when the returned future is first polled, so that it overlaps encoding
+/// and sending the pages before it.
 fn read_page(app: &web::Data<App>, state: Option<CertState>, cursor: StatusCursor) -> PageRead {
     let page = app.config().limits.stream_page;
     let app = app.clone().into_inner();

@@ -383,12 +383,7 @@ fn sigkill_rounds(
             check_audit(open().as_ref(), &l, round);
         }
         server = Server::start_with(dir, &["--config", dir.join("certd.toml").to_str().unwrap()]);
-        let (cert, key) = admin(&server);
-        let api = Api {
-            anon: client(&server, None),
-            admin: client(&server, Some((&cert, &key))),
-            server,
-        };
+        let api = Api::of(server);
         check(&api, &ledger.lock().unwrap(), round);
         server = api.server;
     }

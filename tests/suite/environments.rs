@@ -196,12 +196,7 @@ fn environments_created_through_the_api_have_their_own_chain_and_survive_a_resta
     let config = api.server.config.clone();
     assert!(api.server.terminate().success());
     let server = Server::start_with(dir.path(), &["--config", config.to_str().unwrap()]);
-    let (c, k) = admin(&server);
-    let api = Api {
-        anon: client(&server, None),
-        admin: client(&server, Some((&c, &k))),
-        server,
-    };
+    let api = Api::of(server);
     let chain = |env: &str| {
         api.anon
             .get(api.url(&format!("/{env}/certificate/ca")))

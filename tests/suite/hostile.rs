@@ -495,12 +495,7 @@ fn a_renewal_supersedes_its_predecessor_and_gives_no_more_life() {
     // Durably: the CRL certd re-issues from the store at start lists both.
     assert!(api.server.terminate().success());
     let server = Server::start(dir.path(), FAST_CONFIG);
-    let (cert, key) = admin(&server);
-    let api = Api {
-        anon: client(&server, None),
-        admin: client(&server, Some((&cert, &key))),
-        server,
-    };
+    let api = Api::of(server);
     let crl = crl_text(&api, "production");
     for serial in [&old_serial, &new_serial] {
         assert!(

@@ -172,12 +172,7 @@ fn key_material_never_appears_in_logs_or_responses() {
         &["--config", dir.path().join("certd.toml").to_str().unwrap()],
         &[("RUST_LOG", "trace")],
     );
-    let (cert, key) = admin(&server);
-    let api = Api {
-        anon: client(&server, None),
-        admin: client(&server, Some((&cert, &key))),
-        server,
-    };
+    let api = Api::of(server);
     // A full run over both faces, collecting every response body.
     let mut seen = String::new();
     let mut keep = |r: reqwest::blocking::Response| seen.push_str(&r.text().unwrap_or_default());

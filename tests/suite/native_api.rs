@@ -1367,12 +1367,7 @@ fn a_listing_that_cannot_read_a_certificate_fails_instead_of_blanking_its_finger
         db.flush().unwrap();
     }
     let server = Server::start(dir.path(), &config);
-    let (cert, key) = admin(&server);
-    let api = Api {
-        anon: client(&server, None),
-        admin: client(&server, Some((&cert, &key))),
-        server,
-    };
+    let api = Api::of(server);
     assert_eq!(problem_code(list(&api)), (500, "internal".into()));
     let log = api
         .server

@@ -48,6 +48,10 @@ fn submit_new(
     assert_eq!(r.status(), 201, "{name}");
 }
 
+/// What a DBA grants certd's role once the schema is applied.
+const GRANT_CERTD: &str =
+    "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO certd";
+
 /// Runs `certd serve` expecting it to fail at start; its stderr.
 fn start_fails(dir: &std::path::Path, config: &str) -> String {
     let cfg = dir.join("certd.toml");
@@ -257,11 +261,7 @@ fn a_user_without_create_rights_is_told_and_a_dba_applied_schema_works() {
     let sql = String::from_utf8(out.stdout).unwrap();
     let mut admin = pg.admin_of(&db);
     admin.batch_execute(&sql).unwrap();
-    admin
-        .batch_execute(
-            "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO certd",
-        )
-        .unwrap();
+    admin.batch_execute(GRANT_CERTD).unwrap();
     // A storage setting the schema of an earlier certd lacked: certd, not the tables'
     // owner, cannot set it, starts all the same, and says what the DBA may run.
     admin
@@ -269,13 +269,7 @@ fn a_user_without_create_rights_is_told_and_a_dba_applied_schema_works() {
         .unwrap();
     let server = Server::start(dir.path(), &format!("{AUTOSIGN}{store_cfg}"));
     let key = KeyType::EcP256.generate().unwrap();
-    let csr = build_csr(&key, &Certname::parse("dba1").unwrap(), &[]).unwrap();
-    let r = client(&server, None)
-        .put(server.url("/production/certificate_request/dba1"))
-        .body(csr)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    submit_autosigned(&server, &client(&server, None), &key, "dba1");
     let wanted = "ALTER TABLE certd_certificates SET (toast_tuple_target=8160)";
     let log = server.stderr_with(wanted, Duration::from_secs(10));
     assert!(log.contains(wanted), "{log}");
@@ -300,7 +294,6 @@ fn a_dba_applied_schema_of_an_earlier_certd_is_brought_up_to_date() {
             .unwrap();
         (out.status.success(), String::from_utf8(out.stdout).unwrap())
     };
-    let grant = "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO certd";
     let version = |admin: &mut postgres::Client| -> i32 {
         admin
             .query_one("SELECT max(version) FROM certd_schema_version", &[])
@@ -323,7 +316,7 @@ fn a_dba_applied_schema_of_an_earlier_certd_is_brought_up_to_date() {
     admin
         .batch_execute(&format!("{}COMMIT;\n", &whole[..cut]))
         .unwrap();
-    admin.batch_execute(grant).unwrap();
+    admin.batch_execute(GRANT_CERTD).unwrap();
     assert_eq!(version(&mut admin), old);
     let store_cfg = pg.store_toml(&db, dir.path());
     let e = error_line(&start_fails(
@@ -354,17 +347,11 @@ fn a_dba_applied_schema_of_an_earlier_certd_is_brought_up_to_date() {
         "{rest}"
     );
     admin.batch_execute(&rest).unwrap();
-    admin.batch_execute(grant).unwrap();
+    admin.batch_execute(GRANT_CERTD).unwrap();
     assert_eq!(version(&mut admin), now);
     let server = Server::start(dir.path(), &format!("{AUTOSIGN}{store_cfg}"));
     let key = KeyType::EcP256.generate().unwrap();
-    let csr = build_csr(&key, &Certname::parse("dba2").unwrap(), &[]).unwrap();
-    let r = client(&server, None)
-        .put(server.url("/production/certificate_request/dba2"))
-        .body(csr)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201);
+    submit_autosigned(&server, &client(&server, None), &key, "dba2");
     // A version this certd does not know prints nothing.
     let (ok, out) = schema(now + 1);
     assert!(!ok && out.is_empty());

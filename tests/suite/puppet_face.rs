@@ -1134,12 +1134,7 @@ fn a_streamed_listing_that_fails_after_its_first_page_is_cut_short() {
         db.flush().unwrap();
     }
     let server = Server::start(dir.path(), &config);
-    let (cert, key) = admin(&server);
-    let api = Api {
-        anon: client(&server, None),
-        admin: client(&server, Some((&cert, &key))),
-        server,
-    };
+    let api = Api::of(server);
     let r = api
         .admin
         .get(p(&api, "/certificate_statuses/any"))

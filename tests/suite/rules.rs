@@ -70,12 +70,7 @@ fn a_rules_file_grants_a_named_certname_the_right_to_sign_in_one_environment() {
     let config =
         format!("{FAST_CONFIG}\n[authz]\nrules = \"site-auth.toml\"\n\n[environments.dev]\n");
     let server = Server::start(dir.path(), &config);
-    let (cert, key) = admin(&server);
-    let api = Api {
-        admin: client(&server, Some((&cert, &key))),
-        anon: client(&server, None),
-        server,
-    };
+    let api = Api::of(server);
     let files = dir.path();
     let bot = request(&api, files, "dev", "release-bot", true);
     let web1 = request(&api, files, "dev", "web1", true);

@@ -124,6 +124,11 @@ const STORAGE: &[(&str, &str)] = &[
     ("certd_requests", "toast_tuple_target=8160"),
 ];
 
+/// The statement that applies one of [`STORAGE`]'s settings.
+fn storage_sql(table: &str, option: &str) -> String {
+    format!("ALTER TABLE {table} SET ({option})")
+}
+
 /// The schema version this certd writes.
 pub const PG_SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 
@@ -179,7 +184,7 @@ pub fn schema_sql(from: i32) -> Option<String> {
     }
     out.push_str("-- storage settings\n");
     for (table, option) in STORAGE {
-        out.push_str(&format!("ALTER TABLE {table} SET ({option});\n"));
+        out.push_str(&format!("{};\n", storage_sql(table, option)));
     }
     out.push_str("COMMIT;\n");
     Some(out)
@@ -242,7 +247,7 @@ fn set_storage(client: &mut Client) {
                 &[table, option],
             )
             .map(|row| row.get::<_, bool>(0));
-        let sql = format!("ALTER TABLE {table} SET ({option})");
+        let sql = storage_sql(table, option);
         let outcome = match set {
             Ok(true) => continue,
             Ok(false) => client.batch_execute(&sql),

@@ -280,17 +280,17 @@ impl Api {
     pub fn start(config: &str) -> (Api, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let server = Server::start(dir.path(), config);
+        (Api::of(server), dir)
+    }
+
+    /// Clients for a running server (one started again, for instance).
+    pub fn of(server: Server) -> Api {
         let (cert, key) = admin(&server);
-        let admin = client(&server, Some((&cert, &key)));
-        let anon = client(&server, None);
-        (
-            Api {
-                server,
-                anon,
-                admin,
-            },
-            dir,
-        )
+        Api {
+            anon: client(&server, None),
+            admin: client(&server, Some((&cert, &key))),
+            server,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -185,7 +185,7 @@ impl App {
                 out,
                 "certd_crl_entries{{environment=\"{}\"}} {}",
                 esc(env),
-                crl.record.entries
+                crl.meta.entries
             );
         }
         out.push_str("# HELP certd_crl_bytes Size of the environment's CRL, DER.\n# TYPE certd_crl_bytes gauge\n");
@@ -194,7 +194,7 @@ impl App {
                 out,
                 "certd_crl_bytes{{environment=\"{}\"}} {}",
                 esc(env),
-                crl.record.der.len()
+                crl.der().len()
             );
         }
         out.push_str("# HELP certd_crl_age_seconds Time since the environment's CRL was issued (thisUpdate).\n# TYPE certd_crl_age_seconds gauge\n");
@@ -203,7 +203,7 @@ impl App {
                 out,
                 "certd_crl_age_seconds{{environment=\"{}\"}} {}",
                 esc(env),
-                now - crl.record.this_update
+                now - crl.meta.this_update
             );
         }
         out.push_str("# HELP certd_crl_next_update_seconds Time until the CRL's nextUpdate.\n# TYPE certd_crl_next_update_seconds gauge\n");
@@ -212,7 +212,7 @@ impl App {
                 out,
                 "certd_crl_next_update_seconds{{environment=\"{}\"}} {}",
                 esc(env),
-                crl.record.next_update - now
+                crl.meta.next_update - now
             );
         }
         out.push_str("# HELP certd_store_size_bytes The store's size on disk.\n# TYPE certd_store_size_bytes gauge\n");

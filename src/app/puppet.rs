@@ -636,7 +636,7 @@ impl App {
                 env.crl
                     .read()
                     .unwrap_or_else(|p| p.into_inner())
-                    .record
+                    .meta
                     .next_update,
             ),
         );
@@ -644,7 +644,7 @@ impl App {
             .root_crl
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .record
+            .meta
             .next_update;
         crls.insert(cn(&root), puppet_date(root_next));
         Ok(Expirations { ca_certs, crls })

@@ -221,7 +221,7 @@ pub fn build_crl(
     for e in entries {
         encoded.extend_from_slice(&encode_crl_entry(e)?);
     }
-    assemble_crl(ca, &encoded, params)
+    Ok(assemble_crl(ca, &[&encoded], params)?.der)
 }
 
 /// A DER length field.
@@ -248,11 +248,25 @@ pub(super) fn tlv(tag: u8, parts: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// A signed CRL, DER, and where its revokedCertificates entries lie in it.
+#[derive(Debug, Clone)]
+pub struct AssembledCrl {
+    /// The CRL.
+    pub der: Vec<u8>,
+    /// The entries' encodings, concatenated: `der[entries]`.
+    pub entries: std::ops::Range<usize>,
+}
+
 /// Signs a CRL whose revokedCertificates are `entries`: entry encodings from
-/// [`encode_crl_entry`], concatenated. The entries are spliced in as bytes, so a CRL of
-/// 100,000 entries is re-issued by appending one entry's encoding rather than by
-/// re-encoding them all; the other fields are encoded by `x509-cert` as usual.
-pub fn assemble_crl(ca: &CaPair, entries: &[u8], params: &CrlParams) -> Result<Vec<u8>, CaError> {
+/// [`encode_crl_entry`], concatenated in the order given (the pieces need not end at an
+/// entry's end). The entries are spliced in as bytes, so a CRL of 100,000 entries is
+/// re-issued by appending one entry's encoding to the previous CRL's entries rather than
+/// by re-encoding them all; the other fields are encoded by `x509-cert` as usual.
+pub fn assemble_crl(
+    ca: &CaPair,
+    entries: &[&[u8]],
+    params: &CrlParams,
+) -> Result<AssembledCrl, CaError> {
     let (alg, md) = signature_algorithm(ca.key().key_type())?;
     let issuer = Name::from_der(&ca.cert().subject_name().to_der()?)?;
     let mut exts = vec![extension(oid::CRL_NUMBER, false, params.number.to_der()?)?];
@@ -274,52 +288,66 @@ pub fn assemble_crl(ca: &CaPair, entries: &[u8], params: &CrlParams) -> Result<V
     let extensions = tlv(0xa0, &[&exts.to_der()?]);
     // The entries are the bulk (4.9 MB for 100,000): they are hashed where they lie and
     // copied once, into the finished CRL, instead of into each enclosing TLV in turn.
+    let entries_len: usize = entries.iter().map(|e| e.len()).sum();
     let mut revoked_head = Vec::new();
-    if !entries.is_empty() {
+    if entries_len > 0 {
         revoked_head.push(0x30);
-        der_len(entries.len(), &mut revoked_head);
+        der_len(entries_len, &mut revoked_head);
     }
-    let parts: [&[u8]; 8] = [
+    let head: [&[u8]; 6] = [
         &version,
         &signature,
         &issuer,
         &this_update,
         &next_update,
         &revoked_head,
-        entries,
-        &extensions,
     ];
+    let parts = || {
+        head.iter()
+            .copied()
+            .chain(entries.iter().copied())
+            .chain(std::iter::once(&extensions[..]))
+    };
     let mut tbs_head = vec![0x30];
-    der_len(parts.iter().map(|p| p.len()).sum(), &mut tbs_head);
+    der_len(parts().map(<[u8]>::len).sum(), &mut tbs_head);
     let sig = if md == MessageDigest::null() {
         // Ed25519 signs the message in one piece.
         let mut tbs = tbs_head.clone();
-        for p in parts {
+        for p in parts() {
             tbs.extend_from_slice(p);
         }
         sign(ca, md, &tbs)?
     } else {
         let mut signer = Signer::new(md, ca.key().pkey())?;
         signer.update(&tbs_head)?;
-        for p in parts {
+        for p in parts() {
             signer.update(p)?;
         }
         signer.sign_to_vec()?
     };
     let sig = BitString::from_bytes(&sig)?.to_der()?;
     let alg = alg.to_der()?;
-    let tbs_len = tbs_head.len() + parts.iter().map(|p| p.len()).sum::<usize>();
+    let tbs_len = tbs_head.len() + parts().map(<[u8]>::len).sum::<usize>();
     let body_len = tbs_len + alg.len() + sig.len();
     let mut out = Vec::with_capacity(body_len + 6);
     out.push(0x30);
     der_len(body_len, &mut out);
     out.extend_from_slice(&tbs_head);
-    for p in parts {
+    for p in head {
         out.extend_from_slice(p);
     }
+    let start = out.len();
+    for p in entries {
+        out.extend_from_slice(p);
+    }
+    let end = out.len();
+    out.extend_from_slice(&extensions);
     out.extend_from_slice(&alg);
     out.extend_from_slice(&sig);
-    Ok(out)
+    Ok(AssembledCrl {
+        der: out,
+        entries: start..end,
+    })
 }
 
 /// A magnitude as a positive two's-complement INTEGER body (leading 0x00 when the top bit
@@ -624,8 +652,8 @@ mod parse_tests {
         assert_eq!(decoded.tbs_cert_list.revoked_certificates.unwrap().len(), 2);
         // Appending an entry's encoding to the list gives the CRL that lists both.
         let one = encode_crl_entry(&entries[0]).unwrap();
-        let both = [one.clone(), encode_crl_entry(&entries[1]).unwrap()].concat();
-        let appended = assemble_crl(&root, &both, &params).unwrap();
+        let two = encode_crl_entry(&entries[1]).unwrap();
+        let appended = assemble_crl(&root, &[&one, &two], &params).unwrap().der;
         let a = CertificateList::from_der(&appended).unwrap();
         let b = CertificateList::from_der(&der).unwrap();
         assert_eq!(
@@ -675,12 +703,21 @@ mod parse_tests {
             KeyType::Ed25519,
         ] {
             let ca = CaPair::new_root("r", kt, 86400, &clock, &OsRng).unwrap();
-            for (list, listed) in [(&entries[..], 300), (&[][..], 0)] {
-                let der = assemble_crl(&ca, list, &params).unwrap();
+            // Whole, cut into pieces mid-entry, and empty (as no pieces or one empty).
+            let (a, b) = entries.split_at(1000);
+            let pieces: [(&[&[u8]], usize); 4] = [
+                (&[&entries[..]], 300),
+                (&[a, &[], b], 300),
+                (&[], 0),
+                (&[&[]], 0),
+            ];
+            for (list, listed) in pieces {
+                let AssembledCrl { der, entries: at } = assemble_crl(&ca, list, &params).unwrap();
                 let decoded = CertificateList::from_der(&der).unwrap();
                 assert_eq!(decoded.to_der().unwrap(), der, "{kt:?}");
                 assert!(crl_signed_by(&der, ca.cert()), "{kt:?}");
                 assert_eq!(parse_crl(&der).unwrap().entries.len(), listed, "{kt:?}");
+                assert_eq!(der[at], list.concat()[..], "{kt:?}");
             }
         }
     }

@@ -23,8 +23,8 @@ mod serial;
 pub use authority::{CaPair, Subject};
 pub use clock::{format_utc, Clock, FixedClock, OsRng, Rng, SystemClock, UnixTime};
 pub use crl::{
-    assemble_crl, build_crl, crl_signed_by, encode_crl_entry, parse_crl, parse_crls, CrlEntry,
-    CrlParams, ParsedCrl, RevocationReason,
+    assemble_crl, build_crl, crl_signed_by, encode_crl_entry, parse_crl, parse_crls, AssembledCrl,
+    CrlEntry, CrlParams, ParsedCrl, RevocationReason,
 };
 pub use csr::{csr_public_key_der, refused_csr, CsrPolicy, ValidatedCsr};
 pub use csr_build::build_csr;

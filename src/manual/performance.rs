@@ -51,10 +51,18 @@
 //! three), the certificate's cached encodings, routing on the `regex` crate's DFA; the
 //! rest is mostly the kernel. Listings read `CertSummary` records (the DER lives in a
 //! tree of its own) and the Puppet face streams a page at a time, JSON written by hand
-//! (byte for byte serde_json's, proptested). The CRL's encoded entries are kept in
-//! memory and a revocation appends one, so it costs hashing the TBSCertList (SHA-256
-//! over ~4.9 MB with 100,000 entries); cleans go 256 names per transaction with one CRL
-//! append for all; at start nothing is scanned but the revocations.
+//! (byte for byte serde_json's, proptested). A revocation appends one entry's encoding
+//! to those of the previous CRL, read where they lie in it, so it costs hashing the
+//! TBSCertList (SHA-256 over ~4.9 MB with 100,000 entries) and one copy into the new
+//! CRL; cleans go 256 names per transaction with one CRL append for all; at start
+//! nothing is scanned but the revocations. A CRL is held once, in a shared buffer that
+//! the next rebuild and every response body reference (`bytes::Bytes`), and its PEM
+//! once made. certd itself no longer copies it: not for the next rebuild's entries, not
+//! to read its number (a rebuild cloned the record, DER and all), not per fetch (each
+//! copied it into its body, and the Puppet face concatenated its two-CRL bundle, 6.7 MB
+//! of PEM at 100,000 entries, anew). Against the binary before, in one invocation,
+//! sled, 100,000 entries: revocation 1.10× and 1.15×, CRL fetches with 8 clients 1.11×
+//! and 1.26×.
 //!
 //! ## The load generator
 //!

@@ -64,10 +64,11 @@ fn answer(
         b.status(actix_web::http::StatusCode::NOT_MODIFIED);
         return b.finish();
     }
+    // Shared with the CRL held, not copied.
     let bytes = if repr == Repr::Der {
-        crl.record.der.clone()
+        crl.der().clone()
     } else {
-        crl.pem().to_vec()
+        crl.pem().clone()
     };
     b.body(bytes)
 }

@@ -90,7 +90,9 @@ pub(super) struct CrlEntries {
     at: Range<usize>,
     /// The serials listed (to never list one twice).
     serials: std::collections::HashSet<Vec<u8>>,
-    /// Whether they were read from the store since start (or since a failed rebuild).
+    /// Whether `crl` lists every revocation read from the store since start: set when a
+    /// CRL signed from them is kept, cleared while a rebuild runs, so that one that
+    /// fails or panics midway leaves the next to read them all again.
     loaded: bool,
 }
 
@@ -180,9 +182,7 @@ fn locked(
     let batch = new.map(|_| queued.as_slice());
     let result = rebuild_locked(env, &mut cache, store, config, clock, batch, why);
     if result.is_err() {
-        // Whatever was appended may not be on a stored CRL: start over next time, and
-        // queue these again for the callers waiting.
-        cache.loaded = false;
+        // Queue these again for the callers waiting (the entries are read again).
         pending().extend(queued);
     }
     result
@@ -200,8 +200,10 @@ fn rebuild_locked(
     let mut added = Vec::new();
     // What the CRL lists: the previous one's entries, then those encoded here.
     let mut encoded = Vec::new();
+    // Unset until a CRL signed from them is kept.
+    let loaded = std::mem::take(&mut cache.loaded);
     match new {
-        Some(new) if cache.loaded => {
+        Some(new) if loaded => {
             for r in new {
                 if cache.serials.insert(r.serial.clone()) {
                     encoded.extend_from_slice(&encode_crl_entry(&entry(r)?)?);
@@ -216,7 +218,6 @@ fn rebuild_locked(
                 cache.serials.insert(r.serial.clone());
                 added.push(r.serial);
             }
-            cache.loaded = true;
         }
     }
     let entries: [&[u8]; 2] = [&cache.crl[cache.at.clone()], &encoded];
@@ -290,6 +291,7 @@ impl CrlEntries {
     fn keep(&mut self, crl: AssembledCrl) -> Bytes {
         self.crl = Bytes::from(crl.der);
         self.at = crl.entries;
+        self.loaded = true;
         self.crl.clone()
     }
 }

@@ -13,8 +13,9 @@ const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// freed at least its purge delay (1 s) after. A server that falls idle after a burst
 /// frees nothing more, so what the burst freed stays resident: 112 MB after eight
 /// downloads at once of a 100,000-entry CRL, of which 58 MB is in use. Freeing one such
-/// block (never written, so never resident) every few seconds lets the purge run; the
-/// call that would run it directly is only reachable through `unsafe`.
+/// block (its pages barely written, so barely resident) every few seconds lets the purge
+/// run. This is how mimalloc v3 behaves, the version Cargo.lock holds; the call that
+/// would run the purge directly (`mi_collect`) is only reachable through `unsafe`.
 fn purge_freed_memory() {
     loop {
         std::thread::sleep(PURGE_EVERY);

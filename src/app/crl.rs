@@ -6,8 +6,9 @@
 //! revocations with the next number, so it can never be older than they are.
 //!
 //! A CRL is held once: the served copy, the next rebuild's entries and every response
-//! body share one buffer (at 100,000 entries 4.9 MB DER, 6.7 MB PEM), so neither a
-//! revocation nor a fetch copies it.
+//! body share one buffer (at 100,000 entries 4.9 MB DER, 6.7 MB PEM). A revocation
+//! copies the entries once, into the new CRL; a fetch makes no copy of its own (the
+//! HTTP layer's write buffer still takes one).
 
 use std::ops::Range;
 use std::sync::Arc;

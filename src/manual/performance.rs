@@ -71,10 +71,11 @@
 //! frees nothing, so a burst's memory stayed resident. On PostgreSQL with 100,000
 //! revoked certificates, `certd bench crl` with eight clients left 112 MB, 46 MB more
 //! than one fetch had; `MIMALLOC_PURGE_DELAY=0` showed that all of it was free (and
-//! cost revocations 29% of their speed). `main` now frees one such block, never
+//! cost revocations 29% of their speed). `main` now frees one such block, barely
 //! written, every 5 s, which lets the purge run: the same test leaves 0.2–0.4 MB more
-//! than one fetch (3 runs). The allocator's own call for this (`mi_collect`) is only
-//! reachable through `unsafe`.
+//! than one fetch (3 runs). This rests on how mimalloc v3 (the version Cargo.lock holds)
+//! purges: an upgrade must be measured again. The allocator's own call for this
+//! (`mi_collect`) is only reachable through `unsafe`.
 //!
 //! What an idle certd then holds on PostgreSQL, 100,000 revoked certificates: 46.7–51.2
 //! MB after a start (the CRL, two sets of revoked serials, the binary's 15 MB); after

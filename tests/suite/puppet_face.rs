@@ -89,7 +89,11 @@ fn crl_bundle_holds_the_environment_and_root_crls_and_answers_304() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let modified = r.headers()["last-modified"].to_str().unwrap().to_owned();
+    // Sent as the two CRLs held, one after the other, with their length announced.
+    let length = r.headers()["content-length"].to_str().unwrap().to_owned();
+    assert!(!r.headers().contains_key("transfer-encoding"));
     let body = r.text().unwrap();
+    assert_eq!(length, body.len().to_string());
     assert_eq!(
         body.matches("BEGIN X509 CRL").count(),
         2,

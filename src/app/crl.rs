@@ -23,18 +23,34 @@ use crate::ca::{
 use crate::config::Config;
 use crate::store::{CrlRecord, RevokedSerial, Store};
 
+/// How long a CRL's PEM is kept after it was last served: a CRL fetched as PEM is
+/// usually fetched again soon (every agent's run), but one fetched once need not hold
+/// 6.7 MB (at 100,000 entries) while nobody asks; made again, it costs one encoding.
+pub const PEM_KEPT_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How often the maintenance thread looks for PEMs to drop.
+const PEM_SWEEP: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A CRL ready to serve: DER, PEM and the validators derived from it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CrlView {
     /// Its number, dates and count; `meta.der` is empty (the DER is [`CrlView::der`]).
     pub meta: CrlRecord,
     /// The CRL, DER.
     der: Bytes,
     /// PEM encoding, made on first use (a 100,000-entry CRL is 6.7 MB of PEM, and most
-    /// re-issues are never fetched as PEM before the next one).
-    pem: std::sync::OnceLock<Bytes>,
+    /// re-issues are never fetched as PEM before the next one), and dropped once unused
+    /// for [`PEM_KEPT_IDLE`] ([`CrlView::forget_idle_pem`]).
+    pem: std::sync::Mutex<Pem>,
     /// Strong entity tag: the CRL number, which changes with every rebuild.
     pub etag: String,
+}
+
+/// A CRL's PEM, if made, and when it was last asked for.
+#[derive(Debug)]
+struct Pem {
+    pem: Option<Bytes>,
+    used: std::time::Instant,
 }
 
 impl super::EnvCa {
@@ -58,7 +74,10 @@ impl CrlView {
         CrlView {
             meta,
             der,
-            pem: std::sync::OnceLock::new(),
+            pem: std::sync::Mutex::new(Pem {
+                pem: None,
+                used: std::time::Instant::now(),
+            }),
             etag,
         }
     }
@@ -68,10 +87,29 @@ impl CrlView {
         &self.der
     }
 
-    /// The PEM encoding (a clone shares the buffer).
-    pub fn pem(&self) -> &Bytes {
-        self.pem
-            .get_or_init(|| Bytes::from(crate::ca::pem_encode("X509 CRL", &self.der)))
+    /// The PEM encoding, shared with the view (made here if it is not held: concurrent
+    /// callers wait for one encoding).
+    pub fn pem(&self) -> Bytes {
+        let mut held = self.pem.lock().unwrap_or_else(|p| p.into_inner());
+        held.used = std::time::Instant::now();
+        held.pem
+            .get_or_insert_with(|| Bytes::from(crate::ca::pem_encode("X509 CRL", &self.der)))
+            .clone()
+    }
+
+    /// Drops the PEM if it was last asked for `idle` or more before `now` (responses
+    /// still being sent keep their share); whether it did.
+    pub(super) fn forget_idle_pem(
+        &self,
+        now: std::time::Instant,
+        idle: std::time::Duration,
+    ) -> bool {
+        let mut held = self.pem.lock().unwrap_or_else(|p| p.into_inner());
+        if held.pem.is_some() && now.saturating_duration_since(held.used) >= idle {
+            held.pem = None;
+            return true;
+        }
+        false
     }
 
     /// When it was issued (its `thisUpdate`), for `Last-Modified`.
@@ -90,7 +128,7 @@ pub(super) struct CrlEntries {
     /// ...and where in it they lie: their encodings, concatenated.
     at: Range<usize>,
     /// The serials listed (to never list one twice).
-    serials: std::collections::HashSet<Vec<u8>>,
+    serials: crate::ca::SerialSet,
     /// Whether `crl` lists every revocation read from the store since start: set when a
     /// CRL signed from them is kept, cleared while a rebuild runs, so that one that
     /// fails or panics midway leaves the next to read them all again.
@@ -206,7 +244,7 @@ fn rebuild_locked(
     match new {
         Some(new) if loaded => {
             for r in new {
-                if cache.serials.insert(r.serial.clone()) {
+                if cache.serials.insert(&r.serial) {
                     encoded.extend_from_slice(&encode_crl_entry(&entry(r)?)?);
                     added.push(r.serial.clone());
                 }
@@ -216,7 +254,7 @@ fn rebuild_locked(
             *cache = CrlEntries::default();
             for r in store.revoked_serials(&env.name)? {
                 encoded.extend_from_slice(&encode_crl_entry(&entry(&r)?)?);
-                cache.serials.insert(r.serial.clone());
+                cache.serials.insert(&r.serial);
                 added.push(r.serial);
             }
         }
@@ -439,27 +477,53 @@ impl App {
     }
 
     /// Runs [`App::refresh_crls`] periodically on a background thread until stopped:
-    /// every eighth of the CRL lifetime, between one second and one hour.
+    /// every eighth of the CRL lifetime, between one second and one hour; and, every
+    /// [`PEM_SWEEP`] or as often, drops the PEM of every CRL unused for
+    /// [`PEM_KEPT_IDLE`].
     pub(super) fn spawn_maintenance(
         self: &Arc<Self>,
         stop: Arc<super::workers::Stop>,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
         let app = Arc::clone(self);
-        let every = maintenance_every(&self.config);
+        let every = std::time::Duration::from_secs(maintenance_every(&self.config));
         std::thread::Builder::new()
             .name("certd-maintenance".into())
             .spawn(move || {
-                while !stop.sleep(std::time::Duration::from_secs(every)) {
-                    if let Err(e) = app.refresh_crls() {
-                        tracing::error!(error = %e, "CRL refresh failed");
+                let mut refresh_at = std::time::Instant::now() + every;
+                while !stop.sleep(every.min(PEM_SWEEP)) {
+                    let now = std::time::Instant::now();
+                    app.forget_idle_pems(now);
+                    if now >= refresh_at {
+                        refresh_at = now + every;
+                        if let Err(e) = app.refresh_crls() {
+                            tracing::error!(error = %e, "CRL refresh failed");
+                        }
                     }
                 }
             })
     }
 
-    /// The Puppet face's CRL bundle: the environment's CRL, then the root's, PEM; and
-    /// when the newest of them was issued.
-    pub fn crl_bundle(&self, raw_env: &str) -> Result<([Bytes; 2], UnixTime), AppError> {
+    /// Drops the PEM of each CRL (every environment's and the root's) not asked for
+    /// in [`PEM_KEPT_IDLE`].
+    fn forget_idle_pems(&self, now: std::time::Instant) {
+        let root = self
+            .root_crl
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let views = self.env_list().into_iter().map(|e| e.crl_view());
+        let n = std::iter::once(root)
+            .chain(views)
+            .filter(|v| v.forget_idle_pem(now, PEM_KEPT_IDLE))
+            .count();
+        if n > 0 {
+            tracing::debug!(crls = n, "dropped the PEM of CRLs not fetched lately");
+        }
+    }
+
+    /// The Puppet face's CRL bundle: the environment's CRL, then the root's (served as
+    /// PEM); and when the newest of them was issued.
+    pub fn crl_bundle(&self, raw_env: &str) -> Result<([Arc<CrlView>; 2], UnixTime), AppError> {
         let env_crl = self.crl(raw_env)?;
         let root_view = self
             .root_crl
@@ -467,7 +531,7 @@ impl App {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let modified = env_crl.last_modified().max(root_view.last_modified());
-        Ok(([env_crl.pem().clone(), root_view.pem().clone()], modified))
+        Ok(([env_crl, root_view], modified))
     }
 
     /// `PUT /certificate_revocation_list`: accepts newer CRLs for the CAs above the
@@ -586,5 +650,34 @@ impl App {
         )?;
         self.revoked.extend(serials);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pem_unused_for_a_while_is_dropped_and_made_again_alike() {
+        let view = CrlView::new(CrlRecord {
+            number: 7,
+            this_update: 1,
+            next_update: 2,
+            entries: 0,
+            der: vec![0x30, 0x03, 0x02, 0x01, 0x07],
+        });
+        let first = view.pem();
+        assert!(first.starts_with(b"-----BEGIN X509 CRL-----"));
+        let now = std::time::Instant::now();
+        assert!(
+            !view.forget_idle_pem(now, PEM_KEPT_IDLE),
+            "dropped while in use"
+        );
+        let later = now + PEM_KEPT_IDLE + std::time::Duration::from_secs(1);
+        assert!(view.forget_idle_pem(later, PEM_KEPT_IDLE));
+        assert!(!view.forget_idle_pem(later, PEM_KEPT_IDLE), "nothing left");
+        // A response still being sent keeps its share; the next is made alike.
+        assert_eq!(view.pem(), first);
+        assert!(!view.forget_idle_pem(later - PEM_KEPT_IDLE, PEM_KEPT_IDLE));
     }
 }

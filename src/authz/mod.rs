@@ -9,7 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::RwLock;
 
-use crate::ca::{CertInfo, Certname, EnvName};
+use crate::ca::{CertInfo, Certname, EnvName, SerialSet};
 
 mod rules;
 pub use rules::{AuthzError, EnvFacts, Matched, Rules};
@@ -63,7 +63,7 @@ impl Identity {
 /// certificates at the TLS handshake and on connections opened before the revocation.
 /// Serials are 128-bit random, so one set serves every environment.
 #[derive(Debug, Default)]
-pub struct RevokedSerials(RwLock<HashSet<Vec<u8>>>);
+pub struct RevokedSerials(RwLock<SerialSet>);
 
 impl RevokedSerials {
     /// An empty set, shared.
@@ -81,10 +81,10 @@ impl RevokedSerials {
 
     /// Adds revoked serials.
     pub fn extend(&self, serials: impl IntoIterator<Item = Vec<u8>>) {
-        self.0
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .extend(serials);
+        let mut set = self.0.write().unwrap_or_else(|p| p.into_inner());
+        for s in serials {
+            set.insert(&s);
+        }
     }
 }
 

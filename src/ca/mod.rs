@@ -40,7 +40,7 @@ pub use key::{KeyType, PrivateKey};
 pub use name::{domain_glob_matches, Certname, EnvName, MAX_ENV_NAME, RESERVED_ENV_NAMES};
 pub use oid::{puppet_oid, puppet_short_name, PP_CLI_AUTH, PUPPET_ARC};
 pub use profile::{Profile, ProfileKind};
-pub use serial::SerialNumber;
+pub use serial::{SerialNumber, SerialSet};
 
 /// PEM-encodes `der` under `label` (e.g. `CERTIFICATE`, `X509 CRL`), LF line endings.
 pub fn pem_encode(label: &str, der: &[u8]) -> Vec<u8> {

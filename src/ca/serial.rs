@@ -1,5 +1,6 @@
 //! Certificate serial numbers: random, positive, 128 bits of entropy.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use openssl::asn1::Asn1Integer;
@@ -96,6 +97,66 @@ impl fmt::Debug for SerialNumber {
     }
 }
 
+/// A set of serial numbers, as big-endian magnitudes (leading zeros ignored: a serial
+/// is an INTEGER), held compactly: one a 128-bit key, 16 bytes in the table instead of a
+/// heap allocation behind a 24-byte one. Every serial certd issues fits; longer ones
+/// (at most 20 bytes) are kept apart. At 100,000 serials a table of them takes 2.2 MB
+/// where one of byte vectors took some 5 to 7 (`manual::performance`).
+#[derive(Debug, Default, Clone)]
+pub struct SerialSet {
+    short: HashSet<u128>,
+    long: HashSet<Box<[u8]>>,
+}
+
+/// A serial's key in a [`SerialSet`].
+enum SerialKey<'a> {
+    Short(u128),
+    Long(&'a [u8]),
+}
+
+impl<'a> SerialKey<'a> {
+    fn of(magnitude: &'a [u8]) -> SerialKey<'a> {
+        let start = magnitude
+            .iter()
+            .position(|&b| b != 0)
+            .unwrap_or(magnitude.len());
+        let m = &magnitude[start..];
+        if m.len() <= 16 {
+            SerialKey::Short(m.iter().fold(0u128, |n, &b| (n << 8) | u128::from(b)))
+        } else {
+            SerialKey::Long(m)
+        }
+    }
+}
+
+impl SerialSet {
+    /// Adds a serial; whether it was not yet in.
+    pub fn insert(&mut self, magnitude: &[u8]) -> bool {
+        match SerialKey::of(magnitude) {
+            SerialKey::Short(k) => self.short.insert(k),
+            SerialKey::Long(m) => !self.long.contains(m) && self.long.insert(m.into()),
+        }
+    }
+
+    /// Whether a serial is in.
+    pub fn contains(&self, magnitude: &[u8]) -> bool {
+        match SerialKey::of(magnitude) {
+            SerialKey::Short(k) => self.short.contains(&k),
+            SerialKey::Long(m) => self.long.contains(m),
+        }
+    }
+
+    /// How many serials are in.
+    pub fn len(&self) -> usize {
+        self.short.len() + self.long.len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +197,24 @@ mod tests {
                 proptest::prop_assert_eq!(ours.len(), 2 * s.as_bytes().len());
             }
         }
+    }
+
+    #[test]
+    fn a_serial_set_holds_each_number_once_whatever_its_length() {
+        let mut set = SerialSet::default();
+        assert!(set.insert(&[0x01, 0xAB]));
+        assert!(!set.insert(&[0, 0, 0x01, 0xAB]), "the same number");
+        assert!(set.contains(&[0, 0x01, 0xAB]));
+        assert!(!set.contains(&[0xAB, 0x01]));
+        let long = [0x7F; 20];
+        assert!(!set.contains(&long));
+        assert!(set.insert(&long));
+        let padded: Vec<u8> = std::iter::once(0).chain(long).collect();
+        assert!(!set.insert(&padded), "the same number");
+        assert!(set.contains(&long) && !set.contains(&long[1..]));
+        let sixteen = [0xFF; 16];
+        assert!(set.insert(&sixteen) && !set.contains(&sixteen[1..]));
+        assert_eq!(set.len(), 3);
     }
 
     #[test]

@@ -188,9 +188,9 @@ fn not_modified(req: &HttpRequest, modified: UnixTime) -> bool {
     modified <= SystemTime::from(since.0)
 }
 
-fn pem_or_304(
+fn pem_or_304<B: actix_web::body::MessageBody + 'static>(
     req: &HttpRequest,
-    pem: impl actix_web::body::MessageBody + 'static,
+    pem: impl FnOnce() -> B,
     modified: UnixTime,
 ) -> HttpResponse {
     if not_modified(req, modified) {
@@ -202,7 +202,7 @@ fn pem_or_304(
     HttpResponse::Ok()
         .content_type("text/plain")
         .insert_header(header::LastModified(last))
-        .body(pem)
+        .body(pem())
 }
 
 async fn certificate(
@@ -231,7 +231,7 @@ async fn certificate(
         })
     };
     match result {
-        Ok((pem, modified)) => pem_or_304(&req, pem, modified),
+        Ok((pem, modified)) => pem_or_304(&req, || pem, modified),
         Err(e) => answer(&req, e, StatusCode::CONFLICT),
     }
 }
@@ -239,16 +239,17 @@ async fn certificate(
 async fn crl(req: HttpRequest, app: web::Data<App>) -> HttpResponse {
     // From memory, on the worker thread (as `certificate`).
     match app.crl_bundle(PUPPET_ENV) {
-        Ok((pems, modified)) => {
-            // The two CRLs as held (6.7 MB of PEM at 100,000 entries), not a copy.
-            let len = pems.iter().map(|p| p.len() as u64).sum();
-            let parts = futures_util::stream::iter(pems.map(Ok::<_, std::convert::Infallible>));
-            pem_or_304(
-                &req,
-                actix_web::body::SizedStream::new(len, parts),
-                modified,
-            )
-        }
+        Ok((views, modified)) => pem_or_304(
+            &req,
+            || {
+                // The two CRLs as held (6.7 MB of PEM at 100,000 entries), not a copy.
+                let pems = views.map(|v| v.pem());
+                let len = pems.iter().map(|p| p.len() as u64).sum();
+                let parts = futures_util::stream::iter(pems.map(Ok::<_, std::convert::Infallible>));
+                actix_web::body::SizedStream::new(len, parts)
+            },
+            modified,
+        ),
         Err(e) => answer(&req, e, StatusCode::CONFLICT),
     }
 }

@@ -68,7 +68,7 @@ fn answer(
     let bytes = if repr == Repr::Der {
         crl.der().clone()
     } else {
-        crl.pem().clone()
+        crl.pem()
     };
     b.body(bytes)
 }

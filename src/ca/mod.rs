@@ -49,6 +49,11 @@ pub fn pem_encode(label: &str, der: &[u8]) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// The length [`pem_encode`] gives `der` under `label`, without encoding it.
+pub fn pem_len(label: &str, der: &[u8]) -> usize {
+    der::pem::encoded_len(label, der::pem::LineEnding::LF, der).unwrap_or_default()
+}
+
 /// PEM-encodes a chain of certificates, in the order given, as one bundle.
 pub fn pem_bundle(certs: &[&openssl::x509::X509Ref]) -> Result<Vec<u8>, CaError> {
     let mut out = Vec::new();

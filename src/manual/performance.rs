@@ -57,12 +57,12 @@
 //! CRL; cleans go 256 names per transaction with one CRL append for all; at start
 //! nothing is scanned but the revocations. A CRL is held once, in a shared buffer that
 //! the next rebuild and every response body reference (`bytes::Bytes`), and its PEM
-//! once made. certd itself no longer copies it: not for the next rebuild's entries, not
-//! to read its number (a rebuild cloned the record, DER and all), not per fetch (each
-//! copied it into its body, and the Puppet face concatenated its two-CRL bundle, 6.7 MB
-//! of PEM at 100,000 entries, anew). Against the binary before, in one invocation,
-//! sled, 100,000 entries: revocation 1.10× and 1.15×, CRL fetches with 8 clients 1.11×
-//! and 1.26×.
+//! while it is fetched. certd itself no longer copies it: not for the next rebuild's
+//! entries, not to read its number (a rebuild cloned the record, DER and all), not per
+//! fetch (each copied it into its body, and the Puppet face concatenated its two-CRL
+//! bundle, 6.7 MB of PEM at 100,000 entries, anew). Against the binary before, in one
+//! invocation, sled, 100,000 entries: revocation 1.10× and 1.15×, CRL fetches with 8
+//! clients 1.11× and 1.26×.
 //!
 //! ## Memory given back
 //!
@@ -83,8 +83,11 @@
 //! MB) was kept once fetched, which made 60.3–65.8 MB in 3 runs against the 64 MB
 //! target; it is now dropped once nobody has fetched it for 30 s (`app::crl`,
 //! `PEM_KEPT_IDLE`; the maintenance thread looks every 10 s), and made again, one
-//! encoding, by the next fetch. Agents that fetch it every run keep it held; a CRL
-//! fetched now and then costs its encoding each time (a few ms at 100,000 entries).
+//! encoding, by the next fetch. Full fetches less than 30 s apart keep it held (a 304
+//! does not use it, nor does a `HEAD`, which takes its length from the DER's); a CRL
+//! fetched now and then costs its encoding each time (a few ms at 100,000 entries). A
+//! response still sending a dropped PEM keeps it, so one made meanwhile is a second
+//! copy for that while.
 //! The revoked serials (the CRL's, to list each once, and the handshake's) are a
 //! `ca::SerialSet`: a 128-bit key each in the table instead of a byte vector, 2.2 MB
 //! per 100,000 instead of some 5. Its gain shows only once the allocator gives back

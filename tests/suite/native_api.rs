@@ -822,11 +822,24 @@ fn crl_is_cached_with_validators_and_answers_304() {
         .send()
         .unwrap();
     assert_eq!(der.headers()["content-type"], "application/pkix-crl");
+    let der = der.bytes().unwrap();
     let der_text = openssl(
         &["crl", "-inform", "DER", "-noout", "-text", "-in"],
-        &[&write(dir.path(), "c0.der", &der.bytes().unwrap())],
+        &[&write(dir.path(), "c0.der", &der)],
     );
     assert!(der_text.contains("CRL Number"));
+    // HEAD: the length of a GET's body, in either form, and no body.
+    for (accept, len) in [("*/*", pem.len()), ("application/pkix-crl", der.len())] {
+        let head = api.anon.head(&url).header("accept", accept).send().unwrap();
+        assert_eq!(head.status(), 200, "{accept}");
+        assert_eq!(
+            head.headers()["content-length"].to_str().unwrap(),
+            len.to_string(),
+            "{accept}"
+        );
+        assert!(head.headers().get("transfer-encoding").is_none());
+        assert!(head.bytes().unwrap().is_empty());
+    }
 
     // A revocation makes a new CRL: the old validator no longer matches.
     api.issue("gone1");

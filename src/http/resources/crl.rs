@@ -64,6 +64,12 @@ fn answer(
         b.status(actix_web::http::StatusCode::NOT_MODIFIED);
         return b.finish();
     }
+    if req.method() == actix_web::http::Method::HEAD && repr != Repr::Der {
+        // The PEM's length without making it: a HEAD sends no body (actix-http takes
+        // the length from the body's size and writes none of it).
+        let none = futures_util::stream::empty::<Result<bytes::Bytes, std::convert::Infallible>>();
+        return b.body(actix_web::body::SizedStream::new(crl.pem_len(), none));
+    }
     // Shared with the CRL held, not copied.
     let bytes = if repr == Repr::Der {
         crl.der().clone()

@@ -278,8 +278,20 @@
 //!   three processes that share nothing reach 0.83–0.95× on these two cores, and the
 //!   writers' turns on the audit log's head cost up to 10% on top. Each turn lasts
 //!   through the commit's WAL flush, so the three committers' flushes are one after
-//!   another, never grouped; shortening the turn (the lock taken after the client has
-//!   decided) needs each decision checked again inside it.
+//!   another, never grouped. Tried and not kept, each against the binary before in
+//!   alternating invocations (medians of 9 runs, one worker per node), where that
+//!   binary itself read 0.77–0.84× in 8 invocations (5 at 0.8× or more; one node
+//!   2,802–3,414/s between them):
+//!   - The turn shortened: the batch's reads before the lock, checked inside it
+//!     against the row versions read (`xmin`, one statement more; a changed row failed
+//!     the transaction as a serialization failure, run again with the lock first),
+//!     so that the lock is held only while the server runs one flush. 0.75–0.85× in 6;
+//!     the cluster 2,336–2,596/s against 2,347–2,716/s, one node 2,875–3,114/s
+//!     against 2,802–3,414/s: no gain beyond the drift between invocations. On two
+//!     saturated cores the turn is not what bounds it.
+//!   - The lookups of a batch as one statement instead of one per submission:
+//!     0.84, 0.71× (an `unnest` join planned as hash joins over whole tables: 0.76,
+//!     0.71×).
 //! - Re-signings are coalesced per node, not across nodes: each node signs its own CRL
 //!   (above).
 //! - Order times follow the database's clock as measured at each beat (within half its

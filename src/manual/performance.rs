@@ -79,24 +79,28 @@
 //!
 //! What an idle certd then holds on PostgreSQL, 100,000 revoked certificates: 46.7–51.2
 //! MB after a start (the CRL, two sets of revoked serials, the binary's 15 MB); after
-//! revocations its certificate cache is full (8 MB of certificates). A CRL's PEM (6.7
-//! MB) was kept once fetched, which made 60.3–65.8 MB in 3 runs against the 64 MB
-//! target; it is now dropped once nobody has fetched it for 30 s (`app::crl`,
-//! `PEM_KEPT_IDLE`; the maintenance thread looks every 10 s), and made again, one
-//! encoding, by the next fetch. Full fetches less than 30 s apart keep it held (a 304
+//! revocations its certificate cache is full (8 MB of certificates): 52.4–55.5 MB in 3
+//! runs. A CRL's PEM (6.7 MB) is made by the first fetch that wants it and dropped once
+//! nobody has fetched it for 30 s (`app::crl_view`, `PEM_KEPT_IDLE`; the maintenance
+//! thread looks every 10 s): 59.1–62.5 MB while it is held, 52.4–55.9 MB 50 s after
+//! the last fetch, by one client or by eight at once (kept for good, it made 60.3–65.8
+//! MB against the 64 MB target). Full fetches less than 30 s apart keep it held (a 304
 //! does not use it, nor does a `HEAD`, which takes its length from the DER's); a CRL
 //! fetched now and then costs its encoding each time (a few ms at 100,000 entries). A
 //! response still sending a dropped PEM keeps it, so one made meanwhile is a second
 //! copy for that while.
+//!
 //! The revoked serials (the CRL's, to list each once, and the handshake's) are a
 //! `ca::SerialSet`: a 128-bit key each in the table instead of a byte vector, 2.2 MB
 //! per 100,000 instead of some 5. Its gain shows only once the allocator gives back
 //! what the start freed: with `MIMALLOC_PURGE_DELAY=0`, a start with 100,000 revoked
-//! held 34.5 MB against 39.7 before; with the default purge, 49.1 MB either way.
-//! Some 10–15 MB of a start's transient reads (100,000 revocations read on a store
-//! thread and freed on another) stay with the allocator's thread heaps: the purge
-//! thread above reaches large blocks only. What varies between runs, up to 7 MB, is
-//! not traced either.
+//! held 34.5 MB against 39.7 with byte vectors; with the default purge, 49.1 MB either
+//! way. The 10–15 MB between is free memory the allocator keeps, by mimalloc v3's
+//! source (not traced) in the threads that did the start's work: it keeps, per thread
+//! and size class, an emptied page (retired) and up to two free ones
+//! (`page_full_retain`), and hands them back only when that thread allocates again,
+//! which an idle worker does not; the purge thread above reaches memory already handed
+//! back. What varies between runs, up to 7 MB, is not traced.
 //!
 //! ## The load generator
 //!

@@ -34,6 +34,16 @@ impl super::EnvCa {
     }
 }
 
+impl App {
+    /// The root's current CRL, as served.
+    pub(super) fn root_crl_view(&self) -> Arc<CrlView> {
+        self.root_crl
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
 /// The revokedCertificates of an environment's CRL, encoded, kept between rebuilds so
 /// that a revocation appends one entry instead of re-reading and re-encoding them all.
 /// Guarded by the per-environment rebuild lock.
@@ -330,11 +340,7 @@ impl App {
             }
         }
         {
-            let root = self
-                .root_crl
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
+            let root = self.root_crl_view();
             if due(&root.meta, now) {
                 // Keep what the root's CRL lists (issuing CAs revoked upstream).
                 let entries = crate::ca::parse_crl(root.der())?.entries;
@@ -377,12 +383,7 @@ impl App {
             }
         }
         if let Some(stored) = self.store.root_crl()? {
-            let mine = self
-                .root_crl
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .meta
-                .number;
+            let mine = self.root_crl_view().meta.number;
             if stored.number > mine {
                 *self.root_crl.write().unwrap_or_else(|p| p.into_inner()) =
                     Arc::new(CrlView::new(stored));
@@ -425,11 +426,7 @@ impl App {
     /// Drops the PEM of each CRL (every environment's and the root's) not asked for
     /// in [`PEM_KEPT_IDLE`].
     fn forget_idle_pems(&self, now: std::time::Instant) {
-        let root = self
-            .root_crl
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let root = self.root_crl_view();
         let views = self.env_list().into_iter().map(|e| e.crl_view());
         let n = std::iter::once(root)
             .chain(views)
@@ -444,11 +441,7 @@ impl App {
     /// PEM); and when the newest of them was issued.
     pub fn crl_bundle(&self, raw_env: &str) -> Result<([Arc<CrlView>; 2], UnixTime), AppError> {
         let env_crl = self.crl(raw_env)?;
-        let root_view = self
-            .root_crl
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let root_view = self.root_crl_view();
         let modified = env_crl.last_modified().max(root_view.last_modified());
         Ok(([env_crl, root_view], modified))
     }
@@ -507,12 +500,7 @@ impl App {
                 newest = Some(c);
             }
         }
-        let current = self
-            .root_crl
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .meta
-            .number;
+        let current = self.root_crl_view().meta.number;
         if let Some(n) = newest.filter(|n| n.number > current) {
             self.set_root_crl(CrlRecord {
                 number: n.number,
@@ -538,11 +526,7 @@ impl App {
     /// does not serve): clients checking the whole chain need both.
     pub fn root_crl(&self, raw_env: &str) -> Result<Arc<CrlView>, AppError> {
         self.env_ca(raw_env)?;
-        Ok(self
-            .root_crl
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone())
+        Ok(self.root_crl_view())
     }
 
     /// The environment's current CRL.

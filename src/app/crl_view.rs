@@ -12,6 +12,9 @@ use crate::store::CrlRecord;
 /// 6.7 MB (at 100,000 entries) while nobody asks; made again, it costs one encoding.
 pub const PEM_KEPT_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// The PEM label of a CRL.
+const PEM_LABEL: &str = "X509 CRL";
+
 /// A CRL ready to serve: DER, PEM and the validators derived from it.
 #[derive(Debug)]
 pub struct CrlView {
@@ -68,13 +71,13 @@ impl CrlView {
         let mut held = self.pem.lock().unwrap_or_else(|p| p.into_inner());
         held.used = std::time::Instant::now();
         held.pem
-            .get_or_insert_with(|| Bytes::from(crate::ca::pem_encode("X509 CRL", &self.der)))
+            .get_or_insert_with(|| Bytes::from(crate::ca::pem_encode(PEM_LABEL, &self.der)))
             .clone()
     }
 
     /// The length of the PEM encoding, without making it.
     pub fn pem_len(&self) -> u64 {
-        crate::ca::pem_len("X509 CRL", &self.der) as u64
+        crate::ca::pem_len(PEM_LABEL, &self.der) as u64
     }
 
     /// Drops the PEM if it was last asked for `idle` or more before `now` (responses

@@ -640,12 +640,7 @@ impl App {
                     .next_update,
             ),
         );
-        let root_next = self
-            .root_crl
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .meta
-            .next_update;
+        let root_next = self.root_crl_view().meta.next_update;
         crls.insert(cn(&root), puppet_date(root_next));
         Ok(Expirations { ca_certs, crls })
     }

@@ -31,8 +31,7 @@ impl SerialNumber {
     /// From a big-endian magnitude; leading zeros are dropped. Zero and over-long values
     /// are refused.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, CaError> {
-        let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
-        let trimmed = &bytes[start..];
+        let trimmed = without_leading_zeros(bytes);
         if trimmed.is_empty() || trimmed.len() > MAX_SERIAL_BYTES {
             return Err(CaError::BadCertificate(
                 "serial number must be positive and at most 20 bytes".into(),
@@ -65,11 +64,7 @@ impl SerialNumber {
     pub fn to_decimal(&self) -> String {
         if self.0.len() <= 16 {
             // Every serial certd issues fits; listings print 100,000 of them.
-            return self
-                .0
-                .iter()
-                .fold(0u128, |n, &b| (n << 8) | u128::from(b))
-                .to_string();
+            return to_u128(&self.0).to_string();
         }
         BigNum::from_slice(&self.0)
             .and_then(|bn| bn.to_dec_str().map(|s| s.to_string()))
@@ -97,6 +92,19 @@ impl fmt::Debug for SerialNumber {
     }
 }
 
+/// A big-endian magnitude without its leading zero bytes.
+fn without_leading_zeros(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|&b| b != 0).unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+/// A big-endian magnitude of at most 16 bytes as a number.
+fn to_u128(magnitude: &[u8]) -> u128 {
+    magnitude
+        .iter()
+        .fold(0u128, |n, &b| (n << 8) | u128::from(b))
+}
+
 /// A set of serial numbers, as big-endian magnitudes (leading zeros ignored: a serial
 /// is an INTEGER), held compactly: each a 128-bit key, 16 bytes in the table and no
 /// allocation of its own. Every serial certd issues fits; longer ones (at most 20
@@ -115,13 +123,9 @@ enum SerialKey<'a> {
 
 impl<'a> SerialKey<'a> {
     fn of(magnitude: &'a [u8]) -> SerialKey<'a> {
-        let start = magnitude
-            .iter()
-            .position(|&b| b != 0)
-            .unwrap_or(magnitude.len());
-        let m = &magnitude[start..];
+        let m = without_leading_zeros(magnitude);
         if m.len() <= 16 {
-            SerialKey::Short(m.iter().fold(0u128, |n, &b| (n << 8) | u128::from(b)))
+            SerialKey::Short(to_u128(m))
         } else {
             SerialKey::Long(m)
         }

@@ -22,11 +22,21 @@ pub fn puppet_date(t: UnixTime) -> String {
     crate::ca::format_utc(t, "UTC")
 }
 
-/// Puppet Server 7's status object (reference section 3.5). Served through
-/// [`PuppetStatus::write_json`]; the derived `Serialize` is the reference it is tested
-/// against.
+/// Puppet Server 7's status object (reference section 3.5), served as JSON by
+/// [`PuppetStatus::write_json`].
+#[derive(Debug)]
+pub enum PuppetStatus {
+    /// A certificate's: written straight from its stored summary, so that a listing of
+    /// 100,000 builds no string of its own.
+    Certificate(Certname, CertSummary),
+    /// A request's.
+    Request(StatusFields),
+}
+
+/// A status's fields; their derived `Serialize` is the reference the hand-written JSON
+/// is tested against.
 #[derive(Debug, Serialize)]
-pub struct PuppetStatus {
+pub struct StatusFields {
     name: String,
     state: CertState,
     fingerprint: String,
@@ -44,41 +54,174 @@ pub struct PuppetStatus {
 }
 
 impl PuppetStatus {
-    /// Appends the status as JSON: exactly the bytes `serde_json` writes for it (a test
-    /// checks), but a string with nothing to escape (names, fingerprints, dates: nearly
-    /// all of a listing's 92 MB for 100,000 certificates) is found so by a check the
-    /// compiler vectorises and copied as it is, instead of escaped byte by byte.
+    /// Appends the status as JSON: exactly the bytes `serde_json` writes for its
+    /// [`StatusFields`] (tests check), but a certificate's fingerprints (most of a
+    /// listing's 92 MB for 100,000 certificates) are written from their bytes, and a
+    /// string with nothing to escape is found so by a check the compiler vectorises and
+    /// copied as it is, instead of escaped byte by byte.
     pub fn write_json(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(b"{\"name\":");
-        json_str(out, &self.name);
-        out.extend_from_slice(b",\"state\":");
-        json_str(out, self.state.as_str());
-        out.extend_from_slice(b",\"fingerprint\":");
-        json_str(out, &self.fingerprint);
-        let f = &self.fingerprints;
-        for (key, value) in [
-            (&b",\"fingerprints\":{\"SHA1\":"[..], &f.sha1),
-            (b",\"SHA256\":", &f.sha256),
-            (b",\"SHA512\":", &f.sha512),
-            (b",\"default\":", &f.default),
-        ] {
-            out.extend_from_slice(key);
-            json_str(out, value);
+        match self {
+            PuppetStatus::Certificate(name, c) => write_certificate(out, name, c),
+            PuppetStatus::Request(f) => f.write_json(out),
         }
-        out.extend_from_slice(b"},\"dns_alt_names\":");
-        json_list(out, &self.dns_alt_names);
-        out.extend_from_slice(b",\"subject_alt_names\":");
-        json_list(out, &self.subject_alt_names);
-        out.extend_from_slice(b",\"authorization_extensions\":{");
-        for (i, (k, v)) in self.authorization_extensions.iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
+    }
+}
+
+/// A fingerprint to write: as text, or as a digest's bytes.
+#[derive(Clone, Copy)]
+enum Fp<'a> {
+    Text(&'a str),
+    Bytes(&'a [u8]),
+}
+
+impl Fp<'_> {
+    fn write(self, out: &mut Vec<u8>) {
+        match self {
+            Fp::Text(s) => json_str(out, "", s),
+            Fp::Bytes(b) => {
+                // Hex pairs and colons: nothing to escape.
+                out.push(b'"');
+                crate::ca::write_hex_pairs(out, b);
+                out.push(b'"');
             }
-            json_str(out, k);
-            out.push(b':');
-            json_str(out, v);
         }
-        out.push(b'}');
+    }
+}
+
+/// The start of every status: name, state, fingerprint, then the fingerprints (SHA-1,
+/// SHA-256, SHA-512 and the default).
+fn write_head(out: &mut Vec<u8>, name: &str, state: CertState, fp: Fp<'_>, fps: [Fp<'_>; 4]) {
+    out.extend_from_slice(b"{\"name\":");
+    json_str(out, "", name);
+    out.extend_from_slice(b",\"state\":");
+    json_str(out, "", state.as_str());
+    out.extend_from_slice(b",\"fingerprint\":");
+    fp.write(out);
+    for (key, value) in [
+        &b",\"fingerprints\":{\"SHA1\":"[..],
+        b",\"SHA256\":",
+        b",\"SHA512\":",
+        b",\"default\":",
+    ]
+    .into_iter()
+    .zip(fps)
+    {
+        out.extend_from_slice(key);
+        value.write(out);
+    }
+    out.push(b'}');
+}
+
+/// `open`, each item as `item` writes it with commas between, then `close`.
+fn json_seq<T>(
+    out: &mut Vec<u8>,
+    (open, close): (u8, u8),
+    items: impl IntoIterator<Item = T>,
+    mut item: impl FnMut(&mut Vec<u8>, T),
+) {
+    out.push(open);
+    for (i, x) in items.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        item(out, x);
+    }
+    out.push(close);
+}
+
+/// A JSON array of strings, each `prefix` then the item.
+fn json_list<'a>(out: &mut Vec<u8>, items: impl IntoIterator<Item = (&'static str, &'a str)>) {
+    json_seq(out, (b'[', b']'), items, |out, (prefix, s)| {
+        json_str(out, prefix, s)
+    });
+}
+
+/// A JSON object of strings.
+fn json_map<'a>(out: &mut Vec<u8>, entries: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    json_seq(out, (b'{', b'}'), entries, |out, (k, v)| {
+        json_str(out, "", k);
+        out.push(b':');
+        json_str(out, "", v);
+    });
+}
+
+/// `dns_alt_names` (`DNS:name`) and `subject_alt_names` (`IP:addr` first, then the
+/// DNS names).
+fn write_alt_names(out: &mut Vec<u8>, dns: &[String], ips: &[String]) {
+    let dns_items = || dns.iter().map(|d| ("DNS:", d.as_str()));
+    out.extend_from_slice(b",\"dns_alt_names\":");
+    json_list(out, dns_items());
+    out.extend_from_slice(b",\"subject_alt_names\":");
+    json_list(
+        out,
+        ips.iter().map(|i| ("IP:", i.as_str())).chain(dns_items()),
+    );
+}
+
+/// What [`cert_fields`] gives, written from the summary as it is.
+fn write_certificate(out: &mut Vec<u8>, name: &Certname, c: &CertSummary) {
+    let f = &c.fingerprints;
+    let state = CertState::of_certificate(c.revocation.is_some());
+    // Puppet's default digest is SHA-256.
+    let sha256 = Fp::Bytes(f.sha256.bytes());
+    let fps = [
+        Fp::Bytes(f.sha1.bytes()),
+        sha256,
+        Fp::Bytes(f.sha512.bytes()),
+        sha256,
+    ];
+    write_head(out, name.as_str(), state, sha256, fps);
+    write_alt_names(out, &c.dns_names, &c.ip_addrs);
+    out.extend_from_slice(b",\"authorization_extensions\":");
+    if c.authorization_extensions.is_empty() {
+        out.extend_from_slice(b"{}");
+    } else {
+        // In short-name order, a name given twice keeping its last value.
+        let auth: BTreeMap<&str, &str> = c
+            .authorization_extensions
+            .iter()
+            .map(|(oid, value)| (short_name(oid), value.as_str()))
+            .collect();
+        json_map(out, auth);
+    }
+    let before = out.len();
+    out.extend_from_slice(b",\"serial_number\":");
+    if !SerialNumber::write_decimal(&c.serial, out) {
+        out.truncate(before);
+    }
+    for (key, t) in [
+        (&b",\"not_before\":\""[..], c.not_before),
+        (b",\"not_after\":\"", c.not_after),
+    ] {
+        out.extend_from_slice(key);
+        crate::ca::write_utc(out, t, "UTC");
+        out.push(b'"');
+    }
+    out.push(b'}');
+}
+
+impl StatusFields {
+    fn write_json(&self, out: &mut Vec<u8>) {
+        let f = &self.fingerprints;
+        let fps = [&f.sha1, &f.sha256, &f.sha512, &f.default].map(|s| Fp::Text(s));
+        write_head(
+            out,
+            &self.name,
+            self.state,
+            Fp::Text(&self.fingerprint),
+            fps,
+        );
+        out.extend_from_slice(b",\"dns_alt_names\":");
+        json_list(out, self.dns_alt_names.iter().map(|s| ("", s.as_str())));
+        out.extend_from_slice(b",\"subject_alt_names\":");
+        json_list(out, self.subject_alt_names.iter().map(|s| ("", s.as_str())));
+        out.extend_from_slice(b",\"authorization_extensions\":");
+        json_map(
+            out,
+            self.authorization_extensions
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
         if let Some(serial) = &self.serial_number {
             out.extend_from_slice(b",\"serial_number\":");
             out.extend_from_slice(serial.get().as_bytes());
@@ -89,21 +232,23 @@ impl PuppetStatus {
         ] {
             if let Some(d) = date {
                 out.extend_from_slice(key);
-                json_str(out, d);
+                json_str(out, "", d);
             }
         }
         out.push(b'}');
     }
 }
 
-/// A JSON string as `serde_json` writes it: `"` and `\\` escaped, control characters as
-/// `\b \t \n \f \r` or `\u00xx`, everything else (DEL, non-ASCII) as it is.
-fn json_str(out: &mut Vec<u8>, s: &str) {
+/// A JSON string of `prefix` (nothing to escape) then `s`, as `serde_json` writes it:
+/// `"` and `\\` escaped, control characters as `\b \t \n \f \r` or `\u00xx`,
+/// everything else (DEL, non-ASCII) as it is.
+fn json_str(out: &mut Vec<u8>, prefix: &str, s: &str) {
     // No early exit, so that the check runs many bytes at a time.
     let plain = s
         .bytes()
         .fold(true, |ok, b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
     out.push(b'"');
+    out.extend_from_slice(prefix.as_bytes());
     if plain {
         out.extend_from_slice(s.as_bytes());
     } else {
@@ -127,17 +272,6 @@ fn json_str(out: &mut Vec<u8>, s: &str) {
         }
     }
     out.push(b'"');
-}
-
-fn json_list(out: &mut Vec<u8>, items: &[String]) {
-    out.push(b'[');
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        json_str(out, item);
-    }
-    out.push(b']');
 }
 
 /// Where a paged Puppet status listing goes on (see [`App::puppet_statuses_page`]).
@@ -179,17 +313,21 @@ pub struct Expirations {
     crls: BTreeMap<String, String>,
 }
 
-fn short_name(oid: &str) -> String {
-    crate::ca::puppet_short_name(oid)
-        .map(str::to_owned)
-        .unwrap_or_else(|| oid.to_owned())
+fn short_name(oid: &str) -> &str {
+    crate::ca::puppet_short_name(oid).unwrap_or(oid)
 }
 
 fn cert_status(name: &Certname, c: CertSummary) -> PuppetStatus {
+    PuppetStatus::Certificate(name.clone(), c)
+}
+
+/// A certificate's status fields, as [`write_certificate`] writes them.
+#[cfg(test)]
+fn cert_fields(name: &Certname, c: CertSummary) -> StatusFields {
     let auth: BTreeMap<String, String> = c
         .authorization_extensions
         .into_iter()
-        .map(|(oid, value)| (short_name(&oid), value))
+        .map(|(oid, value)| (short_name(&oid).to_owned(), value))
         .collect();
     let (dns, all) = alt_names(&c.dns_names, &c.ip_addrs);
     let serial = SerialNumber::from_bytes(&c.serial)
@@ -201,7 +339,7 @@ fn cert_status(name: &Certname, c: CertSummary) -> PuppetStatus {
         Digest::Sha256,
         || Ok(None),
     ));
-    PuppetStatus {
+    StatusFields {
         name: name.to_string(),
         state: CertState::of_certificate(c.revocation.is_some()),
         fingerprint: fps.sha256.clone(),
@@ -218,7 +356,7 @@ fn cert_status(name: &Certname, c: CertSummary) -> PuppetStatus {
 fn request_status(name: &Certname, r: &RequestRecord) -> PuppetStatus {
     let (dns, all) = alt_names(&r.dns_names, &r.ip_addrs);
     let fps = fingerprints(&r.csr_der, Digest::Sha256);
-    PuppetStatus {
+    PuppetStatus::Request(StatusFields {
         name: name.to_string(),
         state: CertState::Requested,
         fingerprint: fps.sha256.clone(),
@@ -229,7 +367,7 @@ fn request_status(name: &Certname, r: &RequestRecord) -> PuppetStatus {
         serial_number: None,
         not_before: None,
         not_after: None,
-    }
+    })
 }
 
 /// Whether the Puppet face lists `r` as requested: a pending request, or a CSR the
@@ -659,6 +797,7 @@ fn puppet_certificate_file(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ca::DigestValue;
     use proptest::prelude::*;
 
     fn text() -> impl Strategy<Value = String> {
@@ -691,7 +830,7 @@ mod tests {
             serial in proptest::option::of(any::<u64>()),
             dates in any::<bool>(),
         ) {
-            let status = PuppetStatus {
+            let fields = StatusFields {
                 name: strings[0].clone(),
                 state: CertState::Signed,
                 fingerprint: strings[1].clone(),
@@ -708,12 +847,60 @@ mod tests {
                 not_before: dates.then(|| strings[6].clone()),
                 not_after: dates.then(|| strings[7].clone()),
             };
+            let reference = serde_json::to_string(&fields).unwrap();
             let mut ours = Vec::new();
-            status.write_json(&mut ours);
-            prop_assert_eq!(
-                String::from_utf8(ours).unwrap(),
-                serde_json::to_string(&status).unwrap()
-            );
+            PuppetStatus::Request(fields).write_json(&mut ours);
+            prop_assert_eq!(String::from_utf8(ours).unwrap(), reference);
+        }
+
+        #[test]
+        fn certificate_json_is_byte_for_byte_what_serde_writes_of_its_fields(
+            name in "[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?",
+            digests in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 116),
+                Just(vec![0; 116]),
+            ],
+            dns in proptest::collection::vec(text(), 0..3),
+            ips in proptest::collection::vec(text(), 0..3),
+            ext in proptest::collection::vec(
+                (
+                    prop_oneof![
+                        Just("1.3.6.1.4.1.34380.1.3.39".to_owned()),
+                        Just("1.3.6.1.4.1.34380.1.3.13".to_owned()),
+                        text(),
+                    ],
+                    text(),
+                ),
+                0..4,
+            ),
+            serial in proptest::collection::vec(any::<u8>(), 0..23),
+            before in -70_000_000_000_i64..300_000_000_000,
+            after in any::<i64>(),
+            revoked in any::<bool>(),
+        ) {
+            let name = Certname::parse(&name).unwrap();
+            let c = CertSummary {
+                serial,
+                issued_at: 0,
+                not_before: before,
+                not_after: after,
+                dns_names: dns,
+                ip_addrs: ips,
+                authorization_extensions: ext,
+                revocation: revoked.then_some(Revocation {
+                    revoked_at: 1,
+                    reason: crate::ca::RevocationReason::KeyCompromise,
+                }),
+                fingerprints: crate::store::StoredFingerprints {
+                    sha1: DigestValue(digests[..20].try_into().unwrap()),
+                    sha256: DigestValue(digests[20..52].try_into().unwrap()),
+                    sha512: DigestValue(digests[52..].try_into().unwrap()),
+                },
+            };
+            let reference = serde_json::to_string(&cert_fields(&name, c.clone())).unwrap();
+            let mut ours = Vec::new();
+            cert_status(&name, c).write_json(&mut ours);
+            prop_assert_eq!(String::from_utf8(ours).unwrap(), reference);
         }
     }
 }

@@ -100,9 +100,9 @@ pub(super) fn cert_fingerprints<E>(
     der: impl FnOnce() -> Result<Option<Vec<u8>>, E>,
 ) -> Result<Fingerprints, E> {
     let default = match default {
-        Digest::Sha1 => s.sha1.clone(),
-        Digest::Sha256 => s.sha256.clone(),
-        Digest::Sha512 => s.sha512.clone(),
+        Digest::Sha1 => s.sha1.to_string(),
+        Digest::Sha256 => s.sha256.to_string(),
+        Digest::Sha512 => s.sha512.to_string(),
         // Not stored: computed from the DER. `None` only when the certificate went away
         // (a clean) between the listing's scan and this read.
         other => der()?
@@ -110,9 +110,9 @@ pub(super) fn cert_fingerprints<E>(
             .unwrap_or_default(),
     };
     Ok(Fingerprints {
-        sha1: s.sha1,
-        sha256: s.sha256,
-        sha512: s.sha512,
+        sha1: s.sha1.to_string(),
+        sha256: s.sha256.to_string(),
+        sha512: s.sha512.to_string(),
         default,
     })
 }

@@ -124,18 +124,134 @@ impl Fingerprint {
 impl fmt::Display for Fingerprint {
     /// `AB:CD:...`, uppercase pairs joined by `:`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Built by hand: listings format three fingerprints per entry, and `{:02X}` per
-        // byte through the formatting machinery was a tenth of a listing's time.
-        const HEX: &[u8; 16] = b"0123456789ABCDEF";
-        let mut out = String::with_capacity(self.bytes.len() * 3);
-        for (i, b) in self.bytes.iter().enumerate() {
-            if i > 0 {
-                out.push(':');
-            }
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        let mut out = Vec::with_capacity(self.bytes.len() * 3);
+        write_hex_pairs(&mut out, &self.bytes);
+        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
+    }
+}
+
+/// Appends `bytes` as [`Fingerprint`]'s `Display` writes them. By hand: listings write
+/// three fingerprints per entry, and `{:02X}` per byte through the formatting machinery
+/// was a tenth of a listing's time.
+pub fn write_hex_pairs(out: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    // A colon before every pair, the first dropped; built on the stack and appended once
+    // per 64 bytes.
+    let mut buf = [0u8; 3 * 64];
+    for (c, chunk) in bytes.chunks(64).enumerate() {
+        for (slot, &b) in buf.chunks_exact_mut(3).zip(chunk) {
+            slot.copy_from_slice(&[b':', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0f)]]);
         }
-        f.write_str(&out)
+        let skip = usize::from(c == 0);
+        out.extend_from_slice(&buf[skip..3 * chunk.len()]);
+    }
+}
+
+/// A hex digit's value (either case), or 0xFF.
+const NIBBLE: [u8; 256] = {
+    let mut t = [0xFF; 256];
+    let mut i = 0;
+    while i < 16 {
+        t[b"0123456789ABCDEF"[i] as usize] = i as u8;
+        t[b"0123456789abcdef"[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// A digest's `N` bytes, written and read as [`Fingerprint`] writes them (`AB:CD:...`),
+/// held without an allocation of their own: a listing reads 100,000 certificates' three
+/// fingerprints. All zero: not known (records from before fingerprints were stored).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct DigestValue<const N: usize>(pub [u8; N]);
+
+impl<const N: usize> DigestValue<N> {
+    /// `digest` of `der`; the unknown value if `digest` does not give `N` bytes.
+    pub fn of_der(der: &[u8], digest: Digest) -> Self {
+        DigestValue(digest.hash(der).try_into().unwrap_or([0; N]))
+    }
+
+    /// Whether it holds a digest (a digest of all zero bytes is not one anybody finds).
+    pub fn is_known(&self) -> bool {
+        self.0.iter().any(|&b| b != 0)
+    }
+
+    /// The bytes; none when not known.
+    pub fn bytes(&self) -> &[u8] {
+        if self.is_known() {
+            &self.0
+        } else {
+            &[]
+        }
+    }
+
+    /// From the `AB:CD:...` form (either case); the empty string is the unknown value.
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut v = [0u8; N];
+        if s.is_empty() {
+            return Some(DigestValue(v));
+        }
+        let s = s.as_bytes();
+        if s.len() != 3 * N - 1 {
+            return None;
+        }
+        // No early exit: every pair is read, and any bad byte found at the end.
+        let mut bad = 0u8;
+        for (i, out) in v.iter_mut().enumerate() {
+            let (hi, lo) = (
+                NIBBLE[usize::from(s[3 * i])],
+                NIBBLE[usize::from(s[3 * i + 1])],
+            );
+            bad |= (hi | lo) & 0xF0;
+            if i + 1 < N {
+                bad |= u8::from(s[3 * i + 2] != b':');
+            }
+            *out = hi << 4 | (lo & 0x0F);
+        }
+        (bad == 0).then_some(DigestValue(v))
+    }
+}
+
+impl<const N: usize> Default for DigestValue<N> {
+    fn default() -> Self {
+        DigestValue([0; N])
+    }
+}
+
+impl<const N: usize> fmt::Display for DigestValue<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = Vec::with_capacity(3 * N);
+        write_hex_pairs(&mut out, self.bytes());
+        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
+    }
+}
+
+impl<const N: usize> fmt::Debug for DigestValue<N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DigestValue({self})")
+    }
+}
+
+impl<const N: usize> Serialize for DigestValue<N> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de, const N: usize> Deserialize<'de> for DigestValue<N> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor<const N: usize>;
+        impl<const N: usize> serde::de::Visitor<'_> for Visitor<N> {
+            type Value = DigestValue<N>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{N} bytes as uppercase hex pairs joined by ':'")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
+                DigestValue::parse(s)
+                    .ok_or_else(|| E::invalid_value(serde::de::Unexpected::Str(s), &self))
+            }
+        }
+        d.deserialize_str(Visitor::<N>)
     }
 }
 
@@ -186,6 +302,32 @@ mod tests {
             let theirs = text.trim().split('=').nth(1).unwrap();
             assert_eq!(Fingerprint::of_der(&der, d).to_string(), theirs, "{d}");
         }
+    }
+
+    #[test]
+    fn digest_values_read_back_what_they_write() {
+        let fp = Fingerprint::of_der(b"x", Digest::Sha256);
+        let text = fp.to_string();
+        let v = DigestValue::<32>::parse(&text).unwrap();
+        assert_eq!(v.to_string(), text);
+        assert_eq!(DigestValue::<32>::parse(&text.to_lowercase()), Some(v));
+        assert_eq!(serde_json::to_string(&v).unwrap(), format!("\"{text}\""));
+        assert_eq!(
+            serde_json::from_str::<DigestValue<32>>(&format!("\"{text}\"")).unwrap(),
+            v
+        );
+        assert_eq!(DigestValue::<32>::parse(""), Some(DigestValue::default()));
+        assert!(!DigestValue::<32>::default().is_known());
+        assert_eq!(DigestValue::<32>::default().to_string(), "");
+        for bad in [
+            &text[1..],
+            &text.replace(':', "-"),
+            &format!("G{}", &text[1..]),
+            "A",
+        ] {
+            assert_eq!(DigestValue::<32>::parse(bad), None, "{bad}");
+        }
+        assert!(serde_json::from_str::<DigestValue<20>>(&format!("\"{text}\"")).is_err());
     }
 
     #[test]

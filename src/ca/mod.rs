@@ -21,7 +21,7 @@ mod profile;
 mod serial;
 
 pub use authority::{CaPair, Subject};
-pub use clock::{format_utc, Clock, FixedClock, OsRng, Rng, SystemClock, UnixTime};
+pub use clock::{format_utc, write_utc, Clock, FixedClock, OsRng, Rng, SystemClock, UnixTime};
 pub use crl::{
     assemble_crl, build_crl, crl_signed_by, encode_crl_entry, parse_crl, parse_crls, AssembledCrl,
     CrlEntry, CrlParams, ParsedCrl, RevocationReason,
@@ -29,7 +29,7 @@ pub use crl::{
 pub use csr::{csr_public_key_der, refused_csr, CsrPolicy, ValidatedCsr};
 pub use csr_build::build_csr;
 pub use error::CaError;
-pub use fingerprint::{Digest, Fingerprint};
+pub use fingerprint::{write_hex_pairs, Digest, DigestValue, Fingerprint};
 pub use inspect::CertInfo;
 
 /// The text of a string-valued extension (UTF8String, PrintableString, IA5String).

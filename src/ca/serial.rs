@@ -70,6 +70,25 @@ impl SerialNumber {
             .and_then(|bn| bn.to_dec_str().map(|s| s.to_string()))
             .unwrap_or_default()
     }
+
+    /// Appends [`SerialNumber::to_decimal`] of the serial whose big-endian magnitude is
+    /// `bytes`, without making one (a listing writes 100,000); `false`, with nothing
+    /// written, when `bytes` is not a serial [`SerialNumber::from_bytes`] takes.
+    pub fn write_decimal(bytes: &[u8], out: &mut Vec<u8>) -> bool {
+        let trimmed = without_leading_zeros(bytes);
+        if trimmed.is_empty() || trimmed.len() > MAX_SERIAL_BYTES {
+            return false;
+        }
+        if trimmed.len() <= 16 {
+            use std::io::Write;
+            // Writing to a Vec cannot fail.
+            let _ = write!(out, "{}", to_u128(trimmed));
+            return true;
+        }
+        let digits = SerialNumber(trimmed.to_vec()).to_decimal();
+        out.extend_from_slice(digits.as_bytes());
+        !digits.is_empty()
+    }
 }
 
 impl fmt::Display for SerialNumber {

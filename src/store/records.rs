@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ca::{Digest, Fingerprint, RevocationReason, UnixTime};
+use crate::ca::{Digest, DigestValue, RevocationReason, UnixTime};
 
 /// State of a certificate request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,26 +295,32 @@ impl CertRecord {
     }
 }
 
-/// A certificate's SHA-1, SHA-256 and SHA-512 fingerprints, as served.
+/// A certificate's SHA-1, SHA-256 and SHA-512 fingerprints, stored as served
+/// (`AB:CD:...`). The default value: not known (a record from before they were stored;
+/// stores fill them in from the DER).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredFingerprints {
     /// SHA-1.
-    pub sha1: String,
+    pub sha1: DigestValue<20>,
     /// SHA-256.
-    pub sha256: String,
+    pub sha256: DigestValue<32>,
     /// SHA-512.
-    pub sha512: String,
+    pub sha512: DigestValue<64>,
 }
 
 impl StoredFingerprints {
-    /// The three fingerprints of a certificate's DER (`AB:CD:...`).
+    /// The three fingerprints of a certificate's DER.
     pub fn of_der(der: &[u8]) -> StoredFingerprints {
-        let fp = |d| Fingerprint::of_der(der, d).to_string();
         StoredFingerprints {
-            sha1: fp(Digest::Sha1),
-            sha256: fp(Digest::Sha256),
-            sha512: fp(Digest::Sha512),
+            sha1: DigestValue::of_der(der, Digest::Sha1),
+            sha256: DigestValue::of_der(der, Digest::Sha256),
+            sha512: DigestValue::of_der(der, Digest::Sha512),
         }
+    }
+
+    /// Whether they are known (see the type).
+    pub fn is_known(&self) -> bool {
+        self.sha256.is_known()
     }
 }
 

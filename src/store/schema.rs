@@ -97,8 +97,18 @@ pub(crate) fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 pub(crate) fn decode<T: DeserializeOwned>(tree: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+    serde_json::from_slice(bytes).map_err(|e| corrupt(tree, e))
+}
+
+/// [`decode`] of text already checked to be UTF-8 (a database's `text` column), which
+/// spares checking each string again.
+pub(crate) fn decode_text<T: DeserializeOwned>(tree: &str, text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|e| corrupt(tree, e))
+}
+
+fn corrupt(tree: &str, e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt {
         tree: tree.to_owned(),
         detail: e.to_string(),
-    })
+    }
 }

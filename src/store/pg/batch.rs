@@ -32,7 +32,7 @@ use super::committer::Submission;
 use super::lanes::is_retryable;
 use super::ops::{json, Event, OpError, APPEND_EVENTS_SQL, LOCK_SQL, NOTIFY_SQL, PUT_FENCES_SQL};
 use crate::ca::EnvName;
-use crate::store::schema::decode;
+use crate::store::schema::decode_text;
 use crate::store::{
     CertRecord, EventKind, IssueOutcome, RequestRecord, RequestState, StoreError,
     SubmitIssueOutcome, SubmitOutcome,
@@ -431,13 +431,13 @@ where
 fn absorb(rows: &mut Rows, s: &Submission, row: &Row) {
     let name = s.name.to_string();
     if let Some(text) = row.get::<_, Option<&str>>(0) {
-        match decode("requests", text.as_bytes()) {
+        match decode_text("requests", text) {
             Ok(rec) => drop(rows.requests.insert(name.clone(), rec)),
             Err(e) => drop(rows.corrupt.insert(name.clone(), e.to_string())),
         }
     }
     if let Some(text) = row.get::<_, Option<&str>>(1) {
-        match decode("certificates", text.as_bytes()) {
+        match decode_text("certificates", text) {
             Ok(rec) => drop(rows.certificates.insert(name, rec)),
             Err(e) => drop(rows.corrupt.insert(name, e.to_string())),
         }

@@ -13,7 +13,7 @@ use postgres::{Client, GenericClient, Row, Statement};
 
 use super::lanes::{is_retryable, store_error, Conn};
 use crate::ca::{Certname, EnvName, UnixTime};
-use crate::store::schema::{decode, encode};
+use crate::store::schema::{decode_text, encode};
 use crate::store::*;
 
 /// How often a transaction two writers collided in is run again.
@@ -374,7 +374,7 @@ fn kind_str(kind: EventKind) -> String {
 }
 
 fn kind_of(s: &str) -> Result<EventKind, StoreError> {
-    decode("audit", format!("\"{s}\"").as_bytes())
+    decode_text("audit", &format!("\"{s}\""))
 }
 
 pub(super) fn json<T: serde::Serialize>(v: &T) -> String {
@@ -384,7 +384,7 @@ pub(super) fn json<T: serde::Serialize>(v: &T) -> String {
 /// The JSON record in the first column of `row`, if there is a row.
 fn record<T: serde::de::DeserializeOwned>(row: Option<Row>, tree: &str) -> Op<Option<T>> {
     match row {
-        Some(r) => Ok(Some(decode(tree, r.get::<_, &str>(0).as_bytes())?)),
+        Some(r) => Ok(Some(decode_text(tree, r.get::<_, &str>(0))?)),
         None => Ok(None),
     }
 }
@@ -463,7 +463,7 @@ pub(super) fn request_and_has_certificate<C: GenericClient>(
     };
     tx.rests_on_fence(row.get(2));
     let rec = match row.get::<_, Option<&str>>(0) {
-        Some(text) => Some(decode("requests", text.as_bytes())?),
+        Some(text) => Some(decode_text("requests", text)?),
         None => None,
     };
     Ok((rec, row.get(1)))
@@ -579,7 +579,7 @@ pub(super) fn requests<C: GenericClient>(
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let name = certname("requests", r.get(0))?;
-        out.push((name, decode("requests", r.get::<_, &str>(1).as_bytes())?));
+        out.push((name, decode_text("requests", r.get::<_, &str>(1))?));
     }
     Ok(out)
 }
@@ -610,7 +610,7 @@ pub(super) fn due_orders<C: GenericClient>(
         }
         let name = certname("requests", r.get(1))?;
         out.due
-            .push((name, decode("requests", r.get::<_, &str>(2).as_bytes())?));
+            .push((name, decode_text("requests", r.get::<_, &str>(2))?));
     }
     Ok(out)
 }
@@ -631,7 +631,7 @@ fn cert_record<C: GenericClient>(
     let Some(row) = row else { return Ok(None) };
     tx.rests_on_fence(row.get(1));
     match row.get::<_, Option<&str>>(0) {
-        Some(text) => Ok(Some(decode("certificates", text.as_bytes())?)),
+        Some(text) => Ok(Some(decode_text("certificates", text)?)),
         None => Ok(None),
     }
 }
@@ -767,7 +767,7 @@ pub(super) fn certificate<C: GenericClient>(
     tx.rests_on_fence(r.get(2));
     Ok(match r.get::<_, Option<&str>>(0) {
         Some(text) => {
-            let mut c: CertRecord = decode("certificates", text.as_bytes())?;
+            let mut c: CertRecord = decode_text("certificates", text)?;
             c.der = r.get(1);
             Some(c)
         }
@@ -868,8 +868,8 @@ pub(super) fn certificates<C: GenericClient>(
         |r| {
             let name = certname("certificates", r.get(0))?;
             let text: &str = r.get(1);
-            let summary: CertSummary = decode("certificates", text.as_bytes())?;
-            if summary.fingerprints.sha256.is_empty() {
+            let summary: CertSummary = decode_text("certificates", text)?;
+            if !summary.fingerprints.is_known() {
                 legacy.push(out.len());
             }
             out.push((name, summary));
@@ -897,7 +897,7 @@ pub(super) fn revoked_serials<C: GenericClient>(
         "SELECT record FROM certd_revocations WHERE env = $1 ORDER BY length(serial), serial",
         &[&env.as_str()],
         |r| {
-            out.push(decode("revocations", r.get::<_, &str>(0).as_bytes())?);
+            out.push(decode_text("revocations", r.get::<_, &str>(0))?);
             Ok(())
         },
     )?;
@@ -917,7 +917,7 @@ pub(super) fn revoked_serials_of<C: GenericClient>(
         &[&env.as_str(), &name.as_str()],
     )?;
     rows.iter()
-        .map(|r| decode("revocations", r.get::<_, &str>(0).as_bytes()).map_err(OpError::Store))
+        .map(|r| decode_text("revocations", r.get::<_, &str>(0)).map_err(OpError::Store))
         .collect()
 }
 
@@ -950,7 +950,7 @@ pub(super) fn heartbeat<C: GenericClient>(
         &[&(now_ms - recent_ms)],
     )?;
     rows.iter()
-        .map(|r| decode("nodes", r.get::<_, &str>(0).as_bytes()).map_err(OpError::Store))
+        .map(|r| decode_text("nodes", r.get::<_, &str>(0)).map_err(OpError::Store))
         .collect()
 }
 
@@ -1048,7 +1048,7 @@ pub(super) fn environments<C: GenericClient>(tx: &mut Tx<'_, C>) -> Op<Vec<(EnvN
             tree: "environments".into(),
             detail: format!("stored name {name:?}: {e}"),
         })?;
-        out.push((env, decode("environments", r.get::<_, &str>(1).as_bytes())?));
+        out.push((env, decode_text("environments", r.get::<_, &str>(1))?));
     }
     Ok(out)
 }
@@ -1158,7 +1158,7 @@ pub(super) fn snapshot<C: GenericClient>(tx: &mut Tx<'_, C>) -> Op<Snapshot> {
             "SELECT certname, record, der FROM certd_certificates WHERE env = $1",
             &[&env.as_str()],
         )? {
-            let mut c: CertRecord = decode("certificates", r.get::<_, &str>(1).as_bytes())?;
+            let mut c: CertRecord = decode_text("certificates", r.get::<_, &str>(1))?;
             c.der = r.get(2);
             e.certificates.insert(r.get(0), c);
         }

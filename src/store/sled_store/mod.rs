@@ -469,7 +469,7 @@ impl CertificateStore for SledStore {
             let mut out: Vec<(Certname, CertSummary)> =
                 Core::scan(&core.env(env)?.certificates, "certificates", after, limit)?;
             for (name, summary) in &mut out {
-                if summary.fingerprints.sha256.is_empty() {
+                if !summary.fingerprints.is_known() {
                     // Written before fingerprints were stored: read it whole once.
                     if let Some(full) = self.certificate(env, name)? {
                         summary.fingerprints = full.summary().fingerprints;

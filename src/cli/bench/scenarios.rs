@@ -327,14 +327,24 @@ pub fn timed_run(
 fn list_all(conn: &mut Conn, e: &Endpoint) -> anyhow::Result<()> {
     match e.face {
         Face::Puppet => {
-            let r = conn.request(
+            // Read to the end but not kept: its first and last bytes are checked.
+            let (mut len, mut first, mut last) = (0usize, None, None);
+            let status = conn.request_streamed(
                 "GET",
                 "/puppet-ca/v1/certificate_statuses/any",
                 &[("Accept", "application/json")],
                 b"",
+                &mut |part| {
+                    len += part.len();
+                    first = first.or(part.first().copied());
+                    last = part.last().copied().or(last);
+                },
             )?;
-            if r.status != 200 {
-                bail!("list: {}", r.status);
+            if status != 200 {
+                bail!("list: {status}");
+            }
+            if (first, last) != (Some(b'['), Some(b']')) {
+                bail!("list: {len} bytes that are not a JSON array");
             }
             Ok(())
         }

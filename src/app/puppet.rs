@@ -55,7 +55,7 @@ pub struct StatusFields {
 
 impl PuppetStatus {
     /// Appends the status as JSON: exactly the bytes `serde_json` writes for its
-    /// [`StatusFields`] (tests check), but a certificate's fingerprints (most of a
+    /// `StatusFields` (tests check), but a certificate's fingerprints (most of a
     /// listing's 92 MB for 100,000 certificates) are written from their bytes, and a
     /// string with nothing to escape is found so by a check the compiler vectorises and
     /// copied as it is, instead of escaped byte by byte.

@@ -50,8 +50,9 @@
 //! A probe costs ~27 µs of server CPU: TLS read-ahead (one `recv` per request instead of
 //! three), the certificate's cached encodings, routing on the `regex` crate's DFA; the
 //! rest is mostly the kernel. Listings read `CertSummary` records (the DER lives in a
-//! tree of its own) and the Puppet face streams a page at a time, JSON written by hand
-//! (byte for byte serde_json's, proptested). A revocation appends one entry's encoding
+//! tree of its own, the fingerprints are held as bytes) and the Puppet face streams a
+//! page at a time, its JSON written by hand straight from the summaries (byte for byte
+//! what serde_json writes of the status's fields, proptested). A revocation appends one entry's encoding
 //! to those of the previous CRL, read where they lie in it, so it costs hashing the
 //! TBSCertList (SHA-256 over ~4.9 MB with 100,000 entries) and one copy into the new
 //! CRL; cleans go 256 names per transaction with one CRL append for all; at start

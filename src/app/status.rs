@@ -99,10 +99,15 @@ pub(super) fn cert_fingerprints<E>(
     default: Digest,
     der: impl FnOnce() -> Result<Option<Vec<u8>>, E>,
 ) -> Result<Fingerprints, E> {
+    let (sha1, sha256, sha512) = (
+        s.sha1.to_string(),
+        s.sha256.to_string(),
+        s.sha512.to_string(),
+    );
     let default = match default {
-        Digest::Sha1 => s.sha1.to_string(),
-        Digest::Sha256 => s.sha256.to_string(),
-        Digest::Sha512 => s.sha512.to_string(),
+        Digest::Sha1 => sha1.clone(),
+        Digest::Sha256 => sha256.clone(),
+        Digest::Sha512 => sha512.clone(),
         // Not stored: computed from the DER. `None` only when the certificate went away
         // (a clean) between the listing's scan and this read.
         other => der()?
@@ -110,9 +115,9 @@ pub(super) fn cert_fingerprints<E>(
             .unwrap_or_default(),
     };
     Ok(Fingerprints {
-        sha1: s.sha1.to_string(),
-        sha256: s.sha256.to_string(),
-        sha512: s.sha512.to_string(),
+        sha1,
+        sha256,
+        sha512,
         default,
     })
 }

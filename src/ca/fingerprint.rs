@@ -124,27 +124,37 @@ impl Fingerprint {
 impl fmt::Display for Fingerprint {
     /// `AB:CD:...`, uppercase pairs joined by `:`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = Vec::with_capacity(self.bytes.len() * 3);
-        write_hex_pairs(&mut out, &self.bytes);
-        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
+        fmt_hex_pairs(f, &self.bytes)
     }
 }
 
-/// Appends `bytes` as [`Fingerprint`]'s `Display` writes them. By hand: listings write
-/// three fingerprints per entry, and `{:02X}` per byte through the formatting machinery
-/// was a tenth of a listing's time.
-pub fn write_hex_pairs(out: &mut Vec<u8>, bytes: &[u8]) {
+/// Hands `bytes` as [`Fingerprint`]'s `Display` writes them to `part`, a piece at a time.
+/// By hand: listings write three fingerprints per entry, and `{:02X}` per byte through
+/// the formatting machinery was a tenth of a listing's time.
+fn hex_pairs(bytes: &[u8], mut part: impl FnMut(&str)) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    // A colon before every pair, the first dropped; built on the stack and appended once
-    // per 64 bytes.
+    // A colon before every pair, the first dropped; built on the stack, 64 bytes at a
+    // time.
     let mut buf = [0u8; 3 * 64];
     for (c, chunk) in bytes.chunks(64).enumerate() {
         for (slot, &b) in buf.chunks_exact_mut(3).zip(chunk) {
             slot.copy_from_slice(&[b':', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0f)]]);
         }
         let skip = usize::from(c == 0);
-        out.extend_from_slice(&buf[skip..3 * chunk.len()]);
+        // Colons and hex digits: always ASCII.
+        part(std::str::from_utf8(&buf[skip..3 * chunk.len()]).unwrap_or_default());
     }
+}
+
+/// Appends `bytes` as [`Fingerprint`]'s `Display` writes them.
+pub fn write_hex_pairs(out: &mut Vec<u8>, bytes: &[u8]) {
+    hex_pairs(bytes, |p| out.extend_from_slice(p.as_bytes()));
+}
+
+fn fmt_hex_pairs(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    let mut r = Ok(());
+    hex_pairs(bytes, |p| r = r.and_then(|()| f.write_str(p)));
+    r
 }
 
 /// A hex digit's value (either case), or 0xFF.
@@ -220,9 +230,7 @@ impl<const N: usize> Default for DigestValue<N> {
 
 impl<const N: usize> fmt::Display for DigestValue<N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut out = Vec::with_capacity(3 * N);
-        write_hex_pairs(&mut out, self.bytes());
-        f.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
+        fmt_hex_pairs(f, self.bytes())
     }
 }
 
@@ -244,7 +252,7 @@ impl<'de, const N: usize> Deserialize<'de> for DigestValue<N> {
         impl<const N: usize> serde::de::Visitor<'_> for Visitor<N> {
             type Value = DigestValue<N>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{N} bytes as uppercase hex pairs joined by ':'")
+                write!(f, "{N} bytes as hex pairs joined by ':'")
             }
             fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Self::Value, E> {
                 DigestValue::parse(s)

@@ -52,11 +52,11 @@
 //! rest is mostly the kernel. Listings read `CertSummary` records (the DER lives in a
 //! tree of its own, the fingerprints are held as bytes) and the Puppet face streams a
 //! page at a time, its JSON written by hand straight from the summaries (byte for byte
-//! what serde_json writes of the status's fields, proptested). A revocation appends one entry's encoding
-//! to those of the previous CRL, read where they lie in it, so it costs hashing the
-//! TBSCertList (SHA-256 over ~4.9 MB with 100,000 entries) and one copy into the new
-//! CRL; cleans go 256 names per transaction with one CRL append for all; at start
-//! nothing is scanned but the revocations. A CRL is held once, in a shared buffer that
+//! what serde_json writes of the status's fields, proptested). A revocation appends
+//! one entry's encoding to those of the previous CRL, read where they lie in it, so it
+//! costs hashing the TBSCertList (SHA-256 over ~4.9 MB with 100,000 entries) and one
+//! copy into the new CRL; cleans go 256 names per transaction with one CRL append for
+//! all; at start nothing is scanned but the revocations. A CRL is held once, in a shared buffer that
 //! the next rebuild and every response body reference (`bytes::Bytes`), and its PEM
 //! while it is fetched. certd itself no longer copies it: not for the next rebuild's
 //! entries, not to read its number (a rebuild cloned the record, DER and all), not per

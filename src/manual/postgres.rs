@@ -313,19 +313,21 @@
 //! copies of one database, medians of 5 runs: 416–514 ms against 431–519); later, with
 //! PostgreSQL's default settings, 428 and 431 ms (sled 464 and 394, same invocations).
 //!
-//! On slower days (`certd bench sign` at 60,000–72,000 ECDSA signatures/s, against
-//! 127,200 on the README's) the same listing read 490–729 ms, and `perf` put certd's CPU
-//! at ~490 ms a listing: 56% reading the store (30% serde decoding summaries), 15%
+//! On later days the same listing read 490–537 ms, and 729 ms on one when `certd bench
+//! sign` gave 60,000–72,000 ECDSA signatures/s (127,200 on the README's day); `perf`
+//! put certd's CPU at ~490 ms a listing: 56% reading the store (30% serde decoding summaries), 15%
 //! building a status of strings per certificate, 13% encoding it. The load generator
 //! took ~210 ms more, most of it growing and faulting in a 92 MB buffer it never read.
 //! Now a certificate's status is written straight from its summary
 //! (`PuppetStatus::Certificate`), the fingerprints are held as bytes
 //! ([`DigestValue`](crate::ca::DigestValue)) and written as hex, text columns are decoded
 //! without a second UTF-8 check, and the load generator streams the answer through,
-//! checking that it is one JSON array. certd's CPU per listing fell to 373–381 ms
-//! (479–565 before; three starts each, 10 listings after 2), the load generator's to
-//! ~90 ms. Listed from a fresh invocation it reads 520, 497 and 515 ms (sled 472, 496
-//! and 498): not yet 500 ms on such a day. What is left is mostly the store's read:
+//! checking that it starts with `[` and ends with `]`. certd's CPU per listing fell to
+//! 373–381 ms (479–565 before; three starts each, 10 listings after 2), which took the
+//! p50 from 536–562 ms to 402–427 ms with the old load generator; the new one takes
+//! ~90 ms of CPU instead of ~210, and with the same server ~90 ms off the p50. Both
+//! together, from fresh invocations on that slow day: 520, 497 and 515 ms (sled 472, 496
+//! and 498), not yet 500 ms. What is left is mostly the store's read:
 //! PostgreSQL sends ~700 bytes of text per certificate (half of it the fingerprints'
 //! hex), and decoding it as JSON is a third of certd's CPU.
 //!

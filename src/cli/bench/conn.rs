@@ -188,7 +188,10 @@ impl Conn {
     /// Hands the next `n` bytes to `sink`.
     fn pass(&mut self, mut n: usize, sink: &mut dyn FnMut(&[u8])) -> io::Result<()> {
         while n > 0 {
-            let buf = self.reader.fill_buf()?;
+            let buf = match self.reader.fill_buf() {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => other?,
+            };
             if buf.is_empty() {
                 return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "in a body"));
             }
@@ -257,7 +260,10 @@ impl Conn {
             self.pass(n, sink)?;
         } else {
             loop {
-                let buf = self.reader.fill_buf()?;
+                let buf = match self.reader.fill_buf() {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    other => other?,
+                };
                 if buf.is_empty() {
                     break;
                 }

@@ -327,7 +327,7 @@ pub fn timed_run(
 fn list_all(conn: &mut Conn, e: &Endpoint) -> anyhow::Result<()> {
     match e.face {
         Face::Puppet => {
-            // Read to the end but not kept: its first and last bytes are checked.
+            // Read to the end but not kept: it must start with `[` and end with `]`.
             let (mut len, mut first, mut last) = (0usize, None, None);
             let status = conn.request_streamed(
                 "GET",
@@ -344,7 +344,7 @@ fn list_all(conn: &mut Conn, e: &Endpoint) -> anyhow::Result<()> {
                 bail!("list: {status}");
             }
             if (first, last) != (Some(b'['), Some(b']')) {
-                bail!("list: {len} bytes that are not a JSON array");
+                bail!("list: {len} bytes that do not start with [ and end with ]");
             }
             Ok(())
         }

@@ -315,9 +315,10 @@
 //!
 //! On later days the same listing read 490–537 ms, and 729 ms on one when `certd bench
 //! sign` gave 60,000–72,000 ECDSA signatures/s (127,200 on the README's day); `perf`
-//! put certd's CPU at ~490 ms a listing: 56% reading the store (30% serde decoding summaries), 15%
-//! building a status of strings per certificate, 13% encoding it. The load generator
-//! took ~210 ms more, most of it growing and faulting in a 92 MB buffer it never read.
+//! put certd's CPU at ~490 ms a listing: 56% reading the store (30% serde decoding
+//! summaries), 15% building a status of strings per certificate, 13% encoding it. The
+//! load generator took ~210 ms more, most of it growing and faulting in a 92 MB buffer
+//! it never read.
 //! Now a certificate's status is written straight from its summary
 //! (`PuppetStatus::Certificate`), the fingerprints are held as bytes
 //! ([`DigestValue`](crate::ca::DigestValue)) and written as hex, text columns are decoded
@@ -327,9 +328,9 @@
 //! p50 from 536–562 ms to 402–427 ms with the old load generator; the new one takes
 //! ~90 ms of CPU instead of ~210, and with the same server ~90 ms off the p50. Both
 //! together, from fresh invocations on that slow day: 520, 497 and 515 ms (sled 472, 496
-//! and 498), not yet 500 ms. What is left is mostly the store's read:
-//! PostgreSQL sends ~700 bytes of text per certificate (half of it the fingerprints'
-//! hex), and decoding it as JSON is a third of certd's CPU.
+//! and 498), not yet 500 ms. What is left is mostly the store's read: PostgreSQL sends
+//! ~700 bytes of text per certificate (half of it the fingerprints' hex), and decoding
+//! it as JSON is a third of certd's CPU.
 //!
 //! ## Not yet
 //!

@@ -327,8 +327,8 @@
 //! 373–381 ms (479–565 before; three starts each, 10 listings after 2), which took the
 //! p50 from 536–562 ms to 402–427 ms with the old load generator; the new one takes
 //! ~90 ms of CPU instead of ~210, and with the same server ~90 ms off the p50. Both
-//! together, from fresh invocations on that slow day: 520, 497 and 515 ms (sled 472, 496
-//! and 498), not yet 500 ms. What is left is mostly the store's read: PostgreSQL sends
+//! together, from fresh invocations on that slow day: 520, 497, 515 and 478 ms (sled
+//! 472, 496, 498 and 487), not yet 500 ms in every one. What is left is mostly the store's read: PostgreSQL sends
 //! ~700 bytes of text per certificate (half of it the fingerprints' hex), and decoding
 //! it as JSON is a third of certd's CPU.
 //!

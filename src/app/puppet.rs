@@ -317,10 +317,6 @@ fn short_name(oid: &str) -> &str {
     crate::ca::puppet_short_name(oid).unwrap_or(oid)
 }
 
-fn cert_status(name: Certname, c: CertSummary) -> PuppetStatus {
-    PuppetStatus::Certificate(name, c)
-}
-
 /// A certificate's status fields, as [`write_certificate`] writes them.
 #[cfg(test)]
 fn cert_fields(name: &Certname, c: CertSummary) -> StatusFields {
@@ -459,7 +455,7 @@ impl App {
         let name = certname(raw_name)?;
         let env = self.puppet_env()?;
         if let Some(c) = self.store.certificate(&env.name, &name)? {
-            return Ok(cert_status(name, c.summary()));
+            return Ok(PuppetStatus::Certificate(name, c.summary()));
         }
         match self.store.request(&env.name, &name)? {
             Some(r) if listed_as_requested(&r) => Ok(request_status(&name, &r)),
@@ -512,7 +508,7 @@ impl App {
                 for (n, c) in batch {
                     let st = CertState::of_certificate(c.revocation.is_some());
                     if state.is_none_or(|s| s == st) {
-                        out.push(cert_status(n, c));
+                        out.push(PuppetStatus::Certificate(n, c));
                     }
                 }
                 next
@@ -899,7 +895,7 @@ mod tests {
             };
             let reference = serde_json::to_string(&cert_fields(&name, c.clone())).unwrap();
             let mut ours = Vec::new();
-            cert_status(name, c).write_json(&mut ours);
+            PuppetStatus::Certificate(name, c).write_json(&mut ours);
             prop_assert_eq!(String::from_utf8(ours).unwrap(), reference);
         }
     }

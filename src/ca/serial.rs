@@ -62,13 +62,9 @@ impl SerialNumber {
 
     /// The serial as a decimal string (Puppet reports serials as integers).
     pub fn to_decimal(&self) -> String {
-        if self.0.len() <= 16 {
-            // Every serial certd issues fits; listings print 100,000 of them.
-            return to_u128(&self.0).to_string();
-        }
-        BigNum::from_slice(&self.0)
-            .and_then(|bn| bn.to_dec_str().map(|s| s.to_string()))
-            .unwrap_or_default()
+        let mut out = Vec::new();
+        SerialNumber::write_decimal(&self.0, &mut out);
+        String::from_utf8(out).unwrap_or_default()
     }
 
     /// Appends [`SerialNumber::to_decimal`] of the serial whose big-endian magnitude is
@@ -80,14 +76,19 @@ impl SerialNumber {
             return false;
         }
         if trimmed.len() <= 16 {
+            // Every serial certd issues fits; listings print 100,000 of them.
             use std::io::Write;
             // Writing to a Vec cannot fail.
             let _ = write!(out, "{}", to_u128(trimmed));
             return true;
         }
-        let digits = SerialNumber(trimmed.to_vec()).to_decimal();
-        out.extend_from_slice(digits.as_bytes());
-        !digits.is_empty()
+        match BigNum::from_slice(trimmed).and_then(|bn| bn.to_dec_str()) {
+            Ok(digits) => {
+                out.extend_from_slice(digits.as_bytes());
+                true
+            }
+            Err(_) => false,
+        }
     }
 }
 

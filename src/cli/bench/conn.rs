@@ -185,20 +185,30 @@ impl Conn {
         self.read_response(method == "HEAD", sink)
     }
 
-    /// Hands the next `n` bytes to `sink`.
-    fn pass(&mut self, mut n: usize, sink: &mut dyn FnMut(&[u8])) -> io::Result<()> {
-        while n > 0 {
+    /// Hands the next `n` bytes to `sink`, fewer only where the stream ends; answers
+    /// how many.
+    fn pass(&mut self, n: usize, sink: &mut dyn FnMut(&[u8])) -> io::Result<usize> {
+        let mut left = n;
+        while left > 0 {
             let buf = match self.reader.fill_buf() {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => other?,
             };
             if buf.is_empty() {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "in a body"));
+                break;
             }
-            let k = buf.len().min(n);
+            let k = buf.len().min(left);
             sink(&buf[..k]);
             self.reader.consume(k);
-            n -= k;
+            left -= k;
+        }
+        Ok(n - left)
+    }
+
+    /// Hands exactly the next `n` bytes to `sink`.
+    fn pass_exactly(&mut self, n: usize, sink: &mut dyn FnMut(&[u8])) -> io::Result<()> {
+        if self.pass(n, sink)? < n {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "in a body"));
         }
         Ok(())
     }
@@ -252,25 +262,14 @@ impl Conn {
                     self.reader.read_line(&mut line)?;
                     break;
                 }
-                self.pass(size, sink)?;
+                self.pass_exactly(size, sink)?;
                 line.clear();
                 self.reader.read_line(&mut line)?;
             }
         } else if let Some(n) = length {
-            self.pass(n, sink)?;
+            self.pass_exactly(n, sink)?;
         } else {
-            loop {
-                let buf = match self.reader.fill_buf() {
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    other => other?,
-                };
-                if buf.is_empty() {
-                    break;
-                }
-                let k = buf.len();
-                sink(buf);
-                self.reader.consume(k);
-            }
+            self.pass(usize::MAX, sink)?;
             self.closed = true;
         }
         Ok(status)

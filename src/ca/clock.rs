@@ -109,20 +109,23 @@ pub fn write_utc(out: &mut Vec<u8>, t: UnixTime, suffix: &str) {
     if !(0..=9999).contains(&year) {
         return;
     }
-    fn put(out: &mut Vec<u8>, mut n: i64, width: usize) {
-        let mut digits = [b'0'; 4];
-        for d in digits[..width].iter_mut().rev() {
+    // Filled in place, then appended at once.
+    let mut text = *b"0000-00-00T00:00:00";
+    let fields = [
+        (year, 0..4),
+        (month, 5..7),
+        (day, 8..10),
+        (secs / 3600, 11..13),
+        (secs / 60 % 60, 14..16),
+        (secs % 60, 17..19),
+    ];
+    for (mut n, at) in fields {
+        for d in text[at].iter_mut().rev() {
             *d = b'0' + (n % 10) as u8;
             n /= 10;
         }
-        out.extend_from_slice(&digits[..width]);
     }
-    put(out, year, 4);
-    let fields = [month, day, secs / 3600, secs / 60 % 60, secs % 60];
-    for (n, sep) in fields.into_iter().zip(*b"--T::") {
-        out.push(sep);
-        put(out, n, 2);
-    }
+    out.extend_from_slice(&text);
     out.extend_from_slice(suffix.as_bytes());
 }
 

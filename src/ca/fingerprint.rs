@@ -129,8 +129,8 @@ impl fmt::Display for Fingerprint {
 }
 
 /// Hands `bytes` as [`Fingerprint`]'s `Display` writes them to `part`, a piece at a time.
-/// By hand: listings write three fingerprints per entry, and `{:02X}` per byte through
-/// the formatting machinery was a tenth of a listing's time.
+/// By hand: `{:02X}` per byte through the formatting machinery was a tenth of a
+/// listing's time when listings wrote fingerprints that way.
 fn hex_pairs(bytes: &[u8], mut part: impl FnMut(&str)) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     // A colon before every pair, the first dropped; built on the stack, 64 bytes at a
@@ -146,10 +146,34 @@ fn hex_pairs(bytes: &[u8], mut part: impl FnMut(&str)) {
     }
 }
 
-/// Appends `bytes` as [`Fingerprint`]'s `Display` writes them.
+/// Appends `bytes` as [`Fingerprint`]'s `Display` writes them: the colons laid down
+/// with the space, then each pair written in place (a listing writes 500 000 of them;
+/// through [`hex_pairs`]' pieces, a tenth of its time).
 pub fn write_hex_pairs(out: &mut Vec<u8>, bytes: &[u8]) {
-    hex_pairs(bytes, |p| out.extend_from_slice(p.as_bytes()));
+    let Some(len) = (3 * bytes.len()).checked_sub(1) else {
+        return;
+    };
+    let start = out.len();
+    out.resize(start + len, b':');
+    // Every third byte stays a colon; the last pair has none after it.
+    for (slot, &b) in out[start..].chunks_mut(3).zip(bytes) {
+        let [hi, lo] = HEX_PAIR[usize::from(b)];
+        slot[0] = hi;
+        slot[1] = lo;
+    }
 }
+
+/// Each byte's two uppercase hex digits.
+const HEX_PAIR: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut t = [[0; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [HEX[i >> 4], HEX[i & 0x0f]];
+        i += 1;
+    }
+    t
+};
 
 fn fmt_hex_pairs(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
     let mut r = Ok(());

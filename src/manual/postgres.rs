@@ -36,12 +36,16 @@
 //! | a certificate's serial is indexed | foreign key `certd_certificates → certd_serials` |
 //! | a revocation names an issued serial | foreign key `certd_revocations → certd_serials` |
 //! | audit events are one total order | primary key of `certd_audit (id)`, ids from the one-row `certd_audit_head` |
+//! | a listed summary agrees with its certificate's record | trigger `certd_summary_follows_record` clears a `summary` whose `record` changed without it |
 //!
 //! Names are `COLLATE "C"`, so they sort bytewise as in sled and listings page by keyset
 //! (`certname > $after ORDER BY certname LIMIT n`), never OFFSET. The due-time index of
 //! orders is a partial index on `certd_requests (env, free_at, certname)`. Records are the
 //! same JSON as sled's (`src/store/records.rs`); a certificate's DER is a column of its
-//! own, so listings never read it.
+//! own, so listings never read it, and so is its summary as bytes (`summary`, schema 4,
+//! `src/store/summary.rs`), which is what listings read: a row without one (written
+//! before schema 4, or by something that changed its record alone) is listed from its
+//! record.
 //!
 //! ## Transactions
 //!
@@ -304,33 +308,29 @@
 //! (keyset: `certname > $2`; the empty name before the first page, so that the cached
 //! generic plan keeps the bound in the index scan: `$2 IS NULL OR certname > $2` made
 //! it a filter, and the last page read every row, 86 ms). Rows are decoded as they
-//! arrive (`query_raw`), straight into summaries: 639 ms became 480–535 ms, against
-//! sled's 380. What was left was latency, not CPU (a third of both cores idle while a
-//! listing ran): in 2,500-record chunks it is 414–443 ms (sled 391–411). Reading the
-//! next page while one is encoded, on a thread of its own, made both stores slower on
-//! two cores. On the blocking pool, each read starting as soon as the one before ends
-//! and the encoding beside it, it is 1.02–1.04× the one-step page (3 invocations on
-//! copies of one database, medians of 5 runs: 416–514 ms against 431–519); later, with
-//! PostgreSQL's default settings, 428 and 431 ms (sled 464 and 394, same invocations).
+//! arrive (`query_raw`), straight into summaries, and the next page is read on the
+//! blocking pool while one is encoded (a thread of its own made both stores slower on
+//! two cores; a task that also encoded ahead of the response's asking, through a
+//! channel, measured the same as this). A certificate's status is written straight
+//! from its summary (`PuppetStatus::Certificate`), its fingerprints held as bytes
+//! ([`DigestValue`](crate::ca::DigestValue)) and written as hex pairs from a table.
 //!
-//! On later days the same listing read 490–537 ms, and 729 ms on one when `certd bench
-//! sign` gave 60,000–72,000 ECDSA signatures/s (127,200 on the README's day); `perf`
-//! put certd's CPU at ~490 ms a listing: 56% reading the store (30% serde decoding
-//! summaries), 15% building a status of strings per certificate, 13% encoding it. The
-//! load generator took ~210 ms more, most of it growing and faulting in a 92 MB buffer
-//! it never read.
-//! Now a certificate's status is written straight from its summary
-//! (`PuppetStatus::Certificate`), the fingerprints are held as bytes
-//! ([`DigestValue`](crate::ca::DigestValue)) and written as hex, text columns are decoded
-//! without a second UTF-8 check, and the load generator streams the answer through,
-//! checking that it starts with `[` and ends with `]`. certd's CPU per listing fell to
-//! 373–381 ms (479–565 before; three starts each, 10 listings after 2), which took the
-//! p50 from 536–562 ms to 402–427 ms with the old load generator; the new one takes
-//! ~90 ms of CPU instead of ~210, and with the same server ~90 ms off the p50. Both
-//! together, from fresh invocations on that slow day: 520, 497, 515 and 478 ms (sled
-//! 472, 496, 498 and 487), not yet 500 ms in every one. What is left is mostly the store's read: PostgreSQL sends
-//! ~700 bytes of text per certificate (half of it the fingerprints' hex), and decoding
-//! it as JSON is a third of certd's CPU.
+//! What a listing costs is certd's CPU: the wall time follows it while PostgreSQL and
+//! the client share the other core. With the records' JSON (~600 bytes each, half of
+//! it the fingerprints' hex) `perf` put a quarter to a third of certd's CPU in serde
+//! decoding them, and more in checking and copying their text; reading the `summary`
+//! column instead (schema 4: ~200 bytes, decoded with a bounds check and a copy per
+//! field) brought certd's CPU per listing from 418–424 ms to 220–265 ms, and the p50
+//! from 444–459 ms to 273–340 ms (one binary, alternating between a database and its
+//! copy with every summary cleared; 10 listings after 2 each, three times). The table
+//! of hex pairs, and dates filled in place, took another 5–10% off (233–246 ms against
+//! 245–283 ms). What is left: TLS (AES-GCM and its copies, ~20%), actix copying each
+//! chunk into its write buffer, writing hex and dates, validating the stored names.
+//! The price is on the write side: the summary makes a certificate's row ~200 bytes
+//! wider, and ECDSA issuance read 2,425–2,577/s against 2,576–2,612/s without it
+//! (alternating invocations, sled 3,174–3,348/s in each), WAL ~2,700–3,000 bytes a
+//! certificate against ~2,600–2,800 in the same runs (database creation and start
+//! included).
 //!
 //! ## Not yet
 //!

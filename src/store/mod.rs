@@ -13,6 +13,7 @@ mod pg;
 mod records;
 mod schema;
 mod sled_store;
+mod summary;
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1121,3 +1121,90 @@ fn certificate_and_request_rows_stay_in_their_tables() {
         assert_eq!(toasted, 0, "{table}: rows of {widest} bytes moved to TOAST");
     }
 }
+
+/// Listings read a certificate's `summary` column (migration 4), not its JSON record;
+/// a row without one (written before migration 4) lists from the record, and a record
+/// changed without its summary loses the summary (a trigger), so that no listing can
+/// show a summary its record contradicts. Each way, the listings are byte for byte the
+/// same, on both faces; a revocation writes the summary again.
+#[test]
+fn listings_read_summaries_and_fall_back_to_the_record_without_one() {
+    let Some(pg) = Postgres::shared() else { return };
+    let db = pg.database();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{AUTOSIGN}allow_subject_alt_names = true\n{}",
+        pg.store_toml(&db, dir.path())
+    );
+    let server = Server::start(dir.path(), &config);
+    let anon = client(&server, None);
+    let (cert, key) = admin(&server);
+    let admin_c = client(&server, Some((&cert, &key)));
+    let key_pair = KeyType::EcP256.generate().unwrap();
+    let sans = ["a.sum.example".to_owned(), "b.sum.example".to_owned()];
+    submit_new(&server, &anon, &key_pair, "sans.sum", &sans);
+    for name in ["plain.sum", "gone.sum", "later.sum"] {
+        submit_autosigned(&server, &anon, &key_pair, name);
+    }
+    let revoke = |name: &str| {
+        let r = admin_c
+            .delete(server.url(&format!("/production/certificate/{name}")))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 204, "{name}");
+    };
+    revoke("gone.sum");
+    let listings = || {
+        [
+            "/production/certificate_statuses/*",
+            "/puppet-ca/v1/certificate_statuses/any",
+        ]
+        .map(|path| {
+            let r = admin_c.get(server.url(path)).send().unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            r.text().unwrap()
+        })
+    };
+    let before = listings();
+    assert!(before[1].contains("\"DNS:b.sum.example\""), "{}", before[1]);
+    assert_eq!(before[1].matches("\"state\":\"revoked\"").count(), 1);
+    let mut db_admin = pg.admin_of(&db);
+    let without_summary = |db_admin: &mut postgres::Client| -> Vec<String> {
+        db_admin
+            .query(
+                "SELECT certname FROM certd_certificates WHERE summary IS NULL ORDER BY 1",
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    assert!(without_summary(&mut db_admin).is_empty());
+    // As before migration 4; and a record changed by something that knows nothing of
+    // summaries (the same JSON, one space longer).
+    db_admin
+        .batch_execute(
+            "UPDATE certd_certificates SET summary = NULL WHERE certname = 'sans.sum';
+             UPDATE certd_certificates SET record = record || ' '
+             WHERE certname IN ('gone.sum', 'later.sum')",
+        )
+        .unwrap();
+    assert_eq!(
+        without_summary(&mut db_admin),
+        ["gone.sum", "later.sum", "sans.sum"]
+    );
+    assert_eq!(listings(), before);
+    // A revocation writes the record and its summary.
+    revoke("later.sum");
+    assert_eq!(without_summary(&mut db_admin), ["gone.sum", "sans.sum"]);
+    // On the Puppet face, later.sum's state is all that changed.
+    let parse = |text: &str| serde_json::from_str::<Vec<serde_json::Value>>(text).unwrap();
+    let mut expected = parse(&before[1]);
+    for s in &mut expected {
+        if s["name"] == "later.sum" {
+            s["state"] = "revoked".into();
+        }
+    }
+    assert_eq!(parse(&listings()[1]), expected);
+}

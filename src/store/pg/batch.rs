@@ -30,7 +30,9 @@ use tokio_postgres::{Client, Row, Statement};
 
 use super::committer::Submission;
 use super::lanes::is_retryable;
-use super::ops::{json, Event, OpError, APPEND_EVENTS_SQL, LOCK_SQL, NOTIFY_SQL, PUT_FENCES_SQL};
+use super::ops::{
+    json, summary_bytes, Event, OpError, APPEND_EVENTS_SQL, LOCK_SQL, NOTIFY_SQL, PUT_FENCES_SQL,
+};
 use crate::ca::EnvName;
 use crate::store::schema::decode_text;
 use crate::store::{
@@ -55,10 +57,12 @@ const PUT_REQUESTS_SQL: &str = "INSERT INTO certd_requests (env, certname, recor
      SET record = EXCLUDED.record, free_at = EXCLUDED.free_at";
 const PUT_SERIALS_SQL: &str = "INSERT INTO certd_serials (env, serial, certname)
      SELECT $1, * FROM unnest($2::bytea[], $3::text[])";
-const PUT_CERTS_SQL: &str = "INSERT INTO certd_certificates (env, certname, serial, record, der)
-     SELECT $1, * FROM unnest($2::text[], $3::bytea[], $4::text[], $5::bytea[])
+const PUT_CERTS_SQL: &str = "INSERT INTO certd_certificates
+       (env, certname, serial, record, der, summary)
+     SELECT $1, * FROM unnest($2::text[], $3::bytea[], $4::text[], $5::bytea[], $6::bytea[])
      ON CONFLICT (env, certname) DO UPDATE
-     SET serial = EXCLUDED.serial, record = EXCLUDED.record, der = EXCLUDED.der";
+     SET serial = EXCLUDED.serial, record = EXCLUDED.record, der = EXCLUDED.der,
+         summary = EXCLUDED.summary";
 
 /// What a batch's commit did.
 pub(super) struct Committed {
@@ -317,6 +321,7 @@ impl Pipe {
                                 &p.cert_serials,
                                 &p.cert_recs,
                                 &p.ders,
+                                &p.summaries,
                             ],
                         )
                         .await
@@ -552,6 +557,7 @@ struct WriteParams {
     cert_serials: Vec<Vec<u8>>,
     cert_recs: Vec<String>,
     ders: Vec<Vec<u8>>,
+    summaries: Vec<Option<Vec<u8>>>,
 }
 
 impl WriteParams {
@@ -579,6 +585,7 @@ impl WriteParams {
             cert_serials: certs.values().map(|c| c.serial.clone()).collect(),
             cert_recs: certs.values().map(json).collect(),
             ders: certs.values().map(|c| c.der.clone()).collect(),
+            summaries: certs.values().map(summary_bytes).collect(),
         }
     }
 }

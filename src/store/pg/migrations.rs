@@ -5,9 +5,11 @@
 //! a name has at most one current certificate and one request (`certificates`' and
 //! `requests`' keys); a certificate's serial is indexed (foreign key); a revocation names
 //! an issued serial (foreign key); audit ids are one total order (key, and the one-row
-//! `audit_head` every writer locks first, so ids are gapless and in commit order).
-//! Names are compared bytewise (`COLLATE "C"`), so listings page in the order the sled
-//! store and the model use.
+//! `audit_head` every writer locks first, so ids are gapless and in commit order); a
+//! certificate's `summary`, which listings read instead of its record, is cleared by a
+//! trigger when the record changes without it (schema 4), so that it never contradicts
+//! the record. Names are compared bytewise (`COLLATE "C"`), so listings page in the
+//! order the sled store and the model use.
 
 use postgres::error::SqlState;
 use postgres::Client;
@@ -110,6 +112,18 @@ CREATE TABLE certd_cert_fences (
     id bigint NOT NULL,
     PRIMARY KEY (env, certname)
 );
+"#,
+    r#"
+ALTER TABLE certd_certificates ADD COLUMN summary bytea;
+CREATE FUNCTION certd_summary_follows_record() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.summary := NULL;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER certd_summary_follows_record BEFORE UPDATE ON certd_certificates
+    FOR EACH ROW
+    WHEN (NEW.record IS DISTINCT FROM OLD.record AND NEW.summary IS NOT DISTINCT FROM OLD.summary)
+    EXECUTE PROCEDURE certd_summary_follows_record();
 "#,
 ];
 

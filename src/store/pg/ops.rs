@@ -381,6 +381,17 @@ pub(super) fn json<T: serde::Serialize>(v: &T) -> String {
     String::from_utf8(encode(v)).unwrap_or_default()
 }
 
+/// What a certificate row keeps beside the record for listings (`summary`, migration
+/// 4): [`CertSummary`] as bytes.
+pub(super) fn summary_bytes(cert: &CertRecord) -> Option<Vec<u8>> {
+    // A record from before fingerprints were stored, read without its DER (to revoke
+    // it): its fingerprints are not at hand, so it stays listed from record and DER.
+    if cert.fingerprints.is_none() && cert.der.is_empty() {
+        return None;
+    }
+    crate::store::summary::encode(&cert.summary())
+}
+
 /// The JSON record in the first column of `row`, if there is a row.
 fn record<T: serde::de::DeserializeOwned>(row: Option<Row>, tree: &str) -> Op<Option<T>> {
     match row {
@@ -662,10 +673,19 @@ fn store_cert<C: GenericClient>(
         &[&env.as_str(), &cert.serial, &name],
     )?;
     tx.exec(
-        "INSERT INTO certd_certificates (env, certname, serial, record, der) VALUES ($1, $2, $3, $4, $5)
+        "INSERT INTO certd_certificates (env, certname, serial, record, der, summary)
+         VALUES ($1, $2, $3, $4, $5, $6)
          ON CONFLICT (env, certname) DO UPDATE
-         SET serial = EXCLUDED.serial, record = EXCLUDED.record, der = EXCLUDED.der",
-        &[&env.as_str(), &name, &cert.serial, &json(cert), &cert.der],
+         SET serial = EXCLUDED.serial, record = EXCLUDED.record, der = EXCLUDED.der,
+             summary = EXCLUDED.summary",
+        &[
+            &env.as_str(),
+            &name,
+            &cert.serial,
+            &json(cert),
+            &cert.der,
+            &summary_bytes(cert),
+        ],
     )?;
     Ok(())
 }
@@ -712,8 +732,9 @@ fn revoke_in<C: GenericClient>(
     cert.revocation = Some(revocation);
     tx.changed_cert(env, name);
     tx.exec(
-        "UPDATE certd_certificates SET record = $3 WHERE env = $1 AND certname = $2",
-        &[&env.as_str(), &name, &json(&cert)],
+        "UPDATE certd_certificates SET record = $3, summary = $4
+         WHERE env = $1 AND certname = $2",
+        &[&env.as_str(), &name, &json(&cert), &summary_bytes(&cert)],
     )?;
     let revoked = RevokedSerial {
         serial: cert.serial.clone(),
@@ -861,14 +882,24 @@ pub(super) fn certificates<C: GenericClient>(
     let limit = limit.min(i64::MAX as usize) as i64;
     let mut out = Vec::with_capacity(limit.min(4096) as usize);
     let mut legacy = Vec::new();
+    // The record's JSON only for a row without a summary (written before migration 4,
+    // or whose record changed without it).
     tx.each_row(
-        "SELECT certname, record FROM certd_certificates
+        "SELECT certname, summary, CASE WHEN summary IS NULL THEN record END
+         FROM certd_certificates
          WHERE env = $1 AND certname > $2 ORDER BY certname LIMIT $3",
         &[&env.as_str(), &after.unwrap_or(FIRST_NAME), &limit],
         |r| {
             let name = certname("certificates", r.get(0))?;
-            let text: &str = r.get(1);
-            let summary: CertSummary = decode_text("certificates", text)?;
+            let summary: CertSummary = match r.get::<_, Option<&[u8]>>(1) {
+                Some(bytes) => {
+                    crate::store::summary::decode(bytes).ok_or_else(|| StoreError::Corrupt {
+                        tree: "certificates".into(),
+                        detail: format!("{name}: its summary does not decode"),
+                    })?
+                }
+                None => decode_text("certificates", r.get::<_, &str>(2))?,
+            };
             if !summary.fingerprints.is_known() {
                 legacy.push(out.len());
             }
@@ -1229,10 +1260,12 @@ pub(super) fn import<C: GenericClient>(tx: &mut Tx<'_, C>, snap: &Snapshot) -> O
             let serials: Vec<&[u8]> = chunk.iter().map(|(_, c)| c.serial.as_slice()).collect();
             let recs: Vec<String> = chunk.iter().map(|(_, c)| json(*c)).collect();
             let ders: Vec<&[u8]> = chunk.iter().map(|(_, c)| c.der.as_slice()).collect();
+            let sums: Vec<Option<Vec<u8>>> = chunk.iter().map(|(_, c)| summary_bytes(c)).collect();
             tx.exec(
-                "INSERT INTO certd_certificates (env, certname, serial, record, der)
-                 SELECT $1, * FROM unnest($2::text[], $3::bytea[], $4::text[], $5::bytea[])",
-                &[env, &names, &serials, &recs, &ders],
+                "INSERT INTO certd_certificates (env, certname, serial, record, der, summary)
+                 SELECT $1, * FROM unnest($2::text[], $3::bytea[], $4::text[], $5::bytea[],
+                    $6::bytea[])",
+                &[env, &names, &serials, &recs, &ders, &sums],
             )?;
         }
         for chunk in e.revoked.chunks(IMPORT_CHUNK) {

@@ -326,11 +326,13 @@
 //! of hex pairs, and dates filled in place, took another 5–10% off (233–246 ms against
 //! 245–283 ms). What is left: TLS (AES-GCM and its copies, ~20%), actix copying each
 //! chunk into its write buffer, writing hex and dates, validating the stored names.
-//! The price is on the write side: the summary makes a certificate's row ~200 bytes
-//! wider, and ECDSA issuance read 2,425–2,577/s against 2,576–2,612/s without it
-//! (alternating invocations, sled 3,174–3,348/s in each), WAL ~2,700–3,000 bytes a
-//! certificate against ~2,600–2,800 in the same runs (database creation and start
-//! included).
+//! The price is on the write side: the summary makes a certificate's row and its
+//! insert's WAL record ~200 bytes larger. ECDSA issuance read 2,425–2,577/s against
+//! 2,576–2,612/s without it (alternating invocations, sled 3,174–3,348/s in each), and
+//! alone on the database 2,216–2,409/s against 2,243–2,533/s (4 each, alternating):
+//! some 5% fewer. Leaving the fingerprints out of the JSON of rows that have a summary
+//! would more than pay it back (~390 bytes), at the price of hashing the DER wherever
+//! a single record is read; not done.
 //!
 //! ## Not yet
 //!

@@ -247,7 +247,7 @@ pub struct CertRecord {
 /// What listings need of a certificate: its [`CertRecord`] without the DER. Decoded
 /// from the same stored record (the DER is skipped, not decoded), so a listing of
 /// 100,000 certificates neither base64-decodes nor copies 100,000 certificates.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct CertSummary {
     /// The serial, big-endian magnitude.
     #[serde(with = "b64")]

@@ -881,7 +881,9 @@ pub(super) fn certificates<C: GenericClient>(
 ) -> Op<Vec<(Certname, CertSummary)>> {
     let limit = limit.min(i64::MAX as usize) as i64;
     let mut out = Vec::with_capacity(limit.min(4096) as usize);
-    let mut legacy = Vec::new();
+    // Rows listed from the record and the DER: those from before fingerprints were
+    // stored, and any whose summary does not decode.
+    let mut reread = Vec::new();
     // The record's JSON only for a row without a summary (written before migration 4,
     // or whose record changed without it).
     tx.each_row(
@@ -892,27 +894,31 @@ pub(super) fn certificates<C: GenericClient>(
         |r| {
             let name = certname("certificates", r.get(0))?;
             let summary: CertSummary = match r.get::<_, Option<&[u8]>>(1) {
-                Some(bytes) => {
-                    crate::store::summary::decode(bytes).ok_or_else(|| StoreError::Corrupt {
-                        tree: "certificates".into(),
-                        detail: format!("{name}: its summary does not decode"),
-                    })?
-                }
+                Some(bytes) => crate::store::summary::decode(bytes).unwrap_or_else(|| {
+                    tracing::warn!(%env, certname = %name, "a certificate's summary does not decode; listed from its record");
+                    CertSummary::default()
+                }),
                 None => decode_text("certificates", r.get::<_, &str>(2))?,
             };
             if !summary.fingerprints.is_known() {
-                legacy.push(out.len());
+                reread.push(out.len());
             }
             out.push((name, summary));
             Ok(())
         },
     )?;
-    // Records from before fingerprints were stored: from the DER.
-    for i in legacy {
+    // A row removed since the page was read (each statement sees what was committed
+    // before it) is not listed.
+    let mut gone = Vec::new();
+    for i in reread {
         let (name, summary) = &mut out[i];
-        if let Some(full) = certificate(tx, env, name)? {
-            summary.fingerprints = full.summary().fingerprints;
+        match certificate(tx, env, name)? {
+            Some(full) => *summary = full.summary(),
+            None => gone.push(i),
         }
+    }
+    for i in gone.into_iter().rev() {
+        out.remove(i);
     }
     rests_on_all(tx)?;
     Ok(out)

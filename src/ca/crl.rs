@@ -82,6 +82,12 @@ impl RevocationReason {
             .unwrap_or(0)
     }
 
+    /// The reason of an RFC 5280 code; `None` for a code it leaves unused (7) or
+    /// does not define.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.iter().find(|e| e.1 == code).map(|e| e.0)
+    }
+
     /// The RFC 5280 name, e.g. `keyCompromise`.
     pub fn name(self) -> &'static str {
         Self::ALL

@@ -131,13 +131,13 @@ impl fmt::Display for Fingerprint {
 /// Hands `bytes` as [`Fingerprint`]'s `Display` writes them to `part`, a piece at a time,
 /// from a buffer on the stack rather than `{:02X}` per byte through the formatter.
 fn hex_pairs(bytes: &[u8], mut part: impl FnMut(&str)) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
     // A colon before every pair, the first dropped; built on the stack, 64 bytes at a
     // time.
     let mut buf = [0u8; 3 * 64];
     for (c, chunk) in bytes.chunks(64).enumerate() {
         for (slot, &b) in buf.chunks_exact_mut(3).zip(chunk) {
-            slot.copy_from_slice(&[b':', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0x0f)]]);
+            let [hi, lo] = HEX_PAIR[usize::from(b)];
+            slot.copy_from_slice(&[b':', hi, lo]);
         }
         let skip = usize::from(c == 0);
         // Colons and hex digits: always ASCII.

@@ -66,11 +66,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Option<CertSummary> {
         [0] => None,
         [1] => {
             let revoked_at = r.i64()?;
-            let code = r.take(1)?[0];
-            let reason = RevocationReason::ALL
-                .iter()
-                .find(|e| e.1 == code)
-                .map(|e| e.0)?;
+            let reason = RevocationReason::from_code(r.take(1)?[0])?;
             Some(Revocation { revoked_at, reason })
         }
         _ => return None,

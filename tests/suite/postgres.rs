@@ -13,9 +13,15 @@ const AUTOSIGN: &str = "[ca]\nkey_type = \"ec-p256\"\n[environments.production]\
 
 /// An autosigning ECDSA CA on a new database of `pg`: (database, directory, server).
 fn autosigning_server(pg: &Postgres) -> (String, tempfile::TempDir, Server) {
+    server_with(pg, AUTOSIGN)
+}
+
+/// A server configured by `config` (its store section added) on a new database of
+/// `pg`: (database, directory, server).
+fn server_with(pg: &Postgres, config: &str) -> (String, tempfile::TempDir, Server) {
     let db = pg.database();
     let dir = tempfile::tempdir().unwrap();
-    let config = format!("{AUTOSIGN}{}", pg.store_toml(&db, dir.path()));
+    let config = format!("{config}{}", pg.store_toml(&db, dir.path()));
     let server = Server::start(dir.path(), &config);
     (db, dir, server)
 }
@@ -1080,13 +1086,10 @@ fn submissions_for_names_not_new_answer_on_postgres_as_on_sled() {
 #[test]
 fn certificate_and_request_rows_stay_in_their_tables() {
     let Some(pg) = Postgres::shared() else { return };
-    let db = pg.database();
-    let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "[ca]\nkey_type = \"rsa-4096\"\n[environments.production]\nautosign = false\nallow_subject_alt_names = true\n{}",
-        pg.store_toml(&db, dir.path())
+    let (db, _dir, server) = server_with(
+        pg,
+        "[ca]\nkey_type = \"rsa-4096\"\n[environments.production]\nautosign = false\nallow_subject_alt_names = true\n",
     );
-    let server = Server::start(dir.path(), &config);
     let anon = client(&server, None);
     let (cert, admin_key) = admin(&server);
     let admin_c = client(&server, Some((&cert, &admin_key)));
@@ -1129,13 +1132,8 @@ fn certificate_and_request_rows_stay_in_their_tables() {
 #[test]
 fn listings_read_summaries_and_fall_back_to_the_record_without_one() {
     let Some(pg) = Postgres::shared() else { return };
-    let db = pg.database();
-    let dir = tempfile::tempdir().unwrap();
-    let config = format!(
-        "{AUTOSIGN}allow_subject_alt_names = true\n{}",
-        pg.store_toml(&db, dir.path())
-    );
-    let server = Server::start(dir.path(), &config);
+    let (db, _dir, server) =
+        server_with(pg, &format!("{AUTOSIGN}allow_subject_alt_names = true\n"));
     let anon = client(&server, None);
     let (cert, key) = admin(&server);
     let admin_c = client(&server, Some((&cert, &key)));

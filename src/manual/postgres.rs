@@ -334,6 +334,35 @@
 //! would more than pay it back (~390 bytes), at the price of hashing the DER wherever
 //! a single record is read; not done.
 //!
+//! What is left of issuance against sled is the committer's turn, not CPU: certd's own
+//! CPU per certificate is lower on PostgreSQL than on sled (391–404 µs against
+//! 432–436, from `/proc` over 9,000 certificates each, one invocation), and `perf -a`
+//! finds both cores idle a quarter of the time. A turn takes 1.3 ms for a batch of
+//! 5.4: PostgreSQL's CPU for it (~0.47 ms, 86 µs a certificate), the WAL flush (0.09
+//! ms, `pg_test_fsync`), the committer's ~0.25 ms (mostly switching threads), and the
+//! rest waiting for a core the signing workers hold. With `synchronous_commit` off
+//! the ratio to sled went from 0.77× to 0.87–0.88×; PostgreSQL at nice −10 gave 1–6%.
+//! Three ways to shorten the turn were tried and not kept (ECDSA CA, 8 keep-alive
+//! agents, PostgreSQL alone, alternating with the binary without them, medians of 3):
+//!
+//! - The next batch opened behind the `COMMIT`, on the same connection and in the same
+//!   flush, so that its round trip overlaps the commit: it took what had queued by
+//!   then, batches halved (0.33 transactions a certificate against 0.19) and issuance
+//!   fell 7% (2,097–2,196/s against 2,288–2,374/s). Opened only when as many waited as
+//!   the batch before had, batches kept their size and nothing moved: 0.73–0.75× sled
+//!   against 0.68–0.76× (3 invocations each, sled in each).
+//! - A batch of new names decided by the server in the statement that writes it (one
+//!   flush: `BEGIN`, the lock, one statement of data-modifying CTEs, `COMMIT`): the
+//!   round trip went, but the statement took longer than the lookups and inserts it
+//!   replaced (1,434 µs a batch of 5.6 against 1,301 µs a batch of 5.4), 4–6% fewer.
+//! - Two committers on one queue, taking turns on the lock: batches halved, 8–9% fewer
+//!   (2,158–2,369/s against 2,377–2,585/s).
+//!
+//! Two of these trade larger batches for an earlier start, and on two shared cores the
+//! larger batch wins; the third shows that the turn does not wait on its round trips.
+//! A database on cores of its own would take away the wait for a core (not measured:
+//! this is one machine).
+//!
 //! ## Not yet
 //!
 //! While the database is down, a certificate this node never issued or read answers

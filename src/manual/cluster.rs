@@ -261,16 +261,24 @@
 //!   renewals, cleans and environment changes notify now.
 //!
 //! What one primary carries, from figures measured here (arithmetic, not a measurement
-//! of a larger machine): PostgreSQL spent ~356 µs of CPU per certificate issued (the
-//! profile in `manual::postgres`), so each core like these carries ~2,800 issuances/s:
-//! a 4-core primary ~11,000/s. Write transactions take turns on the audit log's head
-//! row, ~0.4 ms each here: ~2,500 per second, with ~8 certificates in each from one
-//! node's committer (20,000/s) but ~3 over three nodes (~7,500/s). So a 4-core primary
-//! serving three nodes is bound by that turn-taking near 7,500 issuances/s, three times
-//! what the three nodes' two cores here sign. Per certificate it writes 1,647 WAL bytes
-//! and 8.6 WAL records (12 MB/s at 7,500/s). Beyond that: larger batches per node (more
-//! agents per node), or environments on separate databases (no transaction spans two),
-//! or a head row per environment.
+//! of a larger machine). PostgreSQL's CPU per certificate issued, all its processes
+//! (`/proc`, ECDSA CA, 8 keep-alive agents, 9,000 certificates after 2,000 to warm the
+//! plans, 2–3 invocations each): one node 144–167 µs (two workers; 0.21–0.22 write
+//! transactions a certificate), 184–204 µs with one worker (0.28–0.30); three nodes of
+//! one worker each 312–368 µs (0.52–0.58: each committer batches only what its own
+//! agents send, and three followers read the log). So each core like these carries
+//! ~6,000 issuances/s from one node and ~2,900/s from three. Write transactions take
+//! turns on the audit log's head row, ~0.4 ms each on a database with cores of its own
+//! (the statements, 62 µs a certificate by `pg_stat_statements`, and the WAL flush,
+//! 0.09 ms here; on these two shared cores a turn measured 1.3 ms, `manual::postgres`):
+//! ~2,500 per second, with ~4.7 certificates in each from one node (~12,000/s) but
+//! ~1.8 over three nodes (~4,500/s). So a 4-core primary serving three nodes is bound
+//! by that turn-taking near 4,500 issuances/s (its CPU would carry ~11,000/s), some 2.5
+//! times what the three nodes sign here. Per certificate it writes 2,125–2,381 WAL
+//! bytes in 10.6–11.9 records over three nodes (2,160–2,563 and 10.3–12.3 on one, the
+//! checkpoints' page images making most of the spread): ~10 MB/s at 4,500/s. Beyond
+//! that: larger batches per node (more agents per node), or environments on separate
+//! databases (no transaction spans two), or a head row per environment.
 //!
 //! ## Not yet
 //!

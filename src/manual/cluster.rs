@@ -276,9 +276,11 @@
 //! by that turn-taking near 4,500 issuances/s (its CPU would carry ~11,000/s), some 2.5
 //! times what the three nodes sign here. Per certificate it writes 2,125–2,381 WAL
 //! bytes in 10.6–11.9 records over three nodes (2,160–2,563 and 10.3–12.3 on one, the
-//! checkpoints' page images making most of the spread): ~10 MB/s at 4,500/s. Beyond
-//! that: larger batches per node (more agents per node), or environments on separate
-//! databases (no transaction spans two), or a head row per environment.
+//! checkpoints' page images making most of the spread; ~370 bytes less since the
+//! record leaves its fingerprints to the summary, `manual::postgres`): ~10 MB/s at
+//! 4,500/s, ~8 MB/s now. Beyond that: larger batches per node (more agents per node),
+//! or environments on separate databases (no transaction spans two), or a head row per
+//! environment.
 //!
 //! ## Not yet
 //!

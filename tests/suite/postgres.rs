@@ -1094,10 +1094,12 @@ fn certificate_and_request_rows_stay_in_their_tables() {
     let (cert, admin_key) = admin(&server);
     let admin_c = client(&server, Some((&cert, &admin_key)));
     let key = KeyType::Rsa4096.generate().unwrap();
-    // The pending one with the alternative names a web server's agent asks for.
-    let sans: Vec<String> = (0..12).map(|i| format!("www{i}.pending.example")).collect();
-    submit_new(&server, &anon, &key, "pending.example", &sans);
-    submit_new(&server, &anon, &key, "signed.example", &[]);
+    // Both with the alternative names a web server's agent asks for (the signed one's
+    // row is narrower: its fingerprints are in its summary, not its record).
+    let sans =
+        |host: &str| -> Vec<String> { (0..12).map(|i| format!("www{i}.{host}.example")).collect() };
+    submit_new(&server, &anon, &key, "pending.example", &sans("pending"));
+    submit_new(&server, &anon, &key, "signed.example", &sans("signed"));
     let r = admin_c
         .post(server.url("/production/certificate/"))
         .body("signed.example")
@@ -1128,7 +1130,8 @@ fn certificate_and_request_rows_stay_in_their_tables() {
 /// Listings read a certificate's `summary` column (migration 4), not its JSON record;
 /// a row without one (written before migration 4) lists from the record, and a record
 /// changed without its summary loses the summary (a trigger), so that no listing can
-/// show a summary its record contradicts. A revocation writes the summary again.
+/// show a summary its record contradicts. A record beside a summary leaves its
+/// fingerprints to it; a revocation writes both again, where the fingerprints are known.
 #[test]
 fn listings_read_summaries_and_fall_back_to_the_record_without_one() {
     let Some(pg) = Postgres::shared() else { return };
@@ -1140,7 +1143,7 @@ fn listings_read_summaries_and_fall_back_to_the_record_without_one() {
     let key_pair = KeyType::EcP256.generate().unwrap();
     let sans = ["a.sum.example".to_owned(), "b.sum.example".to_owned()];
     submit_new(&server, &anon, &key_pair, "sans.sum", &sans);
-    for name in ["plain.sum", "gone.sum", "later.sum"] {
+    for name in ["plain.sum", "gone.sum", "later.sum", "kept.sum"] {
         submit_autosigned(&server, &anon, &key_pair, name);
     }
     let revoke = |name: &str| {
@@ -1180,6 +1183,17 @@ fn listings_read_summaries_and_fall_back_to_the_record_without_one() {
             .collect()
     };
     assert!(without_summary(&mut db_admin).is_empty());
+    // A record beside its summary leaves the fingerprints to it.
+    let records_with_fingerprints = |db_admin: &mut postgres::Client| -> i64 {
+        db_admin
+            .query_one(
+                "SELECT count(*) FROM certd_certificates WHERE record LIKE '%fingerprints%'",
+                &[],
+            )
+            .unwrap()
+            .get(0)
+    };
+    assert_eq!(records_with_fingerprints(&mut db_admin), 0);
     let rename = |from: &str, to: &str| {
         format!(
             "UPDATE certd_certificates SET record = replace(record, '{from}', '{to}')
@@ -1218,17 +1232,22 @@ fn listings_read_summaries_and_fall_back_to_the_record_without_one() {
             .clone()
             .map(|l| l.replace("b.sum.example", "d.sum.example"))
     );
-    // A revocation writes the record and its summary.
+    // A revocation writes the record and its summary, the fingerprints in the summary.
+    // A record changed without its summary kept no fingerprints: as a record from
+    // before they were stored, it is revoked without a summary, and listed from its
+    // record and DER.
+    revoke("kept.sum");
     revoke("later.sum");
     assert_eq!(
         without_summary(&mut db_admin),
-        ["gone.sum", "plain.sum", "sans.sum"]
+        ["gone.sum", "later.sum", "plain.sum", "sans.sum"]
     );
-    // On the Puppet face, later.sum's state is all that changed.
+    assert_eq!(records_with_fingerprints(&mut db_admin), 0);
+    // On the Puppet face, the states of kept.sum and later.sum are all that changed.
     let parse = |text: &str| serde_json::from_str::<Vec<serde_json::Value>>(text).unwrap();
     let mut expected = parse(&before[1].replace("b.sum.example", "d.sum.example"));
     for s in &mut expected {
-        if s["name"] == "later.sum" {
+        if s["name"] == "later.sum" || s["name"] == "kept.sum" {
             s["state"] = "revoked".into();
         }
     }

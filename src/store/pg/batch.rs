@@ -31,7 +31,7 @@ use tokio_postgres::{Client, Row, Statement};
 use super::committer::Submission;
 use super::lanes::is_retryable;
 use super::ops::{
-    json, summary_bytes, Event, OpError, APPEND_EVENTS_SQL, LOCK_SQL, NOTIFY_SQL, PUT_FENCES_SQL,
+    cert_columns, json, Event, OpError, APPEND_EVENTS_SQL, LOCK_SQL, NOTIFY_SQL, PUT_FENCES_SQL,
 };
 use crate::ca::EnvName;
 use crate::store::schema::decode_text;
@@ -568,6 +568,7 @@ impl WriteParams {
             .filter_map(|(n, r)| r.as_ref().map(|r| (n, r)))
             .collect();
         let certs = &rows.put_certificates;
+        let (cert_recs, summaries) = certs.values().map(cert_columns).unzip();
         WriteParams {
             env: env.to_string(),
             gone: rows
@@ -583,9 +584,9 @@ impl WriteParams {
             serial_names: rows.new_serials.iter().map(|(_, n)| n.clone()).collect(),
             cert_names: certs.keys().cloned().collect(),
             cert_serials: certs.values().map(|c| c.serial.clone()).collect(),
-            cert_recs: certs.values().map(json).collect(),
+            cert_recs,
             ders: certs.values().map(|c| c.der.clone()).collect(),
-            summaries: certs.values().map(summary_bytes).collect(),
+            summaries,
         }
     }
 }

@@ -381,15 +381,39 @@ pub(super) fn json<T: serde::Serialize>(v: &T) -> String {
     String::from_utf8(encode(v)).unwrap_or_default()
 }
 
-/// What a certificate row keeps beside the record for listings (`summary`, migration
-/// 4): [`CertSummary`] as bytes.
-pub(super) fn summary_bytes(cert: &CertRecord) -> Option<Vec<u8>> {
-    // A record from before fingerprints were stored, read without its DER (to revoke
-    // it): its fingerprints are not at hand, so it stays listed from record and DER.
-    if cert.fingerprints.is_none() && cert.der.is_empty() {
-        return None;
+/// A certificate row's `record` and `summary` columns. A record with its fingerprints
+/// gets a summary ([`CertSummary`] as bytes, migration 4: what listings read), which
+/// holds them, so the record's JSON leaves them out (~390 bytes of each row and of its
+/// WAL); a read puts them back ([`with_fingerprints`]). A record without them (from
+/// before they were stored) gets no summary: it is listed from its record and DER.
+pub(super) fn cert_columns(cert: &CertRecord) -> (String, Option<Vec<u8>>) {
+    let summary = cert
+        .fingerprints
+        .as_ref()
+        .and_then(|_| crate::store::summary::encode(&cert.summary()));
+    if summary.is_none() {
+        return (json(cert), None);
     }
-    crate::store::summary::encode(&cert.summary())
+    let bare = CertRecord {
+        fingerprints: None,
+        der: Vec::new(),
+        ..cert.clone()
+    };
+    (json(&bare), summary)
+}
+
+/// `cert` read from its row, with the fingerprints its record left out put back from
+/// the row's `summary` ([`cert_columns`]). Without a summary that decodes they stay
+/// unknown, as for a record from before they were stored: whoever needs them computes
+/// them from the DER.
+pub(super) fn with_fingerprints(mut cert: CertRecord, summary: Option<&[u8]>) -> CertRecord {
+    if cert.fingerprints.is_none() {
+        cert.fingerprints = summary
+            .and_then(crate::store::summary::decode)
+            .map(|s| s.fingerprints)
+            .filter(|f| f.is_known());
+    }
+    cert
 }
 
 /// The JSON record in the first column of `row`, if there is a row.
@@ -635,14 +659,19 @@ fn cert_record<C: GenericClient>(
     name: &str,
 ) -> Op<Option<CertRecord>> {
     let row = tx.opt(
-        "SELECT (SELECT record FROM certd_certificates WHERE env = $1 AND certname = $2),
-                (SELECT id FROM certd_cert_fences WHERE env = $1 AND certname = $2)",
+        "SELECT c.record, c.summary,
+                (SELECT id FROM certd_cert_fences WHERE env = $1 AND certname = $2)
+         FROM (SELECT 1) AS one
+         LEFT JOIN certd_certificates c ON c.env = $1 AND c.certname = $2",
         &[&env.as_str(), &name],
     )?;
     let Some(row) = row else { return Ok(None) };
-    tx.rests_on_fence(row.get(1));
+    tx.rests_on_fence(row.get(2));
     match row.get::<_, Option<&str>>(0) {
-        Some(text) => Ok(Some(decode_text("certificates", text)?)),
+        Some(text) => Ok(Some(with_fingerprints(
+            decode_text("certificates", text)?,
+            row.get(1),
+        ))),
         None => Ok(None),
     }
 }
@@ -668,6 +697,7 @@ fn store_cert<C: GenericClient>(
     if replaces {
         tx.changed_cert(env, name);
     }
+    let (record, summary) = cert_columns(cert);
     tx.exec(
         "INSERT INTO certd_serials (env, serial, certname) VALUES ($1, $2, $3)",
         &[&env.as_str(), &cert.serial, &name],
@@ -682,9 +712,9 @@ fn store_cert<C: GenericClient>(
             &env.as_str(),
             &name,
             &cert.serial,
-            &json(cert),
+            &record,
             &cert.der,
-            &summary_bytes(cert),
+            &summary,
         ],
     )?;
     Ok(())
@@ -731,10 +761,11 @@ fn revoke_in<C: GenericClient>(
 ) -> Op<()> {
     cert.revocation = Some(revocation);
     tx.changed_cert(env, name);
+    let (record, summary) = cert_columns(&cert);
     tx.exec(
         "UPDATE certd_certificates SET record = $3, summary = $4
          WHERE env = $1 AND certname = $2",
-        &[&env.as_str(), &name, &json(&cert), &summary_bytes(&cert)],
+        &[&env.as_str(), &name, &record, &summary],
     )?;
     let revoked = RevokedSerial {
         serial: cert.serial.clone(),
@@ -779,7 +810,8 @@ pub(super) fn certificate<C: GenericClient>(
     name: &Certname,
 ) -> Op<Option<CertRecord>> {
     let row = tx.opt(
-        "SELECT c.record, c.der, (SELECT id FROM certd_cert_fences WHERE env = $1 AND certname = $2)
+        "SELECT c.record, c.der, (SELECT id FROM certd_cert_fences WHERE env = $1 AND certname = $2),
+                c.summary
          FROM (SELECT 1) AS one
          LEFT JOIN certd_certificates c ON c.env = $1 AND c.certname = $2",
         &[&env.as_str(), &name.as_str()],
@@ -788,7 +820,7 @@ pub(super) fn certificate<C: GenericClient>(
     tx.rests_on_fence(r.get(2));
     Ok(match r.get::<_, Option<&str>>(0) {
         Some(text) => {
-            let mut c: CertRecord = decode_text("certificates", text)?;
+            let mut c = with_fingerprints(decode_text("certificates", text)?, r.get(3));
             c.der = r.get(1);
             Some(c)
         }
@@ -1192,10 +1224,11 @@ pub(super) fn snapshot<C: GenericClient>(tx: &mut Tx<'_, C>) -> Op<Snapshot> {
             e.requests.insert(n.to_string(), r);
         }
         for r in tx.query(
-            "SELECT certname, record, der FROM certd_certificates WHERE env = $1",
+            "SELECT certname, record, der, summary FROM certd_certificates WHERE env = $1",
             &[&env.as_str()],
         )? {
-            let mut c: CertRecord = decode_text("certificates", r.get::<_, &str>(1))?;
+            let mut c =
+                with_fingerprints(decode_text("certificates", r.get::<_, &str>(1))?, r.get(3));
             c.der = r.get(2);
             e.certificates.insert(r.get(0), c);
         }
@@ -1264,9 +1297,9 @@ pub(super) fn import<C: GenericClient>(tx: &mut Tx<'_, C>, snap: &Snapshot) -> O
         for chunk in certs.chunks(IMPORT_CHUNK) {
             let names: Vec<&str> = chunk.iter().map(|(n, _)| n.as_str()).collect();
             let serials: Vec<&[u8]> = chunk.iter().map(|(_, c)| c.serial.as_slice()).collect();
-            let recs: Vec<String> = chunk.iter().map(|(_, c)| json(*c)).collect();
+            let (recs, sums): (Vec<String>, Vec<Option<Vec<u8>>>) =
+                chunk.iter().map(|(_, c)| cert_columns(c)).unzip();
             let ders: Vec<&[u8]> = chunk.iter().map(|(_, c)| c.der.as_slice()).collect();
-            let sums: Vec<Option<Vec<u8>>> = chunk.iter().map(|(_, c)| summary_bytes(c)).collect();
             tx.exec(
                 "INSERT INTO certd_certificates (env, certname, serial, record, der, summary)
                  SELECT $1, * FROM unnest($2::text[], $3::bytea[], $4::text[], $5::bytea[],

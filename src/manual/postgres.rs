@@ -41,18 +41,21 @@
 //! Names are `COLLATE "C"`, so they sort bytewise as in sled and listings page by keyset
 //! (`certname > $after ORDER BY certname LIMIT n`), never OFFSET. The due-time index of
 //! orders is a partial index on `certd_requests (env, free_at, certname)`. Records are the
-//! same JSON as sled's (`src/store/records.rs`); a certificate's DER is a column of its
+//! same JSON as sled's (`src/store/records.rs`; a certificate's less its fingerprints,
+//! below); a certificate's DER is a column of its
 //! own, so listings never read it, and so is its summary as bytes (`summary`, schema 4,
 //! `src/store/summary.rs`), which is what listings read: a row without one (written
 //! before schema 4, or by something that changed its record alone) is listed from its
-//! record. A certificate with its fingerprints gets a summary, which holds them, and
-//! its record leaves them out (`ops::cert_columns`); every read of the record puts them
-//! back from the summary (`ops::with_fingerprints`), so the store returns what it was
-//! given, as sled does (a record stored without them beside a summary that an earlier
-//! certd computed from its DER reads with those). A record without them (from before they were stored, or whose
-//! summary something else cleared) gets no summary, and whoever needs them computes
-//! them from the DER. An older certd reads such a record as one from before
-//! fingerprints were stored.
+//! record and DER. A certificate's summary holds its fingerprints, so its record leaves them
+//! out (`ops::cert_columns`), and every read puts them back: from the summary, or,
+//! for a row without one, computed from the DER read with it (`ops::with_fingerprints`;
+//! a revocation reads the DER of such a row, and writes its summary again). So this
+//! store returns a certificate's fingerprints as given, and computed from its DER for
+//! a record stored without them (sled returns those without: the model test allows
+//! for it). An older certd reads a record without fingerprints as one from before they
+//! were stored, and its revocation clears the row's summary (it has neither the
+//! fingerprints nor the DER at hand): until certd writes the row again, it is listed
+//! from its record and DER, one more read and three hashes in each listing.
 //!
 //! ## Transactions
 //!

@@ -432,7 +432,9 @@ where
 }
 
 /// A submission's lookup (its name's request and certificate, whether its serial is
-/// taken), into `rows`.
+/// taken), into `rows`. The certificate read only decides (is there one, is it
+/// revoked): its fingerprints are not put back (`ops::with_fingerprints`), so it is
+/// never to be written, cached or returned.
 fn absorb(rows: &mut Rows, s: &Submission, row: &Row) {
     let name = s.name.to_string();
     if let Some(text) = row.get::<_, Option<&str>>(0) {

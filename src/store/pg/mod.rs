@@ -510,12 +510,14 @@ impl CertificateStore for PgStore {
         rule: SubmitRule,
         cert: &CertRecord,
     ) -> PendingIssue {
+        // With its fingerprints, as a read of its row gives it (`ops::with_fingerprints`):
+        // the committer caches what it stores.
         self.committer.submit(committer::Submission {
             env: env.clone(),
             name: name.clone(),
             rec: rec.clone(),
             rule,
-            cert: cert.clone(),
+            cert: ops::with_fingerprints(cert.clone(), None, &cert.der),
         })
     }
 

@@ -381,37 +381,50 @@ pub(super) fn json<T: serde::Serialize>(v: &T) -> String {
     String::from_utf8(encode(v)).unwrap_or_default()
 }
 
-/// A certificate row's `record` and `summary` columns. A record with its fingerprints
-/// gets a summary ([`CertSummary`] as bytes, migration 4: what listings read), which
-/// holds them, so the record's JSON leaves them out (~390 bytes of each row and of its
-/// WAL); a read puts them back ([`with_fingerprints`]). A record without them (from
-/// before they were stored) gets no summary: it is listed from its record and DER.
+/// A certificate row's `record` and `summary` columns. The summary ([`CertSummary`] as
+/// bytes, migration 4: what listings read) holds the fingerprints, so the record's JSON
+/// leaves them out (~390 bytes of each row and of its WAL), and a read puts them back
+/// ([`with_fingerprints`]). A record whose fingerprints are neither known nor to be
+/// computed (a record from before they were stored, read without its DER) gets no
+/// summary: it is listed from its record and DER.
 pub(super) fn cert_columns(cert: &CertRecord) -> (String, Option<Vec<u8>>) {
-    let summary = cert
-        .fingerprints
-        .as_ref()
-        .and_then(|_| crate::store::summary::encode(&cert.summary()));
-    if summary.is_none() {
+    if cert.fingerprints.is_none() && cert.der.is_empty() {
         return (json(cert), None);
     }
+    let summary = crate::store::summary::encode(&cert.summary());
+    if summary.is_none() || cert.fingerprints.is_none() {
+        return (json(cert), summary);
+    }
     let bare = CertRecord {
-        fingerprints: None,
+        serial: cert.serial.clone(),
         der: Vec::new(),
-        ..cert.clone()
+        issued_at: cert.issued_at,
+        not_before: cert.not_before,
+        not_after: cert.not_after,
+        dns_names: cert.dns_names.clone(),
+        ip_addrs: cert.ip_addrs.clone(),
+        authorization_extensions: cert.authorization_extensions.clone(),
+        revocation: cert.revocation,
+        fingerprints: None,
     };
     (json(&bare), summary)
 }
 
-/// `cert` read from its row, with the fingerprints its record left out put back from
-/// the row's `summary` ([`cert_columns`]). Without a summary that decodes they stay
-/// unknown, as for a record from before they were stored: whoever needs them computes
+/// `cert` read from its row, with the fingerprints its record left out put back: from
+/// the row's `summary` ([`cert_columns`]), else computed from `der` (the row's DER, if
+/// it was read). Without either they stay unknown, and whoever needs them computes
 /// them from the DER.
-pub(super) fn with_fingerprints(mut cert: CertRecord, summary: Option<&[u8]>) -> CertRecord {
+pub(super) fn with_fingerprints(
+    mut cert: CertRecord,
+    summary: Option<&[u8]>,
+    der: &[u8],
+) -> CertRecord {
     if cert.fingerprints.is_none() {
         cert.fingerprints = summary
             .and_then(crate::store::summary::decode)
             .map(|s| s.fingerprints)
-            .filter(|f| f.is_known());
+            .filter(|f| f.is_known())
+            .or_else(|| (!der.is_empty()).then(|| StoredFingerprints::of_der(der)));
     }
     cert
 }
@@ -660,17 +673,21 @@ fn cert_record<C: GenericClient>(
 ) -> Op<Option<CertRecord>> {
     let row = tx.opt(
         "SELECT c.record, c.summary,
-                (SELECT id FROM certd_cert_fences WHERE env = $1 AND certname = $2)
+                (SELECT id FROM certd_cert_fences WHERE env = $1 AND certname = $2),
+                CASE WHEN c.summary IS NULL THEN c.der END
          FROM (SELECT 1) AS one
          LEFT JOIN certd_certificates c ON c.env = $1 AND c.certname = $2",
         &[&env.as_str(), &name],
     )?;
     let Some(row) = row else { return Ok(None) };
     tx.rests_on_fence(row.get(2));
+    // The DER only where no summary holds the fingerprints: a record rewritten from
+    // this one (revoked) gets its summary back.
     match row.get::<_, Option<&str>>(0) {
         Some(text) => Ok(Some(with_fingerprints(
             decode_text("certificates", text)?,
             row.get(1),
+            row.get::<_, Option<&[u8]>>(3).unwrap_or_default(),
         ))),
         None => Ok(None),
     }
@@ -820,8 +837,9 @@ pub(super) fn certificate<C: GenericClient>(
     tx.rests_on_fence(r.get(2));
     Ok(match r.get::<_, Option<&str>>(0) {
         Some(text) => {
-            let mut c = with_fingerprints(decode_text("certificates", text)?, r.get(3));
-            c.der = r.get(1);
+            let der: Vec<u8> = r.get(1);
+            let mut c = with_fingerprints(decode_text("certificates", text)?, r.get(3), &der);
+            c.der = der;
             Some(c)
         }
         None => None,
@@ -1227,9 +1245,10 @@ pub(super) fn snapshot<C: GenericClient>(tx: &mut Tx<'_, C>) -> Op<Snapshot> {
             "SELECT certname, record, der, summary FROM certd_certificates WHERE env = $1",
             &[&env.as_str()],
         )? {
-            let mut c =
-                with_fingerprints(decode_text("certificates", r.get::<_, &str>(1))?, r.get(3));
-            c.der = r.get(2);
+            let der: Vec<u8> = r.get(2);
+            let text = r.get::<_, &str>(1);
+            let mut c = with_fingerprints(decode_text("certificates", text)?, r.get(3), &der);
+            c.der = der;
             e.certificates.insert(r.get(0), c);
         }
         for r in tx.query(

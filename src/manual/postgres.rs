@@ -345,8 +345,9 @@
 //! index with 9,000 certificates from 15 MB to 9.9 MB, and the WAL from 1,880–2,184
 //! bytes a certificate to 1,549–1,819 (4 alternating pairs, a new database each);
 //! issuance moved within the machine's drift (−2% to +4%, 2,331–2,499/s against
-//! 2,250–2,481/s). A single record's read takes its summary too, not a hash of the
-//! DER. 100,000 statuses listed in 252 ms p50 afterwards (sled 379 ms, one invocation).
+//! 2,250–2,481/s), and beside sled, alternating invocations later in the day, 2,713 and
+//! 2,784/s (0.79, 0.81×) against 2,456 and 2,593/s (0.74, 0.77×). A single record's
+//! read takes its summary too, not a hash of the DER. 100,000 statuses listed in 252 ms p50 afterwards (sled 379 ms, one invocation).
 //!
 //! What is left of issuance against sled is the committer's turn, not CPU: certd's own
 //! CPU per certificate is lower on PostgreSQL than on sled (391–404 µs against

@@ -1128,7 +1128,7 @@ fn certificate_and_request_rows_stay_in_their_tables() {
 }
 
 /// Listings read a certificate's `summary` column (migration 4), not its JSON record;
-/// a row without one (written before migration 4) lists from the record, and a record
+/// a row without one (written before migration 4) lists from the record and DER, and a record
 /// changed without its summary loses the summary (a trigger), so that no listing can
 /// show a summary its record contradicts. A record beside a summary leaves its
 /// fingerprints to it; a revocation writes both again.

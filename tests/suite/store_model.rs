@@ -354,41 +354,41 @@ fn filled_snapshot(mut s: certd::store::Snapshot) -> certd::store::Snapshot {
 
 /// Reads of `store` against the model's; with `fill`, the model's certificates
 /// [`filled`] (what PostgreSQL returns).
-fn check_reads(sled: &dyn Store, model: &dyn Store, fill: bool) {
+fn check_reads(store: &dyn Store, model: &dyn Store, fill: bool) {
     for e in 0..2 {
         let env = env(e);
         assert_eq!(
-            sled.certificates(&env, None, 1000).unwrap(),
+            store.certificates(&env, None, 1000).unwrap(),
             model.certificates(&env, None, 1000).unwrap()
         );
         assert_eq!(
-            sled.requests(&env, Some("node1.example.com"), 2).unwrap(),
+            store.requests(&env, Some("node1.example.com"), 2).unwrap(),
             model.requests(&env, Some("node1.example.com"), 2).unwrap()
         );
         assert_eq!(
-            sled.revoked_serials(&env).unwrap(),
+            store.revoked_serials(&env).unwrap(),
             model.revoked_serials(&env).unwrap()
         );
         for n in 0..4 {
             assert_eq!(
-                sled.request(&env, &name(n)).unwrap(),
+                store.request(&env, &name(n)).unwrap(),
                 model.request(&env, &name(n)).unwrap()
             );
             let want = model.certificate(&env, &name(n)).unwrap();
             assert_eq!(
-                sled.certificate(&env, &name(n)).unwrap(),
+                store.certificate(&env, &name(n)).unwrap(),
                 if fill { want.map(filled) } else { want }
             );
         }
         for s in 0..8u8 {
             let serial = [s + 1, 0xAB];
             assert_eq!(
-                sled.certname_by_serial(&env, &serial).unwrap(),
+                store.certname_by_serial(&env, &serial).unwrap(),
                 model.certname_by_serial(&env, &serial).unwrap()
             );
         }
     }
-    assert_eq!(sled.audit(3, 5).unwrap(), model.audit(3, 5).unwrap());
+    assert_eq!(store.audit(3, 5).unwrap(), model.audit(3, 5).unwrap());
 }
 
 /// An empty PostgreSQL store on the shared test server: a fresh database per case would

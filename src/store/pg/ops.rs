@@ -429,6 +429,13 @@ pub(super) fn with_fingerprints(
     cert
 }
 
+/// A certificate as its row holds it: the record's JSON, its summary and its DER.
+fn cert_of_row(text: &str, summary: Option<&[u8]>, der: Vec<u8>) -> Op<CertRecord> {
+    let mut c = with_fingerprints(decode_text("certificates", text)?, summary, &der);
+    c.der = der;
+    Ok(c)
+}
+
 /// The JSON record in the first column of `row`, if there is a row.
 fn record<T: serde::de::DeserializeOwned>(row: Option<Row>, tree: &str) -> Op<Option<T>> {
     match row {
@@ -836,12 +843,7 @@ pub(super) fn certificate<C: GenericClient>(
     let Some(r) = row else { return Ok(None) };
     tx.rests_on_fence(r.get(2));
     Ok(match r.get::<_, Option<&str>>(0) {
-        Some(text) => {
-            let der: Vec<u8> = r.get(1);
-            let mut c = with_fingerprints(decode_text("certificates", text)?, r.get(3), &der);
-            c.der = der;
-            Some(c)
-        }
+        Some(text) => Some(cert_of_row(text, r.get(3), r.get(1))?),
         None => None,
     })
 }
@@ -931,8 +933,9 @@ pub(super) fn certificates<C: GenericClient>(
 ) -> Op<Vec<(Certname, CertSummary)>> {
     let limit = limit.min(i64::MAX as usize) as i64;
     let mut out = Vec::with_capacity(limit.min(4096) as usize);
-    // Rows listed from the record and the DER: those from before fingerprints were
-    // stored, and any whose summary does not decode.
+    // Rows listed from the record and the DER: those whose record and summary give no
+    // fingerprints (from before they were stored, or whose summary was cleared), and
+    // any whose summary does not decode.
     let mut reread = Vec::new();
     // The record's JSON only for a row without a summary (written before migration 4,
     // or whose record changed without it).
@@ -1245,10 +1248,7 @@ pub(super) fn snapshot<C: GenericClient>(tx: &mut Tx<'_, C>) -> Op<Snapshot> {
             "SELECT certname, record, der, summary FROM certd_certificates WHERE env = $1",
             &[&env.as_str()],
         )? {
-            let der: Vec<u8> = r.get(2);
-            let text = r.get::<_, &str>(1);
-            let mut c = with_fingerprints(decode_text("certificates", text)?, r.get(3), &der);
-            c.der = der;
+            let c = cert_of_row(r.get(1), r.get(3), r.get(2))?;
             e.certificates.insert(r.get(0), c);
         }
         for r in tx.query(

@@ -284,8 +284,11 @@
 //!
 //! ## Not yet
 //!
-//! - Issuance at 0.8× one node in every invocation (3 of 6 with medians of 9 runs):
-//!   three processes that share nothing reach 0.83–0.95× on these two cores, and the
+//! - Issuance at 0.8× one node in every invocation (3 of 6 with medians of 9 runs),
+//!   and its p99 under 10 ms on a slow day: on one where `certd bench sign` read
+//!   40,000–57,000 ECDSA signatures/s, 0.68–0.85× (6 invocations, 2 below) with p99
+//!   10.2–14.0 ms over three nodes (one node 7.3–9.2 ms, 1,725–2,113/s). Three
+//!   processes that share nothing reach 0.83–0.95× on these two cores, and the
 //!   writers' turns on the audit log's head cost up to 10% on top. Each turn lasts
 //!   through the commit's WAL flush, so the three committers' flushes are one after
 //!   another, never grouped. Tried and not kept, each against the binary before in
@@ -299,6 +302,10 @@
 //!     the cluster 2,336–2,596/s against 2,347–2,716/s, one node 2,875–3,114/s
 //!     against 2,802–3,414/s: no gain beyond the drift between invocations. On two
 //!     saturated cores the turn is not what bounds it.
+//!   - A batch of names believed new in one flush, its lookups turned into guards
+//!     that fail the transaction (`manual::postgres`), so that the lock is held only
+//!     while the server runs that flush: 0.77, 0.77, 0.88× against 0.76, 0.81, 0.85×
+//!     (3 alternating pairs, medians of 9 runs).
 //!   - The lookups of a batch as one statement instead of one per submission:
 //!     0.84, 0.71× (an `unnest` join planned as hash joins over whole tables: 0.76,
 //!     0.71×).

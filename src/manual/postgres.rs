@@ -354,16 +354,28 @@
 //! 432–436, from `/proc` over 9,000 certificates each, one invocation), and `perf -a`
 //! finds both cores idle a quarter of the time. A turn takes 1.3 ms for a batch of
 //! 5.4: PostgreSQL's CPU for it (~0.47 ms, 86 µs a certificate), the WAL flush (0.09
-//! ms, `pg_test_fsync`), the committer's ~0.25 ms (mostly switching threads), and the
-//! rest waiting for a core the signing workers hold. With `synchronous_commit` off
+//! ms by `pg_test_fsync` on an idle machine, ~0.45 ms under this load: below), the
+//! committer's ~0.25 ms (mostly switching threads), and the rest waiting for a core the
+//! signing workers hold. With `synchronous_commit` off
 //! the ratio to sled went from 0.77× to 0.87–0.88×; PostgreSQL at nice −10 gave 1–6%.
+//! The turn timed in its parts, on a later and slower day (PostgreSQL alone, 8
+//! agents, batches of 4.5–4.8, turns of 1.6–1.9 ms): the first flush (`BEGIN`, the
+//! lock, the lookups) 555–612 µs, deciding 12–15 µs, the second (the writes and
+//! `COMMIT`) 1,164–1,206 µs, of which the commit's WAL flush is ~450 µs (758 µs with
+//! `synchronous_commit` off: under load an `fdatasync` here takes some five times what
+//! `pg_test_fsync` measures on an idle machine). With one agent, batches of one, the
+//! two flushes take 285 and 829 µs. PostgreSQL and the committer's thread both at nice
+//! −15 left turn and rate where they were (333–348 µs of turn a certificate against
+//! 352–417, 1,891–1,950/s against 1,820–2,110/s). Over a Unix socket instead of
+//! loopback TCP (`host=/path/to/socket/dir`): 0.77 and 0.81× sled against 0.77 and
+//! 0.77× (2 alternating invocations, medians of 3 runs).
 //! What the statements cost, per certificate (`pg_stat_statements`, 9,000 certificates
 //! into tables already holding 3,000): the certificate's insert 27 µs and 1,655 WAL
 //! bytes (its foreign-key check included), the audit append 12–13 µs and 374 bytes
 //! (two events), the lookup 10–11 µs, the serial's insert 9–10 µs and 362 bytes, the
 //! lock 2.3 µs; `BEGIN` and `COMMIT` under 1 µs a batch (the flush is not counted). The
 //! followers' polls of the audit log add ~6 µs.
-//! Three ways to shorten the turn were tried and not kept (ECDSA CA, 8 keep-alive
+//! Four ways to shorten the turn were tried and not kept (ECDSA CA, 8 keep-alive
 //! agents, PostgreSQL alone, alternating with the binary without them, medians of 3):
 //!
 //! - The next batch opened behind the `COMMIT`, on the same connection and in the same
@@ -381,9 +393,19 @@
 //!   a certificate against 62 for the lookups and inserts it replaced.
 //! - Two committers on one queue, taking turns on the lock: batches halved, 8–9% fewer
 //!   (2,158–2,369/s against 2,377–2,585/s).
+//! - The whole batch in one flush when every submission in it is for a name believed
+//!   new (the fast path's): decided as if nothing were stored, with a guard per
+//!   submission in place of its lookup (the same three primary-key probes, failing
+//!   its statement, so the transaction, when the name has a request or a certificate
+//!   or the serial is taken; the batch then runs again in two flushes): `BEGIN`, the
+//!   lock, the guards, the writes and `COMMIT` in one flush. Turns of 1,229–1,469 µs
+//!   for batches of 4.9–5.7, against 1,319–1,417 µs for 5.5, and 2,287–2,642/s against
+//!   2,430–2,543/s (4 alternating pairs, medians of 3 runs); over three nodes 0.77,
+//!   0.77 and 0.88× one node against 0.76, 0.81 and 0.85× (3 pairs, medians of 9).
 //!
 //! Two of these trade larger batches for an earlier start, and on two shared cores the
-//! larger batch wins; the third shows that the turn does not wait on its round trips.
+//! larger batch wins; the third and the fourth show that the turn does not wait on its
+//! round trips.
 //! A database on cores of its own would take away the wait for a core (not measured:
 //! this is one machine).
 //!

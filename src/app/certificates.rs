@@ -208,7 +208,7 @@ impl App {
         };
         for _ in 0..SIGN_ATTEMPTS {
             let record = self.sign_here(issuer, &order)?;
-            let outcome = self.store.issue(&env.name, &name, &req.csr_der, &record)?;
+            let outcome = self.store.issue(&env.name, &name, &req, &record)?;
             if outcome != IssueOutcome::Issued {
                 self.metrics.discarded(env.name.as_str());
             }

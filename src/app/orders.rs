@@ -468,9 +468,30 @@ impl App {
         {
             return Ok(()); // changed meanwhile; looked at again on the next pass
         }
-        let Some(issuer) = env.issuers.iter().find(|i| i.name == order.issuer) else {
-            let reason = format!("issuer {} is no longer configured", order.issuer);
-            return self.end_order(env, name, &leased, RequestState::Error { reason });
+        let (written, handed) = self.work_leased(env, name, &rec, &leased, &lease)?;
+        if !written {
+            self.hand_back(env, name, &lease, handed)?;
+        }
+        Ok(())
+    }
+
+    /// [`App::work_order`] once the lease is held: calls the issuer and writes what it
+    /// answered, compare-and-set against `leased`. Whether that write was made, and the
+    /// order as the issuer now knows it (its `plugin_meta`, and `started_at` once it was
+    /// handed over).
+    fn work_leased(
+        &self,
+        env: &EnvCa,
+        name: &Certname,
+        rec: &RequestRecord,
+        leased: &RequestRecord,
+        lease: &Order,
+    ) -> Result<(bool, Order), AppError> {
+        let untouched = || lease.clone();
+        let Some(issuer) = env.issuers.iter().find(|i| i.name == lease.issuer) else {
+            let reason = format!("issuer {} is no longer configured", lease.issuer);
+            let written = self.end_order(env, name, leased, RequestState::Error { reason })?;
+            return Ok((written, untouched()));
         };
         let csr = match ValidatedCsr::parse(
             &rec.csr_der,
@@ -480,29 +501,31 @@ impl App {
             Ok(c) => c,
             Err(e) => {
                 let reason = format!("the CSR no longer passes the policy: {e}");
-                return self.end_order(env, name, &leased, RequestState::Error { reason });
+                let written = self.end_order(env, name, leased, RequestState::Error { reason })?;
+                return Ok((written, untouched()));
             }
         };
-        if order.started_at == 0 {
+        if lease.started_at == 0 {
             if let Err(m) = self.readiness_of(&env.name, issuer) {
                 let (parked, changed) =
-                    orders::park_not_ready(&lease, &m, self.order_now_ms(), NOT_READY_PAUSE);
-                return self.keep_order(env, name, &leased, parked, changed);
+                    orders::park_not_ready(lease, &m, self.order_now_ms(), NOT_READY_PAUSE);
+                let written = self.keep_order(env, name, leased, parked, changed)?;
+                return Ok((written, untouched()));
             }
         }
         let req = OrderRequest {
             env: &env.name,
             csr: &csr,
-            validity: order.validity,
+            validity: lease.validity,
             now: self.now(),
         };
-        let mut meta = order.plugin_meta.clone();
-        let outcome = if order.modified && order.started_at != 0 {
+        let mut meta = lease.plugin_meta.clone();
+        let outcome = if lease.modified && lease.started_at != 0 {
             match issuer.backend.modifier() {
                 Some(m) => m.modify(&req, &mut meta),
                 None => issuer.backend.issue(&req, &mut meta),
             }
-        } else if order.started_at == 0 {
+        } else if lease.started_at == 0 {
             issuer.backend.issue(&req, &mut meta)
         } else {
             issuer.backend.check(&req, &mut meta)
@@ -510,10 +533,15 @@ impl App {
         tracing::debug!(env = %env.name, certname = %name, ?outcome, "issuer answered");
         let mut with_meta = lease.clone();
         with_meta.plugin_meta = meta;
+        // What the issuer now holds: the order, from this call on.
+        let mut handed = with_meta.clone();
+        if handed.started_at == 0 {
+            handed.started_at = self.order_now_ms().div_euclid(1000);
+        }
         let mut jitter = [0u8; 2];
         self.rng.fill(&mut jitter);
         let jitter = f64::from(u16::from_be_bytes(jitter)) / 65536.0;
-        match orders::apply(
+        let written = match orders::apply(
             &with_meta,
             outcome,
             self.order_now_ms(),
@@ -522,26 +550,70 @@ impl App {
         ) {
             Next::Issue(der) => {
                 let record = cert_record(&der, self.now())?;
-                match self.store.issue(&env.name, name, &rec.csr_der, &record)? {
+                // Stored only for the request as leased: not for one that replaced it
+                // meanwhile (the same CSR sent again after a reject included), nor
+                // after another worker took the order over.
+                match self.store.issue(&env.name, name, leased, &record)? {
                     IssueOutcome::Issued => {
                         self.store.flush()?;
                         tracing::info!(env = %env.name, certname = %name, issuer = %issuer.name, "issued");
                         self.metrics.issued(env.name.as_str(), &issuer.name);
-                        Ok(())
+                        true
                     }
                     IssueOutcome::RequestChanged | IssueOutcome::NoRequest => {
-                        tracing::info!(env = %env.name, certname = %name, "issued for a request replaced or withdrawn meanwhile; dropped");
-                        Ok(())
+                        tracing::info!(env = %env.name, certname = %name, "issued for a request changed meanwhile (replaced, withdrawn, or its order leased again); dropped");
+                        false
                     }
                     other => {
                         let reason = format!("the issued certificate cannot be stored: {other:?}");
-                        self.end_order(env, name, &leased, RequestState::Error { reason })
+                        self.end_order(env, name, leased, RequestState::Error { reason })?
                     }
                 }
             }
-            Next::Keep { order, changed } => self.keep_order(env, name, &leased, order, changed),
-            Next::End(state) => self.end_order(env, name, &leased, state),
+            Next::Keep { order, changed } => self.keep_order(env, name, leased, order, changed)?,
+            Next::End(state) => self.end_order(env, name, leased, state)?,
+        };
+        Ok((written, handed))
+    }
+
+    /// After this worker's write found the leased request changed: a replacement that
+    /// kept the order and this worker's lease (a new CSR `PUT` while the order was under
+    /// way, `requests.rs`) is given back at once, not when the lease runs out, with what
+    /// the issuer was told (`handed`: its `plugin_meta`, and that it has the order), so
+    /// that the next worker modifies that order instead of starting another. Anything
+    /// else (rejected, cleaned, taken over by another worker) is left as it is.
+    fn hand_back(
+        &self,
+        env: &EnvCa,
+        name: &Certname,
+        lease: &Order,
+        handed: Order,
+    ) -> Result<(), AppError> {
+        let Some(current) = self.store.request(&env.name, name)? else {
+            return Ok(());
+        };
+        let holds = current.state == RequestState::Requested
+            && current.order.as_ref().is_some_and(|o| {
+                o.issuer == lease.issuer && o.lease_until_ms == lease.lease_until_ms
+            });
+        if !holds {
+            return Ok(());
         }
+        let mut next = current.clone();
+        if let Some(o) = next.order.as_mut() {
+            o.lease_until_ms = 0;
+            o.plugin_meta = handed.plugin_meta;
+            if o.started_at == 0 {
+                o.started_at = handed.started_at;
+            }
+        }
+        if self
+            .store
+            .update_request(&env.name, name, &current, &next, None, self.now())?
+        {
+            self.store.flush()?;
+        }
+        Ok(())
     }
 
     fn keep_order(
@@ -551,7 +623,7 @@ impl App {
         leased: &RequestRecord,
         order: Order,
         changed: bool,
-    ) -> Result<(), AppError> {
+    ) -> Result<bool, AppError> {
         let event = changed.then(|| {
             (
                 EventKind::OrderUpdated,
@@ -563,13 +635,13 @@ impl App {
         });
         let mut next = leased.clone();
         next.order = Some(order);
-        if self
-            .store
-            .update_request(&env.name, name, leased, &next, event, self.now())?
-        {
+        let written =
+            self.store
+                .update_request(&env.name, name, leased, &next, event, self.now())?;
+        if written {
             self.store.flush()?;
         }
-        Ok(())
+        Ok(written)
     }
 
     fn end_order(
@@ -578,23 +650,23 @@ impl App {
         name: &Certname,
         leased: &RequestRecord,
         state: RequestState,
-    ) -> Result<(), AppError> {
+    ) -> Result<bool, AppError> {
         let event = match &state {
             RequestState::Error { reason } => (EventKind::Error, Some(reason.clone())),
             RequestState::Invalid { reason, .. } => (EventKind::Canceled, Some(reason.clone())),
-            RequestState::Requested => return Ok(()),
+            RequestState::Requested => return Ok(true),
         };
         tracing::warn!(env = %env.name, certname = %name, detail = ?event.1, "order ended without a certificate");
         let mut next = leased.clone();
         next.state = state;
         next.order = None;
-        if self
-            .store
-            .update_request(&env.name, name, leased, &next, Some(event), self.now())?
-        {
+        let written =
+            self.store
+                .update_request(&env.name, name, leased, &next, Some(event), self.now())?;
+        if written {
             self.store.flush()?;
         }
-        Ok(())
+        Ok(written)
     }
 
     /// Withdraws an order from its issuer, when the issuer can (best effort: the local

@@ -285,9 +285,11 @@ impl App {
                 order: Some(mut o),
                 ..
             }) if !refuse_pending => {
+                // Due now, but still in the hands of the worker that may be calling
+                // its issuer: a lease ends only when it runs out or that worker gives
+                // it back (`App::hand_back`), so one worker at a time calls the issuer.
                 o.modified = true;
                 o.due_ms = self.order_now_ms();
-                o.lease_until_ms = 0;
                 Some(o)
             }
             _ => None,

@@ -112,7 +112,9 @@
 //!   served an expired CRL.
 //! - **Orders** carry a lease in their record (`manual::issuers`), taken and given back
 //!   by compare-and-set on the whole record, so a node that lost it cannot write over
-//!   the new holder's result. That lease is 60 s, and it and the orders' due times are
+//!   the new holder's result, nor store a certificate (the store's `issue` is one such
+//!   write). A new CSR for the order does not end the lease: the node calling the
+//!   issuer keeps it until its call is over, then gives it back. That lease is 60 s, and it and the orders' due times are
 //!   kept by the database's clock as each node estimates it: its own corrected by the
 //!   offset its heartbeat measures (within half the beat's round trip; a beat slower
 //!   than a second leaves the last offset), so a node whose clock is an hour ahead

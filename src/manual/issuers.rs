@@ -39,14 +39,27 @@
 //! request becomes `error` (410, the reason in the status). A lease in the record keeps an
 //! order in one worker's hands at a time; every change is a compare-and-set against the
 //! record the worker leased, so a request replaced or deleted meanwhile is never
-//! overwritten. Due times are stored, so a restart (or a SIGKILL) loses nothing; the
+//! overwritten. Storing the certificate is one of them
+//! ([`CertificateStore::issue`](crate::store::CertificateStore::issue) takes the record
+//! expected, as the admin's `sign` does with the record it read): what an issuer returns
+//! for a request that was rejected and sent again meanwhile, even with the same CSR, or
+//! for an order another worker has taken over, is dropped, never stored for the request
+//! now there, which nobody approved
+//! (`issuers::an_order_result_is_not_stored_for_a_request_that_replaced_its_own`). Due times are stored, so a restart (or a SIGKILL) loses nothing; the
 //! issuer may be called again for an order it already answered, which is why back ends are
 //! idempotent (`puppet-ca` recognises its own request or certificate upstream by its key).
 //!
 //! Cancel and modify reach the back end: `DELETE certificate_request` (and clean) calls
 //! the issuer's cancel (`puppet-ca`: `DELETE` upstream); a new CSR `PUT` while an order is
 //! under way keeps the order and the worker calls the issuer's modify (`puppet-ca`:
-//! delete, then submit the new CSR).
+//! delete, then submit the new CSR). Sent while a worker is calling the issuer, the new
+//! CSR leaves the order in that worker's hands (its lease runs on, so no other node calls
+//! the issuer meanwhile); when the call is over its write finds the request replaced,
+//! and it gives the lease back at once with what the issuer was told (`plugin_meta`, and
+//! that the issuer has the order), so that the next call, on any node, modifies that
+//! order instead of issuing a second one
+//! (`issuers::a_csr_replaced_mid_call_modifies_the_order_the_issuer_holds`,
+//! `cluster::a_csr_replaced_on_another_node_mid_call_leaves_the_order_with_one_worker`).
 //!
 //! Every transition is an audit event (`GET /{env}/events`), and each is POSTed as JSON to
 //! the `[events] webhooks`, one thread per webhook following the audit log: a slow or

@@ -118,13 +118,13 @@ fn issue(
     s: &mut Snapshot,
     env: &EnvName,
     name: &Certname,
-    csr_der: &[u8],
+    expected: &RequestRecord,
     cert: &CertRecord,
 ) -> IssueOutcome {
     let e = env_mut(s, env);
     let outcome = match e.requests.get(name.as_str()) {
         Some(r) if r.state == RequestState::Requested => {
-            if r.csr_der != csr_der {
+            if r != expected {
                 IssueOutcome::RequestChanged
             } else if e
                 .certificates
@@ -404,11 +404,11 @@ impl CertificateStore for MemStore {
         &self,
         env: &EnvName,
         name: &Certname,
-        csr_der: &[u8],
+        expected: &RequestRecord,
         cert: &CertRecord,
     ) -> Result<IssueOutcome, StoreError> {
         Ok(self.with(|s| {
-            let outcome = issue(s, env, name, csr_der, cert);
+            let outcome = issue(s, env, name, expected, cert);
             tidy(s);
             outcome
         }))
@@ -428,7 +428,7 @@ impl CertificateStore for MemStore {
             } else {
                 match submit(s, env, name, rec, rule) {
                     o @ (SubmitOutcome::Created | SubmitOutcome::Replaced) => {
-                        SubmitIssueOutcome::Stored(o, issue(s, env, name, &rec.csr_der, cert))
+                        SubmitIssueOutcome::Stored(o, issue(s, env, name, rec, cert))
                     }
                     refused => SubmitIssueOutcome::Refused(refused),
                 }

@@ -283,13 +283,15 @@ pub trait RequestStore: Send + Sync {
 
 /// Certificates, their serials and revocations.
 pub trait CertificateStore: Send + Sync {
-    /// Atomically: checks that the pending request is `csr_der`, removes it, stores the
-    /// certificate and indexes its serial.
+    /// Atomically: checks that the pending request is still exactly `expected` (the one
+    /// the signer read or leased: compare-and-set, as [`RequestStore::update_request`];
+    /// `RequestChanged` when it is not), removes it, stores the certificate and indexes
+    /// its serial.
     fn issue(
         &self,
         env: &EnvName,
         name: &Certname,
-        csr_der: &[u8],
+        expected: &RequestRecord,
         cert: &CertRecord,
     ) -> Result<IssueOutcome, StoreError>;
 

@@ -1084,6 +1084,25 @@ fn nodes_killed_at_random_under_load_lose_nothing_acknowledged() {
     );
 }
 
+/// The `issued` events of `name` in `env`'s audit log, read through `node`.
+fn issued_events(
+    node: &Server,
+    admin: &reqwest::blocking::Client,
+    env: &str,
+    name: &str,
+) -> Vec<serde_json::Value> {
+    let events: Vec<serde_json::Value> = admin
+        .get(node.url(&format!("/{env}/events")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    events
+        .into_iter()
+        .filter(|e| e["certname"] == name && e["kind"] == "issued")
+        .collect()
+}
+
 /// A `command` issuer whose first call hangs: the node making it is SIGKILLed while it
 /// holds the order's lease; the other node takes the order once the lease (60 s) has
 /// run out and completes it, with exactly one certificate.
@@ -1158,23 +1177,77 @@ fn an_order_held_by_a_node_that_dies_is_completed_by_another() {
         (r.status() == 200).then(Instant::now)
     })
     .expect("the order was never completed");
-    let events: Vec<serde_json::Value> = admins[other]
-        .get(c.nodes[other].url("/cmd/events"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let issued = events
-        .iter()
-        .filter(|e| e["certname"] == "leased" && e["kind"] == "issued")
-        .count();
-    assert_eq!(issued, 1, "{events:?}");
+    let issued = issued_events(&c.nodes[other], &admins[other], "cmd", "leased");
+    assert_eq!(issued.len(), 1, "{issued:?}");
     let text = std::fs::read_to_string(&calls).unwrap();
     assert_eq!(text.lines().count(), 2, "{text}");
     eprintln!(
         "order taken over and completed {:?} after its node was killed (lease 60 s)",
         done - killed
     );
+}
+
+/// A new CSR sent to another node while one node's worker is calling the issuer
+/// (a first call held until the test lets it go) does not free the order for a second
+/// worker: the issuer is called by one node at a time, the order is modified once the
+/// first call is over, and the one certificate is for the new key.
+#[test]
+fn a_csr_replaced_on_another_node_mid_call_leaves_the_order_with_one_worker() {
+    let Some(pg) = Postgres::shared() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let gate = GatedSigner::new(dir.path());
+    let c = Cluster::start_config(
+        pg,
+        2,
+        &format!("[ca]\nkey_type = \"ec-p256\"\n{}", gate.issuer_toml("cmd")),
+    );
+    let admins = c.admin_clients();
+    let put = |k: usize, csr: &[u8]| {
+        let r = admins[k]
+            .put(c.nodes[k].url("/cmd/certificate_request/moved"))
+            .body(csr.to_vec())
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.status());
+    };
+    let (first, _) = csr_for("moved");
+    put(0, &first);
+    let r = admins[0]
+        .post(c.nodes[0].url("/cmd/certificate/"))
+        .body("moved")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    wait_for(Duration::from_secs(20), || {
+        gate.calls.exists().then_some(())
+    })
+    .expect("a node called the issuer");
+    let (second, second_key) = csr_for("moved");
+    put(1, &second);
+    // Both nodes look at due orders every second or two: freed, the order would be
+    // called again by now.
+    std::thread::sleep(Duration::from_secs(6));
+    let text = std::fs::read_to_string(&gate.calls).unwrap();
+    assert_eq!(
+        text, "issue\n",
+        "the issuer was called again while the first call ran"
+    );
+    gate.open();
+    let pem = wait_for(Duration::from_secs(30), || {
+        let r = admins[1]
+            .get(c.nodes[1].url("/cmd/certificate/moved"))
+            .send()
+            .ok()?;
+        (r.status() == 200).then(|| r.bytes().unwrap().to_vec())
+    })
+    .expect("the order was never completed");
+    assert_eq!(
+        std::fs::read_to_string(&gate.calls).unwrap(),
+        "issue\nmodify\n"
+    );
+    assert_certifies_key(&pem, &second_key);
+    let issued = issued_events(&c.nodes[0], &admins[0], "cmd", "moved");
+    assert_eq!(issued.len(), 1, "{issued:?}");
 }
 
 /// A test network made with `ip netns`: the database's address on this host's loopback

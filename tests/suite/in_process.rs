@@ -193,10 +193,10 @@ impl CertificateStore for Counting {
         &self,
         env: &EnvName,
         name: &Certname,
-        csr_der: &[u8],
+        expected: &RequestRecord,
         cert: &CertRecord,
     ) -> Result<IssueOutcome, StoreError> {
-        self.inner.issue(env, name, csr_der, cert)
+        self.inner.issue(env, name, expected, cert)
     }
 
     fn submit_issued(

@@ -650,6 +650,98 @@ fn a_command_issuer_that_asks_to_be_called_again() {
     );
 }
 
+/// A node whose environment `cmd` is served by a [`GatedSigner`], and `name`'s CSR
+/// submitted and signed there: the issuer's first call has begun, and waits at the gate.
+fn order_at_the_gate(dir: &Path, name: &str, csr: &[u8]) -> (GatedSigner, Node) {
+    let gate = GatedSigner::new(dir);
+    let node = node(
+        &dir.join("node"),
+        &format!("{FAST_CONFIG}\n{}", gate.issuer_toml("cmd")),
+    );
+    node.submit("cmd", name, csr);
+    assert_eq!(node.sign("cmd", name), 202);
+    assert!(
+        until(Duration::from_secs(10), || gate.calls.exists()),
+        "the issuer was never called"
+    );
+    (gate, node)
+}
+
+/// An order's result is stored only for the request it was leased with. Here the
+/// issuer is still working when an admin rejects the request and the agent sends the
+/// same CSR again (a new request, not approved by anyone): what the issuer then
+/// returns is dropped, not issued for the new request.
+#[test]
+fn an_order_result_is_not_stored_for_a_request_that_replaced_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let (csr, _) = csr_for("replayed");
+    let (gate, node) = order_at_the_gate(dir.path(), "replayed", &csr);
+    let r = node
+        .api
+        .admin
+        .delete(node.api.url("/cmd/certificate_request/replayed"))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "reject: {}", r.status());
+    node.submit("cmd", "replayed", &csr);
+    assert_eq!(node.status("cmd", "replayed")["state"], "requested");
+    gate.open();
+    assert!(
+        until(Duration::from_secs(10), || gate.done.exists()),
+        "the issuer never answered"
+    );
+    // Stored, it would be served within a pass of the order worker.
+    assert!(
+        !until(Duration::from_secs(3), || node
+            .head("/cmd/certificate/replayed")
+            == 200),
+        "a certificate was stored for a request nobody approved"
+    );
+    let s = node.status("cmd", "replayed");
+    assert_eq!(s["state"], "requested", "{s}");
+    assert_eq!(std::fs::read_to_string(&gate.calls).unwrap(), "issue\n");
+}
+
+/// A new CSR sent while the issuer works on the order (here: its first call, held
+/// until the test lets it go) keeps the order in that worker's hands until the call is
+/// over; the worker then gives it back with what the issuer was told, so the next call
+/// modifies that order (not a second `issue`), and the certificate is for the new key.
+#[test]
+fn a_csr_replaced_mid_call_modifies_the_order_the_issuer_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (first, _) = csr_for("moved");
+    let (gate, node) = order_at_the_gate(dir.path(), "moved", &first);
+    let (second, second_key) = csr_for("moved");
+    node.submit("cmd", "moved", &second);
+    gate.open();
+    assert!(
+        until(Duration::from_secs(15), || node
+            .head("/cmd/certificate/moved")
+            == 200),
+        "the order never completed"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&gate.calls).unwrap(),
+        "issue\nmodify\n",
+        "the issuer's order was not modified"
+    );
+    let pem = node
+        .api
+        .anon
+        .get(node.api.url("/cmd/certificate/moved"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert_certifies_key(&pem, &second_key);
+    let issued = node
+        .events("cmd")
+        .iter()
+        .filter(|e| e["certname"] == "moved" && e["kind"] == "issued")
+        .count();
+    assert_eq!(issued, 1);
+}
+
 /// What a remote back end returns is checked against the environment's policy whoever
 /// signed it: the back end's CA bundle (`ca_file`), CA:FALSE, a validity that covers now
 /// and is no longer than asked, SANs the CSR policy allowed. A refusal ends the order

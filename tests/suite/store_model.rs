@@ -36,11 +36,14 @@ enum Op {
         attempts: u32,
         stale: bool,
     },
+    /// Issues for the request as read, its CSR made `csr`; `stale` expects a record
+    /// with that CSR that is not there (compare-and-set, as `Order`).
     Issue {
         env: u8,
         name: u8,
         csr: u8,
         serial: u8,
+        stale: bool,
     },
     /// An autosigned submission: submit and issue in one transaction.
     SubmitIssued {
@@ -90,7 +93,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (e.clone(), n.clone()).prop_map(|(env, name)| Op::Reject { env, name }),
         1 => (e.clone(), n.clone()).prop_map(|(env, name)| Op::Cancel { env, name }),
         2 => (e.clone(), n.clone(), 0u32..4, any::<bool>()).prop_map(|(env, name, attempts, stale)| Op::Order { env, name, attempts, stale }),
-        4 => (e.clone(), n.clone(), 0u8..2, 0u8..8).prop_map(|(env, name, csr, serial)| Op::Issue { env, name, csr, serial }),
+        4 => (e.clone(), n.clone(), 0u8..2, 0u8..8, any::<bool>()).prop_map(|(env, name, csr, serial, stale)| Op::Issue { env, name, csr, serial, stale }),
         3 => (e.clone(), n.clone(), 0u8..2, any::<bool>(), any::<bool>(), any::<bool>(), 0u8..8).prop_map(|(env, name, csr, allow, replace, new_only, serial)| Op::SubmitIssued { env, name, csr, allow, replace, new_only, serial }),
         2 => (e.clone(), n.clone(), 0u8..8, 0u8..8).prop_map(|(env, name, old, serial)| Op::Renew { env, name, old, serial }),
         2 => (e.clone(), n.clone(), any::<bool>()).prop_map(|(env, name, reason)| Op::Revoke { env, name, reason }),
@@ -236,11 +239,20 @@ fn apply(store: &dyn Store, op: &Op, at: i64) -> String {
             name: n,
             csr: c,
             serial,
+            stale,
         } => {
             let cert = issued(n, serial, at);
+            let mut expected = store
+                .request(&env(e), &name(n))
+                .unwrap()
+                .unwrap_or_else(|| request(c, at));
+            expected.csr_der = csr(c);
+            if stale {
+                expected.submitted_at += 1;
+            }
             format!(
                 "{:?}",
-                store.issue(&env(e), &name(n), &csr(c), &cert).unwrap()
+                store.issue(&env(e), &name(n), &expected, &cert).unwrap()
             )
         }
         Op::SubmitIssued {
@@ -531,7 +543,7 @@ fn concurrent_issues_of_one_request_give_one_certificate() {
     let handles: Vec<_> = (0..16u8)
         .map(|i| {
             let store = store.clone();
-            let (env, n) = (env.clone(), n.clone());
+            let (env, n, rec) = (env.clone(), n.clone(), rec.clone());
             std::thread::spawn(move || {
                 let cert = CertRecord {
                     serial: vec![i + 1],
@@ -545,7 +557,7 @@ fn concurrent_issues_of_one_request_give_one_certificate() {
                     revocation: None,
                     fingerprints: None,
                 };
-                store.issue(&env, &n, &csr(0), &cert).unwrap()
+                store.issue(&env, &n, &rec, &cert).unwrap()
             })
         })
         .collect();

@@ -481,12 +481,12 @@ impl CertificateStore for PgStore {
         &self,
         env: &EnvName,
         name: &Certname,
-        csr_der: &[u8],
+        expected: &RequestRecord,
         cert: &CertRecord,
     ) -> Result<IssueOutcome, StoreError> {
-        let (e, n, csr, cert) = (env.clone(), name.clone(), csr_der.to_vec(), cert.clone());
+        let (e, n, expected, cert) = (env.clone(), name.clone(), expected.clone(), cert.clone());
         self.write_certs(env, vec![name.clone()], move |tx| {
-            ops::issue(tx, &e, &n, &csr, &cert)
+            ops::issue(tx, &e, &n, &expected, &cert)
         })
     }
 

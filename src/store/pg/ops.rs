@@ -748,7 +748,7 @@ pub(super) fn issue<C: GenericClient>(
     tx: &mut Tx<'_, C>,
     env: &EnvName,
     name: &Certname,
-    csr_der: &[u8],
+    expected: &RequestRecord,
     cert: &CertRecord,
 ) -> Op<IssueOutcome> {
     let mut replaces = false;
@@ -756,7 +756,7 @@ pub(super) fn issue<C: GenericClient>(
         Some(r) if r.state == RequestState::Requested => {
             let current = cert_record(tx, env, name.as_str())?;
             replaces = current.is_some();
-            if r.csr_der != csr_der {
+            if r != *expected {
                 IssueOutcome::RequestChanged
             } else if current.is_some_and(|c| c.revocation.is_none()) {
                 IssueOutcome::AlreadySigned

@@ -276,10 +276,10 @@ impl CertificateStore for SledStore {
         &self,
         env: &EnvName,
         name: &Certname,
-        csr_der: &[u8],
+        expected: &RequestRecord,
         cert: &CertRecord,
     ) -> Result<IssueOutcome, StoreError> {
-        self.with(|core| core.txn(env, |tx| tx.issue(env, name, csr_der, cert)))
+        self.with(|core| core.txn(env, |tx| tx.issue(env, name, expected, cert)))
     }
 
     fn submit_issued(

@@ -173,7 +173,7 @@ impl<'a> Tx<'a> {
         }
         match self.submit(env, name, rec, *rule)? {
             o @ (SubmitOutcome::Created | SubmitOutcome::Replaced) => Ok(
-                SubmitIssueOutcome::Stored(o, self.issue(env, name, &rec.csr_der, cert)?),
+                SubmitIssueOutcome::Stored(o, self.issue(env, name, rec, cert)?),
             ),
             refused => Ok(SubmitIssueOutcome::Refused(refused)),
         }
@@ -184,7 +184,7 @@ impl<'a> Tx<'a> {
         &self,
         env: &EnvName,
         name: &Certname,
-        csr_der: &[u8],
+        expected: &RequestRecord,
         cert: &CertRecord,
     ) -> TxResult<IssueOutcome> {
         let key = name.as_str().as_bytes();
@@ -192,7 +192,7 @@ impl<'a> Tx<'a> {
             Some(r) if r.state == RequestState::Requested => r,
             _ => return Ok(IssueOutcome::NoRequest),
         };
-        if req.csr_der != csr_der {
+        if req != *expected {
             return Ok(IssueOutcome::RequestChanged);
         }
         if let Some(existing) = self.get::<CertRecord>(self.certificates, "certificates", key)? {

@@ -609,6 +609,77 @@ pub fn crl_serials_hex(crl: &openssl::x509::X509CrlRef) -> Vec<String> {
 }
 
 /// Writes `text` to `path` as a program (mode 0755).
+/// A `command` issuer program held at its door: each call logs `$CERTD_ACTION` to
+/// `calls`, waits until `go` exists (20 s at most), signs the CSR it was given with a
+/// CA of its own (`ca`), then touches `done`.
+pub struct GatedSigner {
+    pub script: PathBuf,
+    pub ca: PathBuf,
+    pub calls: PathBuf,
+    pub go: PathBuf,
+    pub done: PathBuf,
+}
+
+impl GatedSigner {
+    pub fn new(dir: &Path) -> GatedSigner {
+        let (ca, ca_key) = make_ca(dir, "gated command CA");
+        let g = GatedSigner {
+            script: dir.join("sign.sh"),
+            ca,
+            calls: dir.join("calls"),
+            go: dir.join("go"),
+            done: dir.join("done"),
+        };
+        write_program(
+            &g.script,
+            &format!(
+                "#!/bin/sh\nset -e\ncat > {d}/req-$$.pem\necho \"$CERTD_ACTION\" >> {calls}\n\
+                 i=0\nwhile [ ! -e {go} ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done\n\
+                 openssl x509 -req -in {d}/req-$$.pem -CA {ca} -CAkey {key} -CAcreateserial -days 1 2>/dev/null\n\
+                 touch {done}\n",
+                d = dir.display(),
+                calls = g.calls.display(),
+                go = g.go.display(),
+                done = g.done.display(),
+                ca = g.ca.display(),
+                key = ca_key.display(),
+            ),
+        );
+        g
+    }
+
+    /// The `[environments.ENV.issuer]` table that calls it.
+    pub fn issuer_toml(&self, env: &str) -> String {
+        format!(
+            "[environments.{env}.issuer]\ntype = \"command\"\nprogram = \"{}\"\nca_file = \"{}\"\ntimeout = \"60s\"\n",
+            self.script.display(),
+            self.ca.display()
+        )
+    }
+
+    /// Lets every call through, now and from now on.
+    pub fn open(&self) {
+        std::fs::write(&self.go, b"").unwrap();
+    }
+}
+
+/// Asserts that the certificate `cert_pem` is for the private key `key_pem`.
+pub fn assert_certifies_key(cert_pem: &[u8], key_pem: &[u8]) {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    std::fs::write(&cert, cert_pem).unwrap();
+    std::fs::write(&key, key_pem).unwrap();
+    let (ok, of_cert, err) = run(Command::new("openssl")
+        .args(["x509", "-noout", "-pubkey", "-in"])
+        .arg(&cert));
+    assert!(ok, "{err}");
+    let (ok, of_key, err) = run(Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&key));
+    assert!(ok, "{err}");
+    assert_eq!(of_cert, of_key, "the certificate is not for that key");
+}
+
 pub fn write_program(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, text).unwrap();

@@ -137,17 +137,32 @@ pub(crate) fn create_env_ca(
     clock: &dyn Clock,
     rng: &dyn Rng,
 ) -> Result<(), AppError> {
-    let issuing = root.new_issuing(
-        &format!("certd CA: {env}"),
-        config.ca.key_type,
-        config.ca.issuing_ttl.as_secs(),
-        clock,
-        rng,
-    )?;
+    let cn = format!("certd CA: {env}");
+    let ttl = config.ca.issuing_ttl.as_secs();
+    let (issuing, stored) = match data.vault_ca_key(CaKey::Issuing(env))? {
+        // Left by a creation that was cut off (the vault never replaces a key): its
+        // chain, shared or written here, if that got done; else a certificate for it.
+        Some(pem) => {
+            data.share(std::slice::from_ref(env))?;
+            let chain = data.env_chain(env);
+            if chain.is_file() && data.env_cert(env).is_file() {
+                CaPair::from_pem(&data.read(&data.env_cert(env))?, &pem)?;
+                return Ok(());
+            }
+            let key = crate::ca::PrivateKey::from_pem(&pem)?;
+            (root.certify_issuing(key, &cn, ttl, clock, rng)?, true)
+        }
+        None => (
+            root.new_issuing(&cn, config.ca.key_type, ttl, clock, rng)?,
+            false,
+        ),
+    };
     let issuing_pem = issuing.cert().to_pem().map_err(crate::ca::CaError::from)?;
     let mut chain = issuing_pem.clone();
     chain.extend_from_slice(&root.cert().to_pem().map_err(crate::ca::CaError::from)?);
-    data.write_ca_key(CaKey::Issuing(env), &issuing.key().to_pem()?)?;
+    if !stored {
+        data.write_ca_key(CaKey::Issuing(env), &issuing.key().to_pem()?)?;
+    }
     data.write_public(&data.env_chain(env), &chain)?;
     data.write_public(&data.env_cert(env), &issuing_pem)?;
     data.share(std::slice::from_ref(env))?;

@@ -238,7 +238,18 @@ impl CaPair {
         clock: &dyn Clock,
         rng: &dyn Rng,
     ) -> Result<CaPair, CaError> {
-        let key = key_type.generate()?;
+        self.certify_issuing(key_type.generate()?, cn, validity, clock, rng)
+    }
+
+    /// [`CaPair::new_issuing`] for a key that exists already.
+    pub fn certify_issuing(
+        &self,
+        key: PrivateKey,
+        cn: &str,
+        validity: i64,
+        clock: &dyn Clock,
+        rng: &dyn Rng,
+    ) -> Result<CaPair, CaError> {
         let now = clock.now();
         let not_after = (now + validity).min(self.not_after()?);
         let subject = name(cn)?;

@@ -128,8 +128,16 @@
 //! is missing, readable by others, not 32 bytes, or does not decrypt the keys (each
 //! message names the file). A key is never replaced: a data directory set up anew
 //! against a database that already holds a root key is refused rather than given a
-//! second root. The TLS server and admin identities stay files of the data directory:
-//! they are the node's, not the CA's.
+//! second root. An environment's creation cut off after its issuing key was stored
+//! (the database lost, the node killed, before the environment was recorded) is taken
+//! up where it stopped, by the next `PUT /environments/{env}` or the next start of a
+//! node that declares it: the key the database holds, with the chain shared for it
+//! when that was done, or else a new certificate for that key from the root
+//! (`postgres::an_environment_whose_creation_was_cut_off_is_created_again`). No key is
+//! taken up from anywhere else: rows are sealed under the key file and bound to their
+//! environment, and environments are never deleted. The TLS server
+//! and admin identities stay files of the data directory: they are the node's, not the
+//! CA's.
 //!
 //! ## Reads off the HTTP workers, and the certificate cache
 //!

@@ -171,6 +171,16 @@ impl DataDir {
         }
     }
 
+    /// The CA key `key` as the vault holds it; None without a vault (keys are files,
+    /// which a new key replaces) or when it holds none.
+    pub fn vault_ca_key(&self, key: CaKey<'_>) -> Result<Option<Vec<u8>>, FilesError> {
+        let Some(vault) = &self.vault else {
+            return Ok(None);
+        };
+        let (scope, purpose) = key.scope();
+        vault.find(&scope, purpose)
+    }
+
     /// Whether a node could join an installation through the vault: it holds the root
     /// CA certificate that another node shared.
     pub fn can_join(&self) -> Result<bool, FilesError> {

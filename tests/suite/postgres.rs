@@ -569,6 +569,90 @@ fn certificates_read_before_the_database_went_away_are_still_served() {
     }
 }
 
+/// An environment's creation cut off after its issuing key was stored (the database
+/// lost, the node killed) leaves that key in the database, which never replaces one:
+/// creating the environment again takes it up, with the chain shared for it if that
+/// was done and a new certificate for it if not, and the environment signs.
+#[test]
+fn an_environment_whose_creation_was_cut_off_is_created_again() {
+    let Some(pg) = Postgres::shared() else { return };
+    let (db, dir, server) = autosigning_server(pg);
+    let cfg = dir.path().join("certd.toml");
+    let data = dir.path().join("data");
+    let (cert, key) = admin(&server);
+    let admin_client = |s: &Server| client(s, Some((&cert, &key)));
+    let put_env = |s: &Server, env: &str| {
+        admin_client(s)
+            .put(s.url(&format!("/environments/{env}")))
+            .body("{}")
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(put_env(&server, "half"), 201);
+    assert_eq!(put_env(&server, "shared"), 201);
+    assert!(server.terminate().success());
+    // `half`: cut off right after its key was stored; `shared`: after its chain was
+    // shared too. Neither was recorded as an environment.
+    let mut sql = pg.admin_of(&db);
+    sql.execute(
+        "DELETE FROM certd_environments WHERE name IN ('half', 'shared')",
+        &[],
+    )
+    .unwrap();
+    sql.execute(
+        "DELETE FROM certd_ca_keys WHERE env = 'half' AND purpose = 'chain'",
+        &[],
+    )
+    .unwrap();
+    for env in ["half", "shared"] {
+        std::fs::remove_dir_all(data.join("ca").join(env)).unwrap();
+    }
+    let server = Server::start_with(dir.path(), &["--config", cfg.to_str().unwrap()]);
+    for env in ["half", "shared"] {
+        assert_eq!(put_env(&server, env), 201, "{env}");
+        let name = format!("node.{env}");
+        let (csr, _) = csr_for(&name);
+        let r = admin_client(&server)
+            .put(server.url(&format!("/{env}/certificate_request/{name}")))
+            .body(csr)
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "{env}: {}", r.status());
+        let r = admin_client(&server)
+            .post(server.url(&format!("/{env}/certificate/")))
+            .body(name.clone())
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "{env}: sign {}", r.status());
+        let anon = client(&server, None);
+        let get = |path: &str| {
+            let r = anon.get(server.url(path)).send().unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            r.bytes().unwrap().to_vec()
+        };
+        let chain = dir.path().join(format!("{env}-chain.pem"));
+        let leaf = dir.path().join(format!("{env}-leaf.pem"));
+        std::fs::write(&chain, get(&format!("/{env}/certificate/ca"))).unwrap();
+        std::fs::write(&leaf, get(&format!("/{env}/certificate/{name}"))).unwrap();
+        let (ok, out, err) = run(std::process::Command::new("openssl")
+            .args(["verify", "-CAfile"])
+            .arg(&chain)
+            .arg(&leaf));
+        assert!(ok, "{env}: {out}{err}");
+    }
+    let shared: i64 = sql
+        .query_one(
+            "SELECT count(*) FROM certd_ca_keys WHERE purpose = 'chain' AND env IN ('half', 'shared')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(shared, 2);
+    assert!(server.terminate().success());
+}
+
 /// With the postgres backend every CA key (the root, each issuing CA, one made at run
 /// time included) is in the database, sealed with AES-256-GCM under the key file, and
 /// bound to its place: a wrong or missing key file, or two rows swapped, stop certd with

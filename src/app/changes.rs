@@ -270,7 +270,7 @@ impl App {
                     self.store
                         .revoked_serials_of(&env, name)?
                         .into_iter()
-                        .filter(|r| !self.revoked.contains(&r.serial)),
+                        .filter(|r| !ca.lists(&r.serial)),
                 );
             }
             if !new.is_empty() {

@@ -32,6 +32,13 @@ impl super::EnvCa {
     pub(super) fn crl_view(&self) -> Arc<CrlView> {
         self.crl.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
+
+    /// Whether this node's CRL lists `serial`: a CRL signed with it was kept (after a
+    /// rebuild that failed, none is, until one that reads them all again is).
+    pub(super) fn lists(&self, serial: &[u8]) -> bool {
+        let cache = self.crl_rebuild.lock().unwrap_or_else(|p| p.into_inner());
+        cache.loaded && cache.serials.contains(serial)
+    }
 }
 
 impl App {
@@ -544,6 +551,11 @@ impl App {
         env: &EnvCa,
         new: Option<&[RevokedSerial]>,
     ) -> Result<(), AppError> {
+        // Stored revocations are refused at once, whether or not a CRL listing them can
+        // be stored now (a CRL that fails is made again: `App::apply` asks `lists`).
+        if let Some(new) = new {
+            self.revoked.extend(new.iter().map(|r| r.serial.clone()));
+        }
         let serials = rebuild(
             env,
             self.store.as_ref(),

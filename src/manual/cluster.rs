@@ -34,7 +34,14 @@
 //!
 //! - a revocation, renewal or clean adds the name's revoked serials (one query on an
 //!   index of serials by name) to the TLS handshake's refusal set and to the
-//!   environment's CRL, re-issued once per environment per batch read;
+//!   environment's CRL, re-issued once per environment per batch read. The refusal
+//!   comes first and does not wait on the CRL: while no CRL can be stored (a full
+//!   disk, a read-only database) the serial is refused all the same, on the node that
+//!   revoked and on the others, and the batch is read again until this node's CRL
+//!   lists it
+//!   (`cluster::a_revocation_is_refused_in_handshakes_even_when_no_crl_can_be_stored`:
+//!   a trigger refusing every CRL write, both nodes refuse the certificate; dropped,
+//!   both CRLs list it);
 //! - an environment event serves an environment another node created (its chain from
 //!   the vault, its CA key from the database) or loads its new settings; the TLS
 //!   verify store takes its CA at once. Settings this node cannot serve (an autosign

@@ -354,21 +354,15 @@ fn a_revocation_on_one_node_is_refused_by_every_other_within_a_second() {
             410,
             "HEAD on node {b} right after the revoke on {a}"
         );
-        loop {
-            let fresh = client(&c.nodes[b], Some((&cert, &key)));
-            // Refused: the handshake fails, or (the set changed between the handshake
-            // and the request) the request is 403.
-            match fresh.get(c.nodes[b].url("/status")).send() {
-                Err(_) => break,
-                Ok(r) if r.status() == 403 => break,
-                Ok(r) => assert_eq!(r.status(), 200),
-            }
-            assert!(
-                revoked_at.elapsed() < Duration::from_secs(10),
-                "node {b} still accepts {name}"
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        assert!(
+            refused_by(
+                &c.nodes[b],
+                &cert,
+                &key,
+                revoked_at + Duration::from_secs(10)
+            ),
+            "node {b} still accepts {name}"
+        );
         took.push(revoked_at.elapsed());
         // The connection opened before is refused as well.
         let old = holder.get(c.nodes[b].url("/status")).send();
@@ -396,6 +390,67 @@ fn a_revocation_on_one_node_is_refused_by_every_other_within_a_second() {
             numbers.insert(number),
             "CRL number {number} served by two nodes"
         );
+    }
+}
+
+/// A revocation is refused in the handshake on every node at once even when no CRL
+/// can be stored (here a trigger refuses every CRL write, as a full disk or a read-only
+/// database would): the CRL is a second thing, listed once it can be stored again.
+#[test]
+fn a_revocation_is_refused_in_handshakes_even_when_no_crl_can_be_stored() {
+    let Some(pg) = Postgres::shared() else { return };
+    let c = Cluster::start(pg, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let anon = c.anon_clients();
+    let admins = c.admin_clients();
+    let (cert, key) = enroll(&c.nodes[0], &anon[0], "stuck", dir.path());
+    let mut sql = pg.admin_of(&c.db);
+    sql.batch_execute(
+        "CREATE FUNCTION refuse_crl() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'no CRL now'; END $$;
+         CREATE TRIGGER refuse_crl BEFORE INSERT OR UPDATE ON certd_crls
+             FOR EACH ROW EXECUTE PROCEDURE refuse_crl();",
+    )
+    .unwrap();
+    let r = admins[0]
+        .delete(c.nodes[0].url("/production/certificate/stuck"))
+        .send()
+        .unwrap();
+    let revoked_at = Instant::now();
+    eprintln!("revoke with no CRL stored: {}", r.status());
+    for (k, node) in c.nodes.iter().enumerate() {
+        assert!(
+            refused_by(node, &cert, &key, revoked_at + Duration::from_secs(5)),
+            "node {k} still accepts a revoked certificate"
+        );
+    }
+    sql.batch_execute("DROP TRIGGER refuse_crl ON certd_crls")
+        .unwrap();
+    for (k, node) in c.nodes.iter().enumerate() {
+        wait_for(Duration::from_secs(10), || {
+            (production_crl(node, &anon[k]).1 == 1).then_some(())
+        })
+        .unwrap_or_else(|| panic!("node {k}'s CRL never listed the revocation"));
+    }
+}
+
+/// Whether `node` refuses the client certificate `cert` (key `key`) by `until`, asked
+/// every 5 ms on a new connection: refused, the handshake fails, or (the set changed
+/// between the handshake and the request) the request is 403.
+fn refused_by(node: &Server, cert: &Path, key: &Path, until: Instant) -> bool {
+    loop {
+        match client(node, Some((cert, key)))
+            .get(node.url("/status"))
+            .send()
+        {
+            Err(_) => return true,
+            Ok(r) if r.status() == 403 => return true,
+            Ok(r) => assert_eq!(r.status(), 200),
+        }
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

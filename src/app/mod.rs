@@ -100,9 +100,10 @@ pub enum AppError {
     /// The store failed.
     #[error("store: {0}")]
     Store(#[from] StoreError),
-    /// A data directory file could not be read or written.
+    /// A data directory file could not be read or written (a vault whose store is
+    /// unavailable is [`AppError::Store`]: 503).
     #[error("data directory: {0}")]
-    Files(#[from] FilesError),
+    Files(FilesError),
     /// The PKI layer failed on data certd produced itself (not the caller's input).
     #[error("pki: {0}")]
     Pki(CaError),
@@ -116,6 +117,15 @@ pub enum AppError {
     /// A blocking task could not be run or was cancelled.
     #[error("background task failed: {0}")]
     Task(String),
+}
+
+impl From<FilesError> for AppError {
+    fn from(e: FilesError) -> Self {
+        match e {
+            FilesError::Unavailable(why) => AppError::Store(StoreError::Unavailable(why)),
+            other => AppError::Files(other),
+        }
+    }
 }
 
 impl From<CaError> for AppError {

@@ -102,7 +102,9 @@
 //!   (shutdown, statement timeout), 53 (resources), 25 (a read-only standby), 40
 //!   (collisions left after the retries) or 55P03 (lock timeout), is
 //!   `StoreError::Unavailable`: writes answer 503 `store-unavailable` with
-//!   `Retry-After` (plain text on the Puppet face), `/status` shows the store not ok, and
+//!   `Retry-After` (plain text on the Puppet face; the CA keys' rows too, as when an
+//!   environment is created: `postgres::the_ca_key_vault_out_of_reach_answers_503`),
+//!   `/status` shows the store not ok, and
 //!   reads certd holds in memory (the CA chain, the CRL) go on answering. A lane whose
 //!   connection broke opens a new one for its next job, so certd reconnects by itself.
 //!   Measured (`a_database_restart_under_load_…`): 8 agents issuing, the database

@@ -33,6 +33,9 @@ pub enum FilesError {
     /// The CA key vault (keys kept in the database) failed.
     #[error("CA key vault: {0}")]
     Vault(String),
+    /// The CA key vault's store cannot be reached now (a request answers 503).
+    #[error("CA key vault: the store is unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Which CA private key.

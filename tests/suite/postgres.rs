@@ -569,6 +569,36 @@ fn certificates_read_before_the_database_went_away_are_still_served() {
     }
 }
 
+/// The CA keys' table out of reach (here locked by another session past the statement
+/// timeout, as a database going away mid-request would leave it): creating an
+/// environment answers 503 `store-unavailable`, as every store write does, not 500;
+/// once the table is free again, the same request creates it.
+#[test]
+fn the_ca_key_vault_out_of_reach_answers_503() {
+    let Some(pg) = Postgres::shared() else { return };
+    let (db, _dir, server) = autosigning_server(pg);
+    let (cert, key) = admin(&server);
+    let admin_client = client(&server, Some((&cert, &key)));
+    let put_env = || {
+        admin_client
+            .put(server.url("/environments/locked"))
+            .body("{}")
+            .send()
+            .unwrap()
+    };
+    let mut sql = pg.admin_of(&db);
+    let mut tx = sql.transaction().unwrap();
+    tx.batch_execute("LOCK TABLE certd_ca_keys IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let r = put_env();
+    let status = r.status().as_u16();
+    let body = r.text().unwrap();
+    tx.rollback().unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("store-unavailable"), "{body}");
+    assert_eq!(put_env().status().as_u16(), 201);
+}
+
 /// An environment's creation cut off after its issuing key was stored (the database
 /// lost, the node killed) leaves that key in the database, which never replaces one:
 /// creating the environment again takes it up, with the chain shared for it if that

@@ -37,6 +37,14 @@ fn vault(e: impl std::fmt::Display) -> FilesError {
     FilesError::Vault(e.to_string())
 }
 
+/// A store failure reading or writing a key: unavailable stays unavailable.
+fn stored(e: crate::store::StoreError) -> FilesError {
+    match e {
+        crate::store::StoreError::Unavailable(why) => FilesError::Unavailable(why),
+        other => vault(other),
+    }
+}
+
 /// Writes a new key file, never over one: the file is made complete beside it, then
 /// linked into place, which fails if another process (a node starting at the same
 /// time, with the same key file) got there first; then the file in place is the key.
@@ -78,7 +86,7 @@ impl SealedKeys {
     /// bytes, 0600) when the database holds no CA key yet; otherwise a missing, unsafe,
     /// malformed or wrong key file is refused, each with a message naming the file.
     pub fn open(store: Arc<PgStore>, path: &Path) -> Result<SealedKeys, FilesError> {
-        let existing = store.any_ca_key().map_err(vault)?;
+        let existing = store.any_ca_key().map_err(stored)?;
         let kek = match std::fs::metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if existing.is_some() {
@@ -134,7 +142,7 @@ impl SealedKeys {
 
 impl CaKeyVault for SealedKeys {
     fn find(&self, scope: &str, purpose: &str) -> Result<Option<Vec<u8>>, FilesError> {
-        match self.store.ca_key(scope, purpose).map_err(vault)? {
+        match self.store.ca_key(scope, purpose).map_err(stored)? {
             Some((nonce, sealed)) => self.open_row(scope, purpose, &nonce, &sealed).map(Some),
             None => Ok(None),
         }
@@ -156,6 +164,6 @@ impl CaKeyVault for SealedKeys {
         sealed.extend_from_slice(&tag);
         self.store
             .insert_ca_key(scope, purpose, &nonce, &sealed)
-            .map_err(vault)
+            .map_err(stored)
     }
 }

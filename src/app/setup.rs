@@ -144,8 +144,7 @@ pub(crate) fn create_env_ca(
         // chain, shared or written here, if that got done; else a certificate for it.
         Some(pem) => {
             data.share(std::slice::from_ref(env))?;
-            let chain = data.env_chain(env);
-            if chain.is_file() && data.env_cert(env).is_file() {
+            if data.env_chain(env).is_file() && data.env_cert(env).is_file() {
                 CaPair::from_pem(&data.read(&data.env_cert(env))?, &pem)?;
                 return Ok(());
             }

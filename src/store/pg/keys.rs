@@ -38,7 +38,7 @@ fn vault(e: impl std::fmt::Display) -> FilesError {
 }
 
 /// A store failure reading or writing a key: unavailable stays unavailable.
-fn stored(e: crate::store::StoreError) -> FilesError {
+fn from_store(e: crate::store::StoreError) -> FilesError {
     match e {
         crate::store::StoreError::Unavailable(why) => FilesError::Unavailable(why),
         other => vault(other),
@@ -86,7 +86,7 @@ impl SealedKeys {
     /// bytes, 0600) when the database holds no CA key yet; otherwise a missing, unsafe,
     /// malformed or wrong key file is refused, each with a message naming the file.
     pub fn open(store: Arc<PgStore>, path: &Path) -> Result<SealedKeys, FilesError> {
-        let existing = store.any_ca_key().map_err(stored)?;
+        let existing = store.any_ca_key().map_err(from_store)?;
         let kek = match std::fs::metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if existing.is_some() {
@@ -142,7 +142,7 @@ impl SealedKeys {
 
 impl CaKeyVault for SealedKeys {
     fn find(&self, scope: &str, purpose: &str) -> Result<Option<Vec<u8>>, FilesError> {
-        match self.store.ca_key(scope, purpose).map_err(stored)? {
+        match self.store.ca_key(scope, purpose).map_err(from_store)? {
             Some((nonce, sealed)) => self.open_row(scope, purpose, &nonce, &sealed).map(Some),
             None => Ok(None),
         }
@@ -164,6 +164,6 @@ impl CaKeyVault for SealedKeys {
         sealed.extend_from_slice(&tag);
         self.store
             .insert_ca_key(scope, purpose, &nonce, &sealed)
-            .map_err(stored)
+            .map_err(from_store)
     }
 }

@@ -65,6 +65,8 @@ const DUE_PAGE: usize = 256;
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// Pause before looking again at an order whose issuer is not ready.
 const NOT_READY_PAUSE: i64 = 2;
+/// How often a worker reads a request replaced under it again to give its lease back.
+const HAND_BACK_TRIES: usize = 3;
 
 /// Wall-clock milliseconds (order due times and leases).
 /// One issuer's readiness, as `/status` shows it.
@@ -581,7 +583,8 @@ impl App {
     /// way, `requests.rs`) is given back at once, not when the lease runs out, with what
     /// the issuer was told (`handed`: its `plugin_meta`, and that it has the order), so
     /// that the next worker modifies that order instead of starting another. Anything
-    /// else (rejected, cleaned, taken over by another worker) is left as it is.
+    /// else (rejected, cleaned, taken over by another worker) is left as it is. A
+    /// request replaced again meanwhile is read again, a few times.
     fn hand_back(
         &self,
         env: &EnvCa,
@@ -589,29 +592,32 @@ impl App {
         lease: &Order,
         handed: Order,
     ) -> Result<(), AppError> {
-        let Some(current) = self.store.request(&env.name, name)? else {
-            return Ok(());
-        };
-        let holds = current.state == RequestState::Requested
-            && current.order.as_ref().is_some_and(|o| {
-                o.issuer == lease.issuer && o.lease_until_ms == lease.lease_until_ms
-            });
-        if !holds {
-            return Ok(());
-        }
-        let mut next = current.clone();
-        if let Some(o) = next.order.as_mut() {
-            o.lease_until_ms = 0;
-            o.plugin_meta = handed.plugin_meta;
-            if o.started_at == 0 {
-                o.started_at = handed.started_at;
+        for _ in 0..HAND_BACK_TRIES {
+            let Some(current) = self.store.request(&env.name, name)? else {
+                return Ok(());
+            };
+            let holds = current.state == RequestState::Requested
+                && current.order.as_ref().is_some_and(|o| {
+                    o.issuer == lease.issuer && o.lease_until_ms == lease.lease_until_ms
+                });
+            if !holds {
+                return Ok(());
             }
-        }
-        if self
-            .store
-            .update_request(&env.name, name, &current, &next, None, self.now())?
-        {
-            self.store.flush()?;
+            let mut next = current.clone();
+            if let Some(o) = next.order.as_mut() {
+                o.lease_until_ms = 0;
+                o.plugin_meta = handed.plugin_meta.clone();
+                if o.started_at == 0 {
+                    o.started_at = handed.started_at;
+                }
+            }
+            if self
+                .store
+                .update_request(&env.name, name, &current, &next, None, self.now())?
+            {
+                self.store.flush()?;
+                return Ok(());
+            }
         }
         Ok(())
     }

@@ -20,6 +20,8 @@ pub(super) struct Prepared {
     pub(super) rec: RequestRecord,
     pub(super) rule: SubmitRule,
     pub(super) modifies: bool,
+    /// The CSR is the one pending under an order already: nothing to store or modify.
+    pub(super) unchanged: bool,
     pub(super) refused: bool,
 }
 
@@ -173,6 +175,7 @@ impl App {
             rec,
             rule,
             modifies,
+            unchanged,
             refused,
         } = match self.prepare(who, env, name, body, refuse_pending, read) {
             Ok(p) => p,
@@ -182,6 +185,9 @@ impl App {
             }
             Err(e) => return Err(e),
         };
+        if unchanged {
+            return Ok(Some(Submitted::Replaced));
+        }
         // A global admin's certificate is signed by an admin, never by a policy.
         let autosign = !modifies && !refused && !self.config.is_global_admin_name(name) && {
             let timeout =
@@ -279,6 +285,7 @@ impl App {
                 ),
             });
         }
+        let same_csr = prev.as_ref().is_some_and(|p| p.csr_der == csr.der());
         let order = match prev {
             Some(RequestRecord {
                 state: RequestState::Requested,
@@ -295,6 +302,9 @@ impl App {
             _ => None,
         };
         let modifies = order.is_some();
+        // Sent again as it is (anyone may read a pending CSR and send it back): the order
+        // goes on as it was, and the issuer's answer to it is stored.
+        let unchanged = modifies && same_csr;
         let rec = RequestRecord {
             csr_der: csr.der().to_vec(),
             submitted_at: self.now(),
@@ -321,6 +331,7 @@ impl App {
             rec,
             rule,
             modifies,
+            unchanged,
             refused,
         })
     }

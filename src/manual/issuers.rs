@@ -59,7 +59,12 @@
 //! that the issuer has the order), so that the next call, on any node, modifies that
 //! order instead of issuing a second one
 //! (`issuers::a_csr_replaced_mid_call_modifies_the_order_the_issuer_holds`,
-//! `cluster::a_csr_replaced_on_another_node_mid_call_leaves_the_order_with_one_worker`).
+//! `cluster::a_csr_replaced_on_another_node_mid_call_leaves_the_order_with_one_worker`;
+//! a request replaced again meanwhile is read again, three times at most, and past
+//! that the lease runs out). The pending CSR sent again as it is (anyone who may
+//! submit for the name can read it and send it back) changes nothing: the order goes
+//! on, and the issuer's answer is stored
+//! (`issuers::a_pending_csr_sent_again_leaves_its_order_alone`).
 //!
 //! Every transition is an audit event (`GET /{env}/events`), and each is POSTed as JSON to
 //! the `[events] webhooks`, one thread per webhook following the audit log: a slow or

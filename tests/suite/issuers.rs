@@ -702,6 +702,27 @@ fn an_order_result_is_not_stored_for_a_request_that_replaced_its_own() {
     assert_eq!(std::fs::read_to_string(&gate.calls).unwrap(), "issue\n");
 }
 
+/// The pending CSR sent again as it is (it is public: whoever may submit for the name
+/// can send it back, as often as they like) while the issuer works: nothing changes,
+/// and the issuer's answer is stored.
+#[test]
+fn a_pending_csr_sent_again_leaves_its_order_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (csr, _) = csr_for("again");
+    let (gate, node) = order_at_the_gate(dir.path(), "again", &csr);
+    for _ in 0..3 {
+        node.submit("cmd", "again", &csr);
+    }
+    gate.open();
+    assert!(
+        until(Duration::from_secs(10), || node
+            .head("/cmd/certificate/again")
+            == 200),
+        "the order never completed"
+    );
+    assert_eq!(std::fs::read_to_string(&gate.calls).unwrap(), "issue\n");
+}
+
 /// A new CSR sent while the issuer works on the order (here: its first call, held
 /// until the test lets it go) keeps the order in that worker's hands until the call is
 /// over; the worker then gives it back with what the issuer was told, so the next call

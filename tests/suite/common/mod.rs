@@ -608,7 +608,6 @@ pub fn crl_serials_hex(crl: &openssl::x509::X509CrlRef) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Writes `text` to `path` as a program (mode 0755).
 /// A `command` issuer program held at its door: each call logs `$CERTD_ACTION` to
 /// `calls`, waits until `go` exists (20 s at most), signs the CSR it was given with a
 /// CA of its own (`ca`), then touches `done`.
@@ -680,6 +679,7 @@ pub fn assert_certifies_key(cert_pem: &[u8], key_pem: &[u8]) {
     assert_eq!(of_cert, of_key, "the certificate is not for that key");
 }
 
+/// Writes `text` to `path` as a program (mode 0755).
 pub fn write_program(path: &Path, text: &str) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::write(path, text).unwrap();

@@ -266,12 +266,11 @@ impl App {
             };
             let mut new = Vec::new();
             for name in &names {
-                new.extend(
-                    self.store
-                        .revoked_serials_of(&env, name)?
-                        .into_iter()
-                        .filter(|r| !ca.lists(&r.serial)),
-                );
+                let stored = self.store.revoked_serials_of(&env, name)?;
+                // Refused at once, before anything waits on the CRL (`lists` waits for
+                // a rebuild under way); re-signed when this node's CRL lacks them.
+                self.revoked.extend(stored.iter().map(|r| r.serial.clone()));
+                new.extend(stored.into_iter().filter(|r| !ca.lists(&r.serial)));
             }
             if !new.is_empty() {
                 self.rebuild_crl(&ca, Some(&new))?;

@@ -543,16 +543,16 @@ impl App {
         Ok(view)
     }
 
-    /// Rebuilds the environment's CRL and refuses its revoked serials from now on.
-    /// Re-issues `env`'s CRL adding `new` (the revocations just committed; `None`: read
-    /// them all from the store) and refuses their serials at the TLS layer from now on.
+    /// Refuses `new` (the revocations just committed) at the TLS layer from now on, then
+    /// re-issues `env`'s CRL adding them (`None`: read them all from the store, and
+    /// refuse those once it is signed).
     pub(super) fn rebuild_crl(
         &self,
         env: &EnvCa,
         new: Option<&[RevokedSerial]>,
     ) -> Result<(), AppError> {
         // Stored revocations are refused at once, whether or not a CRL listing them can
-        // be stored now (a CRL that fails is made again: `App::apply` asks `lists`).
+        // be stored now (a CRL that fails is made again: the change feed asks `lists`).
         if let Some(new) = new {
             self.revoked.extend(new.iter().map(|r| r.serial.clone()));
         }

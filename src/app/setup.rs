@@ -144,6 +144,7 @@ pub(crate) fn create_env_ca(
         // chain, shared or written here, if that got done; else a certificate for it.
         Some(pem) => {
             data.share(std::slice::from_ref(env))?;
+            data.follow_shared_chain(env)?;
             if data.env_chain(env).is_file() && data.env_cert(env).is_file() {
                 CaPair::from_pem(&data.read(&data.env_cert(env))?, &pem)?;
                 return Ok(());
@@ -165,6 +166,7 @@ pub(crate) fn create_env_ca(
     data.write_public(&data.env_chain(env), &chain)?;
     data.write_public(&data.env_cert(env), &issuing_pem)?;
     data.share(std::slice::from_ref(env))?;
+    data.follow_shared_chain(env)?;
     Ok(())
 }
 

@@ -135,7 +135,10 @@
 //! up where it stopped, by the next `PUT /environments/{env}` or the next start of a
 //! node that declares it: the key the database holds, with the chain shared for it
 //! when that was done, or else a new certificate for that key from the root
-//! (`postgres::an_environment_whose_creation_was_cut_off_is_created_again`). No key is
+//! (`postgres::an_environment_whose_creation_was_cut_off_is_created_again`). A creation
+//! still under way on another node looks the same: both nodes may certify the key, and
+//! the chain shared first is the installation's, which each node then takes
+//! (`DataDir::follow_shared_chain`). No key is
 //! taken up from anywhere else: rows are sealed under the key file and bound to their
 //! environment, and environments are never deleted. The TLS server
 //! and admin identities stay files of the data directory: they are the node's, not the

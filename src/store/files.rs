@@ -238,17 +238,38 @@ impl DataDir {
             };
             match item {
                 Shared::ServerKey => self.write_secret(&path, &bytes)?,
-                Shared::Chain(env) => {
-                    let first = first_pem(&bytes).ok_or_else(|| {
-                        FilesError::Vault(format!("the chain of {env} in the database is not PEM"))
-                    })?;
-                    self.write_public(&path, &bytes)?;
-                    self.write_public(&self.env_cert(env), first)?;
-                }
+                Shared::Chain(env) => self.write_chain(env, &bytes)?,
                 _ => self.write_public(&path, &bytes)?,
             }
         }
         Ok(())
+    }
+
+    /// Where the keys are in a vault: makes this directory's chain of `env` the one the
+    /// vault holds, when they differ (two nodes that made one at once: the first shared
+    /// is the installation's).
+    pub fn follow_shared_chain(&self, env: &EnvName) -> Result<(), FilesError> {
+        let Some(vault) = &self.vault else {
+            return Ok(());
+        };
+        let (scope, purpose) = Shared::Chain(env).scope();
+        let Some(bytes) = vault.find(&scope, purpose)? else {
+            return Ok(());
+        };
+        let path = self.env_chain(env);
+        if path.is_file() && self.read(&path)? == bytes {
+            return Ok(());
+        }
+        self.write_chain(env, &bytes)
+    }
+
+    /// Writes `env`'s chain, and its first certificate as the issuing CA's.
+    fn write_chain(&self, env: &EnvName, bytes: &[u8]) -> Result<(), FilesError> {
+        let first = first_pem(bytes).ok_or_else(|| {
+            FilesError::Vault(format!("the chain of {env} in the database is not PEM"))
+        })?;
+        self.write_public(&self.env_chain(env), bytes)?;
+        self.write_public(&self.env_cert(env), first)
     }
 
     /// The directory itself.

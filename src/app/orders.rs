@@ -470,7 +470,7 @@ impl App {
         {
             return Ok(()); // changed meanwhile; looked at again on the next pass
         }
-        let (written, handed) = self.work_leased(env, name, &rec, &leased, &lease)?;
+        let (written, handed) = self.work_leased(env, name, &leased, &lease)?;
         if !written {
             self.hand_back(env, name, &lease, handed)?;
         }
@@ -485,7 +485,6 @@ impl App {
         &self,
         env: &EnvCa,
         name: &Certname,
-        rec: &RequestRecord,
         leased: &RequestRecord,
         lease: &Order,
     ) -> Result<(bool, Order), AppError> {
@@ -496,7 +495,7 @@ impl App {
             return Ok((written, untouched()));
         };
         let csr = match ValidatedCsr::parse(
-            &rec.csr_der,
+            &leased.csr_der,
             name,
             &env.settings.csr_policy(&self.config.limits),
         ) {

@@ -177,25 +177,24 @@ impl DataDir {
     /// The CA key `key` as the vault holds it; None without a vault (keys are files,
     /// which a new key replaces) or when it holds none.
     pub fn vault_ca_key(&self, key: CaKey<'_>) -> Result<Option<Vec<u8>>, FilesError> {
-        let Some(vault) = &self.vault else {
-            return Ok(None);
-        };
-        let (scope, purpose) = key.scope();
-        vault.find(&scope, purpose)
+        self.in_vault(key.scope())
+    }
+
+    /// The vault's row (scope, purpose); None without a vault or when it holds none.
+    fn in_vault(&self, (scope, purpose): (String, &str)) -> Result<Option<Vec<u8>>, FilesError> {
+        match &self.vault {
+            Some(vault) => vault.find(&scope, purpose),
+            None => Ok(None),
+        }
     }
 
     /// Whether a node could join an installation through the vault: it holds the root
     /// CA certificate that another node shared.
     pub fn can_join(&self) -> Result<bool, FilesError> {
-        let Some(vault) = &self.vault else {
-            return Ok(false);
-        };
-        let (scope, purpose) = Shared::RootCert.scope();
-        if vault.find(&scope, purpose)?.is_some() {
+        if self.in_vault(Shared::RootCert.scope())?.is_some() {
             return Ok(true);
         }
-        let (scope, purpose) = CaKey::Root.scope();
-        if vault.find(&scope, purpose)?.is_some() {
+        if self.in_vault(CaKey::Root.scope())?.is_some() {
             return Err(FilesError::Vault(
                 "the database holds a root CA key but not its certificate: another node is setting it up now (start this one again in a moment), or it was set up by an older certd (start a node that has the data directory first)".into(),
             ));
@@ -249,11 +248,7 @@ impl DataDir {
     /// vault holds, when they differ (two nodes that made one at once: the first shared
     /// is the installation's).
     pub fn follow_shared_chain(&self, env: &EnvName) -> Result<(), FilesError> {
-        let Some(vault) = &self.vault else {
-            return Ok(());
-        };
-        let (scope, purpose) = Shared::Chain(env).scope();
-        let Some(bytes) = vault.find(&scope, purpose)? else {
+        let Some(bytes) = self.in_vault(Shared::Chain(env).scope())? else {
             return Ok(());
         };
         let path = self.env_chain(env);

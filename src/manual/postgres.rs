@@ -59,9 +59,10 @@
 //!
 //! ## Transactions
 //!
-//! Each state change is one transaction, answered after its commit (with
-//! `synchronous_commit` as the server has it, on by default: the commit has reached the
-//! WAL on disk). Every writing transaction first locks the one row of
+//! Each state change is one transaction, answered after its commit has reached the WAL
+//! on disk: certd's sessions pin `synchronous_commit` on, whatever the server, the
+//! database or the role defaults to (`off` would acknowledge writes a crash of the
+//! database could undo; `on` also waits for any synchronous standby). Every writing transaction first locks the one row of
 //! `certd_audit_head`: writers take turns, each of READ COMMITTED's statements sees what
 //! the writer before committed, so an operation decides exactly as the model does on its
 //! maps, and audit ids are gapless in commit order, across any number of certd processes

@@ -1366,3 +1366,56 @@ fn listings_read_summaries_and_fall_back_to_the_record_without_one() {
     }
     assert_eq!(parse(&listings()[1]), expected);
 }
+
+/// Every write certd acknowledges waits for its commit to reach the WAL on disk, even
+/// where the database (or its role, or the server) defaults `synchronous_commit` to
+/// off: certd's sessions pin it on. A trigger records the setting of the session
+/// that writes each audited change: autosigned submissions (the committer's batches)
+/// and a revocation (a pooled connection).
+#[test]
+fn acknowledged_writes_wait_for_the_wal_whatever_the_database_defaults_to() {
+    let Some(pg) = Postgres::shared() else { return };
+    let db = pg.database();
+    pg.admin()
+        .batch_execute(&format!("ALTER DATABASE {db} SET synchronous_commit = off"))
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("{AUTOSIGN}{}", pg.store_toml(&db, dir.path()));
+    let server = Server::start(dir.path(), &config);
+    pg.admin_of(&db)
+        .batch_execute(
+            "CREATE TABLE seen_commit (setting text NOT NULL);
+             GRANT INSERT ON seen_commit TO certd;
+             CREATE FUNCTION note_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               INSERT INTO seen_commit VALUES (current_setting('synchronous_commit'));
+               RETURN NULL;
+             END $$;
+             CREATE TRIGGER note_commit AFTER INSERT ON certd_audit
+               FOR EACH STATEMENT EXECUTE FUNCTION note_commit();",
+        )
+        .unwrap();
+    let anon = client(&server, None);
+    let key = KeyType::EcP256.generate().unwrap();
+    for i in 0..4 {
+        submit_autosigned(&server, &anon, &key, &format!("node{i}.example"));
+    }
+    let (cert, admin_key) = admin(&server);
+    let r = client(&server, Some((&cert, &admin_key)))
+        .delete(server.url("/production/certificate/node0.example"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let seen: Vec<String> = pg
+        .admin_of(&db)
+        .query("SELECT setting FROM seen_commit", &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(seen.len() >= 2, "{seen:?}");
+    assert!(
+        seen.iter().all(|s| s == "on"),
+        "writes acknowledged before their WAL reached the disk: {seen:?}"
+    );
+}

@@ -112,8 +112,11 @@ fn connector(cfg: &StoreConfig) -> Result<Connector, PgOpenError> {
         .keepalives_idle(Duration::from_secs(10))
         .tcp_user_timeout(timeout)
         .application_name("certd")
+        // synchronous_commit pinned on: every answer comes after its commit reached the
+        // WAL on disk (and any synchronous standby), whatever the server, the database
+        // or the role has for a default.
         .options(format!(
-            "-c statement_timeout={}ms -c lock_timeout={}ms -c idle_in_transaction_session_timeout={}ms",
+            "-c synchronous_commit=on -c statement_timeout={}ms -c lock_timeout={}ms -c idle_in_transaction_session_timeout={}ms",
             timeout.as_millis(),
             timeout.as_millis(),
             timeout.as_millis() * 2
@@ -700,7 +703,7 @@ impl NodeStore for PgStore {
 
 impl Store for PgStore {
     fn flush(&self) -> Result<(), StoreError> {
-        // Every answer came after its commit (synchronous_commit as the server has it).
+        // Every answer came after its commit (synchronous_commit pinned on: `connector`).
         Ok(())
     }
 

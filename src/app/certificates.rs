@@ -109,24 +109,41 @@ impl App {
     ) -> Result<Signing, AppError> {
         let env = self.env_ca(raw_env)?;
         let name = certname(raw_name)?;
-        self.may_sign(who, &name)?;
+        self.may_act_on(who, &name, "signs")?;
         self.sign_pending(&env, &name, ttl)
     }
 
-    /// A global admin's certificate is signed by a global admin only: an environment's
-    /// own admins (production's too) sign everything else there, and no policy signs
-    /// it. Otherwise 403.
-    pub(super) fn may_sign(
+    /// A name that holds authority beyond its environment (a global admin's, or one of
+    /// certd's own: setup's admin and server certificates) is acted on as an admin
+    /// (signed, its pending request replaced or rejected, revoked, cleaned) by a global
+    /// admin only: an environment's own admins (production's too) act on everything
+    /// else there, and no policy signs it. Otherwise 403; `action` says what was refused.
+    pub(super) fn may_act_on(
         &self,
         who: &crate::authz::Identity,
         name: &Certname,
+        action: &str,
     ) -> Result<(), AppError> {
-        if self.config.is_global_admin_name(name) && who.role != crate::authz::Role::Admin {
-            return Err(AppError::Forbidden(format!(
-                "{name} is a global administrator's name; only a global administrator signs it"
-            )));
+        if who.role == crate::authz::Role::Admin {
+            return Ok(());
         }
-        Ok(())
+        let whose = if self.config.is_global_admin_name(name) {
+            "a global administrator's name"
+        } else if self.own_names.contains(name) {
+            "certd's own name"
+        } else {
+            return Ok(());
+        };
+        Err(AppError::Forbidden(format!(
+            "{name} is {whose}; only a global administrator {action} it"
+        )))
+    }
+
+    /// Whether `name` holds authority in `env` (a global admin's, or one of `env`'s own
+    /// admins): no policy signs it and no sweep (Puppet's sign-all) takes it, or anyone
+    /// who asked for it first would hold that authority once a policy or a sweep signed.
+    pub(super) fn holds_authority(&self, env: &EnvCa, name: &Certname) -> bool {
+        self.config.is_global_admin_name(name) || env.settings.admins.contains(name)
     }
 
     /// Approves the pending request of `name` (the caller is authorised, or it is
@@ -422,12 +439,14 @@ impl App {
     /// makes both durable before answering.
     pub fn revoke(
         &self,
+        who: &crate::authz::Identity,
         raw_env: &str,
         raw_name: &str,
         reason: Option<&str>,
     ) -> Result<(), AppError> {
         let env = self.env_ca(raw_env)?;
         let name = certname(raw_name)?;
+        self.may_act_on(who, &name, "revokes")?;
         let reason = parse_reason(reason)?;
         let revocation = Revocation {
             revoked_at: self.now(),
@@ -450,9 +469,15 @@ impl App {
 
     /// `DELETE /{env}/certificate_status/{name}`: revokes a valid certificate, then
     /// forgets the certificate and any request. The serial stays on the CRL.
-    pub fn clean(&self, raw_env: &str, raw_name: &str) -> Result<(), AppError> {
+    pub fn clean(
+        &self,
+        who: &crate::authz::Identity,
+        raw_env: &str,
+        raw_name: &str,
+    ) -> Result<(), AppError> {
         let env = self.env_ca(raw_env)?;
         let name = certname(raw_name)?;
+        self.may_act_on(who, &name, "cleans")?;
         let revocation = Revocation {
             revoked_at: self.now(),
             reason: RevocationReason::CessationOfOperation,

@@ -542,7 +542,7 @@ impl App {
                     ),
                 });
             }
-            self.may_sign(who, &name)?;
+            self.may_act_on(who, &name, "signs")?;
             return self.sign_pending(&env, &name, ttl).map(|_| ());
         }
         if cert.is_none() {
@@ -553,13 +553,13 @@ impl App {
                 ),
             });
         }
-        self.revoke(PUPPET_ENV, name.as_str(), Some("keyCompromise"))
+        self.revoke(who, PUPPET_ENV, name.as_str(), Some("keyCompromise"))
     }
 
     /// `DELETE certificate_status/{name}`: certd revokes before forgetting, so that no
     /// valid certificate is ever left unrevokable (Puppet deletes without revoking).
-    pub fn puppet_delete(&self, raw_name: &str) -> Result<(), AppError> {
-        self.clean(PUPPET_ENV, raw_name).map_err(|e| match e {
+    pub fn puppet_delete(&self, who: &Identity, raw_name: &str) -> Result<(), AppError> {
+        self.clean(who, PUPPET_ENV, raw_name).map_err(|e| match e {
             AppError::NotFound(_) => AppError::NotFound("Resource not found.".into()),
             other => other,
         })
@@ -584,7 +584,11 @@ impl App {
     /// `PUT /clean`: revokes and forgets every named certificate, a few hundred names per
     /// store transaction, with one CRL rebuild; returns the names that had no
     /// certificate (those are left alone, their requests too, as on Puppet Server).
-    pub fn puppet_clean(&self, raw_names: &[String]) -> Result<Vec<String>, AppError> {
+    pub fn puppet_clean(
+        &self,
+        who: &Identity,
+        raw_names: &[String],
+    ) -> Result<Vec<String>, AppError> {
         let env = self.puppet_env()?;
         let revocation = Revocation {
             revoked_at: self.now(),
@@ -593,6 +597,10 @@ impl App {
         let parsed: Vec<Option<Certname>> =
             raw_names.iter().map(|r| Certname::parse(r).ok()).collect();
         let names: Vec<Certname> = parsed.iter().flatten().cloned().collect();
+        // All or nothing: one name the caller may not clean refuses the whole list.
+        for name in &names {
+            self.may_act_on(who, name, "cleans")?;
+        }
         let mut outcomes = Vec::with_capacity(names.len());
         let mut revoked = Vec::new();
         let mut failed = None;
@@ -652,10 +660,9 @@ impl App {
                 .store
                 .requests(&env.name, None, usize::MAX)?
                 .into_iter()
-                // A global admin's name is signed when named, by a global admin, never
-                // in a sweep.
+                // A name that holds authority is signed when named, never in a sweep.
                 .filter(|(n, r)| {
-                    r.state == RequestState::Requested && !self.config.is_global_admin_name(n)
+                    r.state == RequestState::Requested && !self.holds_authority(&env, n)
                 })
                 .map(|(n, _)| n.to_string())
                 .collect(),
@@ -663,7 +670,7 @@ impl App {
         let mut report = SignReport::default();
         for raw in names {
             let outcome = Certname::parse(&raw).map_err(AppError::from).and_then(|n| {
-                self.may_sign(who, &n)?;
+                self.may_act_on(who, &n, "signs")?;
                 self.sign_pending(&env, &n, None)
             });
             match outcome {

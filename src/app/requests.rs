@@ -149,7 +149,7 @@ impl App {
         matches!(
             env.settings.autosign,
             crate::config::Autosign::All(true) | crate::config::Autosign::Globs(_)
-        ) && !self.config.is_global_admin_name(name)
+        ) && !self.holds_authority(env, name)
             && super::autosign::decide(
                 &env.settings.autosign,
                 std::time::Duration::ZERO,
@@ -188,8 +188,8 @@ impl App {
         if unchanged {
             return Ok(Some(Submitted::Replaced));
         }
-        // A global admin's certificate is signed by an admin, never by a policy.
-        let autosign = !modifies && !refused && !self.config.is_global_admin_name(name) && {
+        // A name that holds authority is signed by an admin, never by a policy.
+        let autosign = !modifies && !refused && !self.holds_authority(env, name) && {
             let timeout =
                 std::time::Duration::from_secs(env.settings.autosign_timeout.as_secs() as u64);
             // A program or file policy runs within the bound on policy runs (503 beyond).
@@ -380,8 +380,9 @@ impl App {
     }
 
     /// Whether `who` may replace the pending request whose CSR is `pending_csr` with
-    /// `csr`: the same public key, an admin of the environment (global or its own), or
-    /// the node itself presenting its current, valid certificate.
+    /// `csr`: the same public key, an admin of the environment (global or its own; a
+    /// name that holds authority beyond it, a global admin only: 403), or the node
+    /// itself presenting its current, valid certificate.
     fn may_replace(
         &self,
         who: &Identity,
@@ -403,6 +404,9 @@ impl App {
                     .as_ref()
                     .is_some_and(|c| env.settings.admins.contains(c)));
         if admin {
+            // Whoever chooses the key of a request that an admin will sign acts on
+            // the name as much as the signer does.
+            self.may_act_on(who, name, "replaces a pending request of")?;
             return Ok(true);
         }
         if member && who.certname.as_ref() == Some(name) {
@@ -475,6 +479,7 @@ impl App {
     pub fn reject(&self, who: &Identity, raw_env: &str, raw_name: &str) -> Result<(), AppError> {
         let env = self.env_ca(raw_env)?;
         let name = certname(raw_name)?;
+        self.may_act_on(who, &name, "rejects or deletes a request of")?;
         let now = self.now();
         let done = match self.store.request(&env.name, &name)? {
             None => false,

@@ -287,7 +287,7 @@ impl App {
                         "no certificate or request for {name}"
                     )));
                 }
-                self.revoke(raw_env, raw_name, None).map(|()| true)
+                self.revoke(who, raw_env, raw_name, None).map(|()| true)
             }
         }
     }

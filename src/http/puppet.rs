@@ -458,10 +458,11 @@ async fn put_status(
 async fn delete_status(
     req: HttpRequest,
     app: web::Data<App>,
+    caller: Caller,
     name: web::Path<String>,
 ) -> HttpResponse {
     let name = name.into_inner();
-    match run_raw(&app, move |a| a.puppet_delete(&name)).await {
+    match run_raw(&app, move |a| a.puppet_delete(&caller.0, &name)).await {
         Ok(()) => HttpResponse::NoContent()
             .content_type("text/plain")
             .finish(),
@@ -603,7 +604,12 @@ fn first_statuses(
 }
 
 /// `PUT /clean` `{"certnames": [...], "async": false}`.
-async fn clean(req: HttpRequest, app: web::Data<App>, payload: web::Payload) -> HttpResponse {
+async fn clean(
+    req: HttpRequest,
+    app: web::Data<App>,
+    caller: Caller,
+    payload: web::Payload,
+) -> HttpResponse {
     let bytes = match read_body(&req, payload, &app).await {
         Ok(b) => b,
         Err(refused) => return refused,
@@ -627,7 +633,7 @@ async fn clean(req: HttpRequest, app: web::Data<App>, payload: web::Payload) -> 
         .iter()
         .filter_map(|v| v.as_str().map(str::to_owned))
         .collect();
-    match run_raw(&app, move |a| a.puppet_clean(&names)).await {
+    match run_raw(&app, move |a| a.puppet_clean(&caller.0, &names)).await {
         Ok(missing) if missing.is_empty() => {
             plain(StatusCode::OK, "Successfully cleaned all certs.")
         }

@@ -38,12 +38,19 @@
 //!   `[authz] admin_environments`, production by default) sign, revoke, reject, clean and
 //!   list; upstream CRLs are for global admins only;
 //! - no other environment takes a request for a global admin's certname (400
-//!   `reserved-certname`), and where one may, such a request is never autosigned, never
-//!   signed by `sign/all`, and signed only by a global admin (an environment's own admins
-//!   get 403); nobody
-//!   may request the names of the certificates setup signs (its admin's and the server's),
-//!   which are recorded in production like any other certificate, so they are listed and
-//!   can be revoked;
+//!   `reserved-certname`); nobody may request the names of the certificates setup signs
+//!   (its admin's and the server's), which are recorded in production like any other
+//!   certificate, so they are listed and can be revoked;
+//! - a name that holds authority is acted on only by a caller of its rank, whatever the
+//!   action (`tests/suite/hostile.rs`, `names_that_hold_authority_...`). A global admin's
+//!   name and certd's own are signed, their pending requests replaced or rejected, and
+//!   their certificates revoked or cleaned (both faces, `PUT /clean` too) by a global
+//!   admin only: an environment's own admins get 403, for whoever chooses the key of a
+//!   request an admin will sign, or puts the server's certificate on the CRL, acts on
+//!   the name as much as a signer does. A request for a global admin's name or for one
+//!   of the environment's own `admins` is never autosigned and never taken by `sign/all`
+//!   (anyone could otherwise ask for such a name first and hold its authority once a
+//!   policy or a sweep signed it): an admin signs it when named;
 //! - revoked, expired and foreign certificates fail the TLS handshake; on a keep-alive
 //!   connection opened before, a certificate revoked or expired since is refused (403) from
 //!   its next request on.

@@ -251,7 +251,17 @@ fn a_global_admin_name_from_another_environments_ca_is_nobody_special() {
         .body(pcsr)
         .send()
         .unwrap();
-    assert_eq!(r.status(), 201, "autosigned");
+    assert_eq!(r.status(), 201);
+    // An environment admin's name is signed by an admin, never by a policy.
+    assert_eq!(
+        global
+            .post(server.url("/production/certificate/"))
+            .body("padmin")
+            .send()
+            .unwrap()
+            .status(),
+        201
+    );
     let ppem = anon
         .get(server.url("/production/certificate/padmin"))
         .send()
@@ -277,13 +287,7 @@ fn a_global_admin_name_from_another_environments_ca_is_nobody_special() {
             "production's own admin signs a global admin"
         );
     }
-    let r = global
-        .post(server.url("/puppet-ca/v1/sign/all"))
-        .header("content-type", "application/json")
-        .body("{}")
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    sign_all(&server, &global);
     assert_eq!(
         anon.head(server.url("/production/certificate/ops"))
             .send()
@@ -316,6 +320,17 @@ fn a_global_admin_name_from_another_environments_ca_is_nobody_special() {
             .status(),
         200
     );
+}
+
+/// Puppet's `POST /sign/all` as `who`, expecting 200.
+fn sign_all(server: &Server, who: &reqwest::blocking::Client) {
+    let r = who
+        .post(server.url("/puppet-ca/v1/sign/all"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 /// Finding 7: the certificates setup signs (the admin's and the server's) are recorded
@@ -973,4 +988,134 @@ fn environment_names_fit_the_ca_and_the_routes_and_echoes_are_escaped() {
             "{path}: {body:?}"
         );
     }
+}
+
+/// Finding 9 (of a review read as an attacker): a name that holds authority is acted
+/// on only by a caller of that rank, whatever the action. An environment admin's name
+/// is never autosigned nor swept by sign-all (anyone could otherwise ask for it first
+/// and become that environment's admin); an environment's admin may neither replace
+/// a global admin's pending request with a key of their own (which a global admin
+/// would then sign), nor reject it, nor revoke or clean a global admin's or certd's
+/// own certificates (which would shut the global admins out, or put the server's own
+/// certificate on the CRL).
+#[test]
+fn names_that_hold_authority_are_acted_on_only_by_their_rank() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[ca]\nkey_type = \"ec-p256\"\n\
+        [authz]\nadmins = [\"ops\"]\n\
+        [environments.production]\nautosign = true\nadmins = [\"padmin\", \"padmin2\"]\n";
+    let server = Server::start(dir.path(), config);
+    let anon = client(&server, None);
+    let (acert, akey) = admin(&server);
+    let global = client(&server, Some((&acert, &akey)));
+    let status = |r: reqwest::blocking::RequestBuilder| r.send().unwrap().status().as_u16();
+    let head =
+        |name: &str| status(anon.head(server.url(&format!("/production/certificate/{name}"))));
+    let put = |who: &reqwest::blocking::Client, name: &str, csr: &[u8]| {
+        status(
+            who.put(server.url(&format!("/production/certificate_request/{name}")))
+                .body(csr.to_vec()),
+        )
+    };
+
+    // An environment admin's name, asked for by anyone: taken, not autosigned, and
+    // passed over by sign-all.
+    let (csr, _) = csr_for("padmin2");
+    assert_eq!(put(&anon, "padmin2", &csr), 201);
+    assert_eq!(
+        head("padmin2"),
+        404,
+        "an environment admin's name was autosigned"
+    );
+    sign_all(&server, &global);
+    assert_eq!(
+        head("padmin2"),
+        404,
+        "sign-all signed an environment admin's name"
+    );
+    // Signed when named, by an admin: the global admin signs `name`, and the holder
+    // of `key` gets a client with the certificate.
+    let signed = |name: &str, key: &[u8]| {
+        let r = global
+            .post(server.url("/production/certificate/"))
+            .body(name.to_owned());
+        assert_eq!(status(r), 201, "{name}");
+        let pem = anon
+            .get(server.url(&format!("/production/certificate/{name}")))
+            .send()
+            .unwrap()
+            .bytes()
+            .unwrap();
+        client_with(&server, dir.path(), name, &pem, key)
+    };
+    let (pcsr, pkey) = csr_for("padmin");
+    assert_eq!(put(&global, "padmin", &pcsr), 201);
+    let padmin = signed("padmin", &pkey);
+
+    // A global admin's pending request: production's admin can neither put their own
+    // key in it nor reject it.
+    let (ops_csr, ops_key) = csr_for("ops");
+    assert_eq!(put(&anon, "ops", &ops_csr), 201);
+    let (evil_csr, _) = csr_for("ops");
+    assert_eq!(
+        put(&padmin, "ops", &evil_csr),
+        403,
+        "production's admin replaced a global admin's pending CSR"
+    );
+    assert_eq!(
+        status(padmin.delete(server.url("/production/certificate_request/ops"))),
+        403,
+        "production's admin rejected a global admin's request"
+    );
+    let ops = signed("ops", &ops_key);
+    assert_eq!(
+        status(ops.get(server.url("/environments"))),
+        200,
+        "ops's own key"
+    );
+
+    // Nor can it revoke or clean a global admin's certificate or certd's own, on
+    // either face.
+    let server_pem = std::fs::read(server.dir.join("tls/server.pem")).unwrap();
+    let server_name = x509_field(&server_pem, "-subject")
+        .trim()
+        .trim_start_matches("CN")
+        .trim_start_matches([' ', '='])
+        .to_owned();
+    for name in ["ops", "certd-admin", server_name.as_str()] {
+        let attempts = [
+            padmin.delete(server.url(&format!("/production/certificate/{name}"))),
+            padmin.delete(server.url(&format!("/production/certificate_status/{name}"))),
+            padmin
+                .put(server.url(&format!("/production/certificate_status/{name}")))
+                .body(r#"{"desired_state":"revoked"}"#),
+            padmin
+                .put(server.url(&format!("/puppet-ca/v1/certificate_status/{name}")))
+                .header("content-type", "application/json")
+                .body(r#"{"desired_state":"revoked"}"#),
+            padmin.delete(server.url(&format!("/puppet-ca/v1/certificate_status/{name}"))),
+            padmin
+                .put(server.url("/puppet-ca/v1/clean"))
+                .header("content-type", "application/json")
+                .body(format!(r#"{{"certnames":["{name}"]}}"#)),
+        ];
+        for attempt in attempts {
+            let r = attempt.send().unwrap();
+            let (code, url) = (r.status().as_u16(), r.url().clone());
+            assert_eq!(code, 403, "{url} for {name}: {}", r.text().unwrap());
+            assert_eq!(head(name), 200, "{name} revoked by production's admin");
+        }
+    }
+    assert_eq!(status(global.get(server.url("/environments"))), 200);
+    assert_eq!(status(ops.get(server.url("/environments"))), 200);
+
+    // Everything else in production is theirs to revoke.
+    let (ncsr, _) = csr_for("node1");
+    assert_eq!(put(&anon, "node1", &ncsr), 201);
+    assert_eq!(head("node1"), 200);
+    assert_eq!(
+        status(padmin.delete(server.url("/production/certificate/node1"))),
+        204
+    );
+    assert_eq!(head("node1"), 410);
 }

@@ -90,12 +90,16 @@ pub async fn get(
 pub async fn delete(
     req: HttpRequest,
     app: web::Data<App>,
+    caller: crate::http::Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
     let (env, name) = path.into_inner();
     let pairs = query(&req)?;
     let reason = only(&pairs, &["reason"])?[0].map(str::to_owned);
-    run(&app, move |a| a.revoke(&env, &name, reason.as_deref())).await?;
+    run(&app, move |a| {
+        a.revoke(&caller.0, &env, &name, reason.as_deref())
+    })
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

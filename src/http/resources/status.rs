@@ -100,11 +100,12 @@ pub async fn put(
 pub async fn delete(
     req: HttpRequest,
     app: web::Data<App>,
+    caller: crate::http::Caller,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, Problem> {
     let (env, name) = path.into_inner();
     only(&query(&req)?, &[])?;
-    run(&app, move |a| a.clean(&env, &name)).await?;
+    run(&app, move |a| a.clean(&caller.0, &env, &name)).await?;
     Ok(HttpResponse::NoContent().finish())
 }
 

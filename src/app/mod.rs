@@ -182,13 +182,17 @@ pub struct TlsMaterial {
 pub struct Status {
     /// certd's version.
     pub version: &'static str,
-    /// Environments served, by name.
-    pub environments: Vec<String>,
     /// Store health.
     pub store: StoreStatus,
-    /// Each environment's issuers and whether they take orders now.
-    pub issuers: Vec<IssuerStatus>,
-    /// Where the store is shared by several nodes: this node and the others.
+    /// Environments served, by name (global admins only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environments: Option<Vec<String>>,
+    /// Each environment's issuers and whether they take orders now (global admins
+    /// only: a message may name a program or an upstream URL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuers: Option<Vec<IssuerStatus>>,
+    /// Where the store is shared by several nodes: this node and the others (global
+    /// admins only: host names, and leases named after webhook URLs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterStatus>,
 }
@@ -445,26 +449,31 @@ impl App {
         self.store.local_reads()
     }
 
-    /// Version, environments, store health.
-    pub fn status(&self) -> Status {
+    /// Version and store health for anyone (what a load balancer's health check needs);
+    /// environments, issuers and the cluster for a global admin only: they name other
+    /// tenants, programs, upstream and webhook URLs, and hosts.
+    pub fn status(&self, who: &Identity) -> Status {
+        let store = {
+            let health = self.store.health();
+            StoreStatus {
+                ok: health.is_ok(),
+                detail: health.err(),
+            }
+        };
+        let full = who.role == crate::authz::Role::Admin;
         Status {
             version: env!("CARGO_PKG_VERSION"),
-            environments: self
-                .envs
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .keys()
-                .map(|e| e.to_string())
-                .collect(),
-            store: {
-                let health = self.store.health();
-                StoreStatus {
-                    ok: health.is_ok(),
-                    detail: health.err(),
-                }
-            },
-            issuers: self.issuer_statuses(),
-            cluster: self.store.shared().then(|| self.cluster_status()),
+            store,
+            environments: full.then(|| {
+                self.envs
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .keys()
+                    .map(|e| e.to_string())
+                    .collect()
+            }),
+            issuers: full.then(|| self.issuer_statuses()),
+            cluster: (full && self.store.shared()).then(|| self.cluster_status()),
         }
     }
 

@@ -130,9 +130,13 @@
 //! it; Puppet has issued them since 6.15 and fleets depend on them), and HEAD on the
 //! Puppet face is refused by Puppet's own rules, so monitors use the native face.
 //!
-//! Plus `GET /status` (version, environments, store health, every issuer with `ready`
-//! and why not, and `caller`: the role, certname and environment the server derived from
-//! your client certificate).
+//! Plus `GET /status`, open to anyone as a load balancer's health check: version, store
+//! health and `caller` (the role, certname and environment the server derived from your
+//! client certificate); to a global admin also the environments, every issuer with
+//! `ready` and why not, and `cluster` (below). Those are kept from everyone else: they
+//! name other tenants (which `/metrics` keeps from members too), programs and upstream
+//! URLs (an issuer's message), hosts and webhook URLs (the cluster's leases), which
+//! may carry a token (`tests/suite/hostile.rs`, `the_server_status_tells_only_...`).
 //!
 //! Status object: `name, environment, state (requested|signed|revoked|invalid|error),
 //! fingerprint, fingerprints{SHA1,SHA256,SHA512,default}, dns_alt_names,

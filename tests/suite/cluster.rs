@@ -108,16 +108,20 @@ fn enroll_over(
     }
 }
 
-fn status_at(url: &str, anon: &reqwest::blocking::Client) -> serde_json::Value {
-    anon.get(format!("{url}/status"))
+fn status_at(url: &str, admin: &reqwest::blocking::Client) -> serde_json::Value {
+    admin
+        .get(format!("{url}/status"))
         .send()
         .unwrap()
         .json()
         .unwrap()
 }
 
-fn status(node: &Server) -> serde_json::Value {
-    client(node, None)
+/// `node`'s `/status` as the installation's admin sees it (the cluster part is for
+/// global admins only).
+fn status(c: &Cluster, node: &Server) -> serde_json::Value {
+    let (cert, key) = c.admin();
+    client(node, Some((&cert, &key)))
         .get(node.url("/status"))
         .send()
         .unwrap()
@@ -155,7 +159,7 @@ fn a_node_joins_with_the_configuration_and_the_key_file_only() {
     // Both see both within a few heartbeats, each with the same configuration.
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let s = status(first);
+        let s = status(&c, first);
         let ids: Vec<String> = s["cluster"]["nodes"]
             .as_array()
             .map(|a| {
@@ -170,7 +174,7 @@ fn a_node_joins_with_the_configuration_and_the_key_file_only() {
             let offset = s["cluster"]["clock_offset_ms"].as_i64().unwrap();
             assert!(offset.abs() < 1_000, "{s}");
             assert!(ids.contains(
-                &status(second)["cluster"]["node_id"]
+                &status(&c, second)["cluster"]["node_id"]
                     .as_str()
                     .unwrap()
                     .to_owned()
@@ -198,12 +202,12 @@ fn a_node_with_another_configuration_is_named_with_what_differs() {
         dir.path(),
         &format!("[authz]\nadmins = [\"ops-1\"]\n{config}"),
     );
-    let odd_id = status(&odd)["cluster"]["node_id"]
+    let odd_id = status(&c, &odd)["cluster"]["node_id"]
         .as_str()
         .unwrap()
         .to_owned();
     let named = wait_for(Duration::from_secs(10), || {
-        let s = status(&c.nodes[0]);
+        let s = status(&c, &c.nodes[0]);
         let d = s["cluster"]["config_differs"].as_array()?.clone();
         d.iter()
             .find(|d| d["node"] == odd_id.as_str())
@@ -726,13 +730,13 @@ fn lease_holder(c: &Cluster, alive: &[usize], name: &str) -> Option<usize> {
     let ids: Vec<String> = alive
         .iter()
         .map(|&i| {
-            status(&c.nodes[i])["cluster"]["node_id"]
+            status(c, &c.nodes[i])["cluster"]["node_id"]
                 .as_str()
                 .unwrap()
                 .to_owned()
         })
         .collect();
-    let s = status(&c.nodes[alive[0]]);
+    let s = status(c, &c.nodes[alive[0]]);
     let holder = s["cluster"]["leases"]
         .as_array()?
         .iter()
@@ -1517,12 +1521,12 @@ fn a_node_cut_off_from_the_database_acknowledges_nothing_and_catches_up() {
     assert_eq!(r.status(), 204);
     // By now (8 s, past the 6 s webhook lease) node 1 holds every lease.
     let webhook_lease = format!("webhook {hook}");
-    let one_id = status_at(&urls[0], &anon)["cluster"]["node_id"]
+    let one_id = status_at(&urls[0], &admin_c)["cluster"]["node_id"]
         .as_str()
         .unwrap()
         .to_owned();
     let holds = wait_for(Duration::from_secs(6), || {
-        let s = status_at(&urls[0], &anon);
+        let s = status_at(&urls[0], &admin_c);
         let leases = s["cluster"]["leases"].as_array()?.clone();
         leases
             .iter()

@@ -782,7 +782,7 @@ fn issuers_of_environments_made_at_run_time_are_probed_before_they_are_ready() {
     );
     let issuer = || -> serde_json::Value {
         let s: serde_json::Value = api
-            .anon
+            .admin
             .get(api.url("/status"))
             .send()
             .unwrap()
@@ -1118,4 +1118,83 @@ fn names_that_hold_authority_are_acted_on_only_by_their_rank() {
         204
     );
     assert_eq!(head("node1"), 410);
+}
+
+/// Finding 10 (of the same review): `GET /status` is open to anyone, as a load
+/// balancer's health check; it tells anonymous callers and members the version, the
+/// store's health and who they are, and only a global admin the environments (other
+/// tenants' names, which `/metrics` keeps from members too), the issuers (whose
+/// messages name programs and upstream URLs) and the cluster (hosts, and leases named
+/// after webhook URLs).
+#[test]
+fn the_server_status_tells_only_global_admins_about_tenants_issuers_and_hosts() {
+    let ca_dir = tempfile::tempdir().unwrap();
+    let (ca, _) = make_ca(ca_dir.path(), "upstream CA");
+    let (api, dir) = Api::start(&format!(
+        "{FAST_CONFIG}[issuers.hidden]\ntype = \"cfssl\"\nurl = \"http://127.0.0.1:9/upstream-secret\"\nca_file = \"{}\"\n",
+        ca.display()
+    ));
+    let r = api
+        .admin
+        .put(api.url("/environments/quiet-tenant"))
+        .body(r#"{"issuer": "hidden"}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (csr, key) = csr_for("node1");
+    let r = api
+        .anon
+        .put(api.url("/production/certificate_request/node1"))
+        .body(csr)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let r = api
+        .admin
+        .post(api.url("/production/certificate/"))
+        .body("node1")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let pem = api
+        .anon
+        .get(api.url("/production/certificate/node1"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    let member = client_with(&api.server, dir.path(), "node1", &pem, &key);
+    let read = |who: &reqwest::blocking::Client| -> (serde_json::Value, String) {
+        let r = who.get(api.url("/status")).send().unwrap();
+        assert_eq!(r.status(), 200);
+        let text = r.text().unwrap();
+        (serde_json::from_str(&text).unwrap(), text)
+    };
+    // A global admin sees it all, the probe's message naming the upstream included.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let (full, text) = loop {
+        let (full, text) = read(&api.admin);
+        if text.contains("upstream-secret") || std::time::Instant::now() > deadline {
+            break (full, text);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(text.contains("upstream-secret"), "{text}");
+    assert!(full["environments"]
+        .as_array()
+        .unwrap()
+        .contains(&"quiet-tenant".into()));
+    // Nobody else does.
+    for (who, client) in [("anonymous", &api.anon), ("a member", &member)] {
+        let (seen, text) = read(client);
+        assert_eq!(seen["store"]["ok"], true, "{who}: {text}");
+        assert!(seen["version"].is_string(), "{who}: {text}");
+        for hidden in ["environments", "issuers", "cluster"] {
+            assert!(seen.get(hidden).is_none(), "{who} sees {hidden}: {text}");
+        }
+        for word in ["quiet-tenant", "upstream-secret", "127.0.0.1"] {
+            assert!(!text.contains(word), "{who} reads {word}: {text}");
+        }
+    }
+    assert_eq!(read(&member).0["caller"]["certname"], "node1");
 }

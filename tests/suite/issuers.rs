@@ -307,7 +307,7 @@ fn an_unreachable_upstream_backs_off_then_errors_after_the_budget() {
     let ready = |n: &Node| -> Value {
         let s: Value = n
             .api
-            .anon
+            .admin
             .get(n.api.url("/status"))
             .send()
             .unwrap()
@@ -994,7 +994,7 @@ fn a_stuck_upstream_does_not_hold_other_environments_orders() {
     let ready = || {
         let st: Value = down
             .api
-            .anon
+            .admin
             .get(down.api.url("/status"))
             .send()
             .unwrap()

@@ -97,7 +97,8 @@ fn a_ca_on_postgres_issues_revokes_and_keeps_it_all_across_a_restart() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 204);
-    let status: serde_json::Value = anon
+    // A global admin's view, which shows the most.
+    let status: serde_json::Value = admin_c
         .get(server.url("/status"))
         .send()
         .unwrap()

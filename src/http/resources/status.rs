@@ -24,12 +24,16 @@ struct StatusView {
     caller: CallerView,
 }
 
-/// `GET /status`: version, environments, store health, and the caller's own identity.
+/// `GET /status`: version, store health and the caller's own identity; environments,
+/// issuers and the cluster for a global admin.
 pub async fn server(app: web::Data<App>, caller: Caller) -> Result<HttpResponse, Problem> {
     let who = caller.0;
     // A store across the network checks its health with a round trip: not on the
     // HTTP worker.
-    let status = run_inline(&app, |a| Ok(a.status())).await?;
+    let status = {
+        let who = who.clone();
+        run_inline(&app, move |a| Ok(a.status(&who))).await?
+    };
     Ok(HttpResponse::Ok().json(StatusView {
         status,
         caller: CallerView {

@@ -1141,28 +1141,7 @@ fn the_server_status_tells_only_global_admins_about_tenants_issuers_and_hosts() 
         .send()
         .unwrap();
     assert_eq!(r.status(), 201);
-    let (csr, key) = csr_for("node1");
-    let r = api
-        .anon
-        .put(api.url("/production/certificate_request/node1"))
-        .body(csr)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let r = api
-        .admin
-        .post(api.url("/production/certificate/"))
-        .body("node1")
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let pem = api
-        .anon
-        .get(api.url("/production/certificate/node1"))
-        .send()
-        .unwrap()
-        .bytes()
-        .unwrap();
+    let (pem, key) = api.issue("node1");
     let member = client_with(&api.server, dir.path(), "node1", &pem, &key);
     let read = |who: &reqwest::blocking::Client| -> (serde_json::Value, String) {
         let r = who.get(api.url("/status")).send().unwrap();

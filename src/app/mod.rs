@@ -218,9 +218,12 @@ pub struct App {
     root: CaPair,
     envs: RwLock<BTreeMap<EnvName, Arc<EnvCa>>>,
     resolver: Arc<Resolver>,
-    /// Certnames certd uses for itself (setup's admin and server certificates): no
-    /// environment takes a request for them.
+    /// Certnames certd uses for itself (setup's admin certificate, and the server
+    /// certificate's common name and DNS names): no environment takes a request naming
+    /// them.
     own_names: Vec<Certname>,
+    /// The server certificate's IP addresses: no environment certifies them either.
+    own_ips: Vec<std::net::IpAddr>,
     revoked: Arc<RevokedSerials>,
     /// Signings under way, bounded by `limits.max_pending_signings`.
     signings: Arc<std::sync::atomic::AtomicUsize>,
@@ -352,9 +355,15 @@ impl App {
             .and_then(|c| c.to_der())
             .map_err(CaError::from)?;
         let server = CertInfo::from_der(&server_der)?;
-        if let Some(cn) = server.common_name.and_then(|cn| Certname::parse(&cn).ok()) {
-            own_names.push(cn);
+        // Every environment's CA chains to the one root: a certificate naming the server
+        // from any of them would pose as certd to every agent trusting that root.
+        let server_names = server.common_name.iter().chain(&server.dns_names);
+        for name in server_names.filter_map(|n| Certname::parse(n).ok()) {
+            if !own_names.contains(&name) {
+                own_names.push(name);
+            }
         }
+        let own_ips = server.ip_addrs.clone();
         let feed = changes::Feed::new(applied, node_id(&config), clock.now(), &config);
         Ok(App {
             config,
@@ -366,6 +375,7 @@ impl App {
             envs: RwLock::new(envs),
             resolver,
             own_names,
+            own_ips,
             revoked,
             signings: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             policy_runs: Arc::new(std::sync::atomic::AtomicUsize::new(0)),

@@ -254,6 +254,7 @@ impl App {
         self.check_reserved(env, name)?;
         let csr = ValidatedCsr::parse(body, name, &env.settings.csr_policy(&self.config.limits))?;
         let subject = csr.subject();
+        self.check_reserved_sans(&subject)?;
         // A CSR replacing one whose order is under way keeps the order: the worker hands
         // the new CSR to the issuer's `modify`.
         let (prev, has_certificate) = if read {
@@ -434,12 +435,25 @@ impl App {
         } else {
             return Ok(());
         };
-        let message = format!("the certname {name} {reason}");
-        Err(AppError::InvalidInput(crate::ca::CaError::InvalidCsr {
-            rule: "reserved-certname",
-            puppet: message.clone(),
-            message,
-        }))
+        Err(reserved(format!("the certname {name} {reason}")))
+    }
+
+    /// Refuses a CSR asking for one of certd's own names or addresses (the server
+    /// certificate's) as a subject alternative name, in any environment.
+    fn check_reserved_sans(&self, subject: &crate::ca::Subject) -> Result<(), AppError> {
+        let name = subject
+            .dns_names
+            .iter()
+            .find(|d| self.own_names.iter().any(|o| o.as_str() == d.as_str()));
+        let ip = subject.ip_addrs.iter().find(|ip| self.own_ips.contains(ip));
+        let asked = match (name, ip) {
+            (Some(name), _) => format!("the DNS name {name}"),
+            (None, Some(ip)) => format!("the IP address {ip}"),
+            (None, None) => return Ok(()),
+        };
+        Err(reserved(format!(
+            "{asked} is certd's own server's; no environment certifies it"
+        )))
     }
 
     /// `GET /{env}/certificate_request/{name}`: the pending request; 410 when it was
@@ -508,6 +522,15 @@ impl App {
         self.store.flush()?;
         Ok(())
     }
+}
+
+/// 400 `reserved-certname` for a CSR naming what certd keeps for itself.
+fn reserved(message: String) -> AppError {
+    AppError::InvalidInput(crate::ca::CaError::InvalidCsr {
+        rule: "reserved-certname",
+        puppet: message.clone(),
+        message,
+    })
 }
 
 #[cfg(test)]

@@ -40,7 +40,17 @@
 //! - no other environment takes a request for a global admin's certname (400
 //!   `reserved-certname`); nobody may request the names of the certificates setup signs
 //!   (its admin's and the server's), which are recorded in production like any other
-//!   certificate, so they are listed and can be revoked;
+//!   certificate, so they are listed and can be revoked. No environment certifies any
+//!   name or address of the server certificate either, as certname or as alternative
+//!   name (`reserved-certname`): every environment's CA chains to the one root, so such
+//!   a certificate from any tenant would pose as certd to every agent trusting the root
+//!   (`no_environment_certifies_a_name_of_certds_own_server`);
+//! - the one root is also why a tenant's certificate for another tenant's node name
+//!   verifies for a relying party that anchors its trust in the root (or in another
+//!   tenant's whole chain). certd itself tells them apart (a caller belongs to the
+//!   environment whose CA issued its certificate); a service outside certd must anchor
+//!   its trust in the one environment's issuing CA (a partial chain) to do the same.
+//!   Name constraints per environment are not made (not yet);
 //! - a name that holds authority is acted on only by a caller of its rank, whatever the
 //!   action (`tests/suite/hostile.rs`, `names_that_hold_authority_...`). A global admin's
 //!   name and certd's own are signed, their pending requests replaced or rejected, and

@@ -990,7 +990,7 @@ fn environment_names_fit_the_ca_and_the_routes_and_echoes_are_escaped() {
     }
 }
 
-/// Finding 9 (of a review read as an attacker): a name that holds authority is acted
+/// Second review (read as an attacker), findings 1-3: a name that holds authority is acted
 /// on only by a caller of that rank, whatever the action. An environment admin's name
 /// is never autosigned nor swept by sign-all (anyone could otherwise ask for it first
 /// and become that environment's admin); an environment's admin may neither replace
@@ -1120,7 +1120,7 @@ fn names_that_hold_authority_are_acted_on_only_by_their_rank() {
     assert_eq!(head("node1"), 410);
 }
 
-/// Finding 10 (of the same review): `GET /status` is open to anyone, as a load
+/// Second review, finding 5: `GET /status` is open to anyone, as a load
 /// balancer's health check; it tells anonymous callers and members the version, the
 /// store's health and who they are, and only a global admin the environments (other
 /// tenants' names, which `/metrics` keeps from members too), the issuers (whose
@@ -1176,4 +1176,60 @@ fn the_server_status_tells_only_global_admins_about_tenants_issuers_and_hosts() 
         }
     }
     assert_eq!(read(&member).0["caller"]["certname"], "node1");
+}
+
+/// Second review, finding 4 (in part): every environment's CA chains to the one root,
+/// so a certificate any tenant obtains for a name of certd's own server (its common
+/// name, a DNS name or an IP address of its certificate) would let that tenant pose as
+/// certd to every agent that trusts the root. No environment takes a request naming
+/// one, as its certname or as an alternative name.
+#[test]
+fn no_environment_certifies_a_name_of_certds_own_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = "[ca]\nkey_type = \"ec-p256\"\n\
+        [server]\ndns_alt_names = [\"ca.example.net\"]\n\
+        [environments.dev]\nautosign = true\nallow_anonymous_csr = true\nallow_subject_alt_names = true\n";
+    let server = Server::start(dir.path(), config);
+    let anon = client(&server, None);
+    let put = |env: &str, name: &str, san: Option<&str>| {
+        let (csr, _) = match san {
+            Some(san) => csr_with(name, &["-addext", &format!("subjectAltName={san}")]),
+            None => csr_for(name),
+        };
+        anon.put(server.url(&format!("/{env}/certificate_request/{name}")))
+            .body(csr)
+            .send()
+            .unwrap()
+    };
+    for (env, name, san) in [
+        ("dev", "ca.example.net", None),
+        ("dev", "localhost", None),
+        ("production", "ca.example.net", None),
+        ("dev", "web1.example.org", Some("DNS:ca.example.net")),
+        (
+            "dev",
+            "web2.example.org",
+            Some("DNS:web2.example.org,DNS:localhost"),
+        ),
+        ("dev", "web3.example.org", Some("IP:127.0.0.1")),
+        ("dev", "web4.example.org", Some("IP:::1")),
+    ] {
+        assert_eq!(
+            problem_code(put(env, name, san)),
+            (400, "reserved-certname".to_owned()),
+            "{env} {name} {san:?}"
+        );
+        let r = anon
+            .head(server.url(&format!("/{env}/certificate/{name}")))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 404, "{env} {name} {san:?} was certified");
+    }
+    // Other names and addresses are the tenant's to ask for.
+    let r = put(
+        "dev",
+        "web5.example.org",
+        Some("DNS:www.example.org,IP:10.0.0.5"),
+    );
+    assert_eq!(r.status(), 201);
 }

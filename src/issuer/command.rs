@@ -89,8 +89,14 @@ pub fn run_bounded(
             .map(|s| Box::new(s) as Box<dyn Read + Send>),
     );
     if let Some(mut stdin) = child.stdin.take() {
-        // A program that exits without reading its input is fine: ignore a broken pipe.
-        let _ = stdin.write_all(input);
+        // Written on a thread of its own, beside the wait: a program that reads none of
+        // an input larger than a pipe holds would otherwise block this thread past the
+        // deadline. The write ends at the latest when the group is killed (a broken
+        // pipe, ignored, as for a program that exits without reading its input).
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
     }
     let status = loop {
         match child.try_wait() {
@@ -228,5 +234,31 @@ impl Modify for CommandIssuer {
 impl Cancel for CommandIssuer {
     fn cancel(&self, req: &OrderRequest<'_>, _meta: &mut PluginMeta) -> Outcome {
         self.call("cancel", req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A program that never reads its input is stopped at its deadline, however much
+    /// input it was given (more than a pipe holds, when an operator raises the CSR
+    /// size limit): the input is written beside the wait, not before it.
+    #[test]
+    fn a_program_that_reads_no_input_is_stopped_at_its_deadline() {
+        let input = vec![b'x'; 1 << 20];
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut cmd = Command::new("sleep");
+            cmd.arg("20");
+            let started = Instant::now();
+            let outcome = run_bounded(cmd, &input, Duration::from_millis(500));
+            let _ = tx.send((outcome.map(|(status, _, _)| status), started.elapsed()));
+        });
+        let (outcome, took) = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("run_bounded still blocked 10 s after a 0.5 s deadline");
+        assert!(matches!(outcome, Err(RunError::Timeout(_))), "{outcome:?}");
+        assert!(took < Duration::from_secs(5), "{took:?}");
     }
 }

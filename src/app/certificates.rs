@@ -139,11 +139,24 @@ impl App {
         )))
     }
 
-    /// Whether `name` holds authority in `env` (a global admin's, or one of `env`'s own
-    /// admins): no policy signs it and no sweep (Puppet's sign-all) takes it, or anyone
-    /// who asked for it first would hold that authority once a policy or a sweep signed.
-    pub(super) fn holds_authority(&self, env: &EnvCa, name: &Certname) -> bool {
-        self.config.is_global_admin_name(name) || env.settings.admins.contains(name)
+    /// Whether a certificate for `subject` would hold authority in `env`: a global
+    /// admin's name, one of `env`'s own admins, or a name or extension value an
+    /// authorization rule singles out. No policy signs it and no sweep (Puppet's
+    /// sign-all) takes it, or anyone who asked for it first would hold that authority
+    /// once a policy or a sweep signed.
+    pub(super) fn holds_authority(&self, env: &EnvCa, subject: &crate::ca::Subject) -> bool {
+        let name = &subject.certname;
+        if self.config.is_global_admin_name(name) || env.settings.admins.contains(name) {
+            return true;
+        }
+        let extensions: Vec<(String, String)> = subject
+            .extensions
+            .iter()
+            .filter_map(|(oid, value, _)| Some((oid.clone(), crate::ca::der_text(value)?)))
+            .collect();
+        self.config
+            .rules
+            .singles_out(env.name.as_str(), name.as_str(), &extensions)
     }
 
     /// Approves the pending request of `name` (the caller is authorised, or it is

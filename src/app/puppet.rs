@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use super::status::{alt_names, fingerprints, Fingerprints};
 use super::{certname, App, AppError, EnvCa, Submitted, Submitting};
 use crate::authz::Identity;
-use crate::ca::{CertInfo, Certname, Digest, SerialNumber, UnixTime};
+use crate::ca::{CertInfo, Certname, Digest, SerialNumber, UnixTime, ValidatedCsr};
 use crate::store::{
     CertState, CertSummary, CleanOutcome, RequestRecord, RequestState, Revocation, RevokedSerial,
 };
@@ -654,15 +654,19 @@ impl App {
         names: Option<&[String]>,
     ) -> Result<SignReport, AppError> {
         let env = self.puppet_env()?;
+        let policy = env.settings.csr_policy(&self.config.limits);
         let names: Vec<String> = match names {
             Some(n) => n.to_vec(),
             None => self
                 .store
                 .requests(&env.name, None, usize::MAX)?
                 .into_iter()
-                // A name that holds authority is signed when named, never in a sweep.
+                // A request that would hold authority is signed when named, never in
+                // a sweep (one whose CSR no longer passes is left for signing to refuse).
                 .filter(|(n, r)| {
-                    r.state == RequestState::Requested && !self.holds_authority(&env, n)
+                    r.state == RequestState::Requested
+                        && ValidatedCsr::parse(&r.csr_der, n, &policy)
+                            .is_ok_and(|csr| !self.holds_authority(&env, &csr.subject()))
                 })
                 .map(|(n, _)| n.to_string())
                 .collect(),

@@ -149,7 +149,7 @@ impl App {
         matches!(
             env.settings.autosign,
             crate::config::Autosign::All(true) | crate::config::Autosign::Globs(_)
-        ) && !self.holds_authority(env, name)
+        ) && !self.holds_authority(env, &crate::ca::Subject::new(name.clone()))
             && super::autosign::decide(
                 &env.settings.autosign,
                 std::time::Duration::ZERO,
@@ -189,7 +189,7 @@ impl App {
             return Ok(Some(Submitted::Replaced));
         }
         // A name that holds authority is signed by an admin, never by a policy.
-        let autosign = !modifies && !refused && !self.holds_authority(env, name) && {
+        let autosign = !modifies && !refused && !self.holds_authority(env, &csr.subject()) && {
             let timeout =
                 std::time::Duration::from_secs(env.settings.autosign_timeout.as_secs() as u64);
             // A program or file policy runs within the bound on policy runs (503 beyond).

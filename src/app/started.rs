@@ -137,7 +137,9 @@ impl App {
             }
             Err(e) => return Submitting::Done(Err(e)),
         };
-        if p.modifies || p.refused {
+        // A CSR whose extensions would hold authority (signs_by_name saw the name
+        // only) is no policy's to sign: the whole path leaves it pending.
+        if p.modifies || p.refused || self.holds_authority(&env, &p.csr.subject()) {
             return Submitting::NeedsThread;
         }
         match self.sign_submission(&env, &p.csr) {

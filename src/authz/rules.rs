@@ -249,6 +249,28 @@ impl Rules {
         Ok(Rules { rules })
     }
 
+    /// Whether some rule's allow list singles out a certificate of environment `env` for
+    /// `name`, or one carrying one of `extensions` (dotted OID, text): `certname:NAME`,
+    /// `member:NAME` (where the rule's environment is `env`, or is taken from the path,
+    /// or absent: counted for every environment) or `extension:NAME=VALUE`. Such a
+    /// certificate holds what the rule grants, so no policy or sweep may sign it.
+    pub fn singles_out(&self, env: &str, name: &str, extensions: &[(String, String)]) -> bool {
+        self.rules.iter().any(|r| {
+            let here = match &r.environment {
+                Some(Template::Literal(e)) => e == env,
+                _ => true,
+            };
+            r.allow.iter().any(|w| match w {
+                Who::Certname(Template::Literal(n)) => n == name,
+                Who::Member(Template::Literal(n)) => here && n == name,
+                Who::Extension { oid, value } => {
+                    extensions.iter().any(|(o, v)| o == oid && v == value)
+                }
+                _ => false,
+            })
+        })
+    }
+
     /// The first rule matching `method` and `path` (the request path as routed: no query,
     /// percent-decoded except `%2F`, `%25` and `%2B`), if any.
     pub fn find(&self, method: &str, path: &str) -> Option<Matched<'_>> {

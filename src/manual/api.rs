@@ -57,10 +57,13 @@
 //!   their certificates revoked or cleaned (both faces, `PUT /clean` too) by a global
 //!   admin only: an environment's own admins get 403, for whoever chooses the key of a
 //!   request an admin will sign, or puts the server's certificate on the CRL, acts on
-//!   the name as much as a signer does. A request for a global admin's name or for one
-//!   of the environment's own `admins` is never autosigned and never taken by `sign/all`
-//!   (anyone could otherwise ask for such a name first and hold its authority once a
-//!   policy or a sweep signed it): an admin signs it when named;
+//!   the name as much as a signer does. A request that would hold authority (a global
+//!   admin's name, one of the environment's own `admins`, or a name or extension value
+//!   that a rule's allow list singles out: `certname:NAME`, `member:NAME` where the
+//!   rule's environment is this one or comes from the path, `extension:NAME=VALUE`) is
+//!   never autosigned and never taken by `sign/all` (anyone could otherwise ask for it
+//!   first and hold that authority once a policy or a sweep signed it): an admin signs
+//!   it when named (`tests/suite/rules.rs`, `no_policy_or_sweep_signs_...`);
 //! - revoked, expired and foreign certificates fail the TLS handshake; on a keep-alive
 //!   connection opened before, a certificate revoked or expired since is refused (403) from
 //!   its next request on.

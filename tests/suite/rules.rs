@@ -277,3 +277,98 @@ fn encoded_paths_are_decided_as_the_route_they_reach() {
         200
     );
 }
+
+/// A rule that singles out a certname (`member:NAME`, `certname:NAME`) or an extension
+/// value (`extension:NAME=VALUE`) in its allow list gives a certificate with it what the
+/// rule grants: no policy signs a request for such a name, or one asking for such an
+/// extension, and Puppet's sign-all passes it over (anyone could otherwise ask first and
+/// hold what the rule grants once a policy or a sweep signed). An admin signs it when
+/// named; other names and values are autosigned as before.
+#[test]
+fn no_policy_or_sweep_signs_what_a_rule_singles_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let site = r#"
+[[rule]]
+name = "release-bot signs in production"
+path = "/production/certificate/"
+methods = ["POST"]
+environment = "production"
+allow = ["member:release-bot", "admins"]
+
+[[rule]]
+name = "auditor lists everywhere"
+regex = "^/[^/]+/certificate_statuses/"
+methods = ["GET"]
+allow = ["certname:auditor", "extension:pp_role=deployer", "admins"]
+"#;
+    std::fs::write(
+        dir.path().join("site-auth.toml"),
+        format!("{site}\n{}", shipped_rules()),
+    )
+    .unwrap();
+    let config = format!(
+        "{FAST_CONFIG}\n[authz]\nrules = \"site-auth.toml\"\n\n\
+         [environments.production]\nautosign = true\n\
+         [environments.dev]\nautosign = true\nallow_anonymous_csr = true\n"
+    );
+    let api = Api::of(Server::start(dir.path(), &config));
+    const PP_ROLE: &str = "1.3.6.1.4.1.34380.1.1.13";
+    let put = |env: &str, name: &str, role: Option<&str>| {
+        let (csr, _) = match role {
+            Some(r) => csr_with(
+                name,
+                &["-addext", &format!("{PP_ROLE}=ASN1:UTF8String:{r}")],
+            ),
+            None => csr_for(name),
+        };
+        let r = api
+            .anon
+            .put(api.url(&format!("/{env}/certificate_request/{name}")))
+            .body(csr)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201, "{env} {name} {role:?}");
+    };
+    let singled = [
+        ("production", "release-bot", None),
+        ("production", "auditor", None),
+        ("dev", "auditor", None),
+        ("production", "web1", Some("deployer")),
+        ("dev", "web2", Some("deployer")),
+    ];
+    for (env, name, role) in singled {
+        put(env, name, role);
+        assert_eq!(
+            api.head(&format!("/{env}/certificate/{name}")),
+            404,
+            "{env} {name} {role:?} was autosigned"
+        );
+    }
+    let r = api
+        .admin
+        .post(api.url("/puppet-ca/v1/sign/all"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for (env, name, role) in singled {
+        assert_eq!(
+            api.head(&format!("/{env}/certificate/{name}")),
+            404,
+            "{env} {name} {role:?} was signed by sign-all"
+        );
+    }
+    // release-bot is singled out in production only; other roles are nobody's.
+    put("dev", "release-bot", None);
+    put("production", "web3", Some("web"));
+    for (env, name) in [("dev", "release-bot"), ("production", "web3")] {
+        assert_eq!(
+            api.head(&format!("/{env}/certificate/{name}")),
+            200,
+            "{env} {name}"
+        );
+    }
+    // Named, an admin signs it.
+    assert_eq!(api.sign("web1"), 201);
+}

@@ -566,9 +566,10 @@ impl App {
     }
 
     /// `DELETE certificate_request/{name}`: removes a pending request.
-    pub fn puppet_delete_request(&self, raw_name: &str) -> Result<(), AppError> {
+    pub fn puppet_delete_request(&self, who: &Identity, raw_name: &str) -> Result<(), AppError> {
         let env = self.puppet_env()?;
         let name = certname(raw_name)?;
+        self.may_act_on(who, &name, "rejects or deletes a request of")?;
         if let Some(rec) = self.store.request(&env.name, &name)? {
             self.cancel_order(&env, &name, &rec);
         }

@@ -317,10 +317,11 @@ async fn put_request(
 async fn delete_request(
     req: HttpRequest,
     app: web::Data<App>,
+    caller: Caller,
     name: web::Path<String>,
 ) -> HttpResponse {
     let name = name.into_inner();
-    match run_raw(&app, move |a| a.puppet_delete_request(&name)).await {
+    match run_raw(&app, move |a| a.puppet_delete_request(&caller.0, &name)).await {
         Ok(()) => HttpResponse::NoContent().finish(),
         Err(e) => answer(&req, e, StatusCode::CONFLICT),
     }

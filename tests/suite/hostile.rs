@@ -1067,6 +1067,11 @@ fn names_that_hold_authority_are_acted_on_only_by_their_rank() {
         403,
         "production's admin rejected a global admin's request"
     );
+    assert_eq!(
+        status(padmin.delete(server.url("/puppet-ca/v1/certificate_request/ops"))),
+        403,
+        "production's admin deleted a global admin's request on the Puppet face"
+    );
     let ops = signed("ops", &ops_key);
     assert_eq!(
         status(ops.get(server.url("/environments"))),

@@ -109,46 +109,67 @@ impl App {
     ) -> Result<Signing, AppError> {
         let env = self.env_ca(raw_env)?;
         let name = certname(raw_name)?;
-        self.may_act_on(who, &name, "signs")?;
-        self.sign_pending(&env, &name, ttl)
+        self.sign_pending(who, &env, &name, ttl)
     }
 
-    /// A name that holds authority beyond its environment (a global admin's, or one of
-    /// certd's own: setup's admin and server certificates) is acted on as an admin
-    /// (signed, its pending request replaced or rejected, revoked, cleaned) by a global
-    /// admin only: an environment's own admins (production's too) act on everything
-    /// else there, and no policy signs it. Otherwise 403; `action` says what was refused.
+    /// A certificate whose authority would reach beyond its environment is acted on as
+    /// an admin (signed, its pending request replaced or rejected, revoked, cleaned) by
+    /// a global admin only ([`App::authority_beyond`]): an environment's own admins
+    /// (production's too) act on everything else there. Otherwise 403; `action` says
+    /// what was refused.
     pub(super) fn may_act_on(
         &self,
         who: &crate::authz::Identity,
-        name: &Certname,
+        env: &EnvCa,
+        subject: &crate::ca::Subject,
         action: &str,
     ) -> Result<(), AppError> {
         if who.role == crate::authz::Role::Admin {
             return Ok(());
         }
-        let whose = if self.config.is_global_admin_name(name) {
-            "a global administrator's name"
-        } else if self.own_names.contains(name) {
-            "certd's own name"
-        } else {
-            return Ok(());
-        };
-        Err(AppError::Forbidden(format!(
-            "{name} is {whose}; only a global administrator {action} it"
-        )))
+        match self.authority_beyond(env, subject) {
+            Some(whose) => Err(AppError::Forbidden(format!(
+                "{} is {whose}; only a global administrator {action} it",
+                subject.certname
+            ))),
+            None => Ok(()),
+        }
     }
 
-    /// Whether a certificate for `subject` would hold authority in `env`: a global
-    /// admin's name, one of `env`'s own admins, or a name or extension value an
-    /// authorization rule singles out. No policy signs it and no sweep (Puppet's
-    /// sign-all) takes it, or anyone who asked for it first would hold that authority
-    /// once a policy or a sweep signed.
-    pub(super) fn holds_authority(&self, env: &EnvCa, subject: &crate::ca::Subject) -> bool {
+    /// [`App::may_act_on`] for a certificate or request known by its name.
+    pub(super) fn may_act_on_name(
+        &self,
+        who: &crate::authz::Identity,
+        env: &EnvCa,
+        name: &Certname,
+        action: &str,
+    ) -> Result<(), AppError> {
+        self.may_act_on(who, env, &crate::ca::Subject::new(name.clone()), action)
+    }
+
+    /// What makes a certificate for `subject` in `env` hold authority beyond that
+    /// environment, if anything: a global admin's name where `env`'s CA may vouch for
+    /// one, certd's own name in production (where setup records its certificates), or a
+    /// name or extension value an authorization rule admits from any environment
+    /// (`certname:`, `extension:`).
+    fn authority_beyond(&self, env: &EnvCa, subject: &crate::ca::Subject) -> Option<&'static str> {
         let name = &subject.certname;
-        if self.config.is_global_admin_name(name) || env.settings.admins.contains(name) {
-            return true;
+        if self.config.is_global_admin_name(name) && self.config.vouches_for_admins(&env.name) {
+            return Some("a global administrator's name");
         }
+        if self.own_names.contains(name) && env.name == crate::ca::EnvName::production() {
+            return Some("certd's own name");
+        }
+        let reach = self.rules_reach(env, subject);
+        (reach == Some(crate::authz::Reach::Everywhere))
+            .then_some("named by an authorization rule that admits it from any environment")
+    }
+
+    fn rules_reach(
+        &self,
+        env: &EnvCa,
+        subject: &crate::ca::Subject,
+    ) -> Option<crate::authz::Reach> {
         let extensions: Vec<(String, String)> = subject
             .extensions
             .iter()
@@ -156,7 +177,20 @@ impl App {
             .collect();
         self.config
             .rules
-            .singles_out(env.name.as_str(), name.as_str(), &extensions)
+            .singles_out(env.name.as_str(), subject.certname.as_str(), &extensions)
+    }
+
+    /// Whether a certificate for `subject` would hold authority in `env`: a global
+    /// admin's name, one of `env`'s own admins, certd's own, or a name or extension
+    /// value an authorization rule singles out. No policy signs it and no sweep
+    /// (Puppet's sign-all) takes it, or anyone who asked for it first would hold that
+    /// authority once a policy or a sweep signed.
+    pub(super) fn holds_authority(&self, env: &EnvCa, subject: &crate::ca::Subject) -> bool {
+        let name = &subject.certname;
+        self.config.is_global_admin_name(name)
+            || env.settings.admins.contains(name)
+            || self.own_names.contains(name)
+            || self.rules_reach(env, subject).is_some()
     }
 
     /// Approves the pending request of `name` (the caller is authorised, or it is
@@ -164,23 +198,28 @@ impl App {
     /// order (see `orders.rs`).
     pub(super) fn sign_pending(
         &self,
+        who: &crate::authz::Identity,
         env: &EnvCa,
         name: &Certname,
         ttl: Option<i64>,
     ) -> Result<Signing, AppError> {
-        self.approve(env, name, ttl, None)
+        self.approve(env, name, ttl, None, Some(who))
     }
 
     /// As [`App::sign_pending`]; `validated` is the CSR the caller has just validated
     /// (autosign, right after submission), used when it is still the pending one instead
-    /// of validating the stored copy again. Answers `Ok` only once everything written
-    /// before and during it is durable (autosign relies on this for the request).
+    /// of validating the stored copy again. `by` is the admin approving (`None`: a
+    /// policy), who may sign the CSR approved ([`App::may_act_on`], decided on the very
+    /// record that is signed: the store's write compares it whole). Answers `Ok` only
+    /// once everything written before and during it is durable (autosign relies on this
+    /// for the request).
     pub(super) fn approve(
         &self,
         env: &EnvCa,
         name: &Certname,
         ttl: Option<i64>,
         validated: Option<ValidatedCsr>,
+        by: Option<&crate::authz::Identity>,
     ) -> Result<Signing, AppError> {
         let _slot = self.signing_slot()?;
         let name = name.clone();
@@ -219,6 +258,9 @@ impl App {
             )
             .map_err(AppError::CsrRejected)?,
         };
+        if let Some(who) = by {
+            self.may_act_on(who, env, &csr.subject(), "signs")?;
+        }
         let validity = self.validity(env, ttl);
         if let Some(order) = &req.order {
             // Approved before; the order is under way.
@@ -459,7 +501,7 @@ impl App {
     ) -> Result<(), AppError> {
         let env = self.env_ca(raw_env)?;
         let name = certname(raw_name)?;
-        self.may_act_on(who, &name, "revokes")?;
+        self.may_act_on_name(who, &env, &name, "revokes")?;
         let reason = parse_reason(reason)?;
         let revocation = Revocation {
             revoked_at: self.now(),
@@ -490,7 +532,7 @@ impl App {
     ) -> Result<(), AppError> {
         let env = self.env_ca(raw_env)?;
         let name = certname(raw_name)?;
-        self.may_act_on(who, &name, "cleans")?;
+        self.may_act_on_name(who, &env, &name, "cleans")?;
         let revocation = Revocation {
             revoked_at: self.now(),
             reason: RevocationReason::CessationOfOperation,

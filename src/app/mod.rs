@@ -357,13 +357,19 @@ impl App {
         let server = CertInfo::from_der(&server_der)?;
         // Every environment's CA chains to the one root: a certificate naming the server
         // from any of them would pose as certd to every agent trusting that root.
+        // Names as certnames are spelled (lower case); addresses also as DNS names, which
+        // some clients match against them.
+        let own_ips: Vec<std::net::IpAddr> =
+            server.ip_addrs.iter().map(|ip| ip.to_canonical()).collect();
         let server_names = server.common_name.iter().chain(&server.dns_names);
-        for name in server_names.filter_map(|n| Certname::parse(n).ok()) {
+        let spelled = server_names
+            .map(|n| n.to_ascii_lowercase())
+            .chain(own_ips.iter().map(|ip| ip.to_string()));
+        for name in spelled.filter_map(|n| Certname::parse(&n).ok()) {
             if !own_names.contains(&name) {
                 own_names.push(name);
             }
         }
-        let own_ips = server.ip_addrs.clone();
         let feed = changes::Feed::new(applied, node_id(&config), clock.now(), &config);
         Ok(App {
             config,

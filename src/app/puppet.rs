@@ -542,8 +542,7 @@ impl App {
                     ),
                 });
             }
-            self.may_act_on(who, &name, "signs")?;
-            return self.sign_pending(&env, &name, ttl).map(|_| ());
+            return self.sign_pending(who, &env, &name, ttl).map(|_| ());
         }
         if cert.is_none() {
             return Err(AppError::Conflict {
@@ -569,7 +568,7 @@ impl App {
     pub fn puppet_delete_request(&self, who: &Identity, raw_name: &str) -> Result<(), AppError> {
         let env = self.puppet_env()?;
         let name = certname(raw_name)?;
-        self.may_act_on(who, &name, "rejects or deletes a request of")?;
+        self.may_act_on_name(who, &env, &name, "rejects or deletes a request of")?;
         if let Some(rec) = self.store.request(&env.name, &name)? {
             self.cancel_order(&env, &name, &rec);
         }
@@ -600,7 +599,7 @@ impl App {
         let names: Vec<Certname> = parsed.iter().flatten().cloned().collect();
         // All or nothing: one name the caller may not clean refuses the whole list.
         for name in &names {
-            self.may_act_on(who, name, "cleans")?;
+            self.may_act_on_name(who, &env, name, "cleans")?;
         }
         let mut outcomes = Vec::with_capacity(names.len());
         let mut revoked = Vec::new();
@@ -674,10 +673,9 @@ impl App {
         };
         let mut report = SignReport::default();
         for raw in names {
-            let outcome = Certname::parse(&raw).map_err(AppError::from).and_then(|n| {
-                self.may_act_on(who, &n, "signs")?;
-                self.sign_pending(&env, &n, None)
-            });
+            let outcome = Certname::parse(&raw)
+                .map_err(AppError::from)
+                .and_then(|n| self.sign_pending(who, &env, &n, None));
             match outcome {
                 Ok(_) => report.signed.push(raw),
                 Err(AppError::NotFound(_)) => report.no_csr.push(raw),
@@ -716,6 +714,9 @@ impl App {
             .ok_or_else(mismatch)?;
         let _slot = self.signing_slot()?;
         let (subject, key, kind) = crate::ca::Subject::from_certificate(&current.der)?;
+        // A certificate that names certd's server (issued before that was refused) is
+        // not made again.
+        self.check_reserved_sans(&subject)?;
         // No more life than the certificate had: a renewal must not undo an admin's
         // short validity.
         let had = current.not_after - current.not_before - crate::ca::Profile::DEFAULT_BACKDATE;

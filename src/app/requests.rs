@@ -227,7 +227,7 @@ impl App {
             // An issuer that answers later: the approval starts its order. It answers
             // only once what it did is durable, and that one flush covers the request
             // too. When it fails, the request stays and is made durable here.
-            if let Err(e) = self.approve(env, name, None, Some(csr)) {
+            if let Err(e) = self.approve(env, name, None, Some(csr), None) {
                 self.store.flush()?;
                 return Err(e);
             }
@@ -407,7 +407,7 @@ impl App {
         if admin {
             // Whoever chooses the key of a request that an admin will sign acts on
             // the name as much as the signer does.
-            self.may_act_on(who, name, "replaces a pending request of")?;
+            self.may_act_on(who, env, &csr.subject(), "replaces a pending request of")?;
             return Ok(true);
         }
         if member && who.certname.as_ref() == Some(name) {
@@ -440,12 +440,16 @@ impl App {
 
     /// Refuses a CSR asking for one of certd's own names or addresses (the server
     /// certificate's) as a subject alternative name, in any environment.
-    fn check_reserved_sans(&self, subject: &crate::ca::Subject) -> Result<(), AppError> {
+    pub(super) fn check_reserved_sans(&self, subject: &crate::ca::Subject) -> Result<(), AppError> {
         let name = subject
             .dns_names
             .iter()
             .find(|d| self.own_names.iter().any(|o| o.as_str() == d.as_str()));
-        let ip = subject.ip_addrs.iter().find(|ip| self.own_ips.contains(ip));
+        // An IPv4-mapped IPv6 address is the IPv4 address to many clients.
+        let ip = subject
+            .ip_addrs
+            .iter()
+            .find(|ip| self.own_ips.contains(&ip.to_canonical()));
         let asked = match (name, ip) {
             (Some(name), _) => format!("the DNS name {name}"),
             (None, Some(ip)) => format!("the IP address {ip}"),
@@ -493,7 +497,7 @@ impl App {
     pub fn reject(&self, who: &Identity, raw_env: &str, raw_name: &str) -> Result<(), AppError> {
         let env = self.env_ca(raw_env)?;
         let name = certname(raw_name)?;
-        self.may_act_on(who, &name, "rejects or deletes a request of")?;
+        self.may_act_on_name(who, &env, &name, "rejects or deletes a request of")?;
         let now = self.now();
         let done = match self.store.request(&env.name, &name)? {
             None => false,

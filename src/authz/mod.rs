@@ -12,7 +12,7 @@ use std::sync::RwLock;
 use crate::ca::{CertInfo, Certname, EnvName, SerialSet};
 
 mod rules;
-pub use rules::{AuthzError, EnvFacts, Matched, Rules};
+pub use rules::{AuthzError, EnvFacts, Matched, Reach, Rules};
 
 /// The caller's role.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

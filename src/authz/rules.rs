@@ -41,6 +41,16 @@ pub struct Rules {
     rules: Vec<Rule>,
 }
 
+/// How far the rights reach that the rules give a certificate by naming it
+/// ([`Rules::singles_out`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Within the environment whose CA issued it.
+    Environment,
+    /// Beyond it: a certificate from any environment's CA is admitted.
+    Everywhere,
+}
+
 #[derive(Debug, Clone)]
 struct Rule {
     name: String,
@@ -249,26 +259,43 @@ impl Rules {
         Ok(Rules { rules })
     }
 
-    /// Whether some rule's allow list singles out a certificate of environment `env` for
-    /// `name`, or one carrying one of `extensions` (dotted OID, text): `certname:NAME`,
-    /// `member:NAME` (where the rule's environment is `env`, or is taken from the path,
-    /// or absent: counted for every environment) or `extension:NAME=VALUE`. Such a
-    /// certificate holds what the rule grants, so no policy or sweep may sign it.
-    pub fn singles_out(&self, env: &str, name: &str, extensions: &[(String, String)]) -> bool {
-        self.rules.iter().any(|r| {
+    /// How far the rights reach that some rule's allow list gives a certificate of
+    /// environment `env` for `name`, or one carrying one of `extensions` (dotted OID,
+    /// text), by naming it: `member:NAME` (where the rule's environment is `env`, is
+    /// taken from the path, or is absent) within the certificate's own environment (a
+    /// member is a certificate of the environment the rule speaks of);
+    /// `certname:NAME` and `extension:NAME=VALUE` everywhere, for they admit a
+    /// certificate from any of certd's CAs. `None` when no rule names it.
+    pub fn singles_out(
+        &self,
+        env: &str,
+        name: &str,
+        extensions: &[(String, String)],
+    ) -> Option<Reach> {
+        let mut reach = None;
+        for r in &self.rules {
             let here = match &r.environment {
                 Some(Template::Literal(e)) => e == env,
                 _ => true,
             };
-            r.allow.iter().any(|w| match w {
-                Who::Certname(Template::Literal(n)) => n == name,
-                Who::Member(Template::Literal(n)) => here && n == name,
-                Who::Extension { oid, value } => {
-                    extensions.iter().any(|(o, v)| o == oid && v == value)
+            for w in &r.allow {
+                match w {
+                    Who::Certname(Template::Literal(n)) if n == name => {
+                        return Some(Reach::Everywhere)
+                    }
+                    Who::Extension { oid, value }
+                        if extensions.iter().any(|(o, v)| o == oid && v == value) =>
+                    {
+                        return Some(Reach::Everywhere)
+                    }
+                    Who::Member(Template::Literal(n)) if here && n == name => {
+                        reach = Some(Reach::Environment)
+                    }
+                    _ => {}
                 }
-                _ => false,
-            })
-        })
+            }
+        }
+        reach
     }
 
     /// The first rule matching `method` and `path` (the request path as routed: no query,

@@ -42,7 +42,9 @@
 //!   (its admin's and the server's), which are recorded in production like any other
 //!   certificate, so they are listed and can be revoked. No environment certifies any
 //!   name or address of the server certificate either, as certname or as alternative
-//!   name (`reserved-certname`): every environment's CA chains to the one root, so such
+//!   name (`reserved-certname`; names compared in lower case, addresses also as DNS
+//!   names and IPv4-mapped IPv6, and a renewal of a certificate issued before this rule
+//!   is refused alike): every environment's CA chains to the one root, so such
 //!   a certificate from any tenant would pose as certd to every agent trusting the root
 //!   (`no_environment_certifies_a_name_of_certds_own_server`);
 //! - the one root is also why a tenant's certificate for another tenant's node name
@@ -51,19 +53,22 @@
 //!   environment whose CA issued its certificate); a service outside certd must anchor
 //!   its trust in the one environment's issuing CA (a partial chain) to do the same.
 //!   Name constraints per environment are not made (not yet);
-//! - a name that holds authority is acted on only by a caller of its rank, whatever the
-//!   action (`tests/suite/hostile.rs`, `names_that_hold_authority_...`). A global admin's
-//!   name and certd's own are signed, their pending requests replaced or rejected, and
-//!   their certificates revoked or cleaned (both faces, `PUT /clean` too) by a global
-//!   admin only: an environment's own admins get 403, for whoever chooses the key of a
-//!   request an admin will sign, or puts the server's certificate on the CRL, acts on
-//!   the name as much as a signer does. A request that would hold authority (a global
-//!   admin's name, one of the environment's own `admins`, or a name or extension value
-//!   that a rule's allow list singles out: `certname:NAME`, `member:NAME` where the
-//!   rule's environment is this one or comes from the path, `extension:NAME=VALUE`) is
-//!   never autosigned and never taken by `sign/all` (anyone could otherwise ask for it
-//!   first and hold that authority once a policy or a sweep signed it): an admin signs
-//!   it when named (`tests/suite/rules.rs`, `no_policy_or_sweep_signs_...`);
+//! - a certificate is acted on only by a caller of its rank, whatever the action
+//!   (`tests/suite/hostile.rs`, `names_that_hold_authority_...`; `tests/suite/rules.rs`,
+//!   `an_environments_admin_signs_nothing_...`). One whose rights reach beyond its
+//!   environment (a global admin's name where the CA may vouch for one, certd's own in
+//!   production, a name or extension value that a rule admits from any environment:
+//!   `certname:NAME`, `extension:NAME=VALUE`) is signed, its pending request replaced or
+//!   rejected, and it is revoked or cleaned (both faces, `PUT /clean` too, all or
+//!   nothing) by a global admin only: an environment's own admins get 403, for whoever
+//!   chooses the key of a request an admin will sign, or puts the server's certificate
+//!   on the CRL, acts as far as the certificate reaches. Signing is decided on the CSR
+//!   that is signed (the store's write compares the request whole). A request that would
+//!   hold any authority (those, one of the environment's own `admins`, or a name that a
+//!   `member:NAME` of a rule about this environment names) is never autosigned and
+//!   never taken by `sign/all` (anyone could otherwise ask for it first and hold that
+//!   authority once a policy or a sweep signed it): an admin signs it when named
+//!   (`no_policy_or_sweep_signs_...`);
 //! - revoked, expired and foreign certificates fail the TLS handshake; on a keep-alive
 //!   connection opened before, a certificate revoked or expired since is refused (403) from
 //!   its next request on.

@@ -32,6 +32,26 @@
 //!   are made (`authz::Resolver`), so no route and no rules file can forget it; refusing
 //!   such requests at submission is the second line, not the only one.
 //!
+//! - **"Everything in it" stops where a certificate's rights leave the environment.**
+//!   The contract gives an environment's admin everything in it (section 6). Acting on a
+//!   certificate whose rights reach beyond the environment acts beyond it, so those are
+//!   a global admin's: signing one, replacing or rejecting its pending request, revoking
+//!   or cleaning it, on either face (`App::may_act_on`), where it is a global admin's
+//!   name (in an environment whose CA may vouch for one), certd's own (in production),
+//!   or a name or extension value that a rule admits from any environment
+//!   (`certname:`, `extension:`). Whoever chooses the key a global admin will sign, or
+//!   puts the server's certificate on the CRL, acts as far as the certificate reaches.
+//!   No policy and no sweep signs a request that would hold any authority (these, an
+//!   environment's own `admins`, `member:` names): an admin signs it when named.
+//!
+//! - **`/status` in two views.** The contract lists environments and issuer readiness
+//!   in `/status` (section 3.3) and the cluster in it (section 8), and `/status` is the
+//!   load balancer's health check, open to anyone. Anyone gets the version, the store's
+//!   health and who the server takes them to be; the environments, the issuers and the
+//!   cluster are a global admin's: they name other tenants (kept from members in
+//!   `/metrics` too), programs and upstream URLs, hosts, and webhook URLs, which may
+//!   carry a token.
+//!
 //! - **CRL storage.** The store keeps every revocation and, of an environment's CRL, only
 //!   its number, dates and entry count; the CRL itself lives in memory. At start it is
 //!   re-signed from the revocations: with the same number and dates when the stored count

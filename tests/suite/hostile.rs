@@ -1192,7 +1192,7 @@ fn the_server_status_tells_only_global_admins_about_tenants_issuers_and_hosts() 
 fn no_environment_certifies_a_name_of_certds_own_server() {
     let dir = tempfile::tempdir().unwrap();
     let config = "[ca]\nkey_type = \"ec-p256\"\n\
-        [server]\ndns_alt_names = [\"ca.example.net\"]\n\
+        [server]\ndns_alt_names = [\"CA.Example.net\"]\n\
         [environments.dev]\nautosign = true\nallow_anonymous_csr = true\nallow_subject_alt_names = true\n";
     let server = Server::start(dir.path(), config);
     let anon = client(&server, None);
@@ -1218,6 +1218,9 @@ fn no_environment_certifies_a_name_of_certds_own_server() {
         ),
         ("dev", "web3.example.org", Some("IP:127.0.0.1")),
         ("dev", "web4.example.org", Some("IP:::1")),
+        ("dev", "web6.example.org", Some("IP:::ffff:127.0.0.1")),
+        ("dev", "web7.example.org", Some("DNS:127.0.0.1")),
+        ("dev", "127.0.0.1", None),
     ] {
         assert_eq!(
             problem_code(put(env, name, san)),

@@ -278,6 +278,49 @@ fn encoded_paths_are_decided_as_the_route_they_reach() {
     );
 }
 
+/// A server with the shipped rules behind two site rules: `release-bot` signs in
+/// `member_env` (`member:`), and `auditor` (`certname:`) and any certificate with
+/// `pp_role=deployer` (`extension:`) list every environment. `envs` declares the
+/// environments.
+fn singling_rules_server(dir: &Path, member_env: &str, envs: &str) -> Api {
+    let site = format!(
+        r#"
+[[rule]]
+name = "release-bot signs in {member_env}"
+path = "/{member_env}/certificate/"
+methods = ["POST"]
+environment = "{member_env}"
+allow = ["member:release-bot", "admins"]
+
+[[rule]]
+name = "auditors list everywhere"
+regex = "^/[^/]+/certificate_statuses/"
+methods = ["GET"]
+allow = ["certname:auditor", "extension:pp_role=deployer", "admins"]
+"#
+    );
+    std::fs::write(
+        dir.join("site-auth.toml"),
+        format!("{site}\n{}", shipped_rules()),
+    )
+    .unwrap();
+    let config = format!("{FAST_CONFIG}\n[authz]\nrules = \"site-auth.toml\"\n\n{envs}");
+    Api::of(Server::start(dir, &config))
+}
+
+/// A CSR for `name`, asking for Puppet's `pp_role` extension with `role` if given.
+fn csr_with_role(name: &str, role: Option<&str>) -> Vec<u8> {
+    const PP_ROLE: &str = "1.3.6.1.4.1.34380.1.1.13";
+    let csr = match role {
+        Some(r) => csr_with(
+            name,
+            &["-addext", &format!("{PP_ROLE}=ASN1:UTF8String:{r}")],
+        ),
+        None => csr_for(name),
+    };
+    csr.0
+}
+
 /// A rule that singles out a certname (`member:NAME`, `certname:NAME`) or an extension
 /// value (`extension:NAME=VALUE`) in its allow list gives a certificate with it what the
 /// rule grants: no policy signs a request for such a name, or one asking for such an
@@ -287,40 +330,14 @@ fn encoded_paths_are_decided_as_the_route_they_reach() {
 #[test]
 fn no_policy_or_sweep_signs_what_a_rule_singles_out() {
     let dir = tempfile::tempdir().unwrap();
-    let site = r#"
-[[rule]]
-name = "release-bot signs in production"
-path = "/production/certificate/"
-methods = ["POST"]
-environment = "production"
-allow = ["member:release-bot", "admins"]
-
-[[rule]]
-name = "auditor lists everywhere"
-regex = "^/[^/]+/certificate_statuses/"
-methods = ["GET"]
-allow = ["certname:auditor", "extension:pp_role=deployer", "admins"]
-"#;
-    std::fs::write(
-        dir.path().join("site-auth.toml"),
-        format!("{site}\n{}", shipped_rules()),
-    )
-    .unwrap();
-    let config = format!(
-        "{FAST_CONFIG}\n[authz]\nrules = \"site-auth.toml\"\n\n\
-         [environments.production]\nautosign = true\n\
-         [environments.dev]\nautosign = true\nallow_anonymous_csr = true\n"
+    let api = singling_rules_server(
+        dir.path(),
+        "production",
+        "[environments.production]\nautosign = true\n\
+         [environments.dev]\nautosign = true\nallow_anonymous_csr = true\n",
     );
-    let api = Api::of(Server::start(dir.path(), &config));
-    const PP_ROLE: &str = "1.3.6.1.4.1.34380.1.1.13";
     let put = |env: &str, name: &str, role: Option<&str>| {
-        let (csr, _) = match role {
-            Some(r) => csr_with(
-                name,
-                &["-addext", &format!("{PP_ROLE}=ASN1:UTF8String:{r}")],
-            ),
-            None => csr_for(name),
-        };
+        let csr = csr_with_role(name, role);
         let r = api
             .anon
             .put(api.url(&format!("/{env}/certificate_request/{name}")))
@@ -371,4 +388,53 @@ allow = ["certname:auditor", "extension:pp_role=deployer", "admins"]
     }
     // Named, an admin signs it.
     assert_eq!(api.sign("web1"), 201);
+}
+
+/// A certificate that a rule admits from any environment (`certname:NAME`,
+/// `extension:NAME=VALUE`) holds rights beyond the environment that issues it: an
+/// environment's own admin may not sign one (403), a global admin may. What a rule
+/// gives within one environment (`member:NAME`) is that environment's admins' to sign.
+#[test]
+fn an_environments_admin_signs_nothing_whose_rights_reach_beyond_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = singling_rules_server(
+        dir.path(),
+        "dev",
+        "[environments.dev]\nadmins = [\"devadmin\"]\nallow_anonymous_csr = true\n",
+    );
+    let files = dir.path();
+    let (cert, key) = request(&api, files, "dev", "devadmin", true);
+    let devadmin = client(&api.server, Some((&cert, &key)));
+    let deployer = csr_with_role("web2", Some("deployer"));
+    let auditor = csr_with_role("auditor", None);
+    let bot = csr_with_role("release-bot", None);
+    for (name, csr) in [
+        ("web2", &deployer),
+        ("auditor", &auditor),
+        ("release-bot", &bot),
+    ] {
+        let r = api
+            .anon
+            .put(api.url(&format!("/dev/certificate_request/{name}")))
+            .body(csr.clone())
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201, "{name}");
+    }
+    let sign = |who: &reqwest::blocking::Client, name: &str| {
+        who.post(api.url("/dev/certificate/"))
+            .body(name.to_owned())
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    for name in ["web2", "auditor"] {
+        assert_eq!(sign(&devadmin, name), 403, "dev's admin signed {name}");
+        assert_eq!(api.head(&format!("/dev/certificate/{name}")), 404);
+    }
+    assert_eq!(sign(&devadmin, "release-bot"), 201, "dev's own release-bot");
+    for name in ["web2", "auditor"] {
+        assert_eq!(sign(&api.admin, name), 201, "the global admin signs {name}");
+    }
 }

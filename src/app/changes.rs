@@ -59,6 +59,10 @@ pub(super) struct Feed {
     applied: AtomicU64,
     /// This node's id.
     pub(super) node_id: String,
+    /// This process among any sharing that id (random at each start).
+    instance: String,
+    /// The ids two live processes were seen beating under, as last logged.
+    shared_warned: std::sync::Mutex<Vec<String>>,
     /// When it started (Unix seconds).
     started_at: crate::ca::UnixTime,
     /// The digest of the configuration the nodes must agree on, and its parts'.
@@ -83,9 +87,17 @@ impl Feed {
     ) -> Feed {
         let config_parts = config_parts(config);
         let config_digest = digest(&format!("{config_parts:?}"));
+        let mut bytes = [0u8; 8];
+        // Without randomness the process id and the start time tell processes apart.
+        let instance = match openssl::rand::rand_bytes(&mut bytes) {
+            Ok(()) => bytes.iter().map(|b| format!("{b:02x}")).collect(),
+            Err(_) => format!("{:x}{:x}", std::process::id(), started_at),
+        };
         Feed {
             applied: AtomicU64::new(applied),
             node_id,
+            instance,
+            shared_warned: std::sync::Mutex::default(),
             started_at,
             config_digest,
             config_parts,
@@ -115,6 +127,10 @@ pub struct ClusterStatus {
     /// The leases (each webhook's feed, the CRL refresh): who holds each, until when,
     /// and its cursor, as of the last heartbeat.
     pub leases: Vec<Lease>,
+    /// Ids that two live processes beat under (a node id shared by mistake: each node
+    /// needs its own `[server] node_id`); logged once each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shared_node_ids: Vec<String>,
     /// The database's clock minus this node's, in ms, at the last heartbeat (within
     /// half its round trip): order due times and leases are kept by this node's clock
     /// corrected by it. An offset over a second is logged (the node's clock wants NTP).
@@ -173,6 +189,12 @@ fn digest(text: &str) -> String {
 
 impl Feed {
     /// The parts of `node`'s configuration that differ from this node's.
+    /// What holds this process's leases: the node's id and the instance, so that two
+    /// processes sharing an id by mistake never both hold one.
+    pub(super) fn holder(&self) -> String {
+        format!("{}#{}", self.node_id, self.instance)
+    }
+
     fn differs(&self, node: &NodeRecord) -> Option<ConfigDiffers> {
         if node.config_digest == self.config_digest {
             return None;
@@ -208,6 +230,7 @@ impl App {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let config_differs = nodes.iter().filter_map(|n| self.feed.differs(n)).collect();
+        let shared_node_ids = shared_ids(&nodes);
         ClusterStatus {
             node_id: self.feed.node_id.clone(),
             applied: self.applied_change(),
@@ -215,6 +238,7 @@ impl App {
             nodes,
             config_differs,
             leases,
+            shared_node_ids,
             clock_offset_ms: self.feed.clock_offset_ms.load(Ordering::Relaxed),
         }
     }
@@ -334,6 +358,7 @@ impl App {
     fn beat(&self) -> Result<(), AppError> {
         let me = NodeRecord {
             id: self.feed.node_id.clone(),
+            instance: self.feed.instance.clone(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             started_at: self.feed.started_at,
             seen_ms: 0,
@@ -346,7 +371,9 @@ impl App {
         let after = self.clock.now_ms();
         // A beat slower than a second would place the store's clock too loosely: the
         // last offset stands.
-        let seen = nodes.iter().find(|n| n.id == me.id);
+        let seen = nodes
+            .iter()
+            .find(|n| n.id == me.id && n.instance == me.instance);
         if let Some(seen) = seen.filter(|_| after - before <= 1_000) {
             let offset = clock_offset(before, seen.seen_ms, after);
             self.feed.clock_offset_ms.store(offset, Ordering::Relaxed);
@@ -363,6 +390,17 @@ impl App {
             }
         }
         drop(warned);
+        let shared = shared_ids(&nodes);
+        let mut logged = self
+            .feed
+            .shared_warned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        for id in shared.iter().filter(|id| !logged.contains(id)) {
+            tracing::error!(node = %id, "two live certd processes beat under this node id: give each node its own [server] node_id (their leases stay apart, their heartbeats do not)");
+        }
+        *logged = shared;
+        drop(logged);
         let leases = self.store.leases()?;
         *self.feed.nodes.write().unwrap_or_else(|p| p.into_inner()) = (nodes, leases);
         Ok(())
@@ -407,9 +445,57 @@ impl App {
     }
 }
 
+/// The ids two live processes beat under: two records of one id, each seen after the
+/// other started (a restarted node's predecessor stopped beating before it started;
+/// two seconds allowed for the clocks).
+fn shared_ids(nodes: &[NodeRecord]) -> Vec<String> {
+    let mut shared: Vec<String> = Vec::new();
+    for (i, a) in nodes.iter().enumerate() {
+        for b in &nodes[i + 1..] {
+            let started_ms = a.started_at.max(b.started_at) * 1000;
+            if a.id == b.id
+                && a.instance != b.instance
+                && a.seen_ms.min(b.seen_ms) > started_ms + 2_000
+                && !shared.contains(&a.id)
+            {
+                shared.push(a.id.clone());
+            }
+        }
+    }
+    shared
+}
+
 #[cfg(test)]
 mod tests {
-    use super::clock_offset;
+    use super::{clock_offset, shared_ids};
+    use crate::store::NodeRecord;
+
+    fn node(id: &str, instance: &str, started_at: i64, seen_ms: i64) -> NodeRecord {
+        NodeRecord {
+            id: id.into(),
+            instance: instance.into(),
+            version: String::new(),
+            started_at,
+            seen_ms,
+            applied: 0,
+            config_digest: String::new(),
+            config_parts: Default::default(),
+        }
+    }
+
+    #[test]
+    fn an_id_is_shared_when_two_processes_beat_under_it_after_both_started() {
+        // Two live processes: each beat after the later one started.
+        let live = [node("a", "1", 100, 110_000), node("a", "2", 104, 109_500)];
+        assert_eq!(shared_ids(&live), vec!["a".to_owned()]);
+        // A restart: the predecessor's last beat came before its successor started.
+        let restart = [node("a", "1", 100, 103_000), node("a", "2", 104, 109_500)];
+        assert!(shared_ids(&restart).is_empty());
+        // Other ids, and one process's own record, are not shared.
+        let apart = [node("a", "1", 100, 110_000), node("b", "2", 104, 109_500)];
+        assert!(shared_ids(&apart).is_empty());
+        assert!(shared_ids(&[node("a", "1", 100, 110_000)]).is_empty());
+    }
 
     #[test]
     fn the_clock_offset_is_taken_against_the_middle_of_the_round_trip() {

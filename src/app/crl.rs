@@ -329,7 +329,7 @@ impl App {
             let ttl_ms = 3 * maintenance_every(&self.config) as i64 * 1000;
             let lease = self
                 .store
-                .take_lease(CRL_LEASE, &self.feed.node_id, ttl_ms, 0)?;
+                .take_lease(CRL_LEASE, &self.feed.holder(), ttl_ms, 0)?;
             if lease.is_none() {
                 return self.adopt_crls();
             }

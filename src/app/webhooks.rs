@@ -76,7 +76,7 @@ impl App {
         stop: &Stop,
     ) {
         let name = format!("webhook {url}");
-        let node = self.feed.node_id.clone();
+        let node = self.feed.holder();
         // Where this node got to: the cursor of a store that keeps none.
         let mut cursor = start;
         let mut held = false;

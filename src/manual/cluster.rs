@@ -177,8 +177,16 @@
 //! node's, measured at each beat (within half its round trip), logged once when it
 //! passes 1 s. `/metrics` has `certd_changes_applied` and `certd_changes_lag` (changes in the
 //! log not yet applied here). A node's id is `[server] node_id`, or the host name and
-//! port (the process id when the port is picked at start). A node started again with
-//! the same id takes its own leases back at once; two live nodes must never share one.
+//! port (the process id when the port is picked at start). Leases are held by a
+//! process, not by an id: the holder is `id#instance`, the instance random at each start,
+//! so a node started again takes its leases over when they run out (6 s for a webhook),
+//! and two live processes given one id by mistake never both hold one (tested: with the
+//! id as holder, both fed one slow webhook and every event was delivered twice). Such a
+//! pair is also seen: each beats under the id's row unless another process beat there
+//! within 10 s, then beside it under `id#instance`; every node's `/status` lists the id
+//! in `cluster.shared_node_ids` (two records of it, each seen after both started: a
+//! restarted node's predecessor stopped beating before it started) and each process
+//! logs it once (`cluster::two_processes_under_one_node_id_...`).
 //!
 //! ## What it costs
 //!

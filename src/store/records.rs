@@ -341,7 +341,7 @@ pub struct RevokedSerial {
 pub struct Lease {
     /// What it is for (`webhook <url>`, `crl refresh`).
     pub name: String,
-    /// The node holding it.
+    /// The process holding it: its node's id and its instance (`host:8140#3fa9c2d1`).
     pub holder: String,
     /// Until when (Unix ms, by the store's clock).
     pub until_ms: i64,
@@ -354,6 +354,10 @@ pub struct Lease {
 pub struct NodeRecord {
     /// Its id (`[server] node_id`, or host name and port).
     pub id: String,
+    /// The process beating under that id (random at each start): two live processes
+    /// sharing one id are told apart, and seen.
+    #[serde(default)]
+    pub instance: String,
     /// certd's version there.
     pub version: String,
     /// When it started (Unix seconds).

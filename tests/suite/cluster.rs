@@ -224,6 +224,83 @@ fn a_node_with_another_configuration_is_named_with_what_differs() {
     assert!(log.contains("differs=admins"), "{log}");
 }
 
+/// Two live processes beating under one node id (an id shared by mistake, here node
+/// 0's given to a second process): every node's `/status` names the id, each process
+/// says so in its log once, and leases are held by a process, never by the id: the
+/// webhook is fed by one of them, each event once, not by both.
+#[test]
+fn two_processes_under_one_node_id_are_seen_and_hold_no_lease_together() {
+    let Some(pg) = Postgres::shared() else { return };
+    // Slow: a delivery that takes a while overlaps the other process's, were it to
+    // hold the lease too.
+    let (hook, got) = webhook_receiver_with("127.0.0.1", Duration::from_millis(250));
+    let c = Cluster::start_with(pg, 1, "", &format!("[events]\nwebhooks = [\"{hook}\"]\n"));
+    let config = std::fs::read_to_string(&c.nodes[0].config).unwrap();
+    let id = status(&c, &c.nodes[0])["cluster"]["node_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let twin = Server::start(
+        dir.path(),
+        &format!("[server]\nnode_id = \"{id}\"\n{config}"),
+    );
+    for node in [&c.nodes[0], &twin] {
+        wait_for(Duration::from_secs(15), || {
+            let s = status(&c, node);
+            let shared = s["cluster"]["shared_node_ids"].as_array()?;
+            shared.contains(&id.as_str().into()).then_some(())
+        })
+        .unwrap_or_else(|| panic!("{} does not name the shared id {id}", node.url("")));
+    }
+    // Both processes run the webhook's feed; one holds its lease at a time.
+    let (cert, key) = c.admin();
+    let admin = client(&c.nodes[0], Some((&cert, &key)));
+    let base = event_ids(&c.nodes[0], &admin, 0)
+        .last()
+        .copied()
+        .unwrap_or(0);
+    let anon = client(&c.nodes[0], None);
+    for i in 0..5 {
+        enroll(&c.nodes[0], &anon, &format!("twin{i}"), dir.path());
+    }
+    let want: BTreeSet<u64> = event_ids(&c.nodes[0], &admin, base).into_iter().collect();
+    assert!(want.len() >= 5, "{want:?}");
+    assert!(
+        wait_for(Duration::from_secs(40), || want
+            .is_subset(&received_ids(&got))
+            .then_some(()))
+        .is_some(),
+        "events never delivered"
+    );
+    // Past a second delivery round of the other process, if it held the lease too.
+    std::thread::sleep(Duration::from_secs(3));
+    let ids: Vec<u64> = got
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_u64().unwrap())
+        .filter(|i| want.contains(i))
+        .collect();
+    assert_eq!(ids.len(), want.len(), "events delivered twice: {ids:?}");
+    let lease = format!("webhook {hook}");
+    let s = status(&c, &twin);
+    let l = s["cluster"]["leases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == lease.as_str())
+        .cloned()
+        .unwrap_or_else(|| panic!("no lease {lease}: {s}"));
+    assert_eq!(holder_node(l["holder"].as_str().unwrap()), id, "{l}");
+    let (_, log) = twin.terminate_with_log();
+    assert_eq!(
+        log.matches("two live certd processes").count(),
+        1,
+        "logged once:\n{log}"
+    );
+}
+
 /// An environment created on a node whose configuration names an autosign policy the
 /// other node's lacks: the other node says it does not serve it, and still applies the
 /// changes after it (a revocation made next is refused by its handshake).
@@ -743,7 +820,14 @@ fn lease_holder(c: &Cluster, alive: &[usize], name: &str) -> Option<usize> {
         .find(|l| l["name"] == name)?["holder"]
         .as_str()?
         .to_owned();
-    ids.iter().position(|id| *id == holder).map(|k| alive[k])
+    ids.iter()
+        .position(|id| holder_node(&holder) == id)
+        .map(|k| alive[k])
+}
+
+/// The node id of a lease holder (`id#instance`: the process holds it).
+fn holder_node(holder: &str) -> &str {
+    holder.rsplit_once('#').map_or(holder, |(id, _)| id)
 }
 
 fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
@@ -1531,7 +1615,7 @@ fn a_node_cut_off_from_the_database_acknowledges_nothing_and_catches_up() {
         leases
             .iter()
             .find(|l| l["name"] == webhook_lease.as_str())
-            .is_some_and(|l| l["holder"] == one_id.as_str())
+            .is_some_and(|l| l["holder"].as_str().map(holder_node) == Some(one_id.as_str()))
             .then_some(())
     });
     assert!(

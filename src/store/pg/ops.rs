@@ -1030,11 +1030,34 @@ pub(super) fn heartbeat<C: GenericClient>(
         seen_ms: now_ms,
         ..node.clone()
     };
-    tx.exec(
-        "INSERT INTO certd_nodes (id, seen_ms, record) VALUES ($1, $2, $3)
-         ON CONFLICT (id) DO UPDATE SET seen_ms = EXCLUDED.seen_ms, record = EXCLUDED.record",
-        &[&mine.id, &now_ms, &json(&mine)],
+    // The row of the id is this process's unless another process beat under it
+    // within `recent_ms` (a node id shared by mistake, or this node's predecessor
+    // before a restart): then this one beats beside it, under `id#instance`, so that
+    // every node sees both.
+    let record = json(&mine);
+    let took = tx.exec(
+        "INSERT INTO certd_nodes AS n (id, seen_ms, record) VALUES ($1, $2, $3)
+         ON CONFLICT (id) DO UPDATE SET seen_ms = EXCLUDED.seen_ms, record = EXCLUDED.record
+         WHERE n.seen_ms < $4
+            OR (n.record::jsonb ->> 'instance') IS NOT DISTINCT FROM $5",
+        &[
+            &mine.id,
+            &now_ms,
+            &record,
+            &(now_ms - recent_ms),
+            &mine.instance,
+        ],
     )?;
+    let beside = format!("{}#{}", mine.id, mine.instance);
+    if took == 0 {
+        tx.exec(
+            "INSERT INTO certd_nodes (id, seen_ms, record) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET seen_ms = EXCLUDED.seen_ms, record = EXCLUDED.record",
+            &[&beside, &now_ms, &record],
+        )?;
+    } else {
+        tx.exec("DELETE FROM certd_nodes WHERE id = $1", &[&beside])?;
+    }
     let rows = tx.query(
         "SELECT record FROM certd_nodes WHERE seen_ms >= $1 ORDER BY id",
         &[&(now_ms - recent_ms)],

@@ -549,6 +549,18 @@ pub fn webhook_receiver_on(
     String,
     std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
 ) {
+    webhook_receiver_with(addr, std::time::Duration::ZERO)
+}
+
+/// As [`webhook_receiver_on`], answering each POST `delay` after it was read (a slow
+/// receiver: deliveries overlap whatever else feeds it meanwhile).
+pub fn webhook_receiver_with(
+    addr: &str,
+    delay: std::time::Duration,
+) -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+) {
     use std::io::{Read, Write};
     let listener = std::net::TcpListener::bind((addr, 0)).unwrap();
     let url = format!("http://{}/hook", listener.local_addr().unwrap());
@@ -583,6 +595,7 @@ pub fn webhook_receiver_on(
                     sink.lock().unwrap().push(v);
                 }
             }
+            std::thread::sleep(delay);
             let _ = stream
                 .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
         }

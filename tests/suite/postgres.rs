@@ -1369,8 +1369,9 @@ fn listings_read_summaries_and_fall_back_to_the_record_without_one() {
 }
 
 /// Every write certd acknowledges waits for its commit to reach the WAL on disk, even
-/// where the database (or its role, or the server) defaults `synchronous_commit` to
-/// off: certd's sessions pin it on. A trigger records the setting of the session
+/// where the database (or its role, or the server, or the URL's own `options`)
+/// defaults `synchronous_commit` to off: certd's sessions pin it on, after the URL's
+/// options, which are otherwise kept. A trigger records the settings of the session
 /// that writes each audited change: autosigned submissions (the committer's batches)
 /// and a revocation (a pooled connection).
 #[test]
@@ -1381,7 +1382,12 @@ fn acknowledged_writes_wait_for_the_wal_whatever_the_database_defaults_to() {
         .batch_execute(&format!("ALTER DATABASE {db} SET synchronous_commit = off"))
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = format!("{AUTOSIGN}{}", pg.store_toml(&db, dir.path()));
+    let store = pg.store_toml(&db, dir.path()).replace(
+        "user=certd\"",
+        "user=certd options='-c work_mem=7MB -c synchronous_commit=off'\"",
+    );
+    assert!(store.contains("work_mem"), "{store}");
+    let config = format!("{AUTOSIGN}{store}");
     let server = Server::start(dir.path(), &config);
     pg.admin_of(&db)
         .batch_execute(
@@ -1389,7 +1395,8 @@ fn acknowledged_writes_wait_for_the_wal_whatever_the_database_defaults_to() {
              GRANT INSERT ON seen_commit TO certd;
              CREATE FUNCTION note_commit() RETURNS trigger LANGUAGE plpgsql AS $$
              BEGIN
-               INSERT INTO seen_commit VALUES (current_setting('synchronous_commit'));
+               INSERT INTO seen_commit VALUES (current_setting('synchronous_commit')
+                 || ' ' || current_setting('work_mem'));
                RETURN NULL;
              END $$;
              CREATE TRIGGER note_commit AFTER INSERT ON certd_audit
@@ -1416,7 +1423,7 @@ fn acknowledged_writes_wait_for_the_wal_whatever_the_database_defaults_to() {
         .collect();
     assert!(seen.len() >= 2, "{seen:?}");
     assert!(
-        seen.iter().all(|s| s == "on"),
-        "writes acknowledged before their WAL reached the disk: {seen:?}"
+        seen.iter().all(|s| s == "on 7MB"),
+        "writes acknowledged before their WAL reached the disk, or the URL's options lost: {seen:?}"
     );
 }

@@ -106,6 +106,11 @@ fn connector(cfg: &StoreConfig) -> Result<Connector, PgOpenError> {
         config.password(p);
     }
     let timeout = Duration::from_secs(cfg.statement_timeout.as_secs() as u64);
+    // The URL's own options are kept, before certd's, which win where both set one.
+    let given = config
+        .get_options()
+        .map(|o| format!("{o} "))
+        .unwrap_or_default();
     config
         .connect_timeout(Duration::from_secs(cfg.connect_timeout.as_secs() as u64))
         .keepalives(true)
@@ -116,7 +121,7 @@ fn connector(cfg: &StoreConfig) -> Result<Connector, PgOpenError> {
         // WAL on disk (and any synchronous standby), whatever the server, the database
         // or the role has for a default.
         .options(format!(
-            "-c synchronous_commit=on -c statement_timeout={}ms -c lock_timeout={}ms -c idle_in_transaction_session_timeout={}ms",
+            "{given}-c synchronous_commit=on -c statement_timeout={}ms -c lock_timeout={}ms -c idle_in_transaction_session_timeout={}ms",
             timeout.as_millis(),
             timeout.as_millis(),
             timeout.as_millis() * 2

@@ -136,15 +136,32 @@ impl App {
         }
     }
 
-    /// [`App::may_act_on`] for a certificate or request known by its name.
-    pub(super) fn may_act_on_name(
+    /// [`App::may_act_on`] for what `name` has in `env`: its certificate and its pending
+    /// request, each by what it holds or would hold (its extensions too), and the name
+    /// itself. Read only for a caller who is not a global admin.
+    pub(super) fn may_act_on_stored(
         &self,
         who: &crate::authz::Identity,
         env: &EnvCa,
         name: &Certname,
         action: &str,
     ) -> Result<(), AppError> {
-        self.may_act_on(who, env, &crate::ca::Subject::new(name.clone()), action)
+        if who.role == crate::authz::Role::Admin {
+            return Ok(());
+        }
+        self.may_act_on(who, env, &crate::ca::Subject::new(name.clone()), action)?;
+        if let Some(cert) = self.store.certificate(&env.name, name)? {
+            if let Ok((subject, _, _)) = crate::ca::Subject::from_certificate(&cert.der) {
+                self.may_act_on(who, env, &subject, action)?;
+            }
+        }
+        if let Some(req) = self.store.request(&env.name, name)? {
+            let policy = env.settings.csr_policy(&self.config.limits);
+            if let Ok(csr) = ValidatedCsr::parse(&req.csr_der, name, &policy) {
+                self.may_act_on(who, env, &csr.subject(), action)?;
+            }
+        }
+        Ok(())
     }
 
     /// What makes a certificate for `subject` in `env` hold authority beyond that
@@ -206,10 +223,10 @@ impl App {
         self.approve(env, name, ttl, None, Some(who))
     }
 
-    /// As [`App::sign_pending`]; `validated` is the CSR the caller has just validated
-    /// (autosign, right after submission), used when it is still the pending one instead
-    /// of validating the stored copy again. `by` is the admin approving (`None`: a
-    /// policy), who may sign the CSR approved ([`App::may_act_on`], decided on the very
+    /// As [`App::sign_pending`]; `validated` is the CSR the caller decided on (autosign
+    /// right after submission, or a sweep): only that CSR is signed (409
+    /// `request-changed` when another replaced it meanwhile). `by` is the admin
+    /// approving (`None`: a policy), who may sign the CSR approved ([`App::may_act_on`], decided on the very
     /// record that is signed: the store's write compares it whole). Answers `Ok` only
     /// once everything written before and during it is durable (autosign relies on this
     /// for the request).
@@ -251,7 +268,15 @@ impl App {
         };
         let csr = match validated {
             Some(csr) if csr.der() == req.csr_der.as_slice() => csr,
-            _ => ValidatedCsr::parse(
+            // A policy, or a sweep, decided on that CSR: one that replaced it since is
+            // not what was decided on, and stays pending.
+            Some(_) => {
+                return Err(AppError::Conflict {
+                    code: "request-changed",
+                    detail: format!("the request of {name} was replaced while it was being approved; it stays pending"),
+                })
+            }
+            None => ValidatedCsr::parse(
                 &req.csr_der,
                 &name,
                 &env.settings.csr_policy(&self.config.limits),
@@ -501,7 +526,7 @@ impl App {
     ) -> Result<(), AppError> {
         let env = self.env_ca(raw_env)?;
         let name = certname(raw_name)?;
-        self.may_act_on_name(who, &env, &name, "revokes")?;
+        self.may_act_on_stored(who, &env, &name, "revokes")?;
         let reason = parse_reason(reason)?;
         let revocation = Revocation {
             revoked_at: self.now(),
@@ -532,7 +557,7 @@ impl App {
     ) -> Result<(), AppError> {
         let env = self.env_ca(raw_env)?;
         let name = certname(raw_name)?;
-        self.may_act_on_name(who, &env, &name, "cleans")?;
+        self.may_act_on_stored(who, &env, &name, "cleans")?;
         let revocation = Revocation {
             revoked_at: self.now(),
             reason: RevocationReason::CessationOfOperation,

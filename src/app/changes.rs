@@ -447,7 +447,8 @@ impl App {
 
 /// The ids two live processes beat under: two records of one id, each seen after the
 /// other started (a restarted node's predecessor stopped beating before it started;
-/// two seconds allowed for the clocks).
+/// five seconds allowed for the clocks: `started_at` is the node's, `seen_ms` the
+/// store's).
 fn shared_ids(nodes: &[NodeRecord]) -> Vec<String> {
     let mut shared: Vec<String> = Vec::new();
     for (i, a) in nodes.iter().enumerate() {
@@ -455,7 +456,7 @@ fn shared_ids(nodes: &[NodeRecord]) -> Vec<String> {
             let started_ms = a.started_at.max(b.started_at) * 1000;
             if a.id == b.id
                 && a.instance != b.instance
-                && a.seen_ms.min(b.seen_ms) > started_ms + 2_000
+                && a.seen_ms.min(b.seen_ms) > started_ms + 5_000
                 && !shared.contains(&a.id)
             {
                 shared.push(a.id.clone());

@@ -568,7 +568,7 @@ impl App {
     pub fn puppet_delete_request(&self, who: &Identity, raw_name: &str) -> Result<(), AppError> {
         let env = self.puppet_env()?;
         let name = certname(raw_name)?;
-        self.may_act_on_name(who, &env, &name, "rejects or deletes a request of")?;
+        self.may_act_on_stored(who, &env, &name, "rejects or deletes a request of")?;
         if let Some(rec) = self.store.request(&env.name, &name)? {
             self.cancel_order(&env, &name, &rec);
         }
@@ -599,7 +599,7 @@ impl App {
         let names: Vec<Certname> = parsed.iter().flatten().cloned().collect();
         // All or nothing: one name the caller may not clean refuses the whole list.
         for name in &names {
-            self.may_act_on_name(who, &env, name, "cleans")?;
+            self.may_act_on_stored(who, &env, name, "cleans")?;
         }
         let mut outcomes = Vec::with_capacity(names.len());
         let mut revoked = Vec::new();
@@ -655,27 +655,32 @@ impl App {
     ) -> Result<SignReport, AppError> {
         let env = self.puppet_env()?;
         let policy = env.settings.csr_policy(&self.config.limits);
-        let names: Vec<String> = match names {
-            Some(n) => n.to_vec(),
-            None => self
-                .store
-                .requests(&env.name, None, usize::MAX)?
-                .into_iter()
-                // A request that would hold authority is signed when named, never in
-                // a sweep (one whose CSR no longer passes is left for signing to refuse).
-                .filter(|(n, r)| {
-                    r.state == RequestState::Requested
-                        && ValidatedCsr::parse(&r.csr_der, n, &policy)
-                            .is_ok_and(|csr| !self.holds_authority(&env, &csr.subject()))
-                })
-                .map(|(n, _)| n.to_string())
-                .collect(),
-        };
         let mut report = SignReport::default();
-        for raw in names {
+        // Named: whatever each has pending. A sweep: the CSRs it read, each signed only
+        // if still the one pending (another may have replaced it since).
+        let names: Vec<(String, Option<ValidatedCsr>)> = match names {
+            Some(n) => n.iter().map(|n| (n.clone(), None)).collect(),
+            None => {
+                let mut swept = Vec::new();
+                for (n, r) in self.store.requests(&env.name, None, usize::MAX)? {
+                    if r.state != RequestState::Requested {
+                        continue;
+                    }
+                    match ValidatedCsr::parse(&r.csr_der, &n, &policy) {
+                        Err(_) => report.signing_errors.push(n.to_string()),
+                        // A request that would hold authority is signed when named,
+                        // never in a sweep.
+                        Ok(csr) if self.holds_authority(&env, &csr.subject()) => {}
+                        Ok(csr) => swept.push((n.to_string(), Some(csr))),
+                    }
+                }
+                swept
+            }
+        };
+        for (raw, csr) in names {
             let outcome = Certname::parse(&raw)
                 .map_err(AppError::from)
-                .and_then(|n| self.sign_pending(who, &env, &n, None));
+                .and_then(|n| self.approve(&env, &n, None, csr, Some(who)));
             match outcome {
                 Ok(_) => report.signed.push(raw),
                 Err(AppError::NotFound(_)) => report.no_csr.push(raw),

@@ -293,6 +293,19 @@ impl App {
                 order: Some(mut o),
                 ..
             }) if !refuse_pending => {
+                // The order carries out an approval of the CSR it was started for: a
+                // replacement that would hold authority was approved by nobody, and a
+                // policy or an environment's admin may not approve it (409; an admin
+                // withdraws the request, or a global admin replaces it).
+                if who.role != crate::authz::Role::Admin
+                    && !same_csr
+                    && self.holds_authority(env, &subject)
+                {
+                    return Err(AppError::Conflict {
+                        code: "order-under-way",
+                        detail: format!("{name}'s order is under way; a CSR that would hold authority does not join it"),
+                    });
+                }
                 // Due now, but still in the hands of the worker that may be calling
                 // its issuer: a lease ends only when it runs out or that worker gives
                 // it back (`App::hand_back`), so one worker at a time calls the issuer.
@@ -407,7 +420,12 @@ impl App {
         if admin {
             // Whoever chooses the key of a request that an admin will sign acts on
             // the name as much as the signer does.
-            self.may_act_on(who, env, &csr.subject(), "replaces a pending request of")?;
+            let action = "replaces a pending request of";
+            self.may_act_on(who, env, &csr.subject(), action)?;
+            let policy = env.settings.csr_policy(&self.config.limits);
+            if let Ok(pending) = ValidatedCsr::parse(pending_csr, name, &policy) {
+                self.may_act_on(who, env, &pending.subject(), action)?;
+            }
             return Ok(true);
         }
         if member && who.certname.as_ref() == Some(name) {
@@ -438,13 +456,17 @@ impl App {
         Err(reserved(format!("the certname {name} {reason}")))
     }
 
-    /// Refuses a CSR asking for one of certd's own names or addresses (the server
-    /// certificate's) as a subject alternative name, in any environment.
+    /// Refuses a CSR (or a renewal) asking for one of certd's own names or addresses
+    /// (the server certificate's) as certname or subject alternative name, in any
+    /// environment.
     pub(super) fn check_reserved_sans(&self, subject: &crate::ca::Subject) -> Result<(), AppError> {
-        let name = subject
-            .dns_names
-            .iter()
-            .find(|d| self.own_names.iter().any(|o| o.as_str() == d.as_str()));
+        // The certname too (a renewal), but for setup's admin's: its holder renews it.
+        let certname =
+            Some(subject.certname.as_str()).filter(|c| *c != self.config.admin_certname.as_str());
+        let name = certname
+            .into_iter()
+            .chain(subject.dns_names.iter().map(String::as_str))
+            .find(|d| self.own_names.iter().any(|o| o.as_str() == *d));
         // An IPv4-mapped IPv6 address is the IPv4 address to many clients.
         let ip = subject
             .ip_addrs
@@ -497,7 +519,7 @@ impl App {
     pub fn reject(&self, who: &Identity, raw_env: &str, raw_name: &str) -> Result<(), AppError> {
         let env = self.env_ca(raw_env)?;
         let name = certname(raw_name)?;
-        self.may_act_on_name(who, &env, &name, "rejects or deletes a request of")?;
+        self.may_act_on_stored(who, &env, &name, "rejects or deletes a request of")?;
         let now = self.now();
         let done = match self.store.request(&env.name, &name)? {
             None => false,
@@ -599,5 +621,46 @@ pub(super) mod tests {
         assert!(app.certificate("auto", "busy2").is_err());
         drop(held);
         assert!(app.sign(&anon, "production", "busy1", None).is_ok());
+    }
+
+    /// A policy or a sweep approves the CSR it decided on: when another CSR has
+    /// replaced it meanwhile (anyone holding the key may replace it, with extensions
+    /// that would hold authority), nothing is signed and the request stays pending.
+    #[test]
+    fn an_approval_decided_on_one_csr_signs_no_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config::from_toml(
+            "[ca]\nkey_type = \"ec-p256\"\n",
+            &dir.path().join("certd.toml"),
+        )
+        .unwrap();
+        let app = App::new(
+            config,
+            DataDir::new(dir.path().join("data")),
+            Arc::new(MemStore::new()),
+            Arc::new(SystemClock),
+            Arc::new(crate::ca::OsRng),
+        )
+        .unwrap();
+        let anon = Identity::anonymous();
+        let (seen, stored) = (csr("node1"), csr("node1"));
+        let env = app.env_ca("production").unwrap();
+        let name = Certname::parse("node1").unwrap();
+        let policy = env.settings.csr_policy(&app.config.limits);
+        let decided = ValidatedCsr::parse(&seen, &name, &policy).unwrap();
+        app.submit(&anon, "production", "node1", &stored).unwrap();
+        let outcome = app.approve(&env, &name, None, Some(decided), None);
+        assert!(
+            matches!(
+                outcome,
+                Err(AppError::Conflict {
+                    code: "request-changed",
+                    ..
+                })
+            ),
+            "{outcome:?}"
+        );
+        assert!(app.certificate("production", "node1").is_err(), "signed");
+        assert!(app.request("production", "node1").is_ok(), "still pending");
     }
 }

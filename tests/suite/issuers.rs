@@ -763,6 +763,114 @@ fn a_csr_replaced_mid_call_modifies_the_order_the_issuer_holds() {
     assert_eq!(issued, 1);
 }
 
+/// An order carries out the approval of the CSR it was started for. Whoever holds the
+/// key may replace a pending CSR, and a replacement joins the order under way; but one
+/// that would hold authority (here an extension value a rule grants rights by) was
+/// approved by nobody: it is refused (409 `order-under-way`), and the order ends with a
+/// certificate for the CSR approved.
+#[test]
+fn a_csr_that_would_hold_authority_does_not_join_an_order_under_way() {
+    let dir = tempfile::tempdir().unwrap();
+    let gate = GatedSigner::new(dir.path());
+    let home = dir.path().join("node");
+    std::fs::create_dir_all(&home).unwrap();
+    let shipped =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/auth.toml"))
+            .unwrap();
+    std::fs::write(
+        home.join("site-auth.toml"),
+        format!(
+            "[[rule]]\nname = \"deployers list\"\nregex = \"^/[^/]+/certificate_statuses/\"\n\
+             methods = [\"GET\"]\nallow = [\"extension:pp_role=deployer\", \"admins\"]\n\n{shipped}"
+        ),
+    )
+    .unwrap();
+    let node = node(
+        &home,
+        &format!(
+            "{FAST_CONFIG}\n[authz]\nrules = \"site-auth.toml\"\n\
+             [environments.cmd]\nallow_anonymous_csr = true\n{}",
+            gate.issuer_toml("cmd")
+        ),
+    );
+    // Two CSRs of one key: the second asks for pp_role=deployer.
+    let key = dir.path().join("web1.key");
+    let csr_of = |extra: &[&str]| -> Vec<u8> {
+        let out = dir.path().join("web1.csr");
+        let (ok, _, err) = run(std::process::Command::new("openssl")
+            .args(["req", "-new", "-subj", "/CN=web1", "-key"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&out)
+            .args(extra));
+        assert!(ok, "{err}");
+        std::fs::read(&out).unwrap()
+    };
+    let (ok, _, err) = run(std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+        ])
+        .arg(&key));
+    assert!(ok, "{err}");
+    let approved = csr_of(&[]);
+    let deployer = csr_of(&[
+        "-addext",
+        "1.3.6.1.4.1.34380.1.1.13=ASN1:UTF8String:deployer",
+    ]);
+    let put = |csr: &[u8]| {
+        node.api
+            .anon
+            .put(node.api.url("/cmd/certificate_request/web1"))
+            .body(csr.to_vec())
+            .send()
+            .unwrap()
+    };
+    assert_eq!(put(&approved).status(), 201);
+    assert_eq!(node.sign("cmd", "web1"), 202);
+    assert!(
+        until(Duration::from_secs(10), || gate.calls.exists()),
+        "the issuer was never called"
+    );
+    let r = put(&deployer);
+    let status = r.status().as_u16();
+    let body = r.text().unwrap();
+    assert_eq!(
+        status, 409,
+        "a CSR holding authority joined the order: {body}"
+    );
+    assert!(body.contains("order-under-way"), "{body}");
+    gate.open();
+    assert!(
+        until(Duration::from_secs(15), || node
+            .head("/cmd/certificate/web1")
+            == 200),
+        "the order never completed"
+    );
+    let pem = node
+        .api
+        .anon
+        .get(node.api.url("/cmd/certificate/web1"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(!pem.is_empty());
+    let text = {
+        let f = dir.path().join("web1.pem");
+        std::fs::write(&f, &pem).unwrap();
+        run(std::process::Command::new("openssl")
+            .args(["x509", "-noout", "-text", "-in"])
+            .arg(&f))
+        .1
+    };
+    assert!(!text.contains("deployer"), "{text}");
+}
+
 /// What a remote back end returns is checked against the environment's policy whoever
 /// signed it: the back end's CA bundle (`ca_file`), CA:FALSE, a validity that covers now
 /// and is no longer than asked, SANs the CSR policy allowed. A refusal ends the order

@@ -434,7 +434,25 @@ fn an_environments_admin_signs_nothing_whose_rights_reach_beyond_it() {
         assert_eq!(api.head(&format!("/dev/certificate/{name}")), 404);
     }
     assert_eq!(sign(&devadmin, "release-bot"), 201, "dev's own release-bot");
+    // Nor may it reject such a pending request, or revoke such a certificate: what
+    // each holds is read from the request or the certificate, not the name alone.
+    let reject = devadmin
+        .delete(api.url("/dev/certificate_request/web2"))
+        .send()
+        .unwrap();
+    assert_eq!(reject.status(), 403, "dev's admin rejected web2's request");
     for name in ["web2", "auditor"] {
         assert_eq!(sign(&api.admin, name), 201, "the global admin signs {name}");
     }
+    let revoke = devadmin
+        .delete(api.url("/dev/certificate/web2"))
+        .send()
+        .unwrap();
+    assert_eq!(revoke.status(), 403, "dev's admin revoked web2");
+    assert_eq!(api.head("/dev/certificate/web2"), 200);
+    let revoke = devadmin
+        .delete(api.url("/dev/certificate/release-bot"))
+        .send()
+        .unwrap();
+    assert_eq!(revoke.status(), 204, "dev's own release-bot");
 }

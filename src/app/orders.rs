@@ -730,20 +730,13 @@ impl App {
         limit: usize,
     ) -> Result<Vec<EventView>, AppError> {
         let env = self.env_ca(raw_env)?;
-        let want = env.name.to_string();
-        let mut out = Vec::new();
-        let mut cursor = after;
-        while out.len() < limit {
-            let page = self.store.audit(cursor, 1024)?;
-            let Some(last) = page.last() else { break };
-            cursor = last.id;
-            out.extend(
-                page.iter()
-                    .filter(|e| e.env == want)
-                    .take(limit - out.len())
-                    .map(EventView::from),
-            );
-        }
-        Ok(out)
+        // By the store's index of the environment's events: a quiet environment's
+        // listing reads its own events, not the whole log.
+        Ok(self
+            .store
+            .audit_of(&env.name, after, limit)?
+            .iter()
+            .map(EventView::from)
+            .collect())
     }
 }

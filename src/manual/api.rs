@@ -140,7 +140,7 @@
 //! | `PUT certificate_status/{name}` | admin | `{"desired_state": "signed"\|"revoked", "ttl"}` · 204 · 202 (order under way) · 404 · 409 |
 //! | `DELETE certificate_status/{name}` | admin | clean: revoke if valid, forget certificate and request, 204 · 404 |
 //! | `GET certificate_statuses/{pattern}` | admin | one status per name (`*` = all); `?state=` or `?restrict=` (`waiting` = `requested`) |
-//! | `GET events?after=ID&limit=N` | admin | the environment's audit log, oldest first: `{id, at, environment, certname, kind, detail}` with `kind` one of requested, replaced, approved, order_updated, issued, renewed, rejected, canceled, error, revoked, cleaned, environment |
+//! | `GET events?after=ID&limit=N` | admin | the environment's audit log, oldest first: `{id, at, environment, certname, kind, detail}` with `kind` one of requested, replaced, approved, order_updated, issued, renewed, rejected, canceled, error, revoked, cleaned, environment; on PostgreSQL read by an index of the environment's events (its cost is what it returns, however long the log), on sled by reading the log (`manual::postgres`, Schema) |
 //! | `GET certificate_revocation_list/ca` | anyone | the issuing CA's CRL: PEM or DER (`application/pkix-crl`), `ETag` + `Last-Modified`, 304 on `If-None-Match` / `If-Modified-Since` |
 //! | `GET certificate_revocation_list/root` | anyone | the root's CRL (it lists revoked issuing CAs), the same way |
 //!

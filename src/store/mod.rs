@@ -427,6 +427,32 @@ pub trait AuditLog: Send + Sync {
     /// Audit events with id greater than `after`, at most `limit`.
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError>;
 
+    /// Environment `env`'s audit events with id greater than `after`, at most `limit`.
+    /// A store may keep an index by environment (PostgreSQL does), so that reading a
+    /// quiet environment's events costs what they are, not the whole log; this default
+    /// reads the log (sled, where the index cost 4% of issuance: `manual::postgres`).
+    fn audit_of(
+        &self,
+        env: &EnvName,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let want = env.as_str();
+        let mut out = Vec::new();
+        let mut cursor = after;
+        while out.len() < limit {
+            let page = self.audit(cursor, 1024)?;
+            let Some(last) = page.last() else { break };
+            cursor = last.id;
+            out.extend(
+                page.into_iter()
+                    .filter(|e| e.env == want)
+                    .take(limit - out.len()),
+            );
+        }
+        Ok(out)
+    }
+
     /// The id of the newest audit event (0 when there is none).
     fn last_event_id(&self) -> Result<u64, StoreError>;
 }

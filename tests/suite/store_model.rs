@@ -399,6 +399,13 @@ fn check_reads(store: &dyn Store, model: &dyn Store, fill: bool) {
                 model.certname_by_serial(&env, &serial).unwrap()
             );
         }
+        // The environment's events, by the store's index (the model reads the log).
+        for (after, limit) in [(0, 1000), (2, 3)] {
+            assert_eq!(
+                store.audit_of(&env, after, limit).unwrap(),
+                model.audit_of(&env, after, limit).unwrap()
+            );
+        }
     }
     assert_eq!(store.audit(3, 5).unwrap(), model.audit(3, 5).unwrap());
 }

@@ -125,6 +125,9 @@ CREATE TRIGGER certd_summary_follows_record BEFORE UPDATE ON certd_certificates
     WHEN (NEW.record IS DISTINCT FROM OLD.record AND NEW.summary IS NOT DISTINCT FROM OLD.summary)
     EXECUTE PROCEDURE certd_summary_follows_record();
 "#,
+    r#"
+CREATE INDEX certd_audit_env ON certd_audit (env, id);
+"#,
 ];
 
 /// Storage settings: how rows are kept, not what they hold, so not migrations (a certd

@@ -660,6 +660,16 @@ impl AuditLog for PgStore {
         self.read_certs(move |tx| ops::audit(tx, after, limit))
     }
 
+    fn audit_of(
+        &self,
+        env: &EnvName,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, StoreError> {
+        let env = env.to_string();
+        self.read_certs(move |tx| ops::audit_of(tx, &env, after, limit))
+    }
+
     fn last_event_id(&self) -> Result<u64, StoreError> {
         self.read(ops::last_event_id)
     }

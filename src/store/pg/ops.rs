@@ -1215,6 +1215,27 @@ pub(super) fn audit<C: GenericClient>(
          WHERE id > $1 ORDER BY id LIMIT $2",
         &[&after, &limit],
     )?;
+    events_of(tx, rows)
+}
+
+/// [`audit`] of one environment, by the index on (env, id) (migration 5).
+pub(super) fn audit_of<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &str,
+    after: u64,
+    limit: usize,
+) -> Op<Vec<AuditEvent>> {
+    let after = after.min(i64::MAX as u64) as i64;
+    let limit = limit.min(i64::MAX as usize) as i64;
+    let rows = tx.query(
+        "SELECT id, at, env, certname, kind, detail, fenced FROM certd_audit
+         WHERE env = $1 AND id > $2 ORDER BY id LIMIT $3",
+        &[&env, &after, &limit],
+    )?;
+    events_of(tx, rows)
+}
+
+fn events_of<C: GenericClient>(tx: &mut Tx<'_, C>, rows: Vec<Row>) -> Op<Vec<AuditEvent>> {
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         // A change other nodes' caches may still be following: the page rests on it.

@@ -657,7 +657,7 @@ impl AuditLog for PgStore {
     fn audit(&self, after: u64, limit: usize) -> Result<Vec<AuditEvent>, StoreError> {
         // The change feed, webhooks and the events resource: none shows a change to a
         // certificate before other nodes' caches have followed it.
-        self.read_certs(move |tx| ops::audit(tx, after, limit))
+        self.read_certs(move |tx| ops::audit(tx, None, after, limit))
     }
 
     fn audit_of(
@@ -667,7 +667,7 @@ impl AuditLog for PgStore {
         limit: usize,
     ) -> Result<Vec<AuditEvent>, StoreError> {
         let env = env.to_string();
-        self.read_certs(move |tx| ops::audit_of(tx, &env, after, limit))
+        self.read_certs(move |tx| ops::audit(tx, Some(&env), after, limit))
     }
 
     fn last_event_id(&self) -> Result<u64, StoreError> {

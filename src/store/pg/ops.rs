@@ -1203,35 +1203,28 @@ pub(super) fn put_root_crl<C: GenericClient>(tx: &mut Tx<'_, C>, crl: &CrlRecord
     Ok(())
 }
 
+/// The audit events after `after`, at most `limit`: of every environment, or of `env`
+/// alone (by the index on (env, id), migration 5).
 pub(super) fn audit<C: GenericClient>(
     tx: &mut Tx<'_, C>,
+    env: Option<&str>,
     after: u64,
     limit: usize,
 ) -> Op<Vec<AuditEvent>> {
     let after = after.min(i64::MAX as u64) as i64;
     let limit = limit.min(i64::MAX as usize) as i64;
-    let rows = tx.query(
-        "SELECT id, at, env, certname, kind, detail, fenced FROM certd_audit
-         WHERE id > $1 ORDER BY id LIMIT $2",
-        &[&after, &limit],
-    )?;
-    events_of(tx, rows)
-}
-
-/// [`audit`] of one environment, by the index on (env, id) (migration 5).
-pub(super) fn audit_of<C: GenericClient>(
-    tx: &mut Tx<'_, C>,
-    env: &str,
-    after: u64,
-    limit: usize,
-) -> Op<Vec<AuditEvent>> {
-    let after = after.min(i64::MAX as u64) as i64;
-    let limit = limit.min(i64::MAX as usize) as i64;
-    let rows = tx.query(
-        "SELECT id, at, env, certname, kind, detail, fenced FROM certd_audit
-         WHERE env = $1 AND id > $2 ORDER BY id LIMIT $3",
-        &[&env, &after, &limit],
-    )?;
+    let rows = match env {
+        None => tx.query(
+            "SELECT id, at, env, certname, kind, detail, fenced FROM certd_audit
+             WHERE id > $1 ORDER BY id LIMIT $2",
+            &[&after, &limit],
+        )?,
+        Some(env) => tx.query(
+            "SELECT id, at, env, certname, kind, detail, fenced FROM certd_audit
+             WHERE env = $3 AND id > $1 ORDER BY id LIMIT $2",
+            &[&after, &limit, &env],
+        )?,
+    };
     events_of(tx, rows)
 }
 
@@ -1305,7 +1298,7 @@ pub(super) fn snapshot<C: GenericClient>(tx: &mut Tx<'_, C>) -> Op<Snapshot> {
         e.crl = crl(tx, &env)?;
         s.envs.insert(name, e);
     }
-    s.audit = audit(tx, 0, usize::MAX)?;
+    s.audit = audit(tx, None, 0, usize::MAX)?;
     Ok(s)
 }
 

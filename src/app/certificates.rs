@@ -136,29 +136,43 @@ impl App {
         }
     }
 
-    /// [`App::may_act_on`] for what `name` has in `env`: its certificate and its pending
-    /// request, each by what it holds or would hold (its extensions too), and the name
-    /// itself. Read only for a caller who is not a global admin.
+    /// [`App::may_act_on`] for what `name` has in `env` that `action` acts on: the name
+    /// itself, and by what it holds (its extensions too) its certificate
+    /// ([`Acted::Certificate`]: revoke, clean) or its pending request
+    /// ([`Acted::Request`]: reject, delete). Each is judged by what it acts on alone, so
+    /// that a request nobody approved cannot keep an admin from revoking. Read only for
+    /// a caller who is not a global admin.
     pub(super) fn may_act_on_stored(
         &self,
         who: &crate::authz::Identity,
         env: &EnvCa,
         name: &Certname,
+        acted: Acted,
         action: &str,
     ) -> Result<(), AppError> {
         if who.role == crate::authz::Role::Admin {
             return Ok(());
         }
         self.may_act_on(who, env, &crate::ca::Subject::new(name.clone()), action)?;
-        if let Some(cert) = self.store.certificate(&env.name, name)? {
-            if let Ok((subject, _, _)) = crate::ca::Subject::from_certificate(&cert.der) {
-                self.may_act_on(who, env, &subject, action)?;
+        match acted {
+            Acted::Certificate => {
+                if let Some(cert) = self.store.certificate(&env.name, name)? {
+                    if let Ok((subject, _, _)) = crate::ca::Subject::from_certificate(&cert.der) {
+                        self.may_act_on(who, env, &subject, action)?;
+                    }
+                }
             }
-        }
-        if let Some(req) = self.store.request(&env.name, name)? {
-            let policy = env.settings.csr_policy(&self.config.limits);
-            if let Ok(csr) = ValidatedCsr::parse(&req.csr_der, name, &policy) {
-                self.may_act_on(who, env, &csr.subject(), action)?;
+            Acted::Request => {
+                let pending = self
+                    .store
+                    .request(&env.name, name)?
+                    .filter(|r| r.state == RequestState::Requested);
+                if let Some(req) = pending {
+                    let policy = env.settings.csr_policy(&self.config.limits);
+                    if let Ok(csr) = ValidatedCsr::parse(&req.csr_der, name, &policy) {
+                        self.may_act_on(who, env, &csr.subject(), action)?;
+                    }
+                }
             }
         }
         Ok(())
@@ -526,7 +540,7 @@ impl App {
     ) -> Result<(), AppError> {
         let env = self.env_ca(raw_env)?;
         let name = certname(raw_name)?;
-        self.may_act_on_stored(who, &env, &name, "revokes")?;
+        self.may_act_on_stored(who, &env, &name, Acted::Certificate, "revokes")?;
         let reason = parse_reason(reason)?;
         let revocation = Revocation {
             revoked_at: self.now(),
@@ -557,7 +571,7 @@ impl App {
     ) -> Result<(), AppError> {
         let env = self.env_ca(raw_env)?;
         let name = certname(raw_name)?;
-        self.may_act_on_stored(who, &env, &name, "cleans")?;
+        self.may_act_on_stored(who, &env, &name, Acted::Certificate, "cleans")?;
         let revocation = Revocation {
             revoked_at: self.now(),
             reason: RevocationReason::CessationOfOperation,
@@ -578,6 +592,15 @@ impl App {
             }
         }
     }
+}
+
+/// What an admin's action on a name acts on ([`App::may_act_on_stored`]).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Acted {
+    /// Its certificate (revoke, clean).
+    Certificate,
+    /// Its pending request (reject, delete).
+    Request,
 }
 
 fn serials_exhausted() -> AppError {

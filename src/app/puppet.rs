@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
+use super::certificates::Acted;
 use super::status::{alt_names, fingerprints, Fingerprints};
 use super::{certname, App, AppError, EnvCa, Submitted, Submitting};
 use crate::authz::Identity;
@@ -568,7 +569,7 @@ impl App {
     pub fn puppet_delete_request(&self, who: &Identity, raw_name: &str) -> Result<(), AppError> {
         let env = self.puppet_env()?;
         let name = certname(raw_name)?;
-        self.may_act_on_stored(who, &env, &name, "rejects or deletes a request of")?;
+        self.may_drop_request(who, &env, &name)?;
         if let Some(rec) = self.store.request(&env.name, &name)? {
             self.cancel_order(&env, &name, &rec);
         }
@@ -599,7 +600,7 @@ impl App {
         let names: Vec<Certname> = parsed.iter().flatten().cloned().collect();
         // All or nothing: one name the caller may not clean refuses the whole list.
         for name in &names {
-            self.may_act_on_stored(who, &env, name, "cleans")?;
+            self.may_act_on_stored(who, &env, name, Acted::Certificate, "cleans")?;
         }
         let mut outcomes = Vec::with_capacity(names.len());
         let mut revoked = Vec::new();

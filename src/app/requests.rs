@@ -1,5 +1,6 @@
 //! Certificate requests: submission, reading, rejection.
 
+use super::certificates::Acted;
 use super::{certname, App, AppError, EnvCa};
 use crate::authz::Identity;
 use crate::ca::{Certname, ValidatedCsr};
@@ -291,15 +292,17 @@ impl App {
             Some(RequestRecord {
                 state: RequestState::Requested,
                 order: Some(mut o),
+                csr_der: approved,
                 ..
             }) if !refuse_pending => {
                 // The order carries out an approval of the CSR it was started for: a
-                // replacement that would hold authority was approved by nobody, and a
-                // policy or an environment's admin may not approve it (409; an admin
-                // withdraws the request, or a global admin replaces it).
+                // replacement that would hold authority that one did not was approved
+                // by nobody, and a policy or an environment's admin may not approve it
+                // (409; an admin withdraws the request, or a global admin replaces it).
                 if who.role != crate::authz::Role::Admin
                     && !same_csr
                     && self.holds_authority(env, &subject)
+                    && !self.no_more_authority(env, name, &approved, &subject)
                 {
                     return Err(AppError::Conflict {
                         code: "order-under-way",
@@ -439,6 +442,28 @@ impl App {
         Ok(false)
     }
 
+    /// Whether `new` would hold no authority in `env` that the CSR `approved` (the one an
+    /// order was started for) did not: it held authority too, with the same extensions.
+    fn no_more_authority(
+        &self,
+        env: &EnvCa,
+        name: &Certname,
+        approved: &[u8],
+        new: &crate::ca::Subject,
+    ) -> bool {
+        let policy = env.settings.csr_policy(&self.config.limits);
+        let Ok(approved) = ValidatedCsr::parse(approved, name, &policy) else {
+            return false;
+        };
+        let approved = approved.subject();
+        let sorted = |s: &crate::ca::Subject| {
+            let mut e = s.extensions.clone();
+            e.sort();
+            e
+        };
+        self.holds_authority(env, &approved) && sorted(&approved) == sorted(new)
+    }
+
     /// Refuses a request for a name certd keeps for itself (setup's admin and server
     /// certificates) in any environment, and for a global admin's name in an environment
     /// whose CA may not vouch for one: whoever would approve it, the certificate would
@@ -519,7 +544,7 @@ impl App {
     pub fn reject(&self, who: &Identity, raw_env: &str, raw_name: &str) -> Result<(), AppError> {
         let env = self.env_ca(raw_env)?;
         let name = certname(raw_name)?;
-        self.may_act_on_stored(who, &env, &name, "rejects or deletes a request of")?;
+        self.may_drop_request(who, &env, &name)?;
         let now = self.now();
         let done = match self.store.request(&env.name, &name)? {
             None => false,
@@ -547,6 +572,19 @@ impl App {
         }
         self.store.flush()?;
         Ok(())
+    }
+}
+
+impl App {
+    /// Whether `who` may reject or delete `name`'s request (either face).
+    pub(super) fn may_drop_request(
+        &self,
+        who: &Identity,
+        env: &EnvCa,
+        name: &Certname,
+    ) -> Result<(), AppError> {
+        let action = "rejects or deletes a request of";
+        self.may_act_on_stored(who, env, name, Acted::Request, action)
     }
 }
 

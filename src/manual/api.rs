@@ -63,12 +63,14 @@
 //!   nothing) by a global admin only: an environment's own admins get 403, for whoever
 //!   chooses the key of a request an admin will sign, or puts the server's certificate
 //!   on the CRL, acts as far as the certificate reaches. Signing is decided on the CSR
-//!   that is signed (the store's write compares the request whole); the other actions
-//!   on what the name has stored (its certificate's and its pending CSR's extensions
-//!   too), and a replacement on both CSRs. A policy or a sweep signs only the CSR it
-//!   decided on (409 `request-changed` when another replaced it meanwhile), and a CSR
-//!   that would hold authority does not join an order under way (409
-//!   `order-under-way`: the order carries out the approval of another). A request that would
+//!   that is signed (the store's write compares the request whole); revoke and clean on
+//!   the name and its certificate (its extensions too), reject and delete on the name
+//!   and its pending CSR, each on what it acts on alone (a request nobody approved
+//!   cannot keep an admin from revoking), and a replacement on both CSRs. A policy or a
+//!   sweep signs only the CSR it decided on (409 `request-changed` when another
+//!   replaced it meanwhile), and a CSR that would hold authority the order's CSR did
+//!   not hold does not join an order under way (409 `order-under-way`: the order
+//!   carries out the approval of another). A request that would
 //!   hold any authority (those, one of the environment's own `admins`, or a name that a
 //!   `member:NAME` of a rule about this environment names) is never autosigned and
 //!   never taken by `sign/all` (anyone could otherwise ask for it first and hold that

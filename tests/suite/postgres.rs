@@ -1384,7 +1384,8 @@ fn acknowledged_writes_wait_for_the_wal_whatever_the_database_defaults_to() {
     let dir = tempfile::tempdir().unwrap();
     let store = pg.store_toml(&db, dir.path()).replace(
         "user=certd\"",
-        "user=certd options='-c work_mem=7MB -c synchronous_commit=off'\"",
+        "user=certd options='-c work_mem=7MB -c synchronous_commit=off \
+         -c default_transaction_isolation=serializable'\"",
     );
     assert!(store.contains("work_mem"), "{store}");
     let config = format!("{AUTOSIGN}{store}");
@@ -1396,7 +1397,8 @@ fn acknowledged_writes_wait_for_the_wal_whatever_the_database_defaults_to() {
              CREATE FUNCTION note_commit() RETURNS trigger LANGUAGE plpgsql AS $$
              BEGIN
                INSERT INTO seen_commit VALUES (current_setting('synchronous_commit')
-                 || ' ' || current_setting('work_mem'));
+                 || ' ' || current_setting('work_mem')
+                 || ' ' || current_setting('transaction_isolation'));
                RETURN NULL;
              END $$;
              CREATE TRIGGER note_commit AFTER INSERT ON certd_audit
@@ -1423,7 +1425,7 @@ fn acknowledged_writes_wait_for_the_wal_whatever_the_database_defaults_to() {
         .collect();
     assert!(seen.len() >= 2, "{seen:?}");
     assert!(
-        seen.iter().all(|s| s == "on 7MB"),
+        seen.iter().all(|s| s == "on 7MB read committed"),
         "writes acknowledged before their WAL reached the disk, or the URL's options lost: {seen:?}"
     );
 }

@@ -400,7 +400,8 @@ fn an_environments_admin_signs_nothing_whose_rights_reach_beyond_it() {
     let api = singling_rules_server(
         dir.path(),
         "dev",
-        "[environments.dev]\nadmins = [\"devadmin\"]\nallow_anonymous_csr = true\n",
+        "[environments.dev]\nadmins = [\"devadmin\"]\nallow_anonymous_csr = true\n\
+         allow_duplicate_certs = true\n",
     );
     let files = dir.path();
     let (cert, key) = request(&api, files, "dev", "devadmin", true);
@@ -450,6 +451,15 @@ fn an_environments_admin_signs_nothing_whose_rights_reach_beyond_it() {
         .unwrap();
     assert_eq!(revoke.status(), 403, "dev's admin revoked web2");
     assert_eq!(api.head("/dev/certificate/web2"), 200);
+    // A request nobody approved (anyone may send one beside a certificate here) does
+    // not keep dev's admin from revoking that certificate.
+    let r = api
+        .anon
+        .put(api.url("/dev/certificate_request/release-bot"))
+        .body(csr_with_role("release-bot", Some("deployer")))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
     let revoke = devadmin
         .delete(api.url("/dev/certificate/release-bot"))
         .send()

@@ -126,7 +126,7 @@ CREATE TRIGGER certd_summary_follows_record BEFORE UPDATE ON certd_certificates
     EXECUTE PROCEDURE certd_summary_follows_record();
 "#,
     r#"
-CREATE INDEX certd_audit_env ON certd_audit (env, id);
+CREATE INDEX IF NOT EXISTS certd_audit_env ON certd_audit (env, id);
 "#,
 ];
 
@@ -306,6 +306,10 @@ fn migrate_locked(client: &mut Client, user: &str) -> Result<i32, MigrateError> 
     for (i, m) in MIGRATIONS.iter().enumerate().skip(found as usize) {
         let version = i as i32 + 1;
         let mut tx = client.transaction()?;
+        // A migration may take a while on a large table (an index on the audit log):
+        // not bound by the session's statement timeout, and waiting for the writers of
+        // nodes still running rather than failing the start.
+        tx.batch_execute("SET LOCAL statement_timeout = 0; SET LOCAL lock_timeout = 0")?;
         tx.batch_execute(m)
             .map_err(|e| privileges(e, version - 1))?;
         tx.execute(

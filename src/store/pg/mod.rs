@@ -106,7 +106,9 @@ fn connector(cfg: &StoreConfig) -> Result<Connector, PgOpenError> {
         config.password(p);
     }
     let timeout = Duration::from_secs(cfg.statement_timeout.as_secs() as u64);
-    // The URL's own options are kept, before certd's, which win where both set one.
+    // The URL's own options are kept, before certd's, which win where both set one:
+    // the durability, the isolation and the writability the store's transactions are
+    // written for, and the timeouts.
     let given = config
         .get_options()
         .map(|o| format!("{o} "))
@@ -121,7 +123,7 @@ fn connector(cfg: &StoreConfig) -> Result<Connector, PgOpenError> {
         // WAL on disk (and any synchronous standby), whatever the server, the database
         // or the role has for a default.
         .options(format!(
-            "{given}-c synchronous_commit=on -c statement_timeout={}ms -c lock_timeout={}ms -c idle_in_transaction_session_timeout={}ms",
+            "{given}-c synchronous_commit=on -c default_transaction_isolation=read\\ committed -c default_transaction_read_only=off -c statement_timeout={}ms -c lock_timeout={}ms -c idle_in_transaction_session_timeout={}ms",
             timeout.as_millis(),
             timeout.as_millis(),
             timeout.as_millis() * 2

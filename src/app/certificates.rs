@@ -240,10 +240,10 @@ impl App {
     /// As [`App::sign_pending`]; `validated` is the CSR the caller decided on (autosign
     /// right after submission, or a sweep): only that CSR is signed (409
     /// `request-changed` when another replaced it meanwhile). `by` is the admin
-    /// approving (`None`: a policy), who may sign the CSR approved ([`App::may_act_on`], decided on the very
-    /// record that is signed: the store's write compares it whole). Answers `Ok` only
-    /// once everything written before and during it is durable (autosign relies on this
-    /// for the request).
+    /// approving (`None`: a policy), who must be one who may sign the CSR approved
+    /// ([`App::may_act_on`]), decided on the very record that is signed: the store's
+    /// write compares it whole. Answers `Ok` only once everything written before and
+    /// during it is durable (autosign relies on this for the request).
     pub(super) fn approve(
         &self,
         env: &EnvCa,

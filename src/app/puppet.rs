@@ -722,7 +722,7 @@ impl App {
         let (subject, key, kind) = crate::ca::Subject::from_certificate(&current.der)?;
         // A certificate that names certd's server (issued before that was refused) is
         // not made again.
-        self.check_reserved_sans(&subject)?;
+        self.check_server_names(&subject)?;
         // No more life than the certificate had: a renewal must not undo an admin's
         // short validity.
         let had = current.not_after - current.not_before - crate::ca::Profile::DEFAULT_BACKDATE;

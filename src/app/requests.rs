@@ -255,7 +255,7 @@ impl App {
         self.check_reserved(env, name)?;
         let csr = ValidatedCsr::parse(body, name, &env.settings.csr_policy(&self.config.limits))?;
         let subject = csr.subject();
-        self.check_reserved_sans(&subject)?;
+        self.check_server_names(&subject)?;
         // A CSR replacing one whose order is under way keeps the order: the worker hands
         // the new CSR to the issuer's `modify`.
         let (prev, has_certificate) = if read {
@@ -484,7 +484,7 @@ impl App {
     /// Refuses a CSR (or a renewal) asking for one of certd's own names or addresses
     /// (the server certificate's) as certname or subject alternative name, in any
     /// environment.
-    pub(super) fn check_reserved_sans(&self, subject: &crate::ca::Subject) -> Result<(), AppError> {
+    pub(super) fn check_server_names(&self, subject: &crate::ca::Subject) -> Result<(), AppError> {
         // The certname too (a renewal), but for setup's admin's: its holder renews it.
         let certname =
             Some(subject.certname.as_str()).filter(|c| *c != self.config.admin_certname.as_str());

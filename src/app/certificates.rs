@@ -167,15 +167,26 @@ impl App {
                     .store
                     .request(&env.name, name)?
                     .filter(|r| r.state == RequestState::Requested);
-                if let Some(req) = pending {
-                    let policy = env.settings.csr_policy(&self.config.limits);
-                    if let Ok(csr) = ValidatedCsr::parse(&req.csr_der, name, &policy) {
-                        self.may_act_on(who, env, &csr.subject(), action)?;
-                    }
+                if let Some(subject) = pending.and_then(|r| self.csr_subject(env, name, &r.csr_der))
+                {
+                    self.may_act_on(who, env, &subject, action)?;
                 }
             }
         }
         Ok(())
+    }
+
+    /// The subject a stored CSR of `name` asks for, if it still passes `env`'s policy.
+    pub(super) fn csr_subject(
+        &self,
+        env: &EnvCa,
+        name: &Certname,
+        der: &[u8],
+    ) -> Option<crate::ca::Subject> {
+        let policy = env.settings.csr_policy(&self.config.limits);
+        ValidatedCsr::parse(der, name, &policy)
+            .ok()
+            .map(|csr| csr.subject())
     }
 
     /// What makes a certificate for `subject` in `env` hold authority beyond that

@@ -425,9 +425,8 @@ impl App {
             // the name as much as the signer does.
             let action = "replaces a pending request of";
             self.may_act_on(who, env, &csr.subject(), action)?;
-            let policy = env.settings.csr_policy(&self.config.limits);
-            if let Ok(pending) = ValidatedCsr::parse(pending_csr, name, &policy) {
-                self.may_act_on(who, env, &pending.subject(), action)?;
+            if let Some(pending) = self.csr_subject(env, name, pending_csr) {
+                self.may_act_on(who, env, &pending, action)?;
             }
             return Ok(true);
         }
@@ -451,11 +450,9 @@ impl App {
         approved: &[u8],
         new: &crate::ca::Subject,
     ) -> bool {
-        let policy = env.settings.csr_policy(&self.config.limits);
-        let Ok(approved) = ValidatedCsr::parse(approved, name, &policy) else {
+        let Some(approved) = self.csr_subject(env, name, approved) else {
             return false;
         };
-        let approved = approved.subject();
         let sorted = |s: &crate::ca::Subject| {
             let mut e = s.extensions.clone();
             e.sort();

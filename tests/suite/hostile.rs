@@ -322,17 +322,6 @@ fn a_global_admin_name_from_another_environments_ca_is_nobody_special() {
     );
 }
 
-/// Puppet's `POST /sign/all` as `who`, expecting 200.
-fn sign_all(server: &Server, who: &reqwest::blocking::Client) {
-    let r = who
-        .post(server.url("/puppet-ca/v1/sign/all"))
-        .header("content-type", "application/json")
-        .body("{}")
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200);
-}
-
 /// Finding 7: the certificates setup signs (the admin's and the server's) are recorded
 /// like any other, so they are listed and can be revoked.
 #[test]

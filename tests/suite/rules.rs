@@ -361,14 +361,7 @@ fn no_policy_or_sweep_signs_what_a_rule_singles_out() {
             "{env} {name} {role:?} was autosigned"
         );
     }
-    let r = api
-        .admin
-        .post(api.url("/puppet-ca/v1/sign/all"))
-        .header("content-type", "application/json")
-        .body("{}")
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    sign_all(&api.server, &api.admin);
     for (env, name, role) in singled {
         assert_eq!(
             api.head(&format!("/{env}/certificate/{name}")),

@@ -346,6 +346,17 @@ impl Api {
     }
 }
 
+/// Puppet's `POST /sign/all` as `who`, expecting 200.
+pub fn sign_all(server: &Server, who: &reqwest::blocking::Client) {
+    let r = who
+        .post(server.url("/puppet-ca/v1/sign/all"))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 /// The problem+json `code` of a response, asserting the content type.
 pub fn problem_code(resp: reqwest::blocking::Response) -> (u16, String) {
     let status = resp.status().as_u16();

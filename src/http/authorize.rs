@@ -2,11 +2,17 @@
 //! rules in `conf/` decide on the method and the path as the router sees it, for the
 //! caller the TLS layer identified. A refusal is a 403 in the face's own style: Puppet's
 //! plain-text sentence under `/puppet-ca/` and `/status/v1/`, problem+json elsewhere.
+//!
+//! Before the rules, a request that would change something and that a browser says
+//! another origin sent is refused: a browser holding an admin's client certificate
+//! presents it to certd whichever page asks, and a form or a `no-cors` fetch needs no
+//! preflight.
 
 use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{header, Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{web, Error, HttpMessage, ResponseError};
+use actix_web::{web, Error, HttpMessage, HttpRequest, ResponseError};
 
 use super::Problem;
 use crate::app::App;
@@ -21,16 +27,27 @@ pub async fn authorize(
         return Ok(next.call(req).await?.map_into_left_body());
     };
     let who = super::identity::of(req.request());
-    // The path the router matches: percent-decoded except %2F, %25 and %2B, so a rule
-    // sees exactly the segments a route will.
-    let decided = app.authorize_request(&who, req.method().as_str(), req.match_info().as_str());
+    let decided = if from_another_origin(req.request()) {
+        tracing::info!(caller = %who, method = %req.method(), path = req.path(), "denied: sent by a page of another origin");
+        Err(Problem::new(
+            StatusCode::FORBIDDEN,
+            "cross-site-request",
+            "a request that changes something is taken only from certd's own pages and \
+             from clients that are not browsers",
+        ))
+    } else {
+        // The path the router matches: percent-decoded except %2F, %25 and %2B, so a
+        // rule sees exactly the segments a route will.
+        app.authorize_request(&who, req.method().as_str(), req.match_info().as_str())
+            .map_err(Problem::from)
+    };
     match decided {
         Ok(()) => Ok(next.call(req).await?.map_into_left_body()),
-        Err(e) => {
+        Err(problem) => {
             let mut response = if super::puppet::is_puppet_path(req.path()) {
                 super::puppet::forbidden(req.request())
             } else {
-                Problem::from(e).error_response()
+                problem.error_response()
             };
             // Refused before any handler read the body: hold it until the answer is sent,
             // or a stalled body would keep the connection (see `body::hold`).
@@ -41,5 +58,100 @@ pub async fn authorize(
             }
             Ok(req.into_response(response).map_into_right_body())
         }
+    }
+}
+
+/// Whether `req` may change something and a browser says a page of another origin sent
+/// it: `Sec-Fetch-Site` other than `same-origin` or `none` (typed by the user), or an
+/// `Origin` other than `https://` and the host it was sent to (`null` included).
+/// Clients that are not browsers send neither header.
+fn from_another_origin(req: &HttpRequest) -> bool {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return false;
+    }
+    let headers = req.headers();
+    let site = headers
+        .get_all("sec-fetch-site")
+        .any(|v| !matches!(v.to_str(), Ok("same-origin" | "none")));
+    if site {
+        return true;
+    }
+    let host = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| headers.get(header::HOST).and_then(|h| h.to_str().ok()));
+    headers.get_all(header::ORIGIN).any(|origin| {
+        let Some(sent) = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.strip_prefix("https://"))
+        else {
+            return true;
+        };
+        host.is_none_or(|host| !same_authority(sent, host))
+    })
+}
+
+/// `a` and `b` name one host and port; 443 when none is written.
+fn same_authority(a: &str, b: &str) -> bool {
+    let norm = |s: &str| {
+        let s = s.to_ascii_lowercase();
+        match s.strip_suffix(":443") {
+            Some(bare) => bare.to_owned(),
+            None => s,
+        }
+    };
+    norm(a) == norm(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn sent(method: Method, headers: &[(&str, &str)]) -> bool {
+        let mut req = TestRequest::default()
+            .method(method)
+            .insert_header((header::HOST, "CA.example:8140"));
+        for h in headers {
+            req = req.insert_header(*h);
+        }
+        from_another_origin(&req.to_http_request())
+    }
+
+    #[test]
+    fn only_changes_a_browser_says_another_origin_sent_are_refused() {
+        let post = Method::POST;
+        assert!(!sent(post.clone(), &[]), "a client that is not a browser");
+        assert!(!sent(
+            post.clone(),
+            &[("origin", "https://ca.example:8140")]
+        ));
+        assert!(!sent(post.clone(), &[("sec-fetch-site", "same-origin")]));
+        assert!(!sent(post.clone(), &[("sec-fetch-site", "none")]));
+        assert!(!sent(Method::GET, &[("origin", "https://evil.example")]));
+        for refused in [
+            ("origin", "https://evil.example"),
+            ("origin", "https://ca.example:8140.evil.example"),
+            ("origin", "https://ca.example"),
+            ("origin", "http://ca.example:8140"),
+            ("origin", "null"),
+            ("sec-fetch-site", "same-site"),
+            ("sec-fetch-site", "cross-site"),
+        ] {
+            assert!(sent(Method::DELETE, &[refused]), "{refused:?}");
+        }
+        assert!(
+            sent(
+                post,
+                &[
+                    ("origin", "https://ca.example:8140"),
+                    ("sec-fetch-site", "cross-site")
+                ]
+            ),
+            "either says so"
+        );
+        assert!(same_authority("ca.example", "CA.example:443"));
     }
 }

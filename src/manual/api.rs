@@ -104,6 +104,17 @@
 //! - A denial is a 403 (problem+json; Puppet's plain-text sentence on the Puppet face)
 //!   that does not name the rule; the server log line does:
 //!   `denied caller=Agent web1@dev method="POST" path="/dev/certificate/" rule=release-bot signs in dev`.
+//! - Before the rules, a request other than `GET`, `HEAD` or `OPTIONS` that a browser
+//!   says a page of another origin sent is a 403 `cross-site-request` (Puppet's
+//!   plain-text sentence on the Puppet face): `Sec-Fetch-Site` other than `same-origin`
+//!   or `none`, or an `Origin` other than `https://` and the `Host` it was sent to
+//!   (`same-site` and `null` included). A browser holding an admin's client certificate
+//!   presents it whichever page asks, and a plain form (`text/plain` JSON reaches the
+//!   Puppet face's `sign`) or a `no-cors` fetch needs no preflight; without this, any
+//!   page an admin opened could sign, sweep, renew the admin's certificate away or write
+//!   backups. The CLI, agents and other clients that are not browsers send neither
+//!   header and are not concerned. This is DESIGN §9's "state changes only same-origin",
+//!   in place before the dashboard.
 //! - A malformed rules file (bad TOML, an unknown key, caller or method, a bad regex, a
 //!   `$group` the regex lacks, `members` without an environment, two rules with one name,
 //!   no rules at all) stops the server at start with `auth.toml:LINE: message`.

@@ -1230,3 +1230,128 @@ fn no_environment_certifies_a_name_of_certds_own_server() {
     );
     assert_eq!(r.status(), 201);
 }
+
+/// Fifth review, finding 1: an admin's browser holds the admin's client certificate
+/// and sends it to certd whichever page asks. A page on another site could make it
+/// sign (a plain `text/plain` form posting `{"certnames":["alice"],"x":"="}` to the
+/// Puppet face, or the name to `POST /{env}/certificate/`), sweep every pending
+/// request, renew the admin's own certificate away (revoking it), or write backups.
+/// Forms and `no-cors` fetches need no preflight, so the browser's own rules stopped
+/// none of them. A request that changes anything and says, as browsers do, that
+/// another origin sent it (`Sec-Fetch-Site` other than `same-origin` or `none`, or an
+/// `Origin` other than the server's own) is refused before anything else; reads, and
+/// clients that send neither header (the CLI, agents), are not concerned.
+#[test]
+fn a_page_of_another_site_changes_nothing_through_an_admins_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let backups = dir.path().join("backups");
+    let config = format!(
+        "[ca]\nkey_type = \"ec-p256\"\n[authz]\nadmins = [\"alice\"]\n\
+         [store]\nbackup_dir = \"{}\"\n",
+        backups.display()
+    );
+    let server = Server::start(dir.path(), &config);
+    let (acert, akey) = admin(&server);
+    let browser = client(&server, Some((&acert, &akey)));
+    let anon = client(&server, None);
+    let evil = "https://evil.example";
+    let cross = |r: reqwest::blocking::RequestBuilder, how: &str| {
+        let r = match how {
+            "origin" => r.header("Origin", evil),
+            "null" => r.header("Origin", "null"),
+            "fetch-site" => r.header("Sec-Fetch-Site", "cross-site"),
+            "same-site" => r
+                .header("Sec-Fetch-Site", "same-site")
+                .header("Origin", "https://dashboard.localhost"),
+            _ => r
+                .header("Sec-Fetch-Site", "cross-site")
+                .header("Sec-Fetch-Mode", "navigate")
+                .header("Origin", evil),
+        };
+        r.header("Content-Type", "text/plain").send().unwrap()
+    };
+    let head = |name: &str| {
+        anon.head(server.url(&format!("/production/certificate/{name}")))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    for name in ["alice", "web1"] {
+        let (csr, _) = csr_for(name);
+        let r = anon
+            .put(server.url(&format!("/production/certificate_request/{name}")))
+            .body(csr)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 201, "{name}");
+    }
+    for how in ["form", "origin", "null", "fetch-site", "same-site"] {
+        let r = cross(
+            browser
+                .post(server.url("/puppet-ca/v1/sign"))
+                .body(r#"{"certnames":["alice"],"x":"="}"#),
+            how,
+        );
+        assert_eq!(r.status(), 403, "{how}: Puppet sign");
+        let r = cross(
+            browser
+                .post(server.url("/production/certificate/"))
+                .body("alice"),
+            how,
+        );
+        assert_eq!(
+            problem_code(r),
+            (403, "cross-site-request".to_owned()),
+            "{how}: sign"
+        );
+        let r = cross(browser.post(server.url("/puppet-ca/v1/sign/all")), how);
+        assert_eq!(r.status(), 403, "{how}: sign-all");
+        let r = cross(
+            browser.post(server.url("/puppet-ca/v1/certificate_renewal")),
+            how,
+        );
+        assert_eq!(r.status(), 403, "{how}: renewal");
+        let r = cross(browser.post(server.url("/backups")), how);
+        assert_eq!(r.status(), 403, "{how}: backup");
+        let r = cross(
+            browser.delete(server.url("/production/certificate_request/web1")),
+            how,
+        );
+        assert_eq!(r.status(), 403, "{how}: reject");
+    }
+    assert_eq!(head("alice"), 404, "alice was signed from another site");
+    assert_eq!(head("web1"), 404, "web1 was signed from another site");
+    assert!(
+        !backups.exists() || std::fs::read_dir(&backups).unwrap().next().is_none(),
+        "a backup was written from another site"
+    );
+    // The admin's certificate was not renewed away.
+    let r = browser.get(server.url("/status")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    let who: serde_json::Value = r.json().unwrap();
+    assert_eq!(who["caller"]["role"], "admin", "{who}");
+    // Reads from anywhere, and the server's own pages, go through.
+    let r = cross(
+        browser.get(server.url("/production/certificate_requests/")),
+        "form",
+    );
+    assert_eq!(r.status(), 200, "a read from another site");
+    let own = format!("https://localhost:{}", server.port);
+    let r = browser
+        .post(server.url("/production/certificate/"))
+        .header("Origin", own.as_str())
+        .header("Sec-Fetch-Site", "same-origin")
+        .header("Content-Type", "text/plain")
+        .body("web1")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "signed from the server's own page");
+    // So do clients that say nothing of where they run.
+    let r = browser
+        .delete(server.url("/production/certificate_request/alice"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204, "the CLI's reject");
+    assert_eq!(head("web1"), 200);
+}

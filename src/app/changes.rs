@@ -293,7 +293,8 @@ impl App {
                 let stored = self.store.revoked_serials_of(&env, name)?;
                 // Refused at once, before anything waits on the CRL (`lists` waits for
                 // a rebuild under way); re-signed when this node's CRL lacks them.
-                self.revoked.extend(stored.iter().map(|r| r.serial.clone()));
+                self.revoked
+                    .extend(&env, stored.iter().map(|r| r.serial.clone()));
                 new.extend(stored.into_iter().filter(|r| !ca.lists(&r.serial)));
             }
             if !new.is_empty() {

@@ -342,7 +342,7 @@ impl App {
                 // Re-signs what is listed; nothing new.
                 let serials =
                     refresh(&env, self.store.as_ref(), &self.config, self.clock.as_ref())?;
-                self.revoked.extend(serials);
+                self.revoked.extend(&env.name, serials);
                 n += 1;
             }
         }
@@ -554,7 +554,8 @@ impl App {
         // Stored revocations are refused at once, whether or not a CRL listing them can
         // be stored now (a CRL that fails is made again: the change feed asks `lists`).
         if let Some(new) = new {
-            self.revoked.extend(new.iter().map(|r| r.serial.clone()));
+            self.revoked
+                .extend(&env.name, new.iter().map(|r| r.serial.clone()));
         }
         let serials = rebuild(
             env,
@@ -563,7 +564,7 @@ impl App {
             self.clock.as_ref(),
             new,
         )?;
-        self.revoked.extend(serials);
+        self.revoked.extend(&env.name, serials);
         Ok(())
     }
 }

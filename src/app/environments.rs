@@ -113,7 +113,7 @@ impl App {
             &self.rng,
         )?;
         loaded.api_settings = Some(api);
-        self.revoked.extend(serials);
+        self.revoked.extend(name, serials);
         let loaded = Arc::new(loaded);
         let new = envs.insert(name.clone(), loaded.clone()).is_none();
         if new {

@@ -299,7 +299,7 @@ impl App {
             let settings = config.environments[env].clone();
             let (loaded, serials) =
                 load_env(&data, store.as_ref(), &config, env, settings, &clock, &rng)?;
-            revoked.extend(serials);
+            revoked.extend(env, serials);
             envs.insert(env.clone(), Arc::new(loaded));
         }
         // Environments created through the API, with the settings kept in the store.
@@ -331,7 +331,7 @@ impl App {
                 &rng,
             )?;
             loaded.api_settings = Some(api);
-            revoked.extend(serials);
+            revoked.extend(&name, serials);
             envs.insert(name, Arc::new(loaded));
         }
         crl::ensure_root(&root, store.as_ref(), &config, clock.as_ref())?;
@@ -596,7 +596,8 @@ impl App {
         if who
             .serial
             .as_ref()
-            .is_some_and(|s| self.revoked.contains(s))
+            .zip(who.environment.as_ref())
+            .is_some_and(|(s, env)| self.revoked.contains(env, s))
         {
             tracing::info!(caller = %who, method, path, "denied: the client certificate is revoked");
             return Err(AppError::Forbidden(

@@ -4,7 +4,7 @@
 //! this module only classifies it: which environment's CA issued it, its certname, and
 //! whether it is an administrator's.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 use std::sync::RwLock;
@@ -59,11 +59,12 @@ impl Identity {
     }
 }
 
-/// Serials of revoked certificates, across environments, for refusing revoked client
-/// certificates at the TLS handshake and on connections opened before the revocation.
-/// Serials are 128-bit random, so one set serves every environment.
+/// Serials of revoked certificates, by the environment whose CA issued them, for
+/// refusing revoked client certificates at the TLS handshake and on connections opened
+/// before the revocation. A serial is unique within its environment only (and every one
+/// certd serves is public): a revocation in one environment refuses nothing of another.
 #[derive(Debug, Default)]
-pub struct RevokedSerials(RwLock<SerialSet>);
+pub struct RevokedSerials(RwLock<HashMap<EnvName, SerialSet>>);
 
 impl RevokedSerials {
     /// An empty set, shared.
@@ -71,17 +72,19 @@ impl RevokedSerials {
         Arc::new(RevokedSerials::default())
     }
 
-    /// Whether `serial` (big-endian magnitude) is revoked.
-    pub fn contains(&self, serial: &[u8]) -> bool {
+    /// Whether `serial` (big-endian magnitude) of `env` is revoked.
+    pub fn contains(&self, env: &EnvName, serial: &[u8]) -> bool {
         self.0
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(serial)
+            .get(env)
+            .is_some_and(|set| set.contains(serial))
     }
 
-    /// Adds revoked serials.
-    pub fn extend(&self, serials: impl IntoIterator<Item = Vec<u8>>) {
-        let mut set = self.0.write().unwrap_or_else(|p| p.into_inner());
+    /// Adds revoked serials of `env`.
+    pub fn extend(&self, env: &EnvName, serials: impl IntoIterator<Item = Vec<u8>>) {
+        let mut all = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let set = all.entry(env.clone()).or_default();
         for s in serials {
             set.insert(&s);
         }
@@ -141,6 +144,22 @@ impl Resolver {
         list.push(issuer);
     }
 
+    /// The environment whose CA issued a certificate naming `issuer_der` as its issuer
+    /// and `key_id` as its authority key identifier.
+    pub fn issuer_environment(&self, issuer_der: &[u8], key_id: Option<&[u8]>) -> Option<EnvName> {
+        let issuers = self.issuers.read().unwrap_or_else(|p| p.into_inner());
+        issuers
+            .iter()
+            .find(|i| {
+                i.subject_der == issuer_der
+                    && match (&i.key_id, key_id) {
+                        (Some(a), Some(b)) => a == b,
+                        _ => true,
+                    }
+            })
+            .map(|i| i.environment.clone())
+    }
+
     /// The identity of a caller presenting `peer_der` (already verified by TLS), or an
     /// anonymous identity when there is none. A certificate that is not from one of the
     /// environments' CAs, or whose CN is not a valid certname, is treated as anonymous.
@@ -158,17 +177,12 @@ impl Resolver {
         else {
             return Identity::anonymous();
         };
-        let issuers = self.issuers.read().unwrap_or_else(|p| p.into_inner());
-        let Some(issuer) = issuers.iter().find(|i| {
-            i.subject_der == info.issuer_der
-                && match (&i.key_id, &info.authority_key_id) {
-                    (Some(a), Some(b)) => a == b,
-                    _ => true,
-                }
-        }) else {
+        let Some(environment) =
+            self.issuer_environment(&info.issuer_der, info.authority_key_id.as_deref())
+        else {
             return Identity::anonymous();
         };
-        let vouched = self.admin_envs.contains(&issuer.environment);
+        let vouched = self.admin_envs.contains(&environment);
         let role = if vouched && (info.pp_cli_auth || self.admins.contains(&certname)) {
             Role::Admin
         } else {
@@ -177,7 +191,7 @@ impl Resolver {
         Identity {
             role,
             certname: Some(certname),
-            environment: Some(issuer.environment.clone()),
+            environment: Some(environment),
             serial: Some(info.serial.as_bytes().to_vec()),
             not_after: Some(info.not_after),
             extensions: info

@@ -21,7 +21,7 @@ use std::sync::{Arc, RwLock};
 use openssl::ssl::SslContext;
 
 use crate::app::{App, TlsMaterial};
-use crate::authz::RevokedSerials;
+use crate::authz::{Resolver, RevokedSerials};
 
 /// The acceptor for `app`: its server certificate, key and trusted client CAs, refusing
 /// revoked client certificates (the set is read at every handshake), and following the
@@ -31,7 +31,7 @@ pub fn acceptor(app: Arc<App>) -> Result<SslAcceptorBuilder, ErrorStack> {
         tracing::error!(error = %e, "TLS material");
         ErrorStack::get()
     })?;
-    let mut b = builder(&material, app.revoked_serials())?;
+    let mut b = builder(&material, app.revoked_serials(), app.resolver())?;
     let current: RwLock<(u64, Option<SslContext>)> = RwLock::new((0, None));
     b.set_servername_callback(move |ssl, _alert| {
         let generation = app.trust_generation();
@@ -50,7 +50,7 @@ pub fn acceptor(app: Arc<App>) -> Result<SslAcceptorBuilder, ErrorStack> {
         match app
             .tls_material()
             .ok()
-            .and_then(|m| builder(&m, app.revoked_serials()).ok())
+            .and_then(|m| builder(&m, app.revoked_serials(), app.resolver()).ok())
         {
             Some(b) => {
                 let ctx = b.build().into_context();
@@ -67,10 +67,12 @@ pub fn acceptor(app: Arc<App>) -> Result<SslAcceptorBuilder, ErrorStack> {
 }
 
 /// An acceptor builder from the server's certificate, key and trusted client CAs. A
-/// client certificate whose serial is in `revoked` fails the handshake.
+/// client certificate whose serial is in `revoked` for the environment whose CA issued
+/// it (`resolver` knows which) fails the handshake.
 fn builder(
     m: &TlsMaterial,
     revoked: Arc<RevokedSerials>,
+    resolver: Arc<Resolver>,
 ) -> Result<SslAcceptorBuilder, ErrorStack> {
     let mut b = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls_server())?;
     let cert = X509::from_pem(&m.cert_pem)?;
@@ -92,11 +94,14 @@ fn builder(
             return false;
         }
         if ctx.error_depth() == 0 {
-            if let Some(serial) = ctx
-                .current_cert()
-                .and_then(|c| c.serial_number().to_bn().ok())
-            {
-                if revoked.contains(&serial.to_vec()) {
+            let issued = ctx.current_cert().and_then(|c| {
+                let issuer = c.issuer_name().to_der().ok()?;
+                let env = resolver
+                    .issuer_environment(&issuer, c.authority_key_id().map(|k| k.as_slice()))?;
+                Some((env, c.serial_number().to_bn().ok()?))
+            });
+            if let Some((env, serial)) = issued {
+                if revoked.contains(&env, &serial.to_vec()) {
                     // OpenSSL picks the alert from the verify error: "revoked" sends
                     // certificate_revoked, so the client's error says why (an
                     // application error would be a bare handshake_failure).

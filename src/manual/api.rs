@@ -53,6 +53,11 @@
 //!   environment whose CA issued its certificate); a service outside certd must anchor
 //!   its trust in the one environment's issuing CA (a partial chain) to do the same.
 //!   Name constraints per environment are not made (not yet);
+//! - a revoked client certificate is refused (in the handshake, and per request on
+//!   connections opened before) by its serial within the environment whose CA issued
+//!   it: serials are unique per environment only and all public, and a back end a
+//!   tenant runs could return another environment's admin's serial, whose revocation
+//!   would otherwise lock that admin out (`a_revocation_in_one_environment_...`);
 //! - a certificate is acted on only by a caller of its rank, whatever the action
 //!   (`tests/suite/hostile.rs`, `names_that_hold_authority_...`; `tests/suite/rules.rs`,
 //!   `an_environments_admin_signs_nothing_...`). One whose rights reach beyond its

@@ -1355,3 +1355,93 @@ fn a_page_of_another_site_changes_nothing_through_an_admins_browser() {
     assert_eq!(r.status(), 204, "the CLI's reject");
     assert_eq!(head("web1"), 200);
 }
+
+/// Fifth review, finding 5: serials are unique within an environment only, and every
+/// serial certd serves is public, yet revocations were refused at the TLS layer by
+/// serial alone, across environments. The back end an operator declares for a tenant
+/// (here a `command` program whose CA the tenant runs) can return a certificate with
+/// the production admin's serial; revoking it in the tenant then locked the admin out
+/// of every connection. A revocation refuses certificates of its own issuing CA only.
+#[test]
+fn a_revocation_in_one_environment_refuses_no_certificate_of_another() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, ca_key) = make_ca(dir.path(), "a tenant's own CA");
+    let serial_file = dir.path().join("serial");
+    let script = dir.path().join("sign.sh");
+    write_program(
+        &script,
+        &format!(
+            "#!/bin/sh\nset -e\ncat > {d}/req.pem\n\
+             openssl x509 -req -in {d}/req.pem -CA {ca} -CAkey {key} -set_serial $(cat {serial}) -days 1 2>/dev/null\n",
+            d = dir.path().display(),
+            ca = ca.display(),
+            key = ca_key.display(),
+            serial = serial_file.display(),
+        ),
+    );
+    let (api, _data) = Api::start(&format!(
+        "{FAST_CONFIG}[environments.tenant]\nautosign = true\n\
+         [environments.tenant.issuer]\ntype = \"command\"\nprogram = \"{}\"\nca_file = \"{}\"\ntimeout = \"10s\"\n",
+        script.display(),
+        ca.display()
+    ));
+    let (admin_pem, _) = admin(&api.server);
+    let admin_serial = x509_field(&std::fs::read(admin_pem).unwrap(), "-serial");
+    let admin_serial = admin_serial.trim_start_matches("serial=");
+    std::fs::write(&serial_file, format!("0x{admin_serial}")).unwrap();
+
+    let (csr, _) = csr_for("copycat");
+    let r = api
+        .admin
+        .put(api.url("/tenant/certificate_request/copycat"))
+        .body(csr)
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while api.head("/tenant/certificate/copycat") != 200 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pem = api
+        .anon
+        .get(api.url("/tenant/certificate/copycat"))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert_eq!(
+        x509_field(&pem, "-serial").trim_start_matches("serial="),
+        admin_serial,
+        "the tenant's CA did not copy the serial"
+    );
+    let r = api
+        .admin
+        .delete(api.url("/tenant/certificate/copycat"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(api.head("/tenant/certificate/copycat"), 410);
+
+    // The admin's connection, and a new one, still act.
+    let whoami = |c: &reqwest::blocking::Client| {
+        let r = c
+            .get(api.url("/status"))
+            .send()
+            .map_err(|e| e.to_string())?;
+        let code = r.status().as_u16();
+        let v: serde_json::Value = r.json().map_err(|e| e.to_string())?;
+        Ok::<_, String>((code, v["caller"]["role"].clone()))
+    };
+    assert_eq!(
+        whoami(&api.admin),
+        Ok((200, "admin".into())),
+        "the admin's open connection"
+    );
+    let (cert, key) = admin(&api.server);
+    let fresh = client(&api.server, Some((&cert, &key)));
+    assert_eq!(
+        whoami(&fresh),
+        Ok((200, "admin".into())),
+        "a new connection of the admin"
+    );
+}

@@ -12,7 +12,7 @@ use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::{header, Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{web, Error, HttpMessage, HttpRequest, ResponseError};
+use actix_web::{web, Error, HttpRequest, ResponseError};
 
 use super::Problem;
 use crate::app::App;
@@ -44,18 +44,13 @@ pub async fn authorize(
     match decided {
         Ok(()) => Ok(next.call(req).await?.map_into_left_body()),
         Err(problem) => {
-            let mut response = if super::puppet::is_puppet_path(req.path()) {
+            // Refused before any handler read the body: the connection closes after
+            // the answer (`body::close_unread`).
+            let response = if super::puppet::is_puppet_path(req.path()) {
                 super::puppet::forbidden(req.request())
             } else {
                 problem.error_response()
             };
-            // Refused before any handler read the body: hold it until the answer is sent,
-            // or a stalled body would keep the connection (see `body::hold`).
-            let mut req = req;
-            if super::body::announces_body(req.request()) {
-                let unread = super::body::UnreadBody::of(req.take_payload());
-                response = super::body::hold(response, Some(unread));
-            }
             Ok(req.into_response(response).map_into_right_body())
         }
     }

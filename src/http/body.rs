@@ -1,9 +1,18 @@
 //! Request bodies, bounded before they are read: `Content-Length` is checked first, then
 //! the stream is cut at the limit. Anything larger is a 413.
 
+use std::cell::{Cell, RefCell};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use actix_web::body::{BodySize, BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{self, ServiceRequest, ServiceResponse};
+use actix_web::error::PayloadError;
 use actix_web::http::StatusCode;
+use actix_web::middleware::Next;
 use actix_web::web::{Bytes, BytesMut, Payload};
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpMessage, HttpRequest};
 use futures_util::StreamExt;
 
 use super::Problem;
@@ -25,6 +34,7 @@ pub async fn read(req: &HttpRequest, mut payload: Payload, limit: usize) -> Resu
         .unwrap_or(std::time::Duration::from_secs(10));
     match actix_web::rt::time::timeout(timeout, read_bounded(req, &mut payload, limit)).await {
         Ok(result) => result,
+        // The connection closes after the answer (`close_unread`).
         Err(_) => Err(Problem::new(
             StatusCode::REQUEST_TIMEOUT,
             "body-timeout",
@@ -32,28 +42,7 @@ pub async fn read(req: &HttpRequest, mut payload: Payload, limit: usize) -> Resu
                 "the request body did not arrive within {} s",
                 timeout.as_secs()
             ),
-        )
-        .holding(payload)),
-    }
-}
-
-/// A request body left unread, kept alive by the answer (see [`hold`]).
-#[derive(Clone)]
-pub struct UnreadBody {
-    _payload: std::rc::Rc<actix_web::dev::Payload>,
-}
-
-impl UnreadBody {
-    /// Holds `payload`.
-    pub fn new(payload: Payload) -> Self {
-        UnreadBody::of(payload.into_inner())
-    }
-
-    /// Holds a request's payload taken before any handler (a refusal by the rules).
-    pub fn of(payload: actix_web::dev::Payload) -> Self {
-        UnreadBody {
-            _payload: std::rc::Rc::new(payload),
-        }
+        )),
     }
 }
 
@@ -67,53 +56,83 @@ pub fn announces_body(req: &HttpRequest) -> bool {
             .is_some_and(|v| v.as_bytes() != b"0")
 }
 
-/// `response`, sent while `unread` (if any) is held, with `Connection: close`.
+/// Closes the connection after every answer given before its request's body ended: a
+/// 408 for a body that did not arrive, a 413, a refusal by the rules, a handler that
+/// reads no body.
 ///
-/// actix-http drains an unread *chunked* request body after the response and keeps the
-/// connection open meanwhile, so a client that stalls its body would hold the
-/// connection for good; it closes the connection instead when the payload is still
-/// held (not dropped) when the response ends. So every answer given before the body was
-/// read (a 408 for a body that did not arrive, a refusal by the rules) goes through
-/// here, and the connection closes after it, whatever the framing.
-pub fn hold(mut response: HttpResponse, unread: Option<UnreadBody>) -> HttpResponse {
-    let Some(unread) = unread else {
-        return response;
-    };
-    response
-        .head_mut()
-        .set_connection_type(actix_web::http::ConnectionType::Close);
-    response
-        .map_body(|_, body| Holding {
-            body,
-            _unread: unread,
+/// actix-http drains an unread request body after the response and keeps the
+/// connection open meanwhile, with no timer, so a client that stalls its body would
+/// hold the connection for good; it closes the connection instead when the payload is
+/// still held (not dropped) when the response ends. So the payload of a request that
+/// announces a body is held here, handlers read it through a [`Tracked`] stream, and
+/// an answer sent before that stream ended holds it until it is sent, with
+/// `Connection: close`.
+pub async fn close_unread<B: MessageBody + 'static>(
+    mut req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    if !announces_body(req.request()) {
+        return Ok(next.call(req).await?.map_into_left_body());
+    }
+    let held = Rc::new(RefCell::new(req.take_payload()));
+    let ended = Rc::new(Cell::new(false));
+    let tracked: Pin<Box<dyn futures_util::Stream<Item = _>>> = Box::pin(Tracked {
+        payload: held.clone(),
+        ended: ended.clone(),
+    });
+    req.set_payload(dev::Payload::from(tracked));
+    let res = next.call(req).await?;
+    if ended.get() {
+        return Ok(res.map_into_left_body());
+    }
+    Ok(res
+        .map_body(|head, body| {
+            head.set_connection_type(actix_web::http::ConnectionType::Close);
+            Holding {
+                body: body.boxed(),
+                _unread: held,
+            }
+            .boxed()
         })
-        .map_into_boxed_body()
+        .map_into_right_body())
 }
 
-/// A response body sent while an unread request body is held (see [`hold`]).
-struct Holding<B> {
-    body: B,
-    _unread: UnreadBody,
+/// A request's payload as handlers read it, noting when it has ended.
+struct Tracked {
+    payload: Rc<RefCell<dev::Payload>>,
+    ended: Rc<Cell<bool>>,
 }
 
-impl<B: actix_web::body::MessageBody + Unpin> actix_web::body::MessageBody for Holding<B> {
-    type Error = B::Error;
+impl futures_util::Stream for Tracked {
+    type Item = Result<Bytes, PayloadError>;
 
-    fn size(&self) -> actix_web::body::BodySize {
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let polled = Pin::new(&mut *self.payload.borrow_mut()).poll_next(cx);
+        if let Poll::Ready(None) = polled {
+            self.ended.set(true);
+        }
+        polled
+    }
+}
+
+/// A response body sent while an unread request body is held (see [`close_unread`]).
+struct Holding {
+    body: BoxBody,
+    _unread: Rc<RefCell<dev::Payload>>,
+}
+
+impl MessageBody for Holding {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
         self.body.size()
     }
 
     fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Bytes, Self::Error>>> {
-        std::pin::Pin::new(&mut self.body).poll_next(cx)
-    }
-}
-
-impl std::fmt::Debug for UnreadBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("UnreadBody")
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        Pin::new(&mut self.body).poll_next(cx)
     }
 }
 

@@ -23,10 +23,6 @@ pub struct Problem {
     /// Extension members (RFC 9457 section 3.2), e.g. a revocation's date and reason.
     #[serde(flatten)]
     extra: serde_json::Map<String, serde_json::Value>,
-    /// The request body left unread by a refusal before it arrived (408), held until the
-    /// answer is sent so that the connection closes after it.
-    #[serde(skip)]
-    unread: Option<super::body::UnreadBody>,
 }
 
 impl Problem {
@@ -40,20 +36,7 @@ impl Problem {
             code,
             detail: detail.into(),
             extra: serde_json::Map::new(),
-            unread: None,
         }
-    }
-
-    /// The same problem, answered while `payload` (unread) is held: the connection
-    /// closes after the answer (see `body::hold`).
-    pub fn holding(mut self, payload: actix_web::web::Payload) -> Self {
-        self.unread = Some(super::body::UnreadBody::new(payload));
-        self
-    }
-
-    /// The unread body this problem holds, if any.
-    pub fn unread(&self) -> Option<super::body::UnreadBody> {
-        self.unread.clone()
     }
 
     /// Adds an extension member.
@@ -85,10 +68,7 @@ impl ResponseError for Problem {
             b.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
         }
         let json = serde_json::to_vec(self).unwrap_or_default();
-        super::body::hold(
-            b.content_type("application/problem+json").body(json),
-            self.unread.clone(),
-        )
+        b.content_type("application/problem+json").body(json)
     }
 }
 

@@ -97,6 +97,7 @@ pub fn service(
         .wrap(actix_web::middleware::from_fn(authorize::authorize))
         .wrap(actix_web::middleware::from_fn(limits::headers))
         .wrap(actix_web::middleware::from_fn(metrics::record))
+        .wrap(actix_web::middleware::from_fn(body::close_unread))
         // Answers depend on Accept (representations, and the 406 when none fits), so
         // every response says so, errors included, where a handler has not already.
         .wrap(

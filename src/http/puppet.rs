@@ -67,7 +67,7 @@ async fn read_body(
 ) -> Result<web::Bytes, HttpResponse> {
     body::read(req, payload, app.config().limits.max_body_bytes)
         .await
-        .map_err(|p| answer_holding(p.status(), p.to_string(), p.unread()))
+        .map_err(|p| plain(p.status(), p.to_string()))
 }
 
 /// A name from the request as a plain-text answer may echo it: control characters (a
@@ -87,22 +87,9 @@ fn echo(raw: &str) -> String {
 }
 
 fn plain(status: StatusCode, body: impl Into<String>) -> HttpResponse {
-    answer_holding(status, body.into(), None)
-}
-
-/// A plain-text answer; with `unread`, sent while the unread request body is held, so
-/// that the connection closes after it (see [`body::hold`]).
-fn answer_holding(
-    status: StatusCode,
-    text: String,
-    unread: Option<body::UnreadBody>,
-) -> HttpResponse {
-    body::hold(
-        HttpResponse::build(status)
-            .content_type("text/plain; charset=utf-8")
-            .body(text),
-        unread,
-    )
+    HttpResponse::build(status)
+        .content_type("text/plain; charset=utf-8")
+        .body(body.into())
 }
 
 async fn not_found() -> HttpResponse {

@@ -15,7 +15,11 @@
 //! - **Limits** (all in `conf/certd.toml`): body (`limits.max_body_bytes`, 413), headers
 //!   (`limits.max_header_bytes`, 431), CSR size, pattern length, page size; request-head
 //!   and body timeouts (`server.request_timeout`, `server.body_timeout`, 408) so slow
-//!   clients cannot hold a connection; idle keep-alive (`server.keep_alive`); connections
+//!   clients cannot hold a connection, and any answer given before its request's body
+//!   ended (a 408, a 413, a refusal, a handler that reads no body, such as `GET` with a
+//!   chunked body) closes the connection, since actix would otherwise keep it open to
+//!   drain a stalled body with no timer (`http::body::close_unread`;
+//!   `hostile::a_body_that_times_out_closes_its_connection`); idle keep-alive (`server.keep_alive`); connections
 //!   per worker (`server.max_connections`); signings under way
 //!   (`limits.max_pending_signings`, 503 `busy` with `Retry-After` after a 5 s wait).
 //!   `tests/suite/limits.rs` covers slow clients, graceful shutdown and key hygiene.

@@ -249,8 +249,9 @@
 //! target as it is ([`Store::import`](crate::store::Store::import): audit ids, serials
 //! of cleaned certificates and revocations included), moves each CA key through the
 //! target's vault or files, copies the data directory's other files (`ca/root.pem`, the
-//! mark of a set-up directory, last), then reads the target back and compares. A target
-//! that is set up or not empty is refused. A sled source must be stopped (sled allows
+//! mark of a set-up directory, last), makes the target private (directories 0700, the
+//! store's files 0600: it may have existed, made by hand, with others' access), then
+//! reads the target back and compares. A target that is set up or not empty is refused. A sled source must be stopped (sled allows
 //! one process).
 //!
 //! A running server is backed up through itself: `POST /backups` (global admins; the

@@ -217,3 +217,57 @@ fn a_backup_dir_inside_the_data_directory_is_refused() {
     let body: serde_json::Value = r.json().unwrap();
     assert_eq!(body["code"], "backups-not-configured", "{body}");
 }
+
+/// Fifth review, a low finding: `certd store copy` into a data directory that already
+/// existed (made by hand, say, with the usual 0755) left it and the sled files as they
+/// were made, readable by others. A copy makes its target private, as a start does.
+#[test]
+fn a_store_copy_makes_its_target_private() {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let root = tempfile::tempdir().unwrap();
+    let (src, dst) = (root.path().join("src"), root.path().join("dst"));
+    std::fs::create_dir(&src).unwrap();
+    let server = Server::start(&src, AUTOSIGN);
+    assert!(server.terminate().success());
+    std::fs::DirBuilder::new()
+        .mode(0o755)
+        .recursive(true)
+        .create(dst.join("data"))
+        .unwrap();
+    std::fs::write(dst.join("certd.toml"), AUTOSIGN).unwrap();
+    let out = certd()
+        .args(["store", "copy", "--config"])
+        .arg(src.join("certd.toml"))
+        .arg("--data-dir")
+        .arg(src.join("data"))
+        .arg("--to-config")
+        .arg(dst.join("certd.toml"))
+        .arg("--to-data-dir")
+        .arg(dst.join("data"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&dst.join("data")), 0o700, "the data directory");
+    let mut dirs = vec![dst.join("data")];
+    let mut store_files = 0;
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                assert_eq!(mode(&p), 0o700, "{}", p.display());
+                dirs.push(p);
+            } else if p.starts_with(dst.join("data/store"))
+                || p.extension().is_some_and(|e| e == "key")
+            {
+                assert_eq!(mode(&p) & 0o077, 0, "{} is private", p.display());
+                store_files += 1;
+            }
+        }
+    }
+    assert!(store_files > 2, "the copy has a store and keys");
+}

@@ -57,19 +57,20 @@ pub async fn authorize(
 }
 
 /// Whether `req` may change something and a browser says a page of another origin sent
-/// it: `Sec-Fetch-Site` other than `same-origin` or `none` (typed by the user), or an
-/// `Origin` other than `https://` and the host it was sent to (`null` included).
-/// Clients that are not browsers send neither header.
+/// it: `Sec-Fetch-Site` other than `same-origin` or `none` (typed by the user); where a
+/// browser sends no `Sec-Fetch-Site`, an `Origin` other than `https://` and the host it
+/// was sent to (`null` included). `Sec-Fetch-Site` decides alone when present: a page
+/// of certd's own with `Referrer-Policy: no-referrer` sends `Origin: null` with its
+/// forms. Clients that are not browsers send neither header.
 fn from_another_origin(req: &HttpRequest) -> bool {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return false;
     }
     let headers = req.headers();
-    let site = headers
-        .get_all("sec-fetch-site")
-        .any(|v| !matches!(v.to_str(), Ok("same-origin" | "none")));
-    if site {
-        return true;
+    if headers.contains_key("sec-fetch-site") {
+        return headers
+            .get_all("sec-fetch-site")
+            .any(|v| !matches!(v.to_str(), Ok("same-origin" | "none")));
     }
     let host = req
         .uri()
@@ -139,13 +140,20 @@ mod tests {
         }
         assert!(
             sent(
-                post,
+                post.clone(),
                 &[
                     ("origin", "https://ca.example:8140"),
                     ("sec-fetch-site", "cross-site")
                 ]
             ),
-            "either says so"
+            "Sec-Fetch-Site decides"
+        );
+        assert!(
+            !sent(
+                post,
+                &[("origin", "null"), ("sec-fetch-site", "same-origin")]
+            ),
+            "a form of certd's own page under no-referrer"
         );
         assert!(same_authority("ca.example", "CA.example:443"));
     }

@@ -118,8 +118,12 @@
 //!   Puppet face's `sign`) or a `no-cors` fetch needs no preflight; without this, any
 //!   page an admin opened could sign, sweep, renew the admin's certificate away or write
 //!   backups. The CLI, agents and other clients that are not browsers send neither
-//!   header and are not concerned. This is DESIGN §9's "state changes only same-origin",
-//!   in place before the dashboard.
+//!   header and are not concerned. `Sec-Fetch-Site` decides alone where a browser sends
+//!   it (a page of certd's own under `Referrer-Policy: no-referrer` posts forms with
+//!   `Origin: null`). This is DESIGN §9's "state changes only same-origin", in place
+//!   before the dashboard; ACME, authenticated by JWS and not by the client
+//!   certificate (RFC 8555 §6.1 asks servers to allow browser clients), will be left
+//!   out of it when it comes.
 //! - A malformed rules file (bad TOML, an unknown key, caller or method, a bad regex, a
 //!   `$group` the regex lacks, `members` without an environment, two rules with one name,
 //!   no rules at all) stops the server at start with `auth.toml:LINE: message`.

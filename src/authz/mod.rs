@@ -81,6 +81,16 @@ impl RevokedSerials {
             .is_some_and(|set| set.contains(serial))
     }
 
+    /// Whether `serial` is revoked in any environment: for a certificate whose issuer is
+    /// none of the environments' CAs (refused rather than let through).
+    pub fn contains_anywhere(&self, serial: &[u8]) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .any(|set| set.contains(serial))
+    }
+
     /// Adds revoked serials of `env`.
     pub fn extend(&self, env: &EnvName, serials: impl IntoIterator<Item = Vec<u8>>) {
         let mut all = self.0.write().unwrap_or_else(|p| p.into_inner());

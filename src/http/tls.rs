@@ -68,7 +68,7 @@ pub fn acceptor(app: Arc<App>) -> Result<SslAcceptorBuilder, ErrorStack> {
 
 /// An acceptor builder from the server's certificate, key and trusted client CAs. A
 /// client certificate whose serial is in `revoked` for the environment whose CA issued
-/// it (`resolver` knows which) fails the handshake.
+/// it (`resolver` knows which; in any environment when none did) fails the handshake.
 fn builder(
     m: &TlsMaterial,
     revoked: Arc<RevokedSerials>,
@@ -94,20 +94,24 @@ fn builder(
             return false;
         }
         if ctx.error_depth() == 0 {
-            let issued = ctx.current_cert().and_then(|c| {
-                let issuer = c.issuer_name().to_der().ok()?;
-                let env = resolver
-                    .issuer_environment(&issuer, c.authority_key_id().map(|k| k.as_slice()))?;
-                Some((env, c.serial_number().to_bn().ok()?))
-            });
-            if let Some((env, serial)) = issued {
-                if revoked.contains(&env, &serial.to_vec()) {
-                    // OpenSSL picks the alert from the verify error: "revoked" sends
-                    // certificate_revoked, so the client's error says why (an
-                    // application error would be a bare handshake_failure).
-                    ctx.set_error(cert_revoked());
+            let revoked_here = ctx.current_cert().is_some_and(|c| {
+                let Ok(serial) = c.serial_number().to_bn().map(|s| s.to_vec()) else {
                     return false;
+                };
+                let env = c.issuer_name().to_der().ok().and_then(|issuer| {
+                    resolver.issuer_environment(&issuer, c.authority_key_id().map(|k| k.as_slice()))
+                });
+                match env {
+                    Some(env) => revoked.contains(&env, &serial),
+                    None => revoked.contains_anywhere(&serial),
                 }
+            });
+            if revoked_here {
+                // OpenSSL picks the alert from the verify error: "revoked" sends
+                // certificate_revoked, so the client's error says why (an application
+                // error would be a bare handshake_failure).
+                ctx.set_error(cert_revoked());
+                return false;
             }
         }
         true

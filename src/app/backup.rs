@@ -105,8 +105,8 @@ fn env_names(config: &Config, snap: &Snapshot, data: &DataDir) -> Result<Vec<Env
 /// empty), then checks the target holds exactly what was read: the store as one
 /// consistent snapshot (PostgreSQL: one repeatable-read transaction; sled: writers wait
 /// while it is read), then the CA keys (through the target's vault or files), then the
-/// data directory's other files, the set-up mark last; then makes the target private
-/// (directories 0700, the store's files 0600), as a start does.
+/// data directory's other files, the set-up mark last (the target made private before
+/// them: directories 0700, the store's files 0600, as a start does).
 pub fn copy_installation(
     source: &Installation<'_>,
     target: &Installation<'_>,
@@ -145,9 +145,10 @@ pub fn copy_installation(
     skip.push(src_data.root_key());
     skip.extend(envs.iter().map(|e| src_data.env_key(e)));
     skip.push(dst_data.root().to_owned());
-    src_data.copy_files_into(dst_data, &skip)?;
-    // The target may have existed before (made by hand, with others' access).
+    // The target may have existed before (made by hand, with others' access); before
+    // the set-up mark, so that a copy that fails here can be made again.
     dst_data.make_private()?;
+    src_data.copy_files_into(dst_data, &skip)?;
 
     let copied = target.store.snapshot()?;
     if copied != snap {

@@ -272,14 +272,17 @@ impl DataDir {
         &self.root
     }
 
-    /// Creates the directory (0700) when it does not exist.
+    /// Creates the directory (0700) when it does not exist, and makes it 0700 when it
+    /// does (it may have been made by hand): before a store is opened in it, so that
+    /// nobody else can open the store's files while they are written.
     pub fn create(&self) -> Result<(), FilesError> {
         use std::os::unix::fs::DirBuilderExt;
         fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&self.root)
-            .map_err(io(&self.root))
+            .map_err(io(&self.root))?;
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700)).map_err(io(&self.root))
     }
 
     /// `ca/root.pem`; its presence means setup completed (it is written last).
@@ -464,7 +467,15 @@ pub fn write_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FilesError
 
 fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FilesError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(io(dir))?;
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        // Directories certd makes are its own (0700), whatever the umask.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io(dir))?;
+    }
     let tmp = path.with_extension("tmp");
     let _ = fs::remove_file(&tmp);
     let mut f = fs::OpenOptions::new()
@@ -505,6 +516,19 @@ mod tests {
             d.read_secret(&p),
             Err(FilesError::InsecureKey { .. })
         ));
+    }
+
+    #[test]
+    fn a_data_directory_made_by_hand_is_made_private_before_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        fs::create_dir(&root).unwrap();
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+        DataDir::new(&root).create().unwrap();
+        assert_eq!(
+            fs::metadata(&root).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
     }
 
     #[test]

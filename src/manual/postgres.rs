@@ -95,9 +95,12 @@
 //! to a free lane and waits on a plain channel, from any thread. `pool_size` connections
 //! are held: one for the committer, the rest for lanes; and two more, the watch
 //! connection and the fence's (`readers.rs`). Each connection sets
-//! `statement_timeout`, `lock_timeout` and `idle_in_transaction_session_timeout` from
-//! `[store] statement_timeout`, and TCP keepalives and `tcp_user_timeout`, so that a
-//! database that vanished is noticed. A call waits at most `statement_timeout` for a
+//! `statement_timeout` and `lock_timeout` to `[store] statement_timeout`, and
+//! `idle_in_transaction_session_timeout` to half of it (so that a session left inside a
+//! transaction by a node cut off from the database mid-batch, holding the writers'
+//! lock, is ended before the other nodes' writers waiting on that lock give up and
+//! answer 503; the snapshot and the import lift it while they take tables in), and TCP
+//! keepalives and `tcp_user_timeout`, so that a database that vanished is noticed. A call waits at most `statement_timeout` for a
 //! lane to take its work; work no lane has started by then is dropped and the caller
 //! told 503, while work already started is waited for (its statements are bounded by
 //! the server's timeouts): so a 503 from a call means nothing of it was done, never

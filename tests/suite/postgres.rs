@@ -1373,6 +1373,55 @@ fn listings_read_summaries_and_fall_back_to_the_record_without_one() {
 /// defaults `synchronous_commit` to off: certd's sessions pin it on, after the URL's
 /// options, which are otherwise kept. A trigger records the settings of the session
 /// that writes each audited change: autosigned submissions (the committer's batches)
+/// A node cut off from the database in the middle of a transaction leaves its session
+/// there, holding the writers' lock, until PostgreSQL ends it: another node's writes
+/// wait for that lock up to `lock_timeout`. The partition test saw node 1 answer 503
+/// for its first write after node 2 was cut: certd's sessions ended an idle
+/// transaction after twice the statement timeout, while waiting for a lock gave up
+/// after one. A session stuck in a transaction is now ended before the writers waiting
+/// on it give up (half the statement timeout), as certd's writing sessions report.
+#[test]
+fn a_session_stuck_in_a_transaction_ends_before_writers_waiting_on_it_give_up() {
+    let Some(pg) = Postgres::shared() else { return };
+    let db = pg.database();
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!("{AUTOSIGN}{}", pg.store_toml(&db, dir.path()));
+    let server = Server::start(dir.path(), &config);
+    pg.admin_of(&db)
+        .batch_execute(
+            "CREATE TABLE seen_timeouts (idle bigint NOT NULL, lock bigint NOT NULL);
+             GRANT INSERT ON seen_timeouts TO certd;
+             CREATE FUNCTION note_timeouts() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN
+               INSERT INTO seen_timeouts
+                 SELECT (SELECT setting::bigint FROM pg_settings
+                          WHERE name = 'idle_in_transaction_session_timeout'),
+                        (SELECT setting::bigint FROM pg_settings WHERE name = 'lock_timeout');
+               RETURN NULL;
+             END $$;
+             CREATE TRIGGER note_timeouts AFTER INSERT ON certd_audit
+               FOR EACH STATEMENT EXECUTE FUNCTION note_timeouts();",
+        )
+        .unwrap();
+    let anon = client(&server, None);
+    let key = KeyType::EcP256.generate().unwrap();
+    for i in 0..3 {
+        submit_autosigned(&server, &anon, &key, &format!("node{i}.example"));
+    }
+    let seen: Vec<(i64, i64)> = pg
+        .admin_of(&db)
+        .query("SELECT idle, lock FROM seen_timeouts", &[])
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    assert!(!seen.is_empty());
+    assert!(
+        seen.iter().all(|&(idle, lock)| idle > 0 && idle < lock),
+        "(idle_in_transaction_session_timeout, lock_timeout) in ms: {seen:?}"
+    );
+}
+
 /// and a revocation (a pooled connection).
 #[test]
 fn acknowledged_writes_wait_for_the_wal_whatever_the_database_defaults_to() {

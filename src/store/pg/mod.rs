@@ -126,7 +126,9 @@ fn connector(cfg: &StoreConfig) -> Result<Connector, PgOpenError> {
             "{given}-c synchronous_commit=on -c default_transaction_isolation=read\\ committed -c default_transaction_read_only=off -c statement_timeout={}ms -c lock_timeout={}ms -c idle_in_transaction_session_timeout={}ms",
             timeout.as_millis(),
             timeout.as_millis(),
-            timeout.as_millis() * 2
+            // A session stuck in a transaction (its node cut off mid-batch, the writers'
+            // lock held) is ended before the writers waiting on that lock give up.
+            (timeout.as_millis() / 2).max(100)
         ));
     let mut tls = SslConnector::builder(SslMethod::tls_client())
         .map_err(|e| PgOpenError::Config(format!("TLS: {e}")))?;

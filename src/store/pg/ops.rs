@@ -233,8 +233,11 @@ pub(super) fn read_snapshot<R>(
             .isolation_level(postgres::IsolationLevel::RepeatableRead)
             .read_only(true)
             .start()?;
-        // Whole tables: not bounded by the per-statement timeout of requests.
-        t.batch_execute("SET LOCAL statement_timeout = 0")?;
+        // Whole tables: not bounded by the per-statement timeout of requests, nor by
+        // the idle one while the caller takes each table's rows in.
+        t.batch_execute(
+            "SET LOCAL statement_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0",
+        )?;
         let r = {
             let mut tx = Tx::new(&mut t, stmts);
             f(&mut tx)?
@@ -1307,7 +1310,9 @@ const IMPORT_CHUNK: usize = 1000;
 
 /// Writes a snapshot into empty tables (the caller holds the writers' lock).
 pub(super) fn import<C: GenericClient>(tx: &mut Tx<'_, C>, snap: &Snapshot) -> Op<()> {
-    tx.c.batch_execute("SET LOCAL statement_timeout = 0")?;
+    tx.c.batch_execute(
+        "SET LOCAL statement_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0",
+    )?;
     let taken = tx.opt(
         "SELECT 1 WHERE EXISTS (SELECT 1 FROM certd_environments)
             OR EXISTS (SELECT 1 FROM certd_requests) OR EXISTS (SELECT 1 FROM certd_serials)

@@ -351,7 +351,15 @@ fn cert_fields(name: &Certname, c: CertSummary) -> StatusFields {
 }
 
 fn request_status(name: &Certname, r: &RequestRecord) -> PuppetStatus {
-    let (dns, all) = alt_names(&r.dns_names, &r.ip_addrs);
+    // As the CSR asks: its names in its order (the certname among them), and the
+    // authorization extensions an admin must see before signing.
+    let asked = crate::ca::requested_names(&r.csr_der);
+    let (dns, all) = alt_names(&asked.dns_names, &asked.ip_addrs);
+    let auth = asked
+        .authorization_extensions
+        .into_iter()
+        .map(|(oid, value)| (short_name(&oid).to_owned(), value))
+        .collect();
     let fps = fingerprints(&r.csr_der, Digest::Sha256);
     PuppetStatus::Request(StatusFields {
         name: name.to_string(),
@@ -360,7 +368,7 @@ fn request_status(name: &Certname, r: &RequestRecord) -> PuppetStatus {
         fingerprints: fps,
         dns_alt_names: dns,
         subject_alt_names: all,
-        authorization_extensions: BTreeMap::new(),
+        authorization_extensions: auth,
         serial_number: None,
         not_before: None,
         not_after: None,
@@ -531,10 +539,17 @@ impl App {
         let env = self.puppet_env()?;
         let cert = self.store.certificate(&env.name, &name)?;
         let req = self.store.request(&env.name, &name)?;
-        if cert.is_none() && !pending(&req) {
+        let listed = req.as_ref().is_some_and(listed_as_requested);
+        if cert.is_none() && !listed {
             return Err(AppError::NotFound("Invalid certificate subject.".into()));
         }
         if sign {
+            if let Some(refused) = req
+                .as_ref()
+                .filter(|r| listed && matches!(r.state, RequestState::Invalid { .. }))
+            {
+                return Err(self.why_unsignable(&env, &name, refused));
+            }
             if !pending(&req) {
                 return Err(AppError::Conflict {
                     code: "no-request",
@@ -554,6 +569,39 @@ impl App {
             });
         }
         self.revoke(who, PUPPET_ENV, name.as_str(), Some("keyCompromise"))
+    }
+
+    /// `GET /puppet-ca/v1/certificate_request/{name}`: the CSR of every request the face
+    /// lists as requested, those the policy refused at submission included (Puppet
+    /// Server serves the CSR files it keeps); else 404.
+    pub fn puppet_request(&self, raw_name: &str) -> Result<super::RequestView, AppError> {
+        let name = certname(raw_name)?;
+        let env = self.puppet_env()?;
+        match self.store.request(&env.name, &name)? {
+            Some(r) if listed_as_requested(&r) => Ok(super::RequestView {
+                certname: name,
+                csr_der: r.csr_der,
+            }),
+            _ => Err(AppError::NotFound(format!(
+                "no certificate request for {name}"
+            ))),
+        }
+    }
+
+    /// Why a CSR the policy refused at submission (kept, listed as requested) cannot be
+    /// signed: the policy's message as it reads the CSR now (Puppet Server validates at
+    /// signing), or, where the policy has changed since, that it must be sent again.
+    fn why_unsignable(&self, env: &EnvCa, name: &Certname, refused: &RequestRecord) -> AppError {
+        let policy = env.settings.csr_policy(&self.config.limits);
+        match ValidatedCsr::parse(&refused.csr_der, name, &policy) {
+            Err(e) => AppError::CsrRejected(e),
+            Ok(_) => AppError::Conflict {
+                code: "request-invalid",
+                detail: format!(
+                    "The certificate request of {name} was refused when it was submitted; the agent must submit it again"
+                ),
+            },
+        }
     }
 
     /// `DELETE certificate_status/{name}`: certd revokes before forgetting, so that no
@@ -684,7 +732,15 @@ impl App {
                 .and_then(|n| self.approve(&env, &n, None, csr, Some(who)));
             match outcome {
                 Ok(_) => report.signed.push(raw),
-                Err(AppError::NotFound(_)) => report.no_csr.push(raw),
+                // No CSR: none stored, one signed already, or a name none can have.
+                Err(
+                    AppError::NotFound(_)
+                    | AppError::Conflict {
+                        code: "already-signed",
+                        ..
+                    }
+                    | AppError::InvalidInput(_),
+                ) => report.no_csr.push(raw),
                 Err(AppError::Store(e)) => return Err(AppError::Store(e)),
                 Err(_) => report.signing_errors.push(raw),
             }

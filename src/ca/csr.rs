@@ -79,8 +79,47 @@ pub fn refused_csr(
     certname: &Certname,
 ) -> Option<(Vec<u8>, Vec<String>, Vec<String>)> {
     let der = to_der(bytes).ok()?;
-    let req = CertReq::from_der(&structural_copy(&der)).ok()?;
-    let (mut dns, mut ips) = (Vec::new(), Vec::new());
+    let asked = requested(&der)?;
+    let dns = asked
+        .dns_names
+        .into_iter()
+        .filter(|d| d != certname.as_str())
+        .collect();
+    Some((der, dns, asked.ip_addrs))
+}
+
+/// What a stored CSR asks for, as Puppet's status objects show it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RequestedNames {
+    /// Its DNS names, in the CSR's order (the certname among them when it asks for it).
+    pub dns_names: Vec<String>,
+    /// Its IP addresses, in the CSR's order.
+    pub ip_addrs: Vec<String>,
+    /// Its Puppet authorization extensions (arc 1.3.6.1.4.1.34380.1.3): dotted OID and
+    /// text value.
+    pub authorization_extensions: Vec<(String, String)>,
+}
+
+/// What the stored CSR `der` asks for, read without any policy (an empty answer for
+/// one that asks for nothing, or that does not decode). Most ask for nothing, and
+/// listings read many: a CSR whose DER holds neither the subjectAltName nor the
+/// authorization arc's OID is not decoded.
+pub fn requested_names(der: &[u8]) -> RequestedNames {
+    // 06 03 55 1D 11: the subjectAltName OID; 2B 06 01 04 01 82 8C 4C 01 03: the
+    // authorization arc 1.3.6.1.4.1.34380.1.3.
+    const SAN: &[u8] = &[0x06, 0x03, 0x55, 0x1d, 0x11];
+    const AUTH_ARC: &[u8] = &[0x2b, 0x06, 0x01, 0x04, 0x01, 0x82, 0x8c, 0x4c, 0x01, 0x03];
+    let holds = |needle: &[u8]| der.windows(needle.len()).any(|w| w == needle);
+    if !holds(SAN) && !holds(AUTH_ARC) {
+        return RequestedNames::default();
+    }
+    requested(der).unwrap_or_default()
+}
+
+fn requested(der: &[u8]) -> Option<RequestedNames> {
+    let req = CertReq::from_der(&structural_copy(der)).ok()?;
+    let auth_arc = format!("{}.3.", oid::PUPPET_ARC);
+    let mut out = RequestedNames::default();
     for attr in req.info.attributes.iter() {
         let id = attr.oid.to_string();
         if id != oid::EXTENSION_REQUEST && id != oid::MS_EXTENSION_REQUEST {
@@ -91,7 +130,13 @@ pub fn refused_csr(
                 continue;
             };
             for ext in exts.into_iter().flatten() {
-                if ext.extn_id.to_string() != oid::SUBJECT_ALT_NAME {
+                let id = ext.extn_id.to_string();
+                if id.starts_with(&auth_arc) {
+                    let text = super::der_text(ext.extn_value.as_bytes()).unwrap_or_default();
+                    out.authorization_extensions.push((id, text));
+                    continue;
+                }
+                if id != oid::SUBJECT_ALT_NAME {
                     continue;
                 }
                 let Ok(san) = SubjectAltName::from_der(ext.extn_value.as_bytes()) else {
@@ -99,19 +144,17 @@ pub fn refused_csr(
                 };
                 for name in san.0 {
                     match name {
-                        GeneralName::DnsName(d) if d.as_str() != certname.as_str() => {
-                            dns.push(d.as_str().to_owned())
-                        }
-                        GeneralName::IpAddress(ip) => {
-                            ips.extend(ip_from_bytes(ip.as_bytes()).map(|ip| ip.to_string()))
-                        }
+                        GeneralName::DnsName(d) => out.dns_names.push(d.as_str().to_owned()),
+                        GeneralName::IpAddress(ip) => out
+                            .ip_addrs
+                            .extend(ip_from_bytes(ip.as_bytes()).map(|ip| ip.to_string())),
                         _ => {}
                     }
                 }
             }
         }
     }
-    Some((der, dns, ips))
+    Some(out)
 }
 
 /// The SubjectPublicKeyInfo (DER) of a stored CSR (already validated when stored).

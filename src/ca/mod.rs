@@ -26,7 +26,9 @@ pub use crl::{
     assemble_crl, build_crl, crl_signed_by, encode_crl_entry, parse_crl, parse_crls, AssembledCrl,
     CrlEntry, CrlParams, ParsedCrl, RevocationReason,
 };
-pub use csr::{csr_public_key_der, refused_csr, CsrPolicy, ValidatedCsr};
+pub use csr::{
+    csr_public_key_der, refused_csr, requested_names, CsrPolicy, RequestedNames, ValidatedCsr,
+};
 pub use csr_build::build_csr;
 pub use error::CaError;
 pub use fingerprint::{write_hex_pairs, Digest, DigestValue, Fingerprint};

@@ -260,7 +260,7 @@ async fn get_request(
 ) -> HttpResponse {
     let name = name.into_inner();
     let shown = name.clone();
-    match run_raw(&app, move |a| a.request(PUPPET_ENV, &name)).await {
+    match run_raw(&app, move |a| a.puppet_request(&name)).await {
         Ok(view) => plain(
             StatusCode::OK,
             String::from_utf8_lossy(&view.pem()).into_owned(),

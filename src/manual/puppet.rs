@@ -45,7 +45,15 @@
 //!   the CLI's `clean` revokes first anyway). Revoking a name whose certificate was
 //!   cleaned answers 404 instead of Puppet's 500: its serial is already on the CRL.
 //! - A CSR is validated completely when it is submitted (400 with Puppet's message), not
-//!   only at signing time; an invalid CSR never sits in the queue.
+//!   only at signing time; an invalid CSR never waits to be signed. One the policy
+//!   refuses (subject alternative names, extensions) is kept and listed as requested,
+//!   as Puppet Server keeps it (`manual::choices`): its status shows its alternative
+//!   names as the CSR asks for them and the authorization extensions it asks for,
+//!   `GET certificate_request` serves it, and signing it answers 409 with the policy's
+//!   message as it reads the CSR now, as Puppet Server's signing does (the real
+//!   `puppetserver ca sign` prints it), or, where the policy has changed since, that it
+//!   must be submitted again; `POST /sign` reports it in `signing-errors`. A name with a
+//!   certificate and no request, or one that is no valid certname, is `no-csr` there.
 //! - `DELETE certificate_request/{name}` is allowed to admins (Puppet's default rules deny
 //!   it to everyone).
 //! - The shipped rules for the face are Puppet's (`conf/auth.toml`, "puppetlabs ..." rules,
@@ -61,7 +69,8 @@
 //! - A revoked client certificate fails the TLS handshake at once (no restart), and is
 //!   refused on connections opened before the revocation.
 //! - Status listings come from the store's summaries (SANs, dates, authorization
-//!   extensions kept at issue time); no certificate is re-parsed.
+//!   extensions kept at issue time); no certificate is re-parsed. A request's CSR is
+//!   decoded only when its DER holds the subjectAltName or the authorization arc's OID.
 //!
 //! - Auto-renewal is on by default (`allow_auto_renewal`, `auto_renewal_cert_ttl` = 90d;
 //!   Puppet Server ships it off). Only the name's current, unrevoked certificate can be

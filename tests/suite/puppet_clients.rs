@@ -567,6 +567,15 @@ fn a_refused_bootstrap_leaves_a_request_the_admin_can_see() {
         line.contains("invalid") && line.contains("subject alternative names"),
         "{line}"
     );
+    // Listed, so the CLI signs it when asked, and is told why it cannot be signed (as
+    // Puppet Server's 409 says), not that there is no request.
+    let out = cli.run(&["sign", "--certname", "agent-r"]);
+    let said = show(&out);
+    assert!(
+        !out.status.success() && said.contains("which are disallowed"),
+        "puppetserver ca sign of the refused request:\n{said}"
+    );
+    assert!(!said.contains("Could not find"), "{said}");
 }
 
 /// Submits a CSR for each name through the Puppet face, anonymously; each answers 200.

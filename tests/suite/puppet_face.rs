@@ -426,13 +426,14 @@ fn statuses_clean_expirations_sign_and_status_service() {
     let r = api
         .admin
         .post(p(&api, "/sign"))
-        .json(&serde_json::json!({"certnames": ["a1", "nope"]}))
+        .json(&serde_json::json!({"certnames": ["a1", "nope", "s1"]}))
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
+    // A name with a certificate and no request has no CSR, as Puppet Server says.
     assert_eq!(
         r.json::<Value>().unwrap(),
-        serde_json::json!({"signed": ["a1"], "no-csr": ["nope"], "signing-errors": []})
+        serde_json::json!({"signed": ["a1"], "no-csr": ["nope", "s1"], "signing-errors": []})
     );
     let r = api.admin.post(p(&api, "/sign")).body("{}").send().unwrap();
     assert_eq!(r.status(), 422);
@@ -1263,4 +1264,86 @@ fn bulk_clean_of_hundreds_of_names_spans_store_batches_and_puts_every_serial_on_
         .map(|e| e["certname"].as_str().unwrap())
         .collect();
     assert_eq!(cleaned, ["bulk-0", "bulk-1", "bulk-2"]);
+}
+
+/// Conformance review, findings 1–3: a CSR the policy refused at submission is kept and
+/// listed as requested, as Puppet Server keeps it; so it is shown whole (its CSR, its
+/// alternative names with the certname, the authorization extensions it asks for, which
+/// an admin must see before anything else), and signing it says why it cannot be signed
+/// (409 with the validation message), not that there is no such request.
+#[test]
+fn a_refused_csr_is_shown_and_answered_as_puppet_server_does() {
+    let (api, _dir) = Api::start(CONFIG);
+    let (csr, _) = csr_with(
+        "r1",
+        &[
+            "-addext",
+            "subjectAltName=DNS:r1,DNS:extra.example.com",
+            "-addext",
+            "1.3.6.1.4.1.34380.1.3.39=ASN1:UTF8String:true",
+        ],
+    );
+    let r = api
+        .anon
+        .put(p(&api, "/certificate_request/r1"))
+        .body(csr.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let status: Value = api
+        .admin
+        .get(p(&api, "/certificate_status/r1"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(status["state"], "requested", "{status}");
+    assert_eq!(
+        status["dns_alt_names"],
+        serde_json::json!(["DNS:r1", "DNS:extra.example.com"]),
+        "{status}"
+    );
+    assert_eq!(
+        status["authorization_extensions"],
+        serde_json::json!({"pp_cli_auth": "true"}),
+        "{status}"
+    );
+    let (code, _, pem) = text(
+        api.anon
+            .get(p(&api, "/certificate_request/r1"))
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(code, 200, "{pem}");
+    assert_eq!(
+        openssl::x509::X509Req::from_pem(pem.as_bytes())
+            .unwrap()
+            .to_der()
+            .unwrap(),
+        openssl::x509::X509Req::from_pem(&csr)
+            .unwrap()
+            .to_der()
+            .unwrap()
+    );
+    let (code, _, said) = text(
+        api.admin
+            .put(p(&api, "/certificate_status/r1"))
+            .header("Content-Type", "application/json")
+            .body(r#"{"desired_state":"signed"}"#)
+            .send()
+            .unwrap(),
+    );
+    assert_eq!(code, 409, "{said}");
+    assert!(said.contains("which are disallowed"), "{said}");
+    let r = api
+        .admin
+        .post(p(&api, "/sign"))
+        .json(&serde_json::json!({"certnames": ["r1"]}))
+        .send()
+        .unwrap();
+    assert_eq!(
+        r.json::<Value>().unwrap(),
+        serde_json::json!({"signed": [], "no-csr": [], "signing-errors": ["r1"]})
+    );
+    assert_eq!(api.head("/production/certificate/r1"), 404);
 }

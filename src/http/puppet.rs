@@ -105,16 +105,25 @@ pub(super) fn is_puppet_path(path: &str) -> bool {
     path.starts_with("/puppet-ca/") || path.starts_with("/status/v1/")
 }
 
-/// trapperkeeper-authorization's refusal, word for word.
+/// trapperkeeper-authorization's refusal, word for word (the path without its query, as
+/// Ring's `:uri`), with the face's `X-Puppet-Version` also where the rules refuse before
+/// routing.
 pub(super) fn forbidden(req: &HttpRequest) -> HttpResponse {
-    plain(
+    let mut r = plain(
         StatusCode::FORBIDDEN,
         format!(
             "Forbidden request: {} (method :{}). Please see the server logs for details.",
-            req.uri(),
+            echo(req.path()),
             req.method().as_str().to_ascii_lowercase()
         ),
-    )
+    );
+    if req.path().starts_with("/puppet-ca/") {
+        r.headers_mut().insert(
+            header::HeaderName::from_static("x-puppet-version"),
+            header::HeaderValue::from_static(PUPPET_VERSION),
+        );
+    }
+    r
 }
 
 /// Puppet's answer for an error of the core; `conflict` is the status a state conflict

@@ -175,7 +175,7 @@
 //! it; Puppet has issued them since 6.15 and fleets depend on them), and HEAD on the
 //! Puppet face is refused by Puppet's own rules, so monitors use the native face.
 //!
-//! Plus `GET /status`, open to anyone as a load balancer's health check: version, store
+//! Plus `GET /status` (and `HEAD`), open to anyone as a load balancer's health check: version, store
 //! health and `caller` (the role, certname and environment the server derived from your
 //! client certificate); to a global admin also the environments, every issuer with
 //! `ready` and why not, and `cluster` (below). Those are kept from everyone else: they

@@ -1347,3 +1347,27 @@ fn a_refused_csr_is_shown_and_answered_as_puppet_server_does() {
     );
     assert_eq!(api.head("/production/certificate/r1"), 404);
 }
+
+/// Conformance review, finding 6: every answer of the face carries `X-Puppet-Version`,
+/// the refusals of the rules (made before routing) included, and a refusal names the
+/// path without its query, as trapperkeeper's does.
+#[test]
+fn refusals_of_the_rules_are_answered_as_puppet_server_does() {
+    let (api, _dir) = Api::start(CONFIG);
+    let r = api
+        .anon
+        .get(p(&api, "/certificate_statuses/any?state=signed"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(
+        r.headers()
+            .get("x-puppet-version")
+            .map(|v| v.to_str().unwrap().to_owned()),
+        Some("8.4.0".to_owned())
+    );
+    assert_eq!(
+        r.text().unwrap(),
+        "Forbidden request: /puppet-ca/v1/certificate_statuses/any (method :get). Please see the server logs for details."
+    );
+}

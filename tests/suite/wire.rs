@@ -320,7 +320,7 @@ fn the_roots_crl_is_served_with_etag_and_304() {
 }
 
 /// `curl -I` and `curl` agree: a HEAD answer's Content-Length is the length GET sends,
-/// for a certificate in every representation, the CA chain and the CRLs.
+/// for a certificate in every representation, the CA chain, the CRLs and `/status`.
 #[test]
 fn head_says_the_length_get_sends() {
     let (api, _dir) = Api::start(CONFIG);
@@ -354,6 +354,8 @@ fn head_says_the_length_get_sends() {
             "application/pkix-crl",
         ),
         ("/production/certificate_revocation_list/root", "text/plain"),
+        // A load balancer's health check (conf/auth.toml admits HEAD there).
+        ("/status", "application/json"),
     ] {
         let got = curl(&["-o", "/dev/null", "-w", "%{size_download}"], path, accept);
         let head = curl(&["-I"], path, accept);

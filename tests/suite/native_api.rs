@@ -555,6 +555,25 @@ fn fingerprints_equal_openssl_for_all_six_digests_by_accept_and_by_query() {
         .send()
         .unwrap();
     assert_eq!(problem_code(r), (400, "unknown-digest".into()));
+    // Whatever representation is asked for, and whatever the store holds: the request
+    // is malformed (conformance review, S2).
+    let r = api
+        .anon
+        .get(format!("{path}?digest=whirlpool"))
+        .header("accept", "text/plain")
+        .send()
+        .unwrap();
+    assert_eq!(problem_code(r), (400, "unknown-digest".into()), "as PEM");
+    let r = api
+        .anon
+        .get(api.url("/production/certificate/nobody?digest=whirlpool"))
+        .send()
+        .unwrap();
+    assert_eq!(
+        problem_code(r),
+        (400, "unknown-digest".into()),
+        "for nobody"
+    );
     // The status object carries the same fingerprints.
     let st: Value = status_json(&api, "fp1").json().unwrap();
     let sha256 = openssl(

@@ -16,18 +16,21 @@ use crate::http::negotiate::{Offer, Repr};
 use crate::http::Problem;
 use crate::store::CertState;
 
+/// `?digest=`, read whatever representation is chosen: an unknown one is a 400 (and
+/// before a 404: the request is malformed whatever the store holds).
+fn digest_asked(query: Option<&str>) -> Result<Option<Digest>, Problem> {
+    query
+        .map(|q| {
+            Digest::from_str(q)
+                .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.code(), e.to_string()))
+        })
+        .transpose()
+}
+
 /// Decides the fingerprint digest: `?digest=` wins, then the Accept parameter, then the
 /// configured default.
-fn digest_of(
-    query: Option<&str>,
-    accepted: Option<Digest>,
-    default: Digest,
-) -> Result<Digest, Problem> {
-    match query {
-        Some(q) => Digest::from_str(q)
-            .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.code(), e.to_string())),
-        None => Ok(accepted.unwrap_or(default)),
-    }
+fn digest_of(query: Option<Digest>, accepted: Option<Digest>, default: Digest) -> Digest {
+    query.or(accepted).unwrap_or(default)
 }
 
 fn fingerprint_response(der: &[u8], digest: Digest) -> HttpResponse {
@@ -44,7 +47,7 @@ pub async fn get(
 ) -> Result<HttpResponse, Problem> {
     let (env, name) = path.into_inner();
     let pairs = query(&req)?;
-    let digest_q = only(&pairs, &["digest"])?[0].map(str::to_owned);
+    let digest_q = digest_asked(only(&pairs, &["digest"])?[0])?;
     let default = app.config().ca.fingerprint_digest;
     let mut offer = Offer::pem_der("application/pkix-cert").fingerprint();
     if name != "ca" {
@@ -60,9 +63,7 @@ pub async fn get(
         })
         .await?;
         return Ok(match repr {
-            Repr::Fingerprint(d) => {
-                fingerprint_response(&der, digest_of(digest_q.as_deref(), d, default)?)
-            }
+            Repr::Fingerprint(d) => fingerprint_response(&der, digest_of(digest_q, d, default)),
             Repr::Der => negotiated(ctype).body(der),
             Repr::Pem | Repr::Json => negotiated(ctype).body(chain),
         });
@@ -79,10 +80,9 @@ pub async fn get(
             let json = serde_json::to_vec(&app.certificate_status(&view)).unwrap_or_default();
             negotiated(ctype).body(json)
         }
-        Repr::Fingerprint(d) => fingerprint_response(
-            &view.record.der,
-            digest_of(digest_q.as_deref(), d, default)?,
-        ),
+        Repr::Fingerprint(d) => {
+            fingerprint_response(&view.record.der, digest_of(digest_q, d, default))
+        }
     })
 }
 

@@ -25,6 +25,18 @@
 //!   the alternative leaves a valid predecessor that revoke and clean do not see. With
 //!   that invariant, revoke and clean of the current certificate leave none valid.
 //!
+//! - **`allow_duplicate_certs` takes the CSR, not a second certificate.** With it, a new
+//!   CSR for a name that holds a valid certificate is stored (Puppet Server's rule), but
+//!   signing it, by an admin or by autosign, answers 409 `already-signed` (the Puppet
+//!   face's submission, 400) and it stays pending until the old certificate is revoked or
+//!   cleaned: Puppet Server would sign it beside the old one, left valid, and certd keeps
+//!   one valid certificate per name (above). Signing in place, revoking the old one as
+//!   `superseded` as a renewal does, is not built (not yet).
+//!
+//! - **A CSR over `max_csr_bytes` is a 400 `csr-too-large`**, not a 413: the body was
+//!   within `max_body_bytes` (413 beyond it) and the CSR breaks a policy rule, reported
+//!   as the other rules are; on the Puppet face every refusal of a submission is a 400.
+//!
 //! - **Who vouches for a global admin.** A name is only as trustworthy as the CA that
 //!   signed it: an environment's admins sign in their environment, so a global admin's
 //!   name (or `pp_cli_auth`) counts only in a certificate from a CA named in

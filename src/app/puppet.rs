@@ -548,6 +548,8 @@ impl App {
                 .as_ref()
                 .filter(|r| listed && matches!(r.state, RequestState::Invalid { .. }))
             {
+                // Told why to who may sign it, as a pending request's signer would be.
+                self.may_act_on_stored(who, &env, &name, Acted::Request, "signs")?;
                 return Err(self.why_unsignable(&env, &name, refused));
             }
             if !pending(&req) {
@@ -712,6 +714,12 @@ impl App {
             None => {
                 let mut swept = Vec::new();
                 for (n, r) in self.store.requests(&env.name, None, usize::MAX)? {
+                    // Listed as requested, refused at submission: it cannot be signed,
+                    // as a named sign reports.
+                    if listed_as_requested(&r) && r.state != RequestState::Requested {
+                        report.signing_errors.push(n.to_string());
+                        continue;
+                    }
                     if r.state != RequestState::Requested {
                         continue;
                     }

@@ -116,6 +116,24 @@ pub fn requested_names(der: &[u8]) -> RequestedNames {
     requested(der).unwrap_or_default()
 }
 
+/// `text` from a CSR no policy has accepted, as an admin's terminal may show it: control
+/// characters and bidirectional overrides escaped (`\u{1b}`), so that a value cannot
+/// rewrite what `puppetserver ca list` prints around it.
+fn shown(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let hostile = c.is_control()
+                || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+            let escaped: Vec<char> = if hostile {
+                c.escape_unicode().collect()
+            } else {
+                vec![c]
+            };
+            escaped
+        })
+        .collect()
+}
+
 fn requested(der: &[u8]) -> Option<RequestedNames> {
     let req = CertReq::from_der(&structural_copy(der)).ok()?;
     let auth_arc = format!("{}.3.", oid::PUPPET_ARC);
@@ -133,7 +151,7 @@ fn requested(der: &[u8]) -> Option<RequestedNames> {
                 let id = ext.extn_id.to_string();
                 if id.starts_with(&auth_arc) {
                     let text = super::der_text(ext.extn_value.as_bytes()).unwrap_or_default();
-                    out.authorization_extensions.push((id, text));
+                    out.authorization_extensions.push((id, shown(&text)));
                     continue;
                 }
                 if id != oid::SUBJECT_ALT_NAME {
@@ -144,7 +162,7 @@ fn requested(der: &[u8]) -> Option<RequestedNames> {
                 };
                 for name in san.0 {
                     match name {
-                        GeneralName::DnsName(d) => out.dns_names.push(d.as_str().to_owned()),
+                        GeneralName::DnsName(d) => out.dns_names.push(shown(d.as_str())),
                         GeneralName::IpAddress(ip) => out
                             .ip_addrs
                             .extend(ip_from_bytes(ip.as_bytes()).map(|ip| ip.to_string())),

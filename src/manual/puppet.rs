@@ -52,8 +52,12 @@
 //!   `GET certificate_request` serves it, and signing it answers 409 with the policy's
 //!   message as it reads the CSR now, as Puppet Server's signing does (the real
 //!   `puppetserver ca sign` prints it), or, where the policy has changed since, that it
-//!   must be submitted again; `POST /sign` reports it in `signing-errors`. A name with a
-//!   certificate and no request, or one that is no valid certname, is `no-csr` there.
+//!   must be submitted again (told only to who may sign that name); `POST /sign` and
+//!   `/sign/all` report it in `signing-errors`. A name with a certificate and no
+//!   request, or one that is no valid certname, is `no-csr` there. What such a CSR asks
+//!   for is shown with control characters and bidirectional overrides escaped
+//!   (`\u{1b}`): anyone may submit one, and the CLI prints these values on the admin's
+//!   terminal.
 //! - `DELETE certificate_request/{name}` is allowed to admins (Puppet's default rules deny
 //!   it to everyone).
 //! - The shipped rules for the face are Puppet's (`conf/auth.toml`, "puppetlabs ..." rules,

@@ -1368,11 +1368,6 @@ fn listings_read_summaries_and_fall_back_to_the_record_without_one() {
     assert_eq!(parse(&listings()[1]), expected);
 }
 
-/// Every write certd acknowledges waits for its commit to reach the WAL on disk, even
-/// where the database (or its role, or the server, or the URL's own `options`)
-/// defaults `synchronous_commit` to off: certd's sessions pin it on, after the URL's
-/// options, which are otherwise kept. A trigger records the settings of the session
-/// that writes each audited change: autosigned submissions (the committer's batches)
 /// A node cut off from the database in the middle of a transaction leaves its session
 /// there, holding the writers' lock, until PostgreSQL ends it: another node's writes
 /// wait for that lock up to `lock_timeout`. The partition test saw node 1 answer 503
@@ -1422,6 +1417,11 @@ fn a_session_stuck_in_a_transaction_ends_before_writers_waiting_on_it_give_up() 
     );
 }
 
+/// Every write certd acknowledges waits for its commit to reach the WAL on disk, even
+/// where the database (or its role, or the server, or the URL's own `options`)
+/// defaults `synchronous_commit` to off: certd's sessions pin it on, after the URL's
+/// options, which are otherwise kept. A trigger records the settings of the session
+/// that writes each audited change: autosigned submissions (the committer's batches)
 /// and a revocation (a pooled connection).
 #[test]
 fn acknowledged_writes_wait_for_the_wal_whatever_the_database_defaults_to() {

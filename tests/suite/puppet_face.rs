@@ -1346,6 +1346,49 @@ fn a_refused_csr_is_shown_and_answered_as_puppet_server_does() {
         serde_json::json!({"signed": [], "no-csr": [], "signing-errors": ["r1"]})
     );
     assert_eq!(api.head("/production/certificate/r1"), 404);
+    // A sweep reports it too, as it cannot be signed.
+    let r = api
+        .admin
+        .post(p(&api, "/sign/all"))
+        .body("{}")
+        .send()
+        .unwrap();
+    let swept: Value = r.json().unwrap();
+    assert!(
+        swept["signing-errors"]
+            .as_array()
+            .unwrap()
+            .contains(&"r1".into()),
+        "{swept}"
+    );
+
+    // What an anonymous submitter wrote is shown with its control characters escaped:
+    // the CLI prints these values on the admin's terminal.
+    let (csr, _) = csr_with(
+        "r2",
+        &[
+            "-addext",
+            "1.3.6.1.4.1.34380.1.3.13=ASN1:FORMAT:UTF8,UTF8String:ops\u{1b}[2J\u{202e}x",
+        ],
+    );
+    let r = api
+        .anon
+        .put(p(&api, "/certificate_request/r2"))
+        .body(csr)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let status: Value = api
+        .admin
+        .get(p(&api, "/certificate_status/r2"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        status["authorization_extensions"]["pp_auth_role"], "ops\\u{1b}[2J\\u{202e}x",
+        "{status}"
+    );
 }
 
 /// Conformance review, finding 6: every answer of the face carries `X-Puppet-Version`,

@@ -386,13 +386,11 @@ fn listed_as_requested(r: &RequestRecord) -> bool {
 }
 
 fn pending(r: &Option<RequestRecord>) -> bool {
-    matches!(
-        r,
-        Some(RequestRecord {
-            state: RequestState::Requested,
-            ..
-        })
-    )
+    r.as_ref().is_some_and(pending_record)
+}
+
+fn pending_record(r: &RequestRecord) -> bool {
+    r.state == RequestState::Requested
 }
 
 /// Names per store transaction in a bulk clean: large enough that 10,000 names are a
@@ -544,10 +542,8 @@ impl App {
             return Err(AppError::NotFound("Invalid certificate subject.".into()));
         }
         if sign {
-            if let Some(refused) = req
-                .as_ref()
-                .filter(|r| listed && matches!(r.state, RequestState::Invalid { .. }))
-            {
+            // Listed, not pending: refused at submission and kept.
+            if let Some(refused) = req.as_ref().filter(|r| listed && !pending_record(r)) {
                 // Told why to who may sign it, as a pending request's signer would be.
                 self.may_act_on_stored(who, &env, &name, Acted::Request, "signs")?;
                 return Err(self.why_unsignable(&env, &name, refused));
@@ -714,13 +710,12 @@ impl App {
             None => {
                 let mut swept = Vec::new();
                 for (n, r) in self.store.requests(&env.name, None, usize::MAX)? {
-                    // Listed as requested, refused at submission: it cannot be signed,
-                    // as a named sign reports.
-                    if listed_as_requested(&r) && r.state != RequestState::Requested {
-                        report.signing_errors.push(n.to_string());
-                        continue;
-                    }
-                    if r.state != RequestState::Requested {
+                    if !pending_record(&r) {
+                        // Listed as requested, refused at submission: it cannot be
+                        // signed, as a named sign reports.
+                        if listed_as_requested(&r) {
+                            report.signing_errors.push(n.to_string());
+                        }
                         continue;
                     }
                     match ValidatedCsr::parse(&r.csr_der, &n, &policy) {

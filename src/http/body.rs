@@ -1,5 +1,6 @@
 //! Request bodies, bounded before they are read: `Content-Length` is checked first, then
-//! the stream is cut at the limit. Anything larger is a 413.
+//! the stream is cut at the limit. Anything larger is a 413. A body not read to its end
+//! closes its connection after the answer ([`close_unread`]).
 
 use std::cell::{Cell, RefCell};
 use std::pin::Pin;
@@ -47,7 +48,7 @@ pub async fn read(req: &HttpRequest, mut payload: Payload, limit: usize) -> Resu
 }
 
 /// Whether the request announces a body (chunked, or a non-zero `Content-Length`).
-pub fn announces_body(req: &HttpRequest) -> bool {
+fn announces_body(req: &HttpRequest) -> bool {
     use actix_web::http::header;
     req.headers().contains_key(header::TRANSFER_ENCODING)
         || req

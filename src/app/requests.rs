@@ -368,6 +368,17 @@ impl App {
         let Some((csr_der, dns_names, ip_addrs)) = crate::ca::refused_csr(body, name) else {
             return Ok(());
         };
+        // The same refused CSR again: kept already; nothing to write, flush or log again.
+        if let Some(RequestRecord {
+            csr_der: kept,
+            state: RequestState::Invalid { rule: Some(_), .. },
+            ..
+        }) = self.store.request(&env.name, name)?
+        {
+            if kept == csr_der {
+                return Ok(());
+            }
+        }
         let rec = RequestRecord {
             csr_der,
             submitted_at: self.now(),

@@ -116,6 +116,23 @@ pub fn requested_names(der: &[u8]) -> RequestedNames {
     requested(der).unwrap_or_default()
 }
 
+/// What a refusal lists, as it names it: the first few items, and how many more. The
+/// message is stored with a kept CSR (its audit event) and logged, and a 16 KB CSR may
+/// list a thousand names.
+fn some_of(items: &[String]) -> String {
+    const SHOWN: usize = 8;
+    let mut out = items
+        .iter()
+        .take(SHOWN)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if items.len() > SHOWN {
+        out.push_str(&format!(" and {} more", items.len() - SHOWN));
+    }
+    out
+}
+
 /// `text` from a CSR no policy has accepted, as an admin's terminal may show it: control
 /// characters and bidirectional overrides escaped (`\u{1b}`), so that a value cannot
 /// rewrite what `puppetserver ca list` prints around it.
@@ -362,7 +379,7 @@ impl ValidatedCsr {
             self.extensions.push((id, value, false));
         }
         if !refused.is_empty() {
-            let message = format!("the CSR requests extensions that are not permitted: {}; only subjectAltName and Puppet's extension arcs may be requested (never pp_cli_auth)", refused.join(", "));
+            let message = format!("the CSR requests extensions that are not permitted: {}; only subjectAltName and Puppet's extension arcs may be requested (never pp_cli_auth)", some_of(&refused));
             let auth_arc = format!("{}.3.", oid::PUPPET_ARC);
             // Puppet checks authorization extensions before the allowlist.
             let puppet = if !policy.allow_authorization_extensions
@@ -372,7 +389,7 @@ impl ValidatedCsr {
             } else {
                 format!(
                     "Found extensions that are not permitted: {}",
-                    refused.join(", ")
+                    some_of(&refused)
                 )
             };
             return Err(invalid_as("csr-extension-not-allowed", message, puppet));
@@ -418,8 +435,8 @@ impl ValidatedCsr {
         if !extra.is_empty() && !policy.allow_subject_alt_names {
             return Err(invalid_as(
                 "csr-subject-alt-names-not-allowed",
-                format!("the CSR requests subject alternative names ({}), which this environment does not allow; set allow_subject_alt_names or drop them", extra.join(", ")),
-                format!("CSR '{}' contains extra subject alternative names ({}), which are disallowed. To allow subject alternative names, set allow-subject-alt-names to true in your ca.conf file. Then restart the puppetserver and try signing this certificate again.", self.certname, extra.join(", ")),
+                format!("the CSR requests subject alternative names ({}), which this environment does not allow; set allow_subject_alt_names or drop them", some_of(&extra)),
+                format!("CSR '{}' contains extra subject alternative names ({}), which are disallowed. To allow subject alternative names, set allow-subject-alt-names to true in your ca.conf file. Then restart the puppetserver and try signing this certificate again.", self.certname, some_of(&extra)),
             ));
         }
         Ok(())

@@ -1451,3 +1451,66 @@ fn a_revocation_in_one_environment_refuses_no_certificate_of_another() {
         "a new connection of the admin"
     );
 }
+
+/// DoS review, finding 2: a CSR the policy refuses is kept, with an audit event naming
+/// why. The reason named every extra alternative name (a 16 KB CSR of 1,000 names made
+/// a 16 KB event and log line), and the same CSR sent again wrote, flushed and logged
+/// it all again: one CSR replayed in a loop filled the disk and, on PostgreSQL, held
+/// every writer behind its fsyncs. A reason names at most a few of what it lists, and
+/// the same refused CSR sent again changes nothing.
+#[test]
+fn a_refused_csr_sent_again_writes_nothing_and_its_reason_is_bounded() {
+    let (api, _dir) = Api::start(FAST_CONFIG);
+    let sans: Vec<String> = (0..600).map(|i| format!("DNS:n{i}.example.com")).collect();
+    let (csr, _) = csr_with(
+        "flood",
+        &["-addext", &format!("subjectAltName={}", sans.join(","))],
+    );
+    assert!(csr.len() > 10_000, "{}", csr.len());
+    let events = || -> Vec<serde_json::Value> {
+        let v: serde_json::Value = api
+            .admin
+            .get(api.url("/production/events?after=0&limit=1000"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let list = v
+            .as_array()
+            .cloned()
+            .or_else(|| v["events"].as_array().cloned());
+        list.unwrap_or_else(|| panic!("{v}"))
+            .into_iter()
+            .filter(|e| e["certname"] == "flood")
+            .collect()
+    };
+    for _ in 0..3 {
+        let r = api
+            .anon
+            .put(api.url("/production/certificate_request/flood"))
+            .body(csr.clone())
+            .send()
+            .unwrap();
+        let (code, rule) = problem_code(r);
+        assert_eq!(
+            (code, rule.as_str()),
+            (400, "csr-subject-alt-names-not-allowed")
+        );
+    }
+    let seen = events();
+    assert_eq!(
+        seen.len(),
+        1,
+        "one event for one CSR sent three times, not {}",
+        seen.len()
+    );
+    let text = seen[0].to_string();
+    assert!(text.len() < 2_000, "an event of {} bytes", text.len());
+    // Still kept, and shown.
+    let r = api
+        .admin
+        .get(api.url("/production/certificate_status/flood"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}

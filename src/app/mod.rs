@@ -599,7 +599,7 @@ impl App {
             .zip(who.environment.as_ref())
             .is_some_and(|(s, env)| self.revoked.contains(env, s))
         {
-            tracing::info!(caller = %who, method, path, "denied: the client certificate is revoked");
+            tracing::info!(caller = %who, method, path = logged_path(path), "denied: the client certificate is revoked");
             return Err(AppError::Forbidden(
                 "the client certificate is revoked".into(),
             ));
@@ -607,13 +607,13 @@ impl App {
         // The handshake checked the validity window once; a keep-alive connection can
         // outlive the certificate.
         if who.not_after.is_some_and(|t| self.now() > t) {
-            tracing::info!(caller = %who, method, path, "denied: the client certificate has expired");
+            tracing::info!(caller = %who, method, path = logged_path(path), "denied: the client certificate has expired");
             return Err(AppError::Forbidden(
                 "the client certificate has expired".into(),
             ));
         }
         let Some(rule) = self.config.rules.find(method, path) else {
-            tracing::info!(caller = %who, method, path, rule = "(none matched)", "denied");
+            tracing::info!(caller = %who, method, path = logged_path(path), rule = "(none matched)", "denied");
             return Err(forbidden(who, method, path));
         };
         // A rule about an environment certd does not serve: say so (404), as the handler
@@ -633,7 +633,7 @@ impl App {
         if rule.permits(who, facts.as_ref()) {
             return Ok(());
         }
-        tracing::info!(caller = %who, method, path, rule = %rule, "denied");
+        tracing::info!(caller = %who, method, path = logged_path(path), rule = %rule, "denied");
         Err(forbidden(who, method, path))
     }
 
@@ -727,4 +727,18 @@ fn forbidden(who: &Identity, method: &str, path: &str) -> AppError {
         None => "an anonymous caller".to_owned(),
     };
     AppError::Forbidden(format!("{caller} may not {method} {path}"))
+}
+
+/// At most the first 256 bytes of a request's path, for a log line: a refusal is logged
+/// for anyone who asks, and a path may be as long as the request head allows.
+pub fn logged_path(path: &str) -> &str {
+    const MAX: usize = 256;
+    if path.len() <= MAX {
+        return path;
+    }
+    let mut end = MAX;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    &path[..end]
 }

@@ -28,7 +28,7 @@ pub async fn authorize(
     };
     let who = super::identity::of(req.request());
     let decided = if from_another_origin(req.request()) {
-        tracing::info!(caller = %who, method = %req.method(), path = req.path(), "denied: sent by a page of another origin");
+        tracing::info!(caller = %who, method = %req.method(), path = crate::app::logged_path(req.path()), "denied: sent by a page of another origin");
         Err(Problem::new(
             StatusCode::FORBIDDEN,
             "cross-site-request",

@@ -122,6 +122,9 @@ fn builder(
     b.set_session_id_context(b"certd")?;
     b.set_num_tickets(0)?;
     b.set_options(SslOptions::NO_TICKET);
+    // A client may not make the server run handshake after handshake on one connection
+    // (OpenSSL 3 refuses client-initiated renegotiation already; this says so here).
+    b.set_options(SslOptions::NO_RENEGOTIATION);
     // One `recv` per burst of records instead of two per record (5-byte header, then the
     // rest). actix reads until the socket would block, so nothing buffered here is left
     // unread while the connection waits for readiness.

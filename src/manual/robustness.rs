@@ -15,7 +15,7 @@
 //! - **Limits** (all in `conf/certd.toml`): body (`limits.max_body_bytes`, 413), headers
 //!   (`limits.max_header_bytes`, 431), CSR size, pattern length, page size; request-head
 //!   and body timeouts (`server.request_timeout`, `server.body_timeout`, 408) so slow
-//!   clients cannot hold a connection, and any answer given before its request's body
+//!   clients cannot hold a connection with their first request, and any answer given before its request's body
 //!   ended (a 408, a 413, a refusal, a handler that reads no body, such as `GET` with a
 //!   chunked body) closes the connection, since actix would otherwise keep it open to
 //!   drain a stalled body with no timer (`http::body::close_unread`;
@@ -23,6 +23,25 @@
 //!   per worker (`server.max_connections`); signings under way
 //!   (`limits.max_pending_signings`, 503 `busy` with `Retry-After` after a 5 s wait).
 //!   `tests/suite/limits.rs` covers slow clients, graceful shutdown and key hygiene.
+//! - **Not bounded by certd yet** (DoS review; each needs the listed mitigation in
+//!   front of certd or is accepted for now):
+//!   - actix times a connection's request head only for its first request, and never a
+//!     response's write: a client that sends one byte of a second request and stops, or
+//!     never reads a large answer (a CRL of 100,000 entries is 6.7 MB, copied per
+//!     connection), holds its connection until it goes. The TCP load balancer in front
+//!     (TLS passthrough, README) bounds this with its client idle timeout; certd does
+//!     not raise `RLIMIT_NOFILE`, so keep `max_connections` times the workers below it.
+//!   - Anonymous submission (production's default, as Puppet's) has no cap on how many
+//!     names wait as requests, nor a rate per source; a refused CSR sent again writes
+//!     nothing, and a refusal's message is bounded (`hostile::a_refused_csr_sent_again_...`).
+//!   - A renewal revokes its predecessor, so an agent renewing in a loop grows its
+//!     environment's CRL by one entry per renewal (each re-signs the CRL); there is no
+//!     minimum interval between renewals.
+//!   - A filtered listing (`?state=`, a pattern) reads the environment until it has a
+//!     page of matches: a filter nothing matches reads it all.
+//!   - TLS handshakes in progress are actix's default (256 per worker, 3 s each);
+//!     client-initiated renegotiation is refused. Denials are logged for anyone who
+//!     asks (their path cut at 256 bytes).
 //! - **Secrets**: key files are written 0600 and certd refuses to start when one it loads
 //!   is readable by others; `Debug` of keys and CAs is redacted; a full run at
 //!   `RUST_LOG=trace` is checked for key material in logs, responses and CLI output.

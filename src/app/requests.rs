@@ -357,7 +357,9 @@ impl App {
     /// (one record per name: it replaces an earlier invalid or failed one, never a
     /// pending request or a certificate), logs it and appends an `invalid` audit event,
     /// so that the admin sees what an agent asked for and why it was refused; the
-    /// submitter still gets the 400. Puppet agents read that 400 as "submitted" and wait.
+    /// submitter still gets the 400. Puppet agents read that 400 as "submitted" and wait
+    /// (and send the same CSR again: kept already, refused for the same reason, it
+    /// changes nothing and is not logged again).
     fn keep_refused(
         &self,
         env: &EnvCa,
@@ -368,14 +370,19 @@ impl App {
         let Some((csr_der, dns_names, ip_addrs)) = crate::ca::refused_csr(body, name) else {
             return Ok(());
         };
-        // The same refused CSR again: kept already; nothing to write, flush or log again.
+        // The same refused CSR again, for the same reason (the policy may have changed
+        // since): kept already; nothing to write, flush or log again.
         if let Some(RequestRecord {
             csr_der: kept,
-            state: RequestState::Invalid { rule: Some(_), .. },
+            state:
+                RequestState::Invalid {
+                    rule: Some(rule),
+                    reason,
+                },
             ..
         }) = self.store.request(&env.name, name)?
         {
-            if kept == csr_der {
+            if kept == csr_der && rule == refusal.code() && reason == refusal.to_string() {
                 return Ok(());
             }
         }

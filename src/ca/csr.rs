@@ -411,7 +411,9 @@ impl ValidatedCsr {
                     let d = d.as_str().to_owned();
                     if d != self.certname.as_str() {
                         if Certname::parse(&d).is_err() {
-                            return Err(invalid("csr-subject-alt-names-not-allowed", format!("the requested DNS name {d:?} is not a valid host name (no wildcards, lower case)")));
+                            let shown: String = d.chars().take(64).collect();
+                            let more = if shown.len() < d.len() { "..." } else { "" };
+                            return Err(invalid("csr-subject-alt-names-not-allowed", format!("the requested DNS name {shown:?}{more} is not a valid host name (no wildcards, lower case)")));
                         }
                         extra.push(format!("DNS:{d}"));
                         self.dns_names.push(d);

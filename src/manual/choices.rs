@@ -10,7 +10,8 @@
 //!   name, that asks for what the policy forbids (subject alternative names, extensions)
 //!   still gets its 400, and is also kept as an `invalid` request with the rule and the
 //!   reason (one per name; it replaces an earlier invalid one, never a pending request or
-//!   a certificate), logged, and recorded as an `invalid` audit event. Puppet 7 agents
+//!   a certificate), logged, and recorded as an `invalid` audit event (once: the same
+//!   CSR sent again and refused for the same reason writes and logs nothing more). Puppet 7 agents
 //!   read the 400 as "submitted" and wait; the admin sees the request in
 //!   `certificate_statuses`, `certd ca list` (with the reason) and, as Puppet Server
 //!   shows such a CSR, as requested in `puppetserver ca list` (with its alt names).

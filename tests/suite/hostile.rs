@@ -1513,4 +1513,90 @@ fn a_refused_csr_sent_again_writes_nothing_and_its_reason_is_bounded() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
+
+    // A name too long to be one is not echoed whole either.
+    let long = format!("Bad{}", "x".repeat(3000));
+    let (csr, _) = csr_with(
+        "longname",
+        &[
+            "-addext",
+            &format!("subjectAltName=DNS:longname,DNS:{long}"),
+        ],
+    );
+    let r = api
+        .anon
+        .put(api.url("/production/certificate_request/longname"))
+        .body(csr)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: serde_json::Value = api
+        .admin
+        .get(api.url("/production/events?after=0&limit=1000"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let text = v.to_string();
+    assert!(
+        text.contains("longname"),
+        "{}",
+        &text[..text.len().min(500)]
+    );
+    assert!(!text.contains(&long), "the whole name is in an event");
+
+    // The same CSR refused for another reason once the policy changed is kept anew,
+    // with that reason.
+    let r = api
+        .admin
+        .put(api.url("/environments/flex"))
+        .body(r#"{"allow_subject_alt_names": false}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (csr, _) = csr_with(
+        "both",
+        &[
+            "-addext",
+            "subjectAltName=DNS:both,DNS:extra.example.com",
+            "-addext",
+            "1.3.6.1.4.1.34380.1.3.39=ASN1:UTF8String:true",
+        ],
+    );
+    let submit = || {
+        let r = api
+            .admin
+            .put(api.url("/flex/certificate_request/both"))
+            .body(csr.clone())
+            .send()
+            .unwrap();
+        problem_code(r)
+    };
+    let first = submit();
+    let r = api
+        .admin
+        .put(api.url("/environments/flex"))
+        .body(r#"{"allow_subject_alt_names": true}"#)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let second = submit();
+    assert_eq!(first.0, 400);
+    assert_eq!(second.0, 400);
+    assert_ne!(
+        first.1, second.1,
+        "the rule did not change: {first:?} {second:?}"
+    );
+    let status: serde_json::Value = api
+        .admin
+        .get(api.url("/flex/certificate_status/both"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let kept = status["error_message"].as_str().unwrap_or_default();
+    assert!(
+        kept.contains("extensions that are not permitted"),
+        "the kept reason is not the new one ({second:?}): {status}"
+    );
 }

@@ -235,17 +235,7 @@ fn a_store_copy_makes_its_target_private() {
         .create(dst.join("data"))
         .unwrap();
     std::fs::write(dst.join("certd.toml"), AUTOSIGN).unwrap();
-    let out = certd()
-        .args(["store", "copy", "--config"])
-        .arg(src.join("certd.toml"))
-        .arg("--data-dir")
-        .arg(src.join("data"))
-        .arg("--to-config")
-        .arg(dst.join("certd.toml"))
-        .arg("--to-data-dir")
-        .arg(dst.join("data"))
-        .output()
-        .unwrap();
+    let out = store_copy(&src, &dst);
     assert!(
         out.status.success(),
         "{}",

@@ -785,20 +785,6 @@ fn ca_keys_live_in_the_database_sealed_and_bound_to_their_place() {
     assert!(e.contains("does not decrypt the root-ca key"), "{e}");
 }
 
-fn store_copy(from: &std::path::Path, to: &std::path::Path) -> std::process::Output {
-    certd()
-        .args(["store", "copy", "--config"])
-        .arg(from.join("certd.toml"))
-        .arg("--data-dir")
-        .arg(from.join("data"))
-        .arg("--to-config")
-        .arg(to.join("certd.toml"))
-        .arg("--to-data-dir")
-        .arg(to.join("data"))
-        .output()
-        .unwrap()
-}
-
 /// A populated sled installation copied to PostgreSQL answers every read resource byte
 /// for byte as the original did (RSA: deterministic signatures, so the CRLs too); a
 /// backup of the PostgreSQL one taken while 8 agents issue holds every certificate

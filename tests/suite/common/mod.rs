@@ -709,3 +709,19 @@ pub fn write_program(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+/// `certd store copy` from the installation in `from` (its `certd.toml` and `data`) into
+/// the one in `to`.
+pub fn store_copy(from: &std::path::Path, to: &std::path::Path) -> std::process::Output {
+    certd()
+        .args(["store", "copy", "--config"])
+        .arg(from.join("certd.toml"))
+        .arg("--data-dir")
+        .arg(from.join("data"))
+        .arg("--to-config")
+        .arg(to.join("certd.toml"))
+        .arg("--to-data-dir")
+        .arg(to.join("data"))
+        .output()
+        .unwrap()
+}

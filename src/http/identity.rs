@@ -27,6 +27,13 @@ pub fn on_connect(
     }
 }
 
+/// The socket under a connection `on_connect` is given (a TLS one; none otherwise).
+pub fn socket(conn: &dyn Any) -> Option<std::os::fd::BorrowedFd<'_>> {
+    use std::os::fd::AsFd;
+    conn.downcast_ref::<TlsStream<TcpStream>>()
+        .map(|tls| tls.get_ref().as_fd())
+}
+
 /// The identity of the caller of this request.
 #[derive(Debug, Clone)]
 pub struct Caller(pub Identity);

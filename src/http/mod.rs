@@ -4,6 +4,7 @@
 
 mod authorize;
 mod body;
+mod conn;
 mod error;
 mod identity;
 mod limits;
@@ -107,6 +108,8 @@ pub fn service(
             actix_web::middleware::DefaultHeaders::new()
                 .add((actix_web::http::header::VARY, "Accept")),
         )
+        // Outermost: a request counts as worked on until it is answered.
+        .wrap(actix_web::middleware::from_fn(conn::busy))
         .configure(routes)
 }
 
@@ -123,12 +126,23 @@ pub async fn serve(
     let server_cfg = app.config().server.clone();
     let data = web::Data::from(app.clone());
     let resolver = app.resolver();
+    conn::raise_descriptor_limit();
+    // Between requests a connection gets actix's two timers, as one bound (`conn`).
+    let watchdog = conn::Watchdog::start(Duration::from_secs(
+        (server_cfg.keep_alive.as_secs() + server_cfg.request_timeout.as_secs()) as u64,
+    ));
+    let identify = identity::on_connect(resolver);
     let mut server = HttpServer::new(move || service(data.clone()));
     if let Some(n) = server_cfg.workers {
         server = server.workers(n);
     }
     let server = server
-        .on_connect(identity::on_connect(resolver))
+        .on_connect(move |conn, ext| {
+            identify(conn, ext);
+            if let Some(w) = identity::socket(conn).and_then(|s| watchdog.watch(s)) {
+                ext.insert(w);
+            }
+        })
         .keep_alive(Duration::from_secs(server_cfg.keep_alive.as_secs() as u64))
         .client_request_timeout(Duration::from_secs(
             server_cfg.request_timeout.as_secs() as u64

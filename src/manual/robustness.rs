@@ -19,18 +19,25 @@
 //!   ended (a 408, a 413, a refusal, a handler that reads no body, such as `GET` with a
 //!   chunked body) closes the connection, since actix would otherwise keep it open to
 //!   drain a stalled body with no timer (`http::body::close_unread`;
-//!   `hostile::a_body_that_times_out_closes_its_connection`); idle keep-alive (`server.keep_alive`); connections
+//!   `hostile::a_body_that_times_out_closes_its_connection`); idle keep-alive (`server.keep_alive`).
+//!   actix times a connection's request head only for its first request, and never a
+//!   response's write, so certd watches every connection itself (`http::conn`): while
+//!   no request of it is being worked on, a connection whose next request's head has
+//!   not arrived within `keep_alive` plus `request_timeout` of its last answer, or
+//!   whose waiting answer has not moved for as long, is shut down
+//!   (`hostile::a_connection_that_stalls_between_requests_is_closed`: one byte of a
+//!   second request, a head trickled a byte every 700 ms, 4,000 answers asked for and
+//!   never read; each held its connection past 20 s before, is closed within 8 s now;
+//!   a body arriving over 6 s within `body_timeout` is still answered). Each watched
+//!   connection takes a second descriptor, and certd raises its open-file limit to the
+//!   hard limit at start (logged). Connections
 //!   per worker (`server.max_connections`); signings under way
 //!   (`limits.max_pending_signings`, 503 `busy` with `Retry-After` after a 5 s wait).
 //!   `tests/suite/limits.rs` covers slow clients, graceful shutdown and key hygiene.
 //! - **Not bounded by certd yet** (DoS review; each needs the listed mitigation in
 //!   front of certd or is accepted for now):
-//!   - actix times a connection's request head only for its first request, and never a
-//!     response's write: a client that sends one byte of a second request and stops, or
-//!     never reads a large answer (a CRL of 100,000 entries is 6.7 MB, copied per
-//!     connection), holds its connection until it goes. The TCP load balancer in front
-//!     (TLS passthrough, README) bounds this with its client idle timeout; certd does
-//!     not raise `RLIMIT_NOFILE`, so keep `max_connections` times the workers below it.
+//!   - A response is copied per connection (a CRL of 100,000 entries is 6.7 MB); a
+//!     client that reads slowly, but reads, holds that copy until it is taken.
 //!   - Anonymous submission (production's default, as Puppet's) has no cap on how many
 //!     names wait as requests, nor a rate per source; a refused CSR sent again writes
 //!     nothing, and a refusal's message is bounded (`hostile::a_refused_csr_sent_again_...`).

@@ -945,6 +945,132 @@ fn a_body_that_times_out_closes_its_connection() {
     }
 }
 
+/// A TLS connection to `server` as anyone, reads timing out after `read_timeout`.
+fn anonymous_tls(server: &Server, read_timeout: Duration) -> openssl::ssl::SslStream<TcpStream> {
+    let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
+    b.set_ca_file(server.chain()).unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    tcp.set_read_timeout(Some(read_timeout)).unwrap();
+    tcp.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
+    b.build().connect("localhost", tcp).unwrap()
+}
+
+/// Reads one answer from `tls`; its status line.
+fn status_line(tls: &mut openssl::ssl::SslStream<TcpStream>) -> String {
+    let head = read_answer(tls).expect("an answer");
+    head.lines().next().unwrap_or_default().to_owned()
+}
+
+/// DoS review, not bounded until now: actix times a connection's request head only for
+/// its first request, and never a response's write. A client that sends one byte of a
+/// second request and stops, trickles a second request's head a byte at a time, or asks
+/// for answers it never reads, held its connection (and a file descriptor) for good.
+/// Between requests a connection now has `keep_alive` plus `request_timeout` to deliver
+/// its next request's head, and an answer as long without progress to be taken; a
+/// request certd is working on (here a body arriving slowly, within `body_timeout`) is
+/// not cut.
+#[test]
+fn a_connection_that_stalls_between_requests_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &format!(
+            "{FAST_CONFIG}[server]\nkeep_alive = \"1s\"\nrequest_timeout = \"2s\"\nbody_timeout = \"10s\"\n"
+        ),
+    );
+    let first = "GET /production/certificate/ca HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    // Bound: 1 s + 2 s, checked about once a second; allowed 4 s more for a busy machine.
+    let bound = Duration::from_secs(8);
+
+    // One byte of a second request, then nothing.
+    let mut tls = anonymous_tls(&server, Duration::from_secs(20));
+    tls.write_all(first.as_bytes()).unwrap();
+    assert_eq!(status_line(&mut tls), "HTTP/1.1 200 OK");
+    tls.write_all(b"G").unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let read = tls.read_to_end(&mut rest);
+    assert!(
+        started.elapsed() < bound
+            && !matches!(&read, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "one byte of a second request: the connection stayed open ({read:?} after {:?})",
+        started.elapsed()
+    );
+
+    // A second request's head trickled a byte every 700 ms (under keep_alive).
+    let mut tls = anonymous_tls(&server, Duration::from_millis(700));
+    tls.write_all(first.as_bytes()).unwrap();
+    assert_eq!(status_line(&mut tls), "HTTP/1.1 200 OK");
+    let started = std::time::Instant::now();
+    let mut closed = false;
+    for byte in first.bytes().cycle().take(30) {
+        if tls.write_all(&[byte]).is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 64];
+        match tls.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {
+                closed = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        closed && started.elapsed() < bound,
+        "a trickled head: the connection stayed open for {:?}",
+        started.elapsed()
+    );
+
+    // Answers asked for and never read: more than the sockets' buffers hold.
+    let mut tls = anonymous_tls(&server, Duration::from_secs(5));
+    let mut sent = 0usize;
+    for _ in 0..4000 {
+        if tls.write_all(first.as_bytes()).is_err() {
+            break;
+        }
+        sent += 1;
+    }
+    std::thread::sleep(bound);
+    let mut all = Vec::new();
+    let _ = tls.read_to_end(&mut all);
+    let answered = String::from_utf8_lossy(&all)
+        .matches("HTTP/1.1 200")
+        .count();
+    assert!(
+        sent > 1000 && answered < sent,
+        "answers never read: all {answered} of {sent} answers were sent in the end"
+    );
+
+    // A body that arrives slowly but within body_timeout, past the bound between
+    // requests: answered.
+    let (csr, _) = csr_for("slow-body");
+    let csr = String::from_utf8(csr).unwrap();
+    let mut tls = anonymous_tls(&server, Duration::from_secs(20));
+    tls.write_all(
+        format!(
+            "PUT /production/certificate_request/slow-body HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+            csr.len()
+        )
+        .as_bytes(),
+    )
+    .unwrap();
+    for part in csr.as_bytes().chunks(csr.len() / 6 + 1) {
+        std::thread::sleep(Duration::from_millis(1000));
+        tls.write_all(part).unwrap();
+    }
+    let status = status_line(&mut tls);
+    assert!(
+        status.starts_with("HTTP/1.1 2"),
+        "a slow body within its timeout: {status}"
+    );
+}
+
 /// Issue 24, findings 7, 8 and 10: an environment name is bounded by what its CA's
 /// subject can hold, the names of certd's own top-level routes are not environment
 /// names, and a path echoed in a Puppet-face 404 has its control characters escaped.

@@ -335,31 +335,15 @@ impl KeepAlive {
 
     /// Sends `GET path` and reads the answer; its status (0: the connection is gone).
     fn get(&mut self, path: &str) -> u16 {
-        use std::io::{Read, Write};
+        use std::io::Write;
         let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
         if self.0.write_all(req.as_bytes()).is_err() {
             return 0;
         }
-        let mut head = Vec::new();
-        let mut byte = [0u8; 1];
-        while !head.ends_with(b"\r\n\r\n") {
-            match self.0.read(&mut byte) {
-                Ok(1) => head.push(byte[0]),
-                _ => return 0,
-            }
+        match read_answer(&mut self.0) {
+            Some(text) => text.split_whitespace().nth(1).unwrap().parse().unwrap(),
+            None => 0,
         }
-        let text = String::from_utf8_lossy(&head).to_string();
-        let len: usize = text
-            .lines()
-            .find_map(|l| {
-                l.to_ascii_lowercase()
-                    .strip_prefix("content-length:")
-                    .map(|v| v.trim().parse().unwrap())
-            })
-            .unwrap_or(0);
-        let mut body = vec![0u8; len];
-        self.0.read_exact(&mut body).unwrap();
-        text.split_whitespace().nth(1).unwrap().parse().unwrap()
     }
 }
 

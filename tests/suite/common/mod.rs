@@ -725,3 +725,28 @@ pub fn store_copy(from: &std::path::Path, to: &std::path::Path) -> std::process:
         .output()
         .unwrap()
 }
+
+/// Reads one HTTP answer framed by `Content-Length` (or without a body) from `stream`:
+/// its head, or None when the connection ended or failed first.
+pub fn read_answer(stream: &mut impl std::io::Read) -> Option<String> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let text = String::from_utf8_lossy(&head).to_string();
+    let len: usize = text
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length:")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).ok()?;
+    Some(text)
+}

@@ -111,6 +111,9 @@ pub enum AppError {
     /// this environment (403).
     #[error("Certificate present, but does not match signature")]
     CertificateMismatch,
+    /// The environment holds as many requests as it may (503 `requests-full`).
+    #[error("{0}")]
+    Full(String),
     /// Too many signings are under way; try again shortly (503).
     #[error("too many signings are under way; retry shortly")]
     Busy,
@@ -229,6 +232,10 @@ pub struct App {
     signings: Arc<std::sync::atomic::AtomicUsize>,
     /// Autosign policy runs under way, bounded by `limits.max_policy_runs`.
     policy_runs: Arc<std::sync::atomic::AtomicUsize>,
+    /// Each environment's count of requests as last read, and when
+    /// (`limits.max_requests`).
+    request_counts:
+        std::sync::Mutex<std::collections::HashMap<EnvName, (std::time::Instant, usize)>>,
     /// Autosign allowlist files as last read (read again when they change).
     allowlists: autosign::Allowlists,
     /// The root CA's CRL, encoded, as served in the Puppet face's CRL bundle.
@@ -385,6 +392,7 @@ impl App {
             revoked,
             signings: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             policy_runs: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            request_counts: std::sync::Mutex::new(std::collections::HashMap::new()),
             allowlists: autosign::Allowlists::default(),
             trust_generation: std::sync::atomic::AtomicU64::new(0),
             root_crl: RwLock::new(Arc::new(CrlView::new(root_crl))),

@@ -24,6 +24,8 @@ pub(super) struct Prepared {
     /// The CSR is the one pending under an order already: nothing to store or modify.
     pub(super) unchanged: bool,
     pub(super) refused: bool,
+    /// The name has no request (as far as read): storing this one adds a request.
+    pub(super) adds: bool,
 }
 
 /// A pending request as served.
@@ -178,6 +180,7 @@ impl App {
             modifies,
             unchanged,
             refused,
+            adds,
         } = match self.prepare(who, env, name, body, refuse_pending, read) {
             Ok(p) => p,
             Err(AppError::InvalidInput(e)) if e.is_policy_refusal() => {
@@ -213,6 +216,9 @@ impl App {
                 Some(outcome) => return submitted(name, outcome).map(Some),
                 None => {}
             }
+        }
+        if adds {
+            self.room_for_request(&env.name)?;
         }
         let outcome = self.store.submit_request(&env.name, name, &rec, rule)?;
         if outcome == SubmitOutcome::NotNew {
@@ -263,6 +269,7 @@ impl App {
         } else {
             (None, false)
         };
+        let adds = prev.is_none();
         let pending = matches!(
             prev,
             Some(RequestRecord {
@@ -350,6 +357,7 @@ impl App {
             modifies,
             unchanged,
             refused,
+            adds,
         })
     }
 
@@ -372,6 +380,7 @@ impl App {
         };
         // The same refused CSR again, for the same reason (the policy may have changed
         // since): kept already; nothing to write, flush or log again.
+        let held = self.store.request(&env.name, name)?;
         if let Some(RequestRecord {
             csr_der: kept,
             state:
@@ -380,10 +389,21 @@ impl App {
                     reason,
                 },
             ..
-        }) = self.store.request(&env.name, name)?
+        }) = &held
         {
-            if kept == csr_der && rule == refusal.code() && reason == refusal.to_string() {
+            if *kept == csr_der && rule == refusal.code() && *reason == refusal.to_string() {
                 return Ok(());
+            }
+        }
+        // Past the environment's bound on requests the refusal is answered, not kept.
+        if held.is_none() {
+            match self.room_for_request(&env.name) {
+                Ok(()) => {}
+                Err(AppError::Full(_)) => {
+                    tracing::warn!(env = %env.name, certname = %name, rule = refusal.code(), "CSR refused by the policy; not kept: the environment holds as many requests as it may");
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
             }
         }
         let rec = RequestRecord {
@@ -410,6 +430,42 @@ impl App {
             _ => {
                 tracing::warn!(env = %env.name, certname = %name, rule = refusal.code(), reason = %refusal, "CSR refused by the policy");
             }
+        }
+        Ok(())
+    }
+
+    /// Refuses (503 `requests-full`) a request that would be one more than
+    /// `limits.max_requests` in `env`. The count is read from the store at most once a
+    /// second per environment (counting no further than the bound) and counts up the
+    /// requests this node adds meanwhile: a bound on what anonymous submitters can
+    /// store, exceeded by at most a second's concurrent submissions on other nodes.
+    fn room_for_request(&self, env: &crate::ca::EnvName) -> Result<(), AppError> {
+        const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
+        let bound = self.config.limits.max_requests;
+        let lock = || {
+            self.request_counts
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+        };
+        let cached = lock()
+            .get(env)
+            .filter(|(at, _)| at.elapsed() < FRESH)
+            .map(|(_, n)| *n);
+        let held = match cached {
+            Some(n) => n,
+            None => {
+                let n = self.store.count_requests(env, bound)?;
+                lock().insert(env.clone(), (std::time::Instant::now(), n));
+                n
+            }
+        };
+        if held >= bound {
+            return Err(AppError::Full(format!(
+                "{env} holds {held} requests, as many as [limits] max_requests allows; an admin signs, rejects or deletes some first"
+            )));
+        }
+        if let Some((_, n)) = lock().get_mut(env) {
+            *n += 1;
         }
         Ok(())
     }

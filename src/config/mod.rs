@@ -321,6 +321,11 @@ pub struct LimitsConfig {
     /// costs an issuing CA key. Creating one more is refused (409).
     #[serde(deserialize_with = "positive")]
     pub max_environments: usize,
+    /// Most requests (pending, refused or failed) an environment holds; a submission
+    /// that would store one more is refused (503 `requests-full`) until an admin signs,
+    /// rejects or deletes some. Certificates signed at once are not counted.
+    #[serde(deserialize_with = "positive")]
+    pub max_requests: usize,
 }
 
 impl Default for LimitsConfig {
@@ -335,6 +340,7 @@ impl Default for LimitsConfig {
             max_pending_signings: 64,
             max_environments: 100,
             max_policy_runs: 16,
+            max_requests: 100_000,
         }
     }
 }

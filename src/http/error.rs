@@ -112,6 +112,11 @@ impl From<AppError> for Problem {
                 Problem::new(StatusCode::CONFLICT, code, detail.clone())
             }
             AppError::Busy => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
+            AppError::Full(detail) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "requests-full",
+                detail.clone(),
+            ),
             AppError::CertificateMismatch => {
                 Problem::new(StatusCode::FORBIDDEN, "certificate-mismatch", e.to_string())
             }

@@ -149,6 +149,15 @@ fn answer(req: &HttpRequest, e: AppError, conflict: StatusCode) -> HttpResponse 
             StatusCode::NOT_FOUND,
             format!("Could not find certificate_request {certname}"),
         ),
+        AppError::Full(detail) => {
+            let mut r = plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("Service Unavailable: {detail}"),
+            );
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            r
+        }
         AppError::Busy => {
             let mut r = plain(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -38,9 +38,15 @@
 //!   front of certd or is accepted for now):
 //!   - A response is copied per connection (a CRL of 100,000 entries is 6.7 MB); a
 //!     client that reads slowly, but reads, holds that copy until it is taken.
-//!   - Anonymous submission (production's default, as Puppet's) has no cap on how many
-//!     names wait as requests, nor a rate per source; a refused CSR sent again writes
-//!     nothing, and a refusal's message is bounded (`hostile::a_refused_csr_sent_again_...`).
+//!   - Anonymous submission (production's default, as Puppet's) has no rate per source.
+//!     What it can store is bounded: an environment holds at most `[limits]
+//!     max_requests` requests (pending, refused or failed; 503 `requests-full` past it,
+//!     `limits::an_environment_holds_a_bounded_number_of_requests`), counted from the
+//!     store at most once a second per environment, so concurrent submissions on other
+//!     nodes may pass it by a second's worth. Once full, new agents wait (Puppet agents
+//!     retry) until an admin signs, rejects and deletes, or cleans. A refused CSR sent
+//!     again writes nothing, and a refusal's message is bounded
+//!     (`hostile::a_refused_csr_sent_again_...`).
 //!   - A renewal revokes its predecessor, so an agent renewing in a loop grows its
 //!     environment's CRL by one entry per renewal (each re-signs the CRL); there is no
 //!     minimum interval between renewals.

@@ -268,6 +268,22 @@ pub trait RequestStore: Send + Sync {
         limit: usize,
     ) -> Result<Vec<(Certname, RequestRecord)>, StoreError>;
 
+    /// How many requests (in any state) `env` holds, counted up to `up_to` at most.
+    fn count_requests(&self, env: &EnvName, up_to: usize) -> Result<usize, StoreError> {
+        const PAGE: usize = 1024;
+        let mut n = 0;
+        let mut after: Option<Certname> = None;
+        while n < up_to {
+            let page = self.requests(env, after.as_ref().map(Certname::as_str), PAGE)?;
+            n += page.len();
+            match page.into_iter().last() {
+                Some((name, _)) if n < up_to => after = Some(name),
+                _ => break,
+            }
+        }
+        Ok(n.min(up_to))
+    }
+
     /// Pending requests whose order is free to work by `until_ms` (due, and not leased
     /// past it), earliest first, after the index entry `after` (a page's last: its time
     /// and certname), at most `limit`, read through the environment's due-time index:

@@ -430,3 +430,93 @@ fn autosign_programs_are_bounded_with_their_children_and_in_number() {
     let codes: Vec<u16> = handles.into_iter().map(|h| h.join().unwrap()).collect();
     assert_eq!(codes.iter().filter(|c| **c == 503).count(), 2, "{codes:?}");
 }
+
+/// DoS review: anyone may submit a CSR for a new name (production's default, as
+/// Puppet's), and each waited as a request for good, as did each refused CSR kept to
+/// show the admin why: an anonymous loop filled the disk. An environment now holds at
+/// most `[limits] max_requests` requests (pending, refused or failed); a submission that
+/// would add one more is 503 `requests-full` on either face and stores nothing, a
+/// refused CSR past it is refused without being kept. Names already requested, and
+/// certificates signed at once, are not held back; an admin makes room.
+#[test]
+fn an_environment_holds_a_bounded_number_of_requests() {
+    let (api, _dir) = Api::start(&format!(
+        "{FAST_CONFIG}[limits]\nmax_requests = 3\n[environments.production]\nautosign = [\"*.auto.example\"]\n"
+    ));
+    let mut csrs = Vec::new();
+    for name in ["full-a", "full-b", "full-c"] {
+        let (csr, _) = csr_for(name);
+        assert_eq!(api.submit(name, &csr), 201, "{name}");
+        csrs.push(csr);
+    }
+    let (csr_d, _) = csr_for("full-d");
+    let resp = api
+        .anon
+        .put(api.url("/production/certificate_request/full-d"))
+        .body(csr_d.clone())
+        .send()
+        .unwrap();
+    assert_eq!(problem_code(resp), (503, "requests-full".to_owned()));
+    let get = |name: &str| {
+        api.admin
+            .get(api.url(&format!("/production/certificate_request/{name}")))
+            .send()
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(get("full-d"), 404, "nothing stored");
+    // The Puppet face.
+    let (csr_p, _) = csr_for("full-p");
+    let resp = api
+        .anon
+        .put(api.url("/puppet-ca/v1/certificate_request/full-p?environment=production"))
+        .header("Content-Type", "text/plain")
+        .body(csr_p)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert_eq!(get("full-p"), 404, "nothing stored");
+    // A refused CSR is refused, and not kept.
+    let (refused, _) = csr_with(
+        "full-e",
+        &["-addext", "subjectAltName=DNS:elsewhere.example"],
+    );
+    assert_eq!(api.submit("full-e", &refused), 400);
+    assert_eq!(get("full-e"), 404, "a refused CSR past the limit was kept");
+    // A name already requested is sent again; names the policy signs are signed.
+    assert_eq!(api.submit("full-a", &csrs[0]), 200);
+    for i in 0..5 {
+        let name = format!("n{i}.auto.example");
+        let (csr, _) = csr_for(&name);
+        let resp = api
+            .anon
+            .put(api.url(&format!("/production/certificate_request/{name}")))
+            .body(csr)
+            .send()
+            .unwrap();
+        let status = resp.status().as_u16();
+        assert_eq!(status, 201, "{name}: {}", resp.text().unwrap());
+    }
+    // An admin makes room: a rejected request is still held, a cleaned one is not.
+    let rejected = api
+        .admin
+        .delete(api.url("/production/certificate_request/full-b"))
+        .send()
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(rejected, 204);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(api.submit("full-d", &csr_d), 503);
+    let deleted = api
+        .admin
+        .delete(api.url("/production/certificate_status/full-b"))
+        .send()
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(deleted, 204);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(api.submit("full-d", &csr_d), 201);
+}

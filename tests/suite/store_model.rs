@@ -381,6 +381,11 @@ fn check_reads(store: &dyn Store, model: &dyn Store, fill: bool) {
             store.revoked_serials(&env).unwrap(),
             model.revoked_serials(&env).unwrap()
         );
+        let held = model.requests(&env, None, 1000).unwrap().len();
+        for up_to in [0, 1, 2, 1000] {
+            assert_eq!(store.count_requests(&env, up_to).unwrap(), held.min(up_to));
+            assert_eq!(model.count_requests(&env, up_to).unwrap(), held.min(up_to));
+        }
         for n in 0..4 {
             assert_eq!(
                 store.request(&env, &name(n)).unwrap(),

@@ -472,6 +472,11 @@ impl RequestStore for PgStore {
         self.read(move |tx| ops::requests(tx, &env, after.as_deref(), limit))
     }
 
+    fn count_requests(&self, env: &EnvName, up_to: usize) -> Result<usize, StoreError> {
+        let env = env.clone();
+        self.read(move |tx| ops::count_requests(tx, &env, up_to))
+    }
+
     fn due_orders(
         &self,
         env: &EnvName,

@@ -642,6 +642,20 @@ pub(super) fn requests<C: GenericClient>(
     Ok(out)
 }
 
+pub(super) fn count_requests<C: GenericClient>(
+    tx: &mut Tx<'_, C>,
+    env: &EnvName,
+    up_to: usize,
+) -> Op<usize> {
+    let up_to = up_to.min(i64::MAX as usize) as i64;
+    let row = tx.opt(
+        "SELECT count(*) FROM
+           (SELECT 1 FROM certd_requests WHERE env = $1 LIMIT $2) AS held",
+        &[&env.as_str(), &up_to],
+    )?;
+    Ok(row.map_or(0, |r| r.get::<_, i64>(0).max(0) as usize))
+}
+
 pub(super) fn due_orders<C: GenericClient>(
     tx: &mut Tx<'_, C>,
     env: &EnvName,

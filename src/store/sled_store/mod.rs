@@ -226,6 +226,17 @@ impl RequestStore for SledStore {
         self.with(|core| Core::scan(&core.env(env)?.requests, "requests", after, limit))
     }
 
+    fn count_requests(&self, env: &EnvName, up_to: usize) -> Result<usize, StoreError> {
+        self.with(|core| {
+            let mut n = 0;
+            for key in core.env(env)?.requests.iter().keys().take(up_to) {
+                key.map_err(engine)?;
+                n += 1;
+            }
+            Ok(n)
+        })
+    }
+
     fn due_orders(
         &self,
         env: &EnvName,

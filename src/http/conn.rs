@@ -4,19 +4,25 @@
 //! second request and stop, trickle a head a byte at a time, or ask for answers and
 //! never read them.
 //!
-//! So each connection is watched from its handshake to its end. While certd is not
-//! working on one of its requests ([`busy`]), a connection closes if either holds:
-//! - it has gone `limit` since it was opened, or since its last request was answered,
-//!   and nothing waits in its socket to be sent: its next request's head is late;
-//! - an answer waits in its socket, and none of it has been taken for `limit`.
+//! So each connection is watched from its handshake to its end. A request is counted
+//! as being worked on from when it reaches the service until it is answered
+//! ([`busy`]), and its answer as being handed over until its body has all gone to
+//! actix ([`Sending`]). Then, with `limit` being `keep_alive` plus `request_timeout`:
+//! - while a request is worked on, the connection is never cut (its body has
+//!   `body_timeout`; a slow store is certd's doing);
+//! - while a body certd produces piece by piece (a streamed listing) is handed over,
+//!   it is cut only when its socket holds data the client has not taken for `limit`;
+//! - otherwise it is cut once no request has come for `limit` and the socket has sent
+//!   nothing for as long: the next request's head is late, or the answer is not being
+//!   taken. A download still moving keeps it; actix's own keep-alive counts from when
+//!   the answer was handed over, so a client that keeps to actix's timers is never cut
+//!   by this.
 //!
-//! `limit` is `keep_alive` plus `request_timeout`, so a client that keeps to actix's
-//! timers is never cut by this. A request being worked on (its body read within
-//! `body_timeout`, a slow store) is not counted. What the kernel has sent and what it
-//! still holds is asked of the kernel (`TCP_INFO`, `SIOCOUTQ`) once per sweep. The
-//! connection is closed with `shutdown(2)`, on a duplicate of its descriptor, so a
-//! number reused by a newer connection is never touched. actix then sees the
-//! connection end and drops it.
+//! What the socket has sent and still holds is asked of the kernel (`TCP_INFO`,
+//! `SIOCOUTQ`) once per sweep. The connection is closed with `shutdown(2)` on a
+//! duplicate of its descriptor, so a number reused by a newer connection is never
+//! touched; actix then sees the connection end and drops it. A connection whose
+//! descriptor cannot be duplicated is shut down at once rather than served unwatched.
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
@@ -24,9 +30,13 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use actix_web::body::MessageBody;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use actix_web::body::{BodySize, BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
+use actix_web::web::Bytes;
 use actix_web::Error;
 
 /// The connections being watched, and the thread that sweeps them.
@@ -38,11 +48,17 @@ pub struct Watchdog {
 }
 
 /// One connection: a duplicate of its socket, whether a request of it is being worked
-/// on, and since when it has been waiting for its next one.
+/// on or its answer's body is being handed over, and since when neither.
 struct Watch {
     socket: OwnedFd,
-    busy: AtomicU32,
-    /// Milliseconds after the watchdog's epoch.
+    /// Requests being worked on (from the service call to the answer).
+    handling: AtomicU32,
+    /// Answers whose body has not all been handed to actix yet.
+    sending: AtomicU32,
+    /// Requests started, ever: the sweep's second look sees one that came and went.
+    started: AtomicU64,
+    /// When the last of either ended (or the connection was opened): milliseconds
+    /// after the watchdog's epoch.
     since: AtomicU64,
 }
 
@@ -80,19 +96,23 @@ impl Watchdog {
         dog
     }
 
-    /// Watches the connection on `socket` until the returned value is dropped; None
-    /// (logged) when its descriptor cannot be duplicated.
+    /// Watches the connection on `socket` until the returned value is dropped. When its
+    /// descriptor cannot be duplicated (out of descriptors) the connection is shut down
+    /// instead: none is served unwatched.
     pub fn watch(self: &Arc<Self>, socket: BorrowedFd<'_>) -> Option<Watched> {
-        let socket = match socket.try_clone_to_owned() {
+        let dup = match socket.try_clone_to_owned() {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot watch a connection");
+                tracing::warn!(error = %e, "cannot watch a connection; closing it");
+                kernel::shut(socket.as_raw_fd());
                 return None;
             }
         };
         let watch = Arc::new(Watch {
-            socket,
-            busy: AtomicU32::new(0),
+            socket: dup,
+            handling: AtomicU32::new(0),
+            sending: AtomicU32::new(0),
+            started: AtomicU64::new(0),
             since: AtomicU64::new(self.now()),
         });
         let id = self.next.fetch_add(1, Ordering::Relaxed);
@@ -112,29 +132,39 @@ impl Watchdog {
         self.conns.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Closes every idle connection past its bound.
+    /// Closes every connection that stalled past its bound.
     fn sweep(&self) {
         let now = self.now();
         let limit = self.limit.as_millis() as u64;
-        let due: Vec<Arc<Watch>> = self
+        let due: Vec<(Arc<Watch>, u64)> = self
             .lock()
             .values()
+            .filter(|w| w.handling.load(Ordering::Acquire) == 0)
             .filter(|w| {
-                w.busy.load(Ordering::Acquire) == 0
-                    && now.saturating_sub(w.since.load(Ordering::Acquire)) > limit
+                w.sending.load(Ordering::Acquire) > 0
+                    || now.saturating_sub(w.since.load(Ordering::Acquire)) > limit
             })
-            .cloned()
+            .map(|w| (w.clone(), w.started.load(Ordering::Acquire)))
             .collect();
-        for w in due {
+        for (w, started) in due {
             let fd = w.socket.as_raw_fd();
-            let stalled = match kernel::unsent(fd) {
-                Some(0) => true,
-                // Something waits to be sent: closed once none has gone for `limit`.
-                Some(_) => kernel::since_sent_ms(fd).is_some_and(|ms| u64::from(ms) > limit),
-                None => false,
+            let Some(sent_ago) = kernel::since_sent_ms(fd).map(u64::from) else {
+                continue;
             };
-            // Asked again: a request may have started meanwhile.
-            if stalled && w.busy.load(Ordering::Acquire) == 0 {
+            let stalled = if w.sending.load(Ordering::Acquire) > 0 {
+                // A body certd is still producing (a streamed listing): only a client
+                // that takes none of it stalls it.
+                sent_ago > limit && kernel::unsent(fd).is_some_and(|n| n > 0)
+            } else {
+                // Nothing sent for `limit`, and no request for as long: the next
+                // head is late, or the answer is not being taken.
+                sent_ago > limit
+            };
+            // Looked at again: a request may have come (and gone) meanwhile.
+            if stalled
+                && w.handling.load(Ordering::Acquire) == 0
+                && w.started.load(Ordering::Acquire) == started
+            {
                 tracing::debug!(fd, "closing a connection that stalled between requests");
                 kernel::shut(fd);
             }
@@ -152,34 +182,98 @@ fn sweep_while(dog: &Weak<Watchdog>, period: Duration) {
     }
 }
 
-/// Counts the connection's requests as worked on from when they reach the service until
-/// they are answered; the wait for the next request starts then.
+/// Counts a request as worked on from when it reaches the service until it is
+/// answered, and its answer as being sent until its body has all been handed to actix
+/// (or dropped); the wait for the next request starts then.
 pub async fn busy(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, Error> {
-    let watched = req.request().conn_data::<Watched>().map(|w| Busy {
-        dog: w.dog.clone(),
-        watch: w.watch.clone(),
-    });
-    if let Some(b) = &watched {
-        b.watch.busy.fetch_add(1, Ordering::AcqRel);
-    }
-    let res = next.call(req).await;
-    drop(watched);
-    res
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<Sending>, Error> {
+    let watch = req
+        .request()
+        .conn_data::<Watched>()
+        .map(|w| (w.dog.clone(), w.watch.clone()));
+    let handling = watch
+        .as_ref()
+        .map(|(dog, watch)| Phase::enter(dog, watch, false));
+    let res = next.call(req).await?;
+    let sending = watch
+        .as_ref()
+        .map(|(dog, watch)| Phase::enter(dog, watch, true));
+    drop(handling);
+    Ok(res.map_body(|_, body| Sending {
+        body: body.boxed(),
+        phase: sending,
+    }))
 }
 
-/// A request being worked on; ended when dropped (answered, or its future dropped).
-struct Busy {
+/// A request being worked on, or an answer being handed over; ended when dropped.
+struct Phase {
     dog: Arc<Watchdog>,
     watch: Arc<Watch>,
+    sending: bool,
 }
 
-impl Drop for Busy {
+impl Phase {
+    fn enter(dog: &Arc<Watchdog>, watch: &Arc<Watch>, sending: bool) -> Phase {
+        if sending {
+            watch.sending.fetch_add(1, Ordering::AcqRel);
+        } else {
+            watch.started.fetch_add(1, Ordering::AcqRel);
+            watch.handling.fetch_add(1, Ordering::AcqRel);
+        }
+        Phase {
+            dog: dog.clone(),
+            watch: watch.clone(),
+            sending,
+        }
+    }
+}
+
+impl Drop for Phase {
     fn drop(&mut self) {
         self.watch.since.store(self.dog.now(), Ordering::Release);
-        self.watch.busy.fetch_sub(1, Ordering::AcqRel);
+        let count = if self.sending {
+            &self.watch.sending
+        } else {
+            &self.watch.handling
+        };
+        count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// An answer's body, counted as being sent until it ends.
+pub struct Sending {
+    body: BoxBody,
+    phase: Option<Phase>,
+}
+
+impl MessageBody for Sending {
+    type Error = Box<dyn std::error::Error>;
+
+    fn size(&self) -> BodySize {
+        self.body.size()
+    }
+
+    fn poll_next(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+        let this = self.get_mut();
+        let next = Pin::new(&mut this.body).poll_next(cx);
+        if let Poll::Ready(None) = next {
+            this.phase = None;
+        }
+        next
+    }
+
+    fn try_into_bytes(self) -> Result<Bytes, Self> {
+        // A body in one piece is handed over whole, here.
+        let Sending { body, phase } = self;
+        match body.try_into_bytes() {
+            Ok(bytes) => Ok(bytes),
+            Err(body) => Err(Sending { body, phase }),
+        }
     }
 }
 

@@ -22,22 +22,25 @@
 //!   `hostile::a_body_that_times_out_closes_its_connection`); idle keep-alive (`server.keep_alive`).
 //!   actix times a connection's request head only for its first request, and never a
 //!   response's write, so certd watches every connection itself (`http::conn`): while
-//!   no request of it is being worked on, a connection whose next request's head has
-//!   not arrived within `keep_alive` plus `request_timeout` of its last answer, or
-//!   whose waiting answer has not moved for as long, is shut down
+//!   no request of it is being worked on, a connection that has had no request for
+//!   `keep_alive` plus `request_timeout`, and whose socket has sent nothing for as
+//!   long, is shut down: its next head is late or its answer is not being taken
 //!   (`hostile::a_connection_that_stalls_between_requests_is_closed`: one byte of a
 //!   second request, a head trickled a byte every 700 ms, 4,000 answers asked for and
 //!   never read; each held its connection past 20 s before, is closed within 8 s now;
-//!   a body arriving over 6 s within `body_timeout` is still answered). Each watched
+//!   a body arriving over 6 s within `body_timeout` is still answered;
+//!   `hostile::a_download_slower_than_the_bound_is_not_cut`). Each watched
 //!   connection takes a second descriptor, and certd raises its open-file limit to the
-//!   hard limit at start (logged). Connections
+//!   hard limit at start (logged; programs it runs inherit it). Connections
 //!   per worker (`server.max_connections`); signings under way
 //!   (`limits.max_pending_signings`, 503 `busy` with `Retry-After` after a 5 s wait).
 //!   `tests/suite/limits.rs` covers slow clients, graceful shutdown and key hygiene.
 //! - **Not bounded by certd yet** (DoS review; each needs the listed mitigation in
 //!   front of certd or is accepted for now):
 //!   - A response is copied per connection (a CRL of 100,000 entries is 6.7 MB); a
-//!     client that reads slowly, but reads, holds that copy until it is taken.
+//!     client that reads slowly, but reads (one segment within each `keep_alive` plus
+//!     `request_timeout`), holds that copy and its connection until it is taken: the
+//!     watch asks whether the socket sends, not how fast.
 //!   - Anonymous submission (production's default, as Puppet's) has no rate per source.
 //!     What it can store is bounded: an environment holds at most `[limits]
 //!     max_requests` requests (pending, refused or failed; 503 `requests-full` past it,

@@ -947,9 +947,32 @@ fn a_body_that_times_out_closes_its_connection() {
 
 /// A TLS connection to `server` as anyone, reads timing out after `read_timeout`.
 fn anonymous_tls(server: &Server, read_timeout: Duration) -> openssl::ssl::SslStream<TcpStream> {
+    tls_with(server, read_timeout, None, false)
+}
+
+/// A TLS connection to `server`, reads timing out after `read_timeout`, its receive
+/// buffer set to `receive_buffer` bytes before it connects, as the admin or anyone.
+fn tls_with(
+    server: &Server,
+    read_timeout: Duration,
+    receive_buffer: Option<usize>,
+    as_admin: bool,
+) -> openssl::ssl::SslStream<TcpStream> {
     let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
     b.set_ca_file(server.chain()).unwrap();
-    let tcp = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    if as_admin {
+        let (cert, key) = admin(server);
+        b.set_certificate_chain_file(cert).unwrap();
+        b.set_private_key_file(key, openssl::ssl::SslFiletype::PEM)
+            .unwrap();
+    }
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    if let Some(bytes) = receive_buffer {
+        socket.set_recv_buffer_size(bytes).unwrap();
+    }
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], server.port).into();
+    socket.connect(&addr.into()).unwrap();
+    let tcp: TcpStream = socket.into();
     tcp.set_read_timeout(Some(read_timeout)).unwrap();
     tcp.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
     b.build().connect("localhost", tcp).unwrap()
@@ -1028,7 +1051,7 @@ fn a_connection_that_stalls_between_requests_is_closed() {
     );
 
     // Answers asked for and never read: more than the sockets' buffers hold.
-    let mut tls = anonymous_tls(&server, Duration::from_secs(5));
+    let mut tls = tls_with(&server, Duration::from_secs(5), Some(4096), false);
     let mut sent = 0usize;
     for _ in 0..4000 {
         if tls.write_all(first.as_bytes()).is_err() {
@@ -1069,6 +1092,68 @@ fn a_connection_that_stalls_between_requests_is_closed() {
         status.starts_with("HTTP/1.1 2"),
         "a slow body within its timeout: {status}"
     );
+}
+
+/// Review of the bound above: an answer that takes longer than the bound to download
+/// is not cut while it moves. (Its connection then closes as actix's keep-alive
+/// decides: actix counts it from when the answer was handed over, not from its last
+/// byte, so after a download longer than `keep_alive` the connection is gone.)
+#[test]
+fn a_download_slower_than_the_bound_is_not_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &format!(
+            "{FAST_CONFIG}[server]\nkeep_alive = \"2s\"\nrequest_timeout = \"1s\"\n[environments.production]\nautosign = true\n"
+        ),
+    );
+    let api = Api::of(server);
+    for i in 0..150 {
+        let name = format!("slow-{i:03}");
+        let csr = certd::ca::build_csr(
+            &certd::ca::KeyType::EcP256.generate().unwrap(),
+            &certd::ca::Certname::parse(&name).unwrap(),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(api.submit(&name, &csr), 201, "{name}");
+    }
+    let mut tls = tls_with(&api.server, Duration::from_secs(10), Some(4096), true);
+    let list = "GET /production/certificate/?limit=1000 HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    tls.write_all(list.as_bytes()).unwrap();
+    // Taken 1 KB every 40 ms: over 4 s for the ~100 KB listing, past the 3 s bound.
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    let mut length = None;
+    loop {
+        let mut buf = [0u8; 1024];
+        let n = tls.read(&mut buf).unwrap();
+        assert!(n > 0, "the download was cut after {} bytes", got.len());
+        got.extend_from_slice(&buf[..n]);
+        if length.is_none() {
+            if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..i]).to_ascii_lowercase();
+                let l: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .expect("a length");
+                length = Some(i + 4 + l);
+            }
+        }
+        if length.is_some_and(|l| got.len() >= l) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    let took = started.elapsed();
+    assert!(
+        took > Duration::from_secs(3),
+        "the download took only {took:?}"
+    );
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"));
 }
 
 /// Issue 24, findings 7, 8 and 10: an environment name is bounded by what its CA's

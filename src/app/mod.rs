@@ -114,6 +114,15 @@ pub enum AppError {
     /// The environment holds as many requests as it may (503 `requests-full`).
     #[error("{0}")]
     Full(String),
+    /// Asked for too soon: a renewal of a certificate younger than its environment's
+    /// `min_renewal_age` (429, with `Retry-After`).
+    #[error("{detail}")]
+    TooSoon {
+        /// What is too soon, and when it will not be.
+        detail: String,
+        /// Seconds until it will not be.
+        retry_after: u64,
+    },
     /// Too many signings are under way; try again shortly (503).
     #[error("too many signings are under way; retry shortly")]
     Busy,

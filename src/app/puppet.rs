@@ -777,6 +777,22 @@ impl App {
             .certificate(&env.name, name)?
             .filter(|c| &c.serial == serial && c.revocation.is_none())
             .ok_or_else(mismatch)?;
+        // Each renewal revokes its predecessor: a loop of them would grow the CRL.
+        let lifetime = current.not_after - current.issued_at;
+        let min_age = env
+            .settings
+            .min_renewal_age
+            .map_or(lifetime / 10, |d| d.as_secs());
+        let age = self.now() - current.issued_at;
+        if age < min_age {
+            let retry_after = (min_age - age).max(1) as u64;
+            return Err(AppError::TooSoon {
+                detail: format!(
+                    "{name}'s certificate is renewed once it is {min_age} s old; try again in {retry_after} s"
+                ),
+                retry_after,
+            });
+        }
         let _slot = self.signing_slot()?;
         let (subject, key, kind) = crate::ca::Subject::from_certificate(&current.der)?;
         // A certificate that names certd's server (issued before that was refused) is

@@ -33,6 +33,9 @@ pub struct ApiEnvSettings {
     pub allow_auto_renewal: bool,
     /// As [`EnvConfig::auto_renewal_cert_ttl`].
     pub auto_renewal_cert_ttl: Duration,
+    /// As [`EnvConfig::min_renewal_age`].
+    #[serde(deserialize_with = "super::duration::zero_or_duration")]
+    pub min_renewal_age: Option<Duration>,
     /// As [`EnvConfig::admins`].
     pub admins: Vec<Certname>,
     /// As [`EnvConfig::allow_anonymous_csr`].
@@ -54,6 +57,7 @@ impl Default for ApiEnvSettings {
             autosign_timeout: d.autosign_timeout,
             allow_auto_renewal: d.allow_auto_renewal,
             auto_renewal_cert_ttl: d.auto_renewal_cert_ttl,
+            min_renewal_age: d.min_renewal_age,
             admins: d.admins,
             allow_anonymous_csr: d.allow_anonymous_csr,
             issuer: IssuerRefs::One(IssuerRef::Name("local".into())),
@@ -151,6 +155,7 @@ impl ApiEnvSettings {
             autosign_timeout: self.autosign_timeout,
             allow_auto_renewal: self.allow_auto_renewal,
             auto_renewal_cert_ttl: self.auto_renewal_cert_ttl,
+            min_renewal_age: self.min_renewal_age,
             admins: self.admins.clone(),
             allow_anonymous_csr: self.allow_anonymous_csr,
             issuer: Issuers(issuers),

@@ -50,6 +50,31 @@ impl Duration {
     }
 }
 
+/// An optional [`Duration`] that may also be zero (`0`, `"0s"`): for a bound that an
+/// operator may lift.
+pub fn zero_or_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Secs(i64),
+        Text(String),
+    }
+    match Option::<Raw>::deserialize(d)? {
+        None => Ok(None),
+        Some(Raw::Secs(0)) => Ok(Some(Duration(0))),
+        Some(Raw::Secs(n)) if n > 0 && n <= MAX_SECS => Ok(Some(Duration(n))),
+        Some(Raw::Secs(n)) => Err(serde::de::Error::custom(format!(
+            "duration {n} must be zero or positive, and at most 1000y ({MAX_SECS} seconds)"
+        ))),
+        Some(Raw::Text(t)) if t.trim().trim_end_matches(['s', 'm', 'h', 'd', 'y']) == "0" => {
+            Ok(Some(Duration(0)))
+        }
+        Some(Raw::Text(t)) => Duration::parse(&t)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
 impl fmt::Display for Duration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}s", self.0)
@@ -93,6 +118,24 @@ mod tests {
         assert_eq!(Duration::parse("7d").unwrap().as_secs(), 604_800);
         assert_eq!(Duration::parse("5y").unwrap().as_secs(), 5 * 365 * 86_400);
         assert_eq!(Duration::parse("42").unwrap().as_secs(), 42);
+    }
+
+    #[test]
+    fn a_liftable_bound_takes_zero_and_nothing_else_new() {
+        #[derive(serde::Deserialize)]
+        struct T {
+            #[serde(default, deserialize_with = "zero_or_duration")]
+            d: Option<Duration>,
+        }
+        let d = |text: &str| toml::from_str::<T>(text).map(|t| t.d.map(Duration::as_secs));
+        assert_eq!(d("").unwrap(), None);
+        for zero in ["d = 0", "d = \"0s\"", "d = \"0d\""] {
+            assert_eq!(d(zero).unwrap(), Some(0), "{zero}");
+        }
+        assert_eq!(d("d = \"2m\"").unwrap(), Some(120));
+        for bad in ["d = -1", "d = \"-5s\"", "d = \"00s\"", "d = \"s\""] {
+            assert!(d(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

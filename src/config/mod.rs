@@ -223,6 +223,11 @@ pub struct EnvConfig {
     pub allow_auto_renewal: bool,
     /// Validity of a renewed certificate.
     pub auto_renewal_cert_ttl: Duration,
+    /// A certificate younger than this is not renewed (429 with `Retry-After`), so that
+    /// renewing in a loop cannot grow the CRL (each renewal revokes its predecessor);
+    /// when absent, a tenth of the certificate's lifetime; `"0s"` lifts the bound.
+    #[serde(deserialize_with = "duration::zero_or_duration")]
+    pub min_renewal_age: Option<Duration>,
     /// This environment's own administrators: certnames that, with a certificate from
     /// this environment's CA, may sign, revoke, reject, clean and list here.
     pub admins: Vec<Certname>,
@@ -267,6 +272,7 @@ impl Default for EnvConfig {
             autosign_timeout: Duration::secs(10),
             allow_auto_renewal: true,
             auto_renewal_cert_ttl: Duration::secs(90 * 86_400),
+            min_renewal_age: None,
             admins: Vec::new(),
             allow_anonymous_csr: None,
             issuer: Issuers::default(),

@@ -112,6 +112,9 @@ impl From<AppError> for Problem {
                 Problem::new(StatusCode::CONFLICT, code, detail.clone())
             }
             AppError::Busy => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "busy", e.to_string()),
+            AppError::TooSoon { detail, .. } => {
+                Problem::new(StatusCode::TOO_MANY_REQUESTS, "too-soon", detail.clone())
+            }
             AppError::Full(detail) => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "requests-full",

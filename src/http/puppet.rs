@@ -149,6 +149,16 @@ fn answer(req: &HttpRequest, e: AppError, conflict: StatusCode) -> HttpResponse 
             StatusCode::NOT_FOUND,
             format!("Could not find certificate_request {certname}"),
         ),
+        AppError::TooSoon {
+            detail,
+            retry_after,
+        } => {
+            let mut r = plain(StatusCode::TOO_MANY_REQUESTS, detail.clone());
+            if let Ok(v) = header::HeaderValue::from_str(&retry_after.to_string()) {
+                r.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            r
+        }
         AppError::Full(detail) => {
             let mut r = plain(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -81,7 +81,12 @@
 //!   renewed. The renewed certificate lives no longer than the one it replaces (an admin's
 //!   short `ttl` stays short), and the one it replaces is revoked as `superseded` in the
 //!   same transaction (Puppet Server leaves it valid), so it is on the CRL and refused by
-//!   the TLS layer before the new one is sent.
+//!   the TLS layer before the new one is sent. So that renewing in a loop cannot grow
+//!   the CRL, a certificate younger than `min_renewal_age` (by default a tenth of its
+//!   lifetime, counted from its issue; agents renew within `hostcert_renewal_interval`,
+//!   30 days, of its end) is not renewed: 429 with `Retry-After` in seconds, nothing
+//!   signed or revoked (Puppet Server has no such bound; a Puppet agent logs the
+//!   failed renewal and keeps its certificate).
 //!
 //! - `PUT /certificate_revocation_list` accepts newer CRLs for the root (made offline with
 //!   the root key, e.g. revoking an issuing CA) under Puppet's rules (authority key

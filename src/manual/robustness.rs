@@ -50,9 +50,11 @@
 //!     retry) until an admin signs, rejects and deletes, or cleans. A refused CSR sent
 //!     again writes nothing, and a refusal's message is bounded
 //!     (`hostile::a_refused_csr_sent_again_...`).
-//!   - A renewal revokes its predecessor, so an agent renewing in a loop grows its
-//!     environment's CRL by one entry per renewal (each re-signs the CRL); there is no
-//!     minimum interval between renewals.
+//!   - A renewal revokes its predecessor, so each grows the CRL by one entry; a
+//!     certificate is renewed only once it has lived `min_renewal_age` (a tenth of its
+//!     lifetime by default: at most ten renewals per lifetime per agent;
+//!     `hostile::a_certificate_is_renewed_only_once_it_has_lived_a_while`). Entries of
+//!     certificates past their end stay on the CRL.
 //!   - A filtered listing (`?state=`, a pattern) reads the environment until it has a
 //!     page of matches: a filter nothing matches reads it all.
 //!   - TLS handshakes in progress are actix's default (256 per worker, 3 s each);

@@ -410,31 +410,92 @@ fn openssl_date(s: &str) -> time::OffsetDateTime {
         .assume_utc()
 }
 
+/// Submits a CSR for `name` and has the admin sign it for 600 s: (certificate PEM, key
+/// PEM).
+fn signed_for_ten_minutes(api: &Api, name: &str) -> (Vec<u8>, Vec<u8>) {
+    let (csr, key) = csr_for(name);
+    assert_eq!(api.submit(name, &csr), 201);
+    let r = api
+        .admin
+        .post(api.url("/production/certificate/"))
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"certname": "{name}", "ttl": 600}}"#))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let cert = api
+        .anon
+        .get(api.url(&format!("/production/certificate/{name}")))
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap()
+        .to_vec();
+    (cert, key)
+}
+
+/// DoS review: a renewal revokes its predecessor, so an agent renewing in a loop grew
+/// its environment's CRL by one entry per renewal (each re-signing it), for every agent
+/// that fetches the CRL to download. A certificate is now renewed only once it has
+/// lived `min_renewal_age` (by default a tenth of its lifetime; Puppet agents renew
+/// within `hostcert_renewal_interval` of the end): sooner is 429 with `Retry-After`,
+/// nothing signed or revoked.
+#[test]
+fn a_certificate_is_renewed_only_once_it_has_lived_a_while() {
+    for (config, wait) in [
+        (FAST_CONFIG.to_owned(), None),
+        (
+            format!("{FAST_CONFIG}[environments.production]\nmin_renewal_age = \"2s\"\n"),
+            Some(Duration::from_millis(2100)),
+        ),
+    ] {
+        let (api, dir) = Api::start(&config);
+        let (mut cert, key) = signed_for_ten_minutes(&api, "looper");
+        let renew = |cert: &[u8], label: &str| {
+            client_with(&api.server, dir.path(), label, cert, &key)
+                .post(api.url("/puppet-ca/v1/certificate_renewal"))
+                .header("content-type", "text/plain")
+                .body("")
+                .send()
+                .unwrap()
+        };
+        if let Some(wait) = wait {
+            std::thread::sleep(wait);
+            let r = renew(&cert, "first");
+            assert_eq!(r.status(), 200, "{config}: renewed after {wait:?}");
+            cert = r.bytes().unwrap().to_vec();
+        }
+        let crl = crl_text(&api, "production");
+        let r = renew(&cert, "again");
+        assert_eq!(r.status(), 429, "{config}: renewed at once");
+        let retry: u64 = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .expect("a Retry-After in seconds");
+        let most = if wait.is_some() { 2 } else { 60 };
+        assert!((1..=most).contains(&retry), "Retry-After {retry}");
+        assert_eq!(crl_text(&api, "production"), crl, "nothing revoked");
+        let r = client_with(&api.server, dir.path(), "still", &cert, &key)
+            .get(api.url("/production/certificate_status/looper"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200, "the certificate still serves");
+    }
+}
+
 /// Findings 3 and 10: a renewal revokes its predecessor (`superseded`) in the same
 /// transaction, so a node never holds two valid certificates and a revoke (or clean)
 /// of the node leaves none valid; and a renewal gives no more life than the
 /// certificate it replaces had (an admin's short validity stays short).
 #[test]
 fn a_renewal_supersedes_its_predecessor_and_gives_no_more_life() {
-    let (api, dir) = Api::start(FAST_CONFIG);
-    let (csr, key) = csr_for("node1");
-    assert_eq!(api.submit("node1", &csr), 201);
-    let r = api
-        .admin
-        .post(api.url("/production/certificate/"))
-        .header("content-type", "application/json")
-        .body(r#"{"certname": "node1", "ttl": 600}"#)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let old = api
-        .anon
-        .get(api.url("/production/certificate/node1"))
-        .send()
-        .unwrap()
-        .bytes()
-        .unwrap()
-        .to_vec();
+    // Renewed at once, not a tenth of the certificate's life later.
+    let (api, dir) = Api::start(&format!(
+        "{FAST_CONFIG}[environments.production]\nmin_renewal_age = \"0s\"\n"
+    ));
+    let (old, key) = signed_for_ten_minutes(&api, "node1");
     let old_agent = client_with(&api.server, dir.path(), "old", &old, &key);
     let renew = |who: &reqwest::blocking::Client| {
         who.post(api.url("/puppet-ca/v1/certificate_renewal"))

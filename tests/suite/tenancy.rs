@@ -16,6 +16,8 @@ admins = ["ops"]
 admins = ["admin-a"]
 allow_anonymous_csr = true
 [environments.b]
+[environments.production]
+min_renewal_age = "0s"
 "#;
 
 /// Callers, in the order of the table's columns.

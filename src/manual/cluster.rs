@@ -326,6 +326,13 @@
 //!   - The lookups of a batch as one statement instead of one per submission:
 //!     0.84, 0.71× (an `unnest` join planned as hash joins over whole tables: 0.76,
 //!     0.71×).
+//! - On a later slow day, three invocations of cluster, control and one node side by
+//!   side (medians of 5 runs each): the cluster 0.75, 0.79, 0.80× one node with p99
+//!   13.3–15.5 ms; the control (three nodes each on its own database, sharing
+//!   nothing) 0.81, 0.89, 0.81× with p99 12.0–14.4 ms; one node's own p99 8.1–9.6 ms.
+//!   Three processes that coordinate not at all miss p99 ≤ 10 ms on these two cores,
+//!   so no coordination can meet it here. In the same runs `GET` over three nodes was
+//!   1.05× and `HEAD` 1.00× one node.
 //! - Re-signings are coalesced per node, not across nodes: each node signs its own CRL
 //!   (above).
 //! - Order times follow the database's clock as measured at each beat (within half its

@@ -364,12 +364,13 @@ impl App {
         rec: &RequestRecord,
         rule: SubmitRule,
         csr: &ValidatedCsr,
+        adds: bool,
     ) -> Result<Option<SubmitOutcome>, AppError> {
         let validity = self.validity(env, None);
         let issuer = match self.issuer_for(env, csr, validity) {
             Ok(i) if !i.backend.in_process() => return Ok(None),
             Ok(i) => i,
-            Err(e) => return self.store_unsigned(env, name, rec, rule, e),
+            Err(e) => return self.store_unsigned(env, name, rec, rule, adds, e),
         };
         // A submission made unread (`App::submit_as`) does not wait for a slot: it may
         // be for a name that is not new, which the read refuses without signing.
@@ -383,7 +384,7 @@ impl App {
         };
         let _slot = match slot {
             Ok(slot) => slot,
-            Err(e) => return self.store_unsigned(env, name, rec, rule, e),
+            Err(e) => return self.store_unsigned(env, name, rec, rule, adds, e),
         };
         let order = OrderRequest {
             env: &env.name,
@@ -394,7 +395,7 @@ impl App {
         for _ in 0..SIGN_ATTEMPTS {
             let record = match self.sign_here(issuer, &order) {
                 Ok(r) => r,
-                Err(e) => return self.store_unsigned(env, name, rec, rule, e),
+                Err(e) => return self.store_unsigned(env, name, rec, rule, adds, e),
             };
             match self
                 .store
@@ -416,7 +417,7 @@ impl App {
                 }
             }
         }
-        self.store_unsigned(env, name, rec, rule, serials_exhausted())
+        self.store_unsigned(env, name, rec, rule, adds, serials_exhausted())
     }
 
     /// What an autosigned submission answers once the store has stored (durably) its
@@ -475,15 +476,20 @@ impl App {
     }
 
     /// [`App::submit_signed`] when signing failed with `e`: the request alone, durably;
-    /// then `e`, or the refusal that the submission would have met anyway.
+    /// then `e`, or the refusal that the submission would have met anyway. One that
+    /// `adds` a request needs room for it ([`App::room_for`]).
     fn store_unsigned(
         &self,
         env: &EnvCa,
         name: &Certname,
         rec: &RequestRecord,
         rule: SubmitRule,
+        adds: bool,
         e: AppError,
     ) -> Result<Option<SubmitOutcome>, AppError> {
+        if adds && !self.room_for(&env.name, rule)? {
+            return Ok(Some(SubmitOutcome::NotNew));
+        }
         let outcome = self.store.submit_request(&env.name, name, rec, rule)?;
         self.store.flush()?;
         match outcome {

@@ -174,6 +174,7 @@ fn config_parts(config: &crate::config::Config) -> BTreeMap<String, String> {
             format!("{:?} {:?}", config.admins, config.admin_environments),
         ),
         ("issuers", format!("{:?}", config.issuers)),
+        ("limits", format!("{:?}", config.limits)),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), digest(&v)))

@@ -243,8 +243,7 @@ pub struct App {
     policy_runs: Arc<std::sync::atomic::AtomicUsize>,
     /// Each environment's count of requests as last read, and when
     /// (`limits.max_requests`).
-    request_counts:
-        std::sync::Mutex<std::collections::HashMap<EnvName, (std::time::Instant, usize)>>,
+    request_counts: std::sync::Mutex<std::collections::HashMap<EnvName, requests::RequestCount>>,
     /// Autosign allowlist files as last read (read again when they change).
     allowlists: autosign::Allowlists,
     /// The root CA's CRL, encoded, as served in the Puppet face's CRL bundle.

@@ -24,8 +24,18 @@ pub(super) struct Prepared {
     /// The CSR is the one pending under an order already: nothing to store or modify.
     pub(super) unchanged: bool,
     pub(super) refused: bool,
-    /// The name has no request (as far as read): storing this one adds a request.
+    /// The name has no request (as far as read; unread, assumed new) and the store will
+    /// not refuse it for a certificate: storing it adds a request.
     pub(super) adds: bool,
+}
+
+/// An environment's count of requests as last read from the store, and since counted
+/// up (`limits.max_requests`).
+pub(super) struct RequestCount {
+    held: usize,
+    read_at: std::time::Instant,
+    /// A caller is reading it from the store; the others go on with `held`.
+    reading: bool,
 }
 
 /// A pending request as served.
@@ -211,14 +221,14 @@ impl App {
         };
         if autosign {
             // Signed in process: the request and its certificate in one transaction.
-            match self.submit_signed(env, name, &rec, rule, &csr)? {
+            match self.submit_signed(env, name, &rec, rule, &csr, adds)? {
                 Some(SubmitOutcome::NotNew) => return Ok(None),
                 Some(outcome) => return submitted(name, outcome).map(Some),
                 None => {}
             }
         }
-        if adds {
-            self.room_for_request(&env.name)?;
+        if adds && !self.room_for(&env.name, rule)? {
+            return Ok(None);
         }
         let outcome = self.store.submit_request(&env.name, name, &rec, rule)?;
         if outcome == SubmitOutcome::NotNew {
@@ -269,7 +279,7 @@ impl App {
         } else {
             (None, false)
         };
-        let adds = prev.is_none();
+        let unrequested = prev.is_none();
         let pending = matches!(
             prev,
             Some(RequestRecord {
@@ -357,7 +367,7 @@ impl App {
             modifies,
             unchanged,
             refused,
-            adds,
+            adds: unrequested && !refused,
         })
     }
 
@@ -434,11 +444,28 @@ impl App {
         Ok(())
     }
 
+    /// Whether a submission under `rule` that adds a request may store it: an error
+    /// (503 `requests-full`) past `limits.max_requests`, but false for one made unread
+    /// (`rule.new_only`), whose name may not be new: the read pass decides.
+    pub(super) fn room_for(
+        &self,
+        env: &crate::ca::EnvName,
+        rule: SubmitRule,
+    ) -> Result<bool, AppError> {
+        match self.room_for_request(env) {
+            Ok(()) => Ok(true),
+            Err(AppError::Full(_)) if rule.new_only => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Refuses (503 `requests-full`) a request that would be one more than
     /// `limits.max_requests` in `env`. The count is read from the store at most once a
-    /// second per environment (counting no further than the bound) and counts up the
-    /// requests this node adds meanwhile: a bound on what anonymous submitters can
-    /// store, exceeded by at most a second's concurrent submissions on other nodes.
+    /// second per environment, by one caller while the others go on with the count as
+    /// it was (counting no further than the bound), and counts up the requests this
+    /// node adds meanwhile: a bound on what anonymous submitters can store, passed by
+    /// at most a second's concurrent submissions (on this node, those that find the
+    /// count while it is read; on others, those of the second).
     fn room_for_request(&self, env: &crate::ca::EnvName) -> Result<(), AppError> {
         const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
         let bound = self.config.limits.max_requests;
@@ -447,16 +474,53 @@ impl App {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
         };
-        let cached = lock()
-            .get(env)
-            .filter(|(at, _)| at.elapsed() < FRESH)
-            .map(|(_, n)| *n);
+        let cached = {
+            let mut counts = lock();
+            match counts.get_mut(env) {
+                Some(c) if c.read_at.elapsed() < FRESH || c.reading => Some(c.held),
+                Some(c) => {
+                    c.reading = true;
+                    None
+                }
+                None => {
+                    counts.insert(
+                        env.clone(),
+                        RequestCount {
+                            held: 0,
+                            read_at: std::time::Instant::now(),
+                            reading: true,
+                        },
+                    );
+                    None
+                }
+            }
+        };
         let held = match cached {
             Some(n) => n,
             None => {
-                let n = self.store.count_requests(env, bound)?;
-                lock().insert(env.clone(), (std::time::Instant::now(), n));
-                n
+                let read = self.store.count_requests(env, bound);
+                let mut counts = lock();
+                let entry = counts.get_mut(env);
+                match (read, entry) {
+                    (Ok(n), Some(c)) => {
+                        *c = RequestCount {
+                            held: n,
+                            read_at: std::time::Instant::now(),
+                            reading: false,
+                        };
+                        n
+                    }
+                    (Ok(n), None) => n,
+                    (Err(e), entry) => {
+                        // Read again by the next caller.
+                        if let Some(c) = entry {
+                            c.reading = false;
+                            let now = std::time::Instant::now();
+                            c.read_at = now.checked_sub(FRESH).unwrap_or(now);
+                        }
+                        return Err(e.into());
+                    }
+                }
             }
         };
         if held >= bound {
@@ -464,8 +528,8 @@ impl App {
                 "{env} holds {held} requests, as many as [limits] max_requests allows; an admin signs, rejects or deletes some first"
             )));
         }
-        if let Some((_, n)) = lock().get_mut(env) {
-            *n += 1;
+        if let Some(c) = lock().get_mut(env) {
+            c.held += 1;
         }
         Ok(())
     }

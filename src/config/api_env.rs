@@ -34,7 +34,10 @@ pub struct ApiEnvSettings {
     /// As [`EnvConfig::auto_renewal_cert_ttl`].
     pub auto_renewal_cert_ttl: Duration,
     /// As [`EnvConfig::min_renewal_age`].
-    #[serde(deserialize_with = "super::duration::zero_or_duration")]
+    #[serde(
+        deserialize_with = "super::duration::zero_or_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub min_renewal_age: Option<Duration>,
     /// As [`EnvConfig::admins`].
     pub admins: Vec<Certname>,
@@ -194,6 +197,20 @@ mod tests {
         serde_json::from_str::<ApiEnvSettings>(json)
             .map_err(|e| e.to_string())?
             .resolve(&config())
+    }
+
+    /// Settings stored by this version are read by the one before (which refuses
+    /// unknown keys) while a cluster is upgraded node by node: an unset new key is
+    /// not written.
+    #[test]
+    fn an_unset_renewal_age_is_not_stored() {
+        let json = serde_json::to_string(&ApiEnvSettings::default()).unwrap();
+        assert!(!json.contains("min_renewal_age"), "{json}");
+        let set: ApiEnvSettings = serde_json::from_str(r#"{"min_renewal_age": 0}"#).unwrap();
+        assert_eq!(set.min_renewal_age.map(Duration::as_secs), Some(0));
+        let again = serde_json::to_string(&set).unwrap();
+        let back: ApiEnvSettings = serde_json::from_str(&again).unwrap();
+        assert_eq!(back, set);
     }
 
     #[test]

@@ -223,10 +223,13 @@ pub struct EnvConfig {
     pub allow_auto_renewal: bool,
     /// Validity of a renewed certificate.
     pub auto_renewal_cert_ttl: Duration,
-    /// A certificate younger than this is not renewed (429 with `Retry-After`), so that
+    /// A certificate younger than this is not renewed (429, saying when), so that
     /// renewing in a loop cannot grow the CRL (each renewal revokes its predecessor);
     /// when absent, a tenth of the certificate's lifetime; `"0s"` lifts the bound.
-    #[serde(deserialize_with = "duration::zero_or_duration")]
+    #[serde(
+        deserialize_with = "duration::zero_or_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub min_renewal_age: Option<Duration>,
     /// This environment's own administrators: certnames that, with a certificate from
     /// this environment's CA, may sign, revoke, reject, clean and list here.

@@ -149,25 +149,14 @@ fn answer(req: &HttpRequest, e: AppError, conflict: StatusCode) -> HttpResponse 
             StatusCode::NOT_FOUND,
             format!("Could not find certificate_request {certname}"),
         ),
-        AppError::TooSoon {
-            detail,
-            retry_after,
-        } => {
-            let mut r = plain(StatusCode::TOO_MANY_REQUESTS, detail.clone());
-            if let Ok(v) = header::HeaderValue::from_str(&retry_after.to_string()) {
-                r.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            r
-        }
-        AppError::Full(detail) => {
-            let mut r = plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("Service Unavailable: {detail}"),
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            r
-        }
+        // No Retry-After: a Puppet agent sleeps on one (up to its run interval) and
+        // asks again, up to 100 times; without one it logs the failure and goes on
+        // (a renewal keeps its certificate; a bootstrap waits `waitforcert`).
+        AppError::TooSoon { detail, .. } => plain(StatusCode::TOO_MANY_REQUESTS, detail.clone()),
+        AppError::Full(detail) => plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("Service Unavailable: {detail}"),
+        ),
         AppError::Busy => {
             let mut r = plain(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -168,7 +168,8 @@
 //!
 //! Each node beats every second into `certd_nodes` (its id, version, start, the last
 //! change it applied, digests of the configuration that must agree, part by part:
-//! declared environments, CA settings, rules, admins, issuers), by the database's clock.
+//! declared environments, CA settings, rules, admins, issuers, limits), by the
+//! database's clock.
 //! `/status` shows a global admin `cluster`: this node's id, the change it applied, the nodes seen in
 //! the last 10 s with theirs, `config_differs` (each node whose configuration is not
 //! this node's, with the parts that differ; logged once per difference: a node started

@@ -84,9 +84,12 @@
 //!   the TLS layer before the new one is sent. So that renewing in a loop cannot grow
 //!   the CRL, a certificate younger than `min_renewal_age` (by default a tenth of its
 //!   lifetime, counted from its issue; agents renew within `hostcert_renewal_interval`,
-//!   30 days, of its end) is not renewed: 429 with `Retry-After` in seconds, nothing
-//!   signed or revoked (Puppet Server has no such bound; a Puppet agent logs the
-//!   failed renewal and keeps its certificate).
+//!   30 days, of its end) is not renewed: 429 saying in how many seconds, nothing
+//!   signed or revoked (Puppet Server has no such bound). The answer has no
+//!   `Retry-After`, so a Puppet agent logs the failed renewal and keeps its
+//!   certificate: on one, the agent's HTTP client sleeps (up to its run interval) and
+//!   asks again, up to 100 times. For the same reason the Puppet face's 503
+//!   `requests-full` has none either: a bootstrapping agent waits `waitforcert`.
 //!
 //! - `PUT /certificate_revocation_list` accepts newer CRLs for the root (made offline with
 //!   the root key, e.g. revoking an issuing CA) under Puppet's rules (authority key

@@ -498,6 +498,15 @@ fn an_environment_holds_a_bounded_number_of_requests() {
         let status = resp.status().as_u16();
         assert_eq!(status, 201, "{name}: {}", resp.text().unwrap());
     }
+    // A name with a certificate is refused as ever, not as full (review).
+    let (again, _) = csr_for("n0.auto.example");
+    let resp = api
+        .anon
+        .put(api.url("/production/certificate_request/n0.auto.example"))
+        .body(again)
+        .send()
+        .unwrap();
+    assert_eq!(problem_code(resp).0, 409, "a signed name sent again");
     // An admin makes room: a rejected request is still held, a cleaned one is not.
     let rejected = api
         .admin
@@ -519,4 +528,37 @@ fn an_environment_holds_a_bounded_number_of_requests() {
     assert_eq!(deleted, 204);
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(api.submit("full-d", &csr_d), 201);
+}
+
+/// Review of the bound on requests: a submission the policy signs at once whose signing
+/// fails (no issuer serves the name, every signing slot taken) is stored unsigned as a
+/// request; that path is bounded too.
+#[test]
+fn requests_stored_when_signing_fails_are_bounded_too() {
+    let (api, _dir) = Api::start(&format!(
+        "{FAST_CONFIG}[limits]\nmax_requests = 2\n[environments.production]\nautosign = true\n\
+         issuer = {{ type = \"local\", certnames = [\"*.web.example\"] }}\n"
+    ));
+    let submit = |name: &str| {
+        let (csr, _) = csr_for(name);
+        problem_code(
+            api.anon
+                .put(api.url(&format!("/production/certificate_request/{name}")))
+                .body(csr)
+                .send()
+                .unwrap(),
+        )
+    };
+    for name in ["unserved-1", "unserved-2"] {
+        assert_eq!(submit(name), (409, "no-issuer".to_owned()), "{name}");
+    }
+    assert_eq!(submit("unserved-3"), (503, "requests-full".to_owned()));
+    let held = api
+        .admin
+        .get(api.url("/production/certificate_request/unserved-3"))
+        .send()
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(held, 404, "stored past the bound");
 }

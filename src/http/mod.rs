@@ -108,7 +108,8 @@ pub fn service(
             actix_web::middleware::DefaultHeaders::new()
                 .add((actix_web::http::header::VARY, "Accept")),
         )
-        // Outermost: a request counts as worked on until it is answered.
+        // Outermost: a request counts as worked on until it is answered, and its answer
+        // as being sent until its body has been handed over.
         .wrap(actix_web::middleware::from_fn(conn::busy))
         .configure(routes)
 }

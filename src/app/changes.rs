@@ -174,7 +174,17 @@ fn config_parts(config: &crate::config::Config) -> BTreeMap<String, String> {
             format!("{:?} {:?}", config.admins, config.admin_environments),
         ),
         ("issuers", format!("{:?}", config.issuers)),
-        ("limits", format!("{:?}", config.limits)),
+        // The bounds that hold across the cluster, not each node's own tuning.
+        (
+            "limits",
+            format!(
+                "{} {} {} {}",
+                config.limits.max_requests,
+                config.limits.max_environments,
+                config.limits.max_body_bytes,
+                config.limits.max_csr_bytes
+            ),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), digest(&v)))

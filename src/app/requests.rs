@@ -33,9 +33,25 @@ pub(super) struct Prepared {
 /// up (`limits.max_requests`).
 pub(super) struct RequestCount {
     held: usize,
-    read_at: std::time::Instant,
-    /// A caller is reading it from the store; the others go on with `held`.
+    /// When it was last read from the store; never yet: None.
+    read_at: Option<std::time::Instant>,
+    /// A caller is reading it again; the others go on with `held`.
     reading: bool,
+}
+
+/// A read of an environment's count under way; marked over when dropped, however the
+/// read ended (an error, a panic).
+struct Reading<'a> {
+    app: &'a App,
+    env: &'a crate::ca::EnvName,
+}
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.app.request_counts().get_mut(self.env) {
+            c.reading = false;
+        }
+    }
 }
 
 /// A pending request as served.
@@ -460,67 +476,43 @@ impl App {
     }
 
     /// Refuses (503 `requests-full`) a request that would be one more than
-    /// `limits.max_requests` in `env`. The count is read from the store at most once a
-    /// second per environment, by one caller while the others go on with the count as
-    /// it was (counting no further than the bound), and counts up the requests this
-    /// node adds meanwhile: a bound on what anonymous submitters can store, passed by
-    /// at most a second's concurrent submissions (on this node, those that find the
-    /// count while it is read; on others, those of the second).
+    /// `limits.max_requests` in `env`. The count is read from the store (counting no
+    /// further than the bound) at most once a second per environment: by every caller
+    /// until a first count is known, then by one caller while the others go on with the
+    /// count as it was. It counts up the requests this node adds meanwhile: a bound on
+    /// what anonymous submitters can store, passed by at most a second's concurrent
+    /// submissions (on this node, those that find it while it is read again; on
+    /// others, those of the second).
     fn room_for_request(&self, env: &crate::ca::EnvName) -> Result<(), AppError> {
         const FRESH: std::time::Duration = std::time::Duration::from_secs(1);
         let bound = self.config.limits.max_requests;
-        let lock = || {
-            self.request_counts
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-        };
         let cached = {
-            let mut counts = lock();
-            match counts.get_mut(env) {
-                Some(c) if c.read_at.elapsed() < FRESH || c.reading => Some(c.held),
-                Some(c) => {
+            let mut counts = self.request_counts();
+            let c = counts.entry(env.clone()).or_insert(RequestCount {
+                held: 0,
+                read_at: None,
+                reading: false,
+            });
+            match c.read_at {
+                Some(at) if at.elapsed() < FRESH || c.reading => Some(c.held),
+                Some(_) => {
                     c.reading = true;
                     None
                 }
-                None => {
-                    counts.insert(
-                        env.clone(),
-                        RequestCount {
-                            held: 0,
-                            read_at: std::time::Instant::now(),
-                            reading: true,
-                        },
-                    );
-                    None
-                }
+                None => None,
             }
         };
         let held = match cached {
             Some(n) => n,
             None => {
-                let read = self.store.count_requests(env, bound);
-                let mut counts = lock();
-                let entry = counts.get_mut(env);
-                match (read, entry) {
-                    (Ok(n), Some(c)) => {
-                        *c = RequestCount {
-                            held: n,
-                            read_at: std::time::Instant::now(),
-                            reading: false,
-                        };
-                        n
-                    }
-                    (Ok(n), None) => n,
-                    (Err(e), entry) => {
-                        // Read again by the next caller.
-                        if let Some(c) = entry {
-                            c.reading = false;
-                            let now = std::time::Instant::now();
-                            c.read_at = now.checked_sub(FRESH).unwrap_or(now);
-                        }
-                        return Err(e.into());
-                    }
+                // However the read ends, the next stale look reads again.
+                let _reading = Reading { app: self, env };
+                let n = self.store.count_requests(env, bound)?;
+                if let Some(c) = self.request_counts().get_mut(env) {
+                    c.held = n;
+                    c.read_at = Some(std::time::Instant::now());
                 }
+                n
             }
         };
         if held >= bound {
@@ -528,10 +520,19 @@ impl App {
                 "{env} holds {held} requests, as many as [limits] max_requests allows; an admin signs, rejects or deletes some first"
             )));
         }
-        if let Some(c) = lock().get_mut(env) {
+        if let Some(c) = self.request_counts().get_mut(env) {
             c.held += 1;
         }
         Ok(())
+    }
+
+    fn request_counts(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<crate::ca::EnvName, RequestCount>>
+    {
+        self.request_counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether `who` may replace the pending request whose CSR is `pending_csr` with

@@ -55,8 +55,9 @@ struct Watch {
     handling: AtomicU32,
     /// Answers whose body has not all been handed to actix yet.
     sending: AtomicU32,
-    /// Requests started, ever: the sweep's second look sees one that came and went.
-    started: AtomicU64,
+    /// Phases begun and ended, ever: the sweep's second look sees any that came and
+    /// went between its looks.
+    changes: AtomicU64,
     /// When the last of either ended (or the connection was opened): milliseconds
     /// after the watchdog's epoch.
     since: AtomicU64,
@@ -112,7 +113,7 @@ impl Watchdog {
             socket: dup,
             handling: AtomicU32::new(0),
             sending: AtomicU32::new(0),
-            started: AtomicU64::new(0),
+            changes: AtomicU64::new(0),
             since: AtomicU64::new(self.now()),
         });
         let id = self.next.fetch_add(1, Ordering::Relaxed);
@@ -144,26 +145,29 @@ impl Watchdog {
                 w.sending.load(Ordering::Acquire) > 0
                     || now.saturating_sub(w.since.load(Ordering::Acquire)) > limit
             })
-            .map(|w| (w.clone(), w.started.load(Ordering::Acquire)))
+            .map(|w| (w.clone(), w.changes.load(Ordering::Acquire)))
             .collect();
-        for (w, started) in due {
+        for (w, changes) in due {
             let fd = w.socket.as_raw_fd();
+            // What waits to be sent before how long ago anything was: a piece written
+            // between the two asks shows in the second.
+            let unsent = kernel::unsent(fd);
             let Some(sent_ago) = kernel::since_sent_ms(fd).map(u64::from) else {
                 continue;
             };
             let stalled = if w.sending.load(Ordering::Acquire) > 0 {
                 // A body certd is still producing (a streamed listing): only a client
                 // that takes none of it stalls it.
-                sent_ago > limit && kernel::unsent(fd).is_some_and(|n| n > 0)
+                sent_ago > limit && unsent.is_some_and(|n| n > 0)
             } else {
                 // Nothing sent for `limit`, and no request for as long: the next
                 // head is late, or the answer is not being taken.
                 sent_ago > limit
             };
-            // Looked at again: a request may have come (and gone) meanwhile.
+            // Looked at again: a request or an answer's end may have come meanwhile.
             if stalled
                 && w.handling.load(Ordering::Acquire) == 0
-                && w.started.load(Ordering::Acquire) == started
+                && w.changes.load(Ordering::Acquire) == changes
             {
                 tracing::debug!(fd, "closing a connection that stalled between requests");
                 kernel::shut(fd);
@@ -219,9 +223,9 @@ impl Phase {
         if sending {
             watch.sending.fetch_add(1, Ordering::AcqRel);
         } else {
-            watch.started.fetch_add(1, Ordering::AcqRel);
             watch.handling.fetch_add(1, Ordering::AcqRel);
         }
+        watch.changes.fetch_add(1, Ordering::AcqRel);
         Phase {
             dog: dog.clone(),
             watch: watch.clone(),
@@ -239,6 +243,7 @@ impl Drop for Phase {
             &self.watch.handling
         };
         count.fetch_sub(1, Ordering::AcqRel);
+        self.watch.changes.fetch_add(1, Ordering::AcqRel);
     }
 }
 

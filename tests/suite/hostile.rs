@@ -998,11 +998,7 @@ fn a_body_that_times_out_closes_its_connection() {
             ("chunked", "Transfer-Encoding: chunked\r\n\r\n5\r\n-----"),
             ("length", "Content-Length: 1000\r\n\r\n-----BEGIN"),
         ] {
-            let mut b = SslConnector::builder(SslMethod::tls_client()).unwrap();
-            b.set_ca_file(server.chain()).unwrap();
-            let tcp = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
-            tcp.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
-            let mut tls = b.build().connect("localhost", tcp).unwrap();
+            let mut tls = anonymous_tls(&server, Duration::from_secs(6));
             tls.write_all(format!("{path} HTTP/1.1\r\nHost: localhost\r\n{start}").as_bytes())
                 .unwrap();
             let started = std::time::Instant::now();
